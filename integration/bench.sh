@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reproduces every figure in BENCHMARKS.md. Each part integration/bench/<name>.sh runs against the same
+# loopback servers as the tests, measures hive against a peer in the same run (smbclient, scp, ssh,
+# pywinrm, ...) and writes its section to $HIVE_BENCH_OUT/<name>.md; this script then writes
+# BENCHMARKS.md from the sections, in name order.
+#
+# Usage: integration/bench.sh [PART...]   (all parts when none is named; other parts keep their text)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$HIVE_ROOT"
+
+install_packages
+setup_venv
+start_services
+
+export HIVE_BENCH_OUT="$HIVE_ROOT/docs/bench"
+mkdir -p "$HIVE_BENCH_OUT"
+cargo build --release --workspace --all-targets
+
+parts=("$@")
+if [ ${#parts[@]} -eq 0 ]; then
+  for p in integration/bench/*.sh; do parts+=("$(basename "$p" .sh)"); done
+fi
+for p in "${parts[@]}"; do
+  log "benchmark part $p"
+  bash "integration/bench/$p.sh"
+done
+
+{
+  echo "# hive benchmarks"
+  echo
+  echo "Every figure here is reproduced by \`integration/bench.sh\` (one part: \`integration/bench.sh NAME\`),"
+  echo "measured on the project's 2-core machine against a peer run in the same script."
+  echo "Machine of the last run: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)."
+  for f in "$HIVE_BENCH_OUT"/*.md; do
+    [ -e "$f" ] || continue
+    echo
+    cat "$f"
+  done
+} > BENCHMARKS.md
+log "wrote BENCHMARKS.md"

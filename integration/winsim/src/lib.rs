@@ -1,0 +1,1 @@
+//! winsim: simulated Windows fleet.

@@ -1,0 +1,3 @@
+//! hive: agentless patching of Windows server fleets.
+//!
+//! The pipeline reads top to bottom: catalog → scan → triage → plan → deploy → verify → report.

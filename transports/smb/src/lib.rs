@@ -1,0 +1,1 @@
+//! hive-smb: transport crate (knows nothing of patching).

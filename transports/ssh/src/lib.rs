@@ -1,0 +1,1 @@
+//! hive-ssh: transport crate (knows nothing of patching).

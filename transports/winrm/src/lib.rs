@@ -1,0 +1,1 @@
+//! hive-winrm: transport crate (knows nothing of patching).
