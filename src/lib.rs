@@ -1,3 +1,7 @@
 //! hive: agentless patching of Windows server fleets.
 //!
 //! The pipeline reads top to bottom: catalog → scan → triage → plan → deploy → verify → report.
+
+pub mod catalog;
+pub mod inventory;
+pub mod repo;
