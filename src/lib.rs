@@ -3,3 +3,5 @@
 //! The pipeline reads top to bottom: catalog → scan → triage → plan → deploy → verify → report.
 
 pub mod catalog;
+pub mod inventory;
+pub mod repo;

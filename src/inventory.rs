@@ -1,0 +1,605 @@
+//! The inventory: which hosts hive may touch, how to reach them, and which groups they belong to.
+//!
+//! The inventory is a TOML file an admin writes and reviews. It never holds a secret: each host names
+//! a *credential reference* (an environment variable, a 0600 file, or an interactive prompt), so the
+//! file can live in version control and be read by anyone who plans a rollout.
+//!
+//! ```toml
+//! [defaults]
+//! transport = "winrm-http"          # winrm-http | winrm-https | ssh
+//! user = "Administrator"
+//! credential = "env:HIVE_PASSWORD"  # env:VAR | file:/path/0600 | prompt
+//!
+//! [[host]]
+//! name = "web01"
+//! address = "10.1.2.3"
+//! groups = ["canary", "web"]
+//!
+//! [[host]]
+//! name = "db01"
+//! address = "db01.corp.example"
+//! transport = "winrm-https"
+//! thumbprint = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! ```
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// How hive reaches a host's command channel. SMB is used beside WinRM for files; SSH hosts use SFTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// WinRM on HTTP (5985) with NTLM message encryption: Windows' default listener.
+    WinrmHttp,
+    /// WinRM on HTTPS (5986), certificate verified or pinned by thumbprint.
+    WinrmHttps,
+    /// OpenSSH for Windows (22), host key pinned.
+    Ssh,
+}
+
+impl Transport {
+    /// The port Windows listens on for this transport unless the inventory says otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::WinrmHttp => 5985,
+            Transport::WinrmHttps => 5986,
+            Transport::Ssh => 22,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::WinrmHttp => "winrm-http",
+            Transport::WinrmHttps => "winrm-https",
+            Transport::Ssh => "ssh",
+        })
+    }
+}
+
+/// Where a host's password comes from. The inventory holds only this reference, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialRef {
+    /// An environment variable of the orchestrator's process.
+    Env(String),
+    /// A file readable by its owner only (mode 0600 or stricter); its first line is the password.
+    File(PathBuf),
+    /// Ask on the terminal once per distinct reference.
+    Prompt,
+}
+
+impl CredentialRef {
+    fn parse(text: &str) -> Result<Self, String> {
+        if text == "prompt" {
+            return Ok(CredentialRef::Prompt);
+        }
+        match text.split_once(':') {
+            Some(("env", var)) if is_env_name(var) => Ok(CredentialRef::Env(var.to_string())),
+            Some(("env", var)) => Err(format!("`{var}` is not an environment variable name")),
+            Some(("file", path)) if !path.is_empty() => {
+                Ok(CredentialRef::File(PathBuf::from(path)))
+            }
+            _ => Err(format!(
+                "`{text}` is not a credential reference: use env:VAR, file:/path or prompt"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CredentialRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialRef::Env(v) => write!(f, "env:{v}"),
+            CredentialRef::File(p) => write!(f, "file:{}", p.display()),
+            CredentialRef::Prompt => f.write_str("prompt"),
+        }
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A secret read from a credential reference. Its `Debug` and `Display` never show the value, so a
+/// stray `{:?}` in a log line cannot leak it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for handing to an authentication routine and nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One host as the inventory describes it, with defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// The name an admin knows the host by; used for folders, logs and reports.
+    pub name: String,
+    /// DNS name or IP address hive connects to.
+    pub address: String,
+    pub transport: Transport,
+    pub port: u16,
+    /// SMB port for file copies (445 on Windows).
+    pub smb_port: u16,
+    pub user: String,
+    pub credential: CredentialRef,
+    pub groups: BTreeSet<String>,
+    /// SHA-256 thumbprint of a self-signed WinRM HTTPS certificate, or an SSH host key fingerprint.
+    pub pin: Option<String>,
+}
+
+/// The whole inventory, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub hosts: Vec<Host>,
+}
+
+/// Why an inventory or a credential could not be used. Every message names the file and the host or
+/// field at fault, because an admin fixing a 2,000-line inventory needs to know where to look.
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("inventory {path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("inventory {path}, host `{host}`: {message}")]
+    Host {
+        path: PathBuf,
+        host: String,
+        message: String,
+    },
+    #[error("credential {reference} for host `{host}`: {message}")]
+    Credential {
+        host: String,
+        reference: String,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInventory {
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    host: Vec<RawHost>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    transport: Option<Transport>,
+    user: Option<String>,
+    credential: Option<String>,
+    smb_port: Option<u16>,
+    password: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: String,
+    address: Option<String>,
+    transport: Option<Transport>,
+    port: Option<u16>,
+    smb_port: Option<u16>,
+    user: Option<String>,
+    credential: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    thumbprint: Option<String>,
+    host_key: Option<String>,
+    /// Accepted by the parser only to refuse it with a clear message.
+    password: Option<toml::Value>,
+}
+
+const INLINE_SECRET: &str = "inline passwords are refused: name a credential reference instead \
+     (credential = \"env:VAR\", \"file:/path\" or \"prompt\")";
+
+impl Inventory {
+    /// Read and validate an inventory file.
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse inventory text; `path` is only used to name the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
+        let raw: RawInventory = toml::from_str(text).map_err(|e| InventoryError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let syntax = |message: String| InventoryError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        if raw.defaults.password.is_some() {
+            return Err(syntax(format!("[defaults]: {INLINE_SECRET}")));
+        }
+        let mut seen = BTreeSet::new();
+        let mut hosts = Vec::with_capacity(raw.host.len());
+        for h in raw.host {
+            let name = h.name.clone();
+            let bad = |message: String| InventoryError::Host {
+                path: path.to_path_buf(),
+                host: name.clone(),
+                message,
+            };
+            validate_host_name(&h.name).map_err(&bad)?;
+            if !seen.insert(h.name.to_ascii_lowercase()) {
+                return Err(bad("listed twice (host names are case-insensitive)".into()));
+            }
+            if h.password.is_some() {
+                return Err(bad(INLINE_SECRET.into()));
+            }
+            let transport = h
+                .transport
+                .or(raw.defaults.transport)
+                .unwrap_or(Transport::WinrmHttp);
+            let address = h.address.unwrap_or_else(|| h.name.clone());
+            validate_address(&address).map_err(&bad)?;
+            let credential_text = h
+                .credential
+                .or_else(|| raw.defaults.credential.clone())
+                .ok_or_else(|| {
+                    bad(
+                        "no credential reference (set `credential` or [defaults] credential)"
+                            .into(),
+                    )
+                })?;
+            let credential = CredentialRef::parse(&credential_text).map_err(&bad)?;
+            let user = h
+                .user
+                .or_else(|| raw.defaults.user.clone())
+                .unwrap_or_else(|| "Administrator".to_string());
+            let mut groups = BTreeSet::new();
+            for g in h.groups {
+                validate_group(&g).map_err(&bad)?;
+                groups.insert(g);
+            }
+            let pin = match (h.thumbprint, h.host_key) {
+                (Some(_), Some(_)) => {
+                    return Err(bad("set either `thumbprint` or `host_key`, not both".into()));
+                }
+                (Some(t), None) => {
+                    if transport != Transport::WinrmHttps {
+                        return Err(bad(
+                            "`thumbprint` only applies to transport winrm-https".into()
+                        ));
+                    }
+                    Some(normalize_thumbprint(&t).map_err(&bad)?)
+                }
+                (None, Some(k)) => {
+                    if transport != Transport::Ssh {
+                        return Err(bad("`host_key` only applies to transport ssh".into()));
+                    }
+                    if !k.starts_with("SHA256:") {
+                        return Err(bad(format!(
+                            "host_key `{k}` must be an OpenSSH SHA256 fingerprint (SHA256:...)"
+                        )));
+                    }
+                    Some(k)
+                }
+                (None, None) => None,
+            };
+            hosts.push(Host {
+                port: h.port.unwrap_or(transport.default_port()),
+                smb_port: h.smb_port.or(raw.defaults.smb_port).unwrap_or(445),
+                name: h.name,
+                address,
+                transport,
+                user,
+                credential,
+                groups,
+                pin,
+            });
+        }
+        if hosts.is_empty() {
+            return Err(syntax("no [[host]] entries".into()));
+        }
+        Ok(Inventory { hosts })
+    }
+
+    /// Hosts in a group, in inventory order.
+    pub fn group<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a Host> + 'a {
+        self.hosts.iter().filter(move |h| h.groups.contains(group))
+    }
+
+    /// A host by name (case-insensitive, as Windows computer names are).
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Host names become folder names (`machines/<host>/`) and appear in remote command lines, so they
+/// are held to what a NetBIOS/DNS name may contain: no separators, no `..`, no shell metacharacters.
+pub fn validate_host_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && !name.starts_with(['.', '-'])
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "host name `{name}` is not valid: use letters, digits, '-', '_' and '.' only"
+        ))
+    }
+}
+
+fn validate_address(addr: &str) -> Result<(), String> {
+    let ok = !addr.is_empty()
+        && addr.len() <= 253
+        && addr
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("address `{addr}` is not a host name or IP address"))
+    }
+}
+
+fn validate_group(group: &str) -> Result<(), String> {
+    if !group.is_empty()
+        && group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "group `{group}` is not valid: use letters, digits, '-' and '_' only"
+        ))
+    }
+}
+
+fn normalize_thumbprint(t: &str) -> Result<String, String> {
+    let hex: String = t
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(hex)
+    } else {
+        Err(format!(
+            "thumbprint `{t}` is not a SHA-256 certificate thumbprint (64 hex digits)"
+        ))
+    }
+}
+
+/// Reads secrets for credential references, asking each distinct `prompt` reference once.
+pub trait SecretSource {
+    /// Ask the operator for a password (no echo). `label` says what for.
+    fn prompt(&mut self, label: &str) -> Result<Secret, String>;
+}
+
+/// Resolve a host's credential reference to its secret.
+///
+/// A credential file readable by group or others is refused: a password file anyone on the
+/// orchestrator can read is a domain-admin password anyone can read.
+pub fn resolve_credential(
+    host: &Host,
+    prompter: &mut dyn SecretSource,
+) -> Result<Secret, InventoryError> {
+    let fail = |message: String| InventoryError::Credential {
+        host: host.name.clone(),
+        reference: host.credential.to_string(),
+        message,
+    };
+    match &host.credential {
+        CredentialRef::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            Ok(_) => Err(fail("the environment variable is empty".into())),
+            Err(_) => Err(fail("the environment variable is not set".into())),
+        },
+        CredentialRef::File(path) => read_secret_file(path).map_err(fail),
+        CredentialRef::Prompt => prompter
+            .prompt(&format!("password for {}@{}", host.user, host.name))
+            .map_err(fail),
+    }
+}
+
+/// Read the first line of a credential file after checking that only its owner can read it.
+pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {mode:04o}: a credential file must be readable by its owner only (chmod 600)",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Inventory, InventoryError> {
+        Inventory::parse(text, Path::new("inv.toml"))
+    }
+
+    #[test]
+    fn defaults_apply_and_ports_follow_transport() {
+        let inv = parse(
+            r#"
+            [defaults]
+            credential = "env:HIVE_PW"
+            [[host]]
+            name = "web01"
+            address = "127.0.1.1"
+            groups = ["canary", "web"]
+            [[host]]
+            name = "db01"
+            transport = "ssh"
+            user = "admin"
+            credential = "file:/etc/hive/db.cred"
+            host_key = "SHA256:abc"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(inv.hosts.len(), 2);
+        let web = &inv.hosts[0];
+        assert_eq!(web.transport, Transport::WinrmHttp);
+        assert_eq!(web.port, 5985);
+        assert_eq!(web.user, "Administrator");
+        assert_eq!(web.credential, CredentialRef::Env("HIVE_PW".into()));
+        let db = inv.host("DB01").unwrap();
+        assert_eq!(db.address, "db01");
+        assert_eq!(db.port, 22);
+        assert_eq!(
+            db.credential,
+            CredentialRef::File("/etc/hive/db.cred".into())
+        );
+        assert_eq!(inv.group("canary").count(), 1);
+    }
+
+    #[test]
+    fn inline_password_is_refused_naming_the_host() {
+        let err = parse(
+            r#"
+            [[host]]
+            name = "web01"
+            credential = "prompt"
+            password = "hunter2"
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("web01") && err.contains("inline passwords are refused"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn hostile_names_are_refused() {
+        for name in [
+            "../etc", "a/b", "a\\b", "x;rm -rf", "a&b", "", ".hidden", "a b", "a|b",
+        ] {
+            let text = format!("[[host]]\nname = {name:?}\ncredential = \"prompt\"\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("not valid"), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn duplicate_hosts_and_bad_references_are_refused() {
+        let dup = "[[host]]\nname=\"a\"\ncredential=\"prompt\"\n[[host]]\nname=\"A\"\ncredential=\"prompt\"\n";
+        assert!(parse(dup).unwrap_err().to_string().contains("listed twice"));
+        let bad = "[[host]]\nname=\"a\"\ncredential=\"hunter2\"\n";
+        let err = parse(bad).unwrap_err().to_string();
+        assert!(err.contains("not a credential reference"), "{err}");
+        let none = "[[host]]\nname=\"a\"\n";
+        assert!(
+            parse(none)
+                .unwrap_err()
+                .to_string()
+                .contains("no credential reference")
+        );
+        let unknown = "[[host]]\nname=\"a\"\ncredential=\"prompt\"\ncolour=\"red\"\n";
+        assert!(parse(unknown).unwrap_err().to_string().contains("colour"));
+    }
+
+    #[test]
+    fn thumbprint_is_normalized_and_checked() {
+        let tp = "9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:B0:F0:0A:08";
+        let text = format!(
+            "[[host]]\nname=\"a\"\ntransport=\"winrm-https\"\ncredential=\"prompt\"\nthumbprint=\"{tp}\"\n"
+        );
+        let inv = parse(&text).unwrap();
+        assert_eq!(
+            inv.hosts[0].pin.as_deref(),
+            Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+        );
+        let wrong = "[[host]]\nname=\"a\"\ntransport=\"winrm-https\"\ncredential=\"prompt\"\nthumbprint=\"abc\"\n";
+        assert!(
+            parse(wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("64 hex digits")
+        );
+    }
+
+    #[test]
+    fn world_readable_credential_file_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret_file(&path).unwrap_err();
+        assert!(err.contains("0644") && err.contains("chmod 600"), "{err}");
+        assert!(!err.contains("s3cret"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_secret_file(&path).unwrap().expose(), "s3cret");
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn env_credential_resolves_and_reports_missing() {
+        struct NoPrompt;
+        impl SecretSource for NoPrompt {
+            fn prompt(&mut self, _: &str) -> Result<Secret, String> {
+                Err("no terminal".into())
+            }
+        }
+        let inv =
+            parse("[[host]]\nname=\"a\"\ncredential=\"env:HIVE_TEST_UNSET_VAR_XYZ\"\n").unwrap();
+        let err = resolve_credential(&inv.hosts[0], &mut NoPrompt)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host `a`") && err.contains("not set"), "{err}");
+        let inv = parse("[[host]]\nname=\"a\"\ncredential=\"prompt\"\n").unwrap();
+        let err = resolve_credential(&inv.hosts[0], &mut NoPrompt)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no terminal"), "{err}");
+    }
+}
