@@ -1,1 +1,16 @@
-//! hive-winrm: transport crate (knows nothing of patching).
+//! hive-winrm: a WS-Management / WinRS client (transport crate: knows nothing of patching).
+//!
+//! Layers, bottom up:
+//! - [`envelope`] and [`response`]: pure message code (build requests, parse replies by namespace).
+//! - [`ntlm`] and [`framing`]: NTLMv2 authentication and MS-WSMV message encryption, pure.
+//! - [`client`]: one pinned HTTP/1.1 connection per host, authenticated, encrypted or over TLS.
+//! - [`shell`]: one reused WinRS shell per host; run commands streaming their output.
+
+pub mod clixml;
+pub mod envelope;
+pub mod framing;
+pub mod ns;
+pub mod ntlm;
+pub mod powershell;
+pub mod response;
+pub mod xml;
