@@ -6,3 +6,4 @@
 //! the WinRM face is proven by unmodified pywinrm and pypsrp.
 
 pub mod host;
+pub mod server;

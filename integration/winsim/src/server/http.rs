@@ -1,0 +1,343 @@
+//! One HTTP/1.1 connection to a simulated host's WinRM listener: authentication bound to the
+//! connection (NTLM over HTTP with sealing, Basic over HTTPS), decryption, fault injection from the
+//! host's plan, dispatch, encryption of the answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, WWW_AUTHENTICATE};
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use tokio::sync::Mutex;
+
+use super::framing;
+use super::ntlm::{NtlmAcceptor, Step};
+use super::request::{Action, Request, RequestError};
+use super::response::Fault;
+use super::shells::{Caller, HostShells};
+use crate::host::{WireFault, WsmanOp};
+
+/// The service asks hyper to drop the connection without an answer (host down, injected reset).
+#[derive(Debug, thiserror::Error)]
+#[error("connection to {host} dropped: {why}")]
+pub struct Dropped {
+    host: String,
+    why: &'static str,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+/// How the current request proved who it is.
+enum Authenticated {
+    /// NTLM on this connection; the body must be sealed over HTTP.
+    Ntlm,
+    /// Basic over TLS; the body is plain SOAP.
+    Basic,
+}
+
+/// The state of one TCP connection.
+pub struct Connection {
+    shells: Arc<HostShells>,
+    https: bool,
+    peer: SocketAddr,
+    local: SocketAddr,
+    ntlm: Mutex<Option<NtlmAcceptor>>,
+}
+
+impl Connection {
+    pub fn new(
+        shells: Arc<HostShells>,
+        https: bool,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Connection {
+        Connection {
+            shells,
+            https,
+            peer,
+            local,
+            ntlm: Mutex::new(None),
+        }
+    }
+
+    fn dropped(&self, why: &'static str) -> Dropped {
+        Dropped {
+            host: self.shells.host().name().to_string(),
+            why,
+        }
+    }
+
+    /// Serve one HTTP request.
+    pub async fn handle(&self, req: HttpRequest<Incoming>) -> Result<HttpResponse, Dropped> {
+        let host = Arc::clone(self.shells.host());
+        if !host.accepting() {
+            self.shells.clear();
+            return Err(self.dropped("the host is down"));
+        }
+        if req.uri().path() != "/wsman" {
+            return Ok(plain(StatusCode::NOT_FOUND));
+        }
+        if req.method() != Method::POST {
+            return Ok(plain(StatusCode::METHOD_NOT_ALLOWED));
+        }
+        let authorization = header(&req, AUTHORIZATION.as_str());
+        let content_type = header(&req, CONTENT_TYPE.as_str());
+        let host_header = header(&req, HOST.as_str()).unwrap_or_else(|| self.local.to_string());
+        // Twice the envelope limit leaves room for the MIME framing around a sealed envelope.
+        let limit = self.shells.limits().max_envelope_size_kb as usize * 2048 + 65_536;
+        let body = match Limited::new(req.into_body(), limit).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE)),
+        };
+
+        let mut ntlm = self.ntlm.lock().await;
+        let auth = match self.authenticate(&mut ntlm, authorization.as_deref()) {
+            Ok(auth) => auth,
+            Err(response) => return Ok(response),
+        };
+        let sealed = content_type.as_deref().is_some_and(framing::is_encrypted);
+        let plaintext = match (&auth, sealed) {
+            (Authenticated::Ntlm, true) => match ntlm.as_mut().map(|a| unseal(a, &body)) {
+                Some(Ok(p)) => p,
+                _ => return Ok(plain(StatusCode::BAD_REQUEST)),
+            },
+            (Authenticated::Basic, true) => return Ok(plain(StatusCode::BAD_REQUEST)),
+            (_, false) if body.is_empty() => return Ok(plain(StatusCode::OK)),
+            // AllowUnencrypted=false: plain SOAP is accepted over TLS only.
+            (_, false) if !self.https => return Ok(self.challenge(None)),
+            (_, false) => body.to_vec(),
+        };
+        if plaintext.len() > self.shells.limits().max_envelope_size_kb as usize * 1024 {
+            return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+
+        let scheme = if self.https { "https" } else { "http" };
+        let address = format!("{scheme}://{host_header}/wsman");
+        let machine = host_header
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or(host_header.clone());
+        let client_ip = self.peer.ip().to_string();
+        let caller = Caller {
+            address: &address,
+            client_ip: &client_ip,
+            machine: &machine,
+        };
+
+        let (status, xml) = match Request::parse(&plaintext) {
+            Err(e) => {
+                let fault = match &e {
+                    RequestError::Malformed(what) => Fault::malformed(what),
+                    RequestError::MissingHeader(h) => {
+                        Fault::bad_header(&format!("The request has no {h} header."))
+                    }
+                };
+                (500, fault.render(None, &machine))
+            }
+            Ok(parsed) => {
+                match parsed
+                    .action
+                    .as_ref()
+                    .and_then(op_of)
+                    .and_then(|op| host.wire_fault(op))
+                {
+                    Some(WireFault::ResetConnection) => {
+                        // A reset "mid-Receive": the command starts (a reboot really happens),
+                        // then the connection dies under the waiting client.
+                        if parsed.action == Some(Action::Receive) {
+                            let _ = self.shells.start(&parsed);
+                        }
+                        *ntlm = None;
+                        return Err(self.dropped("injected connection reset"));
+                    }
+                    Some(WireFault::Unauthorized) => {
+                        *ntlm = None;
+                        return Ok(self.challenge(None));
+                    }
+                    Some(WireFault::EnvelopeTooBig) => {
+                        return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE));
+                    }
+                    Some(WireFault::SoapFault { code, text }) => (
+                        500,
+                        Fault::injected(code, &text).render(parsed.message_id.as_deref(), &machine),
+                    ),
+                    Some(WireFault::Delay(d)) => {
+                        tokio::time::sleep(d).await;
+                        let a = self.shells.dispatch(&parsed, &caller).await;
+                        (a.status, a.body)
+                    }
+                    None => {
+                        let a = self.shells.dispatch(&parsed, &caller).await;
+                        (a.status, a.body)
+                    }
+                }
+            }
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if sealed {
+            let Some(acceptor) = ntlm.as_mut() else {
+                return Err(self.dropped("the NTLM context vanished while answering"));
+            };
+            match acceptor.seal(xml.as_bytes()) {
+                Ok((signature, data)) => {
+                    let body = framing::build(&signature, &data, xml.len());
+                    Ok(with_type(status, framing::ENCRYPTED_CONTENT_TYPE, body))
+                }
+                Err(_) => Err(self.dropped("sealing the answer failed")),
+            }
+        } else {
+            Ok(with_type(
+                status,
+                "application/soap+xml;charset=UTF-8",
+                xml.into_bytes(),
+            ))
+        }
+    }
+
+    /// Check the Authorization header against this connection's state. `Err` is the 401 (or
+    /// challenge) to send instead of processing the request.
+    fn authenticate(
+        &self,
+        ntlm: &mut Option<NtlmAcceptor>,
+        authorization: Option<&str>,
+    ) -> Result<Authenticated, HttpResponse> {
+        let (user, password) = self.shells.host().account();
+        let Some(value) = authorization else {
+            return match ntlm {
+                Some(a) if a.is_authenticated() => Ok(Authenticated::Ntlm),
+                _ => Err(self.challenge(None)),
+            };
+        };
+        let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if scheme.eq_ignore_ascii_case("Basic") {
+            // Windows refuses Basic over HTTP while AllowUnencrypted=false.
+            if !self.https {
+                return Err(self.challenge(None));
+            }
+            let decoded = B64
+                .decode(credentials.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            let ok = decoded
+                .as_deref()
+                .and_then(|d| d.split_once(':'))
+                .is_some_and(|(u, p)| {
+                    let u = u.rsplit('\\').next().unwrap_or(u);
+                    u.eq_ignore_ascii_case(user) && p == password
+                });
+            return if ok {
+                Ok(Authenticated::Basic)
+            } else {
+                Err(self.challenge(None))
+            };
+        }
+        if !(scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM")) {
+            return Err(self.challenge(None));
+        }
+        let Ok(token) = B64.decode(credentials.trim()) else {
+            return Err(plain(StatusCode::BAD_REQUEST));
+        };
+        if ntlm_message_type(&token) == Some(1) {
+            // A NEGOTIATE starts a fresh context, also on a connection that was authenticated.
+            match NtlmAcceptor::new(user, password) {
+                Ok(a) => *ntlm = Some(a),
+                Err(_) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR)),
+            }
+        }
+        let Some(acceptor) = ntlm.as_mut() else {
+            return Err(self.challenge(None));
+        };
+        match acceptor.step(&token) {
+            Ok(Step::Challenge(challenge)) => Err(self.challenge(Some(&challenge))),
+            Ok(Step::Authenticated) => Ok(Authenticated::Ntlm),
+            Err(_) => {
+                *ntlm = None;
+                Err(self.challenge(None))
+            }
+        }
+    }
+
+    /// A 401 offering the schemes this listener accepts (or carrying the NTLM challenge).
+    fn challenge(&self, token: Option<&[u8]>) -> HttpResponse {
+        let mut response = plain(StatusCode::UNAUTHORIZED);
+        let headers = response.headers_mut();
+        match token {
+            Some(t) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("Negotiate {}", B64.encode(t))) {
+                    headers.append(WWW_AUTHENTICATE, v);
+                }
+            }
+            None => {
+                headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+                if self.https {
+                    headers.append(
+                        WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Basic realm=\"WSMAN\""),
+                    );
+                }
+            }
+        }
+        response
+    }
+}
+
+fn unseal(acceptor: &mut NtlmAcceptor, body: &[u8]) -> Result<Vec<u8>, ()> {
+    let part = framing::parse(body).map_err(|_| ())?;
+    let plaintext = acceptor
+        .unseal(&part.signature, &part.sealed)
+        .map_err(|_| ())?;
+    if plaintext.len() != part.declared_length {
+        return Err(());
+    }
+    Ok(plaintext)
+}
+
+/// The NTLMSSP message type (1 NEGOTIATE, 2 CHALLENGE, 3 AUTHENTICATE), if this is NTLMSSP at all.
+fn ntlm_message_type(token: &[u8]) -> Option<u32> {
+    if token.len() < 12 || &token[..8] != b"NTLMSSP\0" {
+        return None;
+    }
+    Some(u32::from_le_bytes([
+        token[8], token[9], token[10], token[11],
+    ]))
+}
+
+fn op_of(action: &Action) -> Option<WsmanOp> {
+    Some(match action {
+        Action::Create => WsmanOp::Create,
+        Action::Command => WsmanOp::Command,
+        Action::Send => WsmanOp::Send,
+        Action::Receive => WsmanOp::Receive,
+        Action::Signal => WsmanOp::Signal,
+        Action::Delete => WsmanOp::Delete,
+        Action::Get => WsmanOp::Get,
+        Action::Other(_) => return None,
+    })
+}
+
+fn header(req: &HttpRequest<Incoming>, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn plain(status: StatusCode) -> HttpResponse {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert("Server", HeaderValue::from_static("Microsoft-HTTPAPI/2.0"));
+    r
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> HttpResponse {
+    let mut r = plain(status);
+    *r.body_mut() = Full::new(Bytes::from(body));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}

@@ -1,0 +1,64 @@
+//! The HTTPS listener's certificate: one self-signed certificate for the whole simulated fleet,
+//! made with rcgen at start (real Windows hosts use a per-host cert; clients of a test fleet skip
+//! validation or trust this one PEM).
+
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A certificate and key the HTTPS listeners present.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    cert_der: Vec<u8>,
+    cert_pem: String,
+    key_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The private key stays out of logs.
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("could not generate the fleet's self-signed certificate: {0}")]
+    Generate(String),
+    #[error("rustls refused the fleet's certificate: {0}")]
+    Config(String),
+}
+
+impl TlsIdentity {
+    /// A self-signed certificate valid for `names` (DNS names or IP addresses).
+    pub fn self_signed(names: &[String]) -> Result<TlsIdentity, TlsError> {
+        let certified = rcgen::generate_simple_self_signed(names.to_vec())
+            .map_err(|e| TlsError::Generate(e.to_string()))?;
+        Ok(TlsIdentity {
+            cert_der: certified.cert.der().to_vec(),
+            cert_pem: certified.cert.pem(),
+            key_der: certified.signing_key.serialize_der(),
+        })
+    }
+
+    /// The certificate in PEM, for clients that want to trust it.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(self.cert_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        Ok(Arc::new(config))
+    }
+}

@@ -1,0 +1,62 @@
+"""Run WinRS commands against a simulated host with the unmodified pywinrm client.
+
+Usage: pywinrm_driver.py '<json spec>'; prints one JSON object on stdout.
+Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl"), "operation_timeout"?,
+       "read_timeout"?, "steps": [{"command", "args", "stdin"?}]}
+Each step runs in the same shell (one authenticated connection), like a real patch run.
+Errors are reported, not raised, so the Rust test can assert on the exact failure.
+"""
+import base64
+import json
+import sys
+
+import winrm
+from winrm.exceptions import WinRMError, WinRMTransportError, WSManFaultError
+
+
+def describe(exc):
+    out = {"type": type(exc).__name__, "message": str(exc)}
+    for attr in ("code", "wsman_fault_code", "fault_subcode", "reason"):
+        if hasattr(exc, attr):
+            out[attr] = getattr(exc, attr)
+    return out
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    kwargs = dict(
+        transport=spec.get("transport", "ntlm"),
+        username=spec["user"],
+        password=spec["password"],
+        server_cert_validation="ignore",
+        proxy=None,
+        operation_timeout_sec=spec.get("operation_timeout", 20),
+        read_timeout_sec=spec.get("read_timeout", 30),
+    )
+    if kwargs["transport"] == "ntlm":
+        kwargs["message_encryption"] = "always"
+    protocol = winrm.Protocol(spec["endpoint"], **kwargs)
+    results = []
+    error = None
+    try:
+        shell_id = protocol.open_shell()
+        for step in spec["steps"]:
+            stdin = step.get("stdin")
+            command_id = protocol.run_command(shell_id, step["command"], step.get("args", []))
+            if stdin is not None:
+                protocol.send_command_input(shell_id, command_id, stdin.encode("utf-8"), end=True)
+            stdout, stderr, rc = protocol.get_command_output(shell_id, command_id)
+            protocol.cleanup_command(shell_id, command_id)
+            results.append({
+                "stdout": base64.b64encode(stdout).decode(),
+                "stderr": base64.b64encode(stderr).decode(),
+                "rc": rc,
+            })
+        protocol.close_shell(shell_id)
+    except (WinRMError, WinRMTransportError, WSManFaultError, Exception) as exc:  # noqa: B014
+        error = describe(exc)
+    print(json.dumps({"results": results, "error": error}))
+
+
+if __name__ == "__main__":
+    main()
