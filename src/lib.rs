@@ -5,3 +5,4 @@
 pub mod catalog;
 pub mod inventory;
 pub mod repo;
+pub mod scan;
