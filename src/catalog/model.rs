@@ -237,7 +237,8 @@ pub struct Patch {
     /// from a month not imported).
     #[serde(default)]
     pub supersedes: BTreeSet<PatchId>,
-    /// Patches that replace this one (only those the catalog holds; derived from `supersedes`).
+    /// Patches that replace this one: stated by the source, plus the inverse of every other
+    /// patch's `supersedes` (see [`Catalog::link_supersedence`]).
     #[serde(default)]
     pub superseded_by: BTreeSet<PatchId>,
     /// How to run the installer, when hive knows.
@@ -877,19 +878,20 @@ impl Catalog {
             .is_some_and(|p| !p.superseded_by.is_empty())
     }
 
-    /// Recomputes every `superseded_by` from the `supersedes` sets, so the two directions always
-    /// agree after an import or merge.
+    /// Adds the inverse of every `supersedes` link to `superseded_by`, so both directions agree
+    /// after an import or merge. Links are only ever added: a source may state either direction
+    /// (mssecure states "superseded by", CVRF states "supersedes").
     pub fn link_supersedence(&mut self) {
-        let mut back: BTreeMap<PatchId, BTreeSet<PatchId>> = BTreeMap::new();
-        for p in self.patches.values() {
-            for old in &p.supersedes {
-                if old != &p.id {
-                    back.entry(old.clone()).or_default().insert(p.id.clone());
-                }
+        let pairs: Vec<(PatchId, PatchId)> = self
+            .patches
+            .values()
+            .flat_map(|p| p.supersedes.iter().map(|old| (old.clone(), p.id.clone())))
+            .filter(|(old, new)| old != new)
+            .collect();
+        for (old, new) in pairs {
+            if let Some(p) = self.patches.get_mut(&old) {
+                p.superseded_by.insert(new);
             }
-        }
-        for p in self.patches.values_mut() {
-            p.superseded_by = back.remove(&p.id).unwrap_or_default();
         }
     }
 
