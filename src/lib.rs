@@ -6,3 +6,4 @@ pub mod catalog;
 pub mod inventory;
 pub mod repo;
 pub mod scan;
+pub mod report;
