@@ -6,11 +6,20 @@
 //! - [`client`]: one pinned HTTP/1.1 connection per host, authenticated, encrypted or over TLS.
 //! - [`shell`]: one reused WinRS shell per host; run commands streaming their output.
 
+pub mod client;
 pub mod clixml;
 pub mod envelope;
+pub mod error;
 pub mod framing;
 pub mod ns;
 pub mod ntlm;
 pub mod powershell;
 pub mod response;
+pub mod shell;
+pub mod tls;
 pub mod xml;
+
+pub use client::{ClientConfig, Credentials, Endpoint, WinrmClient};
+pub use error::{Error, Result};
+pub use shell::{Output, RunOptions, Session, Stream};
+pub use tls::{ClientCertificate, ServerTrust};

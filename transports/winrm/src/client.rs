@@ -1,0 +1,786 @@
+//! The IO layer: one pinned HTTP/1.1 connection per host, authenticated, sealed or over TLS.
+//!
+//! NTLM authenticates a TCP connection, not a request, and the sealing keystreams run across every
+//! message on it. So we own the connection (hyper's low-level HTTP/1 client, no pool): when it
+//! breaks or the server answers 401, we reconnect, authenticate again and start fresh sealing
+//! state. The handshake mirrors pywinrm/pypsrp (empty-bodied legs, then sealed messages), which is
+//! what Windows' http.sys expects.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tracing::debug;
+
+use crate::envelope::{self, Headers, Request};
+use crate::error::{Error, Result};
+use crate::framing;
+use crate::ns;
+use crate::ntlm::{self, NtlmCredentials, NtlmSealer};
+use crate::response::{self, ResponseError, ServiceConfig};
+use crate::tls::{self, ClientCertificate, ServerTrust};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+const CERT_AUTH: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual";
+
+/// Where the WinRM listener is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// HTTPS (5986) rather than HTTP (5985).
+    pub tls: bool,
+    /// Host name or IP address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// URL path, `/wsman` on Windows.
+    pub path: String,
+}
+
+impl Endpoint {
+    /// `http://host:5985/wsman`.
+    pub fn http(host: &str) -> Self {
+        Endpoint {
+            tls: false,
+            host: host.into(),
+            port: 5985,
+            path: "/wsman".into(),
+        }
+    }
+
+    /// `https://host:5986/wsman`.
+    pub fn https(host: &str) -> Self {
+        Endpoint {
+            tls: true,
+            host: host.into(),
+            port: 5986,
+            path: "/wsman".into(),
+        }
+    }
+
+    /// Parse `http(s)://host[:port][/path]`.
+    pub fn parse(url: &str) -> std::result::Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!(
+                "{url}: WinRM URL must start with http:// or https://"
+            ));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/wsman"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse()
+                    .map_err(|_| format!("{url}: port {p:?} is not a number"))?,
+            ),
+            _ => (authority, if tls { 5986 } else { 5985 }),
+        };
+        if host.is_empty() {
+            return Err(format!("{url}: no host"));
+        }
+        Ok(Endpoint {
+            tls,
+            host: host.into(),
+            port,
+            path: path.into(),
+        })
+    }
+
+    /// The URL, as sent in `wsa:To`.
+    pub fn url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!(
+            "{}://{}:{}{}",
+            if self.tls { "https" } else { "http" },
+            host,
+            self.port,
+            self.path
+        )
+    }
+
+    /// `host:port`, the label in every error.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// How to log on.
+#[derive(Clone)]
+pub enum Credentials {
+    /// Negotiate with NTLMv2: sealed messages over HTTP (Windows' default), plain over HTTPS.
+    Ntlm(NtlmCredentials),
+    /// Basic over HTTPS only (Windows refuses Basic over HTTP unless AllowUnencrypted is set, and
+    /// we refuse to send a password in clear anyway).
+    Basic {
+        /// User name (`DOMAIN\user` or a local user).
+        user: String,
+        /// Password.
+        password: String,
+    },
+    /// A client certificate mapped to a local user on the server (HTTPS only).
+    Certificate(ClientCertificate),
+}
+
+impl Credentials {
+    /// NTLM credentials from `DOMAIN\user` (or `user`) and a password.
+    pub fn ntlm(user: &str, password: &str) -> Self {
+        Credentials::Ntlm(NtlmCredentials::new(user, password))
+    }
+
+    fn user(&self) -> String {
+        match self {
+            Credentials::Ntlm(c) => c.display_user(),
+            Credentials::Basic { user, .. } => user.clone(),
+            Credentials::Certificate(_) => "<client certificate>".into(),
+        }
+    }
+
+    fn method(&self) -> &'static str {
+        match self {
+            Credentials::Ntlm(_) => "Negotiate/NTLM",
+            Credentials::Basic { .. } => "Basic",
+            Credentials::Certificate(_) => "certificate",
+        }
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Ntlm(c) => f.debug_tuple("Ntlm").field(c).finish(),
+            Credentials::Basic { user, .. } => f
+                .debug_struct("Basic")
+                .field("user", user)
+                .field("password", &"<redacted>")
+                .finish(),
+            Credentials::Certificate(c) => f.debug_tuple("Certificate").field(c).finish(),
+        }
+    }
+}
+
+/// Everything needed to talk to one host.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The listener.
+    pub endpoint: Endpoint,
+    /// The logon.
+    pub credentials: Credentials,
+    /// How to check an HTTPS listener's certificate.
+    pub trust: ServerTrust,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// WS-Man OperationTimeout: how long one Receive may wait for output.
+    pub operation_timeout: Duration,
+    /// MaxEnvelopeSize we announce (bytes).
+    pub max_envelope_size: u32,
+}
+
+impl ClientConfig {
+    /// Defaults: 10 s connect, 20 s operation timeout, 150 KiB envelopes, WebPKI trust.
+    pub fn new(endpoint: Endpoint, credentials: Credentials) -> Self {
+        ClientConfig {
+            endpoint,
+            credentials,
+            trust: ServerTrust::default(),
+            connect_timeout: Duration::from_secs(10),
+            operation_timeout: Duration::from_secs(20),
+            max_envelope_size: 153_600,
+        }
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    /// NTLM sealing state once authenticated over HTTP.
+    sealer: Option<NtlmSealer>,
+    /// The connection has completed its authentication handshake (NTLM) or needs none.
+    authenticated: bool,
+    /// NTLM channel binding hash (zeros over HTTP).
+    cbt: [u8; 16],
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct HttpReply {
+    status: u16,
+    content_type: String,
+    www_authenticate: Vec<String>,
+    body: Bytes,
+}
+
+/// Why one HTTP exchange failed.
+enum Failure {
+    /// The connection was unusable before our request went out: safe to retry on a new one.
+    Stale(String),
+    /// Anything else.
+    Fatal(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+/// A WinRM client for one host: sends requests, returns reply text, turns faults into errors.
+pub struct WinrmClient {
+    cfg: ClientConfig,
+    headers: Headers,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    conn: Option<Conn>,
+    label: String,
+    /// Number of TCP connections opened (each with its own authentication).
+    pub connections_opened: u32,
+}
+
+impl fmt::Debug for WinrmClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WinrmClient")
+            .field("endpoint", &self.cfg.endpoint)
+            .field("credentials", &self.cfg.credentials)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WinrmClient {
+    /// Check the configuration and prepare TLS; connects lazily on the first request.
+    pub fn new(cfg: ClientConfig) -> Result<Self> {
+        let label = cfg.endpoint.label();
+        let config_err = |detail: String| Error::Config {
+            host: label.clone(),
+            detail,
+        };
+        if !cfg.endpoint.tls && !matches!(cfg.credentials, Credentials::Ntlm(_)) {
+            return Err(config_err(format!(
+                "{} authentication needs HTTPS; over HTTP only Negotiate/NTLM with message encryption is used",
+                cfg.credentials.method()
+            )));
+        }
+        let tls = if cfg.endpoint.tls {
+            let cert = match &cfg.credentials {
+                Credentials::Certificate(c) => Some(c),
+                _ => None,
+            };
+            Some(Arc::new(
+                tls::client_config(&cfg.trust, cert).map_err(config_err)?,
+            ))
+        } else {
+            None
+        };
+        let mut headers = Headers::new(cfg.endpoint.url());
+        headers.operation_timeout = cfg.operation_timeout;
+        headers.max_envelope_size = cfg.max_envelope_size;
+        headers.session_id = Some(format!(
+            "uuid:{}",
+            uuid::Uuid::new_v4().to_string().to_uppercase()
+        ));
+        Ok(WinrmClient {
+            cfg,
+            headers,
+            tls,
+            conn: None,
+            label,
+            connections_opened: 0,
+        })
+    }
+
+    /// The headers every request of this client carries.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// `host:port`.
+    pub fn host(&self) -> &str {
+        &self.label
+    }
+
+    /// Move the connection (and its authentication) into a new client, leaving this one
+    /// disconnected: lets a dropped session finish its clean-up in a background task.
+    pub fn detach(&mut self) -> WinrmClient {
+        WinrmClient {
+            cfg: self.cfg.clone(),
+            headers: self.headers.clone(),
+            tls: self.tls.clone(),
+            conn: self.conn.take(),
+            label: self.label.clone(),
+            connections_opened: self.connections_opened,
+        }
+    }
+
+    /// Drop the connection (the next request reconnects and re-authenticates).
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    /// Send a request and return the reply text. A SOAP fault becomes [`Error::Fault`].
+    pub async fn send(&mut self, req: &Request) -> Result<String> {
+        let limit = self.headers.operation_timeout + Duration::from_secs(30);
+        match tokio::time::timeout(limit, self.send_inner(req)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // The connection may still deliver the late reply: never reuse it.
+                self.conn = None;
+                Err(Error::Timeout {
+                    host: self.label.clone(),
+                    action: short_action(req.action),
+                    secs: limit.as_secs(),
+                })
+            }
+        }
+    }
+
+    /// Ask the service for its limits (MaxEnvelopeSizekb etc.).
+    pub async fn get_config(&mut self) -> Result<ServiceConfig> {
+        let req = envelope::get(&self.headers.with_resource(ns::RESOURCE_CONFIG), &[]);
+        let text = self.send(&req).await?;
+        response::parse_config(&text, &req.message_id).map_err(|e| self.reply_err(&req, e))
+    }
+
+    /// Map a parse error of the reply to `req` into an [`Error`] naming this host.
+    pub fn reply_err(&self, req: &Request, e: ResponseError) -> Error {
+        match e {
+            ResponseError::Fault(fault) => Error::Fault {
+                host: self.label.clone(),
+                action: short_action(req.action),
+                fault,
+            },
+            source => Error::Reply {
+                host: self.label.clone(),
+                action: short_action(req.action),
+                source,
+            },
+        }
+    }
+
+    async fn send_inner(&mut self, req: &Request) -> Result<String> {
+        let mut retried_stale = false;
+        let mut reauthenticated = false;
+        loop {
+            let fresh = match &self.conn {
+                Some(c) if !c.sender.is_closed() => false,
+                _ => {
+                    self.connect().await?;
+                    true
+                }
+            };
+            let reply = match self.exchange(req).await {
+                Ok(r) => r,
+                Err(Failure::Stale(why)) if !fresh && !retried_stale => {
+                    debug!(host = %self.label, %why, "connection went stale; reconnecting");
+                    self.conn = None;
+                    retried_stale = true;
+                    continue;
+                }
+                Err(Failure::Stale(why)) => {
+                    self.conn = None;
+                    return Err(Error::Connection {
+                        host: self.label.clone(),
+                        detail: why,
+                    });
+                }
+                Err(Failure::Fatal(e)) => {
+                    self.conn = None;
+                    return Err(e);
+                }
+            };
+            if reply.status == 401 {
+                self.conn = None;
+                if !fresh && !reauthenticated {
+                    // The server dropped our security context (service restart, idle timeout).
+                    reauthenticated = true;
+                    continue;
+                }
+                return Err(self.auth_error("the server answered 401 to an authenticated request"));
+            }
+            return self.finish(req, reply);
+        }
+    }
+
+    fn finish(&mut self, req: &Request, reply: HttpReply) -> Result<String> {
+        let action = short_action(req.action);
+        let body = if reply.content_type.starts_with("multipart/encrypted") {
+            let sealer = self
+                .conn
+                .as_mut()
+                .and_then(|c| c.sealer.as_mut())
+                .ok_or_else(|| Error::Connection {
+                    host: self.label.clone(),
+                    detail: "encrypted reply on a connection without a security context".into(),
+                })?;
+            match framing::decrypt_body(sealer, &reply.body) {
+                Ok(b) => b,
+                Err(source) => {
+                    self.conn = None;
+                    return Err(Error::Encryption {
+                        host: self.label.clone(),
+                        source,
+                    });
+                }
+            }
+        } else {
+            reply.body.to_vec()
+        };
+        let text = String::from_utf8_lossy(&body).into_owned();
+        match reply.status {
+            200 => Ok(text),
+            413 => Err(Error::EnvelopeTooBig {
+                host: self.label.clone(),
+                action,
+                size: req.xml.len(),
+            }),
+            status => match response::parse_fault(&text) {
+                Some(fault) => Err(Error::Fault {
+                    host: self.label.clone(),
+                    action,
+                    fault,
+                }),
+                None => Err(Error::Http {
+                    host: self.label.clone(),
+                    action,
+                    status,
+                    detail: text.chars().take(300).collect(),
+                }),
+            },
+        }
+    }
+
+    fn auth_error(&self, detail: &str) -> Error {
+        Error::Auth {
+            host: self.label.clone(),
+            user: self.cfg.credentials.user(),
+            method: self.cfg.credentials.method(),
+            detail: detail.into(),
+        }
+    }
+
+    async fn connect(&mut self) -> Result<()> {
+        self.conn = None;
+        let ep = &self.cfg.endpoint;
+        let label = self.label.clone();
+        let tcp = tokio::time::timeout(
+            self.cfg.connect_timeout,
+            TcpStream::connect((ep.host.as_str(), ep.port)),
+        )
+        .await
+        .map_err(|_| Error::Connect {
+            host: label.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
+        })?
+        .map_err(|source| Error::Connect {
+            host: label.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let mut cbt = [0u8; 16];
+        let io: Box<dyn Io> = match &self.tls {
+            None => Box::new(tcp),
+            Some(cfg) => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| {
+                        Error::Config {
+                            host: label.clone(),
+                            detail: format!("{} is not a valid TLS server name: {e}", ep.host),
+                        }
+                    })?;
+                let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+                let stream =
+                    tokio::time::timeout(self.cfg.connect_timeout, connector.connect(name, tcp))
+                        .await
+                        .map_err(|_| Error::Tls {
+                            host: label.clone(),
+                            detail: "handshake timed out".into(),
+                        })?
+                        .map_err(|e| Error::Tls {
+                            host: label.clone(),
+                            detail: e.to_string(),
+                        })?;
+                if let Some(cert) = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                {
+                    cbt = tls::channel_bindings(cert);
+                }
+                Box::new(stream)
+            }
+        };
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| Error::Connection {
+                host: label.clone(),
+                detail: e.to_string(),
+            })?;
+        let task = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.connections_opened += 1;
+        self.conn = Some(Conn {
+            sender,
+            sealer: None,
+            authenticated: !matches!(self.cfg.credentials, Credentials::Ntlm(_)),
+            cbt,
+            task,
+        });
+        Ok(())
+    }
+
+    async fn post(
+        &mut self,
+        auth: Option<String>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> std::result::Result<HttpReply, Failure> {
+        let ep = &self.cfg.endpoint;
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| Failure::Stale("not connected".into()))?;
+        conn.sender
+            .ready()
+            .await
+            .map_err(|e| Failure::Stale(e.to_string()))?;
+        let mut b = hyper::Request::builder()
+            .method("POST")
+            .uri(ep.path.as_str())
+            .header(HOST, format!("{}:{}", ep.host, ep.port))
+            .header(CONTENT_LENGTH, body.len())
+            .header("User-Agent", "hive-winrm");
+        if let Some(a) = auth {
+            b = b.header(AUTHORIZATION, a);
+        }
+        if let Some(ct) = content_type {
+            b = b.header(CONTENT_TYPE, ct);
+        }
+        let request = b.body(Full::new(Bytes::from(body))).map_err(|e| {
+            Failure::Fatal(Error::Config {
+                host: self.label.clone(),
+                detail: format!("cannot build the HTTP request: {e}"),
+            })
+        })?;
+        let resp = conn.sender.send_request(request).await.map_err(|e| {
+            if e.is_canceled() || e.is_incomplete_message() {
+                Failure::Stale(e.to_string())
+            } else {
+                Failure::Fatal(Error::Connection {
+                    host: self.label.clone(),
+                    detail: e.to_string(),
+                })
+            }
+        })?;
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let www_authenticate = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| {
+                Failure::Fatal(Error::Connection {
+                    host: self.label.clone(),
+                    detail: format!("reading the reply: {e}"),
+                })
+            })?
+            .to_bytes();
+        Ok(HttpReply {
+            status,
+            content_type,
+            www_authenticate,
+            body,
+        })
+    }
+
+    /// NTLM over the current connection: NEGOTIATE → CHALLENGE → AUTHENTICATE, empty bodies.
+    async fn ntlm_handshake(&mut self) -> std::result::Result<(), Failure> {
+        let Credentials::Ntlm(creds) = &self.cfg.credentials else {
+            return Ok(());
+        };
+        let creds = creds.clone();
+        let negotiate = ntlm::negotiate_message();
+        let r1 = self
+            .post(
+                Some(format!("Negotiate {}", B64.encode(&negotiate))),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        let token = r1
+            .www_authenticate
+            .iter()
+            .find_map(|h| {
+                h.strip_prefix("Negotiate ")
+                    .or_else(|| h.strip_prefix("NTLM "))
+            })
+            .map(str::trim);
+        let Some(token) = (r1.status == 401).then_some(token).flatten() else {
+            return Err(Failure::Fatal(self.auth_error(&format!(
+                "expected an NTLM challenge, got HTTP {} offering {:?}",
+                r1.status, r1.www_authenticate
+            ))));
+        };
+        let challenge = B64
+            .decode(token)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| ntlm::parse_challenge(&raw).map_err(|e| e.to_string()))
+            .map_err(|e| Failure::Fatal(self.auth_error(&e)))?;
+        let nonces = ntlm::AuthenticateNonces::fresh()
+            .map_err(|e| Failure::Fatal(self.auth_error(&e.to_string())))?;
+        let cbt = self.conn.as_ref().map(|c| c.cbt).unwrap_or_default();
+        let auth = ntlm::authenticate(&creds, &negotiate, &challenge, cbt, &nonces)
+            .map_err(|e| Failure::Fatal(self.auth_error(&e.to_string())))?;
+        let r3 = self
+            .post(
+                Some(format!("Negotiate {}", B64.encode(&auth.message))),
+                None,
+                Vec::new(),
+            )
+            .await?;
+        if r3.status == 401 {
+            return Err(Failure::Fatal(self.auth_error(
+                "the server rejected the NTLM response: wrong user name or password, or the account may not log on remotely",
+            )));
+        }
+        if !(200..300).contains(&r3.status) {
+            return Err(Failure::Fatal(Error::Http {
+                host: self.label.clone(),
+                action: "authenticate",
+                status: r3.status,
+                detail: String::from_utf8_lossy(&r3.body)
+                    .chars()
+                    .take(300)
+                    .collect(),
+            }));
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.authenticated = true;
+            if !self.cfg.endpoint.tls {
+                c.sealer = Some(auth.sealer);
+            }
+        }
+        debug!(host = %self.label, "NTLM authenticated");
+        Ok(())
+    }
+
+    async fn exchange(&mut self, req: &Request) -> std::result::Result<HttpReply, Failure> {
+        if !self.conn.as_ref().is_some_and(|c| c.authenticated) {
+            self.ntlm_handshake().await?;
+        }
+        let auth = match &self.cfg.credentials {
+            Credentials::Basic { user, password } => Some(format!(
+                "Basic {}",
+                B64.encode(format!("{user}:{password}"))
+            )),
+            Credentials::Certificate(_) => Some(CERT_AUTH.to_string()),
+            Credentials::Ntlm(_) => None,
+        };
+        let sealer = self.conn.as_mut().and_then(|c| c.sealer.as_mut());
+        let (ctype, body) = match sealer {
+            Some(s) => {
+                let body = framing::encrypt_body(s, req.xml.as_bytes()).map_err(|source| {
+                    Failure::Fatal(Error::Encryption {
+                        host: self.label.clone(),
+                        source,
+                    })
+                })?;
+                (framing::CONTENT_TYPE, body)
+            }
+            None => (SOAP_CONTENT_TYPE, req.xml.as_bytes().to_vec()),
+        };
+        let reply = self.post(auth, Some(ctype), body).await?;
+        if reply.status == 401 && !matches!(self.cfg.credentials, Credentials::Ntlm(_)) {
+            return Err(Failure::Fatal(self.auth_error(
+                "the server answered 401: wrong user name or password, or the method is disabled",
+            )));
+        }
+        Ok(reply)
+    }
+}
+
+/// The last path segment of an action URI (`Receive`), for messages.
+pub fn short_action(action: &'static str) -> &'static str {
+    action.rsplit('/').next().unwrap_or(action)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse() {
+        let e = Endpoint::parse("https://srv01.corp:5986/wsman").unwrap();
+        assert_eq!(e, Endpoint::https("srv01.corp"));
+        assert_eq!(Endpoint::parse("http://10.0.0.5").unwrap().port, 5985);
+        assert_eq!(
+            Endpoint::parse("http://127.0.0.1:40000/wsman")
+                .unwrap()
+                .url(),
+            "http://127.0.0.1:40000/wsman"
+        );
+        assert!(Endpoint::parse("ftp://x").is_err());
+        assert!(Endpoint::parse("http://h:abc/").is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_in_debug() {
+        let c = Credentials::Basic {
+            user: "admin".into(),
+            password: "hunter2-secret".into(),
+        };
+        let cfg = ClientConfig::new(Endpoint::https("h"), c);
+        let d = format!("{cfg:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        let n = ClientConfig::new(
+            Endpoint::http("h"),
+            Credentials::ntlm("D\\u", "pa55-secret"),
+        );
+        let d = format!("{:?}", WinrmClient::new(n).unwrap());
+        assert!(!d.contains("pa55"), "{d}");
+    }
+
+    #[test]
+    fn basic_over_http_is_refused() {
+        let c = Credentials::Basic {
+            user: "admin".into(),
+            password: "x".into(),
+        };
+        let e = WinrmClient::new(ClientConfig::new(Endpoint::http("h"), c)).unwrap_err();
+        assert!(e.to_string().contains("needs HTTPS"), "{e}");
+    }
+}

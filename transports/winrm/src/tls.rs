@@ -1,0 +1,201 @@
+//! TLS for HTTPS listeners (5986): rustls, certificate verification on by default.
+//!
+//! WinRM HTTPS listeners very often carry a self-signed certificate made at setup time. Instead of
+//! the usual "skip verification" switch we let the admin pin the certificate's SHA-256 thumbprint
+//! (what `Get-ChildItem Cert:\LocalMachine\My` shows is SHA-1; we ask for SHA-256 of the DER),
+//! which is as safe as a CA for one host and cannot be bypassed by another certificate.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// How the server certificate is checked.
+#[derive(Clone, PartialEq, Eq)]
+pub enum ServerTrust {
+    /// Normal WebPKI validation against the system roots plus these extra CA certificates (PEM).
+    WebPki {
+        /// Extra trusted CA certificates, PEM text (e.g. an enterprise CA).
+        extra_roots_pem: Option<String>,
+    },
+    /// Accept exactly the certificate whose DER SHA-256 is this (any name, any issuer, any date).
+    Thumbprint([u8; 32]),
+}
+
+impl Default for ServerTrust {
+    fn default() -> Self {
+        ServerTrust::WebPki {
+            extra_roots_pem: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerTrust::WebPki { extra_roots_pem } => f
+                .debug_struct("WebPki")
+                .field("extra_roots", &extra_roots_pem.is_some())
+                .finish(),
+            ServerTrust::Thumbprint(t) => write!(f, "Thumbprint({})", hex::encode(t)),
+        }
+    }
+}
+
+impl ServerTrust {
+    /// Parse a SHA-256 thumbprint as hex, with or without `:` separators.
+    pub fn thumbprint(hex_text: &str) -> Result<Self, String> {
+        let clean: String = hex_text
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' '))
+            .collect();
+        let bytes = hex::decode(&clean).map_err(|e| format!("thumbprint is not hex: {e}"))?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            format!(
+                "thumbprint has {} bytes; a SHA-256 thumbprint has 32",
+                b.len()
+            )
+        })?;
+        Ok(ServerTrust::Thumbprint(arr))
+    }
+}
+
+/// SHA-256 of a certificate's DER, the value to pin.
+pub fn cert_thumbprint(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}
+
+#[derive(Debug)]
+struct PinnedVerifier {
+    pin: [u8; 32],
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = cert_thumbprint(end_entity);
+        if got == self.pin {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "server certificate SHA-256 {} does not match the pinned {}",
+                hex::encode(got),
+                hex::encode(self.pin)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// A client certificate and key, PEM (for `secprofile/https/mutual` certificate authentication).
+#[derive(Clone)]
+pub struct ClientCertificate {
+    /// Certificate chain, PEM.
+    pub cert_pem: String,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_pem: String,
+}
+
+impl fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Build the rustls client configuration.
+pub fn client_config(
+    trust: &ServerTrust,
+    client_cert: Option<&ClientCertificate>,
+) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match trust {
+        ServerTrust::Thumbprint(pin) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                    pin: *pin,
+                    algs: provider.signature_verification_algorithms,
+                }))
+        }
+        ServerTrust::WebPki { extra_roots_pem } => {
+            let mut roots = rustls::RootCertStore::empty();
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if let Some(pem) = extra_roots_pem {
+                for c in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    let c = c.map_err(|e| format!("extra CA certificate: {e}"))?;
+                    roots
+                        .add(c)
+                        .map_err(|e| format!("extra CA certificate: {e}"))?;
+                }
+            }
+            builder.with_root_certificates(roots)
+        }
+    };
+    let mut cfg = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some(cc) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(cc.cert_pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(cc.key_pem.as_bytes())
+                .map_err(|e| format!("client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// The NTLM channel binding hash for a TLS connection (RFC 5929 `tls-server-end-point`, MD5 of
+/// the gss_channel_bindings_struct), which Windows checks when CbtHardeningLevel is Strict.
+pub fn channel_bindings(server_cert_der: &[u8]) -> [u8; 16] {
+    use md5::{Digest as _, Md5};
+    let mut app = b"tls-server-end-point:".to_vec();
+    app.extend_from_slice(&Sha256::digest(server_cert_der));
+    let mut s = vec![0u8; 16];
+    s.extend_from_slice(&(app.len() as u32).to_le_bytes());
+    s.extend_from_slice(&app);
+    Md5::digest(&s).into()
+}
