@@ -97,7 +97,7 @@ impl Connection {
         let mut ntlm = self.ntlm.lock().await;
         let auth = match self.authenticate(&mut ntlm, authorization.as_deref()) {
             Ok(auth) => auth,
-            Err(response) => return Ok(response),
+            Err(response) => return Ok(*response),
         };
         let sealed = content_type.as_deref().is_some_and(framing::is_encrypted);
         let plaintext = match (&auth, sealed) {
@@ -204,19 +204,19 @@ impl Connection {
         &self,
         ntlm: &mut Option<NtlmAcceptor>,
         authorization: Option<&str>,
-    ) -> Result<Authenticated, HttpResponse> {
+    ) -> Result<Authenticated, Box<HttpResponse>> {
         let (user, password) = self.shells.host().account();
         let Some(value) = authorization else {
             return match ntlm {
                 Some(a) if a.is_authenticated() => Ok(Authenticated::Ntlm),
-                _ => Err(self.challenge(None)),
+                _ => Err(Box::new(self.challenge(None))),
             };
         };
         let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
         if scheme.eq_ignore_ascii_case("Basic") {
             // Windows refuses Basic over HTTP while AllowUnencrypted=false.
             if !self.https {
-                return Err(self.challenge(None));
+                return Err(Box::new(self.challenge(None)));
             }
             let decoded = B64
                 .decode(credentials.trim())
@@ -232,31 +232,31 @@ impl Connection {
             return if ok {
                 Ok(Authenticated::Basic)
             } else {
-                Err(self.challenge(None))
+                Err(Box::new(self.challenge(None)))
             };
         }
         if !(scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM")) {
-            return Err(self.challenge(None));
+            return Err(Box::new(self.challenge(None)));
         }
         let Ok(token) = B64.decode(credentials.trim()) else {
-            return Err(plain(StatusCode::BAD_REQUEST));
+            return Err(Box::new(plain(StatusCode::BAD_REQUEST)));
         };
         if ntlm_message_type(&token) == Some(1) {
             // A NEGOTIATE starts a fresh context, also on a connection that was authenticated.
             match NtlmAcceptor::new(user, password) {
                 Ok(a) => *ntlm = Some(a),
-                Err(_) => return Err(plain(StatusCode::INTERNAL_SERVER_ERROR)),
+                Err(_) => return Err(Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR))),
             }
         }
         let Some(acceptor) = ntlm.as_mut() else {
-            return Err(self.challenge(None));
+            return Err(Box::new(self.challenge(None)));
         };
         match acceptor.step(&token) {
-            Ok(Step::Challenge(challenge)) => Err(self.challenge(Some(&challenge))),
+            Ok(Step::Challenge(challenge)) => Err(Box::new(self.challenge(Some(&challenge)))),
             Ok(Step::Authenticated) => Ok(Authenticated::Ntlm),
             Err(_) => {
                 *ntlm = None;
-                Err(self.challenge(None))
+                Err(Box::new(self.challenge(None)))
             }
         }
     }

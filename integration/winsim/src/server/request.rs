@@ -71,6 +71,12 @@ pub struct Request {
     pub command_id: Option<String>,
     /// Signal: `rsp:Code`.
     pub signal_code: Option<String>,
+    /// Create: `rsp:Environment/rsp:Variable` name/value pairs, echoed back by Windows.
+    pub environment: Vec<(String, String)>,
+    /// Create: `rsp:WorkingDirectory`.
+    pub working_directory: Option<String>,
+    /// Create: `rsp:IdleTimeOut` as sent.
+    pub idle_timeout: Option<String>,
 }
 
 /// Why an envelope could not be read at all.
@@ -207,6 +213,12 @@ impl Request {
                 data: value,
             }),
             (false, "Code") if path.iter().any(|p| p == "Signal") => self.signal_code = Some(value),
+            (false, "Variable") => {
+                let name = attr(attrs, "Name").unwrap_or_default().to_string();
+                self.environment.push((name, text.to_string()));
+            }
+            (false, "WorkingDirectory") => self.working_directory = Some(value),
+            (false, "IdleTimeOut") => self.idle_timeout = Some(value),
             _ => {}
         }
     }

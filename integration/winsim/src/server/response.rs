@@ -98,16 +98,27 @@ pub struct ShellInfo<'a> {
     pub address: &'a str,
     pub owner: &'a str,
     pub client_ip: &'a str,
+    /// The environment the client asked for, echoed as Windows does.
+    pub environment: &'a [(String, String)],
+    pub working_directory: Option<&'a str>,
+    /// IdleTimeOut in seconds (Windows' default is 7200).
+    pub idle_timeout_secs: f64,
 }
 
 /// `x:ResourceCreated` + `rsp:Shell`, exactly as Windows answers a shell Create.
 pub fn create_response(relates_to: &str, shell: &ShellInfo<'_>) -> String {
     let id = escape(shell.shell_id);
     let body = format!(
-        r#"<x:ResourceCreated><a:Address>{address}</a:Address><a:ReferenceParameters><w:ResourceURI>{CMD_RESOURCE_URI}</w:ResourceURI><w:SelectorSet><w:Selector Name="ShellId">{id}</w:Selector></w:SelectorSet></a:ReferenceParameters></x:ResourceCreated><rsp:Shell xmlns:rsp="{NS_RSP}"><rsp:ShellId>{id}</rsp:ShellId><rsp:ResourceUri>{CMD_RESOURCE_URI}</rsp:ResourceUri><rsp:Owner>{owner}</rsp:Owner><rsp:ClientIP>{ip}</rsp:ClientIP><rsp:IdleTimeOut>PT7200.000S</rsp:IdleTimeOut><rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams><rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime><rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity></rsp:Shell>"#,
+        r#"<x:ResourceCreated><a:Address>{address}</a:Address><a:ReferenceParameters><w:ResourceURI>{CMD_RESOURCE_URI}</w:ResourceURI><w:SelectorSet><w:Selector Name="ShellId">{id}</w:Selector></w:SelectorSet></a:ReferenceParameters></x:ResourceCreated><rsp:Shell xmlns:rsp="{NS_RSP}"><rsp:ShellId>{id}</rsp:ShellId><rsp:ResourceUri>{CMD_RESOURCE_URI}</rsp:ResourceUri><rsp:Owner>{owner}</rsp:Owner><rsp:ClientIP>{ip}</rsp:ClientIP>{environment}{workdir}<rsp:IdleTimeOut>PT{idle:.3}S</rsp:IdleTimeOut><rsp:InputStreams>stdin</rsp:InputStreams><rsp:OutputStreams>stdout stderr</rsp:OutputStreams><rsp:ShellRunTime>P0DT0H0M0S</rsp:ShellRunTime><rsp:ShellInactivity>P0DT0H0M0S</rsp:ShellInactivity></rsp:Shell>"#,
         address = escape(shell.address),
         owner = escape(shell.owner),
         ip = escape(shell.client_ip),
+        environment = environment_xml(shell.environment),
+        workdir = shell
+            .working_directory
+            .map(|w| format!("<rsp:WorkingDirectory>{}</rsp:WorkingDirectory>", escape(w)))
+            .unwrap_or_default(),
+        idle = shell.idle_timeout_secs,
     );
     envelope(
         Namespaces::TransferShell,
@@ -115,6 +126,22 @@ pub fn create_response(relates_to: &str, shell: &ShellInfo<'_>) -> String {
         relates_to,
         &body,
     )
+}
+
+fn environment_xml(vars: &[(String, String)]) -> String {
+    if vars.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("<rsp:Environment>");
+    for (name, value) in vars {
+        out.push_str(&format!(
+            r#"<rsp:Variable Name="{}">{}</rsp:Variable>"#,
+            escape(name),
+            escape(value)
+        ));
+    }
+    out.push_str("</rsp:Environment>");
+    out
 }
 
 pub fn command_response(relates_to: &str, command_id: &str) -> String {

@@ -159,6 +159,13 @@ impl HostShells {
                         address: caller.address,
                         owner: self.host.account().0,
                         client_ip: caller.client_ip,
+                        environment: &req.environment,
+                        working_directory: req.working_directory.as_deref(),
+                        idle_timeout_secs: req
+                            .idle_timeout
+                            .as_deref()
+                            .and_then(super::request::parse_duration)
+                            .map_or(7200.0, |d| d.as_secs_f64()),
                     },
                 )),
                 Err(f) => fault(f),
