@@ -9,6 +9,8 @@
 #       fleet  the per-host C$ roots of the simulated Windows fleet (fleet/<host>/...); the Samba user
 #              is an `admin users` member there, as an Administrator is on C$, because the fleet
 #              simulator writes those files as root;
+#       synced every write is flushed to disk before it is answered (`sync always`), so writes
+#              outlast Samba's 0.5 ms and are answered STATUS_PENDING first, as on a busy server;
 #       full   a share on a small filesystem of its own (tmpfs, HIVE_TEST_SMB_FULL_BYTES), so
 #              "disk full" is the server's real ENOSPC, not a simulated one.
 #   - the strict instance (HIVE_TEST_SMB_STRICT_PORT) has `server signing = mandatory`; its share
@@ -17,7 +19,7 @@
 #
 # Exports: HIVE_TEST_SMB_HOST, HIVE_TEST_SMB_PORT, HIVE_TEST_SMB_STRICT_PORT, HIVE_TEST_SMB_USER,
 # HIVE_TEST_SMB_PASSWORD, HIVE_TEST_SMB_NT_HASH, HIVE_TEST_SMB_UID, HIVE_TEST_SMB_GID and, for each
-# share NAME in ADMIN FLEET FULL SIGNED SEALED, HIVE_TEST_SMB_<NAME>_SHARE (share name) and
+# share NAME in ADMIN FLEET FULL SYNCED SIGNED SEALED, HIVE_TEST_SMB_<NAME>_SHARE (share name) and
 # HIVE_TEST_SMB_<NAME>_ROOT (its local path).
 # shellcheck shell=bash
 
@@ -121,7 +123,7 @@ _samba_run() {
 
 samba_start() {
   local base=$HIVE_TEST_RUN/samba
-  mkdir -p "$base"/{default,strict,admin,fleet,signed,sealed}
+  mkdir -p "$base"/{default,strict,admin,fleet,synced,signed,sealed}
   HIVE_TEST_SMB_HOST=127.0.0.1
   HIVE_TEST_SMB_PORT=$(free_port)
   HIVE_TEST_SMB_STRICT_PORT=$(free_port)
@@ -131,12 +133,14 @@ samba_start() {
   _samba_conf "$base/default" "$HIVE_TEST_SMB_PORT" "" ""
   _samba_user "$base/default/smb.conf"
   _samba_mount_full "$base/full"
-  chown "$HIVE_TEST_SMB_UID:$HIVE_TEST_SMB_GID" "$base"/{admin,fleet,full,signed,sealed}
+  chown "$HIVE_TEST_SMB_UID:$HIVE_TEST_SMB_GID" "$base"/{admin,fleet,full,synced,signed,sealed}
 
   _samba_conf "$base/default" "$HIVE_TEST_SMB_PORT" "" "$(
     _samba_share admin "$base/admin"
     _samba_share fleet "$base/fleet" "  admin users = $HIVE_TEST_SMB_USER"
     _samba_share full "$base/full"
+    _samba_share synced "$base/synced" "  strict sync = yes
+  sync always = yes"
   )"
   _samba_conf "$base/strict" "$HIVE_TEST_SMB_STRICT_PORT" "  server signing = mandatory" "$(
     _samba_share signed "$base/signed"
@@ -151,6 +155,7 @@ samba_start() {
   export HIVE_TEST_SMB_FLEET_SHARE=fleet HIVE_TEST_SMB_FLEET_ROOT=$base/fleet
   export HIVE_TEST_SMB_FULL_SHARE=full HIVE_TEST_SMB_FULL_ROOT=$base/full
   export HIVE_TEST_SMB_FULL_BYTES=$HIVE_SMB_FULL_BYTES
+  export HIVE_TEST_SMB_SYNCED_SHARE=synced HIVE_TEST_SMB_SYNCED_ROOT=$base/synced
   export HIVE_TEST_SMB_SIGNED_SHARE=signed HIVE_TEST_SMB_SIGNED_ROOT=$base/signed
   export HIVE_TEST_SMB_SEALED_SHARE=sealed HIVE_TEST_SMB_SEALED_ROOT=$base/sealed
   log "samba: default on 127.0.0.1:$HIVE_TEST_SMB_PORT, strict (signing mandatory) on :$HIVE_TEST_SMB_STRICT_PORT"
