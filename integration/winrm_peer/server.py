@@ -222,7 +222,8 @@ def command(header, body, user):
     count_op(shell)
     cl = body.find("rsp:CommandLine", NS)
     parts = [cl.findtext("rsp:Command", "", NS)] + [a.text or "" for a in cl.iterfind("rsp:Arguments", NS)]
-    cmd = Command(" ".join(parts), shell.env, shell.cwd)
+    env = dict(shell.env, WINRM_PEER_USER=user)  # lets tests see who the server thinks we are
+    cmd = Command(" ".join(parts), env, shell.cwd)
     cid = str(uuid.uuid4()).upper()
     shell.commands[cid] = cmd
     return (SHELL_NS + "/CommandResponse",
