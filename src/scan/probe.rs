@@ -1,0 +1,426 @@
+//! The probe: what to ask a host in one round trip, and how its answer becomes [`HostFacts`].
+//!
+//! The wire protocol (the PowerShell script and its JSON answer) lives in `winsim::probe`, shared
+//! with the simulated fleet so the two cannot drift apart. This module decides *what* to ask (every
+//! registry value and file the catalog's detection rules mention, plus what identifies products)
+//! and turns the answer into the facts `evaluate` reads.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use winsim::probe::{ProbeFacts, ProbeRequest, RegistryQuery};
+
+use super::facts::{FileFact, HostFacts, InstalledProduct};
+use crate::catalog::model::{Catalog, Kb, Version};
+
+/// Registry values that identify products beside the OS: hfnetchk knew IIS and IE this way.
+const INETSTP: &str = r"HKLM\SOFTWARE\Microsoft\InetStp";
+const IE: &str = r"HKLM\SOFTWARE\Microsoft\Internet Explorer";
+
+/// Everything the catalog's rules read, deduplicated case-insensitively, in a stable order.
+pub fn request_for(catalog: &Catalog) -> ProbeRequest {
+    let mut registry: BTreeMap<(String, String), RegistryQuery> = BTreeMap::new();
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    let mut add_reg = |key: &str, value: &str| {
+        registry
+            .entry((key.to_ascii_lowercase(), value.to_ascii_lowercase()))
+            .or_insert_with(|| RegistryQuery {
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+    };
+    add_reg(INETSTP, "MajorVersion");
+    add_reg(INETSTP, "MinorVersion");
+    add_reg(IE, "Version");
+    for patch in catalog.patches.values() {
+        for target in &patch.targets {
+            for (key, value) in target.detection.registry_reads() {
+                // A key-only check asks for the key's default value: the key exists when any value
+                // the probe asked for in it was found.
+                add_reg(key, value.unwrap_or(""));
+            }
+            for path in target.detection.file_paths() {
+                files
+                    .entry(path.to_ascii_lowercase())
+                    .or_insert_with(|| path.to_string());
+            }
+        }
+    }
+    ProbeRequest {
+        registry: registry.into_values().collect(),
+        files: files.into_values().collect(),
+    }
+}
+
+/// Turn the probe's answer into facts. `request` is what was asked, so that "asked and absent" is
+/// recorded as absent rather than left unknown.
+pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
+    let build = Version(vec![probe.major, probe.minor, probe.build, probe.ubr]);
+    let service_pack = service_pack_of(&probe.csd_version);
+
+    // Registry: key → values found; a key none of whose asked values was found counts as absent.
+    let mut registry: BTreeMap<String, Option<BTreeMap<String, String>>> = BTreeMap::new();
+    for q in &request.registry {
+        registry.entry(q.key.clone()).or_insert(None);
+    }
+    for r in probe.registry.iter().filter(|r| r.found) {
+        let text = r.data.as_ref().map(value_text).unwrap_or_default();
+        let key = registry
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(&r.key))
+            .cloned()
+            .unwrap_or_else(|| r.key.clone());
+        registry
+            .entry(key)
+            .or_insert(None)
+            .get_or_insert_with(BTreeMap::new)
+            .insert(r.value.clone(), text);
+    }
+
+    let mut files: BTreeMap<String, Option<FileFact>> = BTreeMap::new();
+    for path in &request.files {
+        files.insert(path.clone(), None);
+    }
+    for f in probe.files.iter().filter(|f| f.exists) {
+        let key = files
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(&f.path))
+            .cloned()
+            .unwrap_or_else(|| f.path.clone());
+        files.insert(
+            key,
+            Some(FileFact {
+                version: f.file_version.as_deref().and_then(|v| v.parse().ok()),
+                size: f.size,
+                sha256: None,
+            }),
+        );
+    }
+
+    let mut products = vec![InstalledProduct {
+        name: os_product_name(&probe.product_name),
+        service_pack,
+    }];
+    products.extend(recognised_products(&registry, probe, service_pack));
+
+    let kbs: BTreeSet<Kb> = probe
+        .installed_kbs
+        .iter()
+        .filter_map(|k| k.parse().ok())
+        .collect();
+
+    let p = &probe.pending_reboot;
+    let pending_reboot = [
+        (p.cbs_reboot_pending, "CBS RebootPending"),
+        (
+            p.windows_update_reboot_required,
+            "WindowsUpdate RebootRequired",
+        ),
+        (p.pending_file_renames, "PendingFileRenameOperations"),
+        (p.update_exe_volatile, "UpdateExeVolatile"),
+    ]
+    .into_iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| name.to_string())
+    .collect();
+
+    HostFacts {
+        computer_name: probe.computer_name.clone(),
+        os_name: probe.product_name.clone(),
+        edition: (!probe.edition_id.is_empty()).then(|| probe.edition_id.clone()),
+        installation_type: installation_type(probe),
+        build: Some(build),
+        products,
+        kbs,
+        registry,
+        files,
+        pending_reboot,
+        last_boot: (!probe.last_boot_time.is_empty()).then(|| probe.last_boot_time.clone()),
+        file_source: "probe".into(),
+    }
+}
+
+/// Registry data as text, the way hfnetchk compared it (DWORDs in decimal).
+fn value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Array(a) => a.iter().map(value_text).collect::<Vec<_>>().join("\n"),
+        other => other.to_string(),
+    }
+}
+
+/// "Service Pack 2" → 2; no CSDVersion → 0.
+fn service_pack_of(csd: &str) -> u32 {
+    let lower = csd.to_ascii_lowercase();
+    lower
+        .strip_prefix("service pack")
+        .map(|rest| {
+            rest.trim()
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect::<String>()
+        })
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Windows reports "Microsoft Windows 2000 Server" on old systems and "Windows Server 2019
+/// Datacenter" on new ones; the catalogs name the product without the vendor.
+fn os_product_name(name: &str) -> String {
+    name.trim()
+        .strip_prefix("Microsoft ")
+        .unwrap_or(name.trim())
+        .to_string()
+}
+
+/// Server Core has no Explorer shell; Windows says so in `InstallationType`, which older probes do
+/// not read, so the edition id is the fallback (`ServerDatacenterCore`).
+fn installation_type(probe: &ProbeFacts) -> Option<String> {
+    if probe.major < 6 {
+        return None;
+    }
+    if probe.edition_id.ends_with("Core") {
+        Some("Server Core".into())
+    } else if probe.product_name.contains("Server") {
+        Some("Server".into())
+    } else {
+        Some("Client".into())
+    }
+}
+
+/// IIS and IE, recognised from their registry values, at the OS's service pack (they were serviced
+/// with it on Windows 2000).
+fn recognised_products(
+    registry: &BTreeMap<String, Option<BTreeMap<String, String>>>,
+    probe: &ProbeFacts,
+    service_pack: u32,
+) -> Vec<InstalledProduct> {
+    let value = |key: &str, name: &str| -> Option<String> {
+        registry
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|vals| HostFacts::registry_value(vals, name).map(str::to_string))
+    };
+    let mut out = Vec::new();
+    if let Some(major) = value(INETSTP, "MajorVersion") {
+        let name = match major.trim() {
+            "3" => Some("Internet Information Server 3.0"),
+            "4" => Some("Internet Information Server 4.0"),
+            "5" if probe.minor == 0 => Some("Internet Information Services 5.0"),
+            "5" => Some("Internet Information Services 5.1"),
+            "6" => Some("Internet Information Services 6.0"),
+            _ => None,
+        };
+        if let Some(name) = name {
+            out.push(InstalledProduct {
+                name: name.into(),
+                service_pack,
+            });
+        }
+    }
+    if probe.major == 5 && probe.minor == 0 {
+        // Indexing Service ships with every Windows 2000.
+        out.push(InstalledProduct {
+            name: "Indexing Services for Windows 2000".into(),
+            service_pack,
+        });
+    }
+    if let Some(ver) = value(IE, "Version") {
+        let parts: Vec<&str> = ver.split('.').collect();
+        if parts.len() >= 2 {
+            let name = match (parts[0], parts[1]) {
+                ("5", "00") | ("5", "0") => "Internet Explorer 5.01",
+                ("5", "50") | ("5", "5") => "Internet Explorer 5.5",
+                ("6", _) => "Internet Explorer 6.0",
+                (m, _) => {
+                    out.push(InstalledProduct {
+                        name: format!("Internet Explorer {m}"),
+                        service_pack: 0,
+                    });
+                    return out;
+                }
+            };
+            out.push(InstalledProduct {
+                name: name.into(),
+                service_pack: 0,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use winsim::probe::{FileFact as PFile, PendingReboot, RegistryFact};
+
+    fn probe() -> ProbeFacts {
+        ProbeFacts {
+            schema: 1,
+            computer_name: "W2K01".into(),
+            product_name: "Microsoft Windows 2000 Server".into(),
+            edition_id: String::new(),
+            csd_version: "Service Pack 1".into(),
+            major: 5,
+            minor: 0,
+            build: 2195,
+            ubr: 0,
+            installed_kbs: vec!["Q299553".into(), "KB5035849".into(), "junk".into()],
+            pending_reboot: PendingReboot {
+                pending_file_renames: true,
+                ..Default::default()
+            },
+            last_boot_time: "2026-11-25T10:00:00.000Z".into(),
+            free_disk_bytes: 1 << 30,
+            registry: vec![
+                RegistryFact {
+                    key: r"HKLM\SOFTWARE\Microsoft\InetStp".into(),
+                    value: "MajorVersion".into(),
+                    found: true,
+                    kind: Some("REG_DWORD".into()),
+                    data: Some(serde_json::json!(5)),
+                },
+                RegistryFact {
+                    key: r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972".into(),
+                    value: "Installed".into(),
+                    found: false,
+                    kind: None,
+                    data: None,
+                },
+            ],
+            files: vec![
+                PFile {
+                    path: r"%windir%\system32\idq.dll".into(),
+                    exists: true,
+                    size: Some(1234),
+                    file_version: Some("5.0.2195.2779".into()),
+                    product_version: None,
+                },
+                PFile {
+                    path: r"%windir%\system32\gone.dll".into(),
+                    exists: false,
+                    size: None,
+                    file_version: None,
+                    product_version: None,
+                },
+            ],
+        }
+    }
+
+    fn request() -> ProbeRequest {
+        ProbeRequest {
+            registry: vec![
+                RegistryQuery {
+                    key: r"HKLM\SOFTWARE\Microsoft\InetStp".into(),
+                    value: "MajorVersion".into(),
+                },
+                RegistryQuery {
+                    key: r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972".into(),
+                    value: "Installed".into(),
+                },
+            ],
+            files: vec![
+                r"%WINDIR%\system32\idq.dll".into(),
+                r"%windir%\system32\gone.dll".into(),
+            ],
+        }
+    }
+
+    #[test]
+    fn probe_answer_becomes_facts() {
+        let f = facts_from(&probe(), &request());
+        assert_eq!(f.computer_name, "W2K01");
+        assert_eq!(f.build, Some("5.0.2195".parse().unwrap()));
+        assert_eq!(f.products[0].name, "Windows 2000 Server");
+        assert_eq!(f.products[0].service_pack, 1);
+        assert!(
+            f.products
+                .iter()
+                .any(|p| p.name == "Internet Information Services 5.0")
+        );
+        assert!(
+            f.products
+                .iter()
+                .any(|p| p.name == "Indexing Services for Windows 2000")
+        );
+        assert!(f.kbs.contains(&Kb(299553)) && f.kbs.contains(&Kb(5035849)));
+        assert_eq!(f.kbs.len(), 2);
+        assert_eq!(f.pending_reboot, ["PendingFileRenameOperations"]);
+        // Asked and absent is recorded as absent; asked and present carries the data.
+        let hotfix = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972";
+        assert_eq!(f.registry_key(hotfix), Some(None));
+        assert_eq!(
+            f.registry_key(r"hklm\software\microsoft\inetstp")
+                .flatten()
+                .and_then(|v| HostFacts::registry_value(v, "majorversion")),
+            Some("5")
+        );
+        assert_eq!(f.file(r"%windir%\system32\gone.dll"), Some(None));
+        let idq = f.file(r"%windir%\SYSTEM32\idq.dll").flatten().unwrap();
+        assert_eq!(idq.version, Some("5.0.2195.2779".parse().unwrap()));
+        assert_eq!(f.file(r"%windir%\system32\other.dll"), None);
+    }
+
+    #[test]
+    fn request_covers_every_rule_once() {
+        use crate::catalog::model::DetectionRule;
+        let mut c = Catalog::default();
+        let rule = DetectionRule::All {
+            rules: vec![
+                DetectionRule::FileVersion {
+                    path: r"%windir%\system32\idq.dll".into(),
+                    op: crate::catalog::model::VersionOp::Exact,
+                    version: "5.0.2195.3645".parse().unwrap(),
+                    date: None,
+                    size: None,
+                    checksum: None,
+                    when_missing: crate::catalog::model::WhenMissing::NotInstalled,
+                },
+                DetectionRule::RegistryExists {
+                    key: r"HKLM\SOFTWARE\X".into(),
+                    value: None,
+                },
+            ],
+        };
+        for (id, path_case) in [("a", "idq.dll"), ("b", "IDQ.DLL")] {
+            let mut r = rule.clone();
+            if let DetectionRule::All { rules } = &mut r
+                && let DetectionRule::FileVersion { path, .. } = &mut rules[0]
+            {
+                *path = format!(r"%windir%\system32\{path_case}");
+            }
+            c.patches.insert(
+                id.into(),
+                crate::catalog::model::Patch {
+                    id: id.into(),
+                    kb: None,
+                    file_name: None,
+                    download_url: None,
+                    sha256: None,
+                    subtype: None,
+                    restart: None,
+                    bulletins: vec![],
+                    targets: vec![crate::catalog::model::PatchTarget {
+                        product: "p".into(),
+                        service_packs: vec![],
+                        fixed_in_sp: None,
+                        fixed_build: None,
+                        detection: r,
+                    }],
+                    supersedes: Default::default(),
+                    superseded_by: Default::default(),
+                    installer: None,
+                },
+            );
+        }
+        let req = request_for(&c);
+        assert_eq!(req.files.len(), 1);
+        assert!(
+            req.registry
+                .iter()
+                .any(|q| q.key == r"HKLM\SOFTWARE\X" && q.value.is_empty())
+        );
+        assert!(req.registry.iter().any(|q| q.value == "MajorVersion"));
+    }
+}
