@@ -5,5 +5,16 @@
 //! pending file renames, reboots that take time), not like what hive's client happens to expect:
 //! the WinRM face is proven by unmodified pywinrm and pypsrp.
 
+pub mod clock;
+mod cmd;
+pub mod fleet;
 pub mod host;
+pub mod installer;
+pub mod model;
+pub mod pe;
+pub mod probe;
+pub mod registry;
+
+pub use fleet::{FleetError, HostConfig};
+pub use model::{CommandRecord, Fleet, WinHost};
 pub mod server;

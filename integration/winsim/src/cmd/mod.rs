@@ -1,0 +1,796 @@
+//! The command interpreter: what a simulated host does with a command line (see COMMANDS.md).
+//!
+//! It answers the way cmd.exe and the real tools do — same text, same exit codes — for the commands
+//! hive sends, and like cmd.exe for everything else (`'x' is not recognized...`, exit 1). It never
+//! answers a command it does not simulate with a silent success: a test that relies on an
+//! unsimulated command must fail, not pass by accident.
+
+mod packages;
+mod powershell;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use sha1::Digest as _;
+
+use crate::clock;
+use crate::host::{CommandOutcome, CommandRequest};
+use crate::model::{CommandRecord, Power, WinHost};
+use crate::registry::canonical_path;
+
+/// What a command printed and returned.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Out {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u32,
+}
+
+impl Out {
+    pub fn ok(stdout: impl Into<String>) -> Out {
+        Out {
+            stdout: stdout.into(),
+            stderr: String::new(),
+            code: 0,
+        }
+    }
+    pub fn err(stderr: impl Into<String>, code: u32) -> Out {
+        Out {
+            stdout: String::new(),
+            stderr: stderr.into(),
+            code,
+        }
+    }
+}
+
+/// One running command: the host and its log entry.
+pub(crate) struct Ctx<'a> {
+    pub host: &'a WinHost,
+    pub log_index: usize,
+    pub stdin: Vec<u8>,
+}
+
+type OutFuture<'a> = Pin<Box<dyn Future<Output = Out> + Send + 'a>>;
+
+/// Marks the log entry killed if the command's future is dropped before it finishes.
+struct LogGuard<'a> {
+    host: &'a WinHost,
+    index: usize,
+    done: bool,
+}
+
+impl Drop for LogGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut st = self.host.lock();
+            if let Some(r) = st.log.get_mut(self.index) {
+                r.killed = true;
+            }
+        }
+    }
+}
+
+/// Runs one request to completion (the body of [`crate::host::SimHost::run`]).
+pub(crate) async fn run(host: &WinHost, request: CommandRequest) -> CommandOutcome {
+    let line = command_line(&request);
+    let (index, up) = {
+        let mut st = host.settled();
+        let up = matches!(st.power, Power::Up | Power::RebootScheduled { .. });
+        let started = host.wall_now();
+        st.log.push(CommandRecord {
+            command_line: line.clone(),
+            script: None,
+            started,
+            exit_code: None,
+            killed: false,
+        });
+        (st.log.len() - 1, up)
+    };
+    let mut guard = LogGuard {
+        host,
+        index,
+        done: false,
+    };
+    // cmd.exe refuses lines over 8191 characters; CreateProcess takes up to 32767.
+    let limit = if request.skip_cmd_shell {
+        32_767
+    } else {
+        8_191
+    };
+    let out = if line.chars().count() > limit {
+        if request.skip_cmd_shell {
+            Out::err("The filename or extension is too long. (206)\r\n", 206)
+        } else {
+            Out::err("The command line is too long.\r\n", 1)
+        }
+    } else if up {
+        let ctx = Ctx {
+            host,
+            log_index: index,
+            stdin: request.stdin,
+        };
+        exec_line(&ctx, &line, !request.skip_cmd_shell).await
+    } else {
+        // The faces refuse connections while the host is down; a command that still arrives finds
+        // the machine shutting down.
+        Out::err("A system shutdown is in progress.\r\n", 1115)
+    };
+    guard.done = true;
+    if let Some(r) = host.lock().log.get_mut(index) {
+        r.exit_code = Some(out.code);
+    }
+    CommandOutcome {
+        stdout: out.stdout.into_bytes(),
+        stderr: out.stderr.into_bytes(),
+        exit_code: out.code,
+    }
+}
+
+/// WinRS joins the command and its arguments with single spaces, quoting nothing.
+fn command_line(r: &CommandRequest) -> String {
+    let mut line = r.command.clone();
+    for a in &r.arguments {
+        line.push(' ');
+        line.push_str(a);
+    }
+    line.trim().to_string()
+}
+
+/// A token of a command line and where it ends in the line (so `cmd /c` can take the rest raw).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub text: String,
+    pub end: usize,
+}
+
+/// Splits like `CommandLineToArgvW` for the cases that matter: whitespace separates, double quotes
+/// group (and are removed).
+pub(crate) fn tokenize(line: &str) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_token = false;
+    let mut quoted = false;
+    for (i, c) in line.char_indices() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_token = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_token {
+                    out.push(Token {
+                        text: std::mem::take(&mut cur),
+                        end: i,
+                    });
+                    in_token = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_token = true;
+            }
+        }
+    }
+    if in_token {
+        out.push(Token {
+            text: cur,
+            end: line.len(),
+        });
+    }
+    out
+}
+
+/// cmd.exe's `&`, `&&` and `||`, outside quotes.
+fn split_operators(line: &str) -> Vec<(&'static str, String)> {
+    let mut parts = Vec::new();
+    let mut op = "";
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            '&' if !quoted => {
+                parts.push((op, std::mem::take(&mut cur)));
+                op = if chars.peek() == Some(&'&') {
+                    chars.next();
+                    "&&"
+                } else {
+                    "&"
+                };
+            }
+            '|' if !quoted && chars.peek() == Some(&'|') => {
+                chars.next();
+                parts.push((op, std::mem::take(&mut cur)));
+                op = "||";
+            }
+            c => cur.push(c),
+        }
+    }
+    parts.push((op, cur));
+    parts
+}
+
+/// Runs a line, through cmd.exe's rules when `via_cmd`.
+pub(crate) fn exec_line<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<'a> {
+    Box::pin(async move {
+        if !via_cmd {
+            return exec_simple(ctx, line.trim(), false).await;
+        }
+        let mut total = Out::default();
+        let mut last_ok = true;
+        for (op, seg) in split_operators(line) {
+            let seg = seg.trim();
+            if (op == "&&" && !last_ok) || (op == "||" && last_ok) || seg.is_empty() {
+                continue;
+            }
+            let out = exec_redirected(ctx, seg).await;
+            last_ok = out.code == 0;
+            total.stdout.push_str(&out.stdout);
+            total.stderr.push_str(&out.stderr);
+            total.code = out.code;
+        }
+        total
+    })
+}
+
+/// Handles the redirections hive may use (`>nul`, `2>nul`, `2>&1`); others are refused loudly.
+async fn exec_redirected(ctx: &Ctx<'_>, seg: &str) -> Out {
+    let mut line = seg.to_string();
+    let mut drop_out = false;
+    let mut drop_err = false;
+    let mut merge = false;
+    for (pat, what) in [("2>&1", 0), ("2>nul", 1), ("1>nul", 2), (">nul", 2)] {
+        while let Some(at) = line.to_ascii_lowercase().find(pat) {
+            line.replace_range(at..at + pat.len(), " ");
+            match what {
+                0 => merge = true,
+                1 => drop_err = true,
+                _ => drop_out = true,
+            }
+        }
+    }
+    if has_unquoted(&line, &['>', '<', '|']) {
+        return Out::err(
+            "winsim: pipes and redirection to files are not simulated (see integration/winsim/COMMANDS.md)\r\n",
+            1,
+        );
+    }
+    let mut out = exec_simple(ctx, line.trim(), true).await;
+    if merge {
+        let err = std::mem::take(&mut out.stderr);
+        out.stdout.push_str(&err);
+    }
+    if drop_err {
+        out.stderr.clear();
+    }
+    if drop_out {
+        out.stdout.clear();
+    }
+    out
+}
+
+fn has_unquoted(s: &str, chars: &[char]) -> bool {
+    let mut quoted = false;
+    for c in s.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && chars.contains(&c) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The program part of a token: `C:\WINDOWS\system32\Reg.EXE` → `reg`.
+fn program_name(token: &str) -> (String, bool) {
+    let base = token.rsplit(['\\', '/']).next().unwrap_or(token);
+    let lower = base.to_ascii_lowercase();
+    let stem = lower
+        .strip_suffix(".exe")
+        .or_else(|| lower.strip_suffix(".com"))
+        .unwrap_or(&lower);
+    (stem.to_string(), token.contains(['\\', '/', ':']))
+}
+
+/// cmd.exe's answer to a program it cannot find.
+pub(crate) fn not_recognized(name: &str) -> Out {
+    Out::err(
+        format!(
+            "'{name}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+        ),
+        1,
+    )
+}
+
+/// Runs one command (no operators left).
+fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<'a> {
+    Box::pin(async move {
+        let tokens = tokenize(line);
+        let Some(first) = tokens.first() else {
+            return Out::default();
+        };
+        let args: Vec<String> = tokens[1..].iter().map(|t| t.text.clone()).collect();
+        let (name, has_path) = program_name(&first.text);
+        let host = ctx.host;
+        let system_tool = !has_path
+            || host
+                .host_path(&first.text)
+                .starts_with(host.host_path(&host.system_root));
+        if system_tool {
+            if via_cmd {
+                match name.as_str() {
+                    "echo" => return echo(line, first.end),
+                    "echo." => return Out::ok("\r\n"),
+                    "exit" => return exit(&args),
+                    "type" => return type_file(host, &args),
+                    "ver" => return ver(host),
+                    _ => {}
+                }
+            }
+            match name.as_str() {
+                "cmd" => return cmd_c(ctx, line, &tokens).await,
+                "hostname" => return Out::ok(format!("{}\r\n", host.name)),
+                "whoami" => {
+                    return Out::ok(format!(
+                        "{}\\{}\r\n",
+                        host.name.to_ascii_lowercase(),
+                        host.account_user().to_ascii_lowercase()
+                    ));
+                }
+                "ipconfig" => return ipconfig(host, &args),
+                "reg" => return reg(host, &args),
+                "wmic" => return wmic(host, &args),
+                "net" => return net(host, &args),
+                "shutdown" => return shutdown(host, &args),
+                "certutil" => return certutil(host, &args),
+                "schtasks" => return Out::err("ERROR: Access is denied.\r\n", 1),
+                "sc" => {
+                    return Out::err(
+                        "[SC] OpenSCManager FAILED 5:\r\n\r\nAccess is denied.\r\n\r\n",
+                        5,
+                    );
+                }
+                "powershell" if host.powershell => return powershell::run(ctx, &args).await,
+                "expand" => return packages::expand(host, &args),
+                "dism" => return packages::dism(ctx, &args).await,
+                "msiexec" => return packages::msiexec(ctx, &args).await,
+                "wusa" => return packages::wusa(host, &args),
+                _ => {}
+            }
+        }
+        match packages::find_program(host, &first.text) {
+            Some(path) => packages::run_program(ctx, &first.text, &path, &args).await,
+            None if via_cmd => not_recognized(&first.text),
+            None => Out::err(
+                format!(
+                    "winsim: cannot start `{}`: The system cannot find the file specified. (0x80070002)\r\n",
+                    first.text
+                ),
+                0x8007_0002,
+            ),
+        }
+    })
+}
+
+impl WinHost {
+    pub(crate) fn account_user(&self) -> &str {
+        crate::host::SimHost::account(self).0
+    }
+}
+
+fn echo(line: &str, name_end: usize) -> Out {
+    let rest = line.get(name_end..).unwrap_or("").trim_start();
+    if rest.is_empty() {
+        return Out::ok("ECHO is on.\r\n");
+    }
+    Out::ok(format!("{rest}\r\n"))
+}
+
+fn exit(args: &[String]) -> Out {
+    let code = args
+        .iter()
+        .find(|a| !a.eq_ignore_ascii_case("/b"))
+        .and_then(|a| a.parse::<i64>().ok())
+        .unwrap_or(0);
+    Out {
+        code: code as u32,
+        ..Out::default()
+    }
+}
+
+fn type_file(host: &WinHost, args: &[String]) -> Out {
+    let Some(p) = args.first() else {
+        return Out::err("The syntax of the command is incorrect.\r\n", 1);
+    };
+    match std::fs::read(host.host_path(p)) {
+        Ok(b) if !WinHost::foreign_drive(p) => Out::ok(String::from_utf8_lossy(&b).into_owned()),
+        _ => Out::err("The system cannot find the file specified.\r\n", 1),
+    }
+}
+
+fn ver(host: &WinHost) -> Out {
+    let st = host.settled();
+    let cv = crate::model::CURRENT_VERSION;
+    let build = match st.registry.get(cv, "CurrentBuild") {
+        Some(crate::registry::RegValue::Sz(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let ubr = match st.registry.get(cv, "UBR") {
+        Some(crate::registry::RegValue::Dword(u)) => format!(".{u}"),
+        _ => String::new(),
+    };
+    let major_minor = if host.major >= 10 {
+        "10.0".to_string()
+    } else {
+        format!("{}.0", host.major)
+    };
+    Out::ok(format!(
+        "\r\nMicrosoft Windows [Version {major_minor}.{build}{ubr}]\r\n"
+    ))
+}
+
+/// `cmd /c <rest>`: the rest of the line runs through cmd's rules; one pair of outer quotes goes.
+async fn cmd_c(ctx: &Ctx<'_>, line: &str, tokens: &[Token]) -> Out {
+    let Some(pos) = tokens
+        .iter()
+        .position(|t| t.text.eq_ignore_ascii_case("/c") || t.text.eq_ignore_ascii_case("/k"))
+    else {
+        return Out::err(
+            "winsim: an interactive cmd.exe is not simulated; use cmd /c\r\n",
+            1,
+        );
+    };
+    let mut rest = line[tokens[pos].end..].trim();
+    if rest.len() >= 2 && rest.starts_with('"') && rest.ends_with('"') {
+        rest = &rest[1..rest.len() - 1];
+    }
+    let rest = rest.to_string();
+    exec_line(ctx, &rest, true).await
+}
+
+fn ipconfig(host: &WinHost, args: &[String]) -> Out {
+    let all = args.iter().any(|a| a.eq_ignore_ascii_case("/all"));
+    let mut s = String::from("\r\nWindows IP Configuration\r\n\r\n");
+    if all {
+        s.push_str(&format!(
+            "   Host Name . . . . . . . . . . . . : {}\r\n",
+            host.name
+        ));
+        s.push_str("   Primary Dns Suffix  . . . . . . . : \r\n   Node Type . . . . . . . . . . . . : Hybrid\r\n");
+        s.push_str("   IP Routing Enabled. . . . . . . . : No\r\n   WINS Proxy Enabled. . . . . . . . : No\r\n");
+    }
+    s.push_str("\r\nEthernet adapter Ethernet:\r\n\r\n");
+    s.push_str("   Connection-specific DNS Suffix  . : \r\n");
+    if all {
+        s.push_str("   Description . . . . . . . . . . . : winsim Virtual Ethernet Adapter\r\n");
+        let o = host.address().octets();
+        s.push_str(&format!(
+            "   Physical Address. . . . . . . . . : 00-15-5D-{:02X}-{:02X}-{:02X}\r\n",
+            o[1], o[2], o[3]
+        ));
+        s.push_str("   DHCP Enabled. . . . . . . . . . . : No\r\n");
+    }
+    s.push_str(&format!(
+        "   IPv4 Address. . . . . . . . . . . : {}\r\n",
+        host.address()
+    ));
+    s.push_str("   Subnet Mask . . . . . . . . . . . : 255.0.0.0\r\n");
+    s.push_str("   Default Gateway . . . . . . . . . : \r\n");
+    Out::ok(s)
+}
+
+const REG_NOT_FOUND: &str =
+    "ERROR: The system was unable to find the specified registry key or value.\r\n";
+const REG_SYNTAX: &str = "ERROR: Invalid syntax.\r\nType \"REG QUERY /?\" for usage.\r\n";
+
+/// `reg query KEY [/v NAME | /ve] [/s]`, in reg.exe's exact layout.
+fn reg(host: &WinHost, args: &[String]) -> Out {
+    let Some(op) = args.first() else {
+        return Out::err(
+            "ERROR: Invalid syntax.\r\nType \"REG /?\" for usage.\r\n",
+            1,
+        );
+    };
+    if !op.eq_ignore_ascii_case("query") {
+        return Out::err(
+            format!("winsim: `reg {op}` is not simulated (only reg query)\r\n"),
+            1,
+        );
+    }
+    let Some(key) = args.get(1) else {
+        return Out::err(REG_SYNTAX, 1);
+    };
+    let mut value: Option<String> = None;
+    let mut recursive = false;
+    let mut i = 2;
+    while i < args.len() {
+        match args[i].to_ascii_lowercase().as_str() {
+            "/v" => {
+                let Some(v) = args.get(i + 1) else {
+                    return Out::err(REG_SYNTAX, 1);
+                };
+                value = Some(v.clone());
+                i += 1;
+            }
+            "/ve" => value = Some(String::new()),
+            "/s" => recursive = true,
+            _ => return Out::err(REG_SYNTAX, 1),
+        }
+        i += 1;
+    }
+    if canonical_path(key).is_err() {
+        return Out::err(
+            "ERROR: Invalid key name.\r\nType \"REG QUERY /?\" for usage.\r\n",
+            1,
+        );
+    }
+    let st = host.settled();
+    let reg = &st.registry;
+    let Some(display) = reg.display_path(key) else {
+        return Out::err(REG_NOT_FOUND, 1);
+    };
+    let line = |name: &str, v: &crate::registry::RegValue| {
+        let shown = if name.is_empty() { "(Default)" } else { name };
+        format!(
+            "    {shown}    {}    {}\r\n",
+            v.type_name(),
+            v.reg_exe_data()
+        )
+    };
+    if let Some(name) = value {
+        return match reg.get(key, &name) {
+            Some(v) => Out::ok(format!("\r\n{display}\r\n{}\r\n", line(&name, v))),
+            None => Out::err(REG_NOT_FOUND, 1),
+        };
+    }
+    let mut s = String::new();
+    if recursive {
+        let mut stack = vec![display.to_string()];
+        while let Some(k) = stack.pop() {
+            s.push_str(&format!("\r\n{k}\r\n"));
+            for (n, v) in reg.values(&k).unwrap_or(&[]) {
+                s.push_str(&line(n, v));
+            }
+            let mut subs = reg.subkeys(&k);
+            subs.reverse();
+            stack.extend(subs);
+        }
+        s.push_str("\r\n");
+        return Out::ok(s);
+    }
+    s.push_str("\r\n");
+    let values = reg.values(key).unwrap_or(&[]);
+    if !values.is_empty() {
+        s.push_str(&format!("{display}\r\n"));
+        for (n, v) in values {
+            s.push_str(&line(n, v));
+        }
+        s.push_str("\r\n");
+    }
+    for sub in reg.subkeys(key) {
+        s.push_str(&format!("{sub}\r\n"));
+    }
+    Out::ok(s)
+}
+
+/// `wmic os get lastbootuptime` and `wmic qfe get hotfixid`, with wmic's `\r\r\n` line ends.
+fn wmic(host: &WinHost, args: &[String]) -> Out {
+    let q: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let q: Vec<&str> = q.iter().map(String::as_str).collect();
+    let table = |header: &str, rows: Vec<String>| {
+        let width = rows
+            .iter()
+            .map(String::len)
+            .chain([header.len()])
+            .max()
+            .unwrap_or(0)
+            + 2;
+        let mut s = format!("{header:<width$}\r\r\n");
+        for r in rows {
+            s.push_str(&format!("{r:<width$}\r\r\n"));
+        }
+        s.push_str("\r\r\n");
+        Out::ok(s)
+    };
+    match q.as_slice() {
+        ["os", "get", "lastbootuptime"] => table(
+            "LastBootUpTime",
+            vec![clock::cim_datetime(host.boot_time())],
+        ),
+        ["qfe", "get", "hotfixid"] => table("HotFixID", host.installed_kbs()),
+        _ => Out::err(
+            "winsim: this wmic query is not simulated (see integration/winsim/COMMANDS.md)\r\n",
+            1,
+        ),
+    }
+}
+
+/// `net statistics server|workstation`: where NT-era hosts without WMI tools show their boot time.
+fn net(host: &WinHost, args: &[String]) -> Out {
+    let q: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
+    let kind = match q.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["statistics", "server" | "srv"] => "Server",
+        ["statistics", "workstation" | "work"] => "Workstation",
+        _ => {
+            return Out::err(
+                "winsim: this net command is not simulated (see integration/winsim/COMMANDS.md)\r\n",
+                1,
+            );
+        }
+    };
+    Out::ok(format!(
+        "{kind} Statistics for \\\\{}\r\n\r\n\r\nStatistics since {}\r\n\r\n\r\nThe command completed successfully.\r\n\r\n",
+        host.name,
+        clock::us_short(host.boot_time())
+    ))
+}
+
+/// `shutdown /r /t N` (1190 when one is already scheduled), `/a`, `/s`.
+fn shutdown(host: &WinHost, args: &[String]) -> Out {
+    let mut restart = false;
+    let mut off = false;
+    let mut abort = false;
+    let mut delay = 30u64;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_ascii_lowercase().replace('-', "/");
+        match a.as_str() {
+            "/r" | "/g" => restart = true,
+            "/s" | "/p" => off = true,
+            "/a" => abort = true,
+            "/f" => {}
+            "/t" => {
+                let Some(n) = args
+                    .get(i + 1)
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|n| *n <= 315_360_000)
+                else {
+                    return Out::err("The parameter is incorrect.(87)\r\n", 87);
+                };
+                delay = n;
+                i += 1;
+            }
+            "/c" | "/d" => i += 1,
+            _ => {
+                return Out::err(
+                    format!("{}: The parameter is incorrect.(87)\r\n", args[i]),
+                    87,
+                );
+            }
+        }
+        i += 1;
+    }
+    let mut st = host.settled();
+    if abort {
+        return if host.abort_reboot(&mut st) {
+            Out::ok("")
+        } else {
+            Out::err(
+                "Unable to abort the system shutdown because no shutdown was in progress.(1116)\r\n",
+                1116,
+            )
+        };
+    }
+    if off {
+        host.power_off(&mut st);
+        return Out::ok("");
+    }
+    if !restart {
+        return Out::err(
+            "winsim: shutdown without /r, /s or /a is not simulated\r\n",
+            87,
+        );
+    }
+    match host.schedule_reboot(&mut st, Duration::from_secs(delay)) {
+        Ok(()) => Out::ok(""),
+        Err(1190) => Out::err(
+            "A system shutdown has already been scheduled.(1190)\r\n",
+            1190,
+        ),
+        Err(code) => Out::err(
+            format!("A system shutdown is in progress.({code})\r\n"),
+            code,
+        ),
+    }
+}
+
+/// Hash of a file's bytes in uppercase hex, for `Get-FileHash` and `certutil`.
+pub(crate) fn file_hash(bytes: &[u8], algorithm: &str) -> Option<String> {
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02X}")).collect::<String>();
+    match algorithm.to_ascii_uppercase().as_str() {
+        "SHA256" => Some(hex(&sha2::Sha256::digest(bytes))),
+        "SHA384" => Some(hex(&sha2::Sha384::digest(bytes))),
+        "SHA512" => Some(hex(&sha2::Sha512::digest(bytes))),
+        "SHA1" => Some(hex(&sha1::Sha1::digest(bytes))),
+        "MD5" => Some(hex(&md5::Md5::digest(bytes))),
+        _ => None,
+    }
+}
+
+/// `certutil -hashfile PATH [ALG]` (SHA1 by default, lowercase hex; spaced pairs before Windows 10).
+fn certutil(host: &WinHost, args: &[String]) -> Out {
+    let verb = args
+        .first()
+        .map(|a| a.to_ascii_lowercase().replace('/', "-"));
+    if verb.as_deref() != Some("-hashfile") {
+        return Out::err("winsim: only certutil -hashfile is simulated\r\n", 1);
+    }
+    let Some(path) = args.get(1) else {
+        return Out::err(
+            "CertUtil: -hashfile command FAILED: 0x80070057 (WIN32: 87 ERROR_INVALID_PARAMETER)\r\n",
+            0x8007_0057,
+        );
+    };
+    let alg = args
+        .get(2)
+        .map(|a| a.to_ascii_uppercase())
+        .unwrap_or_else(|| "SHA1".into());
+    let bytes = match std::fs::read(host.host_path(path)) {
+        Ok(b) if !WinHost::foreign_drive(path) => b,
+        _ => {
+            return Out {
+                stdout: "CertUtil: -hashfile command FAILED: 0x80070002 (WIN32: 2 ERROR_FILE_NOT_FOUND)\r\nCertUtil: The system cannot find the file specified.\r\n".into(),
+                stderr: String::new(),
+                code: 0x8007_0002,
+            };
+        }
+    };
+    let Some(hash) = file_hash(&bytes, &alg) else {
+        return Out {
+            stdout: "CertUtil: -hashfile command FAILED: 0x80090008 (-2146893816 NTE_BAD_ALGID)\r\nCertUtil: Invalid algorithm specified.\r\n".into(),
+            stderr: String::new(),
+            code: 0x8009_0008,
+        };
+    };
+    let lower = hash.to_ascii_lowercase();
+    let shown = if host.major >= 10 {
+        lower
+    } else {
+        lower
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    Out::ok(format!(
+        "{alg} hash of {path}:\r\n{shown}\r\nCertUtil: -hashfile command completed successfully.\r\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_follow_quotes() {
+        let t: Vec<String> =
+            tokenize(r#"reg query "HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion" /v UBR"#)
+                .into_iter()
+                .map(|t| t.text)
+                .collect();
+        assert_eq!(
+            t,
+            vec![
+                "reg",
+                "query",
+                r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion",
+                "/v",
+                "UBR"
+            ]
+        );
+    }
+
+    #[test]
+    fn operators_split_outside_quotes() {
+        let p = split_operators(r#"echo "a&b" && hostname || ver & x"#);
+        let ops: Vec<&str> = p.iter().map(|(o, _)| *o).collect();
+        assert_eq!(ops, vec!["", "&&", "||", "&"]);
+        assert_eq!(p[0].1.trim(), r#"echo "a&b""#);
+    }
+}

@@ -1,0 +1,624 @@
+//! The host model: one simulated Windows machine behind the [`SimHost`] seam, and the fleet of them.
+//!
+//! State that Windows keeps in memory (registry, installed hotfixes, power state, the command log)
+//! lives here; state Windows keeps on disk lives on disk, in the host's C: folder that Samba exports,
+//! so a file hive copies over SMB is the file the host runs, and a DLL hive reads over SMB is the one
+//! the host's installers replaced.
+//!
+//! Time is tokio time, so tests can pause or shorten it. Power state is evaluated lazily: a
+//! scheduled reboot "happens" the first time anyone looks after its deadline, which keeps 1,000
+//! idle hosts free of timers and background tasks.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::fleet::{self, FaultPlan, FleetError, HostConfig};
+use crate::host::{BoxFuture, CommandOutcome, CommandRequest, SimHost, WireFault, WsmanOp};
+use crate::installer::BuildChange;
+use crate::pe::{self, ImageKind, Machine, PeSpec, Version};
+use crate::registry::{RegValue, Registry};
+
+pub(crate) const CURRENT_VERSION: &str = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion";
+pub(crate) const SESSION_MANAGER: &str = r"HKLM\SYSTEM\CurrentControlSet\Control\Session Manager";
+pub(crate) const PFRO: &str = "PendingFileRenameOperations";
+pub(crate) const CBS_REBOOT_PENDING: &str =
+    r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending";
+pub(crate) const WU_REBOOT_REQUIRED: &str =
+    r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired";
+pub(crate) const UPDATES: &str = r"HKLM\SOFTWARE\Microsoft\Updates";
+
+/// One command as the host ran it, for tests to check exact switches and what was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// The command line as the host saw it (command and arguments joined by spaces, as WinRS does).
+    pub command_line: String,
+    /// `powershell.exe` scripts (decoded from -EncodedCommand or read from stdin).
+    pub script: Option<String>,
+    pub started: SystemTime,
+    /// `None` while running, or when killed.
+    pub exit_code: Option<u32>,
+    /// The command's future was dropped before it finished (Signal terminate, client timeout).
+    pub killed: bool,
+}
+
+/// Where the host's power is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Power {
+    Up,
+    /// `shutdown /r /t N` was accepted; the host goes down at `at`.
+    RebootScheduled {
+        at: Instant,
+    },
+    /// Down since `since`; comes back at `since + downtime` unless it never returns.
+    Down {
+        since: Instant,
+        returns: bool,
+    },
+}
+
+/// Everything about a host that changes.
+pub(crate) struct State {
+    pub registry: Registry,
+    pub kbs: BTreeSet<String>,
+    pub boot_time: SystemTime,
+    pub free_disk: u64,
+    pub power: Power,
+    pub configuring_until: Option<Instant>,
+    pub pending_build: Option<BuildChange>,
+    pub installing: bool,
+    /// Runs per package (file path + manifest id), for exit-code sequences like 1618-then-0.
+    pub attempts: HashMap<String, usize>,
+    pub log: Vec<CommandRecord>,
+    pub wire_counts: Vec<u32>,
+    pub reboots: u32,
+    pub temp_serial: u32,
+}
+
+/// Fixed facts about a host.
+pub struct WinHost {
+    pub(crate) name: String,
+    pub(crate) address: Ipv4Addr,
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+    user: String,
+    password: String,
+    pub(crate) drive: PathBuf,
+    pub(crate) system_root: String,
+    pub(crate) powershell: bool,
+    pub(crate) machine: Machine,
+    pub(crate) major: u32,
+    downtime: Duration,
+    configuring: Duration,
+    never_returns: bool,
+    pub(crate) faults: FaultPlan,
+    wall0: SystemTime,
+    inst0: Instant,
+    pub(crate) state: Mutex<State>,
+}
+
+impl std::fmt::Debug for WinHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The password stays out of Debug output on purpose.
+        f.debug_struct("WinHost")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .finish()
+    }
+}
+
+impl WinHost {
+    /// Builds the host and lays out its C: drive under `drive` (created if missing): every file
+    /// of the configuration is written now, as a real PE image, so Samba can serve it at once.
+    pub fn create(config: &HostConfig, drive: &Path) -> Result<WinHost, FleetError> {
+        let disk = |path: &Path, source| FleetError::Disk {
+            host: config.name.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(drive).map_err(|e| disk(drive, e))?;
+        let now = SystemTime::now();
+        let host = WinHost {
+            name: config.name.clone(),
+            address: config.address,
+            http: SocketAddr::new(IpAddr::V4(config.address), config.winrm_port),
+            https: config
+                .winrm_https_port
+                .map(|p| SocketAddr::new(IpAddr::V4(config.address), p)),
+            user: config.user.clone(),
+            password: config.password.clone(),
+            drive: drive.to_path_buf(),
+            system_root: config.system_root.clone(),
+            powershell: config.powershell,
+            machine: config.machine,
+            major: config.major,
+            downtime: config.reboot_downtime,
+            configuring: config.configuring,
+            never_returns: config.reboot_never_returns,
+            faults: config.faults.clone(),
+            wall0: now,
+            inst0: Instant::now(),
+            state: Mutex::new(State {
+                registry: initial_registry(config),
+                kbs: config.kbs.iter().map(|k| k.to_ascii_uppercase()).collect(),
+                boot_time: now.checked_sub(config.uptime).unwrap_or(now),
+                free_disk: config.free_disk_bytes,
+                power: Power::Up,
+                configuring_until: None,
+                pending_build: None,
+                installing: false,
+                attempts: HashMap::new(),
+                log: Vec::new(),
+                wire_counts: vec![0; config.faults.wire.len()],
+                reboots: 0,
+                temp_serial: 0,
+            }),
+        };
+        for dir in [
+            host.system_root.clone(),
+            format!("{}\\Temp", host.system_root),
+            host.profile_dir(),
+        ] {
+            let p = host.host_path(&dir);
+            std::fs::create_dir_all(&p).map_err(|e| disk(&p, e))?;
+        }
+        let mut cache: HashMap<(Version, Version, bool), Vec<u8>> = HashMap::new();
+        for f in &config.files {
+            let path = host.host_path(&f.path);
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let exe = name.to_ascii_lowercase().ends_with(".exe");
+            let product = f.product_version.unwrap_or(f.version);
+            // Generating is cheap but not free: a 1,000-host fleet shares one image per version.
+            let bytes = cache.entry((f.version, product, exe)).or_insert_with(|| {
+                let mut spec = PeSpec::dll(f.version, host.machine, "");
+                spec.product_version = product;
+                spec.kind = if exe { ImageKind::Exe } else { ImageKind::Dll };
+                spec.strings.retain(|(k, _)| k != "OriginalFilename");
+                pe::build(&spec)
+            });
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| disk(parent, e))?;
+            }
+            std::fs::write(&path, bytes).map_err(|e| disk(&path, e))?;
+        }
+        Ok(host)
+    }
+
+    /// The host's C: drive on this machine (what Samba exports as C$).
+    pub fn drive_root(&self) -> &Path {
+        &self.drive
+    }
+
+    pub fn address(&self) -> Ipv4Addr {
+        self.address
+    }
+
+    /// `C:\Users\<user>`: the working directory of remote shells.
+    pub(crate) fn profile_dir(&self) -> String {
+        format!(r"C:\Users\{}", self.user)
+    }
+
+    /// Maps a Windows path on C: to the file on this machine, resolving each component
+    /// case-insensitively against what exists (as NTFS and Samba do). `%SystemRoot%`/`%windir%`
+    /// expand; relative paths are relative to the profile folder; `..` cannot leave the drive.
+    pub fn host_path(&self, windows_path: &str) -> PathBuf {
+        let expanded = self.expand_env(windows_path.trim().trim_matches('"'));
+        let mut p = expanded.replace('/', "\\");
+        if let Some(rest) = p.strip_prefix(r"\\?\").or_else(|| p.strip_prefix(r"\??\")) {
+            p = rest.to_string();
+        }
+        let rel = if p.len() >= 2 && p.as_bytes()[1] == b':' {
+            p[2..].to_string()
+        } else if p.starts_with('\\') {
+            p
+        } else {
+            format!("{}\\{}", &self.profile_dir()[2..], p)
+        };
+        let mut parts: Vec<&str> = Vec::new();
+        for c in rel.split('\\') {
+            match c {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                c => parts.push(c),
+            }
+        }
+        let mut out = self.drive.clone();
+        for c in parts {
+            out = resolve_component(&out, c);
+        }
+        out
+    }
+
+    /// True if `windows_path` names a drive other than C: (which the simulated host does not have).
+    pub(crate) fn foreign_drive(windows_path: &str) -> bool {
+        let p = windows_path.trim().trim_matches('"');
+        let b = p.as_bytes();
+        b.len() >= 2 && b[1] == b':' && !b[0].eq_ignore_ascii_case(&b'C')
+    }
+
+    fn expand_env(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for var in ["%SystemRoot%", "%windir%"] {
+            while let Some(at) = out.to_ascii_lowercase().find(&var.to_ascii_lowercase()) {
+                out.replace_range(at..at + var.len(), &self.system_root);
+            }
+        }
+        out
+    }
+
+    /// The PE file version of a file on the host, read from disk as hive would read it over SMB.
+    pub fn file_version(&self, windows_path: &str) -> Option<Version> {
+        let bytes = std::fs::read(self.host_path(windows_path)).ok()?;
+        pe::read_version(&bytes).ok().map(|v| v.file_version)
+    }
+
+    /// Every command run so far, oldest first.
+    pub fn command_log(&self) -> Vec<CommandRecord> {
+        self.lock().log.clone()
+    }
+
+    /// A registry value as the host has it now.
+    pub fn registry_value(&self, key: &str, name: &str) -> Option<RegValue> {
+        self.settled().registry.get(key, name).cloned()
+    }
+
+    /// Runs `f` on the registry (tests seed or inspect state with it).
+    pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        f(&mut self.settled().registry)
+    }
+
+    pub fn installed_kbs(&self) -> Vec<String> {
+        self.settled().kbs.iter().cloned().collect()
+    }
+
+    pub fn boot_time(&self) -> SystemTime {
+        self.settled().boot_time
+    }
+
+    /// How many reboots completed.
+    pub fn reboot_count(&self) -> u32 {
+        self.settled().reboots
+    }
+
+    /// True while servicing is still "configuring updates" after a reboot.
+    pub fn configuring(&self) -> bool {
+        let st = self.settled();
+        st.configuring_until.is_some()
+    }
+
+    pub fn free_disk_bytes(&self) -> u64 {
+        self.settled().free_disk
+    }
+
+    /// The fault plan, including the items only the SMB harness can act on
+    /// (`smb_disconnect_after_bytes`).
+    pub fn fault_plan(&self) -> &FaultPlan {
+        &self.faults
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The state, with any reboot whose time has come carried out.
+    pub(crate) fn settled(&self) -> MutexGuard<'_, State> {
+        let mut st = self.lock();
+        self.settle(&mut st, Instant::now());
+        st
+    }
+
+    fn wall(&self, at: Instant) -> SystemTime {
+        self.wall0 + at.saturating_duration_since(self.inst0)
+    }
+
+    fn settle(&self, st: &mut State, now: Instant) {
+        if let Power::RebootScheduled { at } = st.power
+            && now >= at
+        {
+            st.power = Power::Down {
+                since: at,
+                returns: !self.never_returns,
+            };
+        }
+        if let Power::Down {
+            since,
+            returns: true,
+        } = st.power
+        {
+            let up_at = since + self.downtime;
+            if now >= up_at {
+                self.come_back(st, up_at);
+            }
+        }
+        if let Some(until) = st.configuring_until
+            && now >= until
+        {
+            st.configuring_until = None;
+            st.registry.delete_key(CBS_REBOOT_PENDING);
+        }
+    }
+
+    /// The boot: pending renames happen, pending-reboot markers clear, the boot time moves on.
+    fn come_back(&self, st: &mut State, up_at: Instant) {
+        self.apply_pending_renames(st);
+        if let Some(b) = st.pending_build.take() {
+            set_build(&mut st.registry, b);
+        }
+        st.registry.delete_key(WU_REBOOT_REQUIRED);
+        st.registry.delete_value(UPDATES, "UpdateExeVolatile");
+        // A boot is always at least a second later: hive compares boot times at second precision.
+        let earliest = st.boot_time + Duration::from_secs(1);
+        st.boot_time = self.wall(up_at).max(earliest);
+        st.power = Power::Up;
+        st.reboots += 1;
+        if self.configuring.is_zero() {
+            st.registry.delete_key(CBS_REBOOT_PENDING);
+        } else {
+            st.configuring_until = Some(up_at + self.configuring);
+        }
+    }
+
+    fn apply_pending_renames(&self, st: &mut State) {
+        let Some(RegValue::MultiSz(items)) = st.registry.get(SESSION_MANAGER, PFRO).cloned() else {
+            return;
+        };
+        for pair in items.chunks(2) {
+            let src = self.host_path(pair[0].trim_start_matches('!'));
+            match pair.get(1).map(|d| d.trim_start_matches('!')) {
+                Some(dst) if !dst.is_empty() => {
+                    // The boot-time rename replaces the file whatever its version: last writer wins.
+                    let _ = std::fs::rename(&src, self.host_path(dst));
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&src);
+                }
+            }
+        }
+        st.registry.delete_value(SESSION_MANAGER, PFRO);
+    }
+
+    /// Schedules a reboot `delay` from now; `Err(1190)` if one is already scheduled or running.
+    pub(crate) fn schedule_reboot(&self, st: &mut State, delay: Duration) -> Result<(), u32> {
+        match st.power {
+            Power::Up => {
+                st.power = Power::RebootScheduled {
+                    at: Instant::now() + delay,
+                };
+                Ok(())
+            }
+            Power::RebootScheduled { .. } => Err(1190),
+            Power::Down { .. } => Err(1115),
+        }
+    }
+
+    /// `shutdown /a`.
+    pub(crate) fn abort_reboot(&self, st: &mut State) -> bool {
+        if let Power::RebootScheduled { .. } = st.power {
+            st.power = Power::Up;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Powers the host off for good (`shutdown /s`).
+    pub(crate) fn power_off(&self, st: &mut State) {
+        st.power = Power::Down {
+            since: Instant::now(),
+            returns: false,
+        };
+    }
+
+    pub(crate) fn wall_now(&self) -> SystemTime {
+        self.wall(Instant::now())
+    }
+}
+
+/// Sets build and UBR the way a cumulative update leaves them.
+pub(crate) fn set_build(reg: &mut Registry, b: BuildChange) {
+    let build = b.build.to_string();
+    let _ = reg.set(CURRENT_VERSION, "CurrentBuild", RegValue::Sz(build.clone()));
+    let _ = reg.set(CURRENT_VERSION, "CurrentBuildNumber", RegValue::Sz(build));
+    let _ = reg.set(CURRENT_VERSION, "UBR", RegValue::Dword(b.ubr));
+}
+
+fn resolve_component(dir: &Path, name: &str) -> PathBuf {
+    let exact = dir.join(name);
+    if exact.exists() {
+        return exact;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().eq_ignore_ascii_case(name) {
+                return e.path();
+            }
+        }
+    }
+    debug_assert!(!matches!(
+        Path::new(name).components().next(),
+        Some(Component::ParentDir)
+    ));
+    exact
+}
+
+/// The registry a freshly installed host of this kind has.
+fn initial_registry(c: &HostConfig) -> Registry {
+    let mut r = Registry::new();
+    let sz = |s: &str| RegValue::Sz(s.to_string());
+    let cv = CURRENT_VERSION;
+    let _ = r.set(cv, "ProductName", sz(&c.product));
+    if !c.edition.is_empty() {
+        let _ = r.set(cv, "EditionID", sz(&c.edition));
+    }
+    if !c.csd_version.is_empty() {
+        let _ = r.set(cv, "CSDVersion", sz(&c.csd_version));
+    }
+    // Windows 10 and later freeze CurrentVersion at 6.3 and carry the real numbers separately.
+    let current = if c.major >= 10 {
+        "6.3".to_string()
+    } else {
+        format!("{}.{}", c.major, c.minor)
+    };
+    let _ = r.set(cv, "CurrentVersion", sz(&current));
+    let _ = r.set(cv, "CurrentBuild", sz(&c.build.to_string()));
+    let _ = r.set(cv, "CurrentBuildNumber", sz(&c.build.to_string()));
+    if c.major >= 10 {
+        let _ = r.set(cv, "CurrentMajorVersionNumber", RegValue::Dword(c.major));
+        let _ = r.set(cv, "CurrentMinorVersionNumber", RegValue::Dword(c.minor));
+        let _ = r.set(cv, "UBR", RegValue::Dword(c.ubr));
+        let _ = r.set(cv, "InstallationType", sz("Server"));
+    }
+    let _ = r.set(cv, "SystemRoot", sz(&c.system_root));
+    let _ = r.set(cv, "RegisteredOwner", sz("hive test fleet"));
+    let _ = r.set(
+        r"HKLM\SYSTEM\CurrentControlSet\Control\ComputerName\ComputerName",
+        "ComputerName",
+        sz(&c.name),
+    );
+    let _ = r.create_key(SESSION_MANAGER);
+    let _ = r.create_key(r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix");
+    if c.major < 6 {
+        // NT-era hotfixes announce themselves here; hfnetchk reads these keys.
+        for kb in &c.kbs {
+            let _ = r.set(
+                &format!(r"{cv}\Hotfix\{kb}"),
+                "Installed",
+                RegValue::Dword(1),
+            );
+        }
+    }
+    for p in &c.pending_reboot {
+        match p.as_str() {
+            "cbs" => {
+                let _ = r.create_key(CBS_REBOOT_PENDING);
+            }
+            "windows-update" => {
+                let _ = r.create_key(WU_REBOOT_REQUIRED);
+            }
+            "update-exe" => {
+                let _ = r.set(UPDATES, "UpdateExeVolatile", RegValue::Dword(1));
+            }
+            _ => {
+                let _ = r.set(SESSION_MANAGER, PFRO, RegValue::MultiSz(vec![]));
+            }
+        }
+    }
+    for (key, name, value) in &c.registry {
+        let _ = match value {
+            Some(v) => r.set(key, name, v.clone()),
+            None => r.create_key(key),
+        };
+    }
+    r
+}
+
+impl SimHost for WinHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn winrm_http_addr(&self) -> SocketAddr {
+        self.http
+    }
+    fn winrm_https_addr(&self) -> Option<SocketAddr> {
+        self.https
+    }
+    fn account(&self) -> (&str, &str) {
+        (&self.user, &self.password)
+    }
+    fn accepting(&self) -> bool {
+        matches!(
+            self.settled().power,
+            Power::Up | Power::RebootScheduled { .. }
+        )
+    }
+    fn wire_fault(&self, op: WsmanOp) -> Option<WireFault> {
+        let mut st = self.lock();
+        let mut fired = None;
+        for (i, rule) in self.faults.wire.iter().enumerate() {
+            if rule.op.is_some_and(|o| o != op) {
+                continue;
+            }
+            st.wire_counts[i] += 1;
+            let n = st.wire_counts[i];
+            let hit = n >= rule.nth && (rule.times == 0 || n < rule.nth + rule.times);
+            if hit && fired.is_none() {
+                fired = Some(match rule.kind.as_str() {
+                    "reset" => WireFault::ResetConnection,
+                    "soap-fault" => WireFault::SoapFault {
+                        code: rule.code,
+                        text: rule.text.clone(),
+                    },
+                    "unauthorized" => WireFault::Unauthorized,
+                    "too-big" => WireFault::EnvelopeTooBig,
+                    _ => WireFault::Delay(Duration::from_millis(rule.delay_ms)),
+                });
+            }
+        }
+        fired
+    }
+    fn run(&self, request: CommandRequest) -> BoxFuture<'_, CommandOutcome> {
+        Box::pin(crate::cmd::run(self, request))
+    }
+}
+
+/// A started fleet: its hosts, each with its C: drive under one root folder.
+#[derive(Debug)]
+pub struct Fleet {
+    root: PathBuf,
+    hosts: Vec<Arc<WinHost>>,
+}
+
+impl Fleet {
+    /// Creates the hosts; each host's C: drive is `<root>/<host name>/`, the layout the Samba
+    /// `fleet` share exports (`C$` = that folder, `ADMIN$` = its `Windows` subfolder).
+    pub fn start(configs: &[HostConfig], root: &Path) -> Result<Fleet, FleetError> {
+        let hosts = configs
+            .iter()
+            .map(|c| WinHost::create(c, &root.join(&c.name)).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fleet {
+            root: root.to_path_buf(),
+            hosts,
+        })
+    }
+
+    /// Loads a fleet file and starts it.
+    pub fn from_file(fleet_file: &Path, root: &Path) -> Result<Fleet, FleetError> {
+        Self::start(&fleet::load(fleet_file)?, root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn hosts(&self) -> &[Arc<WinHost>] {
+        &self.hosts
+    }
+
+    /// A host by name (case-insensitive, as NetBIOS names are).
+    pub fn host(&self, name: &str) -> Option<&Arc<WinHost>> {
+        self.hosts
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The hosts as the network faces want them.
+    pub fn sim_hosts(&self) -> Vec<Arc<dyn SimHost>> {
+        self.hosts
+            .iter()
+            .map(|h| Arc::clone(h) as Arc<dyn SimHost>)
+            .collect()
+    }
+}
