@@ -130,6 +130,11 @@ class Command:
                 if left <= 0:
                     return None
                 self.cond.wait(left)
+            # Like Windows, which buffers a moment: a command that is about to end returns its
+            # output and its exit code in one reply.
+            settle = time.monotonic() + 0.05
+            while not all(self.eof.values()) and time.monotonic() < settle:
+                self.cond.wait(settle - time.monotonic())
             out = {}
             for name in ("stdout", "stderr"):
                 out[name] = bytes(self.buf[name][:limit])
@@ -379,6 +384,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # Headers and body go out in separate writes; without this, Nagle + delayed ACK add 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ntlm = None
         self.user = None
 
