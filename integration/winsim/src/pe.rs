@@ -160,8 +160,16 @@ pub fn build(spec: &PeSpec) -> Vec<u8> {
     } else {
         &[0xB8, 1, 0, 0, 0, 0xC2, 0x0C, 0x00]
     };
+    // Filler after the entry point: a fixed pseudo-random byte run, so the image has the byte
+    // spread of a real one (pefile warns about files that are mostly one byte value).
+    let mut text = code.to_vec();
+    let mut x: u32 = 0x2545_F491;
+    while text.len() < 2 * FILE_ALIGN {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        text.push((x >> 24) as u8);
+    }
     let rsrc = resource_section(spec, RSRC_RVA);
-    let text_raw = align(code.len(), FILE_ALIGN);
+    let text_raw = align(text.len(), FILE_ALIGN);
     let rsrc_raw = align(rsrc.len(), FILE_ALIGN);
     let size_of_image = RSRC_RVA + align(rsrc.len(), SECTION_ALIGN as usize) as u32;
 
@@ -174,7 +182,7 @@ pub fn build(spec: &PeSpec) -> Vec<u8> {
     section_header(
         &mut h,
         b".text\0\0\0",
-        code.len(),
+        text.len(),
         TEXT_RVA,
         text_raw,
         HEADERS_SIZE,
@@ -192,15 +200,14 @@ pub fn build(spec: &PeSpec) -> Vec<u8> {
     );
     out[E_LFANEW..E_LFANEW + h.len()].copy_from_slice(&h);
 
-    out.extend_from_slice(code);
+    out.extend_from_slice(&text);
     out.resize(HEADERS_SIZE + text_raw, 0);
     out.extend_from_slice(&rsrc);
     out.resize(rsrc_ptr + rsrc_raw, 0);
+    // The checksum covers the whole file, overlay included, as CheckSumMappedFile computes it.
+    out.extend_from_slice(&spec.overlay);
     let checksum = pe_checksum(&out, checksum_offset());
     out[checksum_offset()..checksum_offset() + 4].copy_from_slice(&checksum.to_le_bytes());
-    // The overlay is not covered by the checksum in our images: the loader and pefile only check
-    // the image proper, and installers are signed/hashed as whole files by hive anyway.
-    out.extend_from_slice(&spec.overlay);
     out
 }
 
