@@ -248,23 +248,20 @@ async fn small_requests_are_not_delayed_by_nagle() {
     std::fs::write(root.join(&name), data(64 * 1024, 3)).unwrap();
     let file = raw_file(&tree, &name, &read_args()).await;
     let mut buf = vec![0u8; 64 * 1024];
-    let started = Instant::now();
+    let mut fastest = Duration::MAX;
     for _ in 0..50 {
-        let n = timeout(
-            Duration::from_secs(10),
-            file.read_block(&mut buf, 0, None, false),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let started = Instant::now();
+        let read = file.read_block(&mut buf, 0, None, false);
+        let n = timeout(Duration::from_secs(10), read).await.unwrap().unwrap();
         assert_eq!(n, buf.len());
+        fastest = fastest.min(started.elapsed());
     }
-    let elapsed = started.elapsed();
     file.close().await.unwrap();
     std::fs::remove_file(root.join(&name)).unwrap();
-    // Nagle + delayed ACK costs ~40 ms per exchange (2 s here); without, a few ms in all.
+    // Nagle + delayed ACK puts ~40 ms into *every* exchange; the fastest of 50 shows it even on a
+    // machine busy with other work (without it: well under a millisecond on loopback).
     assert!(
-        elapsed < Duration::from_millis(1000),
-        "50 sequential 64 KiB reads took {elapsed:?}"
+        fastest < Duration::from_millis(20),
+        "the fastest of 50 sequential 64 KiB reads took {fastest:?}"
     );
 }

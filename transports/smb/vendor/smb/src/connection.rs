@@ -660,7 +660,12 @@ impl ConnectionMessageHandler {
         if let Some(neg) = self.conn_info.get()
             && neg.negotiation.caps.large_mtu()
         {
-            let granted_credits = msg.message.header.credit_request;
+            // hive fix: include what the interim responses granted (see `interim_credits`).
+            let granted_credits = msg
+                .message
+                .header
+                .credit_request
+                .saturating_add(msg.interim_credits);
             let charged_credits = msg.message.header.credit_charge;
             // Update the pool size - return how many EXTRA credits were granted.
             // also, handle the case where the server granted less credits than charged.

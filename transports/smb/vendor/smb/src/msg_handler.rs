@@ -87,6 +87,13 @@ pub struct IncomingMessage {
     pub form: MessageForm,
 
     pub source_channel_id: Option<u32>,
+
+    /// hive fix: credits granted by the interim (STATUS_PENDING) responses that preceded this
+    /// final response. The server grants a request's credits in its interim response and none in
+    /// the final one; the worker swallows interim responses, so it carries their grant here for
+    /// the connection's credit accounting. Without it, every request that went async leaked its
+    /// credits until the client starved and hung.
+    pub interim_credits: u16,
 }
 
 impl IncomingMessage {
@@ -96,6 +103,7 @@ impl IncomingMessage {
             raw,
             form,
             source_channel_id: None,
+            interim_credits: 0,
         }
     }
 }

@@ -49,26 +49,35 @@ impl FileCreateArgs {
         }
     }
 
-    /// Returns arguments for creating a new file,
-    /// with the default access set to Generic All.
+    /// Returns arguments for creating a new file, opened for reading and writing.
+    ///
+    /// hive fix: read + write, not GENERIC_ALL: GENERIC_ALL includes rights (execute, WRITE_DAC,
+    /// WRITE_OWNER) that Samba refuses on an ordinary 0644 file, so the open failed.
     pub fn make_create_new(attributes: FileAttributes, options: CreateOptions) -> FileCreateArgs {
         FileCreateArgs {
             disposition: CreateDisposition::Create,
             attributes,
             options,
-            desired_access: FileAccessMask::new().with_generic_all(true),
+            desired_access: Self::read_write_access(),
         }
     }
 
-    /// Returns arguments for creating a new file,
-    /// with the default access set to Generic All.
+    fn read_write_access() -> FileAccessMask {
+        FileAccessMask::new()
+            .with_generic_read(true)
+            .with_generic_write(true)
+    }
+
+    /// Returns arguments for creating a new file, opened for reading and writing;
     /// overwrites existing file, if it exists.
+    ///
+    /// hive fix: read + write, not GENERIC_ALL (see [`FileCreateArgs::make_create_new`]).
     pub fn make_overwrite(attributes: FileAttributes, options: CreateOptions) -> FileCreateArgs {
         FileCreateArgs {
             disposition: CreateDisposition::OverwriteIf,
             attributes,
             options,
-            desired_access: FileAccessMask::new().with_generic_all(true),
+            desired_access: Self::read_write_access(),
         }
     }
 

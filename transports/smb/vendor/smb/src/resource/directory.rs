@@ -652,10 +652,11 @@ pub mod iter_stream {
     pub struct QueryDirectoryStream<'a, T> {
         /// A channel to receive the results from the query.
         /// This is used to send the results from the query loop to the stream.
+        /// hive fix: the bounded channel alone paces the fetch loop. The published code also
+        /// handed a `Notify` back and forth with `notify_waiters()`, which wakes only tasks
+        /// already waiting: on a multi-thread runtime the consumer often drained the channel and
+        /// notified before the fetch loop waited, the wakeup was lost and the listing hung.
         receiver: tokio::sync::mpsc::Receiver<crate::Result<T>>,
-        /// This is used to wake up the query (against the server) loop when more data is required,
-        /// since the iterator is lazy and will not fetch data until it is needed.
-        notify_fetch_next: Arc<tokio::sync::Notify>,
         /// Holds the lock while iterating the directory,
         /// to prevent multiple queries at the same time.
         /// See [Directory::query] for more information.
@@ -671,26 +672,17 @@ pub mod iter_stream {
             pattern: String,
             buffer_size: u32,
         ) -> crate::Result<Self> {
+            // hive fix: take the query lock before the fetch loop starts querying.
+            let guard = directory.query_lock.lock().await?;
             let (sender, receiver) = tokio::sync::mpsc::channel(1024);
-            let notify_fetch_next = Arc::new(tokio::sync::Notify::new());
             {
-                let notify_fetch_next = notify_fetch_next.clone();
                 let directory = directory.clone();
                 tokio::spawn(async move {
-                    Self::fetch_loop(
-                        directory,
-                        pattern,
-                        buffer_size,
-                        sender,
-                        notify_fetch_next.clone(),
-                    )
-                    .await;
+                    Self::fetch_loop(directory, pattern, buffer_size, sender).await;
                 });
             }
-            let guard = directory.query_lock.lock().await?;
             Ok(Self {
                 receiver,
-                notify_fetch_next,
                 _lock_guard: guard,
             })
         }
@@ -700,7 +692,6 @@ pub mod iter_stream {
             pattern: String,
             buffer_size: u32,
             sender: mpsc::Sender<crate::Result<T>>,
-            notify_fetch_next: Arc<tokio::sync::Notify>,
         ) {
             let mut is_first = true;
             loop {
@@ -722,15 +713,12 @@ pub mod iter_stream {
                         }
                     }
                     Err(e) => {
-                        if sender.send(Err(e)).await.is_err() {
-                            return; // Receiver dropped
-                        }
+                        // hive fix: an error ends the listing (the published loop queried again
+                        // for ever after an error).
+                        let _ = sender.send(Err(e)).await;
+                        return;
                     }
                 }
-
-                // Notify the stream that a new batch is available
-                notify_fetch_next.notify_waiters();
-                notify_fetch_next.notified().await;
             }
         }
     }
@@ -742,17 +730,7 @@ pub mod iter_stream {
         type Item = crate::Result<T>;
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-            let this = self.get_mut();
-            match this.receiver.poll_recv(cx) {
-                Poll::Ready(Some(value)) => {
-                    if this.receiver.is_empty() {
-                        this.notify_fetch_next.notify_waiters() // Notify that batch is done
-                    }
-                    Poll::Ready(Some(value))
-                }
-                Poll::Ready(None) => Poll::Ready(None), // Stream is closed!
-                Poll::Pending => Poll::Pending,
-            }
+            self.get_mut().receiver.poll_recv(cx)
         }
     }
 }

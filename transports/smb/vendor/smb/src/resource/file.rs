@@ -25,7 +25,11 @@ pub struct File {
     #[cfg(not(feature = "async"))]
     dirty: bool,
 
-    end_of_file: u64,
+    /// hive fix: the length as this handle last knew it, updated by its own writes and
+    /// `set_len` (the published code kept the length seen at open for ever, so reading back what
+    /// was just written through the same handle returned 0 bytes). Reads no longer consult it:
+    /// the server decides where the file ends.
+    end_of_file: std::sync::atomic::AtomicU64,
 }
 
 #[maybe_async(AFIT)]
@@ -33,7 +37,7 @@ impl File {
     pub fn new(handle: ResourceHandle, end_of_file: u64) -> Self {
         File {
             handle,
-            end_of_file,
+            end_of_file: std::sync::atomic::AtomicU64::new(end_of_file),
             #[cfg(not(feature = "async"))]
             pos: 0,
             #[cfg(not(feature = "async"))]
@@ -65,10 +69,13 @@ impl File {
             return Ok(0);
         }
 
-        // EOF
-        if pos >= self.end_of_file {
-            return Ok(0);
-        }
+        // hive fix: no local end-of-file check (the length seen at open may be stale); a read at
+        // or past the end is answered STATUS_END_OF_FILE by the server, mapped to 0 below.
+        // hive fix: never ask for more than the server's max read size (a larger read was
+        // charged more credits than the server ever grants, and hung); return a short count.
+        let max_read = self.handle.conn_info.negotiation.max_read_size.max(65536) as usize;
+        let buf_len = buf.len().min(max_read);
+        let buf = &mut buf[..buf_len];
 
         log::debug!(
             "Reading up to {} bytes at offset {} from {}",
@@ -100,11 +107,18 @@ impl File {
         )
         .with_channel_id(channel);
 
-        let response = self
+        let response = match self
             .handle
             .sendo_recvo(request, ReceiveOptions::new().with_allow_async(true))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        {
+            Ok(response) => response,
+            Err(Error::ReceivedErrorMessage(Status::U32_END_OF_FILE, _))
+            | Err(Error::UnexpectedMessageStatus(Status::U32_END_OF_FILE)) => return Ok(0),
+            // hive fix: keep the crate error (and its NT status) inside the io::Error instead of
+            // flattening it to a string, so callers can tell "disk full" from "access denied".
+            Err(e) => return Err(std::io::Error::other(e)),
+        };
         let content = response
             .message
             .content
@@ -159,6 +173,36 @@ impl File {
             return Ok(0);
         }
 
+        // hive fix: a write larger than the server's max write size (8 MiB on Samba) was charged
+        // more credits than the server ever grants and hung. Split it into requests the server
+        // accepts, sent one after another.
+        let max_write = self.handle.conn_info.negotiation.max_write_size.max(65536) as usize;
+        if buf.len() > max_write {
+            let mut done = 0usize;
+            while done < buf.len() {
+                let end = (done + max_write).min(buf.len());
+                let want = end - done;
+                let piece: Arc<[u8]> = Arc::from(&buf[done..end]);
+                let written = self
+                    .write_block_zc_single(piece, pos + done as u64, channel)
+                    .await?;
+                done += written;
+                if written < want {
+                    break; // short write: report what the server took
+                }
+            }
+            return Ok(done);
+        }
+        self.write_block_zc_single(buf, pos, channel).await
+    }
+
+    async fn write_block_zc_single(
+        &self,
+        buf: Arc<[u8]>,
+        pos: u64,
+        channel: Option<u32>,
+    ) -> std::io::Result<usize> {
+
         if !self.access.file_write_data() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
@@ -191,7 +235,7 @@ impl File {
             .handle
             .sendo_recvo(outgoing, ReceiveOptions::new().with_allow_async(true))
             .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            .map_err(std::io::Error::other)?;
 
         let content = response
             .message
@@ -199,6 +243,10 @@ impl File {
             .to_write()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         let actual_written_length = content.count as usize;
+        self.end_of_file.fetch_max(
+            pos + actual_written_length as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
         log::debug!(
             "Wrote {} bytes to {}.",
             actual_written_length,
@@ -293,7 +341,7 @@ impl Seek for File {
         let next_pos = match pos {
             std::io::SeekFrom::Start(pos) => pos,
             std::io::SeekFrom::End(pos) => {
-                let pos = self.end_of_file as i64 + pos;
+                let pos = self.end_of_file.load(std::sync::atomic::Ordering::SeqCst) as i64 + pos;
                 if pos < 0 {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidInput,
@@ -317,7 +365,7 @@ impl Seek for File {
                 })?
             }
         };
-        if next_pos > self.end_of_file {
+        if next_pos > self.end_of_file.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "Invalid seek position",
@@ -383,9 +431,13 @@ impl WriteAtChannel for File {
 }
 
 impl GetLen for File {
+    /// hive fix: asks the server (the published code returned the length seen at open).
     #[maybe_async]
     async fn get_len(&self) -> crate::Result<u64> {
-        Ok(self.end_of_file)
+        let info: FileStandardInformation = self.query_info().await?;
+        self.end_of_file
+            .store(info.end_of_file, std::sync::atomic::Ordering::SeqCst);
+        Ok(info.end_of_file)
     }
 }
 
@@ -393,7 +445,10 @@ impl SetLen for File {
     #[maybe_async]
     async fn set_len(&self, len: u64) -> crate::Result<()> {
         self.set_info(FileEndOfFileInformation { end_of_file: len })
-            .await
+            .await?;
+        self.end_of_file
+            .store(len, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
     }
 }
 

@@ -440,7 +440,26 @@ mod copy {
             }
         }
 
-        handles.join_all().await;
+        // hive fix: the published code dropped every task's result and returned Ok, so a copy
+        // whose reads all failed "succeeded" and left a zero-filled (pre-extended) file. Now the
+        // first error is returned, the other tasks are stopped, and the destination is cut back
+        // to zero length so no zero-filled file remains.
+        let mut first_error = None;
+        while let Some(joined) = handles.join_next().await {
+            let result = joined.map_err(crate::Error::from).and_then(|r| r);
+            if let Err(e) = result {
+                if first_error.is_none() {
+                    handles.abort_all();
+                    first_error = Some(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            if let Err(truncate_error) = to.set_len(0).await {
+                log::error!("Could not truncate the destination of a failed copy: {truncate_error}");
+            }
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -516,9 +535,10 @@ mod copy {
                 .read_at_channel(&mut curr_chunk[..chunk_size], offset, channel_id)
                 .await?;
             if bytes_read < chunk_size {
-                log::warn!(
-                    "Task {task_id}@{channel_id:?}: Read less bytes than expected. File might be corrupt. Expected: {chunk_size}: {bytes_read}"
-                );
+                // hive fix: a short read is an error, not a warning before writing a hole.
+                return Err(crate::Error::InvalidState(format!(
+                    "Task {task_id}@{channel_id:?}: read {bytes_read} of {chunk_size} bytes at offset {offset}: the source is shorter than its length"
+                )));
             }
             let valid_chunk_end = bytes_read;
             to.write_at_channel(&curr_chunk[..valid_chunk_end], offset, channel_id)

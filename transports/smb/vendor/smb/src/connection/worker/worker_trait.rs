@@ -128,8 +128,11 @@ pub trait Worker: Sized + std::fmt::Debug {
             async_msg_ids.set(options.msg_id, async_id);
         }
 
+        // hive fix: count the credits every interim response grants (see `interim_credits`).
+        let mut interim_credits: u16 = curr.message.header.credit_request;
+
         loop {
-            let msg = self.receive_next_cancellable(options).await?;
+            let mut msg = self.receive_next_cancellable(options).await?;
 
             // Check if the message is async and has the same ID.
             if !msg.message.header.flags.async_command()
@@ -149,8 +152,10 @@ pub trait Worker: Sized + std::fmt::Debug {
 
             // We've got a result!
             if msg.message.header.status != Status::Pending as u32 {
+                msg.interim_credits = interim_credits;
                 return Ok(msg);
             }
+            interim_credits = interim_credits.saturating_add(msg.message.header.credit_request);
 
             log::debug!(
                 "Received another async pending message with ID {} and status {}.",
