@@ -459,7 +459,7 @@ impl WinrmClient {
                 Some(fault) => Err(Error::Fault {
                     host: self.label.clone(),
                     action,
-                    fault,
+                    fault: Box::new(fault),
                 }),
                 None => Err(Error::Http {
                     host: self.label.clone(),

@@ -51,12 +51,14 @@ pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut i = 0;
     while i < s.len() {
-        if b[i] == b'_' && i + 7 <= s.len() && b[i + 1] == b'x' && b[i + 6] == b'_' {
-            if let Ok(v) = u16::from_str_radix(&s[i + 2..i + 6], 16) {
-                units.push(v);
-                i += 7;
-                continue;
-            }
+        let escape = (b[i] == b'_' && i + 7 <= s.len() && b[i + 1] == b'x' && b[i + 6] == b'_')
+            .then(|| s.get(i + 2..i + 6))
+            .flatten()
+            .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+        if let Some(v) = escape {
+            units.push(v);
+            i += 7;
+            continue;
         }
         let ch = s[i..].chars().next().unwrap_or('\u{fffd}');
         let mut buf = [0u16; 2];

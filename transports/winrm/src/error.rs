@@ -75,7 +75,7 @@ pub enum Error {
         /// The request's action.
         action: &'static str,
         /// The parsed fault.
-        fault: WsmanFault,
+        fault: Box<WsmanFault>,
     },
     /// A reply we could not use (malformed, wrong RelatesTo).
     #[error("{host}: {action}: {source}")]
@@ -129,7 +129,7 @@ impl Error {
     /// The WS-Man fault, if this error is one.
     pub fn fault(&self) -> Option<&WsmanFault> {
         match self {
-            Error::Fault { fault, .. } => Some(fault),
+            Error::Fault { fault, .. } => Some(fault.as_ref()),
             _ => None,
         }
     }

@@ -122,7 +122,7 @@ impl fmt::Display for WsmanFault {
 pub enum ResponseError {
     /// The server answered with a SOAP fault.
     #[error("WinRM fault {0}")]
-    Fault(WsmanFault),
+    Fault(Box<WsmanFault>),
     /// The reply is not the WS-Man document we expected.
     #[error("malformed reply: {0}")]
     Malformed(String),
@@ -158,7 +158,7 @@ impl Envelope {
         }
         let env = Envelope { root };
         if let Some(fault) = env.body()?.child(ns::SOAP, "Fault") {
-            return Err(ResponseError::Fault(read_fault(fault)));
+            return Err(ResponseError::Fault(Box::new(read_fault(fault))));
         }
         Ok(env)
     }
@@ -201,14 +201,8 @@ impl Envelope {
 
 /// Parse a reply to the request with `message_id`, checking RelatesTo and faults.
 pub fn parse_reply(doc: &str, message_id: &str) -> Result<Envelope, ResponseError> {
-    let env = match Envelope::parse(doc) {
-        Ok(env) => env,
-        Err(ResponseError::Fault(f)) => {
-            // A fault must relate to us too, but its content matters more than a wrong id.
-            return Err(ResponseError::Fault(f));
-        }
-        Err(e) => return Err(e),
-    };
+    // A fault is reported even if its RelatesTo is off: its content matters more than the id.
+    let env = Envelope::parse(doc)?;
     env.check_relates_to(message_id)?;
     Ok(env)
 }

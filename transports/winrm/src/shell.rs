@@ -231,11 +231,11 @@ impl Session {
         mut on_output: F,
     ) -> Result<u32> {
         let (shell_id, cid) = self.start(command, args, opts.skip_cmd_shell).await?;
-        if !opts.stdin.is_empty() {
-            if let Err(e) = self.send_stdin(&shell_id, &cid, &opts.stdin).await {
-                let _ = self.signal(&shell_id, &cid).await;
-                return Err(e);
-            }
+        if !opts.stdin.is_empty()
+            && let Err(e) = self.send_stdin(&shell_id, &cid, &opts.stdin).await
+        {
+            let _ = self.signal(&shell_id, &cid).await;
+            return Err(e);
         }
         let deadline = opts.timeout.map(|t| Instant::now() + t);
         let exit = loop {

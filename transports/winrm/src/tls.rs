@@ -199,3 +199,30 @@ pub fn channel_bindings(server_cert_der: &[u8]) -> [u8; 16] {
     s.extend_from_slice(&app);
     Md5::digest(&s).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_bindings_match_pyspnego() {
+        // hashlib.md5(GssChannelBindings(application_data=b"tls-server-end-point:" +
+        //   sha256(b"hello")).pack()) computed with pyspnego 0.12.4.
+        assert_eq!(
+            hex::encode(channel_bindings(b"hello")),
+            "a01c5bbb538f595407796f880caf06a9"
+        );
+    }
+
+    #[test]
+    fn thumbprints_parse_with_or_without_colons() {
+        let hexs = "ab".repeat(32);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(
+            ServerTrust::thumbprint(&hexs).unwrap(),
+            ServerTrust::thumbprint(&colons).unwrap()
+        );
+        assert!(ServerTrust::thumbprint("abcd").is_err());
+        assert!(ServerTrust::thumbprint(&"zz".repeat(32)).is_err());
+    }
+}

@@ -234,11 +234,14 @@ fn canon(e: &Element, depth: usize, skip_timeout_text: bool, out: &mut String) {
 
 // ---- response side ------------------------------------------------------------------------------
 
+/// Output of one command: its id (None: shell-level streams), bytes per stream, exit code.
+type CommandOutput = (Option<String>, BTreeMap<String, Vec<u8>>, Option<u32>);
+
 #[derive(Default, Debug)]
 struct Replay {
     shell_ids: Vec<String>,
     /// Output per command id (None: shell-level streams), in order of first appearance.
-    outputs: Vec<(Option<String>, BTreeMap<String, Vec<u8>>, Option<u32>)>,
+    outputs: Vec<CommandOutput>,
     /// (message index, WSManFault code, kind)
     faults: Vec<(usize, Option<u32>, FaultKind)>,
     config_kb: Option<u32>,
@@ -287,10 +290,8 @@ fn replay(file: &str) -> Replay {
                 for c in &out.chunks {
                     slot.1.entry(c.name.clone()).or_default().extend(&c.data);
                 }
-                if let Some(s) = &out.state {
-                    if s.is_done() {
-                        slot.2 = s.exit_code;
-                    }
+                if let Some(s) = out.state.as_ref().filter(|s| s.is_done()) {
+                    slot.2 = s.exit_code;
                 }
             }),
             ns::ACTION_GET if ours.xml.contains(ns::RESOURCE_CONFIG) => {
