@@ -501,6 +501,8 @@ def main():
     p.add_argument("--max-shells", type=int, default=30)
     p.add_argument("--max-ops", type=int, default=0, help="operations per shell before a quota fault")
     p.add_argument("--max-envelope-kb", type=int, default=500)
+    p.add_argument("--idle-close", type=float, default=0,
+                   help="silently close a keep-alive connection idle this many seconds (like http.sys)")
     ARGS = p.parse_args()
     os.environ["NTLM_USER_FILE"] = os.path.abspath(ARGS.users)
     with open(ARGS.users) as f:
@@ -509,6 +511,8 @@ def main():
             if len(parts) == 3:
                 USERS[(parts[0].upper(), parts[1].upper())] = parts[2]
 
+    if ARGS.idle_close:
+        Handler.timeout = ARGS.idle_close
     srv = Server(("127.0.0.1", ARGS.port), Handler)
     srv.tls = bool(ARGS.tls_cert)
     if srv.tls:

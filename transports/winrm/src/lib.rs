@@ -5,6 +5,20 @@
 //! - [`ntlm`] and [`framing`]: NTLMv2 authentication and MS-WSMV message encryption, pure.
 //! - [`client`]: one pinned HTTP/1.1 connection per host, authenticated, encrypted or over TLS.
 //! - [`shell`]: one reused WinRS shell per host; run commands streaming their output.
+//!
+//! ```no_run
+//! # async fn demo() -> hive_winrm::Result<()> {
+//! use hive_winrm::{ClientConfig, Credentials, Endpoint, Session};
+//!
+//! // Windows' default listener: HTTP 5985, Negotiate/NTLM with message encryption.
+//! let cfg = ClientConfig::new(Endpoint::http("srv01.corp"), Credentials::ntlm("CORP\\patcher", "pw"));
+//! let mut host = Session::new(cfg)?;
+//! let kbs = host.run_powershell("Get-HotFix | % HotFixID", None).await?;
+//! let build = host.run_cmd("ver", None).await?; // same shell, same connection
+//! println!("{}{}", kbs.stdout_text(), build.stdout_text());
+//! host.close().await?;
+//! # Ok(()) }
+//! ```
 
 pub mod client;
 pub mod clixml;

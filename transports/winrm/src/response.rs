@@ -469,6 +469,64 @@ mod tests {
         assert_eq!(out.state.unwrap().exit_code, Some(0x8024_0017));
     }
 
+    fn fault_doc(subcode: &str, code: u32, text: &str) -> String {
+        format!(
+            r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:RelatesTo>uuid:9</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>s:Sender</s:Value><s:Subcode><s:Value>{subcode}</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{text}</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}" Machine="srv01"><f:Message>{text}</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body></s:Envelope>"#
+        )
+    }
+
+    #[test]
+    fn faults_are_classified() {
+        let cases = [
+            (
+                "w:AccessDenied",
+                5,
+                "Access is denied. ",
+                FaultKind::AccessDenied,
+            ),
+            (
+                "w:QuotaLimit",
+                CODE_SHELL_QUOTA,
+                "too many shells",
+                FaultKind::ShellQuota,
+            ),
+            (
+                "w:QuotaLimit",
+                CODE_OPERATION_QUOTA,
+                "too many ops",
+                FaultKind::OperationQuota,
+            ),
+            (
+                "w:EncodingLimit",
+                CODE_ENVELOPE_TOO_BIG,
+                "too big",
+                FaultKind::EnvelopeTooBig,
+            ),
+            (
+                "w:TimedOut",
+                CODE_TIMED_OUT,
+                "timed out",
+                FaultKind::TimedOut,
+            ),
+            (
+                "w:InternalError",
+                1603,
+                "Fatal error during installation.",
+                FaultKind::Other,
+            ),
+        ];
+        for (sub, code, text, kind) in cases {
+            let Err(ResponseError::Fault(f)) = parse_empty(&fault_doc(sub, code, text), "uuid:9")
+            else {
+                panic!("{sub}: not a fault");
+            };
+            assert_eq!(f.kind(), kind, "{sub} {code}");
+            assert_eq!(f.wsman_code, Some(code));
+            assert_eq!(f.machine.as_deref(), Some("srv01"));
+            assert!(f.to_string().contains(text.trim()), "{f}");
+        }
+    }
+
     #[test]
     fn other_prefixes_and_wrong_relates_to() {
         let doc = r#"<Envelope xmlns="http://www.w3.org/2003/05/soap-envelope"><Header><RelatesTo xmlns="http://schemas.xmlsoap.org/ws/2004/08/addressing">uuid:2</RelatesTo></Header><Body><x:CommandResponse xmlns:x="http://schemas.microsoft.com/wbem/wsman/1/windows/shell"><x:CommandId>ABC</x:CommandId></x:CommandResponse></Body></Envelope>"#;

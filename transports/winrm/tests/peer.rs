@@ -208,3 +208,30 @@ async fn dropping_a_session_deletes_its_shell() {
     }
     assert!(ok, "the dropped session's shell was not deleted");
 }
+
+#[tokio::test]
+async fn idle_connection_closed_by_the_server_is_replaced() {
+    let peer = Peer::start(&["--idle-close", "0.5"]);
+    let mut s = Session::new(http_config(&peer)).unwrap();
+    s.run_cmd("true", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let o = s.run_cmd("echo still-here", None).await.unwrap();
+    assert_eq!(o.stdout_text(), "still-here\n");
+    assert_eq!(s.client().connections_opened, 2);
+    assert_eq!(s.shells_opened, 1);
+}
+
+#[tokio::test]
+async fn service_restart_means_new_authentication_and_a_new_shell() {
+    let peer = Peer::start(&[]);
+    let port = peer.port.to_string();
+    let mut s = Session::new(http_config(&peer)).unwrap();
+    s.run_cmd("true", None).await.unwrap();
+    drop(peer);
+    // Same port, new process: no security contexts, no shells (like a reboot of the host).
+    let _peer2 = Peer::start(&["--port", &port]);
+    let o = s.run_cmd("echo reborn", None).await.unwrap();
+    assert_eq!(o.stdout_text(), "reborn\n");
+    assert_eq!(s.client().connections_opened, 2);
+    assert_eq!(s.shells_opened, 2);
+}
