@@ -252,7 +252,10 @@ async fn small_requests_are_not_delayed_by_nagle() {
     for _ in 0..50 {
         let started = Instant::now();
         let read = file.read_block(&mut buf, 0, None, false);
-        let n = timeout(Duration::from_secs(10), read).await.unwrap().unwrap();
+        let n = timeout(Duration::from_secs(10), read)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(n, buf.len());
         fastest = fastest.min(started.elapsed());
     }
