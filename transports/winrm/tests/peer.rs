@@ -235,3 +235,34 @@ async fn service_restart_means_new_authentication_and_a_new_shell() {
     assert_eq!(s.client().connections_opened, 2);
     assert_eq!(s.shells_opened, 2);
 }
+
+#[tokio::test]
+async fn clixml_on_stderr_is_decoded_end_to_end() {
+    let peer = Peer::start(&[]);
+    let mut s = Session::new(http_config(&peer)).unwrap();
+    // What powershell.exe writes to a redirected stderr when a cmdlet fails.
+    let clixml = r#"#< CLIXML
+<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04"><S S="Error">Stop-Service : Cannot find any service with service name 'nope'._x000D__x000A_</S></Objs>"#;
+    let opts = RunOptions {
+        stdin: clixml.as_bytes().to_vec(),
+        ..RunOptions::default()
+    };
+    let o = s.run_output("cat >&2; exit 1", &[], &opts).await.unwrap();
+    assert_eq!(o.exit_code, 1);
+    assert_eq!(
+        o.stderr_text(),
+        "Stop-Service : Cannot find any service with service name 'nope'.\r\n"
+    );
+}
+
+/// The orchestrator drives many hosts from a multi-threaded runtime: sessions and their futures
+/// must be Send.
+#[test]
+fn sessions_and_their_futures_are_send() {
+    fn is_send<T: Send>(_: &T) {}
+    let cfg = ClientConfig::new(Endpoint::http("h"), Credentials::ntlm("u", "p"));
+    let mut s = Session::new(cfg).unwrap();
+    is_send(&s.run_cmd("x", None));
+    is_send(&s.run_powershell("x", None));
+    is_send(&s);
+}
