@@ -1,1 +1,25 @@
-//! hive-ssh: transport crate (knows nothing of patching).
+//! hive-ssh: run commands and copy files over SSH, for the targets that offer it (Linux hosts,
+//! Windows Server with OpenSSH). It knows nothing of patching.
+//!
+//! What it guarantees, because an orchestrator touching hundreds of hosts needs each of these:
+//! - the host key is pinned by its SHA256 fingerprint; a mismatch is refused with both
+//!   fingerprints named ([`SshError::HostKeyMismatch`]);
+//! - every step is time-limited: connect+auth, each command (and a timed-out command's remote
+//!   processes are killed, not left running: see [`exec`]), each SFTP request;
+//! - stdout, stderr and the exit status come back separately, or streamed as they arrive;
+//! - an SFTP upload returns only once the server confirmed every write and the close;
+//! - passwords never appear in `Debug` output, logs or errors ([`Secret`]).
+//!
+//! Built on russh + russh-sftp with the `ring` backend.
+
+mod error;
+pub mod exec;
+mod session;
+mod sftp;
+mod target;
+
+pub use error::SshError;
+pub use exec::{ExecOutput, ExitStatus, KillOutcome, OutputStream, RemoteShell};
+pub use session::SshSession;
+pub use sftp::Sftp;
+pub use target::{Auth, HostKeyPin, Secret, SshOptions, SshTarget};

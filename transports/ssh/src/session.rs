@@ -1,0 +1,200 @@
+//! Connecting: TCP with `TCP_NODELAY`, key exchange with the host key checked against its pin,
+//! authentication, all under one time limit. Then a [`SshSession`] that can run commands and open
+//! SFTP, many at once over the one connection.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use russh::client::{self, AuthResult, Handle};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use tokio::net::TcpStream;
+
+use crate::error::{HandlerError, SshError};
+use crate::target::{Auth, HostKeyPin, SshOptions, SshTarget};
+
+/// The russh handler of one connection. russh does not tell the handler which host it is checking,
+/// so each connection gets its own handler holding the one key that host must present.
+pub(crate) struct PinnedHostKey {
+    expected: HostKeyPin,
+}
+
+impl client::Handler for PinnedHostKey {
+    type Error = HandlerError;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, HandlerError> {
+        // A certificate is checked by the host key inside it: hive pins keys, not CAs.
+        let presented = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.fingerprint(HashAlg::Sha256),
+            PublicKeyOrCertificate::Certificate(cert) => {
+                cert.public_key().fingerprint(HashAlg::Sha256)
+            }
+        };
+        if &presented == self.expected.fingerprint() {
+            Ok(true)
+        } else {
+            Err(HandlerError::HostKeyMismatch {
+                presented: presented.to_string(),
+            })
+        }
+    }
+}
+
+/// An authenticated SSH connection to one host. Cheap to share (`&self` everywhere): commands and
+/// SFTP sessions each get their own channel, so one connection serves many at once.
+pub struct SshSession {
+    pub(crate) handle: Handle<PinnedHostKey>,
+    pub(crate) label: String,
+    pub(crate) options: SshOptions,
+}
+
+impl std::fmt::Debug for SshSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshSession")
+            .field("host", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SshSession {
+    /// Connects, checks the host key against its pin and authenticates, all within
+    /// `options.connect_timeout`.
+    pub async fn connect(target: &SshTarget, options: &SshOptions) -> Result<SshSession, SshError> {
+        let label = target.label();
+        match tokio::time::timeout(options.connect_timeout, connect_and_auth(target, options)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(SshError::ConnectTimeout {
+                host: label,
+                after: options.connect_timeout,
+            }),
+        }
+    }
+
+    /// `host:port`, as errors name it.
+    pub fn host(&self) -> &str {
+        &self.label
+    }
+
+    /// Says goodbye politely (SSH_MSG_DISCONNECT) so the server logs a clean logout, then waits
+    /// briefly for the connection to wind down.
+    pub async fn disconnect(self) -> Result<(), SshError> {
+        self.handle
+            .disconnect(russh::Disconnect::ByApplication, "hive done", "en")
+            .await
+            .map_err(|source| protocol(&self.label, "disconnecting", source))
+    }
+
+    pub(crate) fn protocol_error(&self, doing: &'static str, source: russh::Error) -> SshError {
+        protocol(&self.label, doing, source)
+    }
+}
+
+pub(crate) fn protocol(label: &str, doing: &'static str, source: russh::Error) -> SshError {
+    SshError::Protocol {
+        host: label.to_owned(),
+        doing,
+        source,
+    }
+}
+
+fn russh_config(options: &SshOptions) -> client::Config {
+    client::Config {
+        client_id: russh::SshId::Standard(Cow::Borrowed(concat!(
+            "SSH-2.0-hive_",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        // Nagle's algorithm delays each small request by ~40 ms against delayed ACKs.
+        nodelay: true,
+        inactivity_timeout: Some(options.inactivity_timeout),
+        keepalive_interval: Some(options.keepalive_interval),
+        keepalive_max: 3,
+        ..client::Config::default()
+    }
+}
+
+async fn connect_and_auth(
+    target: &SshTarget,
+    options: &SshOptions,
+) -> Result<SshSession, SshError> {
+    let label = target.label();
+    let stream = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| SshError::Unreachable {
+            host: label.clone(),
+            source,
+        })?;
+    stream
+        .set_nodelay(true)
+        .map_err(|source| SshError::Unreachable {
+            host: label.clone(),
+            source,
+        })?;
+    let handler = PinnedHostKey {
+        expected: target.host_key.clone(),
+    };
+    let config = Arc::new(russh_config(options));
+    let mut handle = client::connect_stream(config, stream, handler)
+        .await
+        .map_err(|e| match e {
+            HandlerError::HostKeyMismatch { presented } => SshError::HostKeyMismatch {
+                host: label.clone(),
+                expected: target.host_key.to_string(),
+                presented,
+            },
+            HandlerError::Ssh(source) => protocol(&label, "exchanging keys", source),
+        })?;
+    authenticate(&mut handle, target, &label).await?;
+    tracing::debug!(host = %label, user = %target.user, "SSH session established");
+    Ok(SshSession {
+        handle,
+        label,
+        options: options.clone(),
+    })
+}
+
+async fn authenticate(
+    handle: &mut Handle<PinnedHostKey>,
+    target: &SshTarget,
+    label: &str,
+) -> Result<(), SshError> {
+    let result = match &target.auth {
+        Auth::Password(password) => handle
+            .authenticate_password(target.user.as_str(), password.expose())
+            .await
+            .map_err(|e| protocol(label, "authenticating", e))?,
+        Auth::KeyFile { path, passphrase } => {
+            let key = russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.expose()))
+                .map_err(|source| SshError::KeyFile {
+                host: label.to_owned(),
+                path: path.clone(),
+                source: Box::new(source),
+            })?;
+            // RSA keys sign with the best SHA-2 the server accepts; other key types ignore this.
+            let hash = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(|e| protocol(label, "authenticating", e))?
+                    .flatten()
+            } else {
+                None
+            };
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            handle
+                .authenticate_publickey(target.user.as_str(), key)
+                .await
+                .map_err(|e| protocol(label, "authenticating", e))?
+        }
+    };
+    match result {
+        AuthResult::Success => Ok(()),
+        AuthResult::Failure { .. } => Err(SshError::AuthRefused {
+            host: label.to_owned(),
+            user: target.user.clone(),
+            method: target.auth.method(),
+        }),
+    }
+}

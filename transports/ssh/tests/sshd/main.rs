@@ -1,0 +1,8 @@
+//! Tests against the real OpenSSH sshd that `integration/test.sh` starts
+//! (integration/services/sshd.sh). One test binary, so russh is linked once.
+
+mod auth;
+mod common;
+mod concurrency;
+mod exec;
+mod sftp;
