@@ -608,14 +608,16 @@ impl WinrmClient {
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_string))
             .collect();
-        let body = resp
-            .into_body()
+        // The server must keep replies under the MaxEnvelopeSize we announce; allow generous
+        // slack for framing, but never buffer an unbounded body from the network.
+        let limit = self.headers.max_envelope_size as usize * 4 + 65_536;
+        let body = http_body_util::Limited::new(resp.into_body(), limit)
             .collect()
             .await
             .map_err(|e| {
                 Failure::Fatal(Error::Connection {
                     host: self.label.clone(),
-                    detail: format!("reading the reply: {e}"),
+                    detail: format!("reading the reply (limit {limit} bytes): {e}"),
                 })
             })?
             .to_bytes();

@@ -710,6 +710,35 @@ mod tests {
     }
 
     #[test]
+    fn truncated_challenges_are_errors_not_panics() {
+        let mut info = vec![(2, utf16le("Domain")), (AV_TIMESTAMP, vec![0; 8])];
+        info.push((1, utf16le("Server")));
+        let ti = encode_av_pairs(&info);
+        let mut chal = Vec::new();
+        chal.extend_from_slice(SIGNATURE);
+        chal.extend_from_slice(&2u32.to_le_bytes());
+        chal.extend_from_slice(&[0, 0, 0, 0, 56, 0, 0, 0]);
+        chal.extend_from_slice(&(CLIENT_FLAGS | NEGOTIATE_TARGET_INFO).to_le_bytes());
+        chal.extend_from_slice(&[1; 16]);
+        chal.extend_from_slice(&(ti.len() as u16).to_le_bytes());
+        chal.extend_from_slice(&(ti.len() as u16).to_le_bytes());
+        chal.extend_from_slice(&56u32.to_le_bytes());
+        chal.extend_from_slice(&VERSION);
+        chal.extend_from_slice(&ti);
+        let nonces = AuthenticateNonces::fresh().unwrap();
+        for cut in 0..chal.len() {
+            if let Ok(c) = parse_challenge(&chal[..cut]) {
+                let _ = authenticate(&creds(), &negotiate_message(), &c, [0; 16], &nonces);
+            }
+        }
+        // A lying AV pair length inside a well-formed message.
+        let mut bad = chal.clone();
+        bad[56 + 2] = 0xff;
+        let c = parse_challenge(&bad).unwrap();
+        assert!(authenticate(&creds(), &negotiate_message(), &c, [0; 16], &nonces).is_err());
+    }
+
+    #[test]
     fn weak_servers_are_refused() {
         let mut chal = vec![0u8; 48];
         chal[..8].copy_from_slice(SIGNATURE);
