@@ -64,7 +64,7 @@ async fn cold_cache_1mib_reads_complete_50_runs() {
         let body = data(2 * MIB, 1000 + run as u64);
         write_cold(&root.join(&name), &body);
         let file = raw_file(&tree, &name, &read_args()).await;
-        let mut bufs = vec![vec![0u8; MIB], vec![0u8; MIB]];
+        let mut bufs = [vec![0u8; MIB], vec![0u8; MIB]];
         let reads = bufs
             .iter_mut()
             .enumerate()

@@ -168,8 +168,7 @@ async fn writing_a_file_the_user_may_not_write_is_access_denied() {
     let err = conn
         .upload(&local, &name)
         .await
-        .err()
-        .expect("must be refused");
+        .expect_err("must be refused");
     assert!(matches!(err, SmbError::AccessDenied { .. }), "{err:?}");
     assert!(err.to_string().contains(&name), "{err}");
     assert_eq!(std::fs::read(root.join(&name)).unwrap(), b"system file");
@@ -184,11 +183,7 @@ async fn a_full_disk_is_disk_full_and_the_space_is_given_back() {
     let tmp = tempfile::tempdir().unwrap();
     let local = local_file(tmp.path(), "big", &data(capacity + 4 * MIB, 13));
     let name = unique("too-big");
-    let err = conn
-        .upload(&local, &name)
-        .await
-        .err()
-        .expect("must not fit");
+    let err = conn.upload(&local, &name).await.expect_err("must not fit");
     assert!(matches!(err, SmbError::DiskFull { .. }), "{err:?}");
     assert!(
         err.to_string().contains(&name) && err.to_string().contains(&host()),
@@ -283,8 +278,7 @@ async fn upload_resumes_after_a_broken_connection() {
         .await
         .expect("a broken upload must end")
         .unwrap()
-        .err()
-        .expect("must fail");
+        .expect_err("must fail");
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains(&remote), "{err}");
     let on_server = std::fs::metadata(root.join(&remote)).unwrap().len();
@@ -324,7 +318,7 @@ async fn a_silent_server_times_out() {
         .unwrap();
     proxy.stall(true);
     let started = std::time::Instant::now();
-    let err = conn.stat("anything").await.err().expect("must time out");
+    let err = conn.stat("anything").await.expect_err("must time out");
     assert!(matches!(err, SmbError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(err.to_string().contains(r"anything"), "{err}");

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# SMB part of BENCHMARKS.md: a 256 MiB file uploaded to and downloaded from the real Samba that
+# integration/services/samba.sh starts, by hive-smb (release build of transports/smb's smb_bench
+# example) and by `smbclient` to the same server, in the same run. Median of RUNS transfers each,
+# connect + logon + transfer timed for both. Run through integration/bench.sh (which starts Samba).
+set -euo pipefail
+: "${HIVE_TEST_SMB_PORT:?run through integration/bench.sh, which starts Samba}"
+: "${HIVE_BENCH_OUT:?run through integration/bench.sh}"
+cd "$HIVE_ROOT"
+
+RUNS=${HIVE_BENCH_SMB_RUNS:-5}
+SIZE_MIB=256
+work=$HIVE_TEST_RUN/bench-smb
+mkdir -p "$work"
+target=${CARGO_TARGET_DIR:-$HIVE_ROOT/target}
+cargo build --release -q -p hive-smb --example smb_bench
+bench=$target/release/examples/smb_bench
+
+head -c $((SIZE_MIB << 20)) /dev/urandom > "$work/src.bin"
+# smbclient reads the password from a file, hive's bench from the environment: never argv.
+printf 'username = %s\npassword = %s\n' "$HIVE_TEST_SMB_USER" "$HIVE_TEST_SMB_PASSWORD" > "$work/auth"
+chmod 600 "$work/auth"
+export HIVE_BENCH_SMB_PASSWORD=$HIVE_TEST_SMB_PASSWORD
+
+now() { date +%s.%N; }
+# Seconds one smbclient command takes (connect, logon, transfer, exit).
+smbclient_time() {
+  local port=$1 share=$2 cmd=$3 t0 t1
+  t0=$(now)
+  smbclient "//$HIVE_TEST_SMB_HOST/$share" -p "$port" -A "$work/auth" -c "$cmd" > "$work/smbclient.out" 2>&1 ||
+    { cat "$work/smbclient.out" >&2; return 1; }
+  t1=$(now)
+  python3 -c "print($t1 - $t0)"
+}
+hive_time() {
+  "$bench" "$1" "$HIVE_TEST_SMB_HOST" "$2" "$3" "$HIVE_TEST_SMB_USER" "$4" "$5" | cut -d' ' -f1
+}
+
+# One mode: $1 label, $2 port, $3 share, $4 share's local root. Appends "label kind seconds" lines.
+measure() {
+  local label=$1 port=$2 share=$3 root=$4 i
+  for ((i = 0; i < RUNS; i++)); do
+    rm -f "$root"/bench-*.bin "$work"/dl-*.bin
+    echo "$label smbclient-up $(smbclient_time "$port" "$share" "put $work/src.bin bench-sc-$i.bin")"
+    echo "$label hive-up $(hive_time upload "$port" "$share" "$work/src.bin" "bench-hive-$i.bin")"
+    echo "$label hive-up-verified $(hive_time upload-verified "$port" "$share" "$work/src.bin" "bench-hivev-$i.bin")"
+    cmp -s "$work/src.bin" "$root/bench-hive-$i.bin" || { echo "hive upload differs" >&2; return 1; }
+    echo "$label smbclient-down $(smbclient_time "$port" "$share" "get bench-sc-$i.bin $work/dl-sc.bin")"
+    echo "$label hive-down $(hive_time download "$port" "$share" "$work/dl-hive.bin" "bench-hive-$i.bin")"
+    cmp -s "$work/src.bin" "$work/dl-hive.bin" || { echo "hive download differs" >&2; return 1; }
+  done
+  rm -f "$root"/bench-*.bin "$work"/dl-*.bin
+}
+
+{
+  measure default "$HIVE_TEST_SMB_PORT" "$HIVE_TEST_SMB_ADMIN_SHARE" "$HIVE_TEST_SMB_ADMIN_ROOT"
+  measure signed "$HIVE_TEST_SMB_STRICT_PORT" "$HIVE_TEST_SMB_SIGNED_SHARE" "$HIVE_TEST_SMB_SIGNED_ROOT"
+  measure sealed "$HIVE_TEST_SMB_STRICT_PORT" "$HIVE_TEST_SMB_SEALED_SHARE" "$HIVE_TEST_SMB_SEALED_ROOT"
+} > "$work/times.txt"
+
+python3 - "$work/times.txt" "$SIZE_MIB" "$RUNS" > "$HIVE_BENCH_OUT/smb.md" <<'PY'
+import statistics, sys
+path, size_mib, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = {}
+for line in open(path):
+    mode, kind, secs = line.split()
+    t.setdefault((mode, kind), []).append(float(secs))
+mbs = lambda mode, kind: size_mib * 1048576 / statistics.median(t[(mode, kind)]) / 1e6
+print("## SMB: 256 MiB upload and download, hive-smb vs smbclient")
+print()
+print(f"Same Samba 4.17 on 127.0.0.1, same run; median of {runs} transfers each, MB/s (10^6 bytes/s) of")
+print("connect + logon + transfer + disconnect. hive-smb: release build, 1 MiB requests, 16 in flight.")
+print("`hive up` compares the size after the upload (as `smbclient put` does nothing more);")
+print("`hive up + read-back` is hive's default: the file is read back and its SHA-256 compared.")
+print()
+print("| server mode | smbclient up | hive up | ratio | hive up + read-back | smbclient down | hive down | ratio |")
+print("|---|---|---|---|---|---|---|---|")
+names = {"default": "defaults (hive signs, smbclient does not)", "signed": "`server signing = mandatory`",
+         "sealed": "`smb encrypt = required`"}
+for mode in ("default", "signed", "sealed"):
+    su, hu, hv = mbs(mode, "smbclient-up"), mbs(mode, "hive-up"), mbs(mode, "hive-up-verified")
+    sd, hd = mbs(mode, "smbclient-down"), mbs(mode, "hive-down")
+    print(f"| {names[mode]} | {su:.0f} | {hu:.0f} | {hu/su:.2f}x | {hv:.0f} | {sd:.0f} | {hd:.0f} | {hd/sd:.2f}x |")
+print()
+print("Reproduce: `integration/bench.sh smb` (`HIVE_BENCH_SMB_RUNS=7` for more runs).")
+PY
+cat "$HIVE_BENCH_OUT/smb.md"
