@@ -58,10 +58,16 @@ $ROUNDS rounds, all clients measured in the same run.
 
 Rounds (hive / run_cmd / reused shell): $(paste -d/ <(printf '%s\n' "${hive[@]}") <(printf '%s\n' "${runcmd[@]}") <(printf '%s\n' "${proto[@]}") | tr '\n' ' ')
 
-What limits the figures: every command costs the same WinRS round trips for both clients
-(Command, Receive, Signal; run_cmd adds Create and Delete), and the single Python server process
-spawns \`/bin/sh\` for each command, so the server's cost is shared by all clients and caps the
-ratio; against a real Windows host the shell-per-command overhead of run_cmd is larger.
+Why run_cmd is slow: a cProfile of pywinrm 0.5.0 shows \`Session.run_cmd\` building a new HTTP
+session and running a new NTLM handshake (\`setup_encryption\`) for every shell it opens, then
+Create, Command, Receive, Signal and Delete; hive-winrm authenticates once per host and needs
+Command, Receive and Signal per command. The reused-shell row isolates per-request client cost
+(requests + xmltodict + Python sealing vs Rust).
+
+What limits the figures: all clients share one Python server process that forks \`/bin/sh\` per
+command, on a 2-core machine shared with other builds, so rounds vary (see above); the server's
+own cost caps every ratio. Against a real Windows host each saved round trip and handshake is
+worth more (network latency, Negotiate on the server side).
 
 Reproduce: \`integration/bench/winrm.sh\` (or \`integration/bench.sh winrm\`); \`WINRM_BENCH_COUNT\` sets the
 commands per round.
