@@ -614,6 +614,20 @@ impl Fleet {
             .find(|h| h.name.eq_ignore_ascii_case(name))
     }
 
+    /// The SMB-side fault plan for the harness: hosts whose writes should be cut after so many
+    /// bytes (`faults.smb_disconnect_after_bytes`). The model cannot act on it — Samba serves the
+    /// files — so the SMB service reads it from here.
+    pub fn smb_disconnects(&self) -> Vec<(String, u64)> {
+        self.hosts
+            .iter()
+            .filter_map(|h| {
+                h.faults
+                    .smb_disconnect_after_bytes
+                    .map(|n| (h.name.clone(), n))
+            })
+            .collect()
+    }
+
     /// The hosts as the network faces want them.
     pub fn sim_hosts(&self) -> Vec<Arc<dyn SimHost>> {
         self.hosts

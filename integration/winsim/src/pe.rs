@@ -248,7 +248,8 @@ fn coff_header(h: &mut Vec<u8>, spec: &PeSpec) {
     put32(h, 0);
     put32(h, 0);
     put16(h, if pe64 { 240 } else { 224 });
-    let mut ch: u16 = 0x0002 | 0x0100 * u16::from(!pe64) | 0x0020 * u16::from(pe64);
+    // EXECUTABLE_IMAGE, plus 32BIT_MACHINE for PE32 or LARGE_ADDRESS_AWARE for PE32+.
+    let mut ch: u16 = 0x0002 | if pe64 { 0x0020 } else { 0x0100 };
     if spec.kind == ImageKind::Dll {
         ch |= 0x2000;
     }

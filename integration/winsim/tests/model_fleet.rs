@@ -233,6 +233,10 @@ fn the_example_fleet_file_loads_with_its_fault_plans() {
     assert_eq!(flaky.fault_plan().wire.len(), 5);
     assert!(flaky.fault_plan().installers_hang);
     assert_eq!(fleet.host("FULLDISK").unwrap().free_disk_bytes(), 4096);
+    assert_eq!(
+        fleet.smb_disconnects(),
+        vec![("FLAKY01".to_string(), 65536)]
+    );
     // Every host's C: drive is a real folder under the root, ready for Samba.
     assert!(
         dir.path()

@@ -406,3 +406,23 @@ async fn a_slow_boot_is_up_but_still_configuring_updates() {
         0
     );
 }
+
+#[tokio::test]
+async fn powershell_runs_an_installer_and_passes_its_exit_code_on() {
+    let f = fleet(FLEET);
+    let host = f.host("WS01");
+    let path = stage(&host, "kb1.exe", &Package::hotfix("KB1").exit_code(3010));
+    let script = format!("& '{path}' /quiet /norestart\nexit $LASTEXITCODE\n");
+    let out = model_support::run_stdin(
+        &host,
+        "powershell.exe -NoProfile -NonInteractive -",
+        &script,
+    )
+    .await;
+    assert_eq!(out.exit_code, 3010, "{}", text(&out.stderr));
+    assert!(host.installed_kbs().contains(&"KB1".to_string()));
+    let out = model_support::run_stdin(&host, "powershell.exe -", "Restart-Computer -Force").await;
+    assert_eq!(out.exit_code, 0);
+    assert!(!host.accepting());
+    wait_rebooted(&host, 1).await;
+}

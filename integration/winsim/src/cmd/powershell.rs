@@ -31,7 +31,7 @@ fn script_from_args(args: &[String], stdin: &[u8]) -> Result<String, String> {
     while i < args.len() {
         let a = args[i].to_ascii_lowercase();
         let a = a.trim_start_matches('/');
-        let takes_value = |full: &str, min: usize| a.len() > min && full.starts_with(&a[..]);
+        let takes_value = |full: &str, min: usize| a.len() > min && full.starts_with(a);
         if a == "-" {
             return Ok(stdin_text(stdin));
         } else if a == "-e" || a == "-ec" || takes_value("-encodedcommand", 2) {
@@ -82,7 +82,7 @@ pub fn decode_encoded(b64: &str) -> Option<String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .ok()?;
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = bytes
