@@ -81,13 +81,26 @@ impl Endpoint {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/wsman"),
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse()
-                    .map_err(|_| format!("{url}: port {p:?} is not a number"))?,
-            ),
-            _ => (authority, if tls { 5986 } else { 5985 }),
+        let default_port = if tls { 5986 } else { 5985 };
+        let parse_port = |p: &str| {
+            p.parse::<u16>()
+                .map_err(|_| format!("{url}: port {p:?} is not a number"))
+        };
+        let (host, port) = if let Some(bracketed) = authority.strip_prefix('[') {
+            // IPv6 literal: [::1] or [::1]:5986
+            let (h, after) = bracketed
+                .split_once(']')
+                .ok_or_else(|| format!("{url}: unclosed [ in the host"))?;
+            match after.strip_prefix(':') {
+                Some(p) => (h, parse_port(p)?),
+                None if after.is_empty() => (h, default_port),
+                None => return Err(format!("{url}: unexpected {after:?} after the host")),
+            }
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, parse_port(p)?),
+                None => (authority, default_port),
+            }
         };
         if host.is_empty() {
             return Err(format!("{url}: no host"));
@@ -100,18 +113,21 @@ impl Endpoint {
         })
     }
 
+    /// `host:port` as written in a URL or Host header (IPv6 literals in brackets).
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// The URL, as sent in `wsa:To`.
     pub fn url(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
         format!(
-            "{}://{}:{}{}",
+            "{}://{}{}",
             if self.tls { "https" } else { "http" },
-            host,
-            self.port,
+            self.authority(),
             self.path
         )
     }
@@ -570,7 +586,7 @@ impl WinrmClient {
         let mut b = hyper::Request::builder()
             .method("POST")
             .uri(ep.path.as_str())
-            .header(HOST, format!("{}:{}", ep.host, ep.port))
+            .header(HOST, ep.authority())
             .header(CONTENT_LENGTH, body.len())
             .header("User-Agent", "hive-winrm");
         if let Some(a) = auth {
@@ -755,6 +771,11 @@ mod tests {
                 .url(),
             "http://127.0.0.1:40000/wsman"
         );
+        let v6 = Endpoint::parse("https://[::1]:5986/wsman").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 5986));
+        assert_eq!(v6.url(), "https://[::1]:5986/wsman");
+        assert_eq!(Endpoint::parse("http://[fe80::1]").unwrap().port, 5985);
+        assert!(Endpoint::parse("http://[::1/wsman").is_err());
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("http://h:abc/").is_err());
     }

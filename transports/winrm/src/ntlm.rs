@@ -66,7 +66,7 @@ const REQUIRED_FLAGS: u32 = NEGOTIATE_EXTENDED_SESSIONSECURITY
 
 const SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 /// Version field we send: Windows 10.0 build 20348, NTLMSSP revision 15.
-const VERSION: [u8; 8] = [10, 0, 0x5c, 0x4f, 0, 0, 0, 15];
+const VERSION: [u8; 8] = [10, 0, 0x7c, 0x4f, 0, 0, 0, 15];
 
 const AV_EOL: u16 = 0;
 const AV_FLAGS: u16 = 6;
