@@ -115,6 +115,16 @@ impl WinHost {
     /// Builds the host and lays out its C: drive under `drive` (created if missing): every file
     /// of the configuration is written now, as a real PE image, so Samba can serve it at once.
     pub fn create(config: &HostConfig, drive: &Path) -> Result<WinHost, FleetError> {
+        Self::create_with(config, drive, &mut ImageCache::default())
+    }
+
+    /// [`WinHost::create`] sharing generated images between hosts: a 1,000-host fleet has a
+    /// handful of distinct binaries, and generating each once keeps fleet start fast.
+    fn create_with(
+        config: &HostConfig,
+        drive: &Path,
+        cache: &mut ImageCache,
+    ) -> Result<WinHost, FleetError> {
         let disk = |path: &Path, source| FleetError::Disk {
             host: config.name.clone(),
             path: path.to_path_buf(),
@@ -158,15 +168,11 @@ impl WinHost {
                 temp_serial: 0,
             }),
         };
-        for dir in [
-            host.system_root.clone(),
-            format!("{}\\Temp", host.system_root),
-            host.profile_dir(),
-        ] {
-            let p = host.host_path(&dir);
-            std::fs::create_dir_all(&p).map_err(|e| disk(&p, e))?;
-        }
-        let mut cache: HashMap<(Version, Version, bool), Vec<u8>> = HashMap::new();
+        // %SystemRoot%\Temp is where installers get staged (ADMIN$\Temp); the profile folder
+        // and everything else appear when something writes there, which keeps fleet start to a
+        // few file-system calls per host.
+        let temp = host.host_path(&format!("{}\\Temp", host.system_root));
+        std::fs::create_dir_all(&temp).map_err(|e| disk(&temp, e))?;
         for f in &config.files {
             let path = host.host_path(&f.path);
             let name = path
@@ -175,14 +181,15 @@ impl WinHost {
                 .unwrap_or_default();
             let exe = name.to_ascii_lowercase().ends_with(".exe");
             let product = f.product_version.unwrap_or(f.version);
-            // Generating is cheap but not free: a 1,000-host fleet shares one image per version.
-            let bytes = cache.entry((f.version, product, exe)).or_insert_with(|| {
-                let mut spec = PeSpec::dll(f.version, host.machine, "");
-                spec.product_version = product;
-                spec.kind = if exe { ImageKind::Exe } else { ImageKind::Dll };
-                spec.strings.retain(|(k, _)| k != "OriginalFilename");
-                pe::build(&spec)
-            });
+            let bytes = cache
+                .entry((f.version, product, exe, host.machine))
+                .or_insert_with(|| {
+                    let mut spec = PeSpec::dll(f.version, host.machine, "");
+                    spec.product_version = product;
+                    spec.kind = if exe { ImageKind::Exe } else { ImageKind::Dll };
+                    spec.strings.retain(|(k, _)| k != "OriginalFilename");
+                    pe::build(&spec)
+                });
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| disk(parent, e))?;
             }
@@ -426,6 +433,9 @@ impl WinHost {
     }
 }
 
+/// Generated PE images by (file version, product version, is-exe, machine).
+type ImageCache = HashMap<(Version, Version, bool, Machine), Vec<u8>>;
+
 /// Sets build and UBR the way a cumulative update leaves them.
 pub(crate) fn set_build(reg: &mut Registry, b: BuildChange) {
     let build = b.build.to_string();
@@ -584,9 +594,10 @@ impl Fleet {
     /// Creates the hosts; each host's C: drive is `<root>/<host name>/`, the layout the Samba
     /// `fleet` share exports (`C$` = that folder, `ADMIN$` = its `Windows` subfolder).
     pub fn start(configs: &[HostConfig], root: &Path) -> Result<Fleet, FleetError> {
+        let mut cache = ImageCache::default();
         let hosts = configs
             .iter()
-            .map(|c| WinHost::create(c, &root.join(&c.name)).map(Arc::new))
+            .map(|c| WinHost::create_with(c, &root.join(&c.name), &mut cache).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Fleet {
             root: root.to_path_buf(),

@@ -90,7 +90,9 @@ impl<'de> serde::Deserialize<'de> for Version {
 }
 
 /// The CPU an image is built for; picks PE32 (`i386`) or PE32+ (`amd64`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Machine {
     #[default]

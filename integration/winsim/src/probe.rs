@@ -175,7 +175,8 @@ function Get-HiveValue([string]$key, [string]$name) {
   $raw = $k.GetValue($name, $null, 'DoNotExpandEnvironmentNames')
   $kind = switch ($k.GetValueKind($name).ToString()) { 'String' {'REG_SZ'} 'ExpandString' {'REG_EXPAND_SZ'} 'MultiString' {'REG_MULTI_SZ'} 'DWord' {'REG_DWORD'} 'QWord' {'REG_QWORD'} default {'REG_BINARY'} }
   if ($kind -eq 'REG_BINARY') { $raw = (@($raw) | ForEach-Object { $_.ToString('X2') }) -join '' }
-  if ($kind -eq 'REG_DWORD') { $raw = [uint32]('0x{0:x8}' -f $raw) }
+  if ($kind -eq 'REG_DWORD') { $raw = [BitConverter]::ToUInt32([BitConverter]::GetBytes([int32]$raw), 0) }
+  if ($kind -eq 'REG_QWORD') { $raw = [BitConverter]::ToUInt64([BitConverter]::GetBytes([int64]$raw), 0) }
   return @{ key = $key; value = $name; found = $true; kind = $kind; data = $raw }
 }
 function Get-HiveNumber([string]$name) {
