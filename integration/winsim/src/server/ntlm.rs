@@ -4,6 +4,7 @@
 //! request on that connection is sealed with the session keys it produced. This type is that
 //! context: the handshake steps, then seal/unseal with the connection's sequence numbers.
 
+use md4::Digest as _;
 use sspi::{
     AuthIdentity, AuthIdentityBuffers, BufferType, CredentialUse, DataRepresentation,
     EncryptionFlags, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, ServerRequestFlags,
@@ -41,6 +42,11 @@ pub struct NtlmAcceptor {
     ntlm: Ntlm,
     credentials: Option<AuthIdentityBuffers>,
     account: String,
+    /// Kept to check the NTLMv2 proof ourselves: sspi only checks the password through the MIC,
+    /// and a client that sends no MIC would otherwise get in with any password.
+    password: String,
+    /// The CHALLENGE_MESSAGE we sent (its server challenge is bytes 24..32).
+    challenge: Vec<u8>,
     authenticated: bool,
     started: bool,
 }
@@ -72,6 +78,8 @@ impl NtlmAcceptor {
             ntlm,
             credentials: acquired.credentials_handle,
             account: user.to_string(),
+            password: password.to_string(),
+            challenge: Vec::new(),
             authenticated: false,
             started: false,
         })
@@ -88,6 +96,11 @@ impl NtlmAcceptor {
 
     /// Feed one raw NTLMSSP token from `Authorization: Negotiate <base64>`.
     pub fn step(&mut self, token: &[u8]) -> Result<Step, NtlmError> {
+        if token.get(8..12) == Some(&3u32.to_le_bytes()[..]) {
+            // Check the proof before sspi derives keys from it: a wrong password fails here.
+            let proof = authenticate_proof(token).map_err(NtlmError::Handshake)?;
+            self.verify(&proof)?;
+        }
         let mut input = vec![SecurityBuffer::new(token.to_vec(), BufferType::Token)];
         let mut output = vec![SecurityBuffer::new(Vec::new(), BufferType::Token)];
         let result = self
@@ -110,6 +123,7 @@ impl NtlmAcceptor {
                     .next()
                     .map(|b| b.buffer)
                     .unwrap_or_default();
+                self.challenge = challenge.clone();
                 Ok(Step::Challenge(challenge))
             }
             SecurityStatus::CompleteNeeded
@@ -124,29 +138,44 @@ impl NtlmAcceptor {
         }
     }
 
-    /// Check the proof of the password (sspi verifies the MIC with the session key derived from
-    /// it) and that the client logged on as the host's account, as Windows would.
+    /// NTLMv2 (MS-NLMP 3.3.2): NTProofStr = HMAC-MD5(NTOWFv2(password, user, domain),
+    /// server challenge ‖ client blob). Windows' default policy refuses NTLMv1, so do we.
+    fn verify(&self, proof: &AuthenticateProof) -> Result<(), NtlmError> {
+        let fail = |reason: &str| NtlmError::LogonFailed {
+            user: proof.user.clone(),
+            reason: reason.to_string(),
+        };
+        let expected = self.account.rsplit('\\').next().unwrap_or(&self.account);
+        let given = proof.user.rsplit('\\').next().unwrap_or(&proof.user);
+        let given = given.split('@').next().unwrap_or(given);
+        if !given.eq_ignore_ascii_case(expected) {
+            return Err(fail("unknown user name"));
+        }
+        let server_challenge = self
+            .challenge
+            .get(24..32)
+            .ok_or_else(|| fail("no challenge was sent"))?;
+        if proof.nt_response.len() <= 24 {
+            return Err(fail("NTLMv1 responses are refused"));
+        }
+        let (nt_proof, blob) = proof.nt_response.split_at(16);
+        let nt_hash = md4::Md4::digest(utf16le(&self.password));
+        let identity = utf16le(&(proof.user.to_uppercase() + &proof.domain));
+        let ntowf = hmac_md5(&nt_hash, &[&identity]);
+        if hmac_md5(&ntowf, &[server_challenge, blob])[..] != *nt_proof {
+            return Err(fail("wrong password"));
+        }
+        Ok(())
+    }
+
+    /// Let sspi finish (it derives the session keys and checks the MIC when there is one).
     fn complete(&mut self) -> Result<(), NtlmError> {
-        let wire_user = self
-            .ntlm
-            .query_context_names()
-            .map(|n| n.username.account_name().to_string())
-            .unwrap_or_default();
         self.ntlm
             .complete_auth_token(&mut [])
             .map_err(|e| NtlmError::LogonFailed {
-                user: wire_user.clone(),
+                user: self.account.clone(),
                 reason: e.to_string(),
             })?;
-        let expected = self.account.rsplit('\\').next().unwrap_or(&self.account);
-        let given = wire_user.rsplit('\\').next().unwrap_or(&wire_user);
-        let given = given.split('@').next().unwrap_or(given);
-        if !given.eq_ignore_ascii_case(expected) {
-            return Err(NtlmError::LogonFailed {
-                user: wire_user,
-                reason: "unknown user name".into(),
-            });
-        }
         self.authenticated = true;
         Ok(())
     }
@@ -183,5 +212,127 @@ impl NtlmAcceptor {
             .decrypt_message(&mut buffers)
             .map_err(|e| NtlmError::Unseal(e.to_string()))?;
         Ok(buffers[1].data().to_vec())
+    }
+}
+
+/// The parts of an AUTHENTICATE_MESSAGE the proof check needs.
+#[derive(Debug)]
+struct AuthenticateProof {
+    nt_response: Vec<u8>,
+    user: String,
+    domain: String,
+}
+
+/// Read NtChallengeResponse, DomainName and UserName from an AUTHENTICATE_MESSAGE (MS-NLMP 2.2.1.3).
+fn authenticate_proof(msg: &[u8]) -> Result<AuthenticateProof, String> {
+    let field = |at: usize| -> Result<&[u8], String> {
+        let h = msg
+            .get(at..at + 8)
+            .ok_or("AUTHENTICATE message too short")?;
+        let len = u16::from_le_bytes([h[0], h[1]]) as usize;
+        let off = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        msg.get(off..off + len)
+            .ok_or_else(|| format!("AUTHENTICATE field at {at} points outside the message"))
+    };
+    let flags = msg
+        .get(60..64)
+        .map(|f| u32::from_le_bytes([f[0], f[1], f[2], f[3]]))
+        .unwrap_or(0);
+    let text = |b: &[u8]| -> String {
+        if flags & 1 != 0 {
+            let units: Vec<u16> = b
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16_lossy(&units)
+        } else {
+            String::from_utf8_lossy(b).into_owned()
+        }
+    };
+    Ok(AuthenticateProof {
+        nt_response: field(20)?.to_vec(),
+        domain: text(field(28)?),
+        user: text(field(36)?),
+    })
+}
+
+fn utf16le(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    use hmac::{KeyInit, Mac};
+    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
+    let mut mac = match hmac::Hmac::<md5::Md5>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => return [0u8; 16],
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MS-NLMP 4.2.4.1.1: NTOWFv2("Password", "User", "Domain").
+    #[test]
+    fn ntowfv2_matches_the_ms_nlmp_vector() {
+        let nt_hash = md4::Md4::digest(utf16le("Password"));
+        let ntowf = hmac_md5(&nt_hash, &[&utf16le(&("User".to_uppercase() + "Domain"))]);
+        assert_eq!(
+            ntowf,
+            [
+                0x0c, 0x86, 0x8a, 0x40, 0x3b, 0xfd, 0x7a, 0x93, 0xa3, 0x00, 0x1e, 0xf2, 0x2e, 0xf0,
+                0x2e, 0x3f
+            ]
+        );
+    }
+
+    /// MS-NLMP 4.2.4.2.2: the NTLMv2 response for User/Domain/Password and server challenge
+    /// 0123456789abcdef. The proof is checked without any MIC, so a client that sends none
+    /// still cannot log on with a wrong password.
+    #[test]
+    fn ntlmv2_proof_is_checked_without_a_mic() {
+        let mut temp = vec![1u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        temp.extend([0xaa; 8]);
+        temp.extend([0; 4]);
+        temp.extend([2, 0, 12, 0]);
+        temp.extend(utf16le("Domain"));
+        temp.extend([1, 0, 12, 0]);
+        temp.extend(utf16le("Server"));
+        temp.extend([0; 8]);
+        let mut nt_response = vec![
+            0x68, 0xcd, 0x0a, 0xb8, 0x51, 0xe5, 0x1c, 0x96, 0xaa, 0xbc, 0x92, 0x7b, 0xeb, 0xef,
+            0x6a, 0x1c,
+        ];
+        nt_response.extend(temp);
+        let proof = AuthenticateProof {
+            nt_response,
+            user: "User".into(),
+            domain: "Domain".into(),
+        };
+        let mut challenge = vec![0u8; 24];
+        challenge.extend([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+
+        let mut right = NtlmAcceptor::new("User", "Password").unwrap();
+        right.challenge = challenge.clone();
+        right.verify(&proof).unwrap();
+
+        let mut wrong = NtlmAcceptor::new("User", "Passw0rd").unwrap();
+        wrong.challenge = challenge.clone();
+        assert!(matches!(
+            wrong.verify(&proof),
+            Err(NtlmError::LogonFailed { .. })
+        ));
+
+        let mut other = NtlmAcceptor::new("Administrator", "Password").unwrap();
+        other.challenge = challenge;
+        assert!(matches!(
+            other.verify(&proof),
+            Err(NtlmError::LogonFailed { .. })
+        ));
     }
 }
