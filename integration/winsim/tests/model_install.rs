@@ -426,3 +426,47 @@ async fn powershell_runs_an_installer_and_passes_its_exit_code_on() {
     assert!(!host.accepting());
     wait_rebooted(&host, 1).await;
 }
+
+/// With tokio's paused clock a ten-minute reboot takes no real time, and the boot time the host
+/// reports moves with the simulated clock.
+#[tokio::test(start_paused = true)]
+async fn reboot_timing_follows_tokio_time() {
+    let f = fleet(
+        r#"
+[[host]]
+name = "SLOW"
+address = "127.0.7.1"
+version = "10.0.17763"
+reboot = { downtime_ms = 600000 }
+"#,
+    );
+    let host = f.host("SLOW");
+    let before = host.boot_time();
+    let real = std::time::Instant::now();
+    assert_eq!(run(&host, "shutdown /r /t 60 /f").await.exit_code, 0);
+    tokio::time::sleep(Duration::from_secs(59)).await;
+    assert!(host.accepting(), "still up during the /t grace period");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!host.accepting(), "down after 60 s");
+    tokio::time::sleep(Duration::from_secs(590)).await;
+    assert!(
+        !host.accepting(),
+        "still down before the 10 min downtime is over"
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert!(host.accepting());
+    assert_eq!(host.reboot_count(), 1);
+    let wall = text(&run(&host, "wmic os get lastbootuptime /value").await.stdout);
+    assert!(wall.contains("LastBootUpTime=2"), "{wall:?}");
+    let booted_after = host.boot_time().duration_since(before).unwrap();
+    // Uptime before (default 168 h) + 60 s grace + 600 s down, give or take the test's own time.
+    assert!(
+        booted_after >= Duration::from_secs(168 * 3600 + 660),
+        "{booted_after:?}"
+    );
+    assert!(
+        booted_after < Duration::from_secs(168 * 3600 + 700),
+        "{booted_after:?}"
+    );
+    assert!(real.elapsed() < Duration::from_secs(5), "no real waiting");
+}

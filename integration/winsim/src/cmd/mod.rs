@@ -519,6 +519,8 @@ fn reg(host: &WinHost, args: &[String]) -> Out {
             }
             "/ve" => value = Some(String::new()),
             "/s" => recursive = true,
+            // The registry view switches: one registry here, so both views are the same.
+            "/reg:64" | "/reg:32" => {}
             _ => return Out::err(REG_SYNTAX, 1),
         }
         i += 1;
@@ -598,6 +600,10 @@ fn wmic(host: &WinHost, args: &[String]) -> Out {
         Out::ok(s)
     };
     match q.as_slice() {
+        ["os", "get", "lastbootuptime", "/value"] => Out::ok(format!(
+            "\r\r\n\r\r\nLastBootUpTime={}\r\r\n\r\r\n\r\r\n\r\r\n",
+            clock::cim_datetime(host.boot_time())
+        )),
         ["os", "get", "lastbootuptime"] => table(
             "LastBootUpTime",
             vec![clock::cim_datetime(host.boot_time())],
