@@ -27,8 +27,8 @@ async fn reg_query_value_has_reg_exe_layout() {
     .await;
     assert_eq!(
         text(&out.stdout),
-        "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\r\n    currentbuild    REG_SZ    17763\r\n\r\n",
-        "reg.exe echoes the value name as typed, the key as stored"
+        "\r\nHKEY_LOCAL_MACHINE\\software\\microsoft\\windows nt\\currentversion\r\n    currentbuild    REG_SZ    17763\r\n\r\n",
+        "reg.exe spells out the root and echoes the rest as typed"
     );
 }
 
@@ -76,6 +76,18 @@ async fn reg_query_key_lists_values_then_subkeys() {
     assert!(s.starts_with("\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\r\n    ProductName    REG_SZ    Microsoft Windows 2000\r\n"), "{s}");
     assert!(s.contains("    CSDVersion    REG_SZ    Service Pack 1\r\n"));
     assert!(s.contains("\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Hotfix\r\n"), "{s}");
+    let out = run(
+        &w2k,
+        r#"reg query "hklm\software\microsoft\windows nt\currentversion\hotfix" /s"#,
+    )
+    .await;
+    let k = "HKEY_LOCAL_MACHINE\\software\\microsoft\\windows nt\\currentversion\\hotfix";
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "\r\n{k}\r\n\r\n{k}\\Q299956\r\n    Installed    REG_DWORD    0x1\r\n\r\n{k}\\Q300972\r\n    Installed    REG_DWORD    0x1\r\n\r\n"
+        )
+    );
     let out = run(&w2k, "reg add HKLM\\x /f").await;
     assert_ne!(
         out.exit_code, 0,

@@ -533,9 +533,13 @@ fn reg(host: &WinHost, args: &[String]) -> Out {
     }
     let st = host.settled();
     let reg = &st.registry;
-    let Some(display) = reg.display_path(key) else {
+    if !reg.key_exists(key) {
         return Out::err(REG_NOT_FOUND, 1);
-    };
+    }
+    // reg.exe spells out the root key but echoes the rest of the path as typed; subkeys it lists
+    // get their stored names appended to that.
+    let display = canonical_path(key).unwrap_or_else(|_| key.to_string());
+    let leaf = |full: &str| full.rsplit('\\').next().unwrap_or(full).to_string();
     let line = |name: &str, v: &crate::registry::RegValue| {
         let shown = if name.is_empty() { "(Default)" } else { name };
         format!(
@@ -552,15 +556,14 @@ fn reg(host: &WinHost, args: &[String]) -> Out {
     }
     let mut s = String::new();
     if recursive {
-        let mut stack = vec![display.to_string()];
+        let mut stack = vec![display.clone()];
         while let Some(k) = stack.pop() {
             s.push_str(&format!("\r\n{k}\r\n"));
             for (n, v) in reg.values(&k).unwrap_or(&[]) {
                 s.push_str(&line(n, v));
             }
-            let mut subs = reg.subkeys(&k);
-            subs.reverse();
-            stack.extend(subs);
+            let subs = reg.subkeys(&k);
+            stack.extend(subs.iter().rev().map(|sub| format!("{k}\\{}", leaf(sub))));
         }
         s.push_str("\r\n");
         return Out::ok(s);
@@ -575,7 +578,7 @@ fn reg(host: &WinHost, args: &[String]) -> Out {
         s.push_str("\r\n");
     }
     for sub in reg.subkeys(key) {
-        s.push_str(&format!("{sub}\r\n"));
+        s.push_str(&format!("{display}\\{}\r\n", leaf(&sub)));
     }
     Out::ok(s)
 }
