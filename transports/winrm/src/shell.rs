@@ -292,7 +292,11 @@ impl Session {
             }
         };
         // Frees the command on the server (Windows keeps it until signalled or the shell goes).
-        self.signal(&shell_id, &cid).await?;
+        // The command has finished and its output is complete: a failed clean-up must not lose
+        // the exit code; an unfreed command only brings the shell's recycling closer.
+        if let Err(e) = self.signal(&shell_id, &cid).await {
+            debug!(host = %self.host(), "releasing the finished command failed: {e}");
+        }
         Ok(exit)
     }
 

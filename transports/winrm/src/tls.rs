@@ -190,14 +190,71 @@ pub fn client_config(
 
 /// The NTLM channel binding hash for a TLS connection (RFC 5929 `tls-server-end-point`, MD5 of
 /// the gss_channel_bindings_struct), which Windows checks when CbtHardeningLevel is Strict.
+///
+/// The certificate is hashed with its own signature hash (SHA-384 for an ECDSA P-384 listener
+/// certificate), SHA-256 when that is MD5, SHA-1 or unknown, as RFC 5929 says.
 pub fn channel_bindings(server_cert_der: &[u8]) -> [u8; 16] {
     use md5::{Digest as _, Md5};
+    use sha2::{Sha384, Sha512};
+    let hash: Vec<u8> = match signature_hash(server_cert_der) {
+        CertHash::Sha384 => Sha384::digest(server_cert_der).to_vec(),
+        CertHash::Sha512 => Sha512::digest(server_cert_der).to_vec(),
+        CertHash::Sha256 => Sha256::digest(server_cert_der).to_vec(),
+    };
     let mut app = b"tls-server-end-point:".to_vec();
-    app.extend_from_slice(&Sha256::digest(server_cert_der));
+    app.extend_from_slice(&hash);
     let mut s = vec![0u8; 16];
     s.extend_from_slice(&(app.len() as u32).to_le_bytes());
     s.extend_from_slice(&app);
     Md5::digest(&s).into()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum CertHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// One DER TLV: (tag, contents, rest).
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let tag = *b.first()?;
+    let first = *b.get(1)?;
+    let (len, hdr) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for i in 0..n {
+            len = (len << 8) | *b.get(2 + i)? as usize;
+        }
+        (len, 2 + n)
+    };
+    let body = b.get(hdr..hdr.checked_add(len)?)?;
+    Some((tag, body, &b[hdr + len..]))
+}
+
+/// The hash of the certificate's signatureAlgorithm (Certificate ::= SEQUENCE { tbs, alg, sig }).
+fn signature_hash(der: &[u8]) -> CertHash {
+    const SHA384_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+    const SHA512_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+    const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    const ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    let oid = (|| {
+        let (_, cert, _) = der_tlv(der)?;
+        let (_, _tbs, rest) = der_tlv(cert)?;
+        let (_, alg, _) = der_tlv(rest)?;
+        let (tag, oid, _) = der_tlv(alg)?;
+        (tag == 0x06).then_some(oid)
+    })();
+    match oid {
+        Some(o) if o == SHA384_RSA || o == ECDSA_SHA384 => CertHash::Sha384,
+        Some(o) if o == SHA512_RSA || o == ECDSA_SHA512 => CertHash::Sha512,
+        _ => CertHash::Sha256,
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +269,19 @@ mod tests {
             hex::encode(channel_bindings(b"hello")),
             "a01c5bbb538f595407796f880caf06a9"
         );
+    }
+
+    #[test]
+    fn channel_bindings_use_the_certificate_signature_hash() {
+        let p256 = rcgen::generate_simple_self_signed(vec!["a".to_string()]).unwrap();
+        assert_eq!(signature_hash(p256.cert.der()), CertHash::Sha256);
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let p384 = rcgen::CertificateParams::new(vec!["a".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        assert_eq!(signature_hash(p384.der()), CertHash::Sha384);
+        assert_eq!(signature_hash(b"\x30\x82garbage"), CertHash::Sha256);
     }
 
     #[test]
