@@ -266,3 +266,15 @@ fn sessions_and_their_futures_are_send() {
     is_send(&s.run_powershell("x", None));
     is_send(&s);
 }
+
+#[tokio::test]
+async fn shells_are_recycled_after_a_number_of_commands() {
+    let peer = Peer::start(&[]);
+    let mut s = Session::new(http_config(&peer)).unwrap();
+    s.recycle_after = 2;
+    for _ in 0..5 {
+        s.run_cmd("true", None).await.unwrap();
+    }
+    assert_eq!(s.shells_opened, 3);
+    assert_eq!(s.client().connections_opened, 1);
+}
