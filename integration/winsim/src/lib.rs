@@ -4,6 +4,16 @@
 //! rebooting runs against these hosts. They must behave like Windows (reg.exe output, exit codes,
 //! pending file renames, reboots that take time), not like what hive's client happens to expect:
 //! the WinRM face is proven by unmodified pywinrm and pypsrp.
+//!
+//! Where to start:
+//! - [`fleet::load`] / [`Fleet::from_file`]: a TOML fleet file (see `fleets/example.toml`) becomes
+//!   hosts, each with its C: drive as a real folder `<root>/<host>/` (what Samba exports).
+//! - [`WinHost`] implements [`host::SimHost`]; its `run` is the command interpreter documented in
+//!   `COMMANDS.md`; `command_log()`, `registry_value()`, `file_version()`, `boot_time()` let tests
+//!   check what happened.
+//! - [`probe`]: the probe script hive sends and the JSON facts it gets back, shared by both sides.
+//! - [`installer::Package`]: builds simulated hotfix `.exe`, `.msu`, `.msi` and `qchain.exe` files.
+//! - [`pe`]: generates real PE32/PE32+ images with a version resource, and reads one back.
 
 pub mod clock;
 mod cmd;

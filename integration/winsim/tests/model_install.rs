@@ -335,12 +335,14 @@ async fn probe_facts(host: &WinHost) -> ProbeFacts {
 async fn msiexec_installs_quietly_and_writes_its_log() {
     let f = fleet(FLEET);
     let host = f.host("WS01");
+    let free = host.free_disk_bytes();
     let msi = stage(
         &host,
         "agent.msi",
         &Package::msi("KB4000001")
             .exit_code(3010)
-            .reboot_required(true),
+            .reboot_required(true)
+            .disk_bytes(50 << 20),
     );
     let out = run(
         &host,
@@ -348,6 +350,11 @@ async fn msiexec_installs_quietly_and_writes_its_log() {
     )
     .await;
     assert_eq!(out.exit_code, 3010);
+    assert_eq!(
+        host.free_disk_bytes(),
+        free - (50 << 20),
+        "the install used disk"
+    );
     let log = std::fs::read(host.host_path(r"C:\Windows\Temp\hive\agent.log")).unwrap();
     assert_eq!(&log[..2], &[0xFF, 0xFE], "msiexec logs are UTF-16LE");
     assert!(host.accepting());

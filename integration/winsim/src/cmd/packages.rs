@@ -150,6 +150,8 @@ async fn install(
             return ERROR_DISK_FULL;
         }
         apply(host, &mut st, m);
+        // What the package unpacked stays on disk (backup folders, $NtUninstall$, WinSxS).
+        st.free_disk = st.free_disk.saturating_sub(m.disk_bytes);
         let reboots_itself =
             code == 1641 || (m.reboot_required && (!no_reboot || !m.honours_no_reboot));
         if reboots_itself {
@@ -378,6 +380,10 @@ pub(super) fn expand(host: &WinHost, args: &[String]) -> Out {
         if std::fs::write(dest_dir.join(name), b).is_err() {
             return Out::err(format!("{s}Can't write {dest_win}\\{name}.\r\n"), 1);
         }
+    }
+    {
+        let mut st = host.lock();
+        st.free_disk = st.free_disk.saturating_sub(total);
     }
     s.push_str(&format!(
         "Expanding Files Complete ...\r\n{} files total.\r\n",
