@@ -9,6 +9,7 @@
 pub mod cvrf;
 pub mod diff;
 pub mod error;
+pub mod fetch;
 pub mod merge;
 pub mod model;
 pub mod mssecure;

@@ -1,0 +1,3 @@
+//! Command-line front ends of the library, one module per command group.
+
+pub mod catalog;
