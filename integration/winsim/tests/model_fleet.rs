@@ -177,6 +177,12 @@ async fn a_full_disk_fails_installs_and_expands() {
     let f = fleet(FAULTY);
     let h = f.host("FULLDISK");
     assert_eq!(h.free_disk_bytes(), 4096);
+    // The probe reports it, so hive can refuse to stage before copying anything.
+    let script = winsim::probe::script(&winsim::probe::ProbeRequest::default());
+    let out =
+        model_support::run_stdin(&h, "powershell.exe -NoProfile -NonInteractive -", &script).await;
+    let facts: winsim::probe::ProbeFacts = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(facts.free_disk_bytes, 4096);
     Package::hotfix("Q2")
         .disk_bytes(1 << 20)
         .write_to(&h.host_path(r"C:\Windows\Temp\q2.exe"))
