@@ -139,6 +139,11 @@ pub struct Host {
     pub port: u16,
     /// SMB port for file copies (445 on Windows).
     pub smb_port: u16,
+    /// The share that holds the C: drive (`C$` on Windows).
+    pub smb_share: String,
+    /// The folder inside `smb_share` that stands for `C:\` (empty on Windows, where the share
+    /// root is the drive root; a per-host folder when several hosts share one export).
+    pub smb_root: String,
     pub user: String,
     pub credential: CredentialRef,
     pub groups: BTreeSet<String>,
@@ -193,6 +198,7 @@ struct RawDefaults {
     user: Option<String>,
     credential: Option<String>,
     smb_port: Option<u16>,
+    smb_share: Option<String>,
     password: Option<toml::Value>,
 }
 
@@ -204,6 +210,8 @@ struct RawHost {
     transport: Option<Transport>,
     port: Option<u16>,
     smb_port: Option<u16>,
+    smb_share: Option<String>,
+    smb_root: Option<String>,
     user: Option<String>,
     credential: Option<String>,
     #[serde(default)]
@@ -272,6 +280,13 @@ impl Inventory {
                     )
                 })?;
             let credential = CredentialRef::parse(&credential_text).map_err(&bad)?;
+            if let Some(root) = &h.smb_root
+                && (root.split(['\\', '/']).any(|p| p == "..") || root.contains(':'))
+            {
+                return Err(bad(format!(
+                    "smb_root `{root}` must be a folder inside the share"
+                )));
+            }
             let user = h
                 .user
                 .or_else(|| raw.defaults.user.clone())
@@ -309,6 +324,11 @@ impl Inventory {
             hosts.push(Host {
                 port: h.port.unwrap_or(transport.default_port()),
                 smb_port: h.smb_port.or(raw.defaults.smb_port).unwrap_or(445),
+                smb_share: h
+                    .smb_share
+                    .or_else(|| raw.defaults.smb_share.clone())
+                    .unwrap_or_else(|| "C$".to_string()),
+                smb_root: h.smb_root.unwrap_or_default(),
                 name: h.name,
                 address,
                 transport,

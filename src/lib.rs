@@ -7,3 +7,4 @@ pub mod inventory;
 pub mod repo;
 pub mod scan;
 pub mod report;
+pub mod remote;

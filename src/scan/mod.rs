@@ -6,6 +6,7 @@
 
 pub mod evaluate;
 pub mod facts;
+pub mod pe;
 pub mod probe;
 
 use serde::{Deserialize, Serialize};
