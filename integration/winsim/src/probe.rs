@@ -27,7 +27,11 @@ pub struct ProbeRequest {
     pub files: Vec<String>,
 }
 
-/// One registry value to read (`value` empty = the key's default value).
+/// One registry value to read.
+///
+/// An empty `value` asks about the key itself: `found` is true when the KEY exists (hotfix keys
+/// such as `...\Updates\Windows 2000\SP2\Q300972` often hold no values at all), and `kind`/`data`
+/// carry the default value when one is set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegistryQuery {
     pub key: String,
@@ -171,7 +175,8 @@ $cv = 'HKLM:\SOFTWARE\Microsoft\Windows NT\CurrentVersion'
 function Get-HiveValue([string]$key, [string]$name) {
   $psKey = ($key -replace '^(HKLM|HKEY_LOCAL_MACHINE)\\', 'HKLM:\') -replace '^(HKCU|HKEY_CURRENT_USER)\\', 'HKCU:\'
   $k = Get-Item -LiteralPath $psKey -ErrorAction SilentlyContinue
-  if ($null -eq $k -or -not ($k.GetValueNames() -contains $name)) { return @{ key = $key; value = $name; found = $false } }
+  if ($null -eq $k) { return @{ key = $key; value = $name; found = $false } }
+  if (-not ($k.GetValueNames() -contains $name)) { return @{ key = $key; value = $name; found = ($name -eq '') } }
   $raw = $k.GetValue($name, $null, 'DoNotExpandEnvironmentNames')
   $kind = switch ($k.GetValueKind($name).ToString()) { 'String' {'REG_SZ'} 'ExpandString' {'REG_EXPAND_SZ'} 'MultiString' {'REG_MULTI_SZ'} 'DWord' {'REG_DWORD'} 'QWord' {'REG_QWORD'} default {'REG_BINARY'} }
   if ($kind -eq 'REG_BINARY') { $raw = (@($raw) | ForEach-Object { $_.ToString('X2') }) -join '' }

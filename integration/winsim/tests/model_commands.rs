@@ -270,6 +270,14 @@ async fn the_probe_answers_with_the_model_facts() {
                 key: r"HKLM\SOFTWARE\Nope".into(),
                 value: "X".into(),
             },
+            RegistryQuery {
+                key: r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix".into(),
+                value: String::new(),
+            },
+            RegistryQuery {
+                key: r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q1".into(),
+                value: String::new(),
+            },
         ],
         files: vec![
             r"%SystemRoot%\System32\ntoskrnl.exe".into(),
@@ -303,6 +311,12 @@ async fn the_probe_answers_with_the_model_facts() {
     assert!(facts.last_boot_time.ends_with('Z'));
     assert_eq!(facts.registry[0].data, Some(serde_json::json!("17763")));
     assert!(!facts.registry[1].found);
+    assert!(
+        facts.registry[2].found,
+        "an empty value name asks whether the key exists"
+    );
+    assert_eq!(facts.registry[2].data, None, "no default value is set");
+    assert!(!facts.registry[3].found);
     assert_eq!(
         facts.files[0].file_version.as_deref(),
         Some("10.0.17763.5576")

@@ -381,10 +381,11 @@ pub(crate) fn probe_facts(host: &WinHost, req: &ProbeRequest) -> ProbeFacts {
                 kind: Some(v.type_name().into()),
                 data: Some(reg_json(v)),
             },
+            // An empty value name asks whether the key exists (see `probe::RegistryQuery`).
             None => RegistryFact {
                 key: q.key.clone(),
                 value: q.value.clone(),
-                found: false,
+                found: q.value.is_empty() && reg.key_exists(&q.key),
                 kind: None,
                 data: None,
             },
