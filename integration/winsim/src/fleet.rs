@@ -428,6 +428,18 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             ));
         }
     }
+    for f in s.files.iter().flatten() {
+        let upper = f.path.to_ascii_uppercase();
+        if !(upper.starts_with(r"C:\")
+            || upper.starts_with("%SYSTEMROOT%")
+            || upper.starts_with("%WINDIR%"))
+        {
+            return Err(format!(
+                "file `{}`: simulated hosts have only drive C:",
+                f.path
+            ));
+        }
+    }
     let faults = s.faults.clone().unwrap_or_default();
     let wire = faults
         .wire

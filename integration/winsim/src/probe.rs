@@ -7,6 +7,9 @@
 //! its first line ([`PROBE_MARKER`]), reads the embedded request, and answers from its host model.
 //! Keeping the script, the request and the answer types in one module that both hive and the
 //! simulator import is what keeps the two from drifting apart.
+//!
+//! There is no PowerShell on the build machines, so the PowerShell half of the script is checked
+//! by review against Windows PowerShell 5.1 semantics, not executed; the simulator half is tested.
 
 use serde::{Deserialize, Serialize};
 

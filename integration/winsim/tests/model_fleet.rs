@@ -278,6 +278,10 @@ fn bad_fleet_files_are_refused_with_the_reason() {
             "explode",
         ),
         (
+            "[[host]]\nname = 'a'\naddress = '127.0.0.2'\nfiles = [{ path = 'D:\\x.dll', version = '1.0' }]\n",
+            "only drive C:",
+        ),
+        (
             "[[host]]\nname = 'a'\naddress = '127.0.0.2'\nregistry = [{ key = 'HKLM\\x', type = 'REG_DWORD', value = 'one' }]\n",
             "wrong shape",
         ),

@@ -175,6 +175,9 @@ impl Drop for InstallingFlag<'_> {
 /// Applies a package's changes to the host.
 fn apply(host: &WinHost, st: &mut State, m: &PackageManifest) {
     for f in &m.files {
+        if WinHost::foreign_drive(&f.path) {
+            continue; // only C: exists; a real installer would fail to create the folder
+        }
         let target = host.host_path(&f.path);
         let current = std::fs::read(&target)
             .ok()
