@@ -428,6 +428,14 @@ async fn powershell_runs_an_installer_and_passes_its_exit_code_on() {
     .await;
     assert_eq!(out.exit_code, 3010, "{}", text(&out.stderr));
     assert!(host.installed_kbs().contains(&"KB1".to_string()));
+    let log = host.command_log();
+    assert_eq!(
+        log.len(),
+        2,
+        "the powershell command and the installer it started"
+    );
+    assert_eq!(log[1].command_line, format!("{path} /quiet /norestart"));
+    assert_eq!(log[1].exit_code, Some(3010));
     let out = model_support::run_stdin(&host, "powershell.exe -", "Restart-Computer -Force").await;
     assert_eq!(out.exit_code, 0);
     assert!(!host.accepting());

@@ -60,6 +60,35 @@ struct LogGuard<'a> {
     done: bool,
 }
 
+impl<'a> LogGuard<'a> {
+    /// Appends the command to the host's log; the entry is finished by [`LogGuard::finish`] or,
+    /// if the command is dropped first, marked killed.
+    fn start(host: &'a WinHost, line: &str) -> Self {
+        let started = host.wall_now();
+        let mut st = host.lock();
+        st.log.push(CommandRecord {
+            command_line: line.to_string(),
+            script: None,
+            started,
+            exit_code: None,
+            killed: false,
+        });
+        let index = st.log.len() - 1;
+        LogGuard {
+            host,
+            index,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, code: u32) {
+        self.done = true;
+        if let Some(r) = self.host.lock().log.get_mut(self.index) {
+            r.exit_code = Some(code);
+        }
+    }
+}
+
 impl Drop for LogGuard<'_> {
     fn drop(&mut self) {
         if !self.done {
@@ -74,24 +103,12 @@ impl Drop for LogGuard<'_> {
 /// Runs one request to completion (the body of [`crate::host::SimHost::run`]).
 pub(crate) async fn run(host: &WinHost, request: CommandRequest) -> CommandOutcome {
     let line = command_line(&request);
-    let (index, up) = {
-        let mut st = host.settled();
-        let up = matches!(st.power, Power::Up | Power::RebootScheduled { .. });
-        let started = host.wall_now();
-        st.log.push(CommandRecord {
-            command_line: line.clone(),
-            script: None,
-            started,
-            exit_code: None,
-            killed: false,
-        });
-        (st.log.len() - 1, up)
-    };
-    let mut guard = LogGuard {
-        host,
-        index,
-        done: false,
-    };
+    let up = matches!(
+        host.settled().power,
+        Power::Up | Power::RebootScheduled { .. }
+    );
+    let mut guard = LogGuard::start(host, &line);
+    let index = guard.index;
     // cmd.exe refuses lines over 8191 characters; CreateProcess takes up to 32767.
     let limit = if request.skip_cmd_shell {
         32_767
@@ -116,10 +133,7 @@ pub(crate) async fn run(host: &WinHost, request: CommandRequest) -> CommandOutco
         // the machine shutting down.
         Out::err("A system shutdown is in progress.\r\n", 1115)
     };
-    guard.done = true;
-    if let Some(r) = host.lock().log.get_mut(index) {
-        r.exit_code = Some(out.code);
-    }
+    guard.finish(out.code);
     CommandOutcome {
         stdout: out.stdout.into_bytes(),
         stderr: out.stderr.into_bytes(),

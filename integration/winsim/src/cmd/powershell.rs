@@ -162,7 +162,11 @@ async fn native(ctx: &Ctx<'_>, words: &[String], last_exit: &mut u32) -> Out {
         })
         .collect::<Vec<_>>()
         .join(" ");
+    // A program a script starts is a process of its own: it gets its own log entry, so tests can
+    // check its exact switches.
+    let mut entry = super::LogGuard::start(ctx.host, &line);
     let out = exec_line(ctx, &line, false).await;
+    entry.finish(out.code);
     if out.code == 0x8007_0002 && out.stderr.starts_with("winsim: cannot start") {
         return term_not_recognized(program);
     }
