@@ -247,6 +247,14 @@ async fn windows_faults_timed_out_invalid_selectors_too_many_shells_bad_header()
     let (status, xml) = c.sealed(&env::create("q-over")).await.unwrap();
     assert_eq!((status, fault_code(&xml)), (500, 2_150_859_173));
 
+    // A PowerShell remoting pool: no such plugin on a WinRS-only simulator, said as WS-Man says it.
+    let psrp = env::create("p1").replace(
+        "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/cmd</wsman:ResourceURI>",
+        "http://schemas.microsoft.com/powershell/Microsoft.PowerShell</wsman:ResourceURI>",
+    );
+    let (status, xml) = c.sealed(&psrp).await.unwrap();
+    assert_eq!((status, fault_code(&xml)), (500, 2_150_858_752));
+
     // A negative OperationTimeout is a bad header (2150858767), as in the recorded exchange.
     let bad = env::create("h1").replace("PT2S", "PT-1S");
     let (status, xml) = c.sealed(&bad).await.unwrap();

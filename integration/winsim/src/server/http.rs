@@ -254,7 +254,9 @@ impl Connection {
         match acceptor.step(&token) {
             Ok(Step::Challenge(challenge)) => Err(Box::new(self.challenge(Some(&challenge)))),
             Ok(Step::Authenticated) => Ok(Authenticated::Ntlm),
-            Err(_) => {
+            Err(e) => {
+                // The error names the user and the reason, never the password.
+                tracing::info!(host = self.shells.host().name(), peer = %self.peer, error = %e, "NTLM logon refused");
                 *ntlm = None;
                 Err(Box::new(self.challenge(None)))
             }

@@ -361,6 +361,23 @@ impl Fault {
         }
     }
 
+    /// No plugin serves this resource URI (e.g. a PowerShell remoting pool: winsim speaks WinRS
+    /// cmd shells only).
+    pub fn unknown_resource(uri: &str) -> Fault {
+        Fault {
+            sender: true,
+            subcode: "w:DestinationUnreachable".into(),
+            reason: "The WS-Management service cannot process the request because the resource URI was not found. ".into(),
+            detail: Some("http://schemas.dmtf.org/wbem/wsman/1/wsman/faultDetail/InvalidResourceURI".into()),
+            code: 2_150_858_752,
+            message: format!(
+                "The WS-Management service cannot process the request. The resource URI ({}) was not found in the WS-Management catalog. ",
+                escape(uri)
+            ),
+            action: WSMAN_FAULT,
+        }
+    }
+
     /// Error 87 from the shell plugin (a malformed Send chunk, a Receive without CommandId).
     pub fn invalid_parameter() -> Fault {
         Fault {

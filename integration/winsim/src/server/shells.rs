@@ -151,6 +151,16 @@ impl HostShells {
                     self.limits.max_envelope_size_kb,
                 ))
             }
+            Action::Create
+                if req
+                    .resource_uri
+                    .as_deref()
+                    .is_some_and(|u| u != response::CMD_RESOURCE_URI) =>
+            {
+                fault(Fault::unknown_resource(
+                    req.resource_uri.as_deref().unwrap_or_default(),
+                ))
+            }
             Action::Create => match self.create() {
                 Ok(id) => ok(response::create_response(
                     relates,
