@@ -82,12 +82,33 @@ pub struct HostSettings {
     /// How long ago the host booted (hours).
     pub uptime_hours: Option<u64>,
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Password>,
     pub winrm_port: Option<u16>,
     /// Set to serve WinRM over HTTPS too (port number).
     pub winrm_https_port: Option<u16>,
     pub reboot: Option<RebootSettings>,
     pub faults: Option<FaultSettings>,
+}
+
+/// A host's account password: test-only, but still kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(p: impl Into<String>) -> Self {
+        Password(p.into())
+    }
+    /// The password itself, for the one place that needs it (authentication).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
 }
 
 /// One registry value in the fleet file.
@@ -195,7 +216,7 @@ pub struct HostConfig {
     pub free_disk_bytes: u64,
     pub uptime: Duration,
     pub user: String,
-    pub password: String,
+    pub password: Password,
     pub winrm_port: u16,
     pub winrm_https_port: Option<u16>,
     pub reboot_downtime: Duration,
@@ -490,7 +511,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         password: s
             .password
             .clone()
-            .unwrap_or_else(|| "Winsim-Passw0rd".into()),
+            .unwrap_or_else(|| Password::new("Winsim-Passw0rd")),
         winrm_port: s.winrm_port.unwrap_or(5985),
         winrm_https_port: s.winrm_https_port,
         reboot_downtime: Duration::from_millis(reboot.downtime_ms.unwrap_or(2000)),
@@ -642,7 +663,11 @@ csd_version = "Service Pack 2"
         assert_eq!(hosts[0].kbs, vec!["Q1", "Q2", "Q3"]);
         assert_eq!(hosts[0].csd_version, "Service Pack 2");
         assert_eq!(hosts[0].build, 2195);
-        assert_eq!(hosts[0].password, "pw");
+        assert_eq!(hosts[0].password.expose(), "pw");
+        assert!(
+            !format!("{:?}", hosts[0]).contains("pw\""),
+            "no password in Debug output"
+        );
         assert!(!hosts[0].powershell);
     }
 

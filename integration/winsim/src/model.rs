@@ -140,7 +140,7 @@ impl WinHost {
                 .winrm_https_port
                 .map(|p| SocketAddr::new(IpAddr::V4(config.address), p)),
             user: config.user.clone(),
-            password: config.password.clone(),
+            password: config.password.expose().to_string(),
             drive: drive.to_path_buf(),
             system_root: config.system_root.clone(),
             powershell: config.powershell,
