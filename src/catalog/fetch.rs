@@ -338,6 +338,94 @@ fn network_error(opts: &FetchOptions, url: &str, e: reqwest::Error) -> FetchErro
     }
 }
 
+/// The proxy to use for a message or a diagnosis: the explicit one or the environment's, with
+/// credentials (user, password) split out.
+fn proxy_target(opts: &FetchOptions) -> Option<(String, Option<(String, String)>)> {
+    let (url, explicit) = match &opts.proxy {
+        Some(p) => (
+            p.url.clone(),
+            p.user
+                .clone()
+                .map(|u| (u, p.password.clone().unwrap_or_default())),
+        ),
+        None => (
+            ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))?,
+            None,
+        ),
+    };
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let (userinfo, host) = match authority.rfind('@') {
+        Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+        None => (None, authority),
+    };
+    let creds = explicit.or_else(|| {
+        userinfo.map(|u| match u.split_once(':') {
+            Some((a, b)) => (a.to_string(), b.to_string()),
+            None => (u.to_string(), String::new()),
+        })
+    });
+    Some((host.to_string(), creds))
+}
+
+/// After a failed tunnel, asks the proxy once more by hand what it answers to CONNECT, so the
+/// admin reads "401 Unauthorized" or "403 Forbidden" instead of "tunnel error: unsuccessful"
+/// (reqwest keeps only 407; tinyproxy answers a wrong password with 401).
+async fn diagnose_tunnel(opts: &FetchOptions, url: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (proxy_host, creds) = proxy_target(opts)?;
+    let target = reqwest::Url::parse(url).ok()?;
+    let dest = format!("{}:{}", target.host_str()?, target.port_or_known_default()?);
+    let mut req = format!("CONNECT {dest} HTTP/1.1\r\nHost: {dest}\r\n");
+    if let Some((user, password)) = creds {
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        req.push_str(&format!("Proxy-Authorization: Basic {token}\r\n"));
+    }
+    req.push_str("\r\n");
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(&proxy_host).await.ok()?;
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = vec![0u8; 512];
+        let n = s.read(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        text.lines().next().map(|l| l.trim().to_string())
+    };
+    let status = tokio::time::timeout(Duration::from_secs(5), probe)
+        .await
+        .ok()??;
+    let code = status.split_whitespace().nth(1).unwrap_or("");
+    let hint = match code {
+        "401" | "407" => " (check the proxy user and password)",
+        "403" => " (the proxy's policy forbids this destination or port)",
+        _ => "",
+    };
+    Some(format!(
+        "the proxy answered `{status}` to CONNECT {dest}{hint}"
+    ))
+}
+
+/// Sends a request; a refused tunnel is diagnosed before it is reported.
+async fn send(
+    opts: &FetchOptions,
+    url: &str,
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, FetchError> {
+    match req.send().await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let mut err = network_error(opts, url, e);
+            if let FetchError::ProxyRefused { detail, .. } = &mut err
+                && let Some(d) = diagnose_tunnel(opts, url).await
+            {
+                *detail = d;
+            }
+            Err(err)
+        }
+    }
+}
+
 /// Downloads, verifies, imports and merges; see the module docs for the order of things.
 pub async fn fetch(opts: &FetchOptions) -> Result<FetchOutcome, FetchError> {
     let client = client(opts)?;
@@ -354,10 +442,7 @@ pub async fn fetch(opts: &FetchOptions) -> Result<FetchOutcome, FetchError> {
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
     }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| network_error(opts, &opts.url, e))?;
+    let resp = send(opts, &opts.url, req).await?;
     if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
         return Ok(FetchOutcome::NotModified);
     }
@@ -487,11 +572,7 @@ async fn verify(
             let sig_url = signature_url
                 .clone()
                 .unwrap_or_else(|| format!("{}.sig", opts.url));
-            let resp = client
-                .get(&sig_url)
-                .send()
-                .await
-                .map_err(|e| network_error(opts, &sig_url, e))?;
+            let resp = send(opts, &sig_url, client.get(&sig_url)).await?;
             if !resp.status().is_success() {
                 return Err(fail(format!(
                     "signature {sig_url} could not be fetched (server answered {})",
