@@ -92,6 +92,7 @@ pub struct WinHost {
     pub(crate) powershell: bool,
     pub(crate) machine: Machine,
     pub(crate) major: u32,
+    pub(crate) minor: u32,
     downtime: Duration,
     configuring: Duration,
     never_returns: bool,
@@ -146,6 +147,7 @@ impl WinHost {
             powershell: config.powershell,
             machine: config.machine,
             major: config.major,
+            minor: config.minor,
             downtime: config.reboot_downtime,
             configuring: config.configuring,
             never_returns: config.reboot_never_returns,
@@ -426,6 +428,12 @@ impl WinHost {
             since: Instant::now(),
             returns: false,
         };
+    }
+
+    /// True if the host's Windows is at least `major.minor` (tools arrived with releases: wmic
+    /// with XP/5.1, `certutil -hashfile` with Server 2003/5.2).
+    pub(crate) fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
     }
 
     pub(crate) fn wall_now(&self) -> SystemTime {

@@ -160,6 +160,11 @@ async fn hostname_ipconfig_wmic_net_and_cmd_wrapping() {
     assert!(value.ends_with("+000"));
     let w2k = f.host("W2K01");
     let stats = text(&run(&w2k, "net statistics server").await.stdout);
+    // Windows 2000 has neither wmic (XP on) nor certutil -hashfile (2003 on).
+    let out = run(&w2k, "wmic os get lastbootuptime").await;
+    assert!(text(&out.stderr).starts_with("'wmic' is not recognized"));
+    let out = run(&w2k, r"certutil -hashfile C:\Windows\system32oo.dll").await;
+    assert_eq!(out.exit_code, 0x8007_0057);
     assert!(stats.contains("Statistics since "), "{stats}");
     assert_eq!(run(&ws, "cmd /c exit /b 7").await.exit_code, 7);
     let out = run(&ws, "hostname > C:\\out.txt").await;

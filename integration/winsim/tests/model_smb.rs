@@ -84,7 +84,7 @@ async fn a_dll_read_over_smb_is_the_hosts_file_and_an_installer_put_over_smb_run
 [[host]]
 name = "{name}"
 address = "127.0.8.1"
-version = "5.0.2195"
+version = "5.2.3790"
 files = [{{ path = 'C:\Windows\system32\foo.dll', version = "5.0.2195.1620" }}]
 reboot = {{ downtime_ms = 50 }}
 "#
@@ -130,7 +130,7 @@ reboot = {{ downtime_ms = 50 }}
         .stdout,
     );
     let want = winsim_hash(&std::fs::read(&pkg).unwrap());
-    // (certutil on NT 5 prints the hex in spaced pairs.)
+    // (certutil before Windows 10 prints the hex in spaced pairs.)
     assert!(hash.replace(' ', "").contains(&want), "{hash}");
 
     // And the replaced DLL, read back over SMB, carries the new version.

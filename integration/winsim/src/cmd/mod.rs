@@ -358,7 +358,7 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
                 }
                 "ipconfig" => return ipconfig(host, &args),
                 "reg" => return reg(host, &args),
-                "wmic" => return wmic(host, &args),
+                "wmic" if host.at_least(5, 1) => return wmic(host, &args),
                 "net" => return net(host, &args),
                 "shutdown" => return shutdown(host, &args),
                 "certutil" => return certutil(host, &args),
@@ -740,6 +740,10 @@ fn certutil(host: &WinHost, args: &[String]) -> Out {
     let verb = args
         .first()
         .map(|a| a.to_ascii_lowercase().replace('/', "-"));
+    if verb.as_deref() == Some("-hashfile") && !host.at_least(5, 2) {
+        // Windows 2000's certutil predates -hashfile.
+        return Out::err("CertUtil: Unknown arg: -hashfile\r\n", 0x8007_0057);
+    }
     if verb.as_deref() != Some("-hashfile") {
         return Out::err("winsim: only certutil -hashfile is simulated\r\n", 1);
     }
