@@ -336,6 +336,7 @@ impl WinHost {
         if let Power::RebootScheduled { at } = st.power
             && now >= at
         {
+            tracing::info!(host = %self.name, returns = !self.never_returns, "going down for a reboot");
             st.power = Power::Down {
                 since: at,
                 returns: !self.never_returns,
@@ -372,6 +373,7 @@ impl WinHost {
         st.boot_time = self.wall(up_at).max(earliest);
         st.power = Power::Up;
         st.reboots += 1;
+        tracing::info!(host = %self.name, reboots = st.reboots, "back up after a reboot");
         if self.configuring.is_zero() {
             st.registry.delete_key(CBS_REBOOT_PENDING);
         } else {
@@ -572,6 +574,7 @@ impl SimHost for WinHost {
             let n = st.wire_counts[i];
             let hit = n >= rule.nth && (rule.times == 0 || n < rule.nth + rule.times);
             if hit && fired.is_none() {
+                tracing::debug!(host = %self.name, ?op, kind = %rule.kind, n, "injecting a wire fault");
                 fired = Some(match rule.kind.as_str() {
                     "reset" => WireFault::ResetConnection,
                     "soap-fault" => WireFault::SoapFault {

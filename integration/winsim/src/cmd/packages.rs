@@ -161,6 +161,7 @@ async fn install(
             }
         }
     }
+    tracing::info!(host = %host.name, package = %m.id, attempt, code, "installer finished");
     code
 }
 
