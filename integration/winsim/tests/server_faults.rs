@@ -205,6 +205,39 @@ async fn a_host_that_is_down_refuses_connections_and_loses_its_shells() {
 }
 
 #[tokio::test]
+async fn a_reboot_kills_the_connection_of_a_client_blocked_in_receive() {
+    let host = FakeHost::new("SIM-REBOOT");
+    let fleet = fleet_of(&host, ServiceLimits::default()).await;
+    let mut c = session(&fleet).await;
+    let (shell, cmd) = start(&mut c, "sleep 60000").await;
+    let down = Arc::clone(&host);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        down.accepting.store(false, Ordering::SeqCst);
+    });
+    let t = Instant::now();
+    // OperationTimeout is PT2S: an answer would take 2 s; the reboot must cut it short.
+    let err = c
+        .sealed(&env::receive("rb", &shell, &cmd))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        host.killed.load(Ordering::SeqCst),
+        1,
+        "the command died with the host"
+    );
+    assert_eq!(fleet.hosts()[0].open_shells(), 0);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
 async fn windows_faults_timed_out_invalid_selectors_too_many_shells_bad_header() {
     let host = FakeHost::new("SIM-WSFAULTS");
     let fleet = fleet_of(

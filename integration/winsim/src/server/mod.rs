@@ -227,25 +227,51 @@ async fn serve(
         return;
     };
     let https = tls.is_some();
-    let conn = Arc::new(http::Connection::new(shells, https, peer, local));
+    let conn = Arc::new(http::Connection::new(
+        Arc::clone(&shells),
+        https,
+        peer,
+        local,
+    ));
     let service = hyper::service::service_fn(move |req| {
         let conn = Arc::clone(&conn);
         async move { conn.handle(req).await }
     });
     let builder = http1::Builder::new();
-    match tls {
-        None => {
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+    let connection = async {
+        match tls {
+            None => {
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
+            Some(acceptor) => {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let _ = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            }
         }
-        Some(acceptor) => {
-            let Ok(stream) = acceptor.accept(stream).await else {
-                return;
-            };
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+    };
+    // A host that goes down (reboot, power off) takes its connections with it, also one whose
+    // client is blocked in a Receive: that is the "reboot killed my WinRM call" every patcher meets.
+    tokio::select! {
+        _ = connection => {}
+        _ = host_goes_down(&shells) => {
+            tracing::debug!(host = shells.host().name(), peer = %peer, "host went down: connection reset");
+        }
+    }
+}
+
+/// Resolves when the host stops accepting (checked every 200 ms); its shells die with it.
+async fn host_goes_down(shells: &HostShells) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if !shells.host().accepting() {
+            shells.clear();
+            return;
         }
     }
 }
