@@ -72,6 +72,10 @@ pub struct PackageManifest {
     /// Build/UBR the host reports once the package is complete (after the reboot, if one is needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sets_build: Option<BuildChange>,
+    /// The package rewrites the rename queue like Qchain after queueing its own files (Update.exe
+    /// packages from May 2001 on), so chaining it cannot land an older file.
+    #[serde(default)]
+    pub chains_itself: bool,
     /// Hotfix IDs that must already be installed (e.g. a servicing stack update); otherwise the
     /// package fails with 0x800F0823 (CBS_E_NEW_SERVICING_STACK_REQUIRED).
     #[serde(default)]
@@ -308,6 +312,10 @@ impl Package {
     }
     pub fn sets_build(mut self, build: u32, ubr: u32) -> Self {
         self.manifest.sets_build = Some(BuildChange { build, ubr });
+        self
+    }
+    pub fn chains_itself(mut self) -> Self {
+        self.manifest.chains_itself = true;
         self
     }
     pub fn requires(mut self, id: &str) -> Self {

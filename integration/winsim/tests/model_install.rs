@@ -199,14 +199,22 @@ async fn an_installer_that_ignores_z_reboots_the_host() {
 /// Installs two hotfixes that both replace the in-use foo.dll, the later one carrying an OLDER
 /// build, then reboots; returns the version that landed.
 async fn chained_install(host: &WinHost, use_qchain: bool) -> Version {
-    let newer = Package::hotfix("Q300001")
+    chained_install_with(host, use_qchain, false).await
+}
+
+async fn chained_install_with(host: &WinHost, use_qchain: bool, builtin: bool) -> Version {
+    let mut newer = Package::hotfix("Q300001")
         .file_in_use(FOO, v("5.0.2195.4000"))
         .reboot_required(true)
         .hotfix_key();
-    let older = Package::hotfix("Q300002")
+    let mut older = Package::hotfix("Q300002")
         .file_in_use(FOO, v("5.0.2195.3800"))
         .reboot_required(true)
         .hotfix_key();
+    if builtin {
+        newer = newer.chains_itself();
+        older = older.chains_itself();
+    }
     let a = stage(host, "Q300001_W2K_SP3_x86_en.exe", &newer);
     let b = stage(host, "Q300002_W2K_SP3_x86_en.exe", &older);
     assert_eq!(run(host, &format!("{a} -z -m -q")).await.exit_code, 0);
@@ -249,6 +257,12 @@ async fn the_qchain_hazard_and_its_fix() {
     );
     let with = chained_install(&f.host("W2K-02"), true).await;
     assert_eq!(with, v("5.0.2195.4000"), "qchain keeps the highest version");
+    let builtin = chained_install_with(&f.host("W2K-03"), false, true).await;
+    assert_eq!(
+        builtin,
+        v("5.0.2195.4000"),
+        "Update.exe with chaining built in needs no qchain"
+    );
     // Both hotfix keys claim "installed" either way: only the file version tells the truth.
     let h = f.host("W2K-01");
     assert!(

@@ -204,6 +204,10 @@ fn apply(host: &WinHost, st: &mut State, m: &PackageManifest) {
             let _ = std::fs::write(&target, bytes);
         }
     }
+    if m.chains_itself {
+        // Update.exe packages from May 2001 on carry Qchain's logic themselves.
+        let _ = rewrite_queue(host, st);
+    }
     for r in &m.registry {
         if let Ok(v) = r.to_value() {
             let _ = st.registry.set(&r.key, &r.name, v);
@@ -270,9 +274,20 @@ fn queue_rename(st: &mut State, source: &str, destination: &str) {
 /// `qchain.exe`: for each destination keep only the queued source with the highest file version.
 fn qchain(host: &WinHost) -> Out {
     let mut st = host.settled();
+    match rewrite_queue(host, &mut st) {
+        Some(report) => Out::ok(format!(
+            "{report}Qchain.exe: the file rename queue was rewritten; the highest file versions will be installed at the next reboot.\r\n"
+        )),
+        None => Out::ok("Qchain.exe: no pending file rename operations; nothing to do.\r\n"),
+    }
+}
+
+/// The Qchain rewrite, shared by `qchain.exe` and packages with chaining built in. `None` when
+/// nothing is queued; otherwise what was replaced.
+fn rewrite_queue(host: &WinHost, st: &mut State) -> Option<String> {
     let items = match st.registry.get(model::SESSION_MANAGER, model::PFRO) {
         Some(RegValue::MultiSz(v)) => v.clone(),
-        _ => return Out::ok("Qchain.exe: no pending file rename operations; nothing to do.\r\n"),
+        _ => return None,
     };
     let version_of = |win: &str| {
         let p = host.host_path(win.trim_start_matches('!').trim_start_matches(r"\??\"));
@@ -321,9 +336,7 @@ fn qchain(host: &WinHost) -> Out {
     let _ = st
         .registry
         .set(model::SESSION_MANAGER, model::PFRO, RegValue::MultiSz(flat));
-    Out::ok(format!(
-        "{report}Qchain.exe: the file rename queue was rewritten; the highest file versions will be installed at the next reboot.\r\n"
-    ))
+    Some(report)
 }
 
 /// `expand -F:* SOURCE.msu DEST`: writes the cabinets the .msu holds.
