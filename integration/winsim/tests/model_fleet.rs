@@ -154,7 +154,10 @@ async fn a_host_that_never_returns_from_reboot() {
     assert!(!h.accepting(), "still down long after the normal downtime");
     assert_eq!(h.reboot_count(), 0);
     let late = run(&h, "hostname").await;
-    assert_eq!(late.exit_code, 1115, "a command that still reaches a down host");
+    assert_eq!(
+        late.exit_code, 1115,
+        "a command that still reaches a down host"
+    );
     assert_eq!(text(&late.stderr), "A system shutdown is in progress.\r\n");
     let calm = f.host("CALM");
     assert_eq!(run(&calm, "shutdown /r /t 0").await.exit_code, 0);
