@@ -18,7 +18,9 @@ mod http;
 pub mod ntlm;
 pub mod request;
 pub mod response;
+pub mod sealing;
 pub mod shells;
+pub mod spnego;
 pub mod tls;
 
 use std::net::SocketAddr;

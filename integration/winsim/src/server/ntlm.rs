@@ -6,10 +6,11 @@
 
 use md4::Digest as _;
 use sspi::{
-    AuthIdentity, AuthIdentityBuffers, BufferType, CredentialUse, DataRepresentation,
-    EncryptionFlags, Ntlm, SecurityBuffer, SecurityBufferRef, SecurityStatus, ServerRequestFlags,
-    Sspi, Username,
+    AuthIdentity, AuthIdentityBuffers, BufferType, CredentialUse, DataRepresentation, Ntlm,
+    SecurityBuffer, SecurityStatus, ServerRequestFlags, Sspi, Username,
 };
+
+use super::sealing::{SessionSecurity, hmac_md5};
 
 /// What the server must answer after one handshake token.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct NtlmAcceptor {
     password: String,
     /// The CHALLENGE_MESSAGE we sent (its server challenge is bytes 24..32).
     challenge: Vec<u8>,
+    /// Signing and sealing, once authenticated.
+    security: Option<SessionSecurity>,
     authenticated: bool,
     started: bool,
 }
@@ -80,6 +83,7 @@ impl NtlmAcceptor {
             account: user.to_string(),
             password: password.to_string(),
             challenge: Vec::new(),
+            security: None,
             authenticated: false,
             started: false,
         })
@@ -176,42 +180,50 @@ impl NtlmAcceptor {
                 user: self.account.clone(),
                 reason: e.to_string(),
             })?;
+        let keys = self
+            .ntlm
+            .query_context_session_key()
+            .map_err(|e| NtlmError::LogonFailed {
+                user: self.account.clone(),
+                reason: e.to_string(),
+            })?;
+        self.security = Some(SessionSecurity::server(keys.session_key.as_ref()));
         self.authenticated = true;
         Ok(())
     }
 
     /// Seal one outgoing message: (signature, sealed bytes).
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<(Vec<u8>, Vec<u8>), NtlmError> {
-        if !self.authenticated {
-            return Err(NtlmError::NotAuthenticated);
-        }
-        let mut signature = vec![0u8; 16];
-        let mut data = plaintext.to_vec();
-        let mut buffers = [
-            SecurityBufferRef::token_buf(&mut signature),
-            SecurityBufferRef::data_buf(&mut data),
-        ];
-        self.ntlm
-            .encrypt_message(EncryptionFlags::empty(), &mut buffers)
-            .map_err(|e| NtlmError::Seal(e.to_string()))?;
-        Ok((signature, data))
+        let security = self.security.as_mut().ok_or(NtlmError::NotAuthenticated)?;
+        let (sig, sealed) = security.seal(plaintext);
+        Ok((sig.to_vec(), sealed))
     }
 
     /// Unseal one incoming message and verify its signature and sequence number.
     pub fn unseal(&mut self, signature: &[u8], sealed: &[u8]) -> Result<Vec<u8>, NtlmError> {
-        if !self.authenticated {
-            return Err(NtlmError::NotAuthenticated);
+        let security = self.security.as_mut().ok_or(NtlmError::NotAuthenticated)?;
+        security
+            .unseal(signature, sealed)
+            .map_err(|e| NtlmError::Unseal(e.to_string()))
+    }
+
+    /// The SPNEGO mechListMIC exchange: check the client's MIC over the mech list, answer with
+    /// ours, then restart both RC4 streams as RFC 4178 peers (Windows, pyspnego) do.
+    pub fn exchange_mech_list_mic(
+        &mut self,
+        mech_types: &[u8],
+        client_mic: Option<&[u8]>,
+    ) -> Result<Vec<u8>, NtlmError> {
+        let security = self.security.as_mut().ok_or(NtlmError::NotAuthenticated)?;
+        if let Some(mic) = client_mic {
+            security
+                .verify(mech_types, mic)
+                .map_err(|e| NtlmError::Unseal(format!("mechListMIC: {e}")))?;
+            security.reset(false);
         }
-        let mut sig = signature.to_vec();
-        let mut data = sealed.to_vec();
-        let mut buffers = [
-            SecurityBufferRef::token_buf(&mut sig),
-            SecurityBufferRef::data_buf(&mut data),
-        ];
-        self.ntlm
-            .decrypt_message(&mut buffers)
-            .map_err(|e| NtlmError::Unseal(e.to_string()))?;
-        Ok(buffers[1].data().to_vec())
+        let ours = security.sign(mech_types);
+        security.reset(true);
+        Ok(ours.to_vec())
     }
 }
 
@@ -258,19 +270,6 @@ fn authenticate_proof(msg: &[u8]) -> Result<AuthenticateProof, String> {
 
 fn utf16le(s: &str) -> Vec<u8> {
     s.encode_utf16().flat_map(u16::to_le_bytes).collect()
-}
-
-fn hmac_md5(key: &[u8], parts: &[&[u8]]) -> [u8; 16] {
-    use hmac::{KeyInit, Mac};
-    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut mac = match hmac::Hmac::<md5::Md5>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 16],
-    };
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
