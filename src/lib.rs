@@ -8,3 +8,4 @@ pub mod repo;
 pub mod scan;
 pub mod report;
 pub mod remote;
+pub mod events;

@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod facts;
 pub mod pe;
 pub mod probe;
+pub mod run;
 
 use serde::{Deserialize, Serialize};
 

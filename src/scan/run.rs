@@ -1,0 +1,191 @@
+//! Running a scan: one probe round trip per host, many hosts at once, none able to stop the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+
+use super::evaluate::evaluate;
+use super::probe::{facts_from, request_for};
+use super::{HostFailure, HostResult, HostScan};
+use crate::catalog::model::Catalog;
+use crate::inventory::{Host, Secret};
+use crate::remote::{Command, RemoteError, Target, Timeouts};
+use winsim::probe::{ProbeFacts, ProbeRequest};
+
+/// How a scan runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanOptions {
+    /// Hosts scanned at once.
+    pub parallel: usize,
+    /// The whole scan of one host (connect, probe, parse) must end within this.
+    pub host_timeout: Duration,
+    pub timeouts: Timeouts,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            parallel: 64,
+            host_timeout: Duration::from_secs(120),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// The probe prepared once for a catalog: the request and the script text sent to every host.
+#[derive(Debug, Clone)]
+pub struct PreparedProbe {
+    pub request: ProbeRequest,
+    pub script: String,
+}
+
+impl PreparedProbe {
+    pub fn new(catalog: &Catalog) -> Self {
+        let request = request_for(catalog);
+        let script = winsim::probe::script(&request);
+        PreparedProbe { request, script }
+    }
+}
+
+/// Scan one host through an open target: one command, one answer, evaluated locally.
+pub async fn scan_target(
+    target: &mut dyn Target,
+    catalog: &Catalog,
+    probe: &PreparedProbe,
+    timeout: Duration,
+) -> Result<HostResult, RemoteError> {
+    let out = target
+        .exec(&Command::PowerShell(probe.script.clone()), timeout)
+        .await?;
+    if out.exit_code != 0 {
+        return Err(RemoteError::Failed(format!(
+            "{}: the probe exited with {} ({})",
+            target.host(),
+            out.exit_code,
+            first_line(&out.stderr)
+        )));
+    }
+    let answer = parse_probe_output(&out.stdout).map_err(|e| {
+        RemoteError::Failed(format!(
+            "{}: the probe's answer is not usable: {e}",
+            target.host()
+        ))
+    })?;
+    let facts = facts_from(&answer, &probe.request);
+    let verdicts = evaluate(catalog, &facts);
+    Ok(HostResult { facts, verdicts })
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no error text")
+}
+
+/// The probe prints one line of JSON; anything before it (a profile banner) is ignored.
+pub fn parse_probe_output(stdout: &str) -> Result<ProbeFacts, String> {
+    let line = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| "no JSON object in the output".to_string())?;
+    let facts: ProbeFacts = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    if facts.schema != winsim::probe::PROBE_SCHEMA {
+        return Err(format!(
+            "probe schema {} (this hive speaks {})",
+            facts.schema,
+            winsim::probe::PROBE_SCHEMA
+        ));
+    }
+    Ok(facts)
+}
+
+/// Called as hosts finish, for progress bars.
+pub trait ScanProgress: Send + Sync {
+    fn host_done(&self, scan: &HostScan);
+}
+
+impl ScanProgress for () {
+    fn host_done(&self, _: &HostScan) {}
+}
+
+/// Scan every host, at most `parallel` at a time, each bounded by `host_timeout`. Results come back
+/// in inventory order; a host that fails gets a [`HostFailure`] and the others go on.
+pub async fn scan_fleet(
+    hosts: &[(Host, Result<Secret, String>)],
+    catalog: Arc<Catalog>,
+    options: ScanOptions,
+    progress: &dyn ScanProgress,
+) -> Vec<HostScan> {
+    let probe = Arc::new(PreparedProbe::new(&catalog));
+    let mut results: Vec<(usize, HostScan)> = futures::stream::iter(hosts.iter().enumerate())
+        .map(|(i, (host, secret))| {
+            let catalog = catalog.clone();
+            let probe = probe.clone();
+            async move {
+                let result = match secret {
+                    Err(e) => Err(HostFailure::Credential(e.clone())),
+                    Ok(secret) => scan_one(host, secret, &catalog, &probe, options).await,
+                };
+                let scan = HostScan {
+                    host: host.name.clone(),
+                    result,
+                };
+                progress.host_done(&scan);
+                (i, scan)
+            }
+        })
+        .buffer_unordered(options.parallel.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, s)| s).collect()
+}
+
+async fn scan_one(
+    host: &Host,
+    secret: &Secret,
+    catalog: &Catalog,
+    probe: &PreparedProbe,
+    options: ScanOptions,
+) -> Result<HostResult, HostFailure> {
+    let work = async {
+        let mut target = crate::remote::connect(host, secret, options.timeouts)?;
+        scan_target(target.as_mut(), catalog, probe, options.host_timeout).await
+    };
+    match tokio::time::timeout(options.host_timeout, work).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.to_host_failure()),
+        Err(_) => Err(HostFailure::TimedOut(format!(
+            "{}: no result within {} s",
+            host.name,
+            options.host_timeout.as_secs()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_output_is_found_after_noise_and_checked() {
+        let json = r#"{"schema":1,"computer_name":"A","product_name":"Windows Server 2019 Datacenter","edition_id":"ServerDatacenter","csd_version":"","major":10,"minor":0,"build":17763,"ubr":5458,"installed_kbs":[],"pending_reboot":{"cbs_reboot_pending":false,"windows_update_reboot_required":false,"pending_file_renames":false,"update_exe_volatile":false},"last_boot_time":"2026-11-25T10:00:00.000Z","free_disk_bytes":1,"registry":[],"files":[]}"#;
+        let out = format!("Windows PowerShell\r\nCopyright\r\n{json}\r\n");
+        let f = parse_probe_output(&out).unwrap();
+        assert_eq!(f.build, 17763);
+        assert!(
+            parse_probe_output("nothing")
+                .unwrap_err()
+                .contains("no JSON")
+        );
+        let wrong = json.replace("\"schema\":1", "\"schema\":99");
+        assert!(
+            parse_probe_output(&wrong)
+                .unwrap_err()
+                .contains("schema 99")
+        );
+    }
+}
