@@ -14,6 +14,7 @@
 
 mod error;
 pub mod exec;
+mod quickack;
 mod session;
 mod sftp;
 mod target;

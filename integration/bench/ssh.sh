@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# SSH part of BENCHMARKS.md: hive-ssh against OpenSSH's own clients, same server, same key, same run.
+#   - connect + authenticate (ed25519 key) + run `true`, a fresh connection each time: hive's
+#     ssh_bench example vs `ssh` (BatchMode, StrictHostKeyChecking=yes with a known_hosts file);
+#   - SFTP upload of a random file: hive vs `scp` (which speaks SFTP since OpenSSH 9.0), with its
+#     default cipher (chacha20-poly1305) and with hive's (aes256-gcm on machines with AES-NI).
+# Runs are interleaved (hive, peer, hive, peer, ...) so background load hits both alike; medians.
+# Wall-clock time of each whole command is what the ratios use, for hive as for the peer.
+#
+# Run through integration/bench.sh (it starts the loopback sshd): `integration/bench.sh ssh`.
+# HIVE_BENCH_RUNS (default 7) and HIVE_BENCH_SSH_MIB (default 256) change the sizes.
+set -euo pipefail
+: "${HIVE_TEST_SSH_PORT:?run this through integration/bench.sh, which starts sshd}"
+cd "$HIVE_ROOT"
+runs=${HIVE_BENCH_RUNS:-7}
+mib=${HIVE_BENCH_SSH_MIB:-256}
+out=${HIVE_BENCH_OUT:-$HIVE_ROOT/docs/bench}
+mkdir -p "$out"
+
+cargo build --release -q -p hive-ssh --example ssh_bench
+bench_bin="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/examples/ssh_bench"
+
+work="$HIVE_TEST_RUN/bench-ssh"
+mkdir -p "$work"
+head -c $((mib * 1024 * 1024)) /dev/urandom > "$work/payload.bin"
+remote="$HIVE_TEST_SSH_UPLOAD_DIR/bench-payload.bin"
+dest="$HIVE_TEST_SSH_USER@$HIVE_TEST_SSH_HOST"
+common=(-F /dev/null -i "$HIVE_TEST_SSH_KEY" -o BatchMode=yes -o IdentitiesOnly=yes
+  -o StrictHostKeyChecking=yes -o "UserKnownHostsFile=$HIVE_TEST_SSH_KNOWN_HOSTS")
+
+now() { date +%s%N; }
+ms_since() {
+  local d=$(($(now) - $1))
+  printf '%d.%02d' $((d / 1000000)) $(((d % 1000000) / 10000))
+}
+median() { python3 -c 'import statistics, sys; print(f"{statistics.median(map(float, sys.argv[1:])):.2f}")' "$@"; }
+ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1]) / float(sys.argv[2]):.2f}")' "$1" "$2"; }
+mib_s() { python3 -c 'import sys; print(f"{float(sys.argv[1]) / (float(sys.argv[2]) / 1000):.1f}")' "$mib" "$1"; }
+
+hive_lat=() hive_lat_inproc=() ssh_lat=() ssh_lat_default=()
+for ((i = 0; i < runs; i++)); do
+  t=$(now)
+  inproc=$("$bench_bin" latency 1 | awk '/^latency_ms/ {print $2}')
+  hive_lat+=("$(ms_since "$t")")
+  hive_lat_inproc+=("$inproc")
+  t=$(now)
+  ssh "${common[@]}" -o KexAlgorithms=curve25519-sha256 -p "$HIVE_TEST_SSH_PORT" "$dest" true
+  ssh_lat+=("$(ms_since "$t")")
+  t=$(now)
+  ssh "${common[@]}" -p "$HIVE_TEST_SSH_PORT" "$dest" true
+  ssh_lat_default+=("$(ms_since "$t")")
+done
+
+hive_up=() hive_up_inproc=() scp_up=() scp_gcm_up=()
+for ((i = 0; i < runs; i++)); do
+  rm -f "$remote"
+  t=$(now)
+  inproc=$("$bench_bin" upload "$work/payload.bin" "$remote" 1 | awk '/^upload_mib_s/ {print $2}')
+  hive_up+=("$(ms_since "$t")")
+  hive_up_inproc+=("$inproc")
+  cmp -s "$work/payload.bin" "$remote" || { echo "hive upload differs from the source" >&2; exit 1; }
+  rm -f "$remote"
+  t=$(now)
+  scp -q "${common[@]}" -P "$HIVE_TEST_SSH_PORT" "$work/payload.bin" "$dest:$remote"
+  scp_up+=("$(ms_since "$t")")
+  cmp -s "$work/payload.bin" "$remote" || { echo "scp upload differs from the source" >&2; exit 1; }
+  rm -f "$remote"
+  t=$(now)
+  scp -q "${common[@]}" -c aes256-gcm@openssh.com -P "$HIVE_TEST_SSH_PORT" "$work/payload.bin" "$dest:$remote"
+  scp_gcm_up+=("$(ms_since "$t")")
+done
+rm -f "$remote" "$work/payload.bin"
+
+m_hive_lat=$(median "${hive_lat[@]}")
+m_hive_lat_in=$(median "${hive_lat_inproc[@]}")
+m_ssh_lat=$(median "${ssh_lat[@]}")
+m_ssh_lat_def=$(median "${ssh_lat_default[@]}")
+m_hive_up=$(median "${hive_up[@]}")
+m_hive_up_in=$(median "${hive_up_inproc[@]}")
+m_scp_up=$(median "${scp_up[@]}")
+m_scp_gcm_up=$(median "${scp_gcm_up[@]}")
+hive_rate=$(mib_s "$m_hive_up")
+scp_rate=$(mib_s "$m_scp_up")
+scp_gcm_rate=$(mib_s "$m_scp_gcm_up")
+lat_ratio=$(ratio "$m_hive_lat" "$m_ssh_lat")
+lat_ratio_def=$(ratio "$m_hive_lat" "$m_ssh_lat_def")
+up_ratio=$(ratio "$hive_rate" "$scp_rate")
+up_gcm_ratio=$(ratio "$hive_rate" "$scp_gcm_rate")
+verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], float(sys.argv[3]); print("met" if (v >= t if op == ">=" else v <= t) else "**missed**")' "$@"; }
+
+{
+  echo "## SSH and SFTP (hive-ssh vs OpenSSH $(ssh -V 2>&1 | cut -d, -f1 | cut -d_ -f2))"
+  echo
+  echo "Loopback OpenSSH sshd (integration/services/sshd.sh), ed25519 user key, median of $runs interleaved"
+  echo "runs, wall-clock time of each whole command (process start included, for hive as for the peer)."
+  echo "Reproduce: \`integration/bench.sh ssh\` (hive side alone: \`cargo run --release -p hive-ssh --example"
+  echo "ssh_bench -- latency 7\` / \`-- upload FILE REMOTE 5\` with the HIVE_TEST_SSH_* variables of a running sshd)."
+  echo
+  echo "| measure | hive-ssh | OpenSSH | ratio | target |"
+  echo "|---|---|---|---|---|"
+  echo "| connect+auth+exec \`true\`, same key exchange (curve25519-sha256) | ${m_hive_lat} ms | ${m_ssh_lat} ms (\`ssh\`) | ${lat_ratio}× | ≤ 0.6× — $(verdict "$lat_ratio" "<=" 0.6) |"
+  echo "| connect+auth+exec \`true\`, \`ssh\` with its default key exchange | ${m_hive_lat} ms | ${m_ssh_lat_def} ms (\`ssh\`) | ${lat_ratio_def}× | |"
+  echo "| SFTP upload of ${mib} MiB (random) | ${hive_rate} MiB/s | ${scp_rate} MiB/s (\`scp\`) | ${up_ratio}× | ≥ 1.5× — $(verdict "$up_ratio" ">=" 1.5) |"
+  echo "| SFTP upload, \`scp -c aes256-gcm@openssh.com\` (hive's cipher here) | ${hive_rate} MiB/s | ${scp_gcm_rate} MiB/s | ${up_gcm_ratio}× | |"
+  echo
+  echo "Inside the hive process (what an orchestrator that keeps running pays): connect+auth+exec"
+  echo "${m_hive_lat_in} ms; upload ${m_hive_up_in} MiB/s (transfer only, connection already up)."
+  echo "Raw runs (ms): hive latency ${hive_lat[*]}; ssh ${ssh_lat[*]}; ssh default kex ${ssh_lat_default[*]};"
+  echo "hive upload ${hive_up[*]}; scp ${scp_up[*]}; scp aes256-gcm ${scp_gcm_up[*]}."
+} > "$out/ssh.md"
+cat "$out/ssh.md"
