@@ -206,3 +206,43 @@ async fn pypsrp_basic_over_https() {
     assert_eq!(b64(&report["results"][0]["stdout"]), "tls pypsrp\r\n");
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pypsrp_negotiate_spnego_wrapped_ntlm_with_encryption() {
+    // pypsrp's default auth: SPNEGO around NTLM (no Kerberos here), mechListMIC exchange, then
+    // sealed messages on restarted RC4 streams, as against Windows.
+    let host = FakeHost::new("SIM-SPNEGO");
+    let fleet = fleet_of(std::slice::from_ref(&host)).await;
+    let (h, port) = host_port(&fleet.endpoints()[0].http_url);
+    let report = run_driver(
+        "pypsrp_driver.py",
+        json!({
+            "host": h, "port": port, "ssl": false, "auth": "negotiate",
+            "user": USER, "password": PASSWORD,
+            "steps": [
+                {"command": "cmd.exe", "args": ["/c", "echo", "via spnego"]},
+                {"command": "cmd.exe", "args": ["/c", "exit", "0x80240017"]},
+            ]
+        }),
+    )
+    .await;
+    assert!(
+        report["error"].is_null(),
+        "pypsrp negotiate failed: {report}"
+    );
+    let r = report["results"].as_array().unwrap();
+    assert_eq!(b64(&r[0]["stdout"]), "via spnego\r\n");
+    assert_eq!(r[1]["rc"], 2_149_842_967u64);
+
+    let report = run_driver(
+        "pypsrp_driver.py",
+        json!({
+            "host": h, "port": port, "ssl": false, "auth": "negotiate",
+            "user": USER, "password": "wrong",
+            "steps": [{"command": "cmd.exe", "args": ["/c", "echo", "x"]}]
+        }),
+    )
+    .await;
+    assert_eq!(report["error"]["type"], "AuthenticationError", "{report}");
+    fleet.shutdown().await;
+}

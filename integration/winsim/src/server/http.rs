@@ -19,6 +19,7 @@ use super::ntlm::{NtlmAcceptor, Step};
 use super::request::{Action, Request, RequestError};
 use super::response::Fault;
 use super::shells::{Caller, HostShells};
+use super::spnego;
 use crate::host::{WireFault, WsmanOp};
 
 /// The service asks hyper to drop the connection without an answer (host down, injected reset).
@@ -33,8 +34,9 @@ type HttpResponse = Response<Full<Bytes>>;
 
 /// How the current request proved who it is.
 enum Authenticated {
-    /// NTLM on this connection; the body must be sealed over HTTP.
-    Ntlm,
+    /// NTLM on this connection; the body must be sealed over HTTP. Under SPNEGO the last leg
+    /// carries the acceptor's final token (with its mechListMIC) back in WWW-Authenticate.
+    Ntlm(Option<Vec<u8>>),
     /// Basic over TLS; the body is plain SOAP.
     Basic,
 }
@@ -65,6 +67,7 @@ impl Connection {
     }
 
     fn dropped(&self, why: &'static str) -> Dropped {
+        tracing::debug!(host = self.shells.host().name(), peer = %self.peer, why, "dropping the connection");
         Dropped {
             host: self.shells.host().name().to_string(),
             why,
@@ -99,9 +102,14 @@ impl Connection {
             Ok(auth) => auth,
             Err(response) => return Ok(*response),
         };
+        let final_token = match &auth {
+            Authenticated::Ntlm(t) => t.clone(),
+            Authenticated::Basic => None,
+        };
+        let response = async {
         let sealed = content_type.as_deref().is_some_and(framing::is_encrypted);
         let plaintext = match (&auth, sealed) {
-            (Authenticated::Ntlm, true) => match ntlm.as_mut().map(|a| unseal(a, &body)) {
+            (Authenticated::Ntlm(_), true) => match ntlm.as_mut().map(|a| unseal(a, &body)) {
                 Some(Ok(p)) => p,
                 _ => return Ok(plain(StatusCode::BAD_REQUEST)),
             },
@@ -139,12 +147,15 @@ impl Connection {
                 (500, fault.render(None, &machine))
             }
             Ok(parsed) => {
-                match parsed
+                let planned = parsed
                     .action
                     .as_ref()
                     .and_then(op_of)
-                    .and_then(|op| host.wire_fault(op))
-                {
+                    .and_then(|op| host.wire_fault(op));
+                if let Some(f) = &planned {
+                    tracing::debug!(host = host.name(), fault = ?f, "injecting a planned wire fault");
+                }
+                match planned {
                     Some(WireFault::ResetConnection) => {
                         // A reset "mid-Receive": the command starts (a reboot really happens),
                         // then the connection dies under the waiting client.
@@ -196,6 +207,16 @@ impl Connection {
                 xml.into_bytes(),
             ))
         }
+        }
+        .await;
+        response.map(|mut r| {
+            if let Some(t) = final_token
+                && let Ok(v) = HeaderValue::from_str(&format!("Negotiate {}", B64.encode(t)))
+            {
+                r.headers_mut().append(WWW_AUTHENTICATE, v);
+            }
+            r
+        })
     }
 
     /// Check the Authorization header against this connection's state. `Err` is the 401 (or
@@ -208,7 +229,7 @@ impl Connection {
         let (user, password) = self.shells.host().account();
         let Some(value) = authorization else {
             return match ntlm {
-                Some(a) if a.is_authenticated() => Ok(Authenticated::Ntlm),
+                Some(a) if a.is_authenticated() => Ok(Authenticated::Ntlm(None)),
                 _ => Err(Box::new(self.challenge(None))),
             };
         };
@@ -241,6 +262,9 @@ impl Connection {
         let Ok(token) = B64.decode(credentials.trim()) else {
             return Err(Box::new(plain(StatusCode::BAD_REQUEST)));
         };
+        if spnego::is_spnego(&token) {
+            return self.authenticate_spnego(ntlm, &token);
+        }
         if ntlm_message_type(&token) == Some(1) {
             // A NEGOTIATE starts a fresh context, also on a connection that was authenticated.
             match NtlmAcceptor::new(user, password) {
@@ -253,12 +277,74 @@ impl Connection {
         };
         match acceptor.step(&token) {
             Ok(Step::Challenge(challenge)) => Err(Box::new(self.challenge(Some(&challenge)))),
-            Ok(Step::Authenticated) => Ok(Authenticated::Ntlm),
+            Ok(Step::Authenticated) => Ok(Authenticated::Ntlm(None)),
             Err(e) => {
                 // The error names the user and the reason, never the password.
                 tracing::info!(host = self.shells.host().name(), peer = %self.peer, error = %e, "NTLM logon refused");
                 *ntlm = None;
                 Err(Box::new(self.challenge(None)))
+            }
+        }
+    }
+
+    /// NTLM wrapped in SPNEGO (pyspnego's and Windows' `Negotiate` when Kerberos is out of reach).
+    fn authenticate_spnego(
+        &self,
+        ntlm: &mut Option<NtlmAcceptor>,
+        token: &[u8],
+    ) -> Result<Authenticated, Box<HttpResponse>> {
+        let (user, password) = self.shells.host().account();
+        let refuse = |why: String| {
+            tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "SPNEGO logon refused");
+            Box::new(self.challenge(None))
+        };
+        if token.first() == Some(&0x60) {
+            let init = spnego::parse_init(token).map_err(|e| refuse(e.to_string()))?;
+            let inner = init
+                .mech_token
+                .ok_or_else(|| refuse("NegTokenInit carries no NTLM token".into()))?;
+            if ntlm_message_type(&inner) != Some(1) {
+                return Err(refuse(
+                    "the first SPNEGO token is not an NTLM NEGOTIATE".into(),
+                ));
+            }
+            let mut acceptor =
+                NtlmAcceptor::new(user, password).map_err(|e| refuse(e.to_string()))?;
+            acceptor.set_mech_types(init.mech_types);
+            let step = acceptor.step(&inner).map_err(|e| refuse(e.to_string()))?;
+            *ntlm = Some(acceptor);
+            return match step {
+                Step::Challenge(c) => {
+                    let resp = spnego::build_resp(spnego::ACCEPT_INCOMPLETE, true, Some(&c), None);
+                    Err(Box::new(self.challenge(Some(&resp))))
+                }
+                Step::Authenticated => Err(refuse("NTLM finished on its first token".into())),
+            };
+        }
+        let resp = spnego::parse_resp(token).map_err(|e| refuse(e.to_string()))?;
+        let inner = resp
+            .response_token
+            .ok_or_else(|| refuse("NegTokenResp carries no NTLM token".into()))?;
+        let Some(acceptor) = ntlm.as_mut() else {
+            return Err(refuse("SPNEGO continuation without a NegTokenInit".into()));
+        };
+        let mech_types = acceptor
+            .mech_types()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        let outcome = acceptor.step(&inner).and_then(|_| {
+            acceptor.exchange_mech_list_mic(&mech_types, resp.mech_list_mic.as_deref())
+        });
+        match outcome {
+            Ok(mic) => Ok(Authenticated::Ntlm(Some(spnego::build_resp(
+                spnego::ACCEPT_COMPLETED,
+                false,
+                None,
+                Some(&mic),
+            )))),
+            Err(e) => {
+                *ntlm = None;
+                Err(refuse(e.to_string()))
             }
         }
     }

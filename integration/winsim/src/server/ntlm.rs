@@ -50,6 +50,8 @@ pub struct NtlmAcceptor {
     challenge: Vec<u8>,
     /// Signing and sealing, once authenticated.
     security: Option<SessionSecurity>,
+    /// Under SPNEGO: the client's DER MechTypeList, which both mechListMICs cover.
+    mech_types: Option<Vec<u8>>,
     authenticated: bool,
     started: bool,
 }
@@ -84,9 +86,19 @@ impl NtlmAcceptor {
             password: password.to_string(),
             challenge: Vec::new(),
             security: None,
+            mech_types: None,
             authenticated: false,
             started: false,
         })
+    }
+
+    /// Remember the SPNEGO mech list this handshake started with.
+    pub fn set_mech_types(&mut self, mech_types: Vec<u8>) {
+        self.mech_types = Some(mech_types);
+    }
+
+    pub fn mech_types(&self) -> Option<&[u8]> {
+        self.mech_types.as_deref()
     }
 
     pub fn is_authenticated(&self) -> bool {
