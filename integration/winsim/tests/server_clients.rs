@@ -141,6 +141,22 @@ async fn pywinrm_basic_over_https_works_and_basic_over_http_is_refused() {
     );
     assert_eq!(b64(&report["results"][0]["stdout"]), "over tls\r\n");
 
+    // NTLM over TLS too (pywinrm sends its channel binding token there; Windows' default
+    // CbtHardeningLevel=Relaxed accepts it).
+    let report = run_driver(
+        "pywinrm_driver.py",
+        json!({
+            "endpoint": fleet.endpoints()[0].https_url, "user": USER, "password": PASSWORD, "transport": "ntlm",
+            "steps": [{"command": "cmd.exe", "args": ["/c", "echo", "ntlm over tls"]}]
+        }),
+    )
+    .await;
+    assert!(
+        report["error"].is_null(),
+        "pywinrm ntlm over https failed: {report}"
+    );
+    assert_eq!(b64(&report["results"][0]["stdout"]), "ntlm over tls\r\n");
+
     // Same credentials, Basic, plain HTTP: Windows (AllowUnencrypted=false) refuses.
     let report = run_driver(
         "pywinrm_driver.py",
