@@ -24,3 +24,21 @@ pub use exec::{ExecOutput, ExitStatus, KillOutcome, OutputStream, RemoteShell};
 pub use session::SshSession;
 pub use sftp::Sftp;
 pub use target::{Auth, HostKeyPin, Secret, SshOptions, SshTarget};
+
+/// The orchestrator shares sessions across tasks and spawns their futures: keep them `Send + Sync`.
+#[cfg(test)]
+mod send_sync {
+    fn assert_send_sync<T: Send + Sync>() {}
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn sessions_and_their_futures_cross_threads() {
+        assert_send_sync::<crate::SshSession>();
+        assert_send_sync::<crate::Sftp>();
+        assert_send_sync::<crate::SshError>();
+        let _ = |s: &'static crate::SshSession| {
+            assert_send(&s.exec("true", std::time::Duration::from_secs(1)));
+            assert_send(&s.sftp());
+        };
+    }
+}

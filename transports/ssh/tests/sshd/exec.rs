@@ -218,3 +218,31 @@ async fn closing_the_channel_alone_would_leave_the_process_running() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_long_silent_command_survives_the_inactivity_timeout_thanks_to_keepalives() {
+    let mut opts = crate::common::options();
+    opts.keepalive_interval = Duration::from_millis(500);
+    opts.inactivity_timeout = Duration::from_secs(2);
+    let ssh =
+        hive_ssh::SshSession::connect(&crate::common::target(crate::common::key_auth()), &opts)
+            .await
+            .unwrap();
+    let out = ssh.exec("sleep 4; echo done", T).await.unwrap();
+    assert_eq!(out.stdout, b"done\n");
+}
+
+#[tokio::test]
+async fn a_connection_lost_mid_command_is_a_failure_not_a_success() {
+    let ssh = connect().await;
+    // $PPID is the sshd process serving this connection: killing it drops the connection
+    // before any exit status is sent.
+    let err = ssh.exec("kill -KILL $PPID; sleep 5", T).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SshError::NoExitStatus { .. } | SshError::Protocol { .. }
+        ),
+        "{err:?}"
+    );
+}
