@@ -6,6 +6,7 @@
 
 pub mod evaluate;
 pub mod facts;
+pub mod legacy;
 pub mod pe;
 pub mod probe;
 pub mod run;

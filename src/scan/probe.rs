@@ -31,6 +31,9 @@ pub fn request_for(catalog: &Catalog) -> ProbeRequest {
     add_reg(INETSTP, "MajorVersion");
     add_reg(INETSTP, "MinorVersion");
     add_reg(IE, "Version");
+    add_reg(super::legacy::CURRENT_VERSION, "SystemRoot");
+    add_reg(super::legacy::PRODUCT_OPTIONS, "ProductType");
+    add_reg(super::legacy::PRODUCT_OPTIONS, "ProductSuite");
     for patch in catalog.patches.values() {
         for target in &patch.targets {
             for (key, value) in target.detection.registry_reads() {
@@ -96,8 +99,20 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
         );
     }
 
+    let option = |name: &str| {
+        registry
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(super::legacy::PRODUCT_OPTIONS))
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|vals| HostFacts::registry_value(vals, name).map(str::to_string))
+            .unwrap_or_default()
+    };
     let mut products = vec![InstalledProduct {
-        name: os_product_name(&probe.product_name),
+        name: os_product_name(
+            &probe.product_name,
+            &option("ProductType"),
+            &option("ProductSuite"),
+        ),
         service_pack,
     }];
     products.extend(recognised_products(&registry, probe, service_pack));
@@ -164,13 +179,41 @@ fn service_pack_of(csd: &str) -> u32 {
         .unwrap_or(0)
 }
 
-/// Windows reports "Microsoft Windows 2000 Server" on old systems and "Windows Server 2019
-/// Datacenter" on new ones; the catalogs name the product without the vendor.
-fn os_product_name(name: &str) -> String {
-    name.trim()
+/// The OS product as the catalogs name it. Windows 2000 and NT 4 report only "Microsoft Windows
+/// 2000" in `ProductName`; which product it is (Professional, Server, Advanced Server, Datacenter)
+/// is in `ProductOptions`: `ProductType` WinNT is a workstation, ServerNT/LanmanNT a server, and
+/// `ProductSuite` names Enterprise or DataCenter. Newer Windows spell it out ("Windows Server 2019
+/// Datacenter"); the vendor prefix is dropped either way.
+pub fn os_product_name(name: &str, product_type: &str, suite: &str) -> String {
+    let base = name
+        .trim()
         .strip_prefix("Microsoft ")
-        .unwrap_or(name.trim())
-        .to_string()
+        .unwrap_or(name.trim());
+    let server = matches!(
+        product_type.trim().to_ascii_lowercase().as_str(),
+        "servernt" | "lanmannt"
+    );
+    let suite = suite.to_ascii_lowercase();
+    match base {
+        "Windows 2000" if product_type.trim().eq_ignore_ascii_case("WinNT") => {
+            "Windows 2000 Professional".into()
+        }
+        "Windows 2000" if server && suite.contains("datacenter") => {
+            "Windows 2000 Datacenter Server".into()
+        }
+        "Windows 2000" if server && suite.contains("enterprise") => {
+            "Windows 2000 Advanced Server".into()
+        }
+        "Windows 2000" if server => "Windows 2000 Server".into(),
+        "Windows NT" | "Windows NT 4.0" if server && suite.contains("enterprise") => {
+            "Windows NT Server 4.0, Enterprise Edition".into()
+        }
+        "Windows NT" | "Windows NT 4.0" if server => "Windows NT Server 4.0".into(),
+        "Windows NT" | "Windows NT 4.0" if !product_type.is_empty() => {
+            "Windows NT Workstation 4.0".into()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Server Core has no Explorer shell; Windows says so in `InstallationType`, which older probes do
@@ -259,7 +302,7 @@ mod tests {
         ProbeFacts {
             schema: 1,
             computer_name: "W2K01".into(),
-            product_name: "Microsoft Windows 2000 Server".into(),
+            product_name: "Microsoft Windows 2000".into(),
             edition_id: String::new(),
             csd_version: "Service Pack 1".into(),
             major: 5,
@@ -332,7 +375,27 @@ mod tests {
         let f = facts_from(&probe(), &request());
         assert_eq!(f.computer_name, "W2K01");
         assert_eq!(f.build, Some("5.0.2195".parse().unwrap()));
-        assert_eq!(f.products[0].name, "Windows 2000 Server");
+        assert_eq!(f.products[0].name, "Windows 2000");
+        assert_eq!(
+            os_product_name("Microsoft Windows 2000", "LanmanNT", ""),
+            "Windows 2000 Server"
+        );
+        assert_eq!(
+            os_product_name(
+                "Microsoft Windows 2000",
+                "ServerNT",
+                "Enterprise\\0Terminal Server"
+            ),
+            "Windows 2000 Advanced Server"
+        );
+        assert_eq!(
+            os_product_name("Microsoft Windows 2000", "WinNT", ""),
+            "Windows 2000 Professional"
+        );
+        assert_eq!(
+            os_product_name("Windows Server 2019 Datacenter", "", ""),
+            "Windows Server 2019 Datacenter"
+        );
         assert_eq!(f.products[0].service_pack, 1);
         assert!(
             f.products

@@ -6,6 +6,7 @@ use std::time::Duration;
 use futures::StreamExt as _;
 
 use super::evaluate::evaluate;
+use super::legacy;
 use super::probe::{facts_from, request_for};
 use super::{HostFailure, HostResult, HostScan};
 use crate::catalog::model::Catalog;
@@ -21,6 +22,7 @@ pub struct ScanOptions {
     /// The whole scan of one host (connect, probe, parse) must end within this.
     pub host_timeout: Duration,
     pub timeouts: Timeouts,
+    pub files: FileSource,
 }
 
 impl Default for ScanOptions {
@@ -29,52 +31,144 @@ impl Default for ScanOptions {
             parallel: 64,
             host_timeout: Duration::from_secs(120),
             timeouts: Timeouts::default(),
+            files: FileSource::Probe,
         }
     }
+}
+
+/// How a scan reads file versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum FileSource {
+    /// The probe reads them on the host (PowerShell); hosts without PowerShell fall back to SMB.
+    #[default]
+    Probe,
+    /// Pull each file's PE header and resource section over SMB and parse them here: no command
+    /// touches the files, and the versions do not depend on the host's own tools.
+    Smb,
 }
 
 /// The probe prepared once for a catalog: the request and the script text sent to every host.
 #[derive(Debug, Clone)]
 pub struct PreparedProbe {
     pub request: ProbeRequest,
+    /// The script asking for everything.
     pub script: String,
+    /// The script asking for everything but files (read over SMB instead).
+    pub script_without_files: String,
 }
 
 impl PreparedProbe {
     pub fn new(catalog: &Catalog) -> Self {
         let request = request_for(catalog);
         let script = winsim::probe::script(&request);
-        PreparedProbe { request, script }
+        let script_without_files = winsim::probe::script(&ProbeRequest {
+            files: Vec::new(),
+            ..request.clone()
+        });
+        PreparedProbe {
+            request,
+            script,
+            script_without_files,
+        }
     }
 }
 
-/// Scan one host through an open target: one command, one answer, evaluated locally.
+/// cmd.exe's answer when a program does not exist: the host has no PowerShell.
+fn not_recognized(out: &crate::remote::ExecOutput) -> bool {
+    out.exit_code != 0
+        && out
+            .stderr
+            .contains("is not recognized as an internal or external command")
+}
+
+/// Scan one host through an open target: one probe round trip (plus ranged SMB reads when file
+/// versions come over SMB), evaluated locally.
 pub async fn scan_target(
     target: &mut dyn Target,
     catalog: &Catalog,
     probe: &PreparedProbe,
     timeout: Duration,
+    files: FileSource,
 ) -> Result<HostResult, RemoteError> {
+    let script = match files {
+        FileSource::Probe => &probe.script,
+        FileSource::Smb => &probe.script_without_files,
+    };
     let out = target
-        .exec(&Command::PowerShell(probe.script.clone()), timeout)
+        .exec(&Command::PowerShell(script.clone()), timeout)
         .await?;
-    if out.exit_code != 0 {
-        return Err(RemoteError::Failed(format!(
-            "{}: the probe exited with {} ({})",
-            target.host(),
-            out.exit_code,
-            first_line(&out.stderr)
-        )));
+    let (mut answer, mut file_source) = if not_recognized(&out) {
+        (legacy_scan(target, probe, timeout).await?, "smb")
+    } else {
+        if out.exit_code != 0 {
+            return Err(RemoteError::Failed(format!(
+                "{}: the probe exited with {} ({})",
+                target.host(),
+                out.exit_code,
+                first_line(&out.stderr)
+            )));
+        }
+        let answer = parse_probe_output(&out.stdout).map_err(|e| {
+            RemoteError::Failed(format!(
+                "{}: the probe's answer is not usable: {e}",
+                target.host()
+            ))
+        })?;
+        (answer, "probe")
+    };
+    if files == FileSource::Smb && file_source == "probe" {
+        let root = system_root(&answer);
+        answer.files = legacy::files_over_smb(target, &probe.request, &root).await?;
+        file_source = "smb";
     }
-    let answer = parse_probe_output(&out.stdout).map_err(|e| {
-        RemoteError::Failed(format!(
-            "{}: the probe's answer is not usable: {e}",
-            target.host()
-        ))
-    })?;
-    let facts = facts_from(&answer, &probe.request);
+    let mut facts = facts_from(&answer, &probe.request);
+    facts.file_source = file_source.to_string();
     let verdicts = evaluate(catalog, &facts);
     Ok(HostResult { facts, verdicts })
+}
+
+/// The host's system root from the registry answer (`C:\WINNT` on a Windows 2000 upgraded from
+/// NT 4, `C:\Windows` otherwise).
+fn system_root(answer: &ProbeFacts) -> String {
+    answer
+        .registry
+        .iter()
+        .find(|r| {
+            r.found
+                && r.key.eq_ignore_ascii_case(legacy::CURRENT_VERSION)
+                && r.value.eq_ignore_ascii_case("SystemRoot")
+        })
+        .and_then(|r| r.data.as_ref())
+        .and_then(|d| d.as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| r"C:\Windows".to_string())
+}
+
+/// Hosts without PowerShell: `reg query` chained on cmd.exe lines, files over SMB.
+async fn legacy_scan(
+    target: &mut dyn Target,
+    probe: &PreparedProbe,
+    timeout: Duration,
+) -> Result<ProbeFacts, RemoteError> {
+    let mut dump = legacy::RegDump::new();
+    let mut net = String::new();
+    for line in legacy::commands(&probe.request) {
+        let out = target.exec(&Command::Cmd(line), timeout).await?;
+        legacy::parse_reg_output(&out.stdout, &mut dump);
+        if out.stdout.contains("Statistics since") {
+            net = out.stdout;
+        }
+    }
+    let mut answer = legacy::probe_facts_from(&dump, &net, &probe.request, Vec::new());
+    if answer.major == 0 {
+        return Err(RemoteError::Failed(format!(
+            "{}: reg query did not return the Windows version",
+            target.host()
+        )));
+    }
+    let root = system_root(&answer);
+    answer.files = legacy::files_over_smb(target, &probe.request, &root).await?;
+    Ok(answer)
 }
 
 fn first_line(s: &str) -> &str {
@@ -153,7 +247,14 @@ async fn scan_one(
 ) -> Result<HostResult, HostFailure> {
     let work = async {
         let mut target = crate::remote::connect(host, secret, options.timeouts)?;
-        scan_target(target.as_mut(), catalog, probe, options.host_timeout).await
+        scan_target(
+            target.as_mut(),
+            catalog,
+            probe,
+            options.host_timeout,
+            options.files,
+        )
+        .await
     };
     match tokio::time::timeout(options.host_timeout, work).await {
         Ok(Ok(r)) => Ok(r),
