@@ -2,7 +2,7 @@
 //! print the seconds it took (connect and logon included, as for the `smbclient` it is compared
 //! with).
 //!
-//! Usage: smb_bench upload|upload-verified|download HOST PORT SHARE USER LOCAL REMOTE
+//! Usage: smb_bench upload|upload-verified|download|hash HOST PORT SHARE USER LOCAL REMOTE
 //! The password comes from HIVE_BENCH_SMB_PASSWORD (never the command line).
 
 use std::path::PathBuf;
@@ -11,12 +11,16 @@ use std::time::Instant;
 
 use hive_smb::{Credentials, SmbConfig, SmbShare};
 
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, host, port, share, user, local, remote] = &args[..] else {
         eprintln!(
-            "usage: smb_bench upload|upload-verified|download HOST PORT SHARE USER LOCAL REMOTE"
+            "usage: smb_bench upload|upload-verified|download|hash HOST PORT SHARE USER LOCAL REMOTE"
         );
         return ExitCode::from(2);
     };
@@ -28,9 +32,13 @@ async fn main() -> ExitCode {
         eprintln!("bad port {port}");
         return ExitCode::from(2);
     };
+    let defaults = SmbConfig::default();
     let config = SmbConfig {
         verify_by_reading_back: mode == "upload-verified",
-        ..SmbConfig::default()
+        // Tuning knobs for experiments; the bench script uses the defaults.
+        chunk_size: env_usize("HIVE_BENCH_SMB_CHUNK").unwrap_or(defaults.chunk_size),
+        in_flight: env_usize("HIVE_BENCH_SMB_IN_FLIGHT").unwrap_or(defaults.in_flight),
+        ..defaults
     };
     let creds = Credentials::password(user.as_str(), password);
     let local = PathBuf::from(local);
@@ -39,6 +47,7 @@ async fn main() -> ExitCode {
         let conn = SmbShare::connect(host, port, share, &creds, &config).await?;
         let bytes = match mode.as_str() {
             "upload" | "upload-verified" => conn.upload(&local, remote).await?.bytes,
+            "hash" => conn.sha256(remote).await?.0,
             _ => conn.download(remote, &local).await?.bytes,
         };
         conn.disconnect().await?;

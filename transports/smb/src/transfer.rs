@@ -445,35 +445,63 @@ impl SmbShare {
         path: &RemotePath,
         tmp: &Path,
     ) -> Result<DownloadReport, SmbError> {
-        use std::io::Write;
         let unc = self.unc(path);
         let ctx = self.ctx(&unc, "download");
         let size = self.file_size(file, path).await?;
-        let mut out = std::io::BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(tmp).map_err(|e| ctx.local(tmp, e))?,
-        );
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        let mut reads = self.start_reads(file, path, 0, size);
-        while let Some(data) = self.next_read(&mut reads, path).await? {
-            hasher.update(&data);
-            out.write_all(&data).map_err(|e| ctx.local(tmp, e))?;
-            total += data.len() as u64;
-            if data.is_empty() || (total < size && data.len() < self.chunk_size()) {
-                break;
+        let local = std::fs::File::create(tmp).map_err(|e| ctx.local(tmp, e))?;
+        // The local disk is written (and the data hashed) on a blocking thread of its own, so a
+        // write(2) held up by the page cache never stalls the requests in flight.
+        let (chunks, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(self.config.in_flight.max(1) * 2);
+        let writer = tokio::task::spawn_blocking(move || write_and_hash(local, rx));
+        let received: Result<u64, SmbError> = async {
+            let chunks = chunks; // dropped when the block ends: the writer then finishes
+            let mut total = 0u64;
+            let mut reads = self.start_reads(file, path, 0, size);
+            while let Some(data) = self.next_read(&mut reads, path).await? {
+                let len = data.len();
+                total += len as u64;
+                if chunks.send(data).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+                if len == 0 || (total < size && len < self.chunk_size()) {
+                    break;
+                }
+                self.refill_reads(&mut reads, file, path, size);
             }
-            self.refill_reads(&mut reads, file, path, size);
+            Ok(total)
         }
-        out.flush().map_err(|e| ctx.local(tmp, e))?;
-        if total != size {
+        .await;
+        let written = writer
+            .await
+            .map_err(|e| ctx.other(format!("local writer failed: {e}")))?
+            .map_err(|e| ctx.local(tmp, e))?;
+        let total = received?;
+        if total != size || written.0 != size {
             return Err(ctx.verify(format!("received {total} of {size} bytes")));
         }
         Ok(DownloadReport {
-            bytes: total,
-            sha256: hasher.finalize().into(),
+            bytes: written.0,
+            sha256: written.1,
         })
     }
+}
+
+/// Writes the chunks to `file` in order, hashing them; returns bytes written and SHA-256.
+fn write_and_hash(
+    file: std::fs::File,
+    mut chunks: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<(u64, [u8; 32])> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    while let Some(chunk) = chunks.blocking_recv() {
+        hasher.update(&chunk);
+        out.write_all(&chunk)?;
+        total += chunk.len() as u64;
+    }
+    out.flush()?;
+    Ok((total, hasher.finalize().into()))
 }
 
 struct ReadPipe {
