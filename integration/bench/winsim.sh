@@ -72,7 +72,7 @@ time_pywinrm 81 1 lone
 
 "$PY" - "$WORK" "$OUT/winsim.md" "$HOSTS" "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import json, statistics, sys
-work, out, hosts, runs, load = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+work, out, hosts, runs, loadavg = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 def load(name):
     return [json.loads(l) for l in open(f"{work}/{name}") if l.strip()]
 w, p = load("winsim.jsonl"), load("peer.jsonl")
@@ -106,7 +106,7 @@ lines = [
     "",
     "What limits it: starting is one bind+listen syscall pair per address plus a tokio task; the",
     "per-host state is a few hundred bytes until a client opens shells. Reproduce: `integration/bench.sh winsim`.",
-    f"Load average at the end of the run: {load} (other work on the same 2 cores shifts the absolute times).",
+    f"Load average at the end of the run: {loadavg} (other work on the same 2 cores shifts the absolute times).",
     "",
 ]
 open(out, "w").write("\n".join(lines))

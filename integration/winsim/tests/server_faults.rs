@@ -144,6 +144,11 @@ async fn envelope_too_big_is_413_both_injected_and_real() {
     )
     .await;
     let mut c = session(&fleet).await;
+    // The service tells clients its limit (pypsrp and hive size their messages from it).
+    let (status, xml) = c.sealed(&env::config_get("cfg-1")).await.unwrap();
+    assert_eq!(status, 200, "{xml}");
+    assert_eq!(element(&xml, "MaxEnvelopeSizekb"), Some("16"));
+    assert_eq!(element(&xml, "RelatesTo"), Some("uuid:cfg-1"));
     host.inject(WsmanOp::Create, WireFault::EnvelopeTooBig);
     let (status, _) = c.sealed(&env::create("big-1")).await.unwrap();
     assert_eq!(status, 413);
