@@ -23,6 +23,8 @@ use std::fmt;
 use std::time::Duration;
 
 use russh::ChannelMsg;
+use russh::client::Msg;
+use russh::{Channel, ChannelReadHalf};
 use tokio::time::Instant;
 
 use crate::error::SshError;
@@ -196,6 +198,14 @@ impl PgidHeader {
         Self::default()
     }
 
+    /// A parser that expects no header: every byte is output (verbatim commands).
+    pub fn pass_through() -> Self {
+        PgidHeader {
+            done: true,
+            ..Self::default()
+        }
+    }
+
     /// The process group id, once the header has been read.
     pub fn pgid(&self) -> Option<u32> {
         self.pgid
@@ -292,48 +302,63 @@ impl SshSession {
         mut on_output: impl FnMut(OutputStream, &[u8]) + Send,
     ) -> Result<ExitStatus, SshError> {
         let deadline = Instant::now() + timeout;
-        let mut header = PgidHeader::new();
-        if shell == RemoteShell::Verbatim {
-            header.finish();
-        }
-        let wrapped = wrap_command(shell, command);
-        let run = self.run_channel(&wrapped, &mut header, &mut on_output);
-        match tokio::time::timeout_at(deadline, run).await {
+        let mut header = match shell {
+            RemoteShell::Posix => PgidHeader::new(),
+            RemoteShell::Verbatim => PgidHeader::pass_through(),
+        };
+        let command_line = wrap_command(shell, command);
+        let started = tokio::time::timeout_at(deadline, self.start(&command_line));
+        let (mut reader, writer) = match started.await {
+            Ok(channel) => channel?.split(),
+            Err(_) => return Err(self.timed_out(timeout, KillOutcome::ChannelClosedOnly)),
+        };
+        let pump = self.pump(&mut reader, &mut header, &mut on_output);
+        match tokio::time::timeout_at(deadline, pump).await {
             Ok(result) => result,
             Err(_) => {
                 let kill = match header.pgid() {
                     Some(pgid) => self.kill_group(pgid).await,
                     None => KillOutcome::ChannelClosedOnly,
                 };
-                tracing::warn!(host = %self.label, ?timeout, %kill, "command timed out");
-                Err(SshError::CommandTimedOut {
-                    host: self.label.clone(),
-                    after: timeout,
-                    kill,
-                })
+                // A russh channel is not closed by being dropped.
+                let _ = writer.close().await;
+                Err(self.timed_out(timeout, kill))
             }
         }
     }
 
-    /// Opens a channel, runs the wrapped command and pumps its messages until the channel closes.
-    /// Dropping this future (on timeout) drops the channel, which closes it.
-    async fn run_channel(
-        &self,
-        wrapped: &str,
-        header: &mut PgidHeader,
-        on_output: &mut (impl FnMut(OutputStream, &[u8]) + Send),
-    ) -> Result<ExitStatus, SshError> {
-        let mut channel = self
+    fn timed_out(&self, after: Duration, kill: KillOutcome) -> SshError {
+        tracing::warn!(host = %self.label, ?after, %kill, "command timed out");
+        SshError::CommandTimedOut {
+            host: self.label.clone(),
+            after,
+            kill,
+        }
+    }
+
+    /// Opens a channel and asks the server to run `command_line` on it.
+    async fn start(&self, command_line: &str) -> Result<Channel<Msg>, SshError> {
+        let channel = self
             .handle
             .channel_open_session()
             .await
             .map_err(|e| self.protocol_error("opening a channel", e))?;
         channel
-            .exec(true, wrapped)
+            .exec(true, command_line)
             .await
             .map_err(|e| self.protocol_error("starting the command", e))?;
+        Ok(channel)
+    }
+
+    /// Hands the command's output on until the channel closes; returns how the command ended.
+    async fn pump(
+        &self,
+        reader: &mut ChannelReadHalf,
+        header: &mut PgidHeader,
+        on_output: &mut (impl FnMut(OutputStream, &[u8]) + Send),
+    ) -> Result<ExitStatus, SshError> {
         let mut status = None;
-        while let Some(msg) = channel.wait().await {
+        while let Some(msg) = reader.wait().await {
             match msg {
                 ChannelMsg::Data { data } => {
                     let own = header.feed(&data);
@@ -377,24 +402,29 @@ impl SshSession {
     /// Ends process group `pgid` on the server over a fresh channel of the same connection.
     async fn kill_group(&self, pgid: u32) -> KillOutcome {
         let script = kill_script(pgid, self.options.kill_grace);
-        let mut header = PgidHeader::new();
-        header.finish();
-        let mut stdout = Vec::new();
-        let mut collect = |stream, data: &[u8]| {
-            if stream == OutputStream::Stdout {
-                stdout.extend_from_slice(data);
-            }
-        };
-        let run = self.run_channel(&script, &mut header, &mut collect);
-        match tokio::time::timeout(self.options.kill_timeout, run).await {
-            Ok(Ok(_)) => parse_kill_report(pgid, &stdout),
+        let limit = self.options.kill_timeout;
+        let outcome = tokio::time::timeout(limit, async {
+            let (mut reader, _writer) = self.start(&script).await?.split();
+            let mut stdout = Vec::new();
+            let mut header = PgidHeader::pass_through();
+            let mut collect = |stream, data: &[u8]| {
+                if stream == OutputStream::Stdout {
+                    stdout.extend_from_slice(data);
+                }
+            };
+            self.pump(&mut reader, &mut header, &mut collect).await?;
+            Ok::<_, SshError>(stdout)
+        })
+        .await;
+        match outcome {
+            Ok(Ok(stdout)) => parse_kill_report(pgid, &stdout),
             Ok(Err(e)) => KillOutcome::KillFailed {
                 pgid,
                 reason: e.to_string(),
             },
             Err(_) => KillOutcome::KillFailed {
                 pgid,
-                reason: format!("no answer within {:?}", self.options.kill_timeout),
+                reason: format!("no answer within {limit:?}"),
             },
         }
     }
@@ -439,6 +469,13 @@ mod tests {
                 assert_eq!(pgid, None);
             }
         }
+    }
+
+    #[test]
+    fn pass_through_keeps_a_header_lookalike_as_output() {
+        let mut h = PgidHeader::pass_through();
+        assert_eq!(h.feed(b"HIVE-PGID:42\nx"), b"HIVE-PGID:42\nx");
+        assert_eq!(h.pgid(), None);
     }
 
     #[test]
