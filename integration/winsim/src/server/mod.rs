@@ -2,6 +2,22 @@
 //! the host's own 127.x.y.z address, speaking what Windows Server speaks (NTLM with message
 //! encryption over HTTP, Basic over HTTPS, the real fault envelopes).
 //!
+//! What a client meets, as on Windows Server with its default WinRM configuration:
+//! - **Auth**: `Negotiate` with raw NTLMSSP or SPNEGO-wrapped NTLM (NTLMv2 only; the proof is
+//!   checked, wrong user or password → 401), bound to the TCP connection; `Basic` only over HTTPS
+//!   (AllowUnencrypted=false: Basic or unsealed SOAP over HTTP → 401). No Kerberos, no CredSSP.
+//! - **Sealing**: MS-WSMV `multipart/encrypted` bodies both ways over HTTP.
+//! - **WinRS**: Create/Command/Send/Receive/Signal/Delete on cmd shells, config Get. The command
+//!   runs ([`SimHost::run`]) at the first Receive with all stdin sent so far; a Receive that waits
+//!   longer than OperationTimeout gets `w:TimedOut` (2150858793); output is sliced to the client's
+//!   MaxEnvelopeSize; exit codes are DWORDs. MaxShellsPerUser (30) → 2150859173, unknown
+//!   shell/command → 2150858843, bad OperationTimeout → 2150858767, envelope over
+//!   MaxEnvelopeSizekb (500) → HTTP 413, non-cmd resource (PowerShell remoting) → 2150858752.
+//! - **Faults** from [`SimHost::wire_fault`] per request: reset (a Receive starts its command
+//!   first), SOAP 500, 401 (drops the NTLM context), 413, delay. While [`SimHost::accepting`] is
+//!   false, new connections are closed at once and open ones (also a client blocked in a
+//!   Receive) are reset; the host's shells die with it.
+//!
 //! ```no_run
 //! # async fn demo(hosts: Vec<std::sync::Arc<dyn winsim::host::SimHost>>) -> Result<(), winsim::server::ServerError> {
 //! use winsim::server::{FleetOptions, WinrmFleet};
