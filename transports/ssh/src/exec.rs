@@ -336,7 +336,7 @@ impl SshSession {
         }
     }
 
-    /// Opens a channel and asks the server to run `command_line` on it.
+    /// Opens a channel and asks the server to run `command_line` on it, with empty input.
     async fn start(&self, command_line: &str) -> Result<Channel<Msg>, SshError> {
         let channel = self
             .handle
@@ -347,6 +347,12 @@ impl SshSession {
             .exec(true, command_line)
             .await
             .map_err(|e| self.protocol_error("starting the command", e))?;
+        // No input, ever (like `ssh -n`): a command that reads stdin sees end-of-file at once
+        // instead of waiting for its time limit.
+        channel
+            .eof()
+            .await
+            .map_err(|e| self.protocol_error("closing the command's input", e))?;
         Ok(channel)
     }
 

@@ -11,6 +11,27 @@
 //! - passwords never appear in `Debug` output, logs or errors ([`Secret`]).
 //!
 //! Built on russh + russh-sftp with the `ring` backend.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use hive_ssh::{Auth, HostKeyPin, Secret, SshOptions, SshSession, SshTarget};
+//!
+//! # async fn demo() -> Result<(), hive_ssh::SshError> {
+//! let target = SshTarget {
+//!     host: "web1.example.net".into(),
+//!     port: 22,
+//!     host_key: HostKeyPin::parse("web1", "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks")?,
+//!     user: "deploy".into(),
+//!     auth: Auth::Password(Secret::new("from the vault")),
+//! };
+//! let ssh = SshSession::connect(&target, &SshOptions::default()).await?;
+//! let out = ssh.exec("uname -r", Duration::from_secs(30)).await?;
+//! println!("{} {}", out.status, String::from_utf8_lossy(&out.stdout));
+//! let sftp = ssh.sftp().await?;
+//! sftp.upload("KB5034441.msu".as_ref(), "/tmp/KB5034441.msu").await?;
+//! ssh.disconnect().await?;
+//! # Ok(()) }
+//! ```
 
 mod error;
 pub mod exec;

@@ -58,6 +58,16 @@ async fn binary_and_large_output_arrive_intact() {
 }
 
 #[tokio::test]
+async fn a_command_reading_stdin_gets_end_of_file() {
+    let ssh = connect().await;
+    let out = ssh
+        .exec("cat; echo after-cat", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"after-cat\n");
+}
+
+#[tokio::test]
 async fn verbatim_commands_run_unwrapped() {
     let ssh = connect().await;
     let out = ssh
