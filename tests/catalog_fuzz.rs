@@ -168,7 +168,7 @@ fn mssecure_importer_survives_mutations() {
     fuzz(
         "mssecure.xml",
         &fixture("catalogs/mssecure-2001-10-04.xml"),
-        40,
+        16,
     );
 }
 

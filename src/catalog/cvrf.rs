@@ -247,8 +247,7 @@ fn read_fix<'a>(
             line: r.line,
             element: r.name.clone(),
             field: "ProductID".into(),
-            value: String::new(),
-            reason: "a Vendor Fix must name at least one product".into(),
+            problem: "``: a Vendor Fix must name at least one product".into(),
         });
     }
     let supersedes = r

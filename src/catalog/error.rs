@@ -47,7 +47,7 @@ pub enum ImportError {
         attribute: String,
     },
     /// A field holds a value the format does not allow.
-    #[error("{file}:{line}: <{element}> {field}=`{value}`: {reason}")]
+    #[error("{file}:{line}: <{element}> {field}={problem}")]
     BadValue {
         /// The file.
         file: String,
@@ -57,10 +57,8 @@ pub enum ImportError {
         element: String,
         /// The attribute or child element.
         field: String,
-        /// The offending value.
-        value: String,
-        /// Why it is wrong.
-        reason: String,
+        /// The offending value, quoted, and why it is wrong: "`1998/13/45`: not a date".
+        problem: String,
     },
     /// The document is some other kind of XML.
     #[error("{file}: not {expected} (root element <{found}>)")]

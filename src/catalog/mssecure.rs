@@ -113,7 +113,7 @@ struct Tables<'a> {
     file_changes: HashMap<&'a str, FileChangeRow<'a>>,
     reg_changes: HashMap<&'a str, RegChangeRow<'a>>,
     /// SBID → the (bulletin, patch name) pairs that supersede a patch carrying that SBID.
-    superseded_by: HashMap<&'a str, (&'a Element, Vec<(&'a str, &'a str)>)>,
+    superseded_by: HashMap<&'a str, Vec<(&'a str, &'a str)>>,
 }
 
 impl<'a> Tables<'a> {
@@ -173,7 +173,7 @@ impl<'a> Tables<'a> {
                     by.push((bulletin, p.required(file, "PatchName")?));
                 }
             }
-            t.superseded_by.insert(sb.required(file, "SBID")?, (sb, by));
+            t.superseded_by.insert(sb.required(file, "SBID")?, by);
         }
         Ok(t)
     }
@@ -301,8 +301,7 @@ fn date_attr(file: &str, e: &Element, name: &str) -> Result<Option<CatalogDate>,
                 line: e.line,
                 element: e.name.clone(),
                 field: name.to_string(),
-                value: s.to_string(),
-                reason: err.to_string(),
+                problem: format!("`{s}`: {err}"),
             }),
     }
 }
@@ -379,7 +378,7 @@ fn superseded_by(
         return BTreeSet::new();
     };
     match tables.superseded_by.get(sbid) {
-        Some((_, by)) => by
+        Some(by) => by
             .iter()
             .map(|(b, name)| format!("{}/{}", b.trim(), name.trim()))
             .collect(),
