@@ -1,0 +1,104 @@
+//! `hive catalog import|show|diff` as an admin runs them, offline, on the real fixtures.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn fixture(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn hive(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn import_then_show_then_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c.json").display().to_string();
+    let ms = fixture("catalogs/mssecure-2001-10-04.xml");
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+
+    let out = hive(&["catalog", "import", &ms, &feb, "--cache", &cache]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("231 bulletins, 393 patches"), "{text}");
+    assert!(text.contains("236 new bulletins"), "{text}");
+
+    let out = hive(&["catalog", "show", "--cache", &cache]);
+    let text = stdout(&out);
+    assert!(text.contains("236 bulletins"), "{text}");
+    assert!(
+        text.contains("1.0.1.148") && text.contains("2017-Feb"),
+        "{text}"
+    );
+
+    let out = hive(&["catalog", "show", "MS01-033", "--cache", &cache]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("Unchecked Buffer in Index Server ISAPI Extension"),
+        "{text}"
+    );
+    assert!(
+        text.to_lowercase()
+            .contains("superseded by ms01-044/q301625_w2k_sp3_x86_en.exe"),
+        "{text}"
+    );
+
+    let out = hive(&["catalog", "show", "KB4010250", "--json", "--cache", &cache]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["kb"], "KB4010250");
+
+    let out = hive(&["catalog", "diff", &ms, &cache]);
+    let text = stdout(&out);
+    assert!(text.contains("new bulletins (5):"), "{text}");
+    assert!(text.contains("CVE-"), "{text}");
+
+    let out = hive(&["catalog", "show", "MS99-999", "--cache", &cache]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MS99-999"));
+}
+
+#[test]
+fn a_broken_file_names_its_line_and_leaves_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c.json").display().to_string();
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    assert!(
+        hive(&["catalog", "import", &feb, "--cache", &cache])
+            .status
+            .success()
+    );
+    let before = std::fs::read(&cache).unwrap();
+    let broken = dir.path().join("broken.xml");
+    let text = std::fs::read_to_string(&feb).unwrap();
+    std::fs::write(&broken, text.replacen("</vuln:CVE>", "</vuln:CVX>", 1)).unwrap();
+    let out = hive(&[
+        "catalog",
+        "import",
+        &broken.display().to_string(),
+        "--cache",
+        &cache,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.xml:") && err.contains("Vulnerability/CVE"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&cache).unwrap(), before);
+}
