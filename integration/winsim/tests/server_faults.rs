@@ -375,3 +375,50 @@ async fn wrong_password_and_plain_soap_over_http_get_401() {
     assert_eq!(reply.status, 401, "Basic over plain HTTP is refused");
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn stdin_chunks_accumulate_until_the_first_receive() {
+    let host = FakeHost::new("SIM-STDIN");
+    let fleet = fleet_of(&host, ServiceLimits::default()).await;
+    let mut c = session(&fleet).await;
+    let (status, xml) = c.sealed(&env::create("i1")).await.unwrap();
+    assert_eq!(status, 200);
+    let shell = element(&xml, "ShellId").unwrap().to_string();
+    let (status, xml) = c
+        .sealed(&env::command_raw("i2", &shell, "powershell.exe", &["-"]))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{xml}");
+    let cmd = element(&xml, "CommandId").unwrap().to_string();
+    let script = "Write-Host 'line 1'\r\n".repeat(3000); // ~60 KB: several Sends, as clients chunk it
+    let chunks: Vec<&[u8]> = script.as_bytes().chunks(16 * 1024).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = i + 1 == chunks.len();
+        let (status, xml) = c
+            .sealed(&env::send(&format!("s{i}"), &shell, &cmd, chunk, last))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{xml}");
+        assert!(xml.contains("SendResponse"));
+    }
+    assert_eq!(
+        host.runs.load(Ordering::SeqCst),
+        0,
+        "nothing runs before the first Receive"
+    );
+    let (status, xml) = c.sealed(&env::receive("i3", &shell, &cmd)).await.unwrap();
+    assert_eq!(status, 200, "{xml}");
+    let stdin = host.last_request.lock().unwrap().clone().unwrap().stdin;
+    assert_eq!(
+        stdin,
+        script.as_bytes(),
+        "the command got every chunk, in order"
+    );
+    // A Send to a command id that does not exist: InvalidSelectors.
+    let (status, xml) = c
+        .sealed(&env::send("i4", &shell, "NOPE", b"x", true))
+        .await
+        .unwrap();
+    assert_eq!((status, fault_code(&xml)), (500, 2_150_858_843));
+    fleet.shutdown().await;
+}

@@ -500,6 +500,33 @@ pub mod envelopes {
             ),
         )
     }
+    pub fn send(id: &str, shell: &str, command: &str, data: &[u8], end: bool) -> String {
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(data);
+        let end = if end { "True" } else { "False" };
+        envelope(
+            "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Send",
+            id,
+            &shell_selector(shell),
+            &format!(
+                r#"<rsp:Send><rsp:Stream Name="stdin" CommandId="{command}" End="{end}">{data}</rsp:Stream></rsp:Send>"#
+            ),
+        )
+    }
+    pub fn command_raw(id: &str, shell: &str, command: &str, args: &[&str]) -> String {
+        let args: String = args
+            .iter()
+            .map(|a| format!("<rsp:Arguments>{a}</rsp:Arguments>"))
+            .collect();
+        envelope(
+            "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/Command",
+            id,
+            &shell_selector(shell),
+            &format!(
+                "<rsp:CommandLine><rsp:Command>{command}</rsp:Command>{args}</rsp:CommandLine>"
+            ),
+        )
+    }
     pub fn delete(id: &str, shell: &str) -> String {
         envelope(
             "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete",
