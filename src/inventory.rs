@@ -137,6 +137,9 @@ pub struct Host {
     pub address: String,
     pub transport: Transport,
     pub port: u16,
+    /// Where SMB file copies go: the host itself on Windows; another address when files are
+    /// served from elsewhere (a simulated fleet behind one Samba).
+    pub smb_address: String,
     /// SMB port for file copies (445 on Windows).
     pub smb_port: u16,
     /// The share that holds the C: drive (`C$` on Windows).
@@ -209,6 +212,7 @@ struct RawHost {
     address: Option<String>,
     transport: Option<Transport>,
     port: Option<u16>,
+    smb_address: Option<String>,
     smb_port: Option<u16>,
     smb_share: Option<String>,
     smb_root: Option<String>,
@@ -270,6 +274,8 @@ impl Inventory {
                 .unwrap_or(Transport::WinrmHttp);
             let address = h.address.unwrap_or_else(|| h.name.clone());
             validate_address(&address).map_err(&bad)?;
+            let smb_address = h.smb_address.unwrap_or_else(|| address.clone());
+            validate_address(&smb_address).map_err(&bad)?;
             let credential_text = h
                 .credential
                 .or_else(|| raw.defaults.credential.clone())
@@ -323,6 +329,7 @@ impl Inventory {
             };
             hosts.push(Host {
                 port: h.port.unwrap_or(transport.default_port()),
+                smb_address,
                 smb_port: h.smb_port.or(raw.defaults.smb_port).unwrap_or(445),
                 smb_share: h
                     .smb_share

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod inventory;
 pub mod repo;
 pub mod scan;
+pub mod triage;
 pub mod report;
 pub mod remote;
 pub mod events;

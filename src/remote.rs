@@ -150,6 +150,15 @@ pub trait Target: Send {
     ) -> BoxFuture<'a, Result<Option<String>, RemoteError>>;
     /// Drop the connection now (e.g. before a reboot); the next call reconnects.
     fn disconnect(&mut self);
+    /// Delete a remote file (deploy's clean-up of staged installers).
+    fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        let msg = format!("{}: this transport cannot delete {remote}", self.host());
+        Box::pin(async move { Err(RemoteError::Failed(msg)) })
+    }
+    /// Delete an empty remote folder.
+    fn remove_dir<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        self.remove_file(remote)
+    }
 }
 
 /// Timeouts that apply to every host of a run.
@@ -223,7 +232,7 @@ impl WinrmTarget {
         }
         Ok(WinrmTarget {
             name: host.name.clone(),
-            address: host.address.clone(),
+            address: host.smb_address.clone(),
             smb_port: host.smb_port,
             smb_share: host.smb_share.clone(),
             smb_root: host.smb_root.clone(),
@@ -357,6 +366,20 @@ impl Target for WinrmTarget {
     fn disconnect(&mut self) {
         self.session.client().disconnect();
         self.smb = None;
+    }
+
+    fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            Ok(self.share().await?.remove_file(&path).await?)
+        })
+    }
+
+    fn remove_dir<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            Ok(self.share().await?.remove_dir(&path).await?)
+        })
     }
 }
 

@@ -216,6 +216,16 @@ fn host_runs(product: &Product, facts: &HostFacts) -> Option<InstalledProduct> {
         if core_product != core_host {
             return None;
         }
+        // Windows 10 1809 and Server 2019 share their builds; the edition tells them apart.
+        let server_product = product.name.contains("Server");
+        let server_host = facts.os_name.contains("Server")
+            || facts
+                .installation_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("Server"));
+        if server_product != server_host {
+            return None;
+        }
         return Some(InstalledProduct {
             name: product.name.clone(),
             service_pack: 0,

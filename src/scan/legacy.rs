@@ -263,15 +263,23 @@ pub fn probe_facts_from(
     }
 }
 
-/// `%windir%\system32\x.dll` → `C:\WINNT\system32\x.dll`, using the host's own SystemRoot.
-pub fn expand_path(path: &str, system_root: &str) -> String {
+/// `%windir%\system32\x.dll` → `C:\WINNT\system32\x.dll`, using the host's own SystemRoot and
+/// Windows' default folders for the other variables catalogs use. `None` when a variable is left
+/// that hive cannot know without asking the host: that file then stays "not gathered" (NOTE).
+pub fn expand_path(path: &str, system_root: &str) -> Option<String> {
     let mut out = path.to_string();
-    for var in ["%windir%", "%systemroot%"] {
-        if let Some(i) = out.to_ascii_lowercase().find(var) {
-            out.replace_range(i..i + var.len(), system_root);
+    for (var, value) in [
+        ("%windir%", system_root),
+        ("%systemroot%", system_root),
+        ("%systemdrive%", "C:"),
+        ("%commonprogramfiles%", r"C:\Program Files\Common Files"),
+        ("%programfiles%", r"C:\Program Files"),
+    ] {
+        while let Some(i) = out.to_ascii_lowercase().find(var) {
+            out.replace_range(i..i + var.len(), value);
         }
     }
-    out
+    (!out.contains('%')).then_some(out)
 }
 
 /// Read one file's version over SMB: two ranged reads, parsed locally.
@@ -316,7 +324,12 @@ pub async fn files_over_smb(
 ) -> Result<Vec<FileFact>, RemoteError> {
     let mut out = Vec::with_capacity(request.files.len());
     for path in &request.files {
-        let full = expand_path(path, system_root);
+        let Some(full) = expand_path(path, system_root) else {
+            continue;
+        };
+        if !(full.starts_with("C:\\") || full.starts_with("c:\\")) {
+            continue;
+        }
         out.push(file_fact_over_smb(target, path, &full).await?);
     }
     Ok(out)
@@ -422,13 +435,14 @@ mod tests {
     #[test]
     fn paths_expand_with_the_hosts_system_root() {
         assert_eq!(
-            expand_path(r"%windir%\system32\idq.dll", r"C:\WINNT"),
-            r"C:\WINNT\system32\idq.dll"
+            expand_path(r"%windir%\system32\idq.dll", r"C:\WINNT").as_deref(),
+            Some(r"C:\WINNT\system32\idq.dll")
         );
         assert_eq!(
-            expand_path(r"%SystemRoot%\x", r"C:\Windows"),
-            r"C:\Windows\x"
+            expand_path(r"%CommonProgramFiles%\x.dll", r"C:\Windows").as_deref(),
+            Some(r"C:\Program Files\Common Files\x.dll")
         );
+        assert_eq!(expand_path(r"%UnknownVar%\x", r"C:\Windows"), None);
     }
 
     #[test]

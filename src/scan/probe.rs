@@ -79,9 +79,17 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
             .insert(r.value.clone(), text);
     }
 
+    // Only files the answer reports on count as asked: one the host could not be asked about (an
+    // unexpandable path) stays unknown, which evaluates to NOTE, never to "not found".
     let mut files: BTreeMap<String, Option<FileFact>> = BTreeMap::new();
-    for path in &request.files {
-        files.insert(path.clone(), None);
+    for f in probe.files.iter().filter(|f| !f.exists) {
+        let key = request
+            .files
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(&f.path))
+            .cloned()
+            .unwrap_or_else(|| f.path.clone());
+        files.insert(key, None);
     }
     for f in probe.files.iter().filter(|f| f.exists) {
         let key = files

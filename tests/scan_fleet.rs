@@ -1,0 +1,422 @@
+//! End to end: scan simulated hosts over NTLM-encrypted WinRM (files through real Samba) with the
+//! real 2001 mssecure catalog and the real March 2024 CVRF month, and check every verdict against
+//! the simulator's ground truth — the states this test gave each host.
+//!
+//! Needs the harness's Samba (`integration/test.sh`): the simulated hosts' C: drives live in the
+//! `fleet` share, so versions read over SMB are the simulated hosts' own files.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hive::catalog::model::{Catalog, DetectionRule, Version};
+use hive::inventory::{Inventory, Secret};
+use hive::repo::{Repository, Triage};
+use hive::report::{Format, render};
+use hive::scan::HostScan;
+use hive::scan::evaluate::Status;
+use hive::scan::run::{FileSource, ScanOptions, scan_fleet};
+use winsim::Fleet;
+use winsim::server::{FleetOptions, WinrmFleet};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run this test through integration/test.sh (it starts Samba)")
+    })
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/catalogs")
+        .join(name)
+}
+
+/// A loopback /24 of this test process's own.
+fn base(n: u32) -> String {
+    let pid = std::process::id();
+    format!("127.{}.{}", 100 + (pid % 50), ((pid / 50) * 4 + n) % 250)
+}
+
+/// The state the test gives one Windows 2000 host for MS01-033, and what hfnetchk would say.
+#[derive(Debug, Clone, Copy)]
+enum W2kState {
+    /// Old idq.dll, no hotfix key: NOT FOUND.
+    Unpatched,
+    /// The patch's idq.dll and its key: installed.
+    Patched,
+    /// A newer idq.dll than the patch's, with the key: WARNING.
+    Newer,
+    /// The patch's file but no key (a failed install): NOT FOUND.
+    KeyMissing,
+}
+
+impl W2kState {
+    fn expected(self) -> Status {
+        match self {
+            W2kState::Unpatched | W2kState::KeyMissing => Status::Missing,
+            W2kState::Patched => Status::Installed,
+            W2kState::Newer => Status::Warning,
+        }
+    }
+}
+
+/// MS01-033's Windows 2000 patch as the real catalog describes it: its file rule and registry rule.
+struct Ms01033 {
+    patch: String,
+    file: String,
+    version: Version,
+    reg_key: String,
+    reg_value: String,
+    reg_data: String,
+}
+
+fn ms01_033(catalog: &Catalog) -> Ms01033 {
+    let patch = catalog
+        .patches
+        .values()
+        .find(|p| {
+            p.bulletins.iter().any(|b| b == "MS01-033")
+                && p.file_name.as_deref().is_some_and(|f| f.contains("W2K"))
+        })
+        .expect("MS01-033's Windows 2000 patch in the real catalog");
+    let rule = &patch.targets[0].detection;
+    let mut file = None;
+    let mut reg = None;
+    let mut walk = vec![rule];
+    while let Some(r) = walk.pop() {
+        match r {
+            DetectionRule::All { rules } | DetectionRule::Any { rules } => walk.extend(rules),
+            DetectionRule::FileVersion { path, version, .. } => {
+                file = Some((path.clone(), version.clone()))
+            }
+            DetectionRule::RegistryValue { key, value, data } => {
+                reg = Some((key.clone(), value.clone(), data.clone()))
+            }
+            _ => {}
+        }
+    }
+    let (file, version) = file.expect("MS01-033 has a file rule");
+    let (reg_key, reg_value, reg_data) = reg.expect("MS01-033 has a registry rule");
+    Ms01033 {
+        patch: patch.id.clone(),
+        file,
+        version,
+        reg_key,
+        reg_value,
+        reg_data,
+    }
+}
+
+fn windows_path(catalog_path: &str) -> String {
+    catalog_path
+        .replace("%windir%", r"C:\Windows")
+        .replace("%SystemRoot%", r"C:\Windows")
+}
+
+fn bump(v: &Version, delta: i64) -> String {
+    let mut parts = v.0.clone();
+    let last = parts.len() - 1;
+    parts[last] = (parts[last] as i64 + delta) as u32;
+    parts
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn fleet_toml(
+    user: &str,
+    password: &str,
+    w2k: &[(String, String, W2kState)],
+    ws: &[(String, String, u32, bool)],
+    m: &Ms01033,
+) -> String {
+    let mut t = format!(
+        "[defaults]\nuser = \"{user}\"\npassword = \"{password}\"\n\n\
+         [template.w2k]\nproduct = \"Microsoft Windows 2000\"\ncsd_version = \"Service Pack 1\"\n\
+         version = \"5.0.2195\"\nmachine = \"i386\"\n\
+         registry = [\n  {{ key = 'HKLM\\SOFTWARE\\Microsoft\\InetStp', name = \"MajorVersion\", type = \"REG_DWORD\", value = 5 }},\n  \
+         {{ key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions', name = \"ProductType\", type = \"REG_SZ\", value = \"ServerNT\" }},\n]\n\n\
+         [template.ws2019]\nproduct = \"Windows Server 2019 Datacenter\"\nedition = \"ServerDatacenter\"\n\
+         version = \"10.0.17763\"\nmachine = \"amd64\"\n\n"
+    );
+    let file = windows_path(&m.file);
+    for (name, addr, state) in w2k {
+        let version = match state {
+            W2kState::Unpatched => bump(&m.version, -866),
+            W2kState::Patched | W2kState::KeyMissing => m.version.to_string(),
+            W2kState::Newer => bump(&m.version, 100),
+        };
+        let key = match state {
+            W2kState::Unpatched | W2kState::KeyMissing => String::new(),
+            _ => format!(
+                "registry = [{{ key = '{}', name = \"{}\", type = \"REG_SZ\", value = \"{}\" }}]\n",
+                m.reg_key, m.reg_value, m.reg_data
+            ),
+        };
+        t.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"w2k\"\n\
+             files = [{{ path = '{file}', version = \"{version}\" }}]\n{key}\n"
+        ));
+    }
+    for (name, addr, ubr, kb) in ws {
+        let kbs = if *kb { "kbs = [\"KB5035849\"]\n" } else { "" };
+        t.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"ws2019\"\nubr = {ubr}\n{kbs}\n"
+        ));
+    }
+    t
+}
+
+fn inventory(
+    hosts: &[(String, String)],
+    port: u16,
+    smb_port: u16,
+    share: &str,
+    sub: &str,
+) -> Inventory {
+    let smb_host = env("HIVE_TEST_SMB_HOST");
+    let mut t = String::from("[defaults]\ncredential = \"env:HIVE_E2E_PASSWORD\"\n");
+    for (name, addr) in hosts {
+        t.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\nport = {port}\nsmb_address = \"{smb_host}\"\nsmb_port = {smb_port}\n\
+             smb_share = \"{share}\"\nsmb_root = '{sub}\\{name}'\ngroups = [\"all\"]\n"
+        ));
+    }
+    Inventory::parse(&t, Path::new("e2e-inventory.toml")).unwrap()
+}
+
+async fn scan(
+    inv: &Inventory,
+    user_pw: &str,
+    catalog: Catalog,
+    files: FileSource,
+) -> Vec<HostScan> {
+    let hosts: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut h = h.clone();
+            h.user = env("HIVE_TEST_SMB_USER");
+            (h, Ok(Secret::new(user_pw)))
+        })
+        .collect();
+    let options = ScanOptions {
+        parallel: 16,
+        files,
+        ..ScanOptions::default()
+    };
+    scan_fleet(&hosts, Arc::new(catalog), options, &()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_hosts_every_verdict_matches_the_ground_truth() {
+    let user = env("HIVE_TEST_SMB_USER");
+    let password = env("HIVE_TEST_SMB_PASSWORD");
+    let smb_port: u16 = env("HIVE_TEST_SMB_PORT").parse().unwrap();
+    let share = env("HIVE_TEST_SMB_FLEET_SHARE");
+    let fleet_root = std::path::PathBuf::from(env("HIVE_TEST_SMB_FLEET_ROOT"));
+    let sub = format!("scan-{}", std::process::id());
+
+    let (mssecure, _) =
+        hive::catalog::store::import_file(&fixture("mssecure-2001-10-04.xml")).unwrap();
+    let (cvrf, _) = hive::catalog::store::import_file(&fixture("cvrf/2024-Mar.xml")).unwrap();
+    let m = ms01_033(&mssecure);
+
+    // 40 Windows 2000 hosts cycling through the four states, 10 Windows Server 2019 hosts below,
+    // at, and above March 2024's FixedBuild 10.0.17763.5576, some with the KB recorded.
+    let states = [
+        W2kState::Unpatched,
+        W2kState::Patched,
+        W2kState::Newer,
+        W2kState::KeyMissing,
+    ];
+    let w2k: Vec<(String, String, W2kState)> = (0..40)
+        .map(|i| {
+            (
+                format!("W2K-{i:03}"),
+                format!("{}.{}", base(0), i + 10),
+                states[i % 4],
+            )
+        })
+        .collect();
+    let ws: Vec<(String, String, u32, bool)> = (0..10)
+        .map(|i| {
+            let (ubr, kb) = match i % 3 {
+                0 => (5458, false),
+                1 => (5576, false),
+                _ => (5458, true),
+            };
+            (
+                format!("WS19-{i:02}"),
+                format!("{}.{}", base(0), i + 100),
+                ubr,
+                kb,
+            )
+        })
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let toml = fleet_toml(&user, &password, &w2k, &ws, &m);
+    std::fs::write(dir.path().join("fleet.toml"), &toml).unwrap();
+    let drives = fleet_root.join(&sub);
+    let model = Fleet::from_file(&dir.path().join("fleet.toml"), &drives).unwrap();
+    let servers = WinrmFleet::start(model.sim_hosts(), FleetOptions::default())
+        .await
+        .unwrap();
+    let port: u16 = servers.endpoints()[0]
+        .http_url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+
+    // Windows 2000 hosts: no PowerShell, so reg query + PE headers over SMB, with the 2001 catalog.
+    let w2k_inv = inventory(
+        &w2k.iter()
+            .map(|(n, a, _)| (n.clone(), a.clone()))
+            .collect::<Vec<_>>(),
+        port,
+        smb_port,
+        &share,
+        &sub,
+    );
+    let scans = scan(&w2k_inv, &password, mssecure.clone(), FileSource::Probe).await;
+    assert_eq!(scans.len(), 40);
+    for ((name, _, state), s) in w2k.iter().zip(&scans) {
+        assert_eq!(&s.host, name);
+        let r = s.result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.facts.file_source, "smb", "{name} has no PowerShell");
+        let v = r.verdicts.iter().find(|v| v.patch == m.patch).unwrap();
+        assert_eq!(
+            v.status,
+            state.expected(),
+            "{name} ({state:?}): {}",
+            v.evidence
+        );
+        match state {
+            W2kState::Unpatched => assert!(
+                v.evidence
+                    .contains(&format!("{} < {}", bump(&m.version, -866), m.version))
+                    || v.evidence.contains("not found"),
+                "{}",
+                v.evidence
+            ),
+            W2kState::Newer => assert!(v.evidence.contains(" > "), "{}", v.evidence),
+            _ => {}
+        }
+        // Patches the catalog has no data for are NOTE, as hfnetchk said.
+        assert!(
+            r.verdicts.iter().any(|v| v.status == Status::Note),
+            "{name}: no NOTE"
+        );
+        // Windows NT 4 patches do not apply to Windows 2000.
+        assert!(r.verdicts.iter().any(|v| v.status == Status::NotApplicable));
+    }
+
+    // The hfnetchk-style tab output parses back into its seven columns.
+    let tab = render(Format::Tab, &mssecure, &scans);
+    let mut rows = tab.lines();
+    assert_eq!(
+        rows.next(),
+        Some("Machine Name\tProduct\tBulletin\tTitle\tQ Number\tReason\tStatus")
+    );
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for row in rows {
+        let cols: Vec<&str> = row.split('\t').collect();
+        assert_eq!(cols.len(), 7, "{row}");
+        if cols[2] == "MS01-033" {
+            assert_eq!(cols[4], "Q300972");
+            seen.insert(cols[0].to_string(), cols[6].to_string());
+        }
+    }
+    for (name, _, state) in &w2k {
+        let want = match state.expected() {
+            Status::Missing => Some("NOT FOUND"),
+            Status::Warning => Some("WARNING"),
+            _ => None,
+        };
+        assert_eq!(seen.get(name).map(String::as_str), want, "{name}");
+    }
+
+    // TBE folders: exactly the missing bulletins nobody triaged; an ignored one stays ignored.
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init(repo_dir.path()).unwrap();
+    repo.ignore(
+        "MS01-044",
+        &hive::repo::IgnoreReason {
+            reason: "IIS cumulative tested separately".into(),
+            owner: "e2e".into(),
+            expires: None,
+        },
+    )
+    .unwrap();
+    let summary = hive::triage::record_scan(&repo, &mssecure, &scans).unwrap();
+    let missing = hive::triage::missing_by_bulletin(&scans);
+    for (bulletin, hosts) in &missing {
+        let state = repo.state_of(bulletin).unwrap();
+        if bulletin == "MS01-044" {
+            assert_eq!(state, Some(Triage::Ignore));
+        } else {
+            assert_eq!(state, Some(Triage::Tbe), "{bulletin}");
+            assert_eq!(&summary.tbe[bulletin], hosts);
+        }
+    }
+    let tbe_dirs = std::fs::read_dir(repo_dir.path().join("tbe"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        tbe_dirs,
+        missing.len() - usize::from(missing.contains_key("MS01-044"))
+    );
+    let ms01_033_hosts: Vec<&String> = w2k
+        .iter()
+        .filter(|(_, _, s)| s.expected() == Status::Missing)
+        .map(|(n, _, _)| n)
+        .collect();
+    assert_eq!(
+        summary.tbe["MS01-033"].iter().collect::<Vec<_>>(),
+        ms01_033_hosts
+    );
+
+    // Windows Server 2019 hosts: the PowerShell probe, and then versions over SMB, with CVRF.
+    let ws_inv = inventory(
+        &ws.iter()
+            .map(|(n, a, _, _)| (n.clone(), a.clone()))
+            .collect::<Vec<_>>(),
+        port,
+        smb_port,
+        &share,
+        &sub,
+    );
+    for files in [FileSource::Probe, FileSource::Smb] {
+        let scans = scan(&ws_inv, &password, cvrf.clone(), files).await;
+        for ((name, _, ubr, kb), s) in ws.iter().zip(&scans) {
+            let r = s.result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                r.facts.file_source,
+                if files == FileSource::Smb {
+                    "smb"
+                } else {
+                    "probe"
+                }
+            );
+            let v = r
+                .verdicts
+                .iter()
+                .find(|v| v.patch == "KB5035849" && v.product == "Windows Server 2019")
+                .unwrap_or_else(|| panic!("{name}: no KB5035849 verdict for Windows Server 2019"));
+            let want = if *ubr >= 5576 || *kb {
+                Status::Installed
+            } else {
+                Status::Missing
+            };
+            assert_eq!(v.status, want, "{name} ubr {ubr} kb {kb}: {}", v.evidence);
+        }
+    }
+
+    servers.shutdown().await;
+    drop(model);
+    let _ = std::fs::remove_dir_all(&drives);
+}
