@@ -3,7 +3,7 @@
 //! Reads the test server's HIVE_TEST_SSH_* variables; prints one figure per line.
 //!
 //! cargo run --release -p hive-ssh --example ssh_bench -- latency 7
-//! cargo run --release -p hive-ssh --example ssh_bench -- upload LOCAL_FILE REMOTE_PATH 5
+//! cargo run --release -p hive-ssh --example ssh_bench -- upload LOCAL_FILE REMOTE_PATH 5 [CHUNK]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -54,9 +54,17 @@ async fn latency(runs: usize) -> Result<(), String> {
     Ok(())
 }
 
-async fn upload(local: &Path, remote: &str, runs: usize) -> Result<(), String> {
+async fn upload(
+    local: &Path,
+    remote: &str,
+    runs: usize,
+    chunk: Option<usize>,
+) -> Result<(), String> {
     let target = target()?;
-    let options = SshOptions::default();
+    let mut options = SshOptions::default();
+    if let Some(chunk) = chunk {
+        options.sftp_chunk = chunk;
+    }
     let ssh = SshSession::connect(&target, &options)
         .await
         .map_err(|e| e.to_string())?;
@@ -83,8 +91,18 @@ async fn main() {
     let count = |i: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(5);
     let result = match args.first().map(String::as_str) {
         Some("latency") => latency(count(1)).await,
-        Some("upload") if args.len() >= 3 => upload(Path::new(&args[1]), &args[2], count(3)).await,
-        _ => Err("usage: ssh_bench latency [RUNS] | upload LOCAL REMOTE [RUNS]".to_owned()),
+        Some("upload") if args.len() >= 3 => {
+            upload(
+                Path::new(&args[1]),
+                &args[2],
+                count(3),
+                args.get(4).and_then(|s| s.parse().ok()),
+            )
+            .await
+        }
+        _ => Err(
+            "usage: ssh_bench latency [RUNS] | upload LOCAL REMOTE [RUNS [CHUNK_BYTES]]".to_owned(),
+        ),
     };
     if let Err(e) = result {
         eprintln!("ssh_bench: {e}");

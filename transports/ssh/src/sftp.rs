@@ -1,9 +1,9 @@
 //! SFTP: upload, download and ranged reads of remote files, with many requests in flight.
 //!
-//! Speed comes from pipelining: the local file is read 256 KiB at a time and written as the largest
-//! SFTP writes the server allows (OpenSSH: 255 KiB, announced by its `limits@openssh.com`
-//! extension), with up to [`SshOptions::sftp_requests_in_flight`](crate::SshOptions) unanswered.
-//! With 8 KiB writes, the usual default, the same upload runs at about half the speed.
+//! Speed comes from pipelining: the local file is read 255 KiB at a time and each piece sent as one
+//! SFTP write, the largest OpenSSH allows (announced by its `limits@openssh.com` extension), with
+//! up to [`SshOptions::sftp_requests_in_flight`](crate::SshOptions) unanswered. With 8 KiB
+//! writes, a common default, the same upload runs at about half the speed.
 //!
 //! Correctness comes from `shutdown()`: write errors (a full disk, a quota) come back in replies
 //! that only the final drain and CLOSE collect. A file that is merely dropped loses them, and the

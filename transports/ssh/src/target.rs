@@ -127,7 +127,9 @@ pub struct SshOptions {
     pub kill_grace: Duration,
     /// Time limit for the second exec that kills a timed-out command.
     pub kill_timeout: Duration,
-    /// Bytes read from the local file per SFTP write burst.
+    /// Bytes read from the local file at a time, each sent as one SFTP write. The default is
+    /// 255 KiB, exactly the largest write OpenSSH accepts (256 KiB messages less 1 KiB of room):
+    /// a 256 KiB read would go out as a 255 KiB write plus a 1 KiB one, twice the requests.
     pub sftp_chunk: usize,
     /// SFTP write (and read) requests kept in flight at once.
     pub sftp_requests_in_flight: usize,
@@ -143,7 +145,7 @@ impl Default for SshOptions {
             keepalive_interval: Duration::from_secs(15),
             kill_grace: Duration::from_secs(2),
             kill_timeout: Duration::from_secs(15),
-            sftp_chunk: 256 * 1024,
+            sftp_chunk: 255 * 1024,
             sftp_requests_in_flight: 16,
             sftp_request_timeout: Duration::from_secs(30),
         }
