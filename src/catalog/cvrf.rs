@@ -354,7 +354,7 @@ fn derive_build_ranges(catalog: &mut Catalog) {
     let mut seen: BTreeMap<ProductId, Version> = BTreeMap::new();
     for p in catalog.patches.values() {
         for t in &p.targets {
-            if let Some(DetectionRule::Any { rules }) = Some(&t.detection) {
+            if let DetectionRule::Any { rules } = &t.detection {
                 for r in rules {
                     if let DetectionRule::BuildAtLeast { build } = r {
                         seen.entry(t.product.clone())

@@ -304,6 +304,10 @@ pub struct PatchTarget {
 /// The leaves carry hfnetchk's semantics where they came from mssecure: a missing registry key
 /// means the patch is not found; a file version lower than expected means not found, a higher one
 /// is a WARNING (a later hotfix or a tampered file); a checksum mismatch means not found.
+///
+/// Combining: in `All`, any leaf that says "not installed" decides; otherwise a `CannotTell` leaf
+/// makes the whole rule "cannot tell". In `Any`, any leaf that says "installed" decides; otherwise
+/// a `CannotTell` leaf makes it "cannot tell".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DetectionRule {
