@@ -11,7 +11,8 @@
 # instance's log, so a test can prove its request went through the proxy).
 # shellcheck shell=bash
 
-HIVE_APT_PACKAGES+=(tinyproxy)
+# openssl: tests/catalog_signature.rs signs a catalog with OpenSSL's ed25519 as an independent peer.
+HIVE_APT_PACKAGES+=(tinyproxy openssl)
 
 _proxy_conf() {
   # $1 = dir, $2 = port, $3 = extra lines
