@@ -53,7 +53,7 @@ pub struct CacheArg {
 }
 
 impl CacheArg {
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.cache.clone().unwrap_or_else(default_cache)
     }
 }

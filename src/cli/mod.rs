@@ -1,3 +1,4 @@
 //! Command-line front ends of the library, one module per command group.
 
 pub mod catalog;
+pub mod scan;

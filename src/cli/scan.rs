@@ -1,0 +1,334 @@
+//! `hive init`, `hive scan` and `hive triage`: the hfnetchk half of the job.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use hive::catalog::model::{Catalog, InstallerRecipe};
+use hive::catalog::store;
+use hive::inventory::{Host, Inventory, Secret, SecretSource, resolve_credential};
+use hive::repo::{IgnoreReason, Repository, Triage};
+use hive::report::{Format, render};
+use hive::scan::HostScan;
+use hive::scan::run::{FileSource, ScanOptions, ScanProgress, scan_fleet};
+
+use super::catalog::CacheArg;
+
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Which hosts of the inventory a command works on.
+#[derive(Args, Clone)]
+pub struct HostSelection {
+    /// The inventory file (TOML).
+    #[arg(long, short = 'i', env = "HIVE_INVENTORY")]
+    pub inventory: PathBuf,
+    /// Only these hosts (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Only the hosts of this group.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+impl HostSelection {
+    /// The selected hosts, in inventory order; unknown names are an error, not a silent skip.
+    pub fn select(&self) -> Result<Vec<Host>, Box<dyn std::error::Error>> {
+        let inv = Inventory::load(&self.inventory)?;
+        for name in &self.hosts {
+            if inv.host(name).is_none() {
+                return Err(format!("host `{name}` is not in {}", self.inventory.display()).into());
+            }
+        }
+        let hosts: Vec<Host> = inv
+            .hosts
+            .iter()
+            .filter(|h| {
+                self.hosts.is_empty() || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
+            })
+            .filter(|h| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
+            .cloned()
+            .collect();
+        if hosts.is_empty() {
+            return Err(format!(
+                "no host of {} matches the selection",
+                self.inventory.display()
+            )
+            .into());
+        }
+        Ok(hosts)
+    }
+}
+
+/// `hive scan`.
+#[derive(Args)]
+pub struct ScanArgs {
+    #[command(flatten)]
+    pub select: HostSelection,
+    /// The HIVE repository: missing, untriaged bulletins are recorded in its tbe/ folder and each
+    /// host's result in machines/<host>/lastrun.log.
+    #[arg(long, short = 'r', env = "HIVE_REPO")]
+    pub repo: Option<PathBuf>,
+    /// A catalog to use instead of the cached one: a cached JSON file or an mssecure/CVRF document
+    /// (hfnetchk's -x).
+    #[arg(long)]
+    pub catalog: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Hosts scanned at once.
+    #[arg(long, default_value_t = 64)]
+    pub parallel: usize,
+    /// Seconds one host's scan may take.
+    #[arg(long, default_value_t = 120)]
+    pub host_timeout: u64,
+    /// How file versions are read.
+    #[arg(long, value_enum, default_value_t = FileSource::Probe)]
+    pub files: FileSource,
+}
+
+/// `hive triage`.
+#[derive(Subcommand)]
+pub enum TriageCommand {
+    /// List every triaged bulletin and where it sits.
+    List {
+        #[arg(long, short = 'r', env = "HIVE_REPO")]
+        repo: PathBuf,
+    },
+    /// Approve a bulletin: copy its installer into hotfixes/<bulletin>/ with a recipe.
+    Approve {
+        bulletin: String,
+        /// The installer file.
+        #[arg(long)]
+        installer: PathBuf,
+        /// Arguments instead of the recipe's defaults (e.g. "-z -q -m").
+        #[arg(long, allow_hyphen_values = true)]
+        args: Option<String>,
+        #[arg(long, short = 'r', env = "HIVE_REPO")]
+        repo: PathBuf,
+    },
+    /// Ignore a bulletin, saying why and who decided.
+    Ignore {
+        bulletin: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        owner: String,
+        /// YYYY-MM-DD after which the bulletin counts as untriaged again.
+        #[arg(long)]
+        expires: Option<String>,
+        #[arg(long, short = 'r', env = "HIVE_REPO")]
+        repo: PathBuf,
+    },
+}
+
+/// `hive init <repo>`.
+pub fn init(path: &Path) -> CliResult {
+    Repository::init(path)?;
+    println!(
+        "initialised HIVE repository {} (hotfixes/, ignore/, tbe/, machines/, logs/, runs/)",
+        path.display()
+    );
+    Ok(())
+}
+
+pub fn triage(cmd: TriageCommand) -> CliResult {
+    match cmd {
+        TriageCommand::List { repo } => {
+            let repo = Repository::open(&repo)?;
+            for (state, id) in repo.list()? {
+                println!("{:<9} {id}", state.to_string());
+            }
+        }
+        TriageCommand::Approve {
+            bulletin,
+            installer,
+            args,
+            repo,
+        } => {
+            let repo = Repository::open(&repo)?;
+            let name = installer
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut recipe = InstallerRecipe::guess_from_file_name(&name).ok_or_else(|| {
+                format!("{name}: cannot tell how to run it (expected .exe, .msu or .msi)")
+            })?;
+            if let Some(args) = args {
+                recipe.arguments = args.split_whitespace().map(str::to_string).collect();
+            }
+            let dest = repo.approve(&bulletin, &installer, &recipe)?;
+            println!(
+                "approved {bulletin}: {} with `{}` in {}",
+                name,
+                recipe.arguments.join(" "),
+                dest.display()
+            );
+        }
+        TriageCommand::Ignore {
+            bulletin,
+            reason,
+            owner,
+            expires,
+            repo,
+        } => {
+            let repo = Repository::open(&repo)?;
+            let dest = repo.ignore(
+                &bulletin,
+                &IgnoreReason {
+                    reason,
+                    owner,
+                    expires,
+                },
+            )?;
+            println!("ignored {bulletin} ({})", dest.display());
+        }
+    }
+    Ok(())
+}
+
+/// Reads passwords from the terminal without echo; refuses when there is no terminal rather than
+/// hanging a scheduled run.
+struct TerminalPrompt;
+
+impl SecretSource for TerminalPrompt {
+    fn prompt(&mut self, label: &str) -> Result<Secret, String> {
+        rpassword::prompt_password(format!("{label}: "))
+            .map(Secret::new)
+            .map_err(|e| format!("cannot prompt for a password ({e}); use env: or file: instead"))
+    }
+}
+
+/// Credentials for each host, each distinct reference read once.
+pub fn secrets_for(hosts: &[Host]) -> Vec<(Host, Result<Secret, String>)> {
+    let mut cache: Vec<(String, Result<Secret, String>)> = Vec::new();
+    let mut prompt = TerminalPrompt;
+    hosts
+        .iter()
+        .map(|h| {
+            let key = format!("{}|{}", h.credential, h.user);
+            let secret = match cache.iter().find(|(k, _)| *k == key) {
+                Some((_, s)) => s.clone(),
+                None => {
+                    let s = resolve_credential(h, &mut prompt).map_err(|e| e.to_string());
+                    cache.push((key, s.clone()));
+                    s
+                }
+            };
+            (h.clone(), secret)
+        })
+        .collect()
+}
+
+/// Load the catalog: an explicit file (cached JSON or a source document), else the cache.
+pub fn load_catalog(
+    explicit: Option<&Path>,
+    cache: &CacheArg,
+) -> Result<Catalog, Box<dyn std::error::Error>> {
+    match explicit {
+        Some(path) => match store::load(path) {
+            Ok(c) => Ok(c),
+            Err(_) => Ok(store::import_file(path)?.0),
+        },
+        None => {
+            let path = cache.path();
+            store::load(&path).map_err(|e| {
+                format!(
+                    "{e}\n  (no catalog yet? run `hive catalog fetch` or `hive catalog import FILE`, or pass --catalog FILE)"
+                )
+                .into()
+            })
+        }
+    }
+}
+
+/// A progress bar on stderr while hosts are scanned (hidden when stderr is not a terminal).
+struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicUsize);
+
+impl ScanProgress for Bar {
+    fn host_done(&self, scan: &HostScan) {
+        if scan.result.is_err() {
+            let n = self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            self.0.set_message(format!("{n} not scanned"));
+        }
+        self.0.inc(1);
+    }
+}
+
+pub fn scan(args: ScanArgs) -> Result<bool, Box<dyn std::error::Error>> {
+    let hosts = args.select.select()?;
+    let catalog = load_catalog(args.catalog.as_deref(), &args.cache)?;
+    let repo = match &args.repo {
+        Some(p) => Some(Repository::open(p)?),
+        None => None,
+    };
+    let with_secrets = secrets_for(&hosts);
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(hosts.len() as u64),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "scanning {bar:30} {pos}/{len} hosts  {msg}  [{elapsed_precise}, eta {eta}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = Bar(bar.clone(), Default::default());
+    let options = ScanOptions {
+        parallel: args.parallel.max(1),
+        host_timeout: Duration::from_secs(args.host_timeout.max(1)),
+        files: args.files,
+        ..ScanOptions::default()
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let catalog = Arc::new(catalog);
+    let scans = runtime.block_on(scan_fleet(
+        &with_secrets,
+        catalog.clone(),
+        options,
+        &progress,
+    ));
+    bar.finish_and_clear();
+
+    if let Some(repo) = &repo {
+        let stamp = hive::repo::utc_stamp();
+        for s in &scans {
+            let text = match &s.result {
+                Ok(r) => {
+                    render(Format::Tab, &catalog, std::slice::from_ref(s))
+                        + &format!("\nfile versions read by: {}\n", r.facts.file_source)
+                }
+                Err(e) => format!("not scanned: {e}\n"),
+            };
+            repo.write_lastrun(&s.host, &stamp, &text)?;
+            repo.append_host_log(&s.host, &format!("{stamp} scan: {}", summary_line(s)))?;
+        }
+        let summary = hive::triage::record_scan(repo, &catalog, &scans)?;
+        if !summary.tbe.is_empty() {
+            eprintln!(
+                "{} missing bulletin(s) await triage in {}: {}",
+                summary.tbe.len(),
+                repo.root().join(Triage::Tbe.folder()).display(),
+                summary.tbe.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    print!("{}", render(args.output, &catalog, &scans));
+    Ok(scans.iter().all(|s| s.result.is_ok()))
+}
+
+fn summary_line(s: &HostScan) -> String {
+    match &s.result {
+        Ok(r) => {
+            let c = hive::report::Counts::of(&r.verdicts);
+            format!(
+                "{} missing, {} warning, {} note, {} installed",
+                c.missing, c.warning, c.note, c.installed
+            )
+        }
+        Err(e) => format!("not scanned: {e}"),
+    }
+}
