@@ -85,7 +85,8 @@ async fn upload(
     ssh.disconnect().await.map_err(|e| e.to_string())
 }
 
-#[tokio::main]
+// One thread, like the `ssh` it is compared with: a one-shot command gains nothing from a pool.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let count = |i: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(5);
