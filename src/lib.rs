@@ -10,3 +10,4 @@ pub mod triage;
 pub mod report;
 pub mod remote;
 pub mod events;
+pub mod deploy;

@@ -120,7 +120,7 @@ impl From<hive_smb::SmbError> for RemoteError {
 }
 
 /// One host, reachable.
-pub trait Target: Send {
+pub trait Target: Send + Sync {
     /// The inventory name.
     fn host(&self) -> &str;
     /// Run a command to completion, or kill it after `timeout`.
@@ -206,6 +206,9 @@ pub struct WinrmTarget {
     timeouts: Timeouts,
     session: hive_winrm::Session,
     smb: Option<hive_smb::SmbShare>,
+    /// Files go to this local folder (standing for C:) instead of over SMB: only `hive demo`,
+    /// whose simulated hosts live in this process, uses it. Tests use real Samba.
+    local_drive: Option<std::path::PathBuf>,
 }
 
 impl WinrmTarget {
@@ -241,7 +244,27 @@ impl WinrmTarget {
             timeouts,
             session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
             smb: None,
+            local_drive: None,
         })
+    }
+
+    /// A target whose C: drive is a local folder (the in-process simulated fleet of `hive demo`).
+    pub fn with_local_drive(
+        host: &Host,
+        secret: &Secret,
+        timeouts: Timeouts,
+        drive: &Path,
+    ) -> Result<Self, RemoteError> {
+        let mut t = Self::new(host, secret, timeouts)?;
+        t.local_drive = Some(drive.to_path_buf());
+        Ok(t)
+    }
+
+    fn local_path(&self, drive: &Path, remote: &str) -> Result<std::path::PathBuf, RemoteError> {
+        let rel = share_path("", remote).ok_or_else(|| {
+            RemoteError::Failed(format!("{}: {remote} is not a C:\\ path", self.name))
+        })?;
+        Ok(rel.split('\\').fold(drive.to_path_buf(), |p, c| p.join(c)))
     }
 
     async fn share(&mut self) -> Result<&hive_smb::SmbShare, RemoteError> {
@@ -322,6 +345,9 @@ impl Target for WinrmTarget {
         remote: &'a str,
     ) -> BoxFuture<'a, Result<PutReport, RemoteError>> {
         Box::pin(async move {
+            if let Some(drive) = self.local_drive.clone() {
+                return local::put(&self.local_path(&drive, remote)?, local);
+            }
             let path = self.share_path(remote)?;
             let share = self.share().await?;
             if let Some((dir, _)) = path.rsplit_once('\\') {
@@ -343,6 +369,9 @@ impl Target for WinrmTarget {
         len: u64,
     ) -> BoxFuture<'a, Result<Vec<u8>, RemoteError>> {
         Box::pin(async move {
+            if let Some(drive) = self.local_drive.clone() {
+                return local::read_range(&self.local_path(&drive, remote)?, offset, len);
+            }
             let path = self.share_path(remote)?;
             Ok(self.share().await?.read_range(&path, offset, len).await?)
         })
@@ -353,6 +382,9 @@ impl Target for WinrmTarget {
         remote: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, RemoteError>> {
         Box::pin(async move {
+            if let Some(drive) = self.local_drive.clone() {
+                return local::sha256(&self.local_path(&drive, remote)?);
+            }
             let path = self.share_path(remote)?;
             let share = self.share().await?;
             match share.sha256(&path).await {
@@ -380,6 +412,53 @@ impl Target for WinrmTarget {
             let path = self.share_path(remote)?;
             Ok(self.share().await?.remove_dir(&path).await?)
         })
+    }
+}
+
+/// File operations on a local folder standing for a drive (`hive demo` only).
+mod local {
+    use std::io::{Read, Seek, SeekFrom};
+    use std::path::Path;
+
+    use sha2::{Digest, Sha256};
+
+    use super::{PutReport, RemoteError};
+
+    fn io(path: &Path, e: std::io::Error) -> RemoteError {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            RemoteError::NotFound(format!("{}: not found", path.display()))
+        } else {
+            RemoteError::Failed(format!("{}: {e}", path.display()))
+        }
+    }
+
+    pub fn put(dest: &Path, src: &Path) -> Result<PutReport, RemoteError> {
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
+        let bytes = std::fs::copy(src, dest).map_err(|e| io(dest, e))?;
+        let sha256 = sha256(dest)?.unwrap_or_default();
+        Ok(PutReport {
+            bytes,
+            resumed_from: 0,
+            sha256,
+        })
+    }
+
+    pub fn read_range(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
+        let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| io(path, e))?;
+        let mut buf = Vec::new();
+        f.take(len).read_to_end(&mut buf).map_err(|e| io(path, e))?;
+        Ok(buf)
+    }
+
+    pub fn sha256(path: &Path) -> Result<Option<String>, RemoteError> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(hex::encode(Sha256::digest(&bytes)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(path, e)),
+        }
     }
 }
 

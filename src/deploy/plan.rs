@@ -1,0 +1,422 @@
+//! The plan: which installers go to which host, in which order, with which reboots — computed
+//! from scan verdicts and the approved bulletins of the repository, with no IO beyond reading the
+//! repository. `hive deploy --dry-run` prints [`render`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use super::DeployError;
+use crate::catalog::model::{Catalog, InstallerKind, InstallerRecipe, Restart};
+use crate::repo::{Repository, Triage};
+use crate::scan::evaluate::{Status, Verdict};
+
+/// An approved bulletin as `hive approve` left it in `hotfixes/<bulletin>/`: one installer file
+/// and its `recipe.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovedInstaller {
+    pub bulletin: String,
+    /// The installer in the repository.
+    pub path: PathBuf,
+    pub file_name: String,
+    pub recipe: InstallerRecipe,
+    pub bytes: u64,
+    /// SHA-256 of the repository copy, lowercase hex.
+    pub sha256: String,
+}
+
+/// Read every approved bulletin of the repository. A folder without exactly one installer or
+/// with an unreadable recipe is an error naming the folder: deploying "whatever is there" would
+/// hide an approval gone wrong.
+pub fn load_approved(repo: &Repository) -> Result<Vec<ApprovedInstaller>, DeployError> {
+    let mut out = Vec::new();
+    for (state, id) in repo.list()? {
+        if state != Triage::Hotfix {
+            continue;
+        }
+        let dir = repo.bulletin_dir(Triage::Hotfix, &id)?;
+        out.push(load_one(&id, &dir)?);
+    }
+    Ok(out)
+}
+
+fn load_one(bulletin: &str, dir: &Path) -> Result<ApprovedInstaller, DeployError> {
+    let bad = |message: String| DeployError::Repository {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let recipe_path = dir.join("recipe.toml");
+    let text = std::fs::read_to_string(&recipe_path)
+        .map_err(|e| bad(format!("cannot read recipe.toml: {e}")))?;
+    let recipe: InstallerRecipe =
+        toml::from_str(&text).map_err(|e| bad(format!("recipe.toml: {e}")))?;
+    let mut installers = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().map_err(|e| bad(e.to_string()))?.is_file();
+        let lower = name.to_ascii_lowercase();
+        if is_file
+            && [".exe", ".msu", ".msi", ".cab"]
+                .iter()
+                .any(|x| lower.ends_with(x))
+        {
+            installers.push((name, entry.path()));
+        }
+    }
+    if installers.len() != 1 {
+        return Err(bad(format!(
+            "expected exactly one installer (.exe/.msu/.msi/.cab), found {}",
+            installers.len()
+        )));
+    }
+    let (file_name, path) = installers.remove(0);
+    crate::repo::validate_file_name(&file_name)?;
+    let bytes = std::fs::read(&path).map_err(|e| bad(format!("{file_name}: {e}")))?;
+    Ok(ApprovedInstaller {
+        bulletin: bulletin.to_string(),
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        bytes: bytes.len() as u64,
+        path,
+        file_name,
+        recipe,
+    })
+}
+
+/// One installer to run on one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedInstall {
+    /// The catalog patch it fixes (the verdict's patch id).
+    pub patch: String,
+    pub bulletin: String,
+    pub installer: ApprovedInstaller,
+    /// The catalog's SHA-256 of the installer, when it has one; staging checks the target's copy
+    /// against this (and against the repository copy).
+    pub expected_sha256: String,
+    /// A servicing stack update: goes first, later packages may require it.
+    pub servicing_stack: bool,
+    pub restart: Option<Restart>,
+}
+
+/// A missing patch the plan cannot install.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unplanned {
+    pub patch: String,
+    pub why: String,
+}
+
+/// What will happen on one host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostPlan {
+    pub host: String,
+    pub installs: Vec<PlannedInstall>,
+    pub unplanned: Vec<Unplanned>,
+    /// qchain.exe runs after the installs (legacy hotfixes chained).
+    pub qchain: bool,
+    /// `yes`, `maybe` or `no`: whether the host is expected to reboot.
+    pub expected_reboot: Restart,
+    pub bytes: u64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub run: String,
+    pub hosts: Vec<HostPlan>,
+}
+
+/// Plan one host: its Missing verdicts × the approved installers. One installer fixing several
+/// bulletins (CVEs of one KB) runs once.
+pub fn plan_host(
+    host: &str,
+    verdicts: &[Verdict],
+    catalog: &Catalog,
+    approved: &[ApprovedInstaller],
+) -> HostPlan {
+    let by_bulletin: BTreeMap<&str, &ApprovedInstaller> =
+        approved.iter().map(|a| (a.bulletin.as_str(), a)).collect();
+    let mut installs: Vec<PlannedInstall> = Vec::new();
+    let mut unplanned = Vec::new();
+    for v in verdicts.iter().filter(|v| v.status == Status::Missing) {
+        let found = v
+            .bulletins
+            .iter()
+            .find_map(|b| by_bulletin.get(b.as_str()).copied());
+        let Some(installer) = found else {
+            unplanned.push(Unplanned {
+                patch: v.patch.clone(),
+                why: format!("no approved bulletin ({})", v.bulletins.join(", ")),
+            });
+            continue;
+        };
+        if installs
+            .iter()
+            .any(|i| i.installer.sha256 == installer.sha256)
+        {
+            continue;
+        }
+        let patch = catalog.patches.get(&v.patch);
+        let subtype = patch.and_then(|p| p.subtype.clone()).unwrap_or_default();
+        installs.push(PlannedInstall {
+            patch: v.patch.clone(),
+            bulletin: installer.bulletin.clone(),
+            expected_sha256: patch
+                .and_then(|p| p.sha256.clone())
+                .map(|h| h.to_ascii_lowercase())
+                .unwrap_or_else(|| installer.sha256.clone()),
+            servicing_stack: subtype.to_ascii_lowercase().contains("servicing stack"),
+            restart: patch.and_then(|p| p.restart),
+            installer: installer.clone(),
+        });
+    }
+    installs.sort_by(|a, b| {
+        (!a.servicing_stack, a.patch.as_str()).cmp(&(!b.servicing_stack, b.patch.as_str()))
+    });
+    let legacy_chained = installs
+        .iter()
+        .filter(|i| i.installer.recipe.kind == InstallerKind::HotfixExe)
+        .count();
+    let qchain = legacy_chained > 1
+        && installs
+            .iter()
+            .any(|i| i.installer.recipe.needs_qchain && i.installer.recipe.chainable);
+    let expected_reboot = expected_reboot(&installs);
+    HostPlan {
+        host: host.to_string(),
+        bytes: installs.iter().map(|i| i.installer.bytes).sum(),
+        installs,
+        unplanned,
+        qchain,
+        expected_reboot,
+    }
+}
+
+fn expected_reboot(installs: &[PlannedInstall]) -> Restart {
+    let mut any_maybe = false;
+    for i in installs {
+        match i.restart {
+            Some(Restart::Yes) => return Restart::Yes,
+            Some(Restart::No) => {}
+            // Legacy hotfixes and servicing packages usually replace files in use.
+            Some(Restart::Maybe) | None => any_maybe = true,
+        }
+    }
+    if any_maybe {
+        Restart::Maybe
+    } else {
+        Restart::No
+    }
+}
+
+/// Plan every scanned host.
+pub fn plan(
+    run: &str,
+    scans: &[(String, Vec<Verdict>)],
+    catalog: &Catalog,
+    approved: &[ApprovedInstaller],
+) -> Plan {
+    Plan {
+        run: run.to_string(),
+        hosts: scans
+            .iter()
+            .map(|(host, verdicts)| plan_host(host, verdicts, catalog, approved))
+            .collect(),
+    }
+}
+
+/// The dry-run table: one line per host × patch, then per host the reboot and bytes, then
+/// totals.
+pub fn render(plan: &Plan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "deploy plan for run {}", plan.run);
+    let _ = writeln!(
+        s,
+        "{:<20} {:<4} {:<14} {:<12} {:<40} {:>10}",
+        "HOST", "#", "PATCH", "BULLETIN", "INSTALLER", "BYTES"
+    );
+    let mut total_bytes = 0;
+    let mut reboots = 0;
+    for h in &plan.hosts {
+        for (n, i) in h.installs.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{:<20} {:<4} {:<14} {:<12} {:<40} {:>10}",
+                h.host,
+                n + 1,
+                i.patch,
+                i.bulletin,
+                format!("{} ({})", i.installer.file_name, kind_word(i)),
+                i.installer.bytes
+            );
+        }
+        for u in &h.unplanned {
+            let _ = writeln!(
+                s,
+                "{:<20} {:<4} {:<14} not planned: {}",
+                h.host, "-", u.patch, u.why
+            );
+        }
+        if h.installs.is_empty() && h.unplanned.is_empty() {
+            let _ = writeln!(s, "{:<20} nothing to install", h.host);
+            continue;
+        }
+        let reboot = match h.expected_reboot {
+            Restart::Yes => "reboot: yes",
+            Restart::Maybe => "reboot: if an installer asks",
+            Restart::No => "reboot: no",
+        };
+        if !h.installs.is_empty() && h.expected_reboot != Restart::No {
+            reboots += 1;
+        }
+        let _ = writeln!(
+            s,
+            "{:<20}      {} installer(s), {} bytes, {}{}",
+            h.host,
+            h.installs.len(),
+            h.bytes,
+            reboot,
+            if h.qchain {
+                ", qchain before the reboot"
+            } else {
+                ""
+            }
+        );
+        total_bytes += h.bytes;
+    }
+    let _ = writeln!(
+        s,
+        "total: {} host(s), {} installer run(s), at most {} reboot(s), {} bytes to copy",
+        plan.hosts.len(),
+        plan.hosts.iter().map(|h| h.installs.len()).sum::<usize>(),
+        reboots,
+        total_bytes
+    );
+    s
+}
+
+fn kind_word(i: &PlannedInstall) -> &'static str {
+    match i.installer.recipe.kind {
+        InstallerKind::HotfixExe => "hotfix",
+        InstallerKind::UpdateExe => "update.exe",
+        InstallerKind::Msu if i.servicing_stack => "msu, servicing stack",
+        InstallerKind::Msu => "msu",
+        InstallerKind::Msi => "msi",
+        InstallerKind::Exe => "exe",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approved(
+        bulletin: &str,
+        file: &str,
+        recipe: InstallerRecipe,
+        sha: &str,
+    ) -> ApprovedInstaller {
+        ApprovedInstaller {
+            bulletin: bulletin.into(),
+            path: PathBuf::from(file),
+            file_name: file.into(),
+            recipe,
+            bytes: 100,
+            sha256: sha.into(),
+        }
+    }
+
+    fn missing(patch: &str, bulletins: &[&str]) -> Verdict {
+        Verdict {
+            patch: patch.into(),
+            bulletins: bulletins.iter().map(|b| b.to_string()).collect(),
+            product: "p".into(),
+            status: Status::Missing,
+            evidence: "KB not installed".into(),
+        }
+    }
+
+    #[test]
+    fn legacy_hotfixes_chain_with_qchain_and_unapproved_patches_are_listed() {
+        let a = vec![
+            approved("MS01-001", "Q1.exe", InstallerRecipe::legacy_hotfix(), "aa"),
+            approved("MS01-002", "Q2.exe", InstallerRecipe::legacy_hotfix(), "bb"),
+        ];
+        let verdicts = vec![
+            missing("Q2", &["MS01-002"]),
+            missing("Q1", &["MS01-001"]),
+            missing("Q3", &["MS01-003"]),
+            Verdict {
+                status: Status::Installed,
+                ..missing("Q4", &["MS01-001"])
+            },
+        ];
+        let p = plan_host("W2K", &verdicts, &Catalog::default(), &a);
+        let order: Vec<&str> = p.installs.iter().map(|i| i.patch.as_str()).collect();
+        assert_eq!(order, ["Q1", "Q2"]);
+        assert!(p.qchain);
+        assert_eq!(p.bytes, 200);
+        assert_eq!(p.unplanned.len(), 1);
+        assert_eq!(p.unplanned[0].patch, "Q3");
+        let text = render(&Plan {
+            run: "r1".into(),
+            hosts: vec![p],
+        });
+        assert!(text.contains("Q1.exe (hotfix)"), "{text}");
+        assert!(text.contains("qchain before the reboot"), "{text}");
+        assert!(
+            text.contains("not planned: no approved bulletin (MS01-003)"),
+            "{text}"
+        );
+        assert!(text.contains("200 bytes to copy"), "{text}");
+    }
+
+    #[test]
+    fn one_installer_for_several_bulletins_runs_once_and_a_single_hotfix_needs_no_qchain() {
+        let a = vec![
+            approved("CVE-1", "x.exe", InstallerRecipe::legacy_hotfix(), "aa"),
+            approved("CVE-2", "x.exe", InstallerRecipe::legacy_hotfix(), "aa"),
+        ];
+        let verdicts = vec![missing("KB1", &["CVE-1"]), missing("KB1b", &["CVE-2"])];
+        let p = plan_host("h", &verdicts, &Catalog::default(), &a);
+        assert_eq!(p.installs.len(), 1);
+        assert!(!p.qchain);
+    }
+
+    #[test]
+    fn servicing_stack_goes_first() {
+        use crate::catalog::model::Patch;
+        let mut catalog = Catalog::default();
+        let patch = |id: &str, subtype: &str| Patch {
+            id: id.into(),
+            kb: None,
+            file_name: None,
+            download_url: None,
+            sha256: None,
+            subtype: Some(subtype.into()),
+            restart: Some(Restart::Yes),
+            bulletins: vec![],
+            targets: vec![],
+            supersedes: Default::default(),
+            superseded_by: Default::default(),
+            installer: None,
+        };
+        catalog
+            .patches
+            .insert("KB1".into(), patch("KB1", "Security Update"));
+        catalog
+            .patches
+            .insert("KB9".into(), patch("KB9", "Servicing Stack Update"));
+        let a = vec![
+            approved("B1", "cu.msu", InstallerRecipe::msu(), "aa"),
+            approved("B9", "ssu.msu", InstallerRecipe::msu(), "bb"),
+        ];
+        let verdicts = vec![missing("KB1", &["B1"]), missing("KB9", &["B9"])];
+        let p = plan_host("h", &verdicts, &catalog, &a);
+        let order: Vec<&str> = p.installs.iter().map(|i| i.patch.as_str()).collect();
+        assert_eq!(order, ["KB9", "KB1"]);
+        assert_eq!(p.expected_reboot, Restart::Yes);
+    }
+}

@@ -1,0 +1,241 @@
+//! Staging: copy each installer to `C:\Windows\Temp\hive\<run>\` and check its SHA-256 with a
+//! tool ON THE TARGET before anything runs. The copy's own check (the SMB layer hashes what it
+//! wrote) proves the transfer; the target's own hash proves that the bytes the installer will
+//! execute are the approved ones (an AV quarantine, a concurrent writer or a wrong share mapping
+//! would all show here).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::quote::{command_line, ps_literal};
+use super::{HostContext, HostPlan, HostVerdict, Stop};
+use crate::events::Step;
+use crate::remote::Command;
+
+/// Where each installer of the plan lives on the host (deterministic, so a resumed run and the
+/// clean-up find them without a record).
+#[derive(Debug, Clone, Default)]
+pub struct Staged {
+    /// Plan index → remote path.
+    pub installers: BTreeMap<usize, String>,
+    pub qchain: Option<String>,
+    /// The folder to remove at the end.
+    pub dir: String,
+}
+
+/// The remote paths for a plan.
+pub fn staged_paths(ctx: &HostContext<'_>, plan: &HostPlan, qchain: bool) -> Staged {
+    let dir = ctx.stage_dir();
+    Staged {
+        installers: plan
+            .installs
+            .iter()
+            .enumerate()
+            .map(|(n, i)| (n, format!(r"{dir}\{}", i.installer.file_name)))
+            .collect(),
+        qchain: qchain.then(|| format!(r"{dir}\qchain.exe")),
+        dir,
+    }
+}
+
+/// Stage the installers at plan indexes `todo` (and qchain.exe when given), then verify each on
+/// the target. Any failure stops the host: nothing has run yet.
+pub(crate) async fn stage_all(
+    ctx: &mut HostContext<'_>,
+    plan: &HostPlan,
+    todo: &[usize],
+    qchain_tool: Option<&Path>,
+) -> Result<Staged, Stop> {
+    let staged = staged_paths(ctx, plan, qchain_tool.is_some());
+    let mut to_check: Vec<(String, String, String)> = Vec::new();
+    for &i in todo {
+        let install = &plan.installs[i];
+        if install.installer.sha256 != install.expected_sha256 {
+            return Err(Stop::new(
+                HostVerdict::HashMismatch,
+                format!(
+                    "{}: the repository's {} has SHA-256 {} but the catalog says {}",
+                    install.patch,
+                    install.installer.path.display(),
+                    install.installer.sha256,
+                    install.expected_sha256
+                ),
+            ));
+        }
+        let remote = &staged.installers[&i];
+        stage_one(
+            ctx,
+            &install.patch,
+            &install.installer.path,
+            install.installer.bytes,
+            remote,
+            &install.expected_sha256,
+        )
+        .await?;
+        to_check.push((
+            install.patch.clone(),
+            remote.clone(),
+            install.expected_sha256.clone(),
+        ));
+    }
+    if let (Some(local), Some(remote)) = (qchain_tool, &staged.qchain) {
+        let bytes = std::fs::read(local).map_err(|e| {
+            Stop::new(
+                HostVerdict::StageFailed,
+                format!("cannot read {}: {e}", local.display()),
+            )
+        })?;
+        let sha = sha256_hex(&bytes);
+        stage_one(ctx, "qchain", local, bytes.len() as u64, remote, &sha).await?;
+        to_check.push(("qchain".into(), remote.clone(), sha));
+    }
+    for (patch, remote, want) in &to_check {
+        verify_on_target(ctx, patch, remote, want).await?;
+    }
+    Ok(staged)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+async fn stage_one(
+    ctx: &mut HostContext<'_>,
+    patch: &str,
+    local: &Path,
+    bytes: u64,
+    remote: &str,
+    want: &str,
+) -> Result<(), Stop> {
+    let step = Step::Stage {
+        patch: patch.to_string(),
+        file: remote.to_string(),
+        bytes,
+    };
+    ctx.started(&step)?;
+    let fail = |ctx: &HostContext<'_>, why: String| {
+        let _ = ctx.finished(&step, false, "failed", &why);
+        Err(Stop::new(HostVerdict::StageFailed, why))
+    };
+    match ctx.target.remote_sha256(remote).await {
+        Ok(Some(have)) if have.eq_ignore_ascii_case(want) => {
+            return ctx.finished(&step, true, "cached", "same SHA-256 already on the host");
+        }
+        Ok(_) => {}
+        Err(e) => return fail(ctx, format!("{patch}: cannot check {remote}: {e}")),
+    }
+    match ctx.target.put_file(local, remote).await {
+        Ok(r) if r.sha256.eq_ignore_ascii_case(want) => {
+            ctx.finished(&step, true, "copied", &format!("{} bytes", r.bytes))
+        }
+        Ok(r) => fail(
+            ctx,
+            format!(
+                "{patch}: copied {remote} but its SHA-256 is {} (expected {want})",
+                r.sha256
+            ),
+        ),
+        Err(e) => fail(ctx, format!("{patch}: copy to {remote} failed: {e}")),
+    }
+}
+
+/// Hash the staged file with the host's own tool: `certutil -hashfile` (Server 2003 and later),
+/// else PowerShell's `Get-FileHash` (Windows 2000 has neither `-hashfile` nor, usually,
+/// PowerShell: such a host cannot be verified and stops).
+async fn verify_on_target(
+    ctx: &mut HostContext<'_>,
+    patch: &str,
+    remote: &str,
+    want: &str,
+) -> Result<(), Stop> {
+    let step = Step::VerifyHash {
+        patch: patch.to_string(),
+    };
+    ctx.started(&step)?;
+    let timeout = ctx.options.command_timeout;
+    let line = command_line(&["certutil", "-hashfile", remote, "SHA256"])
+        .map_err(|e| Stop::new(HostVerdict::StageFailed, e.to_string()))?;
+    let mut got = match ctx.target.exec(&Command::Cmd(line), timeout).await {
+        Ok(out) if out.exit_code == 0 => parse_certutil(&out.stdout),
+        Ok(_) => None,
+        Err(e) => {
+            let why = format!("{patch}: certutil on the host failed: {e}");
+            let _ = ctx.finished(&step, false, "failed", &why);
+            return Err(Stop::remote(&e));
+        }
+    };
+    let mut tool = "certutil";
+    if got.is_none() {
+        tool = "Get-FileHash";
+        let script = format!(
+            "(Get-FileHash -LiteralPath {} -Algorithm SHA256).Hash",
+            ps_literal(remote)
+        );
+        got = match ctx.target.exec(&Command::PowerShell(script), timeout).await {
+            Ok(out) if out.exit_code == 0 => parse_hex_line(&out.stdout),
+            Ok(out) => {
+                let why = format!(
+                    "{patch}: the host could not hash {remote} (certutil and Get-FileHash failed: {})",
+                    out.stderr.lines().next().unwrap_or("").trim()
+                );
+                let _ = ctx.finished(&step, false, "failed", &why);
+                return Err(Stop::new(HostVerdict::HashMismatch, why));
+            }
+            Err(e) => {
+                let _ = ctx.finished(&step, false, "failed", &e.to_string());
+                return Err(Stop::remote(&e));
+            }
+        };
+    }
+    match got {
+        Some(h) if h == want.to_ascii_lowercase() => {
+            ctx.finished(&step, true, "ok", &format!("{tool}: {h}"))
+        }
+        other => {
+            let why = format!(
+                "{patch}: {remote} on the host has SHA-256 {} ({tool}), expected {want}; nothing was run",
+                other.as_deref().unwrap_or("(unreadable)")
+            );
+            let _ = ctx.finished(&step, false, "hash_mismatch", &why);
+            Err(Stop::new(HostVerdict::HashMismatch, why))
+        }
+    }
+}
+
+/// certutil prints the hash on its own line, in spaced pairs before Windows 10.
+pub fn parse_certutil(stdout: &str) -> Option<String> {
+    stdout.lines().find_map(|l| {
+        let joined: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+        is_sha256_hex(&joined).then(|| joined.to_ascii_lowercase())
+    })
+}
+
+fn parse_hex_line(stdout: &str) -> Option<String> {
+    parse_certutil(stdout)
+}
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certutil_output_of_both_eras_parses() {
+        let h = "ab".repeat(32);
+        let new = format!(
+            "SHA256 hash of C:\\x.exe:\r\n{h}\r\nCertUtil: -hashfile command completed successfully.\r\n"
+        );
+        assert_eq!(parse_certutil(&new).as_deref(), Some(h.as_str()));
+        let spaced: Vec<String> = (0..32).map(|_| "AB".to_string()).collect();
+        let old = format!(
+            "SHA256 hash of file x:\r\n{}\r\nCertUtil: ok\r\n",
+            spaced.join(" ")
+        );
+        assert_eq!(parse_certutil(&old).as_deref(), Some(h.as_str()));
+        assert_eq!(parse_certutil("CertUtil: Unknown arg: -hashfile\r\n"), None);
+    }
+}

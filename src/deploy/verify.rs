@@ -1,0 +1,125 @@
+//! Verify: re-scan the host after the reboot — the installer's exit code says what the installer
+//! believes, the re-scan says what the host now is (a servicing rollback at boot shows here) —
+//! and remove what was staged.
+
+use super::stage::Staged;
+use super::{HostContext, HostPlan, HostVerdict, PatchOutcome, PatchResult, ScanInputs, Stop};
+use crate::events::Step;
+use crate::scan::evaluate::Status;
+use crate::scan::run::scan_target;
+
+/// Re-scan and judge every planned patch.
+pub(crate) async fn verify(
+    ctx: &mut HostContext<'_>,
+    scan: &ScanInputs<'_>,
+    plan: &HostPlan,
+    patches: &mut [PatchResult],
+) -> Result<HostVerdict, Stop> {
+    let step = Step::Verify;
+    ctx.started(&step)?;
+    let result = match scan_target(
+        &mut *ctx.target,
+        scan.catalog,
+        scan.probe,
+        ctx.options.verify_timeout,
+        crate::scan::run::FileSource::Probe,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("the re-scan failed: {e}");
+            let _ = ctx.finished(&step, false, "failed", &why);
+            return Err(Stop::new(HostVerdict::Unreachable, why));
+        }
+    };
+    let mut failed = Vec::new();
+    let mut review = Vec::new();
+    for (install, p) in plan.installs.iter().zip(patches.iter_mut()) {
+        let Some(v) = result.verdicts.iter().find(|v| v.patch == install.patch) else {
+            p.verified = Some("not in the catalog any more".into());
+            review.push(format!("{}: not in the catalog any more", install.patch));
+            continue;
+        };
+        p.verified = Some(format!("{}: {}", v.status, v.evidence));
+        let landed = matches!(
+            v.status,
+            Status::Installed | Status::Superseded | Status::NotApplicable
+        );
+        if landed {
+            continue;
+        }
+        let line = format!(
+            "{} still {} after install: {}",
+            install.patch, v.status, v.evidence
+        );
+        if matches!(
+            p.outcome,
+            PatchOutcome::AlreadyInstalled | PatchOutcome::NotApplicable
+        ) {
+            review.push(format!("{line} (the installer said {})", p.outcome.word()));
+        } else {
+            failed.push(line);
+        }
+    }
+    let (verdict, detail) = if !failed.is_empty() {
+        (HostVerdict::VerifyFailed, failed.join("; "))
+    } else if !review.is_empty() {
+        (HostVerdict::NeedsReview, review.join("; "))
+    } else {
+        (HostVerdict::Patched, String::new())
+    };
+    ctx.finished(
+        &step,
+        verdict == HostVerdict::Patched,
+        verdict.word(),
+        &detail,
+    )?;
+    if verdict != HostVerdict::Patched {
+        ctx.host_log(&format!("run {}: {}: {detail}", ctx.run, verdict.word()));
+        return Err(Stop::new(verdict, detail));
+    }
+    Ok(verdict)
+}
+
+/// Remove the staged files and folders (best effort: a leftover file in Temp is not worth
+/// failing a patched host over; the event says what was left).
+pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
+    if !ctx.options.cleanup {
+        return;
+    }
+    let step = Step::Cleanup;
+    if ctx.started(&step).is_err() {
+        return;
+    }
+    let mut files: Vec<String> = staged.installers.values().cloned().collect();
+    files.extend(staged.qchain.iter().cloned());
+    files.extend(ctx.created_files.iter().cloned());
+    let mut left = Vec::new();
+    for f in &files {
+        if let Err(e) = ctx.target.remove_file(f).await
+            && !matches!(e, crate::remote::RemoteError::NotFound(_))
+        {
+            left.push(format!("{f}: {e}"));
+        }
+    }
+    let mut dirs: Vec<String> = ctx.created_dirs.clone();
+    dirs.push(staged.dir.clone());
+    for d in &dirs {
+        if let Err(e) = ctx.target.remove_dir(d).await
+            && !matches!(e, crate::remote::RemoteError::NotFound(_))
+        {
+            left.push(format!("{d}: {e}"));
+        }
+    }
+    let _ = if left.is_empty() {
+        ctx.finished(
+            &step,
+            true,
+            "ok",
+            &format!("{} file(s) removed", files.len()),
+        )
+    } else {
+        ctx.finished(&step, false, "left_behind", &left.join("; "))
+    };
+}
