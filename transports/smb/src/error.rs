@@ -58,6 +58,16 @@ pub enum SmbError {
         op: &'static str,
         after: Duration,
     },
+    /// A message from the server failed its signature check. During connection set-up this is
+    /// retried (the `smb` crate occasionally fails it on a sound connection, see README); on an
+    /// established connection it is never ignored.
+    #[error("{host}: a message about {path} failed its signature check during {op}: {detail}")]
+    BadSignature {
+        host: String,
+        path: String,
+        op: &'static str,
+        detail: String,
+    },
     #[error("{host}: {path} failed verification: {detail}")]
     VerifyFailed {
         host: String,
@@ -103,6 +113,7 @@ pub(crate) enum Kind {
     NotFound,
     ConnectionLost,
     Timeout,
+    BadSignature,
     Other,
 }
 
@@ -164,6 +175,13 @@ pub(crate) fn kind_of(err: &smb::Error) -> Kind {
         smb::Error::TransportError(_) | smb::Error::ConnectionStopped => Kind::ConnectionLost,
         smb::Error::OperationTimeout(..) => Kind::Timeout,
         smb::Error::MissingPermissions(_) => Kind::AccessDenied,
+        smb::Error::SignatureVerificationFailed => Kind::BadSignature,
+        // The crate does not export the phase's type; its Debug name is stable.
+        smb::Error::TranformFailed(t)
+            if !t.outgoing && format!("{:?}", t.phase) == "SignVerify" =>
+        {
+            Kind::BadSignature
+        }
         _ => Kind::Other,
     }
 }
@@ -197,6 +215,12 @@ impl Ctx<'_> {
                 path,
                 op: self.op,
                 after: Duration::ZERO,
+            },
+            Kind::BadSignature => SmbError::BadSignature {
+                host,
+                path,
+                op: self.op,
+                detail,
             },
             Kind::Other => SmbError::Protocol {
                 host,

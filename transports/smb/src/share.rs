@@ -84,7 +84,8 @@ impl SmbShare {
                 Ok(Err(e)) => e,
                 Err(_) => ctx.timeout(config.connect_timeout),
             };
-            if !err.is_transient() || attempt >= config.connect_retries {
+            let retry = err.is_transient() || matches!(err, SmbError::BadSignature { .. });
+            if !retry || attempt >= config.connect_retries {
                 return Err(err);
             }
             tracing::debug!(host, attempt, error = %err, "SMB connection set-up failed; retrying");

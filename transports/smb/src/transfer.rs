@@ -277,14 +277,20 @@ impl SmbShare {
                 });
                 offset += len as u64;
             }
-            match writes.join_next().await {
-                Some(Ok(Ok(()))) | None => {}
-                Some(Ok(Err(e))) => return Err(e),
-                Some(Err(join)) => {
-                    return Err(self
-                        .ctx(&unc, "write")
-                        .other(format!("write task failed: {join}")));
-                }
+            let failed = match writes.join_next().await {
+                Some(Ok(Ok(()))) | None => None,
+                Some(Ok(Err(e))) => Some(e),
+                Some(Err(join)) => Some(
+                    self.ctx(&unc, "write")
+                        .other(format!("write task failed: {join}")),
+                ),
+            };
+            if let Some(e) = failed {
+                // Let the writes already sent finish (each is bounded by the op timeout) before
+                // reporting: otherwise they land after the caller's clean-up, e.g. re-extend a
+                // file truncated to give a full disk its space back.
+                while writes.join_next().await.is_some() {}
+                return Err(e);
             }
         }
         Ok(())
