@@ -11,3 +11,6 @@ pub mod report;
 pub mod remote;
 pub mod events;
 pub mod deploy;
+pub mod journal;
+pub mod progress;
+pub mod rollout;
