@@ -140,13 +140,19 @@ pub(crate) async fn wait_for_reboot(
         if !port_open(ctx).await {
             break;
         }
-        if let Ok(s) = try_state(ctx, o.poll_interval.max(Duration::from_secs(1))).await {
-            if s.boot != boot_before {
+        // A host that still accepts TCP but no longer runs commands is going down (a listener
+        // can outlive the shell during shutdown).
+        match try_state(ctx, o.poll_interval.max(Duration::from_secs(1))).await {
+            Ok(s) if s.boot != boot_before => {
                 seen = "rebooted_between_polls";
                 break;
             }
-        } else {
-            ctx.target.disconnect();
+            Ok(_) => {}
+            Err(_) => {
+                ctx.target.disconnect();
+                seen = "not_answering";
+                break;
+            }
         }
         if Instant::now() >= deadline {
             let why = format!(

@@ -1,0 +1,262 @@
+//! End to end: every way an install or a reboot goes wrong gets its own per-host verdict, on
+//! hosts deployed at the same time as a healthy one that is not affected. Needs the harness
+//! (`integration/test.sh samba`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
+use hive::catalog::model::InstallerRecipe;
+use hive::deploy::{HostOutcome, HostVerdict, PatchOutcome};
+use hive::events::{Event, EventSink, Recorder, Step, StepState};
+use winsim::installer::Package;
+
+/// (host, its reboot settings, the package its one patch installs)
+fn scenarios() -> Vec<(&'static str, &'static str, Package)> {
+    let ms = Duration::from_millis(20);
+    let dll = |n: u32| {
+        (
+            format!(r"C:\Windows\System32\hive{n}.dll"),
+            format!("10.0.17763.{n}").parse().unwrap(),
+        )
+    };
+    let hotfix = |id: &str, n: u32| {
+        let (path, version) = dll(n);
+        Package::hotfix(id).file(&path, version).duration(ms)
+    };
+    vec![
+        ("OK", "{ downtime_ms = 200 }", hotfix("KB5100001", 1)),
+        (
+            "E3010",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100002", 2).reboot_required(true).exit_code(3010),
+        ),
+        (
+            "E1641",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100003", 3).exit_code(1641),
+        ),
+        (
+            "E240006",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100004", 4).exit_code(0x240006),
+        ),
+        (
+            "E80240017",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100005", 5).exit_code(0x8024_0017),
+        ),
+        (
+            "E1618",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100006", 6).exit_codes(&[1618, 0]),
+        ),
+        (
+            "E1603",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100007", 7).exit_code(1603),
+        ),
+        (
+            "HUNG",
+            "{ downtime_ms = 200 }",
+            hotfix("KB5100008", 8).hangs(),
+        ),
+        ("TAMPER", "{ downtime_ms = 200 }", hotfix("KB5100009", 9)),
+        (
+            "GONE",
+            "{ downtime_ms = 200, never_returns = true }",
+            hotfix("KB5100010", 10)
+                .reboot_required(true)
+                .exit_code(3010),
+        ),
+        (
+            "FAST",
+            "{ downtime_ms = 0 }",
+            hotfix("KB5100011", 11)
+                .reboot_required(true)
+                .exit_code(3010),
+        ),
+        (
+            "CONFIG",
+            "{ downtime_ms = 200, configuring_ms = 60000 }",
+            Package::msu("KB5100012").cab(
+                "Windows10.0-KB5100012-x64.cab",
+                Package::cab_file("KB5100012")
+                    .reboot_required(true)
+                    .duration(ms),
+            ),
+        ),
+    ]
+}
+
+/// Stands for whatever changes a staged file between the copy and its use (an AV engine, a
+/// concurrent writer): when hive announces the on-target hash check for TAMPER's installer, the
+/// file on the host's disk is overwritten.
+struct Tamper {
+    inner: Recorder,
+    path: Mutex<Option<PathBuf>>,
+}
+
+impl EventSink for Tamper {
+    fn emit(&self, e: &Event) -> Result<(), String> {
+        if e.host == "TAMPER"
+            && matches!(e.step, Step::VerifyHash { .. })
+            && e.state == StepState::Started
+            && let Some(p) = self.path.lock().unwrap().as_ref()
+        {
+            std::fs::write(p, b"MZ not the approved installer").unwrap();
+        }
+        self.inner.emit(e)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
+    let mut toml = String::new();
+    let mut lab = Lab::new();
+    for (i, (name, reboot, package)) in scenarios().into_iter().enumerate() {
+        let product = format!("Windows Server 2019 Test {name}");
+        toml.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.{}\"\nproduct = \"{product}\"\n\
+             version = \"10.0.17763\"\nreboot = {reboot}\n",
+            i + 2
+        ));
+        let id = package.manifest.id.clone();
+        let is_msu = id == "KB5100012";
+        let file_name = if is_msu {
+            format!("{id}.msu")
+        } else {
+            format!("{id}.exe")
+        };
+        lab.add(LabPatch {
+            id: &id,
+            bulletin: &format!("MS-F-{name}"),
+            product: &product,
+            file_name: &file_name,
+            package,
+            recipe: if is_msu {
+                InstallerRecipe::msu()
+            } else {
+                InstallerRecipe::legacy_hotfix()
+            },
+            subtype: "Security Update",
+            detection: None,
+        });
+    }
+    let fleet = SimFleet::start("deployfaults", &toml).await;
+    let run = "rf";
+    let sink = Tamper {
+        inner: Recorder::default(),
+        path: Mutex::new(Some(
+            fleet
+                .host("TAMPER")
+                .host_path(&format!(r"C:\Windows\Temp\hive\{run}\KB5100009.exe")),
+        )),
+    };
+    let started = std::time::Instant::now();
+    let results = deploy_all(&fleet, &lab, run, &fast_options(), &sink).await;
+    eprintln!("{} hosts in {:?}", results.len(), started.elapsed());
+    let outcome = |name: &str| -> &HostOutcome {
+        &results
+            .iter()
+            .find(|(_, o)| o.host == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .1
+    };
+    let reboots = |name: &str| fleet.host(name).reboot_count();
+    let ran = |name: &str, needle: &str| {
+        fleet
+            .host(name)
+            .command_log()
+            .iter()
+            .any(|c| c.command_line.contains(needle))
+    };
+    for (_, o) in &results {
+        eprintln!("{:<10} {:<20} {:?}", o.host, o.verdict.word(), o.evidence);
+    }
+
+    let o = outcome("OK");
+    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.reboots.len(), 0, "nothing asked for a reboot: {o:?}");
+
+    let o = outcome("E3010");
+    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.patches[0].outcome, PatchOutcome::RebootRequired);
+    assert_eq!(reboots("E3010"), 1);
+
+    let o = outcome("E1641");
+    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.patches[0].outcome, PatchOutcome::RebootInitiated);
+    assert_eq!(o.reboots.len(), 1);
+    assert_eq!(o.reboots[0].by, "installer");
+    assert_eq!(reboots("E1641"), 1, "hive did not reboot it a second time");
+    assert!(!ran("E1641", "shutdown /r"));
+
+    for (name, word) in [
+        ("E240006", PatchOutcome::AlreadyInstalled),
+        ("E80240017", PatchOutcome::NotApplicable),
+    ] {
+        let o = outcome(name);
+        assert_eq!(o.patches[0].outcome, word, "{o:?}");
+        assert_eq!(o.verdict, HostVerdict::NeedsReview, "{o:?}");
+        assert_eq!(reboots(name), 0);
+    }
+
+    let o = outcome("E1618");
+    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.patches[0].attempts, 2);
+
+    let o = outcome("E1603");
+    assert_eq!(o.verdict, HostVerdict::InstallFailed, "{o:?}");
+    assert_eq!(o.patches[0].exit_code, Some(1603));
+    assert_eq!(reboots("E1603"), 0);
+    let log = std::fs::read_to_string(lab.repo.root().join("logs").join("E1603.log")).unwrap();
+    assert!(log.contains("KB5100007") && log.contains("1603"), "{log}");
+
+    let o = outcome("HUNG");
+    assert_eq!(o.verdict, HostVerdict::InstallTimedOut, "{o:?}");
+    assert_eq!(o.patches[0].outcome, PatchOutcome::TimedOut);
+    assert!(
+        fleet
+            .host("HUNG")
+            .command_log()
+            .iter()
+            .any(|c| c.command_line.contains("KB5100008.exe") && c.killed),
+        "the hung installer was killed"
+    );
+
+    let o = outcome("TAMPER");
+    assert_eq!(o.verdict, HostVerdict::HashMismatch, "{o:?}");
+    assert!(o.evidence.iter().any(|e| e.contains("SHA-256")), "{o:?}");
+    assert!(
+        !ran("TAMPER", "KB5100009.exe -z"),
+        "nothing ran after a mismatch"
+    );
+
+    let o = outcome("GONE");
+    assert_eq!(o.verdict, HostVerdict::NeverReturned, "{o:?}");
+
+    let o = outcome("FAST");
+    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.reboots.len(), 1);
+    assert_eq!(reboots("FAST"), 1);
+
+    let o = outcome("CONFIG");
+    assert_eq!(o.verdict, HostVerdict::StillConfiguring, "{o:?}");
+
+    // The reboot phases were announced for the reboots that happened.
+    let ev = sink.inner.0.lock().unwrap();
+    for phase in ["shutdown", "down", "port", "login", "settled", "pending"] {
+        assert!(
+            ev.iter().any(|e| e.host == "E3010"
+                && e.step
+                    == Step::Reboot {
+                        phase: phase.into()
+                    }),
+            "phase {phase}"
+        );
+    }
+}

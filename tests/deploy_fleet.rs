@@ -1,0 +1,249 @@
+//! End to end: deploy to simulated Windows hosts over NTLM-encrypted WinRM, installers copied
+//! through real Samba, one reboot per host proven by the boot-time change, verified by re-scan.
+//! Needs the harness (`integration/test.sh samba`).
+
+mod common;
+
+use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
+use hive::catalog::model::InstallerRecipe;
+use hive::deploy::{HostVerdict, PatchOutcome};
+use hive::events::Recorder;
+use winsim::installer::Package;
+
+const PRODUCT: &str = "Windows Server 2019 Datacenter";
+
+fn twenty_hosts() -> String {
+    format!(
+        "[[group]]\ncount = 20\nname = \"WEB{{n:02}}\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\n\
+         edition = \"ServerDatacenter\"\nversion = \"10.0.17763\"\nubr = 5206\nreboot = {{ downtime_ms = 300 }}\n"
+    )
+}
+
+/// A servicing stack .msu, a cumulative .msu that requires it (so the order matters), and a
+/// legacy hotfix .exe.
+fn three_patches(lab: &mut Lab) {
+    lab.add(LabPatch {
+        id: "KB5000009",
+        bulletin: "MS-T-0009",
+        product: PRODUCT,
+        file_name: "windows10.0-kb5000009-x64.msu",
+        package: Package::msu("KB5000009").cab(
+            "SSU-17763.5000-x64.cab",
+            Package::cab_file("KB5000009").duration(std::time::Duration::from_millis(20)),
+        ),
+        recipe: InstallerRecipe::msu(),
+        subtype: "Servicing Stack Update",
+        detection: None,
+    });
+    lab.add(LabPatch {
+        id: "KB5000002",
+        bulletin: "MS-T-0002",
+        product: PRODUCT,
+        file_name: "windows10.0-kb5000002-x64.msu",
+        package: Package::msu("KB5000002").cab(
+            "Windows10.0-KB5000002-x64.cab",
+            Package::cab_file("KB5000002")
+                .requires("KB5000009")
+                .reboot_required(true)
+                .sets_build(17763, 5300)
+                .duration(std::time::Duration::from_millis(20)),
+        ),
+        recipe: InstallerRecipe::msu(),
+        subtype: "Security Update",
+        detection: None,
+    });
+    lab.add(LabPatch {
+        id: "KB5000003",
+        bulletin: "MS-T-0003",
+        product: PRODUCT,
+        file_name: "KB5000003.exe",
+        package: Package::hotfix("KB5000003")
+            .file(
+                r"C:\Windows\System32\hivetest.dll",
+                "10.0.17763.5300".parse().unwrap(),
+            )
+            .duration(std::time::Duration::from_millis(20)),
+        recipe: InstallerRecipe::legacy_hotfix(),
+        subtype: "Security Update",
+        detection: None,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_hosts_three_patches_each_one_reboot_verified_by_rescan() {
+    let fleet = SimFleet::start("deploy20", &twenty_hosts()).await;
+    let mut lab = Lab::new();
+    three_patches(&mut lab);
+    let events = Recorder::default();
+    let run = "r20";
+    let started = std::time::Instant::now();
+    let results = deploy_all(&fleet, &lab, run, &fast_options(), &events).await;
+    let took = started.elapsed();
+    assert_eq!(results.len(), 20);
+
+    // The dry-run rendering of the same plans.
+    let plan = hive::deploy::Plan {
+        run: run.into(),
+        hosts: results.iter().map(|(p, _)| p.clone()).collect(),
+    };
+    let text = hive::deploy::render(&plan);
+    assert!(text.contains("WEB01"), "{text}");
+    assert!(
+        text.contains("total: 20 host(s), 60 installer run(s)"),
+        "{text}"
+    );
+
+    for (plan, outcome) in &results {
+        let name = &outcome.host;
+        assert_eq!(
+            outcome.verdict,
+            HostVerdict::Patched,
+            "{name}: {:?}",
+            outcome
+        );
+        let order: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();
+        assert_eq!(order, ["KB5000009", "KB5000002", "KB5000003"], "{name}");
+        assert_eq!(outcome.reboots.len(), 1, "{name}: {:?}", outcome.reboots);
+        assert_eq!(outcome.reboots[0].by, "hive");
+        assert_ne!(
+            Some(&outcome.reboots[0].boot_before),
+            outcome.reboots[0].boot_after.as_ref()
+        );
+        for p in &outcome.patches {
+            assert!(
+                p.verified.as_deref().unwrap_or("").starts_with("installed"),
+                "{name} {}: {:?}",
+                p.patch,
+                p.verified
+            );
+        }
+        let sim = fleet.host(name);
+        assert_eq!(sim.reboot_count(), 1, "{name}: exactly one reboot");
+        let kbs = sim.installed_kbs();
+        for kb in ["KB5000009", "KB5000002", "KB5000003"] {
+            assert!(kbs.iter().any(|k| k == kb), "{name}: {kbs:?}");
+        }
+
+        // The command lines the host recorded: exactly the recipe's switches, DISM for the .msu
+        // files (never wusa), and no scheduled task or service.
+        let log = sim.command_log();
+        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        let dir = format!(r"C:\Windows\Temp\hive\{run}");
+        assert!(
+            lines.contains(&format!(r"{dir}\KB5000003.exe -z -q -m").as_str()),
+            "{name}: {lines:#?}"
+        );
+        assert!(
+            lines.contains(
+                &format!(r"expand -F:* {dir}\windows10.0-kb5000009-x64.msu {dir}\windows10.0-kb5000009-x64")
+                    .as_str()
+            ),
+            "{name}: {lines:#?}"
+        );
+        let dism: Vec<&&str> = lines.iter().filter(|l| l.starts_with("dism ")).collect();
+        assert_eq!(dism.len(), 2, "{name}: {lines:#?}");
+        assert!(
+            dism[0].contains("SSU-17763.5000-x64.cab") && dism[0].ends_with("/quiet /norestart")
+        );
+        assert!(dism[1].contains("KB5000002") && dism[1].ends_with("/quiet /norestart"));
+        for l in &lines {
+            let first = l
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            assert!(
+                ![
+                    "schtasks",
+                    "schtasks.exe",
+                    "sc",
+                    "sc.exe",
+                    "wusa",
+                    "wusa.exe"
+                ]
+                .contains(&first.as_str()),
+                "{name} ran {l}"
+            );
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("shutdown /r"))
+                .count(),
+            1,
+            "{name}"
+        );
+        // Staged files were cleaned up.
+        assert!(
+            !sim.host_path(&format!(r"{dir}\KB5000003.exe")).exists(),
+            "{name}: staged installer left behind"
+        );
+    }
+
+    // Every step was announced before it ran and finished after.
+    let ev = events.0.lock().unwrap();
+    let started_n = ev
+        .iter()
+        .filter(|e| e.state == hive::events::StepState::Started)
+        .count();
+    let finished_n = ev
+        .iter()
+        .filter(|e| matches!(e.state, hive::events::StepState::Finished { .. }))
+        .count();
+    assert_eq!(started_n, finished_n);
+    eprintln!("20 hosts × 3 patches deployed in {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_does_not_run_an_installer_twice() {
+    let toml = format!(
+        "[[host]]\nname = \"RESUME01\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\nversion = \"10.0.17763\"\nreboot = {{ downtime_ms = 200 }}\n"
+    );
+    let fleet = SimFleet::start("deployresume", &toml).await;
+    let mut lab = Lab::new();
+    three_patches(&mut lab);
+    // The journal says KB5000009 (the servicing stack) already finished ok in this run.
+    let sim = fleet.host("RESUME01");
+    let mut resume = hive::deploy::ResumeState::default();
+    resume.installed.insert("KB5000009".into());
+    let events = Recorder::default();
+    let options = fast_options();
+    let host = fleet.inventory_host("RESUME01");
+    let mut target = hive::remote::connect(host, &fleet.secret, Default::default()).unwrap();
+    let probe = hive::scan::run::PreparedProbe::new(&lab.catalog);
+    let scan = hive::deploy::ScanInputs {
+        catalog: &lab.catalog,
+        probe: &probe,
+        files: hive::scan::run::FileSource::Probe,
+    };
+    let before = hive::scan::run::scan_target(
+        &mut *target,
+        &lab.catalog,
+        &probe,
+        std::time::Duration::from_secs(20),
+        hive::scan::run::FileSource::Probe,
+    )
+    .await
+    .unwrap();
+    let approved = hive::deploy::load_approved(&lab.repo).unwrap();
+    let plan = hive::deploy::plan_host("RESUME01", &before.verdicts, &lab.catalog, &approved);
+    let mut ctx = hive::deploy::HostContext::new(
+        "rres",
+        host,
+        &mut *target,
+        &events,
+        Some(&lab.repo),
+        &options,
+    );
+    let outcome = hive::deploy::deploy_host(&mut ctx, &plan, &scan, &resume).await;
+    assert_eq!(outcome.patches[0].outcome, PatchOutcome::DoneEarlier);
+    let log = sim.command_log();
+    assert!(
+        !log.iter()
+            .any(|c| c.command_line.contains("kb5000009-x64.msu")),
+        "the installer that already succeeded ran again: {log:#?}"
+    );
+    // Without the servicing stack really present, the cumulative update's DISM run fails: the
+    // resume state is trusted, and the failure says why.
+    assert_eq!(outcome.verdict, HostVerdict::InstallFailed, "{outcome:?}");
+}
