@@ -213,6 +213,21 @@ pub async fn scan_fleet(
     options: ScanOptions,
     progress: &dyn ScanProgress,
 ) -> Vec<HostScan> {
+    let open = |h: &Host, s: &Secret| crate::remote::connect(h, s, options.timeouts);
+    scan_fleet_with(hosts, catalog, options, progress, &open).await
+}
+
+/// Opens a host's [`Target`] (the inventory's transports, or the demo's in-process drives).
+pub type Opener<'a> = dyn Fn(&Host, &Secret) -> Result<Box<dyn Target>, RemoteError> + Sync + 'a;
+
+/// [`scan_fleet`] with a chosen way to open each host.
+pub async fn scan_fleet_with(
+    hosts: &[(Host, Result<Secret, String>)],
+    catalog: Arc<Catalog>,
+    options: ScanOptions,
+    progress: &dyn ScanProgress,
+    open: &Opener<'_>,
+) -> Vec<HostScan> {
     let probe = Arc::new(PreparedProbe::new(&catalog));
     let mut results: Vec<(usize, HostScan)> = futures::stream::iter(hosts.iter().enumerate())
         .map(|(i, (host, secret))| {
@@ -221,7 +236,7 @@ pub async fn scan_fleet(
             async move {
                 let result = match secret {
                     Err(e) => Err(HostFailure::Credential(e.clone())),
-                    Ok(secret) => scan_one(host, secret, &catalog, &probe, options).await,
+                    Ok(secret) => scan_one(host, secret, &catalog, &probe, options, open).await,
                 };
                 let scan = HostScan {
                     host: host.name.clone(),
@@ -244,9 +259,10 @@ async fn scan_one(
     catalog: &Catalog,
     probe: &PreparedProbe,
     options: ScanOptions,
+    open: &Opener<'_>,
 ) -> Result<HostResult, HostFailure> {
     let work = async {
-        let mut target = crate::remote::connect(host, secret, options.timeouts)?;
+        let mut target = open(host, secret)?;
         scan_target(
             target.as_mut(),
             catalog,
