@@ -28,6 +28,20 @@ enum Command {
     /// Sort bulletins into hotfixes/ (approved), ignore/ or tbe/.
     #[command(subcommand)]
     Triage(cli::scan::TriageCommand),
+    /// The whole job on a simulated fleet started in this process: scan, triage, canary, waves.
+    Demo {
+        /// Hosts besides the canaries.
+        #[arg(long, default_value_t = 60)]
+        hosts: usize,
+        #[arg(long, default_value_t = 2)]
+        canaries: usize,
+        /// Leave out the faulty hosts.
+        #[arg(long)]
+        no_faults: bool,
+        /// Keep the temporary repository (journal, logs) for a look afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,6 +49,24 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Catalog(c) => cli::catalog::run(c),
         Command::Init { path } => cli::scan::init(&path),
+        Command::Demo {
+            hosts,
+            canaries,
+            no_faults,
+            keep,
+        } => {
+            let opts = hive::demo::DemoOptions {
+                hosts,
+                canaries,
+                faults: !no_faults,
+                keep,
+                ..Default::default()
+            };
+            tokio::runtime::Runtime::new()
+                .map_err(Into::into)
+                .and_then(|rt| rt.block_on(hive::demo::run(opts)))
+                .map(|_| ())
+        }
         Command::Triage(c) => cli::scan::triage(c),
         Command::Scan(args) => match cli::scan::scan(args) {
             // Some hosts could not be scanned: the report says which; the exit code says so too.

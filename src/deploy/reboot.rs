@@ -22,24 +22,8 @@ pub struct HostState {
     pub servicing_busy: bool,
 }
 
-fn state_script() -> String {
-    winsim::probe::script(&winsim::probe::ProbeRequest::default())
-}
-
 async fn try_state(ctx: &mut HostContext<'_>, timeout: Duration) -> Result<HostState, String> {
-    let out = ctx
-        .target
-        .exec(&Command::PowerShell(state_script()), timeout)
-        .await
-        .map_err(|e| e.to_string())?;
-    if out.exit_code != 0 {
-        return Err(format!(
-            "the state probe exited {}: {}",
-            out.exit_code,
-            out.stderr.lines().next().unwrap_or("").trim()
-        ));
-    }
-    let facts = crate::scan::run::parse_probe_output(&out.stdout)?;
+    let facts = crate::scan::run::state_probe(&mut *ctx.target, timeout).await?;
     let p = &facts.pending_reboot;
     let pending = [
         (p.cbs_reboot_pending, "CBS RebootPending"),

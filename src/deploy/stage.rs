@@ -174,6 +174,19 @@ async fn verify_on_target(
         );
         got = match ctx.target.exec(&Command::PowerShell(script), timeout).await {
             Ok(out) if out.exit_code == 0 => parse_hex_line(&out.stdout),
+            // Windows 2000 has neither `certutil -hashfile` nor PowerShell: read the staged bytes
+            // back from the disk through the file channel and hash them here, as hfnetchk-era
+            // tools did.
+            Ok(out) if out.stderr.contains("is not recognized") => {
+                tool = "read back over the file channel";
+                match ctx.target.remote_sha256(remote).await {
+                    Ok(h) => h,
+                    Err(e) => {
+                        let _ = ctx.finished(&step, false, "failed", &e.to_string());
+                        return Err(Stop::remote(&e));
+                    }
+                }
+            }
             Ok(out) => {
                 let why = format!(
                     "{patch}: the host could not hash {remote} (certutil and Get-FileHash failed: {})",

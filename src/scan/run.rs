@@ -127,6 +127,47 @@ pub async fn scan_target(
     Ok(HostResult { facts, verdicts })
 }
 
+/// Boot time and pending-reboot state only (no catalog questions): the PowerShell probe, or on
+/// hosts without PowerShell `reg query` and `net statistics server`. Used while waiting for a
+/// reboot, so it must be cheap and work on every Windows hive patches.
+pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<ProbeFacts, String> {
+    let request = ProbeRequest::default();
+    let out = target
+        .exec(
+            &Command::PowerShell(winsim::probe::script(&request)),
+            timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if not_recognized(&out) {
+        let mut dump = legacy::RegDump::new();
+        let mut net = String::new();
+        for line in legacy::commands(&request) {
+            let out = target
+                .exec(&Command::Cmd(line), timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            legacy::parse_reg_output(&out.stdout, &mut dump);
+            if out.stdout.contains("Statistics since") {
+                net = out.stdout;
+            }
+        }
+        let facts = legacy::probe_facts_from(&dump, &net, &request, Vec::new());
+        if facts.last_boot_time.is_empty() {
+            return Err("net statistics server did not give the boot time".into());
+        }
+        return Ok(facts);
+    }
+    if out.exit_code != 0 {
+        return Err(format!(
+            "the state probe exited {}: {}",
+            out.exit_code,
+            first_line(&out.stderr)
+        ));
+    }
+    parse_probe_output(&out.stdout)
+}
+
 /// The host's system root from the registry answer (`C:\WINNT` on a Windows 2000 upgraded from
 /// NT 4, `C:\Windows` otherwise).
 fn system_root(answer: &ProbeFacts) -> String {

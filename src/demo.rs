@@ -1,0 +1,378 @@
+//! `hive demo`: the whole job on a simulated fleet started in this process.
+//!
+//! 2 canaries and 60 Windows 2000 web servers (IIS 5.0) that miss MS01-033 (the Code Red hole) and
+//! MS01-044, a few of them faulty (an installer that hangs, a host that never returns from its
+//! reboot, a host whose connection resets). The demo writes a temporary HIVE repository, approves
+//! MS01-033 with its installer, scans the fleet (MS01-044 lands in TBE), then rolls MS01-033 out:
+//! canaries first, then 10 % → 50 % → 100 %, with progress bars, a journal and a final summary.
+//!
+//! The simulated hosts speak real WinRM (NTLM with message encryption) to hive; only their C:
+//! drives are local folders the demo writes installers into directly, since no Samba runs inside
+//! the process (the tests use a real Samba for the same path).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::catalog::model::{
+    Bulletin, Catalog, DetectionRule, InstallerRecipe, Kb, Patch, PatchTarget, Product, Restart,
+    SourceKind, Version, VersionOp, WhenMissing,
+};
+use crate::deploy::DeployOptions;
+use crate::inventory::{Inventory, Secret};
+use crate::pipeline::{Connect, DeployJob, Job};
+use crate::remote::Timeouts;
+use crate::repo::Repository;
+use crate::report::{Format, render};
+use crate::rollout::{Rollout, RolloutOptions, plan_waves};
+use crate::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
+
+/// The demo's knobs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub canaries: usize,
+    pub hosts: usize,
+    /// Inject the faulty hosts.
+    pub faults: bool,
+    /// Hosts in flight at once.
+    pub parallel: usize,
+    /// Keep the temporary repository (journal, logs) instead of deleting it.
+    pub keep: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            canaries: 2,
+            hosts: 60,
+            faults: true,
+            parallel: 24,
+            keep: false,
+        }
+    }
+}
+
+const IDQ: &str = r"C:\Windows\system32\idq.dll";
+const W3SVC: &str = r"C:\Windows\system32\inetsrv\w3svc.dll";
+const HOTFIX_KEY: &str = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972";
+
+fn v(s: &str) -> Version {
+    s.parse().unwrap_or(Version(vec![0]))
+}
+
+/// The slice of the 2001 catalog the demo needs: MS01-033 and MS01-044 for IIS 5.0 on Windows
+/// 2000, with the real detection data (idq.dll 5.0.2195.3645 and the Q300972 hotfix key).
+pub fn demo_catalog() -> Catalog {
+    let mut c = Catalog::default();
+    let iis = Product {
+        id: "mssecure:17".into(),
+        name: "Internet Information Services 5.0".into(),
+        family: Some("Windows 2000".into()),
+        cpe: None,
+        applicability: Default::default(),
+    };
+    c.products.insert(iis.id.clone(), iis);
+    let patch = |id: &str, bulletin: &str, kb: u32, file: &str, rule: DetectionRule| Patch {
+        id: id.into(),
+        kb: Some(Kb(kb)),
+        file_name: Some(file.into()),
+        download_url: None,
+        sha256: None,
+        subtype: Some("Security Update".into()),
+        restart: Some(Restart::Yes),
+        bulletins: vec![bulletin.into()],
+        targets: vec![PatchTarget {
+            product: "mssecure:17".into(),
+            service_packs: vec![],
+            fixed_in_sp: None,
+            fixed_build: None,
+            detection: rule,
+        }],
+        supersedes: Default::default(),
+        superseded_by: Default::default(),
+        installer: Some(InstallerRecipe::legacy_hotfix()),
+    };
+    let p1 = patch(
+        "MS01-033/Q300972_W2K_SP3_x86_en.EXE",
+        "MS01-033",
+        300972,
+        "Q300972_W2K_SP3_x86_en.EXE",
+        DetectionRule::All {
+            rules: vec![
+                DetectionRule::FileVersion {
+                    path: r"%windir%\system32\idq.dll".into(),
+                    op: VersionOp::Exact,
+                    version: v("5.0.2195.3645"),
+                    date: Some("2001/05/24".into()),
+                    size: None,
+                    checksum: None,
+                    when_missing: WhenMissing::NotInstalled,
+                },
+                DetectionRule::RegistryValue {
+                    key: HOTFIX_KEY.into(),
+                    value: "Installed".into(),
+                    data: "1".into(),
+                },
+            ],
+        },
+    );
+    let p2 = patch(
+        "MS01-044/q301625_w2k_sp3_x86_en.exe",
+        "MS01-044",
+        301625,
+        "q301625_w2k_sp3_x86_en.exe",
+        DetectionRule::FileVersion {
+            path: r"%windir%\system32\inetsrv\w3svc.dll".into(),
+            op: VersionOp::Exact,
+            version: v("5.0.2195.4208"),
+            date: None,
+            size: None,
+            checksum: None,
+            when_missing: WhenMissing::Ignore,
+        },
+    );
+    for (p, title) in [
+        (
+            &p1,
+            "Unchecked Buffer in Index Server ISAPI Extension Could Enable Web Server Compromise",
+        ),
+        (&p2, "15 August 2001 Cumulative Patch for IIS"),
+    ] {
+        let b = &p.bulletins[0];
+        c.bulletins.insert(
+            b.clone(),
+            Bulletin {
+                id: b.clone(),
+                title: title.into(),
+                posted: None,
+                revised: None,
+                severity: None,
+                cves: vec![],
+                kbs: p.kb.into_iter().collect(),
+                patches: vec![p.id.clone()],
+                url: None,
+                source: SourceKind::Mssecure,
+            },
+        );
+    }
+    c.patches.insert(p1.id.clone(), p1);
+    c.patches.insert(p2.id.clone(), p2);
+    c
+}
+
+/// A random test-only password for the simulated hosts, never printed.
+fn demo_password() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    format!("Demo-{:016x}!", h.finish())
+}
+
+/// The loopback /16 of this process (so two demos or tests never collide).
+fn base() -> String {
+    let pid = std::process::id();
+    format!("127.{}.{}", 60 + pid % 40, (pid / 40) % 200 + 20)
+}
+
+fn host_name(i: usize, canaries: usize) -> String {
+    if i < canaries {
+        format!("CANARY{:02}", i + 1)
+    } else {
+        format!("WEB{:03}", i - canaries + 1)
+    }
+}
+
+fn fleet_toml(opts: &DemoOptions, password: &str) -> String {
+    let mut t = format!(
+        "[defaults]\nuser = \"Administrator\"\npassword = \"{password}\"\n\n\
+         [template.w2k-iis]\nproduct = \"Microsoft Windows 2000\"\ncsd_version = \"Service Pack 2\"\n\
+         version = \"5.0.2195\"\nmachine = \"i386\"\n\
+         files = [{{ path = '{IDQ}', version = \"5.0.2195.2779\" }}, {{ path = '{W3SVC}', version = \"5.0.2195.2966\" }}]\n\
+         registry = [\n  {{ key = 'HKLM\\SOFTWARE\\Microsoft\\InetStp', name = \"MajorVersion\", type = \"REG_DWORD\", value = 5 }},\n  \
+         {{ key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions', name = \"ProductType\", type = \"REG_SZ\", value = \"ServerNT\" }},\n]\n\
+         reboot = {{ downtime_ms = 1500 }}\n\n"
+    );
+    let total = opts.canaries + opts.hosts;
+    for i in 0..total {
+        let name = host_name(i, opts.canaries);
+        let addr = format!("{}.{}", base(), i + 1);
+        t.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"w2k-iis\"\n"
+        ));
+        if opts.faults && i >= opts.canaries {
+            match i - opts.canaries {
+                12 => t.push_str("faults = { installers_hang = true }\n"),
+                29 => t.push_str("reboot = { never_returns = true }\n"),
+                47 => t.push_str(
+                    "faults = { wire = [{ kind = \"reset\", op = \"Command\", times = 0 }] }\n",
+                ),
+                _ => {}
+            }
+        }
+        t.push('\n');
+    }
+    t
+}
+
+fn inventory(opts: &DemoOptions, port: u16) -> Result<Inventory, Box<dyn std::error::Error>> {
+    let mut t = String::from("[defaults]\ncredential = \"env:HIVE_DEMO_PASSWORD\"\n");
+    for i in 0..opts.canaries + opts.hosts {
+        let name = host_name(i, opts.canaries);
+        let group = if i < opts.canaries { "canary" } else { "web" };
+        t.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{}.{}\"\nport = {port}\ngroups = [\"{group}\"]\n",
+            base(),
+            i + 1
+        ));
+    }
+    Ok(Inventory::parse(&t, Path::new("demo-inventory.toml"))?)
+}
+
+/// Run the demo; returns whether the rollout reached its end.
+pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let dir = tempfile::Builder::new().prefix("hive-demo.").tempdir()?;
+    let work = dir.path().to_path_buf();
+    println!(
+        "hive demo: {} canaries + {} hosts, work folder {}",
+        opts.canaries,
+        opts.hosts,
+        work.display()
+    );
+
+    // 1. The simulated fleet, each host on its own 127.x.y.z with a WinRM listener.
+    let password = demo_password();
+    let fleet_file = work.join("fleet.toml");
+    std::fs::write(&fleet_file, fleet_toml(&opts, &password))?;
+    let drives = work.join("drives");
+    let model = winsim::Fleet::from_file(&fleet_file, &drives)?;
+    let servers = winsim::server::WinrmFleet::start(model.sim_hosts(), Default::default()).await?;
+    let port: u16 = servers
+        .endpoints()
+        .first()
+        .and_then(|e| e.http_url.rsplit(':').next())
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(5985);
+    println!("  fleet up: {} WinRM listeners", servers.endpoints().len());
+
+    // 2. The repository, with MS01-033 approved and its installer.
+    let repo = Repository::init(&work.join("repo"))?;
+    let installer = work.join("Q300972_W2K_SP3_x86_en.EXE");
+    winsim::installer::Package::hotfix("Q300972")
+        .file(IDQ, winsim::pe::Version::new(5, 0, 2195, 3645))
+        .hotfix_key()
+        .reboot_required(true)
+        .duration(Duration::from_millis(400))
+        .write_to(&installer)?;
+    repo.approve("MS01-033", &installer, &InstallerRecipe::legacy_hotfix())?;
+    println!(
+        "  repository {}: MS01-033 approved (-z -q -m)",
+        repo.root().display()
+    );
+
+    // 3. Scan: what each host lacks.
+    let catalog = Arc::new(demo_catalog());
+    let inv = inventory(&opts, port)?;
+    let secret = Secret::new(password);
+    let hosts: Vec<_> = inv
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), Ok::<_, String>(secret.clone())))
+        .collect();
+    let scan_opts = ScanOptions {
+        parallel: opts.parallel,
+        host_timeout: Duration::from_secs(30),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            operation: Duration::from_secs(10),
+        },
+        files: FileSource::Probe,
+    };
+    let open = |h: &crate::inventory::Host, s: &Secret| {
+        crate::remote::WinrmTarget::with_local_drive(
+            h,
+            s,
+            scan_opts.timeouts,
+            &drives.join(&h.name),
+        )
+        .map(|t| Box::new(t) as Box<dyn crate::remote::Target>)
+    };
+    let scans = scan_fleet_with(&hosts, catalog.clone(), scan_opts, &(), &open).await;
+    let table = render(Format::Table, &catalog, &scans);
+    println!(
+        "\n== scan ==\n{}",
+        table.lines().rev().take(1).collect::<Vec<_>>().join("")
+    );
+    let triage = crate::triage::record_scan(&repo, &catalog, &scans)?;
+    for (b, h) in &triage.approved {
+        println!("  Hotfixes  {b}: missing on {} hosts", h.len());
+    }
+    for (b, h) in &triage.tbe {
+        println!(
+            "  TBE       {b}: missing on {} hosts (tbe/{b}/ written for an engineer)",
+            h.len()
+        );
+    }
+
+    // 4. Roll MS01-033 out: canaries, then waves.
+    let approved = crate::deploy::plan::load_approved(&repo)?;
+    let options = DeployOptions {
+        shutdown_delay_s: 0,
+        poll_interval: Duration::from_millis(250),
+        down_timeout: Duration::from_secs(10),
+        port_timeout: Duration::from_secs(10),
+        login_timeout: Duration::from_secs(10),
+        settle_timeout: Duration::from_secs(10),
+        install_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(10),
+        verify_timeout: Duration::from_secs(20),
+        busy_backoff: Duration::from_millis(500),
+        ..DeployOptions::default()
+    };
+    let job = DeployJob {
+        hosts: hosts
+            .iter()
+            .map(|(h, s)| (h.name.clone(), (h.clone(), s.clone())))
+            .collect::<BTreeMap<_, _>>(),
+        catalog: catalog.clone(),
+        probe: Arc::new(PreparedProbe::new(&catalog)),
+        approved: Arc::new(approved),
+        repo: repo.clone(),
+        options,
+        timeouts: scan_opts.timeouts,
+        files: FileSource::Probe,
+        connect: Connect::LocalDrives(drives.clone()),
+    };
+    let plan_text = "canary(group=canary) -> 10% -> 50% -> 100%";
+    let rollout_opts = RolloutOptions {
+        parallel: opts.parallel,
+        max_failed_total: Some(crate::rollout::Limit::Count(5)),
+        ..RolloutOptions::default()
+    };
+    let waves = plan_waves(plan_text, &inv, None, &rollout_opts)?;
+    println!("\n== rollout: {plan_text} ==");
+    let progress = Arc::new(crate::progress::Progress::stdout());
+    let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
+    rollout.watcher = progress.clone();
+    let summary = rollout.start(plan_text, waves, rollout_opts).await?;
+    println!("{}", crate::progress::render_summary(&summary));
+    println!(
+        "journal: {}",
+        repo.root()
+            .join("runs")
+            .join(&summary.run)
+            .join("journal.ndjson")
+            .display()
+    );
+    println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
+
+    servers.shutdown().await;
+    drop(model);
+    if opts.keep {
+        let kept = dir.keep();
+        println!("kept {}", kept.display());
+    }
+    Ok(summary.stop.is_none())
+}

@@ -1,0 +1,161 @@
+//! The per-host pipeline a rollout runs: connect → scan → plan → deploy (stage, install, chain,
+//! reboot, verify) — the glue between `rollout` (waves, budgets, journal) and `deploy` (one host).
+//!
+//! Each host is scanned again right before it is worked on, not trusted from an earlier scan: in
+//! a rollout that runs for hours, a host may have been patched (or rolled back) in between, and on
+//! resume the re-scan is what settles a step the orchestrator died in the middle of.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::catalog::model::Catalog;
+use crate::deploy::plan::{ApprovedInstaller, plan_host};
+use crate::deploy::{self, DeployOptions, ScanInputs};
+use crate::events::Step;
+use crate::inventory::{Host, Secret};
+use crate::remote::{BoxFuture, RemoteError, Target, Timeouts, WinrmTarget};
+use crate::repo::Repository;
+use crate::rollout::{HostContext, HostJob, HostOutcome, HostVerdict};
+use crate::scan::run::{FileSource, PreparedProbe, scan_target};
+
+/// How to open a host's [`Target`].
+#[derive(Clone)]
+pub enum Connect {
+    /// The transports the inventory names (WinRM + SMB, SSH).
+    Inventory,
+    /// WinRM for commands, files straight into a local folder per host (`<root>/<host>`): the
+    /// in-process simulated fleet of `hive demo`.
+    LocalDrives(PathBuf),
+}
+
+/// Everything the deploy job needs, shared by all hosts of a run.
+pub struct DeployJob {
+    pub hosts: BTreeMap<String, (Host, Result<Secret, String>)>,
+    pub catalog: Arc<Catalog>,
+    pub probe: Arc<PreparedProbe>,
+    pub approved: Arc<Vec<ApprovedInstaller>>,
+    pub repo: Repository,
+    pub options: DeployOptions,
+    pub timeouts: Timeouts,
+    pub files: FileSource,
+    pub connect: Connect,
+}
+
+impl DeployJob {
+    fn open(&self, host: &Host, secret: &Secret) -> Result<Box<dyn Target>, RemoteError> {
+        match &self.connect {
+            Connect::Inventory => crate::remote::connect(host, secret, self.timeouts),
+            Connect::LocalDrives(root) => Ok(Box::new(WinrmTarget::with_local_drive(
+                host,
+                secret,
+                self.timeouts,
+                &root.join(&host.name),
+            )?)),
+        }
+    }
+
+    async fn run_host(self: Arc<Self>, ctx: HostContext) -> HostOutcome {
+        let Some((host, secret)) = self.hosts.get(&ctx.host) else {
+            return HostOutcome::new(
+                HostVerdict::Skipped,
+                format!("{} is not in the inventory", ctx.host),
+            );
+        };
+        let secret = match secret {
+            Ok(s) => s,
+            Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.clone()),
+        };
+        let mut target = match self.open(host, secret) {
+            Ok(t) => t,
+            Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.to_string()),
+        };
+
+        // Scan first: what is missing now, on this host.
+        if let Err(e) = ctx.started(Step::Scan) {
+            return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
+        }
+        let scan = scan_target(
+            target.as_mut(),
+            &self.catalog,
+            &self.probe,
+            self.options.verify_timeout,
+            self.files,
+        )
+        .await;
+        let result = match scan {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = ctx.finished(Step::Scan, false, "failed", &e.to_string());
+                let verdict = match e {
+                    RemoteError::Unreachable(_)
+                    | RemoteError::AuthFailed(_)
+                    | RemoteError::TimedOut(_) => HostVerdict::Unreachable,
+                    _ => HostVerdict::Failed,
+                };
+                return HostOutcome::new(verdict, format!("scan: {e}"));
+            }
+        };
+        let plan = plan_host(&ctx.host, &result.verdicts, &self.catalog, &self.approved);
+        let missing: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();
+        let _ = ctx.finished(
+            Step::Scan,
+            true,
+            "ok",
+            &format!("{} approved patch(es) missing", missing.len()),
+        );
+        if plan.installs.is_empty() && ctx.resume.installed_ok.is_empty() {
+            return HostOutcome::new(
+                HostVerdict::NothingToDo,
+                "no approved patch is missing".to_string(),
+            );
+        }
+
+        let resume = deploy::ResumeState {
+            installed: ctx.resume.installed_ok.clone(),
+            rebooted: ctx.resume.reboot_done,
+        };
+        let sink = ctx.sink.clone();
+        let mut dctx = deploy::HostContext::new(
+            &ctx.run,
+            host,
+            target.as_mut(),
+            sink.as_ref(),
+            Some(&self.repo),
+            &self.options,
+        );
+        let inputs = ScanInputs {
+            catalog: &self.catalog,
+            probe: &self.probe,
+            files: self.files,
+        };
+        let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &resume).await;
+        let verdict = match out.verdict {
+            deploy::HostVerdict::Patched => HostVerdict::Patched,
+            deploy::HostVerdict::NothingToDo => HostVerdict::NothingToDo,
+            deploy::HostVerdict::Unreachable | deploy::HostVerdict::NeverReturned => {
+                HostVerdict::Unreachable
+            }
+            _ => HostVerdict::Failed,
+        };
+        let installed: Vec<String> = out
+            .patches
+            .iter()
+            .map(|p| format!("{} {:?}", p.patch, p.outcome))
+            .collect();
+        let mut detail = format!("{}: {}", out.verdict, installed.join(", "));
+        if let Some(why) = out.evidence.first() {
+            detail.push_str(&format!(" ({why})"));
+        }
+        HostOutcome::new(verdict, detail)
+    }
+}
+
+/// The rollout's view of the deploy job.
+pub struct Job(pub Arc<DeployJob>);
+
+impl HostJob for Job {
+    fn run(&self, ctx: HostContext) -> BoxFuture<'static, HostOutcome> {
+        Box::pin(self.0.clone().run_host(ctx))
+    }
+}
