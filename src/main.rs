@@ -28,6 +28,33 @@ enum Command {
     /// Sort bulletins into hotfixes/ (approved), ignore/ or tbe/.
     #[command(subcommand)]
     Triage(cli::scan::TriageCommand),
+    /// Install approved patches on the selected hosts (one wave), or --dry-run for the plan.
+    Deploy(cli::rollout::DeployArgs),
+    /// Canary first, then the fleet in waves, with health gates and failure budgets.
+    Rollout(cli::rollout::RolloutArgs),
+    /// Continue a run after Ctrl-C, a crash or kill -9: nothing done is done twice.
+    Resume {
+        run: String,
+        #[command(flatten)]
+        work: cli::rollout::WorkArgs,
+        /// Try hosts that failed or were unreachable again.
+        #[arg(long)]
+        retry_failed: bool,
+    },
+    /// Release a run paused after its canaries.
+    Promote {
+        run: String,
+        #[arg(long, short = 'r', env = "HIVE_REPO")]
+        repo: std::path::PathBuf,
+    },
+    /// What a run did on each host, step by step, from its journal.
+    Report {
+        run: String,
+        #[arg(long, short = 'r', env = "HIVE_REPO")]
+        repo: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The whole job on a simulated fleet started in this process: scan, triage, canary, waves.
     Demo {
         /// Hosts besides the canaries.
@@ -44,11 +71,29 @@ enum Command {
     },
 }
 
+/// A run that did not reach its end (a budget, a gate, a failed host) exits 2 after its summary.
+fn finished(r: Result<bool, Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
+    match r {
+        Ok(true) => Ok(()),
+        Ok(false) => std::process::exit(2),
+        Err(e) => Err(e),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Catalog(c) => cli::catalog::run(c),
         Command::Init { path } => cli::scan::init(&path),
+        Command::Deploy(args) => finished(cli::rollout::deploy(args)),
+        Command::Rollout(args) => finished(cli::rollout::rollout(args)),
+        Command::Resume {
+            run,
+            work,
+            retry_failed,
+        } => finished(cli::rollout::resume(&run, work, retry_failed)),
+        Command::Promote { run, repo } => finished(cli::rollout::promote(&repo, &run)),
+        Command::Report { run, repo, json } => finished(cli::rollout::report(&repo, &run, json)),
         Command::Demo {
             hosts,
             canaries,
