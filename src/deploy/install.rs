@@ -290,10 +290,10 @@ async fn run_with_retry(
         }
         if matches!(meaning, ExitMeaning::RetryLater | ExitMeaning::Failed) {
             let mut log_tail = tail(&format!("{}{}", out.stdout, out.stderr));
-            if let Some(log) = msi_log {
-                if let Some(t) = read_log_tail(ctx, log).await {
-                    log_tail = t;
-                }
+            if let Some(log) = msi_log
+                && let Some(t) = read_log_tail(ctx, log).await
+            {
+                log_tail = t;
             }
             let what = if meaning == ExitMeaning::RetryLater {
                 format!(
