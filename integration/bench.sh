@@ -5,26 +5,29 @@
 # BENCHMARKS.md from the sections, in name order.
 #
 # Usage: integration/bench.sh [PART...]   (all parts when none is named; other parts keep their text)
+#        integration/bench.sh --assemble  (only rewrite BENCHMARKS.md from the sections already there)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$HIVE_ROOT"
 
-install_packages
-setup_venv
-start_services
-
 export HIVE_BENCH_OUT="$HIVE_ROOT/docs/bench"
 mkdir -p "$HIVE_BENCH_OUT"
-cargo build --release --workspace --all-targets
 
-parts=("$@")
-if [ ${#parts[@]} -eq 0 ]; then
-  for p in integration/bench/*.sh; do parts+=("$(basename "$p" .sh)"); done
+if [ "${1:-}" != "--assemble" ]; then
+  install_packages
+  setup_venv
+  start_services
+  cargo build --release --workspace --all-targets
+
+  parts=("$@")
+  if [ ${#parts[@]} -eq 0 ]; then
+    for p in integration/bench/*.sh; do parts+=("$(basename "$p" .sh)"); done
+  fi
+  for p in "${parts[@]}"; do
+    log "benchmark part $p"
+    bash "integration/bench/$p.sh"
+  done
 fi
-for p in "${parts[@]}"; do
-  log "benchmark part $p"
-  bash "integration/bench/$p.sh"
-done
 
 {
   echo "# hive benchmarks"
