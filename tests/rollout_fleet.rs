@@ -338,6 +338,27 @@ async fn pause_after_canary_waits_for_promote_then_resume_finishes() {
     assert_eq!(last.counts().patched, 20);
     // Canaries were not re-run.
     assert_eq!(sim.installs(&hosts[0].0), PATCHES.to_vec());
+    // The report, from the journal alone: canaries and fleet hosts, KBs, reboot durations.
+    let log = RunLog::load(tmp.path(), &first.run).unwrap();
+    let reports = hive::rollout::report::host_reports(&log);
+    assert_eq!(reports.len(), 20);
+    for r in &reports {
+        assert_eq!(
+            (r.verdict.as_str(), r.installed.clone()),
+            ("patched", PATCHES.map(String::from).to_vec()),
+            "{r:?}"
+        );
+        assert!(r.reboot_ms.is_some_and(|ms| ms >= 1), "{r:?}");
+    }
+    let csv = hive::rollout::report::to_csv(&reports);
+    assert_eq!(csv.lines().count(), 21);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("host0000,canary,patched,KB100 KB200,"),
+        "{csv}"
+    );
     let listed = journal::list_runs(tmp.path()).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].done, 20);

@@ -11,6 +11,7 @@
 //! are in — an installer is never cut off halfway by hive.
 
 pub mod plan;
+pub mod report;
 
 use std::collections::BTreeMap;
 use std::fmt;
