@@ -657,3 +657,35 @@ fn progress_draws_bars_under_a_pseudo_terminal() {
     );
     assert!(!text.contains("\"record\""), "no NDJSON on a terminal");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_stop_lets_in_flight_hosts_end_a_step_and_resume_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = sim_in(tmp.path(), 20);
+    let hosts = fleet(30, 2);
+    let waves = resolve(&parse_plan(PLAN).unwrap(), &hosts, None, None).unwrap();
+    let r = rollout(tmp.path(), &sim);
+    let stop = r.stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.stop();
+    });
+    let options = RolloutOptions {
+        parallel: 4,
+        ..RolloutOptions::default()
+    };
+    let first = r.start(PLAN, waves, options).await.unwrap();
+    assert_eq!(first.stop, Some(StopReason::Operator), "{}", first.recap());
+    let c = first.counts();
+    assert!(c.not_started > 0 && c.patched > 0, "{c:?}");
+    assert_eq!(c.failed + c.unreachable, 0, "stopping fails no host: {c:?}");
+    let last = rollout(tmp.path(), &sim)
+        .resume(&first.run, false)
+        .await
+        .unwrap();
+    assert_eq!(last.state, journal::RunState::Finished, "{}", last.recap());
+    assert_eq!(last.counts().patched, 30);
+    for (h, _) in &hosts {
+        assert_eq!(sim.installs(h), PATCHES.to_vec(), "{h}");
+    }
+}

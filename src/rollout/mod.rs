@@ -463,6 +463,21 @@ pub fn promote(repo_root: &Path, run: &str) -> Result<PathBuf, RolloutError> {
     Ok(crate::journal::promote(repo_root, run, &by)?)
 }
 
+/// Raise `stop` on the first Ctrl-C (no new host starts, in-flight hosts end their current
+/// step, the journal records where each host is); a second Ctrl-C exits at once (status 130),
+/// which the journal is built to survive like a crash.
+pub fn stop_on_ctrl_c(stop: StopFlag) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping: no new host starts; Ctrl-C again to quit at once");
+            stop.stop();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
 /// Runs rollouts. Build one, then call [`Rollout::start`] or [`Rollout::resume`].
 pub struct Rollout {
     pub repo_root: PathBuf,
@@ -698,6 +713,9 @@ impl Rollout {
         let timeout = header.options.host_timeout_ms.map(Duration::from_millis);
         let mut queue = todo.into_iter();
         let mut set: JoinSet<(String, HostOutcome, u64)> = JoinSet::new();
+        // The jobs' own flag: raised by a budget here or by the operator's flag, and not left
+        // raised on the operator's flag, so the same Rollout can resume the run afterwards.
+        let jobs = StopFlag::default();
         let mut ran = 0;
         loop {
             while stop.is_none() && !self.stop.is_stopped() && set.len() < parallel {
@@ -709,7 +727,7 @@ impl Rollout {
                     wave: wave.index,
                     resume: log.map(|l| l.resume_state(host)).unwrap_or_default(),
                     sink: sink.clone(),
-                    stop: self.stop.clone(),
+                    stop: jobs.clone(),
                 };
                 self.watcher.host_started(host, wave.index);
                 set.spawn(run_host(
@@ -719,8 +737,9 @@ impl Rollout {
                     timeout,
                 ));
             }
-            if stop.is_none() && self.stop.is_stopped() {
-                stop = Some(StopReason::Operator);
+            if self.stop.is_stopped() {
+                stop.get_or_insert(StopReason::Operator);
+                jobs.stop();
             }
             let next = tokio::select! {
                 r = set.join_next() => r,
@@ -736,7 +755,7 @@ impl Rollout {
                 stop.get_or_insert(StopReason::Journal {
                     error: e.to_string(),
                 });
-                self.stop.stop();
+                jobs.stop();
             }
             self.watcher.host_finished(&host, wave.index, &outcome);
             if let Some(l) = lines.get_mut(&host) {
@@ -749,7 +768,7 @@ impl Rollout {
                     .or_else(|| total_budget(&header.options, lines, total(header)));
                 if stop.is_some() {
                     // In-flight jobs end after their current step; no new host starts.
-                    self.stop.stop();
+                    jobs.stop();
                 }
             }
         }
