@@ -402,6 +402,10 @@ impl Target for WinrmTarget {
 
     fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
         Box::pin(async move {
+            if let Some(drive) = self.local_drive.clone() {
+                let p = self.local_path(&drive, remote)?;
+                return std::fs::remove_file(&p).map_err(|e| local::io(&p, e));
+            }
             let path = self.share_path(remote)?;
             Ok(self.share().await?.remove_file(&path).await?)
         })
@@ -409,6 +413,10 @@ impl Target for WinrmTarget {
 
     fn remove_dir<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
         Box::pin(async move {
+            if let Some(drive) = self.local_drive.clone() {
+                let p = self.local_path(&drive, remote)?;
+                return std::fs::remove_dir(&p).map_err(|e| local::io(&p, e));
+            }
             let path = self.share_path(remote)?;
             Ok(self.share().await?.remove_dir(&path).await?)
         })
@@ -424,7 +432,7 @@ mod local {
 
     use super::{PutReport, RemoteError};
 
-    fn io(path: &Path, e: std::io::Error) -> RemoteError {
+    pub fn io(path: &Path, e: std::io::Error) -> RemoteError {
         if e.kind() == std::io::ErrorKind::NotFound {
             RemoteError::NotFound(format!("{}: not found", path.display()))
         } else {
