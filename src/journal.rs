@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -202,11 +202,31 @@ pub fn utc_stamp(secs: u64) -> String {
 }
 
 /// The writing side: an open journal that appends and fsyncs each record before returning.
+///
+/// Appends are group-committed: records from many hosts that arrive while an fsync is under way
+/// are written and fsynced together by the next one, and every caller returns only once its own
+/// record is on disk. One fsync per record one after the other made 1,000 hosts wait on the disk
+/// (2 s of work per host took 12 s); batching keeps durability per record at a fraction of it.
 pub struct Journal {
     run: String,
     dir: PathBuf,
     path: PathBuf,
     file: Mutex<File>,
+    queue: Mutex<Queue>,
+    flushed: Condvar,
+}
+
+/// Records waiting for the next write + fsync.
+#[derive(Default)]
+struct Queue {
+    buf: Vec<u8>,
+    /// Records queued so far (a sequence number for each caller to wait on).
+    queued: u64,
+    /// Records written and fsynced.
+    durable: u64,
+    flushing: bool,
+    /// A failed write or fsync: the journal can no longer vouch for anything after it.
+    failed: Option<String>,
 }
 
 impl Journal {
@@ -230,6 +250,8 @@ impl Journal {
             dir,
             path,
             file: Mutex::new(file),
+            queue: Mutex::new(Queue::default()),
+            flushed: Condvar::new(),
         };
         journal.append(&Record::Header(header.clone()))?;
         Ok(journal)
@@ -255,6 +277,8 @@ impl Journal {
             dir,
             path,
             file: Mutex::new(file),
+            queue: Mutex::new(Queue::default()),
+            flushed: Condvar::new(),
         })
     }
 
@@ -268,18 +292,66 @@ impl Journal {
     }
 
     /// Write one record as one line and fsync it. Only when this returns Ok is the record durable.
+    ///
+    /// Called from async code, it waits in `block_in_place` on a multi-threaded runtime, so the
+    /// other hosts' tasks keep running (and queue their records for the same fsync).
     pub fn append(&self, record: &Record) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(record).map_err(|e| JournalError::Invalid {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
         line.push(b'\n');
-        let mut file = self.file.lock().map_err(|_| JournalError::Invalid {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.append_line(&line))
+            }
+            _ => self.append_line(&line),
+        }
+    }
+
+    fn poisoned(&self) -> JournalError {
+        JournalError::Invalid {
             path: self.path.clone(),
             message: "a writer panicked while holding the journal".into(),
-        })?;
-        file.write_all(&line).map_err(io(&self.path))?;
-        file.sync_data().map_err(io(&self.path))
+        }
+    }
+
+    fn append_line(&self, line: &[u8]) -> Result<(), JournalError> {
+        let mut q = self.queue.lock().map_err(|_| self.poisoned())?;
+        if let Some(e) = &q.failed {
+            return Err(JournalError::Write(e.clone()));
+        }
+        q.buf.extend_from_slice(line);
+        q.queued += 1;
+        let me = q.queued;
+        loop {
+            if q.durable >= me {
+                return Ok(());
+            }
+            if let Some(e) = &q.failed {
+                return Err(JournalError::Write(e.clone()));
+            }
+            if q.flushing {
+                q = self.flushed.wait(q).map_err(|_| self.poisoned())?;
+                continue;
+            }
+            // Become the flusher for everything queued so far.
+            q.flushing = true;
+            let batch = std::mem::take(&mut q.buf);
+            let upto = q.queued;
+            drop(q);
+            let result = match self.file.lock() {
+                Ok(mut f) => f.write_all(&batch).and_then(|()| f.sync_data()),
+                Err(_) => Err(std::io::Error::other("journal file lock poisoned")),
+            };
+            q = self.queue.lock().map_err(|_| self.poisoned())?;
+            q.flushing = false;
+            match result {
+                Ok(()) => q.durable = upto,
+                Err(e) => q.failed = Some(format!("{}: {e}", self.path.display())),
+            }
+            self.flushed.notify_all();
+        }
     }
 
     /// Record the end of the work on one host.

@@ -689,3 +689,74 @@ async fn operator_stop_lets_in_flight_hosts_end_a_step_and_resume_completes() {
         assert_eq!(sim.installs(h), PATCHES.to_vec(), "{h}");
     }
 }
+
+/// Orchestration overhead: 1,000 hosts, each a fixed 2 s of "work" (copy, install, a reboot
+/// wait) emitting the events deploy emits; every host in flight at once. Prints the wall time
+/// over the slowest host and the peak RSS. Run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run by hand"]
+async fn overhead_1000_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = fleet(1000, 2);
+    let job = |ctx: HostContext| async move {
+        let t0 = Instant::now();
+        for (step, ms) in [
+            (
+                Step::Stage {
+                    patch: "KB1".into(),
+                    file: "KB1.exe".into(),
+                    bytes: 1,
+                },
+                200,
+            ),
+            (
+                Step::Install {
+                    patch: "KB1".into(),
+                    index: 1,
+                    total: 1,
+                },
+                300,
+            ),
+            (
+                Step::Reboot {
+                    phase: "down".into(),
+                },
+                1500,
+            ),
+        ] {
+            ctx.started(step.clone()).unwrap();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            ctx.finished(step, true, "ok", "").unwrap();
+        }
+        HostOutcome::new(
+            HostVerdict::Patched,
+            format!("{}", t0.elapsed().as_millis()),
+        )
+    };
+    let waves = resolve(&parse_plan("100%").unwrap(), &hosts, None, None).unwrap();
+    let r = Rollout::new(tmp.path(), Arc::new(job));
+    let options = RolloutOptions {
+        parallel: 1000,
+        ..RolloutOptions::default()
+    };
+    let t0 = Instant::now();
+    let s = r.start("100%", waves, options).await.unwrap();
+    let wall = t0.elapsed().as_millis() as u64;
+    let slowest: u64 = s
+        .hosts
+        .iter()
+        .map(|h| h.detail.parse::<u64>().unwrap())
+        .max()
+        .unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap()
+        .to_string();
+    eprintln!(
+        "1000 hosts: wall {wall} ms, slowest host {slowest} ms, overhead {:.1} %, {rss}",
+        (wall as f64 / slowest as f64 - 1.0) * 100.0
+    );
+    assert_eq!(s.counts().patched, 1000);
+}

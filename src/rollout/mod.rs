@@ -712,7 +712,7 @@ impl Rollout {
         let parallel = header.options.parallel.max(1);
         let timeout = header.options.host_timeout_ms.map(Duration::from_millis);
         let mut queue = todo.into_iter();
-        let mut set: JoinSet<(String, HostOutcome, u64)> = JoinSet::new();
+        let mut set: JoinSet<HostDone> = JoinSet::new();
         // The jobs' own flag: raised by a budget here or by the operator's flag, and not left
         // raised on the operator's flag, so the same Rollout can resume the run afterwards.
         let jobs = StopFlag::default();
@@ -735,6 +735,7 @@ impl Rollout {
                     self.health.clone(),
                     ctx,
                     timeout,
+                    journal.clone(),
                 ));
             }
             if self.stop.is_stopped() {
@@ -746,15 +747,18 @@ impl Rollout {
                 _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
             };
             let Some(joined) = next else { break };
-            let (host, outcome, ms) = match joined {
+            let HostDone {
+                host,
+                outcome,
+                ms,
+                journal_error,
+            } = match joined {
                 Ok(r) => r,
                 // run_host catches panics, so only a cancelled task lands here.
                 Err(_) => continue,
             };
-            if let Err(e) = journal.host_done(&host, wave.index, &outcome) {
-                stop.get_or_insert(StopReason::Journal {
-                    error: e.to_string(),
-                });
+            if let Some(error) = journal_error {
+                stop.get_or_insert(StopReason::Journal { error });
                 jobs.stop();
             }
             self.watcher.host_finished(&host, wave.index, &outcome);
@@ -830,13 +834,24 @@ fn check_waves(waves: &[Wave]) -> Result<(), RolloutError> {
     Ok(())
 }
 
-/// Run one host's job, then its health check, bounded by the host timeout.
+/// What a host task hands back to the wave loop.
+struct HostDone {
+    host: String,
+    outcome: HostOutcome,
+    ms: u64,
+    /// The verdict could not be journaled: the run must stop.
+    journal_error: Option<String>,
+}
+
+/// Run one host's job, then its health check, bounded by the host timeout, and journal the
+/// verdict from the host's own task (so verdicts of many hosts share fsyncs).
 async fn run_host(
     job: Arc<dyn HostJob>,
     health: Option<Arc<dyn HealthCheck>>,
     ctx: HostContext,
     timeout: Option<Duration>,
-) -> (String, HostOutcome, u64) {
+    journal: Arc<Journal>,
+) -> HostDone {
     let t0 = Instant::now();
     let host = ctx.host.clone();
     let work = async {
@@ -873,7 +888,16 @@ async fn run_host(
         }),
         None => work.await,
     };
-    (host, outcome, t0.elapsed().as_millis() as u64)
+    let journal_error = journal
+        .host_done(&host, ctx.wave, &outcome)
+        .err()
+        .map(|e| e.to_string());
+    HostDone {
+        host,
+        outcome,
+        ms: t0.elapsed().as_millis() as u64,
+        journal_error,
+    }
 }
 
 fn count_in<'a>(

@@ -37,11 +37,12 @@ pub fn host_reports(log: &RunLog) -> Vec<HostReport> {
             let (mut reboot_start, mut reboot_end) = (None, None);
             for s in &h.steps {
                 match (&s.step, &s.finished) {
-                    (Step::Install { patch, .. }, Some(end)) if end.ok => {
-                        if !installed.contains(patch) {
-                            installed.push(patch.clone());
-                        }
+                    (Step::Install { patch, .. }, Some(end))
+                        if end.ok && !installed.contains(patch) =>
+                    {
+                        installed.push(patch.clone());
                     }
+                    (Step::Install { .. }, Some(end)) if end.ok => {}
                     (Step::Install { patch, .. }, Some(_)) => failed_installs.push(patch.clone()),
                     (Step::Reboot { .. }, end) => {
                         reboot_start.get_or_insert(s.started_ms);
