@@ -716,6 +716,9 @@ impl Rollout {
         // The jobs' own flag: raised by a budget here or by the operator's flag, and not left
         // raised on the operator's flag, so the same Rollout can resume the run afterwards.
         let jobs = StopFlag::default();
+        let mut wave_counts = count_in(wave.hosts.iter(), lines);
+        let mut run_counts = count_in(lines.keys(), lines);
+        let total_hosts = total(header);
         let mut ran = 0;
         loop {
             while stop.is_none() && !self.stop.is_stopped() && set.len() < parallel {
@@ -766,10 +769,13 @@ impl Rollout {
                 l.verdict = Some(outcome.verdict);
                 l.detail = outcome.detail;
                 l.ms = ms;
+                // Counted as they come: recounting the fleet per host is quadratic.
+                wave_counts.add(Some(outcome.verdict));
+                run_counts.add(Some(outcome.verdict));
             }
             if stop.is_none() {
-                stop = wave_budget(wave, lines)
-                    .or_else(|| total_budget(&header.options, lines, total(header)));
+                stop = wave_budget_of(wave, &wave_counts)
+                    .or_else(|| total_budget_of(&header.options, &run_counts, total_hosts));
                 if stop.is_some() {
                     // In-flight jobs end after their current step; no new host starts.
                     jobs.stop();
@@ -917,7 +923,10 @@ fn over(limit: Option<Limit>, count: usize, of: usize) -> Option<usize> {
 }
 
 fn wave_budget(wave: &Wave, lines: &BTreeMap<String, HostLine>) -> Option<StopReason> {
-    let c = count_in(wave.hosts.iter(), lines);
+    wave_budget_of(wave, &count_in(wave.hosts.iter(), lines))
+}
+
+fn wave_budget_of(wave: &Wave, c: &Counts) -> Option<StopReason> {
     let n = wave.hosts.len();
     let hit = |kind: &str, count: usize, allowed: usize| {
         Some(if wave.canary {
@@ -948,7 +957,10 @@ fn total_budget(
     lines: &BTreeMap<String, HostLine>,
     total: usize,
 ) -> Option<StopReason> {
-    let c = count_in(lines.keys(), lines);
+    total_budget_of(options, &count_in(lines.keys(), lines), total)
+}
+
+fn total_budget_of(options: &RolloutOptions, c: &Counts, total: usize) -> Option<StopReason> {
     if let Some(allowed) = over(options.max_failed_total, c.failed, total) {
         return Some(StopReason::TotalBudget {
             kind: "failed".into(),
