@@ -62,6 +62,8 @@ struct HostLine {
 }
 
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// In-flight host lines shown at once under the bars.
+const MAX_HOST_LINES: usize = 16;
 
 impl Progress {
     /// Bars on stdout if it is a terminal, NDJSON on stdout otherwise.
@@ -296,7 +298,11 @@ impl RunWatcher for Progress {
             return;
         }
         self.with_state(|s| {
-            let bar = s.mp.as_ref().map(|mp| {
+            // With hundreds of hosts in flight, a line each would scroll the bars away: show the
+            // first few; the fleet bar counts the rest.
+            let shown = s.hosts.values().filter(|h| h.bar.is_some()).count();
+            let room = shown < MAX_HOST_LINES;
+            let bar = s.mp.as_ref().filter(|_| room).map(|mp| {
                 let bar = mp.add(ProgressBar::new_spinner());
                 bar.set_style(style("    {spinner} {prefix:24} {msg}"));
                 bar.set_prefix(host.to_string());
@@ -351,8 +357,10 @@ impl RunWatcher for Progress {
                 if let Some(f) = &s.fleet {
                     f.inc(1);
                     f.set_message(format!(
-                        "{} failed, {} unreachable",
-                        s.failures, s.unreachable
+                        "{} failed, {} unreachable, {} in flight",
+                        s.failures,
+                        s.unreachable,
+                        s.hosts.len()
                     ));
                 }
             }),
