@@ -12,7 +12,7 @@ use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
 use hive::catalog::model::InstallerRecipe;
 use hive::deploy::{HostOutcome, HostVerdict, PatchOutcome};
 use hive::events::{Event, EventSink, Recorder, Step, StepState};
-use winsim::installer::Package;
+use winsim::installer::{Package, PackageKind};
 
 /// (host, its reboot settings, the package its one patch installs)
 fn scenarios() -> Vec<(&'static str, &'static str, Package)> {
@@ -89,6 +89,11 @@ fn scenarios() -> Vec<(&'static str, &'static str, Package)> {
                     .duration(ms),
             ),
         ),
+        (
+            "MSIFAIL",
+            "{ downtime_ms = 200 }",
+            Package::msi("KB5100013").exit_code(1603).duration(ms),
+        ),
     ]
 }
 
@@ -125,11 +130,10 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
             i + 2
         ));
         let id = package.manifest.id.clone();
-        let is_msu = id == "KB5100012";
-        let file_name = if is_msu {
-            format!("{id}.msu")
-        } else {
-            format!("{id}.exe")
+        let (file_name, recipe) = match package.manifest.kind {
+            PackageKind::Msu => (format!("{id}.msu"), InstallerRecipe::msu()),
+            PackageKind::Msi => (format!("{id}.msi"), InstallerRecipe::msi()),
+            _ => (format!("{id}.exe"), InstallerRecipe::legacy_hotfix()),
         };
         lab.add(LabPatch {
             id: &id,
@@ -137,11 +141,7 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
             product: &product,
             file_name: &file_name,
             package,
-            recipe: if is_msu {
-                InstallerRecipe::msu()
-            } else {
-                InstallerRecipe::legacy_hotfix()
-            },
+            recipe,
             subtype: "Security Update",
             detection: None,
         });
@@ -243,6 +243,22 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
     assert_eq!(o.reboots.len(), 1);
     assert_eq!(reboots("FAST"), 1);
+
+    // An .msi failure: msiexec with the recipe's switches and a verbose log, whose tail lands in
+    // the host's log.
+    let o = outcome("MSIFAIL");
+    assert_eq!(o.verdict, HostVerdict::InstallFailed, "{o:?}");
+    let dir = format!(r"C:\Windows\Temp\hive\{run}");
+    assert!(
+        ran(
+            "MSIFAIL",
+            &format!(r"msiexec /i {dir}\KB5100013.msi /qn /norestart /L*V {dir}\KB5100013.msi.log")
+        ),
+        "{:#?}",
+        fleet.host("MSIFAIL").command_log()
+    );
+    let log = std::fs::read_to_string(lab.repo.root().join("logs").join("MSIFAIL.log")).unwrap();
+    assert!(log.contains("MainEngineThread is returning 1603"), "{log}");
 
     let o = outcome("CONFIG");
     assert_eq!(o.verdict, HostVerdict::StillConfiguring, "{o:?}");
