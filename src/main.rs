@@ -52,8 +52,11 @@ enum Command {
         run: String,
         #[arg(long, short = 'r', env = "HIVE_REPO")]
         repo: std::path::PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t = cli::rollout::ReportFormat::Table)]
+        output: cli::rollout::ReportFormat,
+        /// Every step of every host, with its evidence.
         #[arg(long)]
-        json: bool,
+        steps: bool,
     },
     /// The whole job on a simulated fleet started in this process: scan, triage, canary, waves.
     Demo {
@@ -93,7 +96,12 @@ fn main() -> ExitCode {
             retry_failed,
         } => finished(cli::rollout::resume(&run, work, retry_failed)),
         Command::Promote { run, repo } => finished(cli::rollout::promote(&repo, &run)),
-        Command::Report { run, repo, json } => finished(cli::rollout::report(&repo, &run, json)),
+        Command::Report {
+            run,
+            repo,
+            output,
+            steps,
+        } => finished(cli::rollout::report(&repo, &run, output, steps)),
         Command::Demo {
             hosts,
             canaries,

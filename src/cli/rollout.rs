@@ -238,40 +238,46 @@ pub fn promote(repo: &std::path::Path, run: &str) -> CliResult {
     Ok(true)
 }
 
-/// `hive report RUN`: per host, the verdict and every step with its evidence.
-pub fn report(repo: &std::path::Path, run: &str, json: bool) -> CliResult {
+/// `hive report RUN`: per host the verdict, KBs installed, failed installs and reboot time (from
+/// the journal alone); `--steps` adds every step with its evidence.
+pub fn report(repo: &std::path::Path, run: &str, format: ReportFormat, steps: bool) -> CliResult {
     let log = RunLog::load(repo, run)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&log.hosts)?);
-        return Ok(true);
+    let rows = hive::rollout::report::host_reports(&log);
+    match format {
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        ReportFormat::Csv => print!("{}", hive::rollout::report::to_csv(&rows)),
+        ReportFormat::Table => {
+            println!("run {run}: plan {}", log.header.plan);
+            print!("{}", hive::rollout::report::to_table(&rows));
+        }
     }
-    println!("run {run}: plan {}", log.header.plan);
-    if let Some((state, why)) = &log.state {
-        println!("state: {state:?} ({why})");
-    }
-    for (host, h) in &log.hosts {
-        let verdict = h
-            .verdict
-            .as_ref()
-            .map(|(v, d)| format!("{} — {d}", v.word()))
-            .unwrap_or_else(|| "not finished".into());
-        println!("\n{host}: {verdict}");
-        for s in &h.steps {
-            let (ok, outcome, detail, ms) = match &s.finished {
-                Some(e) => (
-                    if e.ok { "ok" } else { "FAILED" },
-                    e.outcome.as_str(),
-                    e.detail.as_str(),
-                    e.at_ms.saturating_sub(s.started_ms),
-                ),
-                None => ("UNFINISHED", "", "", 0),
-            };
-            let step = serde_json::to_value(&s.step)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|x| x.as_str()).map(str::to_string))
-                .unwrap_or_default();
-            println!("  {step:<12} {ok:<10} {outcome:<18} {ms:>7} ms  {detail}");
+    if steps {
+        for (host, h) in &log.hosts {
+            println!("\n{host}:");
+            for s in &h.steps {
+                let (ok, outcome, detail, ms) = match &s.finished {
+                    Some(e) => (
+                        if e.ok { "ok" } else { "FAILED" },
+                        e.outcome.as_str(),
+                        e.detail.as_str(),
+                        e.at_ms.saturating_sub(s.started_ms),
+                    ),
+                    None => ("UNFINISHED", "", "", 0),
+                };
+                let step = serde_json::to_value(&s.step)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|x| x.as_str()).map(str::to_string))
+                    .unwrap_or_default();
+                println!("  {step:<12} {ok:<10} {outcome:<18} {ms:>7} ms  {detail}");
+            }
         }
     }
     Ok(true)
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
+    Csv,
 }
