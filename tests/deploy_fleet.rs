@@ -247,3 +247,43 @@ async fn a_resumed_run_does_not_run_an_installer_twice() {
     // resume state is trusted, and the failure says why.
     assert_eq!(outcome.verdict, HostVerdict::InstallFailed, "{outcome:?}");
 }
+
+/// A journal that cannot record the start of an install.
+struct FullJournal(Recorder);
+
+impl hive::events::EventSink for FullJournal {
+    fn emit(&self, e: &hive::events::Event) -> Result<(), String> {
+        if matches!(e.step, hive::events::Step::Install { .. })
+            && e.state == hive::events::StepState::Started
+        {
+            return Err("No space left on device (os error 28)".into());
+        }
+        self.0.emit(e)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_the_journal_cannot_record_is_not_done() {
+    let toml = format!(
+        "[[host]]\nname = \"JOURNAL01\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\nversion = \"10.0.17763\"\n"
+    );
+    let fleet = SimFleet::start("deployjournal", &toml).await;
+    let mut lab = Lab::new();
+    three_patches(&mut lab);
+    let sink = FullJournal(Recorder::default());
+    let results = deploy_all(&fleet, &lab, "rj", &fast_options(), &sink).await;
+    let o = &results[0].1;
+    assert_eq!(o.verdict, HostVerdict::JournalFailed, "{o:?}");
+    assert!(
+        o.evidence.iter().any(|e| e.contains("os error 28")),
+        "{o:?}"
+    );
+    let log = fleet.host("JOURNAL01").command_log();
+    assert!(
+        !log.iter().any(|c| c.command_line.starts_with("expand")
+            || c.command_line.starts_with("dism")
+            || c.command_line.contains(".exe -z")),
+        "no installer ran: {log:#?}"
+    );
+    assert_eq!(fleet.host("JOURNAL01").reboot_count(), 0);
+}
