@@ -15,11 +15,12 @@ const DLL: &str = r"C:\Windows\system32\hiveq.dll";
 const PRODUCT: &str = "Windows 2000 Server";
 
 fn host(name: &str) -> String {
-    // PowerShell on a Windows 2000 host is not realistic, but hive reads the boot time through
-    // the PowerShell probe (see the report's known defects), so the test host has it.
+    // Windows 2000 as shipped: no PowerShell, no wmic, no certutil -hashfile — the boot time
+    // comes from `net statistics`, the staged hash from a read-back, the re-scan from reg query
+    // and SMB reads.
     format!(
         "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\n\
-         csd_version = \"Service Pack 1\"\nversion = \"5.0.2195\"\npowershell = true\n\
+         csd_version = \"Service Pack 1\"\nversion = \"5.0.2195\"\n\
          files = [{{ path = '{DLL}', version = \"5.0.2195.1000\" }}]\nreboot = {{ downtime_ms = 200 }}\n"
     )
 }
@@ -98,6 +99,13 @@ async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands() {
         "order: hotfix, hotfix, qchain, one reboot: {lines:#?}"
     );
     assert_eq!(sim.reboot_count(), 1);
+    // No hashing tool on Windows 2000: the staged copies were checked by reading them back.
+    let ev = events.0.lock().unwrap().clone();
+    assert!(
+        ev.iter().any(|e| matches!(e.step, hive::events::Step::VerifyHash { .. })
+            && matches!(&e.state, hive::events::StepState::Finished { ok: true, detail, .. } if detail.contains("read back"))),
+        "{ev:#?}"
+    );
 
     let without = SimFleet::start("deployqc0", &host("W2K-NOQCHAIN")).await;
     let lab_without = lab(false);
