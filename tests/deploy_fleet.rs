@@ -287,3 +287,57 @@ async fn a_step_the_journal_cannot_record_is_not_done() {
     );
     assert_eq!(fleet.host("JOURNAL01").reboot_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_resumed_after_the_reboot_only_verifies() {
+    let toml = format!(
+        "[[host]]\nname = \"RESUME02\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\nversion = \"10.0.17763\"\nreboot = {{ downtime_ms = 200 }}\n"
+    );
+    let fleet = SimFleet::start("deployresume2", &toml).await;
+    let mut lab = Lab::new();
+    three_patches(&mut lab);
+    let events = Recorder::default();
+    let options = fast_options();
+    let results = deploy_all(&fleet, &lab, "rr2", &options, &events).await;
+    let (plan, first) = &results[0];
+    assert_eq!(first.verdict, HostVerdict::Patched, "{first:?}");
+    let sim = fleet.host("RESUME02");
+    let commands_before = sim.command_log().len();
+
+    // The orchestrator crashed after the reboot: the journal knows every install and the reboot.
+    let resume = hive::deploy::ResumeState {
+        installed: plan.installs.iter().map(|i| i.patch.clone()).collect(),
+        rebooted: true,
+    };
+    let host = fleet.inventory_host("RESUME02");
+    let mut target = hive::remote::connect(host, &fleet.secret, Default::default()).unwrap();
+    let probe = hive::scan::run::PreparedProbe::new(&lab.catalog);
+    let scan = hive::deploy::ScanInputs {
+        catalog: &lab.catalog,
+        probe: &probe,
+        files: hive::scan::run::FileSource::Probe,
+    };
+    let mut ctx = hive::deploy::HostContext::new(
+        "rr2",
+        host,
+        &mut *target,
+        &events,
+        Some(&lab.repo),
+        &options,
+    );
+    let again = hive::deploy::deploy_host(&mut ctx, plan, &scan, &resume).await;
+    assert_eq!(again.verdict, HostVerdict::Patched, "{again:?}");
+    assert!(again.reboots.is_empty());
+    assert_eq!(sim.reboot_count(), 1, "no second reboot");
+    let new: Vec<String> = sim.command_log()[commands_before..]
+        .iter()
+        .map(|c| c.command_line.clone())
+        .collect();
+    assert!(
+        !new.iter().any(|l| l.starts_with("dism")
+            || l.starts_with("expand")
+            || l.starts_with("shutdown")
+            || l.contains(".exe -z")),
+        "only the re-scan ran: {new:#?}"
+    );
+}
