@@ -14,7 +14,7 @@ use winsim::server::{FleetOptions, WinrmFleet};
 /// A harness variable, or a loud failure naming the harness.
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run this test through integration/test.sh (it starts the samba service), e.g. integration/test.sh samba -- -p hive --test 'deploy_*'")
+        panic!("{name} is not set: run this test through integration/test.sh (it starts the samba service)")
     })
 }
 
