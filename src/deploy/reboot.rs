@@ -24,24 +24,10 @@ pub struct HostState {
 
 async fn try_state(ctx: &mut HostContext<'_>, timeout: Duration) -> Result<HostState, String> {
     let facts = crate::scan::run::state_probe(&mut *ctx.target, timeout).await?;
-    let p = &facts.pending_reboot;
-    let pending = [
-        (p.cbs_reboot_pending, "CBS RebootPending"),
-        (
-            p.windows_update_reboot_required,
-            "WindowsUpdate RebootRequired",
-        ),
-        (p.pending_file_renames, "PendingFileRenameOperations"),
-        (p.update_exe_volatile, "UpdateExeVolatile"),
-    ]
-    .into_iter()
-    .filter(|(set, _)| *set)
-    .map(|(_, n)| n.to_string())
-    .collect();
     Ok(HostState {
+        pending: crate::scan::probe::pending_reboot_names(&facts.pending_reboot),
+        servicing_busy: facts.pending_reboot.cbs_reboot_pending,
         boot: facts.last_boot_time,
-        pending,
-        servicing_busy: p.cbs_reboot_pending,
     })
 }
 

@@ -131,20 +131,7 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
         .filter_map(|k| k.parse().ok())
         .collect();
 
-    let p = &probe.pending_reboot;
-    let pending_reboot = [
-        (p.cbs_reboot_pending, "CBS RebootPending"),
-        (
-            p.windows_update_reboot_required,
-            "WindowsUpdate RebootRequired",
-        ),
-        (p.pending_file_renames, "PendingFileRenameOperations"),
-        (p.update_exe_volatile, "UpdateExeVolatile"),
-    ]
-    .into_iter()
-    .filter(|(set, _)| *set)
-    .map(|(_, name)| name.to_string())
-    .collect();
+    let pending_reboot = pending_reboot_names(&probe.pending_reboot);
 
     HostFacts {
         computer_name: probe.computer_name.clone(),
@@ -160,6 +147,23 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
         last_boot: (!probe.last_boot_time.is_empty()).then(|| probe.last_boot_time.clone()),
         file_source: "probe".into(),
     }
+}
+
+/// The pending-reboot markers that are set, by the names reports and logs use.
+pub fn pending_reboot_names(p: &winsim::probe::PendingReboot) -> Vec<String> {
+    [
+        (p.cbs_reboot_pending, "CBS RebootPending"),
+        (
+            p.windows_update_reboot_required,
+            "WindowsUpdate RebootRequired",
+        ),
+        (p.pending_file_renames, "PendingFileRenameOperations"),
+        (p.update_exe_volatile, "UpdateExeVolatile"),
+    ]
+    .into_iter()
+    .filter(|(set, _)| *set)
+    .map(|(_, name)| name.to_string())
+    .collect()
 }
 
 /// Registry data as text, the way hfnetchk compared it (DWORDs in decimal).
