@@ -84,6 +84,11 @@ fn finished(r: Result<bool, Box<dyn std::error::Error>>) -> Result<(), Box<dyn s
 }
 
 fn main() -> ExitCode {
+    // `hive report ... | head` must end quietly like any Unix tool, not panic on a closed pipe.
+    // SAFETY: setting a signal disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Catalog(c) => cli::catalog::run(c),
