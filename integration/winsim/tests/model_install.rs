@@ -119,6 +119,8 @@ async fn every_exit_code_means_what_windows_means() {
             .exit_code,
         1641
     );
+    assert!(host.accepting(), "the exit code reaches the client before the restart");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(!host.accepting(), "1641 = reboot initiated");
     wait_rebooted(&host, 1).await;
     assert!(host.installed_kbs().contains(&"Q911641".to_string()));
@@ -191,6 +193,7 @@ async fn an_installer_that_ignores_z_reboots_the_host() {
     );
     let before = host.boot_time();
     assert_eq!(run(&host, &format!("{rogue} -z -q")).await.exit_code, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(!host.accepting(), "went down despite -z");
     wait_rebooted(&host, 1).await;
     assert!(host.boot_time() > before);

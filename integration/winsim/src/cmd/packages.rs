@@ -17,6 +17,9 @@ use crate::registry::RegValue;
 
 /// Exit codes that mean "installed" (changes applied).
 const SUCCESS: [u32; 4] = [0, 3010, 1641, 0x0024_0005];
+
+/// How long after an installer initiates a restart (1641) the host stops answering.
+const INSTALLER_RESTART_GRACE: Duration = Duration::from_secs(1);
 const ERROR_INSTALL_ALREADY_RUNNING: u32 = 1618;
 const ERROR_DISK_FULL: u32 = 112;
 const CBS_E_NEW_SERVICING_STACK_REQUIRED: u32 = 0x800F_0823;
@@ -155,7 +158,9 @@ async fn install(
         let reboots_itself =
             code == 1641 || (m.reboot_required && (!no_reboot || !m.honours_no_reboot));
         if reboots_itself {
-            let _ = host.schedule_reboot(&mut st, Duration::ZERO);
+            // Windows takes a moment between an installer's restart call and the network going
+            // down: the installer's exit code still reaches the client, as it does on a real host.
+            let _ = host.schedule_reboot(&mut st, INSTALLER_RESTART_GRACE);
             if code == 3010 {
                 code = 1641;
             }
