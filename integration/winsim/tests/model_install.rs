@@ -119,7 +119,10 @@ async fn every_exit_code_means_what_windows_means() {
             .exit_code,
         1641
     );
-    assert!(host.accepting(), "the exit code reaches the client before the restart");
+    assert!(
+        host.accepting(),
+        "the exit code reaches the client before the restart"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert!(!host.accepting(), "1641 = reboot initiated");
     wait_rebooted(&host, 1).await;
