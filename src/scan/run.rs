@@ -140,19 +140,9 @@ pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<P
         .await
         .map_err(|e| e.to_string())?;
     if not_recognized(&out) {
-        let mut dump = legacy::RegDump::new();
-        let mut net = String::new();
-        for line in legacy::commands(&request) {
-            let out = target
-                .exec(&Command::Cmd(line), timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            legacy::parse_reg_output(&out.stdout, &mut dump);
-            if out.stdout.contains("Statistics since") {
-                net = out.stdout;
-            }
-        }
-        let facts = legacy::probe_facts_from(&dump, &net, &request, Vec::new());
+        let facts = legacy_answer(target, &request, timeout)
+            .await
+            .map_err(|e| e.to_string())?;
         if facts.last_boot_time.is_empty() {
             return Err("net statistics server did not give the boot time".into());
         }
@@ -185,22 +175,32 @@ fn system_root(answer: &ProbeFacts) -> String {
         .unwrap_or_else(|| r"C:\Windows".to_string())
 }
 
-/// Hosts without PowerShell: `reg query` chained on cmd.exe lines, files over SMB.
-async fn legacy_scan(
+/// The registry and boot-time part of a probe answer, read with `reg query` and `net statistics`
+/// on hosts without PowerShell (no files: those come over SMB).
+async fn legacy_answer(
     target: &mut dyn Target,
-    probe: &PreparedProbe,
+    request: &ProbeRequest,
     timeout: Duration,
 ) -> Result<ProbeFacts, RemoteError> {
     let mut dump = legacy::RegDump::new();
     let mut net = String::new();
-    for line in legacy::commands(&probe.request) {
+    for line in legacy::commands(request) {
         let out = target.exec(&Command::Cmd(line), timeout).await?;
         legacy::parse_reg_output(&out.stdout, &mut dump);
         if out.stdout.contains("Statistics since") {
             net = out.stdout;
         }
     }
-    let mut answer = legacy::probe_facts_from(&dump, &net, &probe.request, Vec::new());
+    Ok(legacy::probe_facts_from(&dump, &net, request, Vec::new()))
+}
+
+/// Hosts without PowerShell: `reg query` chained on cmd.exe lines, files over SMB.
+async fn legacy_scan(
+    target: &mut dyn Target,
+    probe: &PreparedProbe,
+    timeout: Duration,
+) -> Result<ProbeFacts, RemoteError> {
+    let mut answer = legacy_answer(target, &probe.request, timeout).await?;
     if answer.major == 0 {
         return Err(RemoteError::Failed(format!(
             "{}: reg query did not return the Windows version",
