@@ -72,6 +72,10 @@ pub struct Session {
     client: WinrmClient,
     spec: ShellSpec,
     shell_id: Option<String>,
+    /// A finished command not yet released with a Signal. Its release goes out before the next
+    /// command, or never if the shell is deleted first (Delete frees every command in the shell):
+    /// a one-command session, such as a scan's probe, saves that round trip.
+    unreleased: Option<(String, String)>,
     commands_in_shell: u32,
     /// Replace the shell after this many commands (0: never proactively).
     pub recycle_after: u32,
@@ -96,6 +100,7 @@ impl Session {
             client: WinrmClient::new(cfg)?,
             spec,
             shell_id: None,
+            unreleased: None,
             commands_in_shell: 0,
             recycle_after: 500,
             shells_opened: 0,
@@ -135,6 +140,8 @@ impl Session {
 
     /// Delete the shell (the connection stays).
     pub async fn close_shell(&mut self) -> Result<()> {
+        // Deleting the shell frees its commands; no separate release is needed.
+        self.unreleased = None;
         let Some(id) = self.shell_id.take() else {
             return Ok(());
         };
@@ -157,6 +164,7 @@ impl Session {
         args: &[String],
         skip_cmd_shell: bool,
     ) -> Result<(String, String)> {
+        self.release_finished().await;
         if self.recycle_after > 0 && self.commands_in_shell >= self.recycle_after {
             debug!(host = %self.host(), "recycling the shell after {} commands", self.commands_in_shell);
             let _ = self.close_shell().await;
@@ -291,13 +299,29 @@ impl Session {
                 })?;
             }
         };
-        // Frees the command on the server (Windows keeps it until signalled or the shell goes).
-        // The command has finished and its output is complete: a failed clean-up must not lose
-        // the exit code; an unfreed command only brings the shell's recycling closer.
+        // Windows keeps a finished command until it is signalled or its shell goes; the release
+        // is sent lazily (see `unreleased`).
+        self.unreleased = Some((shell_id, cid));
+        Ok(exit)
+    }
+
+    /// Free the previous finished command on the server. Its output is complete and its exit
+    /// code already returned: a failed clean-up must not fail the next command; an unfreed
+    /// command only brings the shell's recycling closer.
+    async fn release_finished(&mut self) {
+        let Some((shell_id, cid)) = self.unreleased.take() else {
+            return;
+        };
+        // A shell replaced since (recycled, or gone after a reboot) took the command with it.
+        if self.shell_id.as_deref() != Some(shell_id.as_str()) {
+            return;
+        }
         if let Err(e) = self.signal(&shell_id, &cid).await {
             debug!(host = %self.host(), "releasing the finished command failed: {e}");
+            if e.fault_kind() == Some(FaultKind::InvalidSelectors) {
+                self.shell_id = None;
+            }
         }
-        Ok(exit)
     }
 
     /// Run a command and collect its output.
