@@ -77,6 +77,7 @@ impl Connection {
     /// Serve one HTTP request.
     pub async fn handle(&self, req: HttpRequest<Incoming>) -> Result<HttpResponse, Dropped> {
         let host = Arc::clone(self.shells.host());
+        self.shells.count_request();
         if !host.accepting() {
             self.shells.clear();
             return Err(self.dropped("the host is down"));

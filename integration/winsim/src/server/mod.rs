@@ -175,6 +175,11 @@ impl WinrmFleet {
     }
 
     /// The WinRS state of each host, in the order the hosts were given.
+    /// HTTP requests received by all hosts so far (see [`HostShells::http_requests`]).
+    pub fn http_requests(&self) -> u64 {
+        self.hosts.iter().map(|h| h.http_requests()).sum()
+    }
+
     pub fn hosts(&self) -> &[Arc<HostShells>] {
         &self.hosts
     }

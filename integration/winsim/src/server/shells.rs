@@ -85,6 +85,10 @@ pub struct HostShells {
     host: Arc<dyn SimHost>,
     limits: ServiceLimits,
     shells: Mutex<HashMap<String, Shell>>,
+    /// HTTP requests this host's listeners received (every POST, NTLM legs included): the
+    /// benchmark's "round trips per host" is counted here, on the server, so a client cannot
+    /// under-report its own chatter.
+    http_requests: std::sync::atomic::AtomicU64,
 }
 
 impl HostShells {
@@ -93,7 +97,20 @@ impl HostShells {
             host,
             limits,
             shells: Mutex::new(HashMap::new()),
+            http_requests: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Count one HTTP request received for this host.
+    pub fn count_request(&self) {
+        self.http_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// HTTP requests received so far.
+    pub fn http_requests(&self) -> u64 {
+        self.http_requests
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn host(&self) -> &Arc<dyn SimHost> {
