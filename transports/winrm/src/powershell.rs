@@ -9,6 +9,10 @@ use base64::Engine as _;
 /// Longest command line we build; cmd.exe's limit is 8191, keep a margin for `cmd /c` and quoting.
 pub const MAX_COMMAND_LINE: usize = 8000;
 
+/// Longest command line for a process WinRS starts directly (`WINRS_SKIP_CMD_SHELL`):
+/// CreateProcess takes 32,767 characters; keep a margin.
+pub const MAX_PROCESS_COMMAND_LINE: usize = 32_000;
+
 /// base64 of the script's UTF-16LE bytes, as `-EncodedCommand` expects.
 pub fn encode_command(script: &str) -> String {
     let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
@@ -24,15 +28,33 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// Bytes to send on stdin (empty for `-EncodedCommand`).
     pub stdin: Vec<u8>,
+    /// Start powershell.exe directly, without cmd.exe (WinRS's `WINRS_SKIP_CMD_SHELL`).
+    pub skip_cmd_shell: bool,
 }
 
-/// Choose `-EncodedCommand` or stdin for `script`.
+/// Choose `-EncodedCommand` or stdin for `script`, for a command line that cmd.exe runs (as
+/// over SSH, where the server's shell is cmd.exe).
 pub fn invocation(script: &str) -> Invocation {
+    invocation_within(script, MAX_COMMAND_LINE, false)
+}
+
+/// Choose for a WinRS shell, which can start powershell.exe without cmd.exe: scripts up to
+/// CreateProcess's limit then go on the command line, in the Command request itself. Feeding
+/// them on stdin instead costs a Send round trip per host.
+pub fn winrs_invocation(script: &str) -> Invocation {
+    let via_cmd = invocation(script);
+    if via_cmd.stdin.is_empty() {
+        return via_cmd;
+    }
+    invocation_within(script, MAX_PROCESS_COMMAND_LINE, true)
+}
+
+fn invocation_within(script: &str, max_line: usize, skip_cmd_shell: bool) -> Invocation {
     let base = ["-NoProfile", "-NonInteractive"];
     let encoded = encode_command(script);
     let line_len =
         "powershell.exe -NoProfile -NonInteractive -EncodedCommand ".len() + encoded.len();
-    if line_len <= MAX_COMMAND_LINE {
+    if line_len <= max_line {
         let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
         args.push("-EncodedCommand".into());
         args.push(encoded);
@@ -40,6 +62,7 @@ pub fn invocation(script: &str) -> Invocation {
             command: "powershell.exe".into(),
             args,
             stdin: Vec::new(),
+            skip_cmd_shell,
         };
     }
     // In `-` mode PowerShell reads statements line by line as if typed; a blank line after the
@@ -52,6 +75,7 @@ pub fn invocation(script: &str) -> Invocation {
         command: "powershell.exe".into(),
         args,
         stdin: text.into_bytes(),
+        skip_cmd_shell: false,
     }
 }
 
@@ -76,5 +100,24 @@ mod tests {
         assert_eq!(long.args, ["-NoProfile", "-NonInteractive", "-"]);
         assert!(long.stdin.ends_with(b"\r\n\r\n"));
         assert!(!String::from_utf8(long.stdin).unwrap().contains("x'\nW"));
+    }
+
+    #[test]
+    fn winrs_puts_scripts_up_to_createprocess_limit_on_the_command_line() {
+        let short = winrs_invocation("Get-HotFix");
+        assert!(
+            !short.skip_cmd_shell,
+            "short scripts keep going through cmd.exe"
+        );
+        let medium_script = "Write-Output 'x'\n".repeat(400);
+        let medium = winrs_invocation(&medium_script);
+        assert!(medium.skip_cmd_shell);
+        assert!(medium.stdin.is_empty());
+        assert_eq!(medium.args[2], "-EncodedCommand");
+        let line = medium.args.iter().map(|a| a.len() + 1).sum::<usize>() + medium.command.len();
+        assert!(line > MAX_COMMAND_LINE && line <= MAX_PROCESS_COMMAND_LINE);
+        let huge = winrs_invocation(&"Write-Output 'x'\n".repeat(2000));
+        assert!(!huge.skip_cmd_shell);
+        assert!(!huge.stdin.is_empty());
     }
 }

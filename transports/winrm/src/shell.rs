@@ -362,11 +362,11 @@ impl Session {
         script: &str,
         timeout: Option<Duration>,
     ) -> Result<Output> {
-        let inv = powershell::invocation(script);
+        let inv = powershell::winrs_invocation(script);
         let opts = RunOptions {
             stdin: inv.stdin,
             timeout,
-            skip_cmd_shell: false,
+            skip_cmd_shell: inv.skip_cmd_shell,
         };
         self.run_output(&inv.command, &inv.args, &opts).await
     }
