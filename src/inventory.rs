@@ -84,9 +84,12 @@ impl CredentialRef {
             Some(("file", path)) if !path.is_empty() => {
                 Ok(CredentialRef::File(PathBuf::from(path)))
             }
-            _ => Err(format!(
-                "`{text}` is not a credential reference: use env:VAR, file:/path or prompt"
-            )),
+            // The value is not echoed: what an admin puts here by mistake is the password itself.
+            _ => Err(
+                "the credential is not a reference (its value is not shown: it may be a \
+                 password): use env:VAR, file:/path or prompt"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -243,7 +246,7 @@ impl Inventory {
     pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let raw: RawInventory = toml::from_str(text).map_err(|e| InventoryError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: syntax_message(text, &e),
         })?;
         let syntax = |message: String| InventoryError::Syntax {
             path: path.to_path_buf(),
@@ -381,6 +384,20 @@ pub fn validate_host_name(name: &str) -> Result<(), String> {
             "host name `{name}` is not valid: use letters, digits, '-', '_' and '.' only"
         ))
     }
+/// A TOML error as "line L, column C: what". toml's own Display quotes the offending line, and
+/// that line may be a password pasted in the wrong place: say where, never what.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_string(),
+    }
+}
+
 }
 
 fn validate_address(addr: &str) -> Result<(), String> {
@@ -557,7 +574,11 @@ mod tests {
         assert!(parse(dup).unwrap_err().to_string().contains("listed twice"));
         let bad = "[[host]]\nname=\"a\"\ncredential=\"hunter2\"\n";
         let err = parse(bad).unwrap_err().to_string();
-        assert!(err.contains("not a credential reference"), "{err}");
+        assert!(err.contains("not a reference"), "{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "a password in the wrong field is echoed: {err}"
+        );
         let none = "[[host]]\nname=\"a\"\n";
         assert!(
             parse(none)
@@ -586,6 +607,28 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("64 hex digits")
+    /// Regression (found by tests/fuzz_inventory.rs): a password outside any known field made
+    /// the TOML error quote its line, password included.
+    #[test]
+    fn syntax_errors_say_where_not_what() {
+        for text in [
+            "password = \"hunter2\"\n[[host]]\nname=\"a\"\ncredential=\"prompt\"\n",
+            "[[host]]\nname=\"a\"\ncredential=\"prompt\"\npasword = \"hunter2\"\n",
+            "[[host]]\nname=\"a\"\ncredential=\"prompt\"\n\"hunter2\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains("inv.toml") && err.contains("line "), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        let err = parse("[[host]]\nname=\"a\"\ncredential=\"prompt\"\ncolour=1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4, column 1") && err.contains("colour"),
+            "{err}"
+        );
+    }
+
         );
     }
 

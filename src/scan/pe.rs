@@ -3,8 +3,10 @@
 //!
 //! A system DLL is megabytes; its version resource is a few hundred bytes in `.rsrc`. Reading the
 //! first 4 KiB tells where `.rsrc` is, a second ranged read fetches it, and the two are laid into a
-//! sparse buffer at their file offsets so `pelite` sees a file whose other sections are zeros —
-//! which it never reads to answer a version query.
+//! buffer side by side, with the section's raw-data pointer moved to where its bytes now are, so
+//! `pelite` sees a small file holding just the headers and the resources — all it reads to answer
+//! a version query. The buffer is as large as what was read, never what the (untrusted) section
+//! table claims: a hostile or corrupt header must not make the orchestrator allocate gigabytes.
 
 use pelite::pe32::Pe as _;
 use pelite::pe64::Pe as _;
@@ -19,8 +21,9 @@ pub const HEADER_BYTES: u64 = 4096;
 pub struct ResourceSpan {
     pub offset: u64,
     pub len: u64,
-    /// The file length the section table implies (end of the last section's raw data).
-    pub image_len: u64,
+    /// Where the resource section's header sits in the first bytes (its PointerToRawData is
+    /// rewritten when the section is laid beside the headers).
+    pub section_entry: usize,
 }
 
 /// Why a version could not be read. Each names what was wrong with the file.
@@ -73,28 +76,29 @@ pub fn resource_span(head: &[u8]) -> Result<ResourceSpan, PeError> {
     }
     let table = opt + opt_size;
     let mut span = None;
-    let mut image_len = 0u64;
     for i in 0..sections {
         let s = table + i * 40;
         let vsize = u32_at(head, s + 8).ok_or(PeError::NotPe("section table beyond 4 KiB"))?;
         let va = u32_at(head, s + 12).ok_or(PeError::NotPe("section table beyond 4 KiB"))?;
         let raw_size = u32_at(head, s + 16).ok_or(PeError::NotPe("section table beyond 4 KiB"))?;
         let raw_ptr = u32_at(head, s + 20).ok_or(PeError::NotPe("section table beyond 4 KiB"))?;
-        image_len = image_len.max(raw_ptr as u64 + raw_size as u64);
         if rsrc_rva >= va && rsrc_rva < va.saturating_add(vsize.max(raw_size)) {
-            span = Some((raw_ptr as u64, raw_size as u64));
+            span = Some((raw_ptr as u64, raw_size as u64, s));
         }
     }
-    let (offset, len) = span.ok_or(PeError::NoResources)?;
-    if len > 64 << 20 {
+    let (offset, len, section_entry) = span.ok_or(PeError::NoResources)?;
+    if len > MAX_RESOURCE_BYTES {
         return Err(PeError::TooLarge(len));
     }
     Ok(ResourceSpan {
         offset,
         len,
-        image_len: image_len.max(head.len() as u64),
+        section_entry,
     })
 }
+
+/// The largest resource section read: real ones are kilobytes to a few megabytes.
+pub const MAX_RESOURCE_BYTES: u64 = 64 << 20;
 
 /// Read the fixed file version from the headers and the resource section's bytes.
 pub fn version_from_parts(
@@ -102,14 +106,17 @@ pub fn version_from_parts(
     span: &ResourceSpan,
     rsrc: &[u8],
 ) -> Result<Version, PeError> {
-    let mut image = vec![0u8; span.image_len as usize];
-    let h = head.len().min(image.len());
-    image[..h].copy_from_slice(&head[..h]);
-    let start = span.offset as usize;
-    let end = (start + rsrc.len()).min(image.len());
-    if start < end {
-        image[start..end].copy_from_slice(&rsrc[..end - start]);
-    }
+    let rsrc = &rsrc[..rsrc.len().min(span.len as usize)];
+    let at = head.len().next_multiple_of(0x200);
+    let pointer = u32::try_from(at).map_err(|_| PeError::TooLarge(at as u64))?;
+    let mut image = Vec::with_capacity(at + rsrc.len());
+    image.extend_from_slice(head);
+    image.resize(at, 0);
+    image.extend_from_slice(rsrc);
+    image
+        .get_mut(span.section_entry + 20..span.section_entry + 24)
+        .ok_or(PeError::NotPe("section table beyond the headers read"))?
+        .copy_from_slice(&pointer.to_le_bytes());
     version_from_file(&image)
 }
 
@@ -174,6 +181,28 @@ mod tests {
                 span.len < 4096,
                 "the version read moves a few KiB, not the file"
             );
+        }
+    }
+
+    /// Regression (found by tests/fuzz_pe.rs, which counts the allocation): a section claiming
+    /// raw data near 2 GiB made the reader allocate the whole claimed file for a 2.5 KiB input.
+    /// Other sections' claims no longer matter: the version comes from the headers and the
+    /// resource bytes alone.
+    #[test]
+    fn other_sections_claiming_gigabytes_change_nothing() {
+        for m in [Machine::I386, Machine::Amd64] {
+            let mut file = dll(m);
+            let pe = u32_at(&file, 0x3c).unwrap() as usize;
+            let opt_size = u16_at(&file, pe + 20).unwrap() as usize;
+            let text = pe + 24 + opt_size; // the first section, .text
+            // PointerToRawData of .text: the old reader sized its buffer to end past it.
+            file[text + 20..text + 24].copy_from_slice(&0x7fff_ff00u32.to_le_bytes());
+            let head = &file[..(HEADER_BYTES as usize).min(file.len())];
+            let span = resource_span(head).unwrap();
+            assert_ne!(span.section_entry, text);
+            let rsrc = &file[span.offset as usize..(span.offset + span.len) as usize];
+            let v = version_from_parts(head, &span, rsrc).unwrap();
+            assert_eq!(v.to_string(), "5.0.2195.3645");
         }
     }
 
