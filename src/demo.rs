@@ -161,8 +161,14 @@ pub fn demo_catalog() -> Catalog {
     c
 }
 
-/// A random test-only password for the simulated hosts, never printed.
+/// The simulated hosts' password: `HIVE_DEMO_PASSWORD` when set (so a test can look for it in
+/// everything the demo leaves behind), else a random one. Never printed, never written to disk.
 fn demo_password() -> String {
+    if let Ok(p) = std::env::var("HIVE_DEMO_PASSWORD")
+        && !p.is_empty()
+    {
+        return p;
+    }
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
@@ -183,9 +189,11 @@ fn host_name(i: usize, canaries: usize) -> String {
     }
 }
 
-fn fleet_toml(opts: &DemoOptions, password: &str) -> String {
+/// The fleet file (kept with `--keep` for a look). It holds no password: the hosts get theirs
+/// in memory, so a kept work folder holds no secret.
+fn fleet_toml(opts: &DemoOptions) -> String {
     let mut t = format!(
-        "[defaults]\nuser = \"Administrator\"\npassword = \"{password}\"\n\n\
+        "[defaults]\nuser = \"Administrator\"\n\n\
          [template.w2k-iis]\nproduct = \"Microsoft Windows 2000\"\ncsd_version = \"Service Pack 2\"\n\
          version = \"5.0.2195\"\nmachine = \"i386\"\n\
          files = [{{ path = '{IDQ}', version = \"5.0.2195.2779\" }}, {{ path = '{W3SVC}', version = \"5.0.2195.2966\" }}]\n\
@@ -244,9 +252,14 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     // 1. The simulated fleet, each host on its own 127.x.y.z with a WinRM listener.
     let password = demo_password();
     let fleet_file = work.join("fleet.toml");
-    std::fs::write(&fleet_file, fleet_toml(&opts, &password))?;
+    let fleet_text = fleet_toml(&opts);
+    std::fs::write(&fleet_file, &fleet_text)?;
+    let mut configs = winsim::fleet::parse(&fleet_text, &fleet_file)?;
+    for c in &mut configs {
+        c.password = winsim::fleet::Password::new(password.as_str());
+    }
     let drives = work.join("drives");
-    let model = winsim::Fleet::from_file(&fleet_file, &drives)?;
+    let model = winsim::Fleet::start(&configs, &drives)?;
     let servers = winsim::server::WinrmFleet::start(model.sim_hosts(), Default::default()).await?;
     let port: u16 = servers
         .endpoints()
@@ -369,10 +382,29 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     println!("demo finished in {:.1} s", started.elapsed().as_secs_f64());
 
     servers.shutdown().await;
+    if opts.keep {
+        write_command_log(&model, &work.join("commands.log"))?;
+    }
     drop(model);
     if opts.keep {
         let kept = dir.keep();
         println!("kept {}", kept.display());
     }
     Ok(summary.stop.is_none())
+}
+
+/// Every command line (and decoded PowerShell script) the simulated hosts received, one block per
+/// host: what a process list on a real fleet would have shown during the run.
+fn write_command_log(model: &winsim::Fleet, path: &Path) -> std::io::Result<()> {
+    let mut out = String::new();
+    for h in model.hosts() {
+        out.push_str(&format!("== {}\n", winsim::host::SimHost::name(h.as_ref())));
+        for r in h.command_log() {
+            out.push_str(&format!("{:?} {}\n", r.exit_code, r.command_line));
+            if let Some(script) = &r.script {
+                out.push_str(&format!("  script: {script}\n"));
+            }
+        }
+    }
+    std::fs::write(path, out)
 }

@@ -367,6 +367,20 @@ impl Inventory {
     }
 }
 
+/// A TOML error as "line L, column C: what". toml's own Display quotes the offending line, and
+/// that line may be a password pasted in the wrong place: say where, never what.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {}", e.message().trim_end())
+        }
+        None => e.message().trim_end().to_string(),
+    }
+}
+
 /// Host names become folder names (`machines/<host>/`) and appear in remote command lines, so they
 /// are held to what a NetBIOS/DNS name may contain: no separators, no `..`, no shell metacharacters.
 pub fn validate_host_name(name: &str) -> Result<(), String> {
@@ -384,25 +398,15 @@ pub fn validate_host_name(name: &str) -> Result<(), String> {
             "host name `{name}` is not valid: use letters, digits, '-', '_' and '.' only"
         ))
     }
-/// A TOML error as "line L, column C: what". toml's own Display quotes the offending line, and
-/// that line may be a password pasted in the wrong place: say where, never what.
-fn syntax_message(text: &str, e: &toml::de::Error) -> String {
-    match e.span() {
-        Some(span) => {
-            let before = &text.as_bytes()[..span.start.min(text.len())];
-            let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-            let column = before.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-            format!("line {line}, column {column}: {}", e.message().trim_end())
-        }
-        None => e.message().trim_end().to_string(),
-    }
 }
 
-}
-
+/// Addresses reach DNS, URLs and tool arguments: no empty labels (`..`, a DNS name cannot have
+/// them) and no leading `-` or `.` (an argument that starts with `-` is an option to a tool).
 fn validate_address(addr: &str) -> Result<(), String> {
     let ok = !addr.is_empty()
         && addr.len() <= 253
+        && !addr.starts_with(['-', '.'])
+        && !addr.contains("..")
         && addr
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ':' | '[' | ']'));
@@ -569,6 +573,38 @@ mod tests {
     }
 
     #[test]
+    fn odd_addresses_are_refused() {
+        for addr in [
+            "web..01",
+            "-oProxyCommand=x",
+            ".corp",
+            "a b",
+            "a/b",
+            "a;b",
+            "10.0.0.1%eth0",
+        ] {
+            let text =
+                format!("[[host]]\nname = \"a\"\naddress = {addr:?}\ncredential = \"prompt\"\n");
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("is not a host name or IP address"),
+                "{addr}: {err}"
+            );
+        }
+        for addr in [
+            "10.1.2.3",
+            "db01.corp.example",
+            "::1",
+            "[fe80::1]",
+            "web_01",
+        ] {
+            let text =
+                format!("[[host]]\nname = \"a\"\naddress = {addr:?}\ncredential = \"prompt\"\n");
+            assert!(parse(&text).is_ok(), "{addr}");
+        }
+    }
+
+    #[test]
     fn duplicate_hosts_and_bad_references_are_refused() {
         let dup = "[[host]]\nname=\"a\"\ncredential=\"prompt\"\n[[host]]\nname=\"A\"\ncredential=\"prompt\"\n";
         assert!(parse(dup).unwrap_err().to_string().contains("listed twice"));
@@ -590,23 +626,6 @@ mod tests {
         assert!(parse(unknown).unwrap_err().to_string().contains("colour"));
     }
 
-    #[test]
-    fn thumbprint_is_normalized_and_checked() {
-        let tp = "9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:B0:F0:0A:08";
-        let text = format!(
-            "[[host]]\nname=\"a\"\ntransport=\"winrm-https\"\ncredential=\"prompt\"\nthumbprint=\"{tp}\"\n"
-        );
-        let inv = parse(&text).unwrap();
-        assert_eq!(
-            inv.hosts[0].pin.as_deref(),
-            Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
-        );
-        let wrong = "[[host]]\nname=\"a\"\ntransport=\"winrm-https\"\ncredential=\"prompt\"\nthumbprint=\"abc\"\n";
-        assert!(
-            parse(wrong)
-                .unwrap_err()
-                .to_string()
-                .contains("64 hex digits")
     /// Regression (found by tests/fuzz_inventory.rs): a password outside any known field made
     /// the TOML error quote its line, password included.
     #[test]
@@ -629,6 +648,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn thumbprint_is_normalized_and_checked() {
+        let tp = "9F:86:D0:81:88:4C:7D:65:9A:2F:EA:A0:C5:5A:D0:15:A3:BF:4F:1B:2B:0B:82:2C:D1:5D:6C:15:B0:F0:0A:08";
+        let text = format!(
+            "[[host]]\nname=\"a\"\ntransport=\"winrm-https\"\ncredential=\"prompt\"\nthumbprint=\"{tp}\"\n"
+        );
+        let inv = parse(&text).unwrap();
+        assert_eq!(
+            inv.hosts[0].pin.as_deref(),
+            Some("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")
+        );
+        let wrong = "[[host]]\nname=\"a\"\ntransport=\"winrm-https\"\ncredential=\"prompt\"\nthumbprint=\"abc\"\n";
+        assert!(
+            parse(wrong)
+                .unwrap_err()
+                .to_string()
+                .contains("64 hex digits")
         );
     }
 

@@ -73,12 +73,14 @@ impl PreparedProbe {
     }
 }
 
-/// cmd.exe's answer when a program does not exist: the host has no PowerShell.
+/// The answer when a program does not exist: the host has no PowerShell. Through cmd.exe it is
+/// "not recognized"; started directly (WinRS without cmd.exe) it is ERROR_FILE_NOT_FOUND.
 fn not_recognized(out: &crate::remote::ExecOutput) -> bool {
     out.exit_code != 0
-        && out
+        && (out
             .stderr
             .contains("is not recognized as an internal or external command")
+            || out.exit_code == 0x8007_0002)
 }
 
 /// Scan one host through an open target: one probe round trip (plus ranged SMB reads when file
