@@ -475,33 +475,73 @@ impl HostLog {
     }
 
     /// What the per-host work needs to continue on this host without repeating itself.
+    ///
+    /// Steps are read in the order they started. An install starts a new "reboot cycle": the
+    /// reboot that completes it is the one whose last phase (`pending`) finished ok after it.
+    /// The boot time the host had before that reboot is the last one the journal saw before the
+    /// cycle's first reboot phase (from a scan's or a login phase's `boot time X` detail), so a
+    /// resumed run can tell "rebooted while hive was down" from "not rebooted yet".
     pub fn resume_state(&self) -> ResumeState {
         let mut state = ResumeState::default();
+        let mut last_boot: Option<String> = None;
         for s in &self.steps {
             let ok = matches!(&s.finished, Some(e) if e.ok);
-            match (&s.step, ok) {
-                (Step::Stage { patch, .. }, true) => {
+            let detail = s.finished.as_ref().map(|e| e.detail.as_str()).unwrap_or("");
+            match &s.step {
+                Step::Stage { patch, .. } if ok => {
                     state.staged_ok.insert(patch.clone());
                 }
-                (Step::VerifyHash { patch }, true) => {
+                Step::VerifyHash { patch } if ok => {
                     state.hash_verified.insert(patch.clone());
                 }
-                (Step::Install { patch, .. }, true) => {
-                    state.installed_ok.insert(patch.clone());
-                }
-                (Step::Qchain, true) => state.qchain_done = true,
-                (Step::Reboot { .. }, _) => {
-                    state.reboot_started = true;
+                Step::Install { patch, .. } => {
+                    state.install_started.insert(patch.clone());
+                    // An installer ran after any earlier reboot: that reboot does not complete it.
+                    state.reboot_started = false;
+                    state.reboot_done = false;
+                    state.boot_before_reboot = None;
+                    state.verified = false;
                     if ok {
-                        state.reboot_done = true;
+                        state.installed_ok.insert(patch.clone());
+                        let outcome = s.finished.as_ref().map(|e| e.outcome.as_str());
+                        if matches!(outcome, Some("reboot_required" | "reboot_initiated")) {
+                            state.reboot_required = true;
+                        }
                     }
                 }
-                (Step::Verify, true) => state.verified = true,
+                Step::Qchain if ok => {
+                    state.qchain_done = true;
+                    state.reboot_required = true;
+                }
+                Step::Reboot { phase } => {
+                    if !state.reboot_started || state.reboot_done {
+                        // The first phase of a new reboot.
+                        state.reboot_started = true;
+                        state.reboot_done = false;
+                        state.boot_before_reboot = last_boot.clone();
+                    }
+                    if ok && phase == "pending" {
+                        state.reboot_done = true;
+                        state.reboot_required = false;
+                    }
+                }
+                Step::Verify if ok => state.verified = true,
                 _ => {}
             }
+            if matches!(s.step, Step::Scan | Step::Reboot { .. })
+                && let Some(boot) = boot_time_in(detail)
+            {
+                last_boot = Some(boot.to_string());
+            }
         }
-        // Only the last step can be in doubt: a step left open by an earlier crash and started
-        // again since is settled by the later attempt.
+        state.open_steps = self
+            .steps
+            .iter()
+            .filter(|s| s.finished.is_none())
+            .map(|s| s.step.clone())
+            .collect();
+        // The last step is the one the crash happened in; earlier open ones were left by earlier
+        // crashes and are listed in `open_steps` for the resumed run to settle.
         state.interrupted = self
             .steps
             .last()
@@ -512,25 +552,62 @@ impl HostLog {
     }
 }
 
+/// The boot time a step's detail names (`boot time 2026-11-25T13:27:00.000Z`, as the scan and
+/// the reboot's login phase write it), if any.
+pub fn boot_time_in(detail: &str) -> Option<&str> {
+    let at = detail.find("boot time ")? + "boot time ".len();
+    let rest = &detail[at..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == ')')
+        .unwrap_or(rest.len());
+    let boot = &rest[..end];
+    (!boot.is_empty()).then_some(boot)
+}
+
 /// What an earlier attempt in this run already did on a host. Deploy reads it to never run an
-/// installer twice: a patch in `installed_ok` is not installed again; an `interrupted` install
-/// (started, never finished: the orchestrator died during it) must be settled by a re-scan
-/// before anything else runs, because the installer may or may not have completed.
+/// installer twice: a patch in `installed_ok` is not installed again; an install left open in
+/// `open_steps` (started, never finished: the orchestrator died during it) is settled from the
+/// host's own evidence before anything else runs, because the installer may or may not have
+/// completed — it may even still be running.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResumeState {
     /// Any step was journaled for this host in this run.
     pub attempted: bool,
     pub staged_ok: BTreeSet<String>,
     pub hash_verified: BTreeSet<String>,
+    /// Patches whose installer was started in this run (finished or not).
+    pub install_started: BTreeSet<String>,
     pub installed_ok: BTreeSet<String>,
     pub qchain_done: bool,
-    /// A reboot step started (the reboot command may have been sent).
+    /// An installer said a reboot is needed (3010, 1641) or qchain ran, and no reboot completed
+    /// since.
+    pub reboot_required: bool,
+    /// A reboot started after the last install (the reboot command may have been sent).
     pub reboot_started: bool,
-    /// A reboot step finished ok: the host came back and settled.
+    /// That reboot's last phase finished ok: the host came back, settled, nothing pending.
     pub reboot_done: bool,
+    /// The boot time the host had before that reboot, when the journal saw one.
+    pub boot_before_reboot: Option<String>,
+    /// The re-scan after the last install proved every patch.
     pub verified: bool,
     /// The host's last step, if it started and never finished (the crash happened during it).
     pub interrupted: Option<Step>,
+    /// Every step that started and never finished, in order (one per crash at most).
+    pub open_steps: Vec<Step>,
+}
+
+impl ResumeState {
+    /// A reboot was under way when the orchestrator stopped.
+    pub fn reboot_in_flight(&self) -> bool {
+        self.reboot_started && !self.reboot_done
+    }
+
+    /// Install steps left open by a crash, oldest first.
+    pub fn open_installs(&self) -> impl Iterator<Item = &Step> {
+        self.open_steps
+            .iter()
+            .filter(|s| matches!(s, Step::Install { .. }))
+    }
 }
 
 /// The whole journal of one run, read back.
@@ -772,6 +849,117 @@ mod tests {
         bad.push(b'\n');
         let e = parse_records(&bad, p).unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    fn ev(step: Step, state: StepState) -> Event {
+        Event::new("r", "h", step, state)
+    }
+
+    fn done(step: Step, ok: bool, outcome: &str, detail: &str) -> Event {
+        ev(
+            step,
+            StepState::Finished {
+                ok,
+                outcome: outcome.into(),
+                detail: detail.into(),
+            },
+        )
+    }
+
+    fn install(patch: &str) -> Step {
+        Step::Install {
+            patch: patch.into(),
+            index: 1,
+            total: 2,
+        }
+    }
+
+    fn phase(p: &str) -> Step {
+        Step::Reboot { phase: p.into() }
+    }
+
+    fn log_of(events: &[Event]) -> HostLog {
+        let mut h = HostLog::default();
+        for e in events {
+            h.add(e);
+        }
+        h
+    }
+
+    #[test]
+    fn a_reboot_is_done_only_when_its_last_phase_is_and_no_install_came_after() {
+        let mut events = vec![
+            ev(Step::Scan, StepState::Started),
+            done(Step::Scan, true, "ok", "2 missing; boot time T0"),
+            ev(install("KB1"), StepState::Started),
+            done(install("KB1"), true, "reboot_required", "exit 3010"),
+            ev(phase("shutdown"), StepState::Started),
+            done(phase("shutdown"), true, "ok", "exit 0"),
+            ev(phase("down"), StepState::Started),
+        ];
+        let s = log_of(&events).resume_state();
+        assert!(s.reboot_in_flight() && !s.reboot_done && s.reboot_required);
+        assert_eq!(s.boot_before_reboot.as_deref(), Some("T0"));
+        assert_eq!(s.interrupted, Some(phase("down")));
+        assert_eq!(s.installed_ok, BTreeSet::from(["KB1".to_string()]));
+
+        // The resumed run found it rebooted: login and the last phases end ok.
+        events.extend([
+            done(phase("down"), false, "interrupted", ""),
+            ev(phase("resume"), StepState::Started),
+            done(phase("resume"), true, "rebooted", "boot time T1 (was T0)"),
+            ev(phase("settled"), StepState::Started),
+            done(phase("settled"), true, "ok", ""),
+            ev(phase("pending"), StepState::Started),
+            done(phase("pending"), true, "none", ""),
+        ]);
+        let s = log_of(&events).resume_state();
+        assert!(s.reboot_done && !s.reboot_in_flight() && !s.reboot_required);
+        assert!(s.open_steps.is_empty());
+
+        // An installer after that reboot (e.g. after an installer's own restart) needs another.
+        events.push(ev(install("KB2"), StepState::Started));
+        let s = log_of(&events).resume_state();
+        assert!(!s.reboot_done && !s.reboot_started);
+        assert_eq!(s.open_installs().collect::<Vec<_>>(), [&install("KB2")]);
+        assert_eq!(
+            s.install_started,
+            BTreeSet::from(["KB1".to_string(), "KB2".to_string()])
+        );
+        // The next reboot compares with the boot time seen last (the resumed phase's).
+        events.extend([
+            done(
+                install("KB2"),
+                true,
+                "landed_before_crash",
+                "KB2 in the hotfix list",
+            ),
+            ev(phase("shutdown"), StepState::Started),
+        ]);
+        let s = log_of(&events).resume_state();
+        assert_eq!(s.boot_before_reboot.as_deref(), Some("T1"));
+    }
+
+    #[test]
+    fn open_steps_of_several_crashes_are_all_listed() {
+        let events = vec![
+            ev(install("KB1"), StepState::Started),
+            ev(Step::Scan, StepState::Started),
+        ];
+        let s = log_of(&events).resume_state();
+        assert_eq!(s.open_steps, [install("KB1"), Step::Scan]);
+        assert_eq!(s.interrupted, Some(Step::Scan));
+        assert_eq!(s.open_installs().count(), 1);
+    }
+
+    #[test]
+    fn boot_times_are_read_from_details() {
+        assert_eq!(
+            boot_time_in("3 missing; boot time 2026-11-25T13:27:00.000Z"),
+            Some("2026-11-25T13:27:00.000Z")
+        );
+        assert_eq!(boot_time_in("boot time X, unchanged: rebooting"), Some("X"));
+        assert_eq!(boot_time_in("exit 0"), None);
     }
 
     #[test]

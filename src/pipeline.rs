@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::catalog::model::Catalog;
-use crate::deploy::plan::{ApprovedInstaller, plan_host};
+use crate::deploy::plan::{ApprovedInstaller, plan_host_keeping};
 use crate::deploy::{self, DeployOptions, ScanInputs};
 use crate::events::Step;
 use crate::inventory::{Host, Secret};
@@ -71,7 +71,32 @@ impl DeployJob {
             Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.to_string()),
         };
 
-        // Scan first: what is missing now, on this host.
+        // A resumed host: first close what the crash left open and settle a reboot that was
+        // under way (the host may be down, or back with a new boot time), then scan.
+        let mut rebooted = ctx.resume.reboot_done;
+        if ctx.resume.attempted {
+            if let Err(e) = close_open_steps(&ctx) {
+                return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
+            }
+            if ctx.resume.reboot_in_flight() {
+                let sink = ctx.sink.clone();
+                let mut dctx = deploy::HostContext::new(
+                    &ctx.run,
+                    host,
+                    target.as_mut(),
+                    sink.as_ref(),
+                    Some(&self.repo),
+                    &self.options,
+                );
+                let boot = ctx.resume.boot_before_reboot.as_deref();
+                match deploy::settle::reboot_in_flight(&mut dctx, boot).await {
+                    Ok(record) => rebooted = record.is_some() || rebooted,
+                    Err(stop) => return outcome_of_stop(stop),
+                }
+            }
+        }
+
+        // Scan: what is missing now, on this host.
         if let Err(e) = ctx.started(Step::Scan) {
             return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
         }
@@ -96,15 +121,30 @@ impl DeployJob {
                 return HostOutcome::new(verdict, format!("scan: {e}"));
             }
         };
-        let plan = plan_host(&ctx.host, &result.verdicts, &self.catalog, &self.approved);
-        let missing: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();
+        // Patches this run already started installing stay in the plan even when the re-scan
+        // says they are installed now: their reboot and verification may still be due.
+        let plan = plan_host_keeping(
+            &ctx.host,
+            &result.verdicts,
+            &self.catalog,
+            &self.approved,
+            &ctx.resume.install_started,
+        );
+        let missing = plan
+            .installs
+            .iter()
+            .filter(|i| !ctx.resume.install_started.contains(&i.patch))
+            .count();
+        // The boot time goes into the journal: a resumed run compares it with the host's to tell
+        // whether a reboot happened while hive was not watching.
+        let boot = result.facts.last_boot.as_deref().unwrap_or("unknown");
         let _ = ctx.finished(
             Step::Scan,
             true,
             "ok",
-            &format!("{} approved patch(es) missing", missing.len()),
+            &format!("{missing} approved patch(es) missing; boot time {boot}"),
         );
-        if plan.installs.is_empty() && ctx.resume.installed_ok.is_empty() {
+        if plan.installs.is_empty() {
             return HostOutcome::new(
                 HostVerdict::NothingToDo,
                 "no approved patch is missing".to_string(),
@@ -113,7 +153,9 @@ impl DeployJob {
 
         let resume = deploy::ResumeState {
             installed: ctx.resume.installed_ok.clone(),
-            rebooted: ctx.resume.reboot_done,
+            rebooted,
+            interrupted: ctx.resume.open_installs().cloned().collect(),
+            reboot_required: ctx.resume.reboot_required,
         };
         let sink = ctx.sink.clone();
         let mut dctx = deploy::HostContext::new(
@@ -130,14 +172,7 @@ impl DeployJob {
             files: self.files,
         };
         let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &resume).await;
-        let verdict = match out.verdict {
-            deploy::HostVerdict::Patched => HostVerdict::Patched,
-            deploy::HostVerdict::NothingToDo => HostVerdict::NothingToDo,
-            deploy::HostVerdict::Unreachable | deploy::HostVerdict::NeverReturned => {
-                HostVerdict::Unreachable
-            }
-            _ => HostVerdict::Failed,
-        };
+        let verdict = rollout_verdict(out.verdict);
         let installed: Vec<String> = out
             .patches
             .iter()
@@ -149,6 +184,43 @@ impl DeployJob {
         }
         HostOutcome::new(verdict, detail)
     }
+}
+
+/// Deploy's word for a host, in the rollout's terms (which count budgets).
+fn rollout_verdict(v: deploy::HostVerdict) -> HostVerdict {
+    match v {
+        deploy::HostVerdict::Patched => HostVerdict::Patched,
+        deploy::HostVerdict::NothingToDo => HostVerdict::NothingToDo,
+        deploy::HostVerdict::Unreachable | deploy::HostVerdict::NeverReturned => {
+            HostVerdict::Unreachable
+        }
+        _ => HostVerdict::Failed,
+    }
+}
+
+fn outcome_of_stop(stop: deploy::Stop) -> HostOutcome {
+    HostOutcome::new(
+        rollout_verdict(stop.verdict),
+        format!("{}: {}", stop.verdict, stop.why),
+    )
+}
+
+/// Steps a crash left open, closed in the journal as interrupted before the host is worked on
+/// again, so every started step has an end. Installs are not closed here: the host's evidence
+/// settles them (deploy's `settle`), and their end says what it found.
+fn close_open_steps(ctx: &HostContext) -> Result<(), String> {
+    for step in &ctx.resume.open_steps {
+        if matches!(step, Step::Install { .. }) {
+            continue;
+        }
+        ctx.finished(
+            step.clone(),
+            false,
+            "interrupted",
+            "hive stopped during this step (Ctrl-C, crash or kill); resumed",
+        )?;
+    }
+    Ok(())
 }
 
 /// The rollout's view of the deploy job.

@@ -308,6 +308,7 @@ async fn a_run_resumed_after_the_reboot_only_verifies() {
     let resume = hive::deploy::ResumeState {
         installed: plan.installs.iter().map(|i| i.patch.clone()).collect(),
         rebooted: true,
+        ..Default::default()
     };
     let host = fleet.inventory_host("RESUME02");
     let mut target = hive::remote::connect(host, &fleet.secret, Default::default()).unwrap();

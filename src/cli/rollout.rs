@@ -48,6 +48,15 @@ pub struct WorkArgs {
     /// How file versions are read.
     #[arg(long, value_enum, default_value_t = FileSource::Probe)]
     pub files: FileSource,
+    /// Seconds `shutdown /r /t N` gives logged-on users before the reboot.
+    #[arg(long, default_value_t = 5)]
+    pub shutdown_delay: u32,
+    /// Seconds a rebooting host may take in each phase (go down, open its port, log on again).
+    #[arg(long, default_value_t = 600)]
+    pub reboot_timeout: u64,
+    /// Milliseconds between two looks at a rebooting host (or at an installer still running).
+    #[arg(long, default_value_t = 5000)]
+    pub poll_ms: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -122,6 +131,11 @@ fn job(work: &WorkArgs) -> Result<(DeployJob, Inventory), Box<dyn std::error::Er
             Reboot::Always => RebootPolicy::Always,
         },
         install_timeout: Duration::from_secs(work.install_timeout.max(1)),
+        shutdown_delay_s: work.shutdown_delay,
+        down_timeout: Duration::from_secs(work.reboot_timeout.max(1)),
+        port_timeout: Duration::from_secs(work.reboot_timeout.max(1)),
+        login_timeout: Duration::from_secs(work.reboot_timeout.max(1)),
+        poll_interval: Duration::from_millis(work.poll_ms.max(50)),
         ..DeployOptions::default()
     };
     let job = DeployJob {

@@ -15,6 +15,7 @@ pub mod install;
 pub mod plan;
 pub mod quote;
 pub mod reboot;
+pub mod settle;
 pub mod stage;
 pub mod verify;
 
@@ -32,7 +33,8 @@ use crate::repo::{RepoError, Repository};
 use crate::scan::run::PreparedProbe;
 
 pub use plan::{
-    ApprovedInstaller, HostPlan, Plan, PlannedInstall, load_approved, plan, plan_host, render,
+    ApprovedInstaller, HostPlan, Plan, PlannedInstall, load_approved, plan, plan_host,
+    plan_host_keeping, render,
 };
 
 /// Why deploying could not even start (the per-host outcomes carry everything else).
@@ -120,6 +122,13 @@ pub struct ResumeState {
     pub installed: BTreeSet<String>,
     /// The reboot after the installs completed (its last phase finished ok).
     pub rebooted: bool,
+    /// `Install` steps the journal shows started and never finished: the orchestrator died
+    /// during them. Each is settled from the host's evidence ([`settle`]) before anything runs.
+    #[serde(default)]
+    pub interrupted: Vec<Step>,
+    /// An earlier install asked for a reboot (3010/1641, qchain) that has not happened yet.
+    #[serde(default)]
+    pub reboot_required: bool,
 }
 
 /// The per-host verdict, one word for reports.
@@ -466,7 +475,30 @@ async fn run_host(
     patches: &mut [PatchResult],
     reboots: &mut Vec<RebootRecord>,
 ) -> Result<HostVerdict, Stop> {
-    if !resume.rebooted {
+    // Installs a crash left open: the host says whether each landed (or waits for it to end).
+    for step in &resume.interrupted {
+        let Step::Install { patch, .. } = step else {
+            continue;
+        };
+        let Some(i) = plan.installs.iter().position(|p| &p.patch == patch) else {
+            ctx.finished(
+                step,
+                false,
+                "not_planned",
+                "the re-scan no longer plans this patch (not applicable or no approved installer)",
+            )?;
+            continue;
+        };
+        match settle::interrupted_install(ctx, scan, &plan.installs[i], step).await? {
+            settle::Settled::Landed(why) => {
+                patches[i].outcome = PatchOutcome::DoneEarlier;
+                patches[i].detail = why;
+            }
+            settle::Settled::NotInstalled(_) => patches[i].outcome = PatchOutcome::NotRun,
+        }
+    }
+    let left = patches.iter().any(|p| p.outcome == PatchOutcome::NotRun);
+    if !resume.rebooted || left {
         let before = reboot::host_state(ctx).await?;
         let mut boot = before.boot.clone();
         let todo: Vec<usize> = (0..plan.installs.len())
@@ -474,7 +506,8 @@ async fn run_host(
             .collect();
         let qchain_tool = chain::qchain_tool(ctx, plan);
         let staged = stage::stage_all(ctx, plan, &todo, qchain_tool.as_deref()).await?;
-        let mut needs_reboot = false;
+        // A patch installed before the crash may still wait for its reboot.
+        let mut needs_reboot = resume.reboot_required && !resume.rebooted;
         for &i in &todo {
             let Some(remote) = staged.installers.get(&i) else {
                 continue;
@@ -536,7 +569,8 @@ async fn run_host(
         let reboot_now = match ctx.options.reboot {
             RebootPolicy::Never => false,
             RebootPolicy::IfRequired => needs_reboot,
-            RebootPolicy::Always => true,
+            // Once after installing: not again for a resumed host whose reboot already came.
+            RebootPolicy::Always => needs_reboot || !resume.rebooted || !todo.is_empty(),
         };
         if reboot_now {
             let record = reboot::reboot(ctx, &boot).await?;

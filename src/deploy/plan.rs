@@ -136,11 +136,29 @@ pub fn plan_host(
     catalog: &Catalog,
     approved: &[ApprovedInstaller],
 ) -> HostPlan {
+    plan_host_keeping(host, verdicts, catalog, approved, &Default::default())
+}
+
+/// [`plan_host`] for a resumed host: the patches in `keep` (whose installers this run already
+/// started) stay in the plan when the re-scan says Installed, so the reboot and the verification
+/// they are owed still happen. Deploy does not run their installers again (the journal and the
+/// host's evidence say they ran).
+pub fn plan_host_keeping(
+    host: &str,
+    verdicts: &[Verdict],
+    catalog: &Catalog,
+    approved: &[ApprovedInstaller],
+    keep: &std::collections::BTreeSet<String>,
+) -> HostPlan {
     let by_bulletin: BTreeMap<&str, &ApprovedInstaller> =
         approved.iter().map(|a| (a.bulletin.as_str(), a)).collect();
     let mut installs: Vec<PlannedInstall> = Vec::new();
     let mut unplanned = Vec::new();
-    for v in verdicts.iter().filter(|v| v.status == Status::Missing) {
+    let wanted = |v: &&Verdict| {
+        v.status == Status::Missing
+            || (keep.contains(&v.patch) && matches!(v.status, Status::Installed))
+    };
+    for v in verdicts.iter().filter(wanted) {
         let found = v
             .bulletins
             .iter()

@@ -22,7 +22,10 @@ pub struct HostState {
     pub servicing_busy: bool,
 }
 
-async fn try_state(ctx: &mut HostContext<'_>, timeout: Duration) -> Result<HostState, String> {
+pub(crate) async fn try_state(
+    ctx: &mut HostContext<'_>,
+    timeout: Duration,
+) -> Result<HostState, String> {
     let facts = crate::scan::run::state_probe(&mut *ctx.target, timeout).await?;
     Ok(HostState {
         pending: crate::scan::probe::pending_reboot_names(&facts.pending_reboot),
@@ -176,7 +179,19 @@ pub(crate) async fn wait_for_reboot(
     };
     ctx.finished(&step, true, "ok", &format!("boot time {}", state.boot))?;
     let boot_after = state.boot.clone();
+    settle_phases(ctx, state).await?;
+    Ok(RebootRecord {
+        by: by.to_string(),
+        boot_before: boot_before.to_string(),
+        boot_after: Some(boot_after),
+        duration_ms: elapsed_ms(start),
+    })
+}
 
+/// The last two phases of a reboot, once the host answers with its new boot time: `settled`
+/// (servicing finished configuring updates) and `pending` (nothing asks for another reboot).
+pub(crate) async fn settle_phases(ctx: &mut HostContext<'_>, state: HostState) -> Result<(), Stop> {
+    let o = ctx.options.clone();
     // settled: servicing finished configuring updates.
     let step = phase_step("settled");
     ctx.started(&step)?;
@@ -209,14 +224,7 @@ pub(crate) async fn wait_for_reboot(
         let _ = ctx.finished(&step, false, "still_pending", &why);
         return Err(Stop::new(HostVerdict::RebootStillPending, why));
     }
-    ctx.finished(&step, true, "none", "")?;
-
-    Ok(RebootRecord {
-        by: by.to_string(),
-        boot_before: boot_before.to_string(),
-        boot_after: Some(boot_after),
-        duration_ms: elapsed_ms(start),
-    })
+    ctx.finished(&step, true, "none", "")
 }
 
 fn phase_step(phase: &str) -> Step {

@@ -43,6 +43,8 @@ pub fn host_reports(log: &RunLog) -> Vec<HostReport> {
                         installed.push(patch.clone());
                     }
                     (Step::Install { .. }, Some(end)) if end.ok => {}
+                    // Settled after a crash ("did not complete, runs again"): not a failure.
+                    (Step::Install { .. }, Some(end)) if end.outcome == "did_not_complete" => {}
                     (Step::Install { patch, .. }, Some(_)) => failed_installs.push(patch.clone()),
                     (Step::Reboot { .. }, end) => {
                         reboot_start.get_or_insert(s.started_ms);

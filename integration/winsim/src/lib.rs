@@ -26,5 +26,5 @@ pub mod probe;
 pub mod registry;
 
 pub use fleet::{FleetError, HostConfig};
-pub use model::{CommandRecord, Fleet, WinHost};
+pub use model::{CommandRecord, Fleet, InstallRecord, WinHost};
 pub mod server;

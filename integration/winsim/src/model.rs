@@ -46,6 +46,21 @@ pub struct CommandRecord {
     pub killed: bool,
 }
 
+/// One installer run that changed the host (its files, registry and hotfix list), in the order
+/// the host applied them. Tests count these to prove an installer never ran twice: the record is
+/// written when the changes land, so an installer killed before its end leaves none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallRecord {
+    /// The package's hotfix ID (`KB5000003`), as the manifest names it.
+    pub package: String,
+    /// The installer file the host ran (on this machine).
+    pub program: String,
+    /// Which run of this package file it was on this host (0 for the first).
+    pub attempt: usize,
+    pub at: SystemTime,
+    pub exit_code: u32,
+}
+
 /// Where the host's power is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Power {
@@ -74,6 +89,7 @@ pub(crate) struct State {
     /// Runs per package (file path + manifest id), for exit-code sequences like 1618-then-0.
     pub attempts: HashMap<String, usize>,
     pub log: Vec<CommandRecord>,
+    pub installs: Vec<InstallRecord>,
     pub wire_counts: Vec<u32>,
     pub reboots: u32,
     pub temp_serial: u32,
@@ -165,6 +181,7 @@ impl WinHost {
                 installing: false,
                 attempts: HashMap::new(),
                 log: Vec::new(),
+                installs: Vec::new(),
                 wire_counts: vec![0; config.faults.wire.len()],
                 reboots: 0,
                 temp_serial: 0,
@@ -273,6 +290,11 @@ impl WinHost {
     /// Every command run so far, oldest first.
     pub fn command_log(&self) -> Vec<CommandRecord> {
         self.lock().log.clone()
+    }
+
+    /// Every installer run that applied its changes, oldest first.
+    pub fn install_log(&self) -> Vec<InstallRecord> {
+        self.lock().installs.clone()
     }
 
     /// A registry value as the host has it now.

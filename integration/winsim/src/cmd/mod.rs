@@ -360,6 +360,7 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
                 "reg" => return reg(host, &args),
                 "wmic" if host.at_least(5, 1) => return wmic(host, &args),
                 "net" => return net(host, &args),
+                "tasklist" if host.at_least(5, 1) => return tasklist(host, &args),
                 "shutdown" => return shutdown(host, &args),
                 "certutil" => return certutil(host, &args),
                 "schtasks" => return Out::err("ERROR: Access is denied.\r\n", 1),
@@ -598,6 +599,97 @@ fn reg(host: &WinHost, args: &[String]) -> Out {
 }
 
 /// `wmic os get lastbootuptime` and `wmic qfe get hotfixid`, with wmic's `\r\r\n` line ends.
+/// `tasklist [/FO CSV] [/NH] [/FI "IMAGENAME eq NAME"]` (Windows XP/2003 and later): the
+/// processes are the host's commands still running (the command log's entries with no exit code
+/// that were not killed) after `System`, so an installer left running by a client that went away
+/// shows here as it does on Windows.
+fn tasklist(host: &WinHost, args: &[String]) -> Out {
+    let mut csv = false;
+    let mut header = true;
+    let mut image: Option<String> = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_ascii_lowercase();
+        match a.as_str() {
+            "/fo"
+                if args
+                    .get(i + 1)
+                    .is_some_and(|f| f.eq_ignore_ascii_case("csv")) =>
+            {
+                csv = true;
+                i += 1;
+            }
+            "/nh" => header = false,
+            "/fi" => {
+                let filter = args.get(i + 1).map(|f| f.to_ascii_lowercase());
+                let words: Vec<&str> = filter.as_deref().unwrap_or("").split_whitespace().collect();
+                match words.as_slice() {
+                    ["imagename", "eq", name] => image = Some((*name).to_string()),
+                    _ => {
+                        return Out::err(
+                            "winsim: only tasklist /FI \"IMAGENAME eq NAME\" is simulated\r\n",
+                            1,
+                        );
+                    }
+                }
+                i += 1;
+            }
+            _ => {
+                return Out::err(
+                    format!(
+                        "ERROR: Invalid argument/option - '{}'.\r\nType \"TASKLIST /?\" for usage.\r\n",
+                        args[i]
+                    ),
+                    1,
+                );
+            }
+        }
+        i += 1;
+    }
+    let mut rows: Vec<(String, usize)> = vec![("System".to_string(), 4)];
+    for (n, c) in host.lock().log.iter().enumerate() {
+        if c.exit_code.is_some() || c.killed {
+            continue;
+        }
+        let first = c.command_line.split_whitespace().next().unwrap_or("");
+        let base = first.rsplit(['\\', '/']).next().unwrap_or(first);
+        let name = if base.contains('.') {
+            base.to_string()
+        } else {
+            format!("{base}.exe")
+        };
+        rows.push((name, 1000 + 4 * n));
+    }
+    rows.retain(|(name, _)| image.as_ref().is_none_or(|i| name.eq_ignore_ascii_case(i)));
+    if rows.is_empty() {
+        return Out::ok("INFO: No tasks are running which match the specified criteria.\r\n");
+    }
+    let mut s = String::new();
+    if csv {
+        if header {
+            s.push_str("\"Image Name\",\"PID\",\"Session Name\",\"Session#\",\"Mem Usage\"\r\n");
+        }
+        for (name, pid) in rows {
+            s.push_str(&format!(
+                "\"{name}\",\"{pid}\",\"Services\",\"0\",\"4,096 K\"\r\n"
+            ));
+        }
+    } else {
+        if header {
+            s.push_str("\r\nImage Name                     PID Session Name        Session#    Mem Usage\r\n");
+            s.push_str(
+                "========================= ======== ================ =========== ============\r\n",
+            );
+        }
+        for (name, pid) in rows {
+            s.push_str(&format!(
+                "{name:<25} {pid:>8} Services                   0      4,096 K\r\n"
+            ));
+        }
+    }
+    Out::ok(s)
+}
+
 fn wmic(host: &WinHost, args: &[String]) -> Out {
     let q: Vec<String> = args.iter().map(|a| a.to_ascii_lowercase()).collect();
     let q: Vec<&str> = q.iter().map(String::as_str).collect();

@@ -153,6 +153,13 @@ async fn install(
             return ERROR_DISK_FULL;
         }
         apply(host, &mut st, m);
+        st.installs.push(model::InstallRecord {
+            package: m.id.clone(),
+            program: key.split('|').next().unwrap_or(key).to_string(),
+            attempt,
+            at: host.wall_now(),
+            exit_code: code,
+        });
         // What the package unpacked stays on disk (backup folders, $NtUninstall$, WinSxS).
         st.free_disk = st.free_disk.saturating_sub(m.disk_bytes);
         let reboots_itself =
