@@ -14,6 +14,7 @@
 # HIVE_TEST_SSH_KNOWN_HOSTS (a known_hosts file for OpenSSH's own `ssh`/`scp`, used by the bench),
 # HIVE_TEST_SSH_UPLOAD_DIR (writable by the user, readable by the tests: same machine),
 # HIVE_TEST_SSH_FULL_DIR (writable by the user, on an 8 MiB tmpfs: uploads there hit a full disk).
+# Also starts the simulated fleet's SSH face (winsim_sshd_start below, HIVE_TEST_WINSIM_SSH_*).
 # shellcheck shell=bash
 
 HIVE_APT_PACKAGES+=(openssh-server openssh-client)
@@ -148,6 +149,49 @@ sshd_start() {
     HIVE_TEST_SSH_KEY HIVE_TEST_SSH_HOSTKEY_SHA256 HIVE_TEST_SSH_KNOWN_HOSTS HIVE_TEST_SSH_UPLOAD_DIR \
     HIVE_TEST_SSH_FULL_DIR
   log "sshd on $HIVE_TEST_SSH_HOST:$HIVE_TEST_SSH_PORT (user $HIVE_TEST_SSH_USER, host key $HIVE_TEST_SSH_HOSTKEY_SHA256)"
+
+  winsim_sshd_start
+}
+
+# The simulated Windows fleet's SSH face (integration/winsim/src/ssh.rs): a second sshd whose
+# ForceCommand is winsim-shell. A test's fleet opens a front door on each simulated host's own
+# 127.x.y.z address and connects through to this sshd from that address; winsim-shell finds the
+# host's unix socket in the registry folder by that address and hands it the command. The `sftp`
+# subsystem reaches winsim-shell as SSH_ORIGINAL_COMMAND=internal-sftp and becomes the real
+# OpenSSH sftp-server.
+#
+# winsim-shell is std-only and compiled here with a bare rustc (a second or two): no cargo build
+# lock, no feature unification with the workspace build, and the binary lives where the sshd user
+# can run it.
+#
+# Exports: HIVE_TEST_WINSIM_SSH_PORT (sshd on 127.0.0.1), HIVE_TEST_WINSIM_SSH_HOSTS (the registry
+# folder for the fleet's sockets), HIVE_TEST_WINSIM_SSH_HOSTKEY_SHA256 and
+# HIVE_TEST_WINSIM_SSH_HOSTKEY (the public key line, for an OpenSSH known_hosts file). The account
+# is HIVE_TEST_SSH_USER with HIVE_TEST_SSH_PASSWORD or HIVE_TEST_SSH_KEY.
+winsim_sshd_start() {
+  local dir="$HIVE_TEST_RUN/sshd/winsim-shell" sftp_server
+  mkdir -p "$dir/hosts"
+  chmod 755 "$dir" "$dir/hosts"
+  rustc --edition 2024 -O -o "$dir/winsim-shell" \
+    "$HIVE_ROOT/integration/winsim/src/bin/winsim-shell.rs"
+  chmod 755 "$dir/winsim-shell"
+  for sftp_server in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server ""; do
+    [ -x "$sftp_server" ] && break
+  done
+  if [ -z "$sftp_server" ]; then
+    log "sshd: no OpenSSH sftp-server binary found for the simulated fleet's SFTP"
+    return 1
+  fi
+  HIVE_TEST_WINSIM_SSH_PORT=$(free_port)
+  while [ "$HIVE_TEST_WINSIM_SSH_PORT" = "$HIVE_TEST_SSH_PORT" ]; do HIVE_TEST_WINSIM_SSH_PORT=$(free_port); done
+  sshd_launch winsim "$HIVE_TEST_WINSIM_SSH_PORT" "$HIVE_TEST_SSH_USER" "$HIVE_TEST_SSH_KEY.pub" \
+    "ForceCommand $dir/winsim-shell --hosts $dir/hosts --sftp-server $sftp_server"
+  HIVE_TEST_WINSIM_SSH_HOSTKEY_SHA256=$SSHD_HOSTKEY_SHA256
+  HIVE_TEST_WINSIM_SSH_HOSTKEY=$(cut -d' ' -f1,2 "$SSHD_DIR/ssh_host_ed25519_key.pub")
+  HIVE_TEST_WINSIM_SSH_HOSTS="$dir/hosts"
+  export HIVE_TEST_WINSIM_SSH_PORT HIVE_TEST_WINSIM_SSH_HOSTS HIVE_TEST_WINSIM_SSH_HOSTKEY_SHA256 \
+    HIVE_TEST_WINSIM_SSH_HOSTKEY
+  log "winsim sshd on 127.0.0.1:$HIVE_TEST_WINSIM_SSH_PORT (ForceCommand winsim-shell, registry $dir/hosts)"
 }
 
 # Stops every listener sshd_launch started. Each connection has an sshd child of its own that ends
