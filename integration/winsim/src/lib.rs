@@ -14,6 +14,8 @@
 //! - [`probe`]: the probe script hive sends and the JSON facts it gets back, shared by both sides.
 //! - [`installer::Package`]: builds simulated hotfix `.exe`, `.msu`, `.msi` and `qchain.exe` files.
 //! - [`pe`]: generates real PE32/PE32+ images with a version resource, and reads one back.
+//! - [`ssh::SshFace`]: the SSH face — the harness's real sshd runs `winsim-shell`, which hands each
+//!   command to the host model; SFTP is the real `sftp-server` on the host's drive folder.
 
 pub mod clock;
 mod cmd;
@@ -24,6 +26,8 @@ pub mod model;
 pub mod pe;
 pub mod probe;
 pub mod registry;
+pub mod ssh;
+pub mod ssh_wire;
 
 pub use fleet::{FleetError, HostConfig};
 pub use model::{CommandRecord, Fleet, InstallRecord, WinHost};
