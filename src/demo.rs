@@ -39,6 +39,8 @@ pub struct DemoOptions {
     pub parallel: usize,
     /// Keep the temporary repository (journal, logs) instead of deleting it.
     pub keep: bool,
+    /// How long a simulated host stays down when it reboots (the rollout benchmark uses 20 s).
+    pub reboot_ms: u64,
 }
 
 impl Default for DemoOptions {
@@ -49,6 +51,7 @@ impl Default for DemoOptions {
             faults: true,
             parallel: 24,
             keep: false,
+            reboot_ms: 1500,
         }
     }
 }
@@ -175,10 +178,12 @@ fn demo_password() -> String {
     format!("Demo-{:016x}!", h.finish())
 }
 
-/// The loopback /16 of this process (so two demos or tests never collide).
-fn base() -> String {
-    let pid = std::process::id();
-    format!("127.{}.{}", 60 + pid % 40, (pid / 40) % 200 + 20)
+/// The loopback addresses of this process's hosts (so two demos or tests never collide): 250
+/// hosts per third octet, from a start picked by the process id; room for 12,500 hosts.
+fn address(i: usize) -> String {
+    let pid = std::process::id() as usize;
+    let (second, third) = (60 + pid % 40, (pid / 40) % 150 + 20);
+    format!("127.{second}.{}.{}", third + i / 250, i % 250 + 1)
 }
 
 fn host_name(i: usize, canaries: usize) -> String {
@@ -199,12 +204,13 @@ fn fleet_toml(opts: &DemoOptions) -> String {
          files = [{{ path = '{IDQ}', version = \"5.0.2195.2779\" }}, {{ path = '{W3SVC}', version = \"5.0.2195.2966\" }}]\n\
          registry = [\n  {{ key = 'HKLM\\SOFTWARE\\Microsoft\\InetStp', name = \"MajorVersion\", type = \"REG_DWORD\", value = 5 }},\n  \
          {{ key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions', name = \"ProductType\", type = \"REG_SZ\", value = \"ServerNT\" }},\n]\n\
-         reboot = {{ downtime_ms = 1500 }}\n\n"
+         reboot = {{ downtime_ms = {} }}\n\n",
+        opts.reboot_ms
     );
     let total = opts.canaries + opts.hosts;
     for i in 0..total {
         let name = host_name(i, opts.canaries);
-        let addr = format!("{}.{}", base(), i + 1);
+        let addr = address(i);
         t.push_str(&format!(
             "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"w2k-iis\"\n"
         ));
@@ -229,9 +235,8 @@ fn inventory(opts: &DemoOptions, port: u16) -> Result<Inventory, Box<dyn std::er
         let name = host_name(i, opts.canaries);
         let group = if i < opts.canaries { "canary" } else { "web" };
         t.push_str(&format!(
-            "[[host]]\nname = \"{name}\"\naddress = \"{}.{}\"\nport = {port}\ngroups = [\"{group}\"]\n",
-            base(),
-            i + 1
+            "[[host]]\nname = \"{name}\"\naddress = \"{}\"\nport = {port}\ngroups = [\"{group}\"]\n",
+            address(i)
         ));
     }
     Ok(Inventory::parse(&t, Path::new("demo-inventory.toml"))?)
@@ -335,7 +340,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         shutdown_delay_s: 0,
         poll_interval: Duration::from_millis(250),
         down_timeout: Duration::from_secs(10),
-        port_timeout: Duration::from_secs(10),
+        port_timeout: Duration::from_millis(opts.reboot_ms) + Duration::from_secs(10),
         login_timeout: Duration::from_secs(10),
         settle_timeout: Duration::from_secs(10),
         install_timeout: Duration::from_secs(5),

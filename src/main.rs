@@ -71,6 +71,12 @@ enum Command {
         /// Keep the temporary repository (journal, logs) for a look afterwards.
         #[arg(long)]
         keep: bool,
+        /// Hosts in flight at once.
+        #[arg(long, default_value_t = 24)]
+        parallel: usize,
+        /// How long each simulated host stays down when it reboots, in milliseconds.
+        #[arg(long, default_value_t = 1500)]
+        reboot_ms: u64,
     },
 }
 
@@ -112,13 +118,16 @@ fn main() -> ExitCode {
             canaries,
             no_faults,
             keep,
+            parallel,
+            reboot_ms,
         } => {
             let opts = hive::demo::DemoOptions {
                 hosts,
                 canaries,
                 faults: !no_faults,
                 keep,
-                ..Default::default()
+                parallel: parallel.max(1),
+                reboot_ms,
             };
             tokio::runtime::Runtime::new()
                 .map_err(Into::into)
