@@ -176,6 +176,8 @@ struct KillPoint {
     name: &'static str,
     hit: fn(&Value, &JournalSoFar) -> bool,
     after_ms: u64,
+    /// A point between waves: only reachable while this wave has not started.
+    before_wave: Option<u64>,
 }
 
 /// What the journal said before the record being looked at (for "between waves").
@@ -209,16 +211,19 @@ fn kill_points() -> Vec<KillPoint> {
             name: "copy: an installer's Stage started",
             hit: |r, _| is_step(r, "stage", "started"),
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "install: right after its Started record",
             hit: |r, _| is_step(r, "install", "started"),
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "install: mid-run (the installer keeps running on the host)",
             hit: |r, _| is_step(r, "install", "started"),
             after_ms: 300,
+            before_wave: None,
         },
         KillPoint {
             name: "resume: right after an interrupted install was settled",
@@ -230,31 +235,34 @@ fn kill_points() -> Vec<KillPoint> {
                     )
             },
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "install: right after its Finished record (files pending the reboot)",
-            hit: |r, _| is_step(r, "install", "finished"),
+            hit: |r, _| {
+                is_step(r, "install", "finished")
+                    && matches!(r["outcome"].as_str(), Some("ok" | "reboot_required"))
+            },
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "reboot: shutdown phase started",
             hit: |r, _| is_phase(r, "shutdown", "started"),
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "reboot wait: host down, waiting for its port",
             hit: |r, _| is_phase(r, "port", "started"),
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "resumed reboot wait: settling a reboot found in flight",
             hit: |r, _| is_phase(r, "resume", "started"),
             after_ms: 0,
-        },
-        KillPoint {
-            name: "reboot wait: host back (login ok), not settled",
-            hit: |r, _| is_phase(r, "login", "finished"),
-            after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "between waves: canaries passed, fleet wave not started",
@@ -265,16 +273,25 @@ fn kill_points() -> Vec<KillPoint> {
                     && !j.waves_started.contains(&1)
             },
             after_ms: 0,
+            before_wave: Some(1),
+        },
+        KillPoint {
+            name: "reboot wait: host back (login ok), not settled",
+            hit: |r, _| is_phase(r, "login", "finished"),
+            after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "verify: re-scan started",
             hit: |r, _| is_step(r, "verify", "started"),
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "a host's verdict just journaled",
             hit: |r, _| r["record"] == "host",
             after_ms: 0,
+            before_wave: None,
         },
         KillPoint {
             name: "between waves: 50% wave passed, 100% wave not started",
@@ -285,13 +302,37 @@ fn kill_points() -> Vec<KillPoint> {
                     && !j.waves_started.contains(&2)
             },
             after_ms: 0,
+            before_wave: Some(2),
         },
         KillPoint {
             name: "install in the last wave: mid-run",
             hit: |r, _| is_step(r, "install", "started"),
             after_ms: 250,
+            before_wave: None,
         },
     ]
+}
+
+/// The record a kill followed, in a few words.
+fn in_flight(rec: &Value) -> String {
+    let word = |k: &str| rec[k].as_str().unwrap_or("").to_string();
+    match rec["record"].as_str() {
+        Some("wave") => format!("wave {} {}", rec["wave"], word("state")),
+        Some("host") => format!("{} verdict {}", word("host"), word("verdict")),
+        _ => {
+            let what = rec["phase"]
+                .as_str()
+                .or(rec["patch"].as_str())
+                .unwrap_or("");
+            format!(
+                "{} {} {what} {} {}",
+                word("host"),
+                word("step"),
+                word("state"),
+                word("outcome")
+            )
+        }
+    }
 }
 
 fn journal_path(repo: &Path, run: &str) -> PathBuf {
@@ -351,18 +392,7 @@ fn watch_and_kill(
                             so_far.note(&rec);
                         }
                     }
-                    return Some(format!(
-                        "{} {} {} {}",
-                        rec["host"].as_str().unwrap_or(""),
-                        rec["step"]
-                            .as_str()
-                            .unwrap_or(rec["record"].as_str().unwrap_or("")),
-                        rec["phase"]
-                            .as_str()
-                            .or(rec["patch"].as_str())
-                            .unwrap_or(""),
-                        rec["state"].as_str().unwrap_or("")
-                    ));
+                    return Some(in_flight(&rec));
                 }
                 so_far.note(&rec);
             }
@@ -405,6 +435,12 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
         let mut kills: Vec<(String, String)> = Vec::new();
         let mut children = 0;
         for point in kill_points() {
+            if let Some(next) = point.before_wave
+                && so_far.waves_started.contains(&next)
+            {
+                eprintln!("kill point passed by already: {}", point.name);
+                continue;
+            }
             children += 1;
             let mut child = hive(&p, run.as_deref(), children);
             match watch_and_kill(
@@ -418,7 +454,12 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
                 Some(what) => kills.push((point.name.to_string(), what)),
                 None => {
                     eprintln!("kill point missed (hive ended first): {}", point.name);
-                    if run.is_some() {
+                    let ended = run
+                        .as_deref()
+                        .and_then(|r| RunLog::load(&repo, r).ok())
+                        .and_then(|l| l.state)
+                        .is_some_and(|s| s.0 == journal::RunState::Finished);
+                    if ended {
                         break;
                     }
                 }
@@ -560,6 +601,45 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
             assert_eq!(ok, 1, "{name}: {kb}: {:#?}", h.steps);
         }
     }
+    // The resume paths this is about were taken: installs settled from the host's evidence
+    // (an installer still running waited for), reboots found in flight.
+    let mut settled: BTreeMap<String, usize> = BTreeMap::new();
+    for h in log.hosts.values() {
+        for s in &h.steps {
+            let Some(end) = &s.finished else { continue };
+            let key = match &s.step {
+                hive::events::Step::Install { .. }
+                    if matches!(
+                        end.outcome.as_str(),
+                        "landed_before_crash" | "did_not_complete"
+                    ) =>
+                {
+                    let waited = if end.detail.contains("waited for the installer") {
+                        " (after waiting for it)"
+                    } else {
+                        ""
+                    };
+                    format!("install {}{waited}", end.outcome)
+                }
+                hive::events::Step::Reboot { phase } if phase == "resume" => {
+                    format!("reboot in flight: {}", end.outcome)
+                }
+                _ => continue,
+            };
+            *settled.entry(key).or_default() += 1;
+        }
+    }
+    eprintln!("settled on resume: {settled:#?}");
+    assert!(
+        settled
+            .keys()
+            .any(|k| k.starts_with("install landed_before_crash")),
+        "{settled:?}"
+    );
+    assert!(
+        settled.keys().any(|k| k.starts_with("reboot in flight")),
+        "{settled:?}"
+    );
     let took = started.elapsed();
     eprintln!(
         "{HOSTS} hosts x {} patches, {} kills, {children} hive runs: {took:?}",

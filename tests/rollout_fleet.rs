@@ -8,6 +8,8 @@
 //! journal shows as started-but-unfinished is settled by re-reading the host (a re-scan).
 //!
 //! Child processes are this same test binary re-run with an environment variable naming the role.
+//! The same kill -9 / resume cycle against the real deploy pipeline (the `hive` binary, winsim
+//! hosts over WinRM and Samba, the simulator's own install log) is `tests/rollout_crash.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
