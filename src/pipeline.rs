@@ -100,14 +100,33 @@ impl DeployJob {
         if let Err(e) = ctx.started(Step::Scan) {
             return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
         }
-        let scan = scan_target(
-            target.as_mut(),
-            &self.catalog,
-            &self.probe,
-            self.options.verify_timeout,
-            self.files,
-        )
-        .await;
+        // A host hive was changing when it stopped may be restarting on its own (an installer's
+        // 1641 restart): on resume, wait for it like for a reboot before calling it unreachable.
+        let patience = if ctx.resume.install_started.is_empty() {
+            std::time::Duration::ZERO
+        } else {
+            self.options.port_timeout
+        };
+        let give_up = std::time::Instant::now() + patience;
+        let scan = loop {
+            let scan = scan_target(
+                target.as_mut(),
+                &self.catalog,
+                &self.probe,
+                self.options.verify_timeout,
+                self.files,
+            )
+            .await;
+            match scan {
+                Err(RemoteError::Unreachable(_) | RemoteError::TimedOut(_))
+                    if std::time::Instant::now() < give_up =>
+                {
+                    target.disconnect();
+                    tokio::time::sleep(self.options.poll_interval).await;
+                }
+                other => break other,
+            }
+        };
         let result = match scan {
             Ok(r) => r,
             Err(e) => {
