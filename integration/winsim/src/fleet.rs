@@ -162,6 +162,15 @@ pub struct FaultSettings {
     pub disk_full: Option<bool>,
     /// For the SMB harness: drop the connection after this many bytes of one write.
     pub smb_disconnect_after_bytes: Option<u64>,
+    /// For the SMB harness: the host loses power for good after this many bytes of one write
+    /// (a host that dies while an installer is being copied to it).
+    pub smb_power_off_after_bytes: Option<u64>,
+    /// Every installer on this host ends with this exit code and changes nothing (e.g. 1603: a
+    /// damaged component store fails whatever package is run).
+    pub installers_fail_with: Option<u32>,
+    /// Pending-reboot markers (as `pending_reboot`) that are set again at every boot: the host
+    /// comes back from its reboot still asking for one.
+    pub pending_after_reboot: Option<Vec<String>>,
 }
 
 /// One wire fault: fires on the `nth` request of `op` (any op when omitted), `times` times in a row
@@ -231,6 +240,9 @@ pub struct FaultPlan {
     pub wire: Vec<WireFaultRule>,
     pub installers_hang: bool,
     pub smb_disconnect_after_bytes: Option<u64>,
+    pub smb_power_off_after_bytes: Option<u64>,
+    pub installers_fail_with: Option<u32>,
+    pub pending_after_reboot: Vec<String>,
 }
 
 /// A resolved wire rule.
@@ -413,6 +425,17 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
         if f.smb_disconnect_after_bytes.is_some() {
             b.smb_disconnect_after_bytes = f.smb_disconnect_after_bytes;
         }
+        if f.smb_power_off_after_bytes.is_some() {
+            b.smb_power_off_after_bytes = f.smb_power_off_after_bytes;
+        }
+        if f.installers_fail_with.is_some() {
+            b.installers_fail_with = f.installers_fail_with;
+        }
+        if let Some(p) = f.pending_after_reboot {
+            b.pending_after_reboot
+                .get_or_insert_with(Vec::new)
+                .extend(p);
+        }
     }
 }
 
@@ -442,7 +465,13 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         };
         registry.push((r.key.clone(), r.name.clone(), value));
     }
-    for p in s.pending_reboot.iter().flatten() {
+    let faults = s.faults.clone().unwrap_or_default();
+    for p in s
+        .pending_reboot
+        .iter()
+        .flatten()
+        .chain(faults.pending_after_reboot.iter().flatten())
+    {
         if !["cbs", "windows-update", "file-renames", "update-exe"].contains(&p.as_str()) {
             return Err(format!(
                 "pending_reboot `{p}` is not one of cbs, windows-update, file-renames, update-exe"
@@ -461,7 +490,6 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             ));
         }
     }
-    let faults = s.faults.clone().unwrap_or_default();
     let wire = faults
         .wire
         .iter()
@@ -521,6 +549,9 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             wire,
             installers_hang: faults.installers_hang.unwrap_or(false),
             smb_disconnect_after_bytes: faults.smb_disconnect_after_bytes,
+            smb_power_off_after_bytes: faults.smb_power_off_after_bytes,
+            installers_fail_with: faults.installers_fail_with,
+            pending_after_reboot: faults.pending_after_reboot.unwrap_or_default(),
         },
     })
 }

@@ -210,6 +210,9 @@ pub struct CabEntry {
 pub struct Package {
     pub manifest: PackageManifest,
     pub machine: Machine,
+    /// Filler bytes before the manifest: real installers are megabytes, and a copy that breaks
+    /// in the middle needs a middle.
+    pub padding: usize,
 }
 
 impl Package {
@@ -223,6 +226,7 @@ impl Package {
                 ..PackageManifest::default()
             },
             machine: Machine::I386,
+            padding: 0,
         }
     }
     /// A legacy hotfix `.exe` (e.g. `Q300972_W2K_SP3_x86_en.exe`).
@@ -322,6 +326,11 @@ impl Package {
         self.manifest.requires.push(id.to_string());
         self
     }
+    /// Makes the file about `bytes` long (filler that does not compress, before the manifest).
+    pub fn size(mut self, bytes: usize) -> Self {
+        self.padding = bytes;
+        self
+    }
     /// Adds a cabinet to a `.msu`.
     pub fn cab(mut self, name: &str, cab: Package) -> Self {
         self.manifest.cabs.push(CabEntry {
@@ -333,7 +342,7 @@ impl Package {
 
     /// The file's bytes.
     pub fn bytes(&self) -> Vec<u8> {
-        package_bytes(&self.manifest, self.machine)
+        padded_package_bytes(&self.manifest, self.machine, self.padding)
     }
 
     /// Writes the file (creating parent folders).
@@ -347,7 +356,18 @@ impl Package {
 
 /// Serialises a manifest into its carrier (PE stub, cabinet or OLE signature).
 pub fn package_bytes(manifest: &PackageManifest, machine: Machine) -> Vec<u8> {
-    let mut payload = PACKAGE_MARKER.to_vec();
+    padded_package_bytes(manifest, machine, 0)
+}
+
+/// [`package_bytes`] with `padding` filler bytes before the manifest ([`read_manifest`] finds
+/// the last marker, so filler never hides it).
+pub fn padded_package_bytes(
+    manifest: &PackageManifest,
+    machine: Machine,
+    padding: usize,
+) -> Vec<u8> {
+    let mut payload = filler(padding);
+    payload.extend_from_slice(PACKAGE_MARKER);
     payload.extend(serde_json::to_vec(manifest).unwrap_or_default());
     match manifest.kind {
         PackageKind::HotfixExe | PackageKind::Qchain => {
@@ -372,6 +392,19 @@ pub fn package_bytes(manifest: &PackageManifest, machine: Machine) -> Vec<u8> {
         ]
         .concat(),
     }
+}
+
+/// Deterministic bytes that no transport can compress away (xorshift).
+fn filler(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
 }
 
 fn description(m: &PackageManifest) -> String {
@@ -413,6 +446,10 @@ mod tests {
         }
         let exe = Package::hotfix("Q1").bytes();
         assert!(pe::read_version(&exe).is_ok(), "a hotfix exe is a real PE");
+        let big = Package::hotfix("Q1").exit_code(3010).size(1 << 20);
+        let bytes = big.bytes();
+        assert!(bytes.len() > 1 << 20 && pe::read_version(&bytes).is_ok());
+        assert_eq!(read_manifest(&bytes).unwrap(), big.manifest);
         assert_eq!(read_manifest(b"MZ just a file"), None);
     }
 

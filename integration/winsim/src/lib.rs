@@ -28,6 +28,7 @@ pub mod probe;
 pub mod registry;
 pub mod ssh;
 pub mod ssh_wire;
+pub mod smbfront;
 
 pub use fleet::{FleetError, HostConfig};
 pub use model::{CommandRecord, Fleet, InstallRecord, WinHost};

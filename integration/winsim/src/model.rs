@@ -91,6 +91,8 @@ pub(crate) struct State {
     pub log: Vec<CommandRecord>,
     pub installs: Vec<InstallRecord>,
     pub wire_counts: Vec<u32>,
+    /// Wire faults injected so far (all rules together).
+    pub wire_faults_fired: u32,
     pub reboots: u32,
     pub temp_serial: u32,
 }
@@ -183,6 +185,7 @@ impl WinHost {
                 log: Vec::new(),
                 installs: Vec::new(),
                 wire_counts: vec![0; config.faults.wire.len()],
+                wire_faults_fired: 0,
                 reboots: 0,
                 temp_serial: 0,
             }),
@@ -330,6 +333,20 @@ impl WinHost {
         self.settled().free_disk
     }
 
+    /// How many wire faults the WinRM face was told to inject so far: a test proves its fault
+    /// really happened, not just that it was planned.
+    pub fn wire_faults_fired(&self) -> u32 {
+        self.lock().wire_faults_fired
+    }
+
+    /// The host loses power now and stays off (a crash mid-copy, a pulled plug): the network
+    /// faces refuse it from now on.
+    pub fn power_cut(&self) {
+        let mut st = self.lock();
+        tracing::info!(host = %self.name, "power cut");
+        self.power_off(&mut st);
+    }
+
     /// The fault plan, including the items only the SMB harness can act on
     /// (`smb_disconnect_after_bytes`).
     pub fn fault_plan(&self) -> &FaultPlan {
@@ -401,6 +418,10 @@ impl WinHost {
         } else {
             st.configuring_until = Some(up_at + self.configuring);
         }
+        // Fault: whatever asked for this reboot asks again once the host is up.
+        for marker in &self.faults.pending_after_reboot {
+            set_pending_marker(&mut st.registry, marker);
+        }
     }
 
     fn apply_pending_renames(&self, st: &mut State) {
@@ -467,6 +488,17 @@ impl WinHost {
 
 /// Generated PE images by (file version, product version, is-exe, machine).
 type ImageCache = HashMap<(Version, Version, bool, Machine), Vec<u8>>;
+
+/// Sets one pending-reboot marker by its fleet-file name (`cbs`, `windows-update`, `update-exe`,
+/// `file-renames`).
+fn set_pending_marker(r: &mut Registry, marker: &str) {
+    let _ = match marker {
+        "cbs" => r.create_key(CBS_REBOOT_PENDING),
+        "windows-update" => r.create_key(WU_REBOOT_REQUIRED),
+        "update-exe" => r.set(UPDATES, "UpdateExeVolatile", RegValue::Dword(1)),
+        _ => r.set(SESSION_MANAGER, PFRO, RegValue::MultiSz(vec![])),
+    };
+}
 
 /// Sets build and UBR the way a cumulative update leaves them.
 pub(crate) fn set_build(reg: &mut Registry, b: BuildChange) {
@@ -542,20 +574,7 @@ fn initial_registry(c: &HostConfig) -> Registry {
         }
     }
     for p in &c.pending_reboot {
-        match p.as_str() {
-            "cbs" => {
-                let _ = r.create_key(CBS_REBOOT_PENDING);
-            }
-            "windows-update" => {
-                let _ = r.create_key(WU_REBOOT_REQUIRED);
-            }
-            "update-exe" => {
-                let _ = r.set(UPDATES, "UpdateExeVolatile", RegValue::Dword(1));
-            }
-            _ => {
-                let _ = r.set(SESSION_MANAGER, PFRO, RegValue::MultiSz(vec![]));
-            }
-        }
+        set_pending_marker(&mut r, p);
     }
     for (key, name, value) in &c.registry {
         let _ = match value {
@@ -596,6 +615,7 @@ impl SimHost for WinHost {
             let n = st.wire_counts[i];
             let hit = n >= rule.nth && (rule.times == 0 || n < rule.nth + rule.times);
             if hit && fired.is_none() {
+                st.wire_faults_fired += 1;
                 tracing::debug!(host = %self.name, ?op, kind = %rule.kind, n, "injecting a wire fault");
                 fired = Some(match rule.kind.as_str() {
                     "reset" => WireFault::ResetConnection,

@@ -133,6 +133,10 @@ async fn install(
     };
     let _busy = InstallingFlag(host);
     tokio::time::sleep(Duration::from_millis(m.duration_ms)).await;
+    if let Some(code) = host.faults.installers_fail_with {
+        tracing::info!(host = %host.name, package = %m.id, code, "installer failed (fault plan)");
+        return code;
+    }
     let mut st = host.settled();
     let mut code = m
         .exit_codes
