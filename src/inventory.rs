@@ -20,6 +20,11 @@
 //! address = "db01.corp.example"
 //! transport = "winrm-https"
 //! thumbprint = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//!
+//! [[host]]
+//! name = "app01"                    # Windows OpenSSH: commands and SFTP over port 22
+//! transport = "ssh"
+//! host_key = "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks"
 //! ```
 
 use std::collections::BTreeSet;
@@ -150,6 +155,9 @@ pub struct Host {
     /// The folder inside `smb_share` that stands for `C:\` (empty on Windows, where the share
     /// root is the drive root; a per-host folder when several hosts share one export).
     pub smb_root: String,
+    /// SSH hosts: the SFTP path that stands for `C:\`. Empty means Windows OpenSSH's own `/C:`;
+    /// a folder when C: is a sub-folder of what the SFTP server shows (the simulated fleet).
+    pub sftp_root: String,
     pub user: String,
     pub credential: CredentialRef,
     pub groups: BTreeSet<String>,
@@ -219,6 +227,7 @@ struct RawHost {
     smb_port: Option<u16>,
     smb_share: Option<String>,
     smb_root: Option<String>,
+    sftp_root: Option<String>,
     user: Option<String>,
     credential: Option<String>,
     #[serde(default)]
@@ -296,6 +305,13 @@ impl Inventory {
                     "smb_root `{root}` must be a folder inside the share"
                 )));
             }
+            if let Some(root) = &h.sftp_root
+                && (root.split(['\\', '/']).any(|p| p == "..") || !root.starts_with('/'))
+            {
+                return Err(bad(format!(
+                    "sftp_root `{root}` must be an absolute SFTP path such as /C:"
+                )));
+            }
             let user = h
                 .user
                 .or_else(|| raw.defaults.user.clone())
@@ -339,6 +355,7 @@ impl Inventory {
                     .or_else(|| raw.defaults.smb_share.clone())
                     .unwrap_or_else(|| "C$".to_string()),
                 smb_root: h.smb_root.unwrap_or_default(),
+                sftp_root: h.sftp_root.unwrap_or_default(),
                 name: h.name,
                 address,
                 transport,

@@ -6,7 +6,8 @@
 //! shell per host for the whole run: re-authenticating per command is what makes the peers slow.
 //!
 //! Remote paths are Windows paths (`C:\Windows\Temp\hive\run1\Q300972.exe`); an adapter maps them
-//! onto its file channel (the `C$` share, or `/C:/...` for Windows OpenSSH's SFTP).
+//! onto its file channel (the `C$` share, or `/C:/...` for Windows OpenSSH's SFTP; see
+//! [`SshTarget`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -119,6 +120,30 @@ impl From<hive_smb::SmbError> for RemoteError {
     }
 }
 
+impl From<hive_ssh::SshError> for RemoteError {
+    fn from(e: hive_ssh::SshError) -> Self {
+        use hive_ssh::SshError as E;
+        let text = e.to_string();
+        if e.is_not_found() {
+            return RemoteError::NotFound(text);
+        }
+        match e {
+            // A dropped connection, or one closed at once (a host going down or rebooting):
+            // the host may come back, as with WinRM.
+            E::Unreachable { .. } | E::Protocol { .. } | E::NoExitStatus { .. } => {
+                RemoteError::Unreachable(text)
+            }
+            // A host presenting another key will not fix itself either: never retried as if
+            // it were down.
+            E::AuthRefused { .. } | E::HostKeyMismatch { .. } | E::KeyFile { .. } => {
+                RemoteError::AuthFailed(text)
+            }
+            E::ConnectTimeout { .. } | E::CommandTimedOut { .. } => RemoteError::TimedOut(text),
+            _ => RemoteError::Failed(text),
+        }
+    }
+}
+
 /// One host, reachable.
 pub trait Target: Send + Sync {
     /// The inventory name.
@@ -187,10 +212,7 @@ pub fn connect(
         Transport::WinrmHttp | Transport::WinrmHttps => {
             Ok(Box::new(WinrmTarget::new(host, secret, timeouts)?))
         }
-        Transport::Ssh => Err(RemoteError::Failed(format!(
-            "{}: the ssh transport is not wired into scans yet",
-            host.name
-        ))),
+        Transport::Ssh => Ok(Box::new(SshTarget::new(host, secret, timeouts)?)),
     }
 }
 
@@ -423,6 +445,329 @@ impl Target for WinrmTarget {
     }
 }
 
+/// Windows OpenSSH for commands and SFTP for files: hosts where SSH is the way in (no WinRM, no
+/// SMB). One SSH connection per host carries both; it opens at the first call and again after a
+/// [`Target::disconnect`] or a dropped connection.
+///
+/// Commands go to the server's default shell, `cmd.exe` on Windows OpenSSH. PowerShell scripts
+/// go as `powershell.exe -EncodedCommand` while that fits cmd.exe's 8191-character line, else
+/// on stdin to `powershell.exe -` (the same choice hive's WinRM client makes). Exit codes are
+/// the whole DWORD Windows OpenSSH reports.
+///
+/// Files: `C:\X\Y` is `<sftp_root>/X/Y`, `/C:/X/Y` on Windows OpenSSH. An upload is verified by
+/// reading the file back and hashing it here (SFTP has no hash request; the staged file's hash is
+/// checked again on the host by deploy). A failed write on a file system that has less room left
+/// than the file needs is [`RemoteError::DiskFull`]. Uploads start over rather than resume:
+/// installers are small next to a LAN's speed, and a partial file never passes the hash check.
+pub struct SshTarget {
+    name: String,
+    target: hive_ssh::SshTarget,
+    options: hive_ssh::SshOptions,
+    sftp_root: String,
+    session: Option<hive_ssh::SshSession>,
+    sftp: Option<hive_ssh::Sftp>,
+}
+
+impl SshTarget {
+    pub fn new(host: &Host, secret: &Secret, timeouts: Timeouts) -> Result<Self, RemoteError> {
+        let pin = host.pin.as_deref().ok_or_else(|| {
+            RemoteError::Failed(format!(
+                "{}: an ssh host needs `host_key` in the inventory (its SHA256 fingerprint, as \
+                 `ssh-keygen -l -E sha256 -f ssh_host_ed25519_key.pub` prints it): hive never \
+                 trusts a host key on first use",
+                host.name
+            ))
+        })?;
+        let host_key = hive_ssh::HostKeyPin::parse(&host.name, pin)
+            .map_err(|e| RemoteError::Failed(e.to_string()))?;
+        let options = hive_ssh::SshOptions {
+            connect_timeout: timeouts.connect,
+            sftp_request_timeout: timeouts.operation,
+            ..hive_ssh::SshOptions::default()
+        };
+        Ok(SshTarget {
+            name: host.name.clone(),
+            target: hive_ssh::SshTarget {
+                host: host.address.clone(),
+                port: host.port,
+                host_key,
+                user: host.user.clone(),
+                auth: hive_ssh::Auth::Password(hive_ssh::Secret::new(secret.expose())),
+            },
+            options,
+            sftp_root: host.sftp_root.clone(),
+            session: None,
+            sftp: None,
+        })
+    }
+
+    async fn session(&mut self) -> Result<&hive_ssh::SshSession, RemoteError> {
+        if self.session.is_none() {
+            let s = hive_ssh::SshSession::connect(&self.target, &self.options).await;
+            self.session = Some(s.map_err(|e| self.named(e))?);
+        }
+        self.session
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed(format!("{}: SSH not connected", self.name)))
+    }
+
+    async fn sftp(&mut self) -> Result<&hive_ssh::Sftp, RemoteError> {
+        if self.sftp.is_none() {
+            let opened = self.session().await?.sftp().await;
+            let sftp = opened.map_err(|e| self.failed(e))?;
+            self.sftp = Some(sftp);
+        }
+        self.sftp
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed(format!("{}: SFTP not open", self.name)))
+    }
+
+    /// The error with the inventory name in front (hive-ssh names `address:port`).
+    fn named(&self, e: hive_ssh::SshError) -> RemoteError {
+        let e = RemoteError::from(e);
+        let prefix = |m: String| format!("{}: {m}", self.name);
+        match e {
+            RemoteError::Unreachable(m) => RemoteError::Unreachable(prefix(m)),
+            RemoteError::AuthFailed(m) => RemoteError::AuthFailed(prefix(m)),
+            RemoteError::TimedOut(m) => RemoteError::TimedOut(prefix(m)),
+            RemoteError::DiskFull(m) => RemoteError::DiskFull(prefix(m)),
+            RemoteError::NotFound(m) => RemoteError::NotFound(prefix(m)),
+            RemoteError::Failed(m) => RemoteError::Failed(prefix(m)),
+        }
+    }
+
+    /// [`named`](Self::named), dropping the connection when it is the connection that failed, so
+    /// the next call reconnects (a host back from a reboot).
+    fn failed(&mut self, e: hive_ssh::SshError) -> RemoteError {
+        let e = self.named(e);
+        if matches!(e, RemoteError::Unreachable(_)) {
+            self.sftp = None;
+            self.session = None;
+        }
+        e
+    }
+
+    fn sftp_path(&self, remote: &str) -> Result<String, RemoteError> {
+        sftp_path(&self.sftp_root, remote).ok_or_else(|| {
+            RemoteError::Failed(format!("{}: {remote} is not a C:\\ path", self.name))
+        })
+    }
+
+    /// Creates the folders above `path` that are missing (SFTP makes one level at a time).
+    async fn create_parents(&mut self, path: &str) -> Result<(), RemoteError> {
+        let Some((dir, _)) = path.rsplit_once('/') else {
+            return Ok(());
+        };
+        let root = self.sftp_root_path();
+        let mut at = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            at.push('/');
+            at.push_str(part);
+            if at.len() <= root.len() {
+                continue;
+            }
+            let sftp = self.sftp().await?;
+            if sftp.size(&at).await.is_err() {
+                // A concurrent creator or an existing folder both end well; a real failure
+                // shows up at the upload with the path named.
+                let _ = sftp.create_dir(&at).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn sftp_root_path(&self) -> String {
+        let root = self.sftp_root.trim_end_matches('/');
+        if root.is_empty() {
+            "/C:".to_string()
+        } else {
+            root.to_string()
+        }
+    }
+
+    async fn upload(&mut self, local: &Path, path: &str) -> Result<u64, RemoteError> {
+        let sent = self.sftp().await?.upload(local, path).await;
+        match sent {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let need = std::fs::metadata(local).map(|m| m.len()).unwrap_or(0);
+                let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
+                let free = match self.sftp.as_ref() {
+                    Some(s) => s.free_bytes(&dir).await.ok().flatten(),
+                    None => None,
+                };
+                match free {
+                    Some(free) if matches!(e, hive_ssh::SshError::SftpIo { .. }) && free < need => {
+                        Err(RemoteError::DiskFull(format!(
+                            "{}: {e} (the disk has {free} bytes free, the file needs {need})",
+                            self.name
+                        )))
+                    }
+                    _ => Err(self.failed(e)),
+                }
+            }
+        }
+    }
+
+    async fn sha256_of(&mut self, path: &str) -> Result<Option<(u64, String)>, RemoteError> {
+        use sha2::Digest;
+        let sftp = self.sftp().await?;
+        let size = match sftp.size(path).await {
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(self.failed(e)),
+        };
+        let mut hash = sha2::Sha256::new();
+        let mut offset = 0u64;
+        const PIECE: usize = 4 * 1024 * 1024;
+        while offset < size {
+            let got = self.sftp().await?.read_range(path, offset, PIECE).await;
+            let bytes = got.map_err(|e| self.failed(e))?;
+            if bytes.is_empty() {
+                break;
+            }
+            offset += bytes.len() as u64;
+            hash.update(&bytes);
+        }
+        Ok(Some((offset, hex::encode(hash.finalize()))))
+    }
+}
+
+/// Map a `C:\...` path onto SFTP below `root` (`/C:` when empty: Windows OpenSSH's form).
+pub fn sftp_path(root: &str, remote: &str) -> Option<String> {
+    let rel = share_path("", remote)?;
+    let root = root.trim_end_matches('/');
+    let root = if root.is_empty() { "/C:" } else { root };
+    let rest = rel.replace('\\', "/");
+    Some(if rest.is_empty() {
+        root.to_string()
+    } else {
+        format!("{root}/{rest}")
+    })
+}
+
+impl Target for SshTarget {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec<'a>(
+        &'a mut self,
+        command: &'a Command,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, RemoteError>> {
+        Box::pin(async move {
+            let (line, input) = match command {
+                Command::Cmd(line) => (line.clone(), Vec::new()),
+                Command::PowerShell(script) => {
+                    let inv = hive_winrm::powershell::invocation(script);
+                    let mut line = inv.command;
+                    for a in &inv.args {
+                        line.push(' ');
+                        line.push_str(a);
+                    }
+                    (line, inv.stdin)
+                }
+            };
+            let shell = hive_ssh::RemoteShell::Verbatim;
+            let ran = self
+                .session()
+                .await?
+                .exec_with_input(shell, &line, &input, timeout)
+                .await;
+            let out = ran.map_err(|e| self.failed(e))?;
+            let exit_code = match out.status {
+                hive_ssh::ExitStatus::Code(c) => c,
+                hive_ssh::ExitStatus::Signal { name, .. } => {
+                    return Err(RemoteError::Failed(format!(
+                        "{}: {} ended by signal {name}",
+                        self.name,
+                        command.label()
+                    )));
+                }
+            };
+            Ok(ExecOutput {
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                exit_code,
+            })
+        })
+    }
+
+    fn put_file<'a>(
+        &'a mut self,
+        local: &'a Path,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<PutReport, RemoteError>> {
+        Box::pin(async move {
+            let path = self.sftp_path(remote)?;
+            self.create_parents(&path).await?;
+            let bytes = self.upload(local, &path).await?;
+            let (size, sha256) = self.sha256_of(&path).await?.ok_or_else(|| {
+                RemoteError::Failed(format!("{}: {remote} vanished after the upload", self.name))
+            })?;
+            if size != bytes {
+                return Err(RemoteError::Failed(format!(
+                    "{}: {remote} holds {size} bytes after sending {bytes}",
+                    self.name
+                )));
+            }
+            Ok(PutReport {
+                bytes,
+                resumed_from: 0,
+                sha256,
+            })
+        })
+    }
+
+    fn read_file_range<'a>(
+        &'a mut self,
+        remote: &'a str,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, RemoteError>> {
+        Box::pin(async move {
+            let path = self.sftp_path(remote)?;
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            let got = self.sftp().await?.read_range(&path, offset, len).await;
+            got.map_err(|e| self.failed(e))
+        })
+    }
+
+    fn remote_sha256<'a>(
+        &'a mut self,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RemoteError>> {
+        Box::pin(async move {
+            let path = self.sftp_path(remote)?;
+            Ok(self.sha256_of(&path).await?.map(|(_, h)| h))
+        })
+    }
+
+    fn disconnect(&mut self) {
+        // Dropping the handle closes the connection; a polite goodbye would need to wait for a
+        // host that may be going down.
+        self.sftp = None;
+        self.session = None;
+    }
+
+    fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let path = self.sftp_path(remote)?;
+            let done = self.sftp().await?.remove(&path).await;
+            done.map_err(|e| self.failed(e))
+        })
+    }
+
+    fn remove_dir<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let path = self.sftp_path(remote)?;
+            let done = self.sftp().await?.remove_dir(&path).await;
+            done.map_err(|e| self.failed(e))
+        })
+    }
+}
+
 /// File operations on a local folder standing for a drive (`hive demo` only).
 mod local {
     use std::io::{Read, Seek, SeekFrom};
@@ -486,5 +831,75 @@ mod tests {
         );
         assert_eq!(share_path("", r"D:\x"), None);
         assert_eq!(share_path("", r"C:\Windows\..\..\etc"), None);
+    }
+
+    #[test]
+    fn c_drive_paths_map_onto_sftp() {
+        assert_eq!(
+            sftp_path("", r"C:\Windows\Temp\hive\r1\Q1.exe").as_deref(),
+            Some("/C:/Windows/Temp/hive/r1/Q1.exe")
+        );
+        assert_eq!(
+            sftp_path("/srv/fleet/W2K01/", r"C:\Windows\x.dll").as_deref(),
+            Some("/srv/fleet/W2K01/Windows/x.dll")
+        );
+        assert_eq!(sftp_path("", r"D:\x"), None);
+        assert_eq!(sftp_path("", r"C:\Windows\..\..\etc\passwd"), None);
+    }
+
+    #[test]
+    fn ssh_errors_are_classified_for_the_orchestrator() {
+        use hive_ssh::SshError as E;
+        let refused = E::AuthRefused {
+            host: "h:22".into(),
+            user: "u".into(),
+            method: "password",
+        };
+        assert!(matches!(
+            RemoteError::from(refused),
+            RemoteError::AuthFailed(_)
+        ));
+        let mismatch = E::HostKeyMismatch {
+            host: "h:22".into(),
+            expected: "SHA256:a".into(),
+            presented: "SHA256:b".into(),
+        };
+        assert!(matches!(
+            RemoteError::from(mismatch),
+            RemoteError::AuthFailed(_)
+        ));
+        let down = E::Unreachable {
+            host: "h:22".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        assert!(matches!(
+            RemoteError::from(down),
+            RemoteError::Unreachable(_)
+        ));
+        let dropped = E::NoExitStatus {
+            host: "h:22".into(),
+        };
+        assert!(matches!(
+            RemoteError::from(dropped),
+            RemoteError::Unreachable(_)
+        ));
+        let slow = E::ConnectTimeout {
+            host: "h:22".into(),
+            after: Duration::from_secs(1),
+        };
+        assert!(matches!(RemoteError::from(slow), RemoteError::TimedOut(_)));
+    }
+
+    #[test]
+    fn an_ssh_host_without_a_pinned_key_is_refused() {
+        let inv = crate::inventory::Inventory::parse(
+            "[[host]]\nname=\"a\"\ntransport=\"ssh\"\ncredential=\"prompt\"\n",
+            Path::new("inv.toml"),
+        )
+        .unwrap();
+        let err = connect(&inv.hosts[0], &Secret::new("x"), Timeouts::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("host_key"), "{err}");
     }
 }

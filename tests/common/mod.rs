@@ -67,6 +67,7 @@ impl SimFleet {
                 smb_port,
                 smb_share: share.clone(),
                 smb_root: format!("{sub}\\{}", c.name),
+                sftp_root: String::new(),
                 user: user.clone(),
                 credential: CredentialRef::Env("HIVE_TEST_SMB_PASSWORD".into()),
                 groups: Default::default(),

@@ -123,6 +123,16 @@ pub enum SshError {
     },
 }
 
+impl SshError {
+    /// The server said the remote path does not exist (SFTP `SSH_FX_NO_SUCH_FILE`): callers that
+    /// probe for a file (a content cache) treat that as "absent", not as a failure.
+    pub fn is_not_found(&self) -> bool {
+        use russh_sftp::client::error::Error as E;
+        use russh_sftp::protocol::StatusCode;
+        matches!(self, SshError::Sftp { source: E::Status(s), .. } if s.status_code == StatusCode::NoSuchFile)
+    }
+}
+
 /// What `check_server_key` reports to russh; turned into [`SshError`] by the connect code, which
 /// knows the host name.
 #[derive(Debug)]

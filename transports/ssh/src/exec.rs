@@ -292,12 +292,55 @@ impl SshSession {
         })
     }
 
+    /// [`exec_as`](Self::exec_as) with `input` as the command's stdin (then end-of-file): how a
+    /// script too long for a command line reaches `powershell.exe -` on Windows OpenSSH, whose
+    /// `cmd.exe` stops at 8191 characters.
+    pub async fn exec_with_input(
+        &self,
+        shell: RemoteShell,
+        command: &str,
+        input: &[u8],
+        timeout: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let status = self
+            .exec_streaming_input(
+                shell,
+                command,
+                input,
+                timeout,
+                |stream, data| match stream {
+                    OutputStream::Stdout => stdout.extend_from_slice(data),
+                    OutputStream::Stderr => stderr.extend_from_slice(data),
+                },
+            )
+            .await?;
+        Ok(ExecOutput {
+            stdout,
+            stderr,
+            status,
+        })
+    }
+
     /// Runs `command`, handing each piece of output to `on_output` as it arrives (for live
     /// progress of long installers), and returns how it ended.
     pub async fn exec_streaming(
         &self,
         shell: RemoteShell,
         command: &str,
+        timeout: Duration,
+        on_output: impl FnMut(OutputStream, &[u8]) + Send,
+    ) -> Result<ExitStatus, SshError> {
+        self.exec_streaming_input(shell, command, &[], timeout, on_output)
+            .await
+    }
+
+    async fn exec_streaming_input(
+        &self,
+        shell: RemoteShell,
+        command: &str,
+        input: &[u8],
         timeout: Duration,
         mut on_output: impl FnMut(OutputStream, &[u8]) + Send,
     ) -> Result<ExitStatus, SshError> {
@@ -307,7 +350,7 @@ impl SshSession {
             RemoteShell::Verbatim => PgidHeader::pass_through(),
         };
         let command_line = wrap_command(shell, command);
-        let started = tokio::time::timeout_at(deadline, self.start(&command_line));
+        let started = tokio::time::timeout_at(deadline, self.start(&command_line, input));
         let (mut reader, writer) = match started.await {
             Ok(channel) => channel?.split(),
             Err(_) => return Err(self.timed_out(timeout, KillOutcome::ChannelClosedOnly)),
@@ -336,8 +379,9 @@ impl SshSession {
         }
     }
 
-    /// Opens a channel and asks the server to run `command_line` on it, with empty input.
-    async fn start(&self, command_line: &str) -> Result<Channel<Msg>, SshError> {
+    /// Opens a channel and asks the server to run `command_line` on it, with `input` as its
+    /// whole stdin.
+    async fn start(&self, command_line: &str, input: &[u8]) -> Result<Channel<Msg>, SshError> {
         let channel = self
             .handle
             .channel_open_session()
@@ -347,8 +391,14 @@ impl SshSession {
             .exec(true, command_line)
             .await
             .map_err(|e| self.protocol_error("starting the command", e))?;
-        // No input, ever (like `ssh -n`): a command that reads stdin sees end-of-file at once
-        // instead of waiting for its time limit.
+        if !input.is_empty() {
+            channel
+                .data(input)
+                .await
+                .map_err(|e| self.protocol_error("sending the command's input", e))?;
+        }
+        // Then end-of-file (like `ssh -n` when there is no input): a command that reads stdin
+        // sees it end instead of waiting for its time limit.
         channel
             .eof()
             .await
@@ -410,7 +460,7 @@ impl SshSession {
         let script = kill_script(pgid, self.options.kill_grace);
         let limit = self.options.kill_timeout;
         let outcome = tokio::time::timeout(limit, async {
-            let (mut reader, _writer) = self.start(&script).await?.split();
+            let (mut reader, _writer) = self.start(&script, &[]).await?.split();
             let mut stdout = Vec::new();
             let mut header = PgidHeader::pass_through();
             let mut collect = |stream, data: &[u8]| {

@@ -237,6 +237,26 @@ impl Sftp {
             .map_err(|e| self.sftp_err("remove", remote, e))
     }
 
+    /// Bytes free for an unprivileged user on the file system holding `remote`, if the server
+    /// offers `statvfs@openssh.com`: OpenSSH answers a write to a full disk with a bare
+    /// "Failure", so this is how a caller tells a full disk from other write errors.
+    pub async fn free_bytes(&self, remote: &str) -> Result<Option<u64>, SshError> {
+        let info = self
+            .session
+            .fs_info(remote)
+            .await
+            .map_err(|e| self.sftp_err("statvfs", remote, e))?;
+        Ok(info.map(|i| i.blocks_avail.saturating_mul(i.fragment_size)))
+    }
+
+    /// Deletes the empty directory `remote`.
+    pub async fn remove_dir(&self, remote: &str) -> Result<(), SshError> {
+        self.session
+            .remove_dir(remote)
+            .await
+            .map_err(|e| self.sftp_err("rmdir", remote, e))
+    }
+
     /// Creates directory `remote` (its parent must exist).
     pub async fn create_dir(&self, remote: &str) -> Result<(), SshError> {
         self.session

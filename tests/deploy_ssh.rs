@@ -1,0 +1,185 @@
+//! End to end over SSH only: deploy to simulated Windows hosts that offer no WinRM and no SMB —
+//! installers staged over SFTP (the real `sftp-server`), their hash checked by the host's own
+//! certutil, installed through `cmd.exe` over the harness's real sshd, one reboot (the SSH
+//! connection drops and new ones are refused while the host is down), verified by re-scan.
+//! The inventory's SMB settings point at nothing: any SMB use would fail the test.
+//!
+//! Needs the harness's sshd and samba services (`integration/test.sh`).
+
+mod common;
+mod ssh_common;
+
+use common::{Lab, LabPatch, fast_options};
+use hive::catalog::model::InstallerRecipe;
+use hive::deploy::{HostContext, HostVerdict, ResumeState, ScanInputs};
+use hive::events::{Recorder, Step, StepState};
+use hive::scan::run::{FileSource, PreparedProbe, scan_target};
+use ssh_common::SshFleet;
+use winsim::installer::Package;
+
+const PRODUCT: &str = "Windows Server 2019 Datacenter";
+
+fn hosts() -> String {
+    format!(
+        "[[group]]\ncount = 3\nname = \"SSHWEB{{n:02}}\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\n\
+         edition = \"ServerDatacenter\"\nversion = \"10.0.17763\"\nubr = 5206\nreboot = {{ downtime_ms = 400 }}\n\
+         files = [{{ path = 'C:\\Windows\\System32\\hivessh.dll', version = \"10.0.17763.5206\" }}]\n"
+    )
+}
+
+/// Two Update.exe hotfixes (they chain without qchain): the first replaces a DLL in use (a
+/// pending rename, so a reboot is needed), the second only records itself.
+fn two_patches(lab: &mut Lab) {
+    lab.add(LabPatch {
+        id: "KB5100001",
+        bulletin: "MS-S-0001",
+        product: PRODUCT,
+        file_name: "KB5100001.exe",
+        package: Package::hotfix("KB5100001")
+            .file_in_use(
+                r"C:\Windows\System32\hivessh.dll",
+                "10.0.17763.5300".parse().unwrap(),
+            )
+            .reboot_required(true)
+            .duration(std::time::Duration::from_millis(20)),
+        recipe: InstallerRecipe::update_exe(),
+        subtype: "Security Update",
+        detection: None,
+    });
+    lab.add(LabPatch {
+        id: "KB5100002",
+        bulletin: "MS-S-0002",
+        product: PRODUCT,
+        file_name: "KB5100002.exe",
+        package: Package::hotfix("KB5100002").duration(std::time::Duration::from_millis(20)),
+        recipe: InstallerRecipe::update_exe(),
+        subtype: "Security Update",
+        detection: None,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
+    let started = std::time::Instant::now();
+    let fleet = SshFleet::start("deployssh", 1, &hosts()).await;
+    let mut lab = Lab::new();
+    two_patches(&mut lab);
+    let events = Recorder::default();
+    let run = "rssh";
+    let options = fast_options();
+    let probe = PreparedProbe::new(&lab.catalog);
+    let approved = hive::deploy::load_approved(&lab.repo).unwrap();
+    let timeouts = hive::remote::Timeouts {
+        connect: std::time::Duration::from_secs(3),
+        operation: std::time::Duration::from_secs(20),
+    };
+    let jobs = fleet.inventory.hosts.iter().map(|host| {
+        let (probe, approved, lab, events, options) = (&probe, &approved, &lab, &events, &options);
+        let secret = fleet.secret.clone();
+        async move {
+            assert_eq!(host.transport, hive::inventory::Transport::Ssh);
+            let mut target = hive::remote::connect(host, &secret, timeouts).unwrap();
+            let before = scan_target(
+                &mut *target,
+                &lab.catalog,
+                probe,
+                std::time::Duration::from_secs(20),
+                FileSource::Probe,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: first scan: {e}", host.name));
+            let plan =
+                hive::deploy::plan_host(&host.name, &before.verdicts, &lab.catalog, approved);
+            let mut ctx =
+                HostContext::new(run, host, &mut *target, events, Some(&lab.repo), options);
+            let scan = ScanInputs {
+                catalog: &lab.catalog,
+                probe,
+                files: FileSource::Probe,
+            };
+            let outcome =
+                hive::deploy::deploy_host(&mut ctx, &plan, &scan, &ResumeState::default()).await;
+            (plan, outcome)
+        }
+    });
+    let results = futures::future::join_all(jobs).await;
+    assert_eq!(results.len(), 3);
+
+    for (plan, outcome) in &results {
+        let name = &outcome.host;
+        assert_eq!(outcome.verdict, HostVerdict::Patched, "{name}: {outcome:?}");
+        let order: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();
+        assert_eq!(order, ["KB5100001", "KB5100002"], "{name}");
+        assert_eq!(outcome.reboots.len(), 1, "{name}: {:?}", outcome.reboots);
+        assert_ne!(
+            Some(&outcome.reboots[0].boot_before),
+            outcome.reboots[0].boot_after.as_ref()
+        );
+        for p in &outcome.patches {
+            assert!(
+                p.verified.as_deref().unwrap_or("").starts_with("installed"),
+                "{name} {}: {:?}",
+                p.patch,
+                p.verified
+            );
+        }
+        let sim = fleet.host(name);
+        assert_eq!(sim.reboot_count(), 1, "{name}");
+        let kbs = sim.installed_kbs();
+        for kb in ["KB5100001", "KB5100002"] {
+            assert!(kbs.iter().any(|k| k == kb), "{name}: {kbs:?}");
+        }
+        // The in-use DLL was replaced at the reboot.
+        assert_eq!(
+            sim.file_version(r"C:\Windows\System32\hivessh.dll")
+                .map(|v| v.to_string()),
+            Some("10.0.17763.5300".to_string()),
+            "{name}"
+        );
+        // The host ran exactly the recipe's command lines, its own certutil checked the staged
+        // bytes, and the staged files are gone again.
+        let log = sim.command_log();
+        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        let dir = format!(r"C:\Windows\Temp\hive\{run}");
+        for kb in ["KB5100001", "KB5100002"] {
+            assert!(
+                lines.contains(&format!(r"{dir}\{kb}.exe -u -q -z").as_str()),
+                "{name}: {lines:#?}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.starts_with("certutil -hashfile")
+                        && l.contains(&format!(r"{kb}.exe"))),
+                "{name}: {lines:#?}"
+            );
+            assert!(
+                !sim.host_path(&format!(r"{dir}\{kb}.exe")).exists(),
+                "{name}: staged {kb} left behind"
+            );
+        }
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.starts_with("shutdown /r"))
+                .count(),
+            1,
+            "{name}: {lines:#?}"
+        );
+    }
+
+    // Every installer was copied (over SFTP: the inventory has no working SMB) and announced.
+    let ev = events.0.lock().unwrap();
+    let copied = ev
+        .iter()
+        .filter(|e| {
+            matches!(e.step, Step::Stage { .. })
+                && matches!(&e.state, StepState::Finished { ok: true, outcome, .. } if outcome == "copied")
+        })
+        .count();
+    assert_eq!(copied, 6, "two installers on each of three hosts");
+    eprintln!(
+        "3 SSH-only hosts x 2 patches deployed in {:?}",
+        started.elapsed()
+    );
+}
