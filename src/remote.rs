@@ -175,6 +175,11 @@ pub trait Target: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, RemoteError>>;
     /// Drop the connection now (e.g. before a reboot); the next call reconnects.
     fn disconnect(&mut self);
+    /// The channel files travel over (`smb`, `sftp`): scan results say which one read the
+    /// file versions.
+    fn file_channel(&self) -> &'static str {
+        "smb"
+    }
     /// Delete a remote file (deploy's clean-up of staged installers).
     fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
         let msg = format!("{}: this transport cannot delete {remote}", self.host());
@@ -742,6 +747,10 @@ impl Target for SshTarget {
             let path = self.sftp_path(remote)?;
             Ok(self.sha256_of(&path).await?.map(|(_, h)| h))
         })
+    }
+
+    fn file_channel(&self) -> &'static str {
+        "sftp"
     }
 
     fn disconnect(&mut self) {

@@ -230,7 +230,7 @@ async fn fifty_hosts_over_ssh_every_verdict_matches_the_ground_truth() {
         assert_eq!(&s.host, name);
         let r = s.result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(
-            r.facts.file_source, "smb",
+            r.facts.file_source, "sftp",
             "{name} has no PowerShell: versions read over the file channel"
         );
         let v = r.verdicts.iter().find(|v| v.patch == m.patch).unwrap();
@@ -293,7 +293,7 @@ async fn fifty_hosts_over_ssh_every_verdict_matches_the_ground_truth() {
             assert_eq!(
                 r.facts.file_source,
                 if files == FileSource::Smb {
-                    "smb"
+                    "sftp"
                 } else {
                     "probe"
                 }

@@ -39,11 +39,13 @@ impl Default for ScanOptions {
 /// How a scan reads file versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum FileSource {
-    /// The probe reads them on the host (PowerShell); hosts without PowerShell fall back to SMB.
+    /// The probe reads them on the host (PowerShell); hosts without PowerShell fall back to the
+    /// file channel (SMB, or SFTP for SSH hosts).
     #[default]
     Probe,
-    /// Pull each file's PE header and resource section over SMB and parse them here: no command
-    /// touches the files, and the versions do not depend on the host's own tools.
+    /// Pull each file's PE header and resource section over the file channel (SMB, or SFTP for
+    /// SSH hosts) and parse them here: no command touches the files, and the versions do not
+    /// depend on the host's own tools.
     Smb,
 }
 
@@ -100,7 +102,8 @@ pub async fn scan_target(
         .exec(&Command::PowerShell(script.clone()), timeout)
         .await?;
     let (mut answer, mut file_source) = if not_recognized(&out) {
-        (legacy_scan(target, probe, timeout).await?, "smb")
+        let channel = target.file_channel();
+        (legacy_scan(target, probe, timeout).await?, channel)
     } else {
         if out.exit_code != 0 {
             return Err(RemoteError::Failed(format!(
@@ -121,7 +124,7 @@ pub async fn scan_target(
     if files == FileSource::Smb && file_source == "probe" {
         let root = system_root(&answer);
         answer.files = legacy::files_over_smb(target, &probe.request, &root).await?;
-        file_source = "smb";
+        file_source = target.file_channel();
     }
     let mut facts = facts_from(&answer, &probe.request);
     facts.file_source = file_source.to_string();
