@@ -183,3 +183,95 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
         started.elapsed()
     );
 }
+
+/// What staging over SSH reports when it cannot work, typed so the orchestrator can decide: a
+/// full disk, a refused logon, an impostor's host key, nothing listening, a host that is down, a
+/// missing file. The full disk is the harness's real 8 MiB tmpfs behind the plain test sshd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_failures_are_typed_for_the_orchestrator() {
+    use hive::inventory::Inventory;
+    use hive::remote::{RemoteError, Timeouts, connect};
+    use ssh_common::env;
+    let timeouts = Timeouts {
+        connect: std::time::Duration::from_secs(3),
+        operation: std::time::Duration::from_secs(10),
+    };
+    let inventory = |port: &str, key: &str, root: &str| {
+        let text = format!(
+            "[[host]]\nname = \"plain\"\naddress = \"127.0.0.1\"\ntransport = \"ssh\"\nport = {port}\n\
+             user = \"{}\"\ncredential = \"env:HIVE_TEST_SSH_PASSWORD\"\nhost_key = \"{key}\"\nsftp_root = \"{root}\"\n",
+            env("HIVE_TEST_SSH_USER")
+        );
+        Inventory::parse(&text, std::path::Path::new("inv.toml"))
+            .unwrap()
+            .hosts
+            .remove(0)
+    };
+    let password = hive::inventory::Secret::new(env("HIVE_TEST_SSH_PASSWORD"));
+    let port = env("HIVE_TEST_SSH_PORT");
+    let key = env("HIVE_TEST_SSH_HOSTKEY_SHA256");
+    let dir = tempfile::tempdir().unwrap();
+
+    // A file bigger than the disk: DiskFull, and nothing half-written counts as staged.
+    let big = dir.path().join("big.exe");
+    std::fs::write(&big, vec![0x5a; 12 * 1024 * 1024]).unwrap();
+    let host = inventory(&port, &key, &env("HIVE_TEST_SSH_FULL_DIR"));
+    let mut t = connect(&host, &password, timeouts).unwrap();
+    let err = t.put_file(&big, r"C:\big.exe").await.unwrap_err();
+    assert!(matches!(err, RemoteError::DiskFull(_)), "{err:?}");
+    assert!(err.to_string().contains("plain"), "{err}");
+    let _ = t.remove_file(r"C:\big.exe").await;
+    // A missing file is absent for the content cache, NotFound for a read.
+    assert_eq!(t.remote_sha256(r"C:\nope.exe").await.unwrap(), None);
+    let err = t.read_file_range(r"C:\nope.dll", 0, 64).await.unwrap_err();
+    assert!(matches!(err, RemoteError::NotFound(_)), "{err:?}");
+
+    // A wrong password: AuthFailed (never retried as if the host were down).
+    let mut t = connect(&host, &hive::inventory::Secret::new("wrong"), timeouts).unwrap();
+    let err = t.remote_sha256(r"C:\x").await.unwrap_err();
+    assert!(matches!(err, RemoteError::AuthFailed(_)), "{err:?}");
+
+    // Another host key than the pinned one: refused.
+    let other = inventory(
+        &port,
+        "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks",
+        "/tmp",
+    );
+    let mut t = connect(&other, &password, timeouts).unwrap();
+    let err = t.remote_sha256(r"C:\x").await.unwrap_err();
+    assert!(
+        matches!(&err, RemoteError::AuthFailed(m) if m.contains("HOST KEY MISMATCH")),
+        "{err:?}"
+    );
+
+    // Nothing listening: Unreachable.
+    let closed = common::free_ports(1)[0].to_string();
+    let mut t = connect(&inventory(&closed, &key, "/tmp"), &password, timeouts).unwrap();
+    let err = t.remote_sha256(r"C:\x").await.unwrap_err();
+    assert!(matches!(err, RemoteError::Unreachable(_)), "{err:?}");
+
+    // A simulated host that is down (never returns from its reboot): Unreachable, and the
+    // connection that was open when it went down is gone too.
+    let fleet = SshFleet::start(
+        "sshdown",
+        2,
+        &format!(
+            "[[host]]\nname = \"DOWN01\"\naddress = \"127.0.0.2\"\nproduct = \"{PRODUCT}\"\n\
+             version = \"10.0.17763\"\nreboot = {{ never_returns = true }}\n"
+        ),
+    )
+    .await;
+    let host = &fleet.inventory.hosts[0];
+    let mut t = connect(host, &fleet.secret, timeouts).unwrap();
+    let cmd = hive::remote::Command::Cmd("hostname".into());
+    let out = t.exec(&cmd, timeouts.operation).await.unwrap();
+    assert_eq!(out.stdout, "DOWN01\r\n");
+    let cmd = hive::remote::Command::Cmd("shutdown /r /t 1".into());
+    assert_eq!(t.exec(&cmd, timeouts.operation).await.unwrap().exit_code, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let cmd = hive::remote::Command::Cmd("hostname".into());
+    let err = t.exec(&cmd, timeouts.operation).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Unreachable(_)), "{err:?}");
+    let err = t.exec(&cmd, timeouts.operation).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Unreachable(_)), "{err:?}");
+}
