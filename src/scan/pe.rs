@@ -1,29 +1,36 @@
 //! File versions without running anything on the host: pull just the PE headers and the resource
-//! section of a remote DLL over SMB, and let `pelite` read its VS_VERSIONINFO locally.
+//! section of a remote DLL over SMB, and read its VS_FIXEDFILEINFO locally.
 //!
 //! A system DLL is megabytes; its version resource is a few hundred bytes in `.rsrc`. Reading the
-//! first 4 KiB tells where `.rsrc` is, a second ranged read fetches it, and the two are laid into a
-//! buffer side by side, with the section's raw-data pointer moved to where its bytes now are, so
-//! `pelite` sees a small file holding just the headers and the resources — all it reads to answer
-//! a version query. The buffer is as large as what was read, never what the (untrusted) section
-//! table claims: a hostile or corrupt header must not make the orchestrator allocate gigabytes.
-
-use pelite::pe32::Pe as _;
-use pelite::pe64::Pe as _;
+//! first 4 KiB tells where `.rsrc` is, a second ranged read fetches it, and the resource tree is
+//! walked in those bytes alone: RT_VERSION, its first name, its first language, the data entry,
+//! then VS_VERSIONINFO's fixed part.
+//!
+//! The file comes from a target, so it is untrusted input, and this walker is hive's own: every
+//! offset is bounds-checked, nothing is allocated beyond what was read, and there is no `unsafe`.
+//! (`pelite` did this before; fuzzing showed it dereferences a misaligned pointer when a hostile
+//! resource directory sits at an odd offset — a process abort in debug builds, undefined
+//! behaviour in release — and the version reader allocated what the section table claimed.)
 
 use crate::catalog::model::Version;
 
 /// How much of the file start holds the DOS, PE and section headers in practice.
 pub const HEADER_BYTES: u64 = 4096;
 
+/// The largest resource section read: real ones are kilobytes to a few megabytes.
+pub const MAX_RESOURCE_BYTES: u64 = 64 << 20;
+
 /// Where the resource section lies in the file, read from the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResourceSpan {
+    /// File offset of the section's raw data (PointerToRawData).
     pub offset: u64,
+    /// Its length in the file (SizeOfRawData).
     pub len: u64,
-    /// Where the resource section's header sits in the first bytes (its PointerToRawData is
-    /// rewritten when the section is laid beside the headers).
-    pub section_entry: usize,
+    /// The RVA the section's first byte loads at: data entries point by RVA.
+    pub section_rva: u32,
+    /// The RVA of the resource directory (data directory 2), inside the section.
+    pub root_rva: u32,
 }
 
 /// Why a version could not be read. Each names what was wrong with the file.
@@ -42,11 +49,15 @@ pub enum PeError {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// Find the resource section from the first bytes of a file (at least the headers).
@@ -83,66 +94,119 @@ pub fn resource_span(head: &[u8]) -> Result<ResourceSpan, PeError> {
         let raw_size = u32_at(head, s + 16).ok_or(PeError::NotPe("section table beyond 4 KiB"))?;
         let raw_ptr = u32_at(head, s + 20).ok_or(PeError::NotPe("section table beyond 4 KiB"))?;
         if rsrc_rva >= va && rsrc_rva < va.saturating_add(vsize.max(raw_size)) {
-            span = Some((raw_ptr as u64, raw_size as u64, s));
+            span = Some(ResourceSpan {
+                offset: raw_ptr as u64,
+                len: raw_size as u64,
+                section_rva: va,
+                root_rva: rsrc_rva,
+            });
         }
     }
-    let (offset, len, section_entry) = span.ok_or(PeError::NoResources)?;
-    if len > MAX_RESOURCE_BYTES {
-        return Err(PeError::TooLarge(len));
+    let span = span.ok_or(PeError::NoResources)?;
+    if span.len > MAX_RESOURCE_BYTES {
+        return Err(PeError::TooLarge(span.len));
     }
-    Ok(ResourceSpan {
-        offset,
-        len,
-        section_entry,
-    })
+    Ok(span)
 }
 
-/// The largest resource section read: real ones are kilobytes to a few megabytes.
-pub const MAX_RESOURCE_BYTES: u64 = 64 << 20;
-
-/// Read the fixed file version from the headers and the resource section's bytes.
+/// Read the fixed file version from the headers and the resource section's bytes (what the two
+/// ranged reads returned; `head` is only needed for [`resource_span`]).
 pub fn version_from_parts(
-    head: &[u8],
+    _head: &[u8],
     span: &ResourceSpan,
     rsrc: &[u8],
 ) -> Result<Version, PeError> {
     let rsrc = &rsrc[..rsrc.len().min(span.len as usize)];
-    let at = head.len().next_multiple_of(0x200);
-    let pointer = u32::try_from(at).map_err(|_| PeError::TooLarge(at as u64))?;
-    let mut image = Vec::with_capacity(at + rsrc.len());
-    image.extend_from_slice(head);
-    image.resize(at, 0);
-    image.extend_from_slice(rsrc);
-    image
-        .get_mut(span.section_entry + 20..span.section_entry + 24)
-        .ok_or(PeError::NotPe("section table beyond the headers read"))?
-        .copy_from_slice(&pointer.to_le_bytes());
-    version_from_file(&image)
+    version_in_resources(rsrc, span)
 }
 
 /// Read the fixed file version of a whole PE file (PE32 or PE32+).
 pub fn version_from_file(bytes: &[u8]) -> Result<Version, PeError> {
-    let fixed = match pelite::PeFile::from_bytes(bytes) {
-        Ok(pelite::Wrap::T32(pe)) => {
-            let res = pe.resources().map_err(|_| PeError::NoResources)?;
-            let vi = res.version_info().map_err(|_| PeError::NoVersion)?;
-            vi.fixed().copied()
+    let span = resource_span(bytes)?;
+    let start = usize::try_from(span.offset).unwrap_or(usize::MAX);
+    let end = start.saturating_add(span.len as usize).min(bytes.len());
+    let rsrc = bytes.get(start..end).unwrap_or(&[]);
+    version_in_resources(rsrc, &span)
+}
+
+const RT_VERSION: u32 = 16;
+const SUBDIRECTORY: u32 = 0x8000_0000;
+const FIXED_SIGNATURE: u32 = 0xFEEF_04BD;
+
+fn bad(what: &str) -> PeError {
+    PeError::Parse(what.to_string())
+}
+
+/// The OffsetToData of a directory's entry: the one with integer id `want`, or the first.
+fn dir_entry(rsrc: &[u8], dir: usize, want: Option<u32>) -> Result<Option<u32>, PeError> {
+    let named =
+        u16_at(rsrc, dir + 12).ok_or_else(|| bad("resource directory beyond the section"))?;
+    let ids = u16_at(rsrc, dir + 14).ok_or_else(|| bad("resource directory beyond the section"))?;
+    for i in 0..named as usize + ids as usize {
+        let e = dir + 16 + i * 8;
+        let (Some(name), Some(to)) = (u32_at(rsrc, e), u32_at(rsrc, e + 4)) else {
+            return Err(bad("resource directory entries beyond the section"));
+        };
+        match want {
+            None => return Ok(Some(to)),
+            Some(id) if name & SUBDIRECTORY == 0 && name == id => return Ok(Some(to)),
+            Some(_) => {}
         }
-        Ok(pelite::Wrap::T64(pe)) => {
-            let res = pe.resources().map_err(|_| PeError::NoResources)?;
-            let vi = res.version_info().map_err(|_| PeError::NoVersion)?;
-            vi.fixed().copied()
+    }
+    Ok(None)
+}
+
+/// Walk RT_VERSION → first name → first language → data entry → VS_FIXEDFILEINFO.
+fn version_in_resources(rsrc: &[u8], span: &ResourceSpan) -> Result<Version, PeError> {
+    let root = span
+        .root_rva
+        .checked_sub(span.section_rva)
+        .ok_or(PeError::NoResources)? as usize;
+    let mut at = root;
+    for level in 0..3 {
+        let want = (level == 0).then_some(RT_VERSION);
+        let to = dir_entry(rsrc, at, want)?.ok_or(PeError::NoVersion)?;
+        let is_dir = to & SUBDIRECTORY != 0;
+        if is_dir != (level < 2) {
+            return Err(bad("resource tree is not three levels deep"));
         }
-        Err(e) => return Err(PeError::Parse(e.to_string())),
+        // Offsets inside the tree are relative to the resource directory's start.
+        at = root
+            .checked_add((to & !SUBDIRECTORY) as usize)
+            .ok_or_else(|| bad("resource offset overflows"))?;
+    }
+    let (Some(data_rva), Some(size)) = (u32_at(rsrc, at), u32_at(rsrc, at + 4)) else {
+        return Err(bad("version data entry beyond the section"));
     };
-    let f = fixed.ok_or(PeError::NoVersion)?;
-    let v = f.dwFileVersion;
-    Ok(Version(vec![
-        v.Major as u32,
-        v.Minor as u32,
-        v.Patch as u32,
-        v.Build as u32,
-    ]))
+    let data = data_rva
+        .checked_sub(span.section_rva)
+        .and_then(|o| rsrc.get(o as usize..(o as usize).checked_add(size as usize)?))
+        .ok_or_else(|| bad("version resource outside the resource section"))?;
+    fixed_file_version(data)
+}
+
+/// VS_VERSIONINFO: wLength, wValueLength, wType, "VS_VERSION_INFO\0" (UTF-16), padding to 32
+/// bits, then VS_FIXEDFILEINFO (signature, struct version, file version MS, LS, ...).
+fn fixed_file_version(vi: &[u8]) -> Result<Version, PeError> {
+    let value_len = u16_at(vi, 2).ok_or(PeError::NoVersion)?;
+    if value_len < 52 {
+        return Err(PeError::NoVersion);
+    }
+    let key: Vec<u8> = "VS_VERSION_INFO"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    if vi.get(6..6 + key.len()) != Some(&key[..]) {
+        return Err(bad("version resource does not start with VS_VERSION_INFO"));
+    }
+    let fixed = 40; // 6 + 32 bytes of key, aligned to 4
+    if u32_at(vi, fixed) != Some(FIXED_SIGNATURE) {
+        return Err(bad("VS_FIXEDFILEINFO signature missing"));
+    }
+    let (Some(ms), Some(ls)) = (u32_at(vi, fixed + 8), u32_at(vi, fixed + 12)) else {
+        return Err(PeError::NoVersion);
+    };
+    Ok(Version(vec![ms >> 16, ms & 0xffff, ls >> 16, ls & 0xffff]))
 }
 
 #[cfg(test)]
@@ -199,7 +263,7 @@ mod tests {
             file[text + 20..text + 24].copy_from_slice(&0x7fff_ff00u32.to_le_bytes());
             let head = &file[..(HEADER_BYTES as usize).min(file.len())];
             let span = resource_span(head).unwrap();
-            assert_ne!(span.section_entry, text);
+            assert_ne!(span.offset, 0x7fff_ff00);
             let rsrc = &file[span.offset as usize..(span.offset + span.len) as usize];
             let v = version_from_parts(head, &span, rsrc).unwrap();
             assert_eq!(v.to_string(), "5.0.2195.3645");

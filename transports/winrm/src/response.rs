@@ -384,8 +384,10 @@ pub fn parse_receive(doc: &str, message_id: &str) -> Result<ReceiveOutput, Respo
         .ok_or_else(|| malformed("Receive reply has no rsp:ReceiveResponse"))?;
     let mut out = ReceiveOutput::default();
     for s in resp.children_named(ns::SHELL, "Stream") {
+        // An empty Name would file the bytes under no stream: the caller would drop them silently.
         let name = s
             .attr("Name")
+            .filter(|n| !n.trim().is_empty())
             .ok_or_else(|| malformed("rsp:Stream without Name"))?
             .to_string();
         let text: String = s.text.chars().filter(|c| !c.is_whitespace()).collect();
@@ -524,6 +526,19 @@ mod tests {
             assert_eq!(f.wsman_code, Some(code));
             assert_eq!(f.machine.as_deref(), Some("srv01"));
             assert!(f.to_string().contains(text.trim()), "{f}");
+        }
+    }
+
+    /// Regression (found by tests/fuzz_winrm.rs): `Name=""` was accepted, and the stream's bytes
+    /// belonged to no stream the client reads.
+    #[test]
+    fn a_stream_without_a_name_is_malformed() {
+        for attr in ["", " Name=\"\"", " Name=\" \""] {
+            let doc = format!(
+                r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell"><s:Header><a:RelatesTo>uuid:1</a:RelatesTo></s:Header><s:Body><rsp:ReceiveResponse><rsp:Stream{attr} CommandId="C">aGk=</rsp:Stream></rsp:ReceiveResponse></s:Body></s:Envelope>"#
+            );
+            let err = parse_receive(&doc, "uuid:1").unwrap_err();
+            assert_eq!(err, malformed("rsp:Stream without Name"), "{attr:?}");
         }
     }
 
