@@ -252,15 +252,26 @@ async fn exec(
                 ),
             ))
         }
-        Err(e) => Err((
-            InstallRun {
-                outcome: PatchOutcome::Failed,
-                exit_code: None,
-                attempts: attempt,
-                detail: e.to_string(),
-            },
-            Stop::remote(&e),
-        )),
+        Err(e) => {
+            // A host that answered but refused the command (a SOAP fault, HTTP 413) is reachable:
+            // the install failed there. Only a lost or refused connection is "unreachable".
+            let stop = match &e {
+                RemoteError::Failed(m) => Stop::new(
+                    HostVerdict::InstallFailed,
+                    format!("{}: {m}", install.patch),
+                ),
+                _ => Stop::remote(&e),
+            };
+            Err((
+                InstallRun {
+                    outcome: PatchOutcome::Failed,
+                    exit_code: None,
+                    attempts: attempt,
+                    detail: e.to_string(),
+                },
+                stop,
+            ))
+        }
     }
 }
 

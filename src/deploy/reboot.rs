@@ -86,6 +86,12 @@ pub(crate) async fn reboot(
         Err(RemoteError::Unreachable(m)) => {
             ctx.finished(&step, true, "connection_dropped", &m)?;
         }
+        // Or the reply is lost with the host: the Receive times out, or is resent to a host that
+        // already restarted and no longer knows the shell. The boot time decides here too (a
+        // host that did not go down ends `did_not_reboot`).
+        Err(RemoteError::TimedOut(m) | RemoteError::Failed(m)) => {
+            ctx.finished(&step, true, "reply_lost", &m)?;
+        }
         Err(e) => {
             let _ = ctx.finished(&step, false, "failed", &e.to_string());
             return Err(Stop::remote(&e));

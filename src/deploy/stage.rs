@@ -10,7 +10,7 @@ use std::path::Path;
 use super::quote::{command_line, ps_literal};
 use super::{HostContext, HostPlan, HostVerdict, Stop};
 use crate::events::Step;
-use crate::remote::Command;
+use crate::remote::{Command, RemoteError};
 
 /// Where each installer of the plan lives on the host (deterministic, so a resumed run and the
 /// clean-up find them without a record).
@@ -125,9 +125,26 @@ async fn stage_one(
         Ok(_) => {}
         Err(e) => return fail(ctx, format!("{patch}: cannot check {remote}: {e}")),
     }
-    match ctx.target.put_file(local, remote).await {
+    let mut put = ctx.target.put_file(local, remote).await;
+    let mut lost = None;
+    if let Err(RemoteError::Unreachable(why)) = &put {
+        // A connection lost mid-copy (a network blip, a reset SMB session): once more on a new
+        // connection, which resumes after what is verifiably on the host. A host that is down
+        // fails again at once.
+        lost = Some(why.clone());
+        ctx.target.disconnect();
+        put = ctx.target.put_file(local, remote).await;
+    }
+    match put {
         Ok(r) if r.sha256.eq_ignore_ascii_case(want) => {
-            ctx.finished(&step, true, "copied", &format!("{} bytes", r.bytes))
+            let detail = match lost {
+                Some(why) => format!(
+                    "{} bytes, resumed at byte {} on a new connection after: {why}",
+                    r.bytes, r.resumed_from
+                ),
+                None => format!("{} bytes", r.bytes),
+            };
+            ctx.finished(&step, true, "copied", &detail)
         }
         Ok(r) => fail(
             ctx,
@@ -136,7 +153,15 @@ async fn stage_one(
                 r.sha256
             ),
         ),
-        Err(e) => fail(ctx, format!("{patch}: copy to {remote} failed: {e}")),
+        Err(e) => match lost {
+            Some(first) => fail(
+                ctx,
+                format!(
+                    "{patch}: copy to {remote} failed: {first}; again on a new connection: {e}"
+                ),
+            ),
+            None => fail(ctx, format!("{patch}: copy to {remote} failed: {e}")),
+        },
     }
 }
 
