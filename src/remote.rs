@@ -462,8 +462,8 @@ impl Target for WinrmTarget {
 /// Files: `C:\X\Y` is `<sftp_root>/X/Y`, `/C:/X/Y` on Windows OpenSSH. An upload is verified by
 /// reading the file back and hashing it here (SFTP has no hash request; the staged file's hash is
 /// checked again on the host by deploy). A failed write on a file system that has less room left
-/// than the file needs is [`RemoteError::DiskFull`]. Uploads start over rather than resume:
-/// installers are small next to a LAN's speed, and a partial file never passes the hash check.
+/// than the file needs is [`RemoteError::DiskFull`]. An upload cut off earlier resumes: a shorter
+/// remote copy whose bytes hash like the start of the local file is completed, not sent again.
 pub struct SshTarget {
     name: String,
     target: hive_ssh::SshTarget,
@@ -590,12 +590,20 @@ impl SshTarget {
         }
     }
 
-    async fn upload(&mut self, local: &Path, path: &str) -> Result<u64, RemoteError> {
-        let sent = self.sftp().await?.upload(local, path).await;
+    /// Sends `local` to `path`, from `offset` on when the first `offset` bytes are there already.
+    async fn upload(&mut self, local: &Path, path: &str, offset: u64) -> Result<u64, RemoteError> {
+        let sftp = self.sftp().await?;
+        let sent = if offset > 0 {
+            sftp.upload_from(local, path, offset).await
+        } else {
+            sftp.upload(local, path).await
+        };
         match sent {
             Ok(n) => Ok(n),
             Err(e) => {
-                let need = std::fs::metadata(local).map(|m| m.len()).unwrap_or(0);
+                let need = std::fs::metadata(local)
+                    .map(|m| m.len().saturating_sub(offset))
+                    .unwrap_or(0);
                 let dir = path.rsplit_once('/').map_or("/", |(d, _)| d).to_string();
                 let free = match self.sftp.as_ref() {
                     Some(s) => s.free_bytes(&dir).await.ok().flatten(),
@@ -614,19 +622,29 @@ impl SshTarget {
         }
     }
 
-    async fn sha256_of(&mut self, path: &str) -> Result<Option<(u64, String)>, RemoteError> {
+    /// The size of `path`, or `None` if it does not exist.
+    async fn remote_size(&mut self, path: &str) -> Result<Option<u64>, RemoteError> {
+        match self.sftp().await?.size(path).await {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// SHA-256 of the first `len` bytes of `path` (fewer if it is shorter), read back over SFTP,
+    /// and how many bytes that was.
+    async fn remote_prefix_hash(
+        &mut self,
+        path: &str,
+        len: u64,
+    ) -> Result<(u64, String), RemoteError> {
         use sha2::Digest;
-        let sftp = self.sftp().await?;
-        let size = match sftp.size(path).await {
-            Ok(n) => n,
-            Err(e) if e.is_not_found() => return Ok(None),
-            Err(e) => return Err(self.failed(e)),
-        };
+        const PIECE: u64 = 4 * 1024 * 1024;
         let mut hash = sha2::Sha256::new();
         let mut offset = 0u64;
-        const PIECE: usize = 4 * 1024 * 1024;
-        while offset < size {
-            let got = self.sftp().await?.read_range(path, offset, PIECE).await;
+        while offset < len {
+            let want = usize::try_from(PIECE.min(len - offset)).unwrap_or(usize::MAX);
+            let got = self.sftp().await?.read_range(path, offset, want).await;
             let bytes = got.map_err(|e| self.failed(e))?;
             if bytes.is_empty() {
                 break;
@@ -634,7 +652,36 @@ impl SshTarget {
             offset += bytes.len() as u64;
             hash.update(&bytes);
         }
-        Ok(Some((offset, hex::encode(hash.finalize()))))
+        Ok((offset, hex::encode(hash.finalize())))
+    }
+
+    async fn sha256_of(&mut self, path: &str) -> Result<Option<(u64, String)>, RemoteError> {
+        match self.remote_size(path).await? {
+            None => Ok(None),
+            Some(size) => Ok(Some(self.remote_prefix_hash(path, size).await?)),
+        }
+    }
+
+    /// How much of `local` is already at `path` and need not be sent again: a shorter remote
+    /// copy whose bytes are the local file's first bytes (an upload cut off by a dropped
+    /// connection or a reboot). 0 when there is nothing to resume.
+    async fn resumable(
+        &mut self,
+        local: &Path,
+        path: &str,
+        local_len: u64,
+    ) -> Result<u64, RemoteError> {
+        let have = match self.remote_size(path).await? {
+            Some(n) if n > 0 && n < local_len => n,
+            _ => return Ok(0),
+        };
+        let (read, remote_hash) = self.remote_prefix_hash(path, have).await?;
+        let local_hash = local::prefix_sha256(local, have)?;
+        Ok(if read == have && remote_hash == local_hash {
+            have
+        } else {
+            0
+        })
     }
 }
 
@@ -706,20 +753,24 @@ impl Target for SshTarget {
     ) -> BoxFuture<'a, Result<PutReport, RemoteError>> {
         Box::pin(async move {
             let path = self.sftp_path(remote)?;
+            let local_len = std::fs::metadata(local)
+                .map_err(|e| local::io(local, e))?
+                .len();
             self.create_parents(&path).await?;
-            let bytes = self.upload(local, &path).await?;
+            let resumed_from = self.resumable(local, &path, local_len).await?;
+            self.upload(local, &path, resumed_from).await?;
             let (size, sha256) = self.sha256_of(&path).await?.ok_or_else(|| {
                 RemoteError::Failed(format!("{}: {remote} vanished after the upload", self.name))
             })?;
-            if size != bytes {
+            if size != local_len {
                 return Err(RemoteError::Failed(format!(
-                    "{}: {remote} holds {size} bytes after sending {bytes}",
+                    "{}: {remote} holds {size} bytes after sending a file of {local_len}",
                     self.name
                 )));
             }
             Ok(PutReport {
-                bytes,
-                resumed_from: 0,
+                bytes: local_len,
+                resumed_from,
                 sha256,
             })
         })
@@ -813,6 +864,23 @@ mod local {
         let mut buf = Vec::new();
         f.take(len).read_to_end(&mut buf).map_err(|e| io(path, e))?;
         Ok(buf)
+    }
+
+    /// SHA-256 of the first `len` bytes of a local file.
+    pub fn prefix_sha256(path: &Path, len: u64) -> Result<String, RemoteError> {
+        use sha2::Digest;
+        let f = std::fs::File::open(path).map_err(|e| io(path, e))?;
+        let mut hash = Sha256::new();
+        let mut limited = f.take(len);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = limited.read(&mut buf).map_err(|e| io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+        Ok(hex::encode(hash.finalize()))
     }
 
     pub fn sha256(path: &Path) -> Result<Option<String>, RemoteError> {

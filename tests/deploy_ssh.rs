@@ -212,6 +212,39 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
     let key = env("HIVE_TEST_SSH_HOSTKEY_SHA256");
     let dir = tempfile::tempdir().unwrap();
 
+    // An upload cut off earlier resumes where the bytes on the host still match the installer's
+    // start; a different start is sent again from byte 0.
+    let installer = dir.path().join("resume.exe");
+    let content: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&installer, &content).unwrap();
+    let upload_dir = std::path::PathBuf::from(env("HIVE_TEST_SSH_UPLOAD_DIR"));
+    let partial = upload_dir.join(format!("resume-{}.exe", std::process::id()));
+    let uid = std::fs::metadata(&upload_dir).unwrap();
+    let (uid, gid) = {
+        use std::os::unix::fs::MetadataExt;
+        (uid.uid(), uid.gid())
+    };
+    let host = inventory(&port, &key, &upload_dir.display().to_string());
+    let remote = format!("C:\\resume-{}.exe", std::process::id());
+    let want = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&content))
+    };
+    for (start, resumed) in [
+        (&content[..1024 * 1024], 1024 * 1024),
+        (&[7u8; 4096][..], 0),
+    ] {
+        std::fs::write(&partial, start).unwrap();
+        std::os::unix::fs::chown(&partial, Some(uid), Some(gid)).unwrap();
+        let mut t = connect(&host, &password, timeouts).unwrap();
+        let r = t.put_file(&installer, &remote).await.unwrap();
+        assert_eq!(r.resumed_from, resumed);
+        assert_eq!(r.bytes, content.len() as u64);
+        assert_eq!(r.sha256, want);
+        assert_eq!(std::fs::read(&partial).unwrap(), content);
+    }
+    let _ = std::fs::remove_file(&partial);
+
     // A file bigger than the disk: DiskFull, and nothing half-written counts as staged.
     let big = dir.path().join("big.exe");
     std::fs::write(&big, vec![0x5a; 12 * 1024 * 1024]).unwrap();

@@ -106,26 +106,72 @@ impl Sftp {
     /// Copies local file `local` to `remote` (created or truncated) and returns the bytes written.
     /// Returns only after the server confirmed every write and the close.
     pub async fn upload(&self, local: &Path, remote: &str) -> Result<u64, SshError> {
-        let mut source = tokio::fs::File::open(local)
-            .await
-            .map_err(|e| self.local_err(local, e))?;
-        let expected = source
-            .metadata()
-            .await
-            .map_err(|e| self.local_err(local, e))?
-            .len();
-        let mut file = self
+        // The local file first: a missing one must not truncate the remote copy.
+        let source = self.open_local(local, 0).await?;
+        let file = self
             .session
             .create(remote)
             .await
             .map_err(|e| self.sftp_err("create", remote, e))?;
+        self.send(local, source, file, remote).await
+    }
+
+    /// Resumes an upload: sends the bytes of `local` from `offset` on into `remote`, which the
+    /// caller has checked holds exactly the first `offset` bytes already. Returns the bytes sent
+    /// now (the file's total is `offset` + that).
+    pub async fn upload_from(
+        &self,
+        local: &Path,
+        remote: &str,
+        offset: u64,
+    ) -> Result<u64, SshError> {
+        let source = self.open_local(local, offset).await?;
+        let mut file = self
+            .session
+            .open_with_flags(remote, russh_sftp::protocol::OpenFlags::WRITE)
+            .await
+            .map_err(|e| self.sftp_err("open for writing", remote, e))?;
+        if let Err(e) = file.seek(SeekFrom::Start(offset)).await {
+            let _ = file.shutdown().await;
+            return Err(self.io_err("seek", remote, e));
+        }
+        self.send(local, source, file, remote).await
+    }
+
+    /// The local file positioned at `offset`, and the number of bytes from there to its end.
+    async fn open_local(
+        &self,
+        local: &Path,
+        offset: u64,
+    ) -> Result<(tokio::fs::File, u64), SshError> {
+        let opened = async {
+            let mut source = tokio::fs::File::open(local).await?;
+            let size = source.metadata().await?.len();
+            source.seek(SeekFrom::Start(offset)).await?;
+            Ok::<_, std::io::Error>((source, size.saturating_sub(offset)))
+        };
+        opened.await.map_err(|e| self.local_err(local, e))
+    }
+
+    /// Writes what is left of `source` (`expected` bytes) into the open remote `file`,
+    /// pipelined, then closes it so every write's status is collected.
+    async fn send(
+        &self,
+        local: &Path,
+        (mut source, expected): (tokio::fs::File, u64),
+        mut file: RemoteFile,
+        remote: &str,
+    ) -> Result<u64, SshError> {
         let mut buf = vec![0u8; self.chunk];
         let mut sent = 0u64;
         loop {
-            let n = source
-                .read(&mut buf)
-                .await
-                .map_err(|e| self.local_err(local, e))?;
+            let n = match source.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = file.shutdown().await;
+                    return Err(self.local_err(local, e));
+                }
+            };
             if n == 0 {
                 break;
             }
