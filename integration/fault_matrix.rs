@@ -13,7 +13,7 @@
 //! committed copy is what the last full run said), otherwise to the target directory.
 //! `reliability_md_lists_every_row` keeps the committed table in step with the rows below.
 //!
-//! Needs the harness: `integration/test.sh samba proxy -- -p hive --test fault_matrix`.
+//! Needs the harness's samba and proxy services (see the command in `docs/reliability.md`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -255,7 +255,7 @@ fn document(lines: &BTreeMap<u8, String>) -> String {
          faulty host's verdict is the expected one and names the host and the fault, the fault \
          provably happened, the other 29 hosts end patched and verified (one install, one reboot \
          each), and the journal loads, agrees with the summary and closes every step.\n\n\
-         Regenerate: `HIVE_WRITE_RELIABILITY=1 integration/test.sh samba proxy -- -p hive --test fault_matrix`\n\n",
+         Regenerate (bash, from the workspace root): `source integration/lib.sh; trap - EXIT; setup_venv; start_services samba proxy; HIVE_WRITE_RELIABILITY=1 cargo test -p hive --test fault_matrix; stop_services`\n\n",
     );
     s.push_str(TABLE_HEAD);
     for r in &ROWS {
@@ -419,8 +419,18 @@ fn options() -> DeployOptions {
     }
 }
 
+/// The file that fills the `full` share; removed when dropped, even when the row panics, so the
+/// SMB transport tests that share the filesystem find their room.
+struct Filler(PathBuf);
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Fill the `full` share's filesystem so that only `leave` bytes stay free.
-fn fill_full_share(root: &Path, leave: u64) -> PathBuf {
+fn fill_full_share(root: &Path, leave: u64) -> Filler {
     use std::io::Write;
     let filler = root.join(format!("fault-matrix-filler-{}", std::process::id()));
     let mut f = std::fs::File::create(&filler).unwrap();
@@ -437,7 +447,7 @@ fn fill_full_share(root: &Path, leave: u64) -> PathBuf {
     let _ = f.flush();
     f.set_len(written.saturating_sub(leave)).unwrap();
     f.sync_all().unwrap();
-    filler
+    Filler(filler)
 }
 
 /// Start the row's fleet, wire the faulty host's C$ as asked, and run the rollout.
@@ -546,7 +556,7 @@ fn line<'a>(summary: &'a Summary, host: &str) -> &'a HostLine {
 }
 
 /// Checks every row shares: the other hosts are patched and undisturbed, the journal is whole
-/// and agrees with the summary. Returns the faulty host's line (if any) for the row's own checks.
+/// and agrees with the summary.
 fn common_checks(f: &mut Findings, ran: &Ran, faulty: Option<&str>) {
     let s = &ran.summary;
     let run = s.run.clone();
@@ -720,8 +730,6 @@ fn dump(ran: &Ran, host: &str) {
     for (step, outcome, detail) in steps_of(ran, host) {
         eprintln!("  {step:?} -> {outcome} {detail}");
     }
-    let t0 = ran.summary.hosts.iter().map(|_| 0u64).next().unwrap_or(0);
-    let _ = t0;
     if let Some(first) = timed_steps(ran, host).first().map(|s| s.0) {
         for (start, end, step) in timed_steps(ran, host) {
             eprintln!(
@@ -944,7 +952,7 @@ async fn row_06_smb_disconnect_mid_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_07_disk_full() {
     let root = PathBuf::from(common::env("HIVE_TEST_SMB_FULL_ROOT"));
-    let filler = fill_full_share(&root, 64 * 1024);
+    let _filler = fill_full_share(&root, 64 * 1024);
     let faulty = Faulty {
         name: "DISK-FULL",
         toml: "faults = { disk_full = true }",
@@ -962,7 +970,6 @@ async fn row_07_disk_full() {
         });
     })
     .await;
-    let _ = std::fs::remove_file(filler);
     let _ = std::fs::remove_dir_all(root.join(format!("fm07-{}", std::process::id())));
 }
 
