@@ -11,7 +11,8 @@
 //! Each row is its own test, so CI names the row that fails. Every row writes its line of the
 //! results table; with `HIVE_WRITE_RELIABILITY=1` the table goes to `docs/reliability.md` (the
 //! committed copy is what the last full run said), otherwise to the target directory.
-//! `reliability_md_lists_every_row` keeps the committed table in step with the rows below.
+//! `reliability_md_lists_every_row` keeps the committed table in step with the rows below (it
+//! reads the file as the run found it: after regenerating a changed row, run it once more).
 //!
 //! Needs the harness's samba and proxy services (see the command in `docs/reliability.md`).
 
