@@ -254,6 +254,9 @@ struct HttpReply {
 enum Failure {
     /// The connection was unusable before our request went out: safe to retry on a new one.
     Stale(String),
+    /// The connection closed after the request went out and before a reply: the host may have
+    /// acted on it. Only requests that are safe to repeat are sent again.
+    Lost(String),
     /// Anything else.
     Fatal(Error),
 }
@@ -414,11 +417,34 @@ impl WinrmClient {
                     retried_stale = true;
                     continue;
                 }
+                Err(Failure::Lost(why))
+                    if !fresh && !retried_stale && safe_to_repeat(req.action) =>
+                {
+                    debug!(host = %self.label, %why, "connection lost before the reply; resending");
+                    self.conn = None;
+                    retried_stale = true;
+                    continue;
+                }
                 Err(Failure::Stale(why)) => {
                     self.conn = None;
                     return Err(Error::Connection {
                         host: self.label.clone(),
                         detail: why,
+                    });
+                }
+                Err(Failure::Lost(why)) => {
+                    self.conn = None;
+                    let detail = if safe_to_repeat(req.action) {
+                        why
+                    } else {
+                        format!(
+                            "{why}; the {} was sent and not repeated: the host may have started it",
+                            short_action(req.action)
+                        )
+                    };
+                    return Err(Error::Connection {
+                        host: self.label.clone(),
+                        detail,
                     });
                 }
                 Err(Failure::Fatal(e)) => {
@@ -602,8 +628,10 @@ impl WinrmClient {
             })
         })?;
         let resp = conn.sender.send_request(request).await.map_err(|e| {
-            if e.is_canceled() || e.is_incomplete_message() {
+            if e.is_canceled() {
                 Failure::Stale(e.to_string())
+            } else if e.is_incomplete_message() {
+                Failure::Lost(e.to_string())
             } else {
                 Failure::Fatal(Error::Connection {
                     host: self.label.clone(),
@@ -757,6 +785,14 @@ impl WinrmClient {
         }
         Ok(reply)
     }
+}
+
+/// Whether a request may be sent again when its connection died before the reply. A Command
+/// may already have started a process (an installer run twice is the one thing a patching tool
+/// must not do) and a Send may already have delivered its input; reading output, creating or
+/// deleting a shell, signalling and reading the configuration are harmless to repeat.
+fn safe_to_repeat(action: &str) -> bool {
+    action != ns::ACTION_COMMAND && action != ns::ACTION_SEND
 }
 
 /// The last path segment of an action URI (`Receive`), for messages.
