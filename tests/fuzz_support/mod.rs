@@ -124,10 +124,11 @@ where
         }
         Ok(())
     };
-    // Time budgets run in batches, each with a fresh random seed, until the time is up.
-    let (batch, deadline) = match budget {
+    // Time budgets run in batches, each with a fresh random seed, until the time is up; a batch
+    // is sized from the cases' pace so that slow targets do not overshoot the budget by much.
+    let (mut batch, deadline) = match budget {
         Budget::Cases(n) => (n, None),
-        Budget::Time(d) => (256, Some(started + d)),
+        Budget::Time(d) => (8, Some(started + d)),
     };
     loop {
         let mut runner = TestRunner::new(Config {
@@ -140,7 +141,12 @@ where
             panic!("{name}: {e}");
         }
         match deadline {
-            Some(d) if Instant::now() < d => continue,
+            Some(d) if Instant::now() < d => {
+                let done = cases.load(Ordering::Relaxed).max(1);
+                let per_case = started.elapsed().as_secs_f64() / done as f64;
+                let left = (d - Instant::now()).as_secs_f64();
+                batch = ((left / per_case.max(1e-6)) as u64).clamp(1, 256);
+            }
             _ => break,
         }
     }
