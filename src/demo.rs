@@ -341,7 +341,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         poll_interval: Duration::from_millis(250),
         down_timeout: Duration::from_secs(10),
         port_timeout: Duration::from_millis(opts.reboot_ms) + Duration::from_secs(10),
-        login_timeout: Duration::from_secs(10),
+        login_timeout: Duration::from_millis(opts.reboot_ms) + Duration::from_secs(10),
         settle_timeout: Duration::from_secs(10),
         install_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(10),
