@@ -17,7 +17,9 @@ if [ "${1:-}" != "--assemble" ]; then
   install_packages
   setup_venv
   start_services
+  build_start=$(date +%s)
   cargo build --release --workspace --all-targets
+  log "release build took $(($(date +%s) - build_start)) s"
 
   parts=("$@")
   if [ ${#parts[@]} -eq 0 ]; then
@@ -25,7 +27,9 @@ if [ "${1:-}" != "--assemble" ]; then
   fi
   for p in "${parts[@]}"; do
     log "benchmark part $p"
+    part_start=$(date +%s)
     bash "integration/bench/$p.sh"
+    log "benchmark part $p took $(($(date +%s) - part_start)) s"
   done
 fi
 

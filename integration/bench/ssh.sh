@@ -8,11 +8,11 @@
 # Wall-clock time of each whole command is what the ratios use, for hive as for the peer.
 #
 # Run through integration/bench.sh (it starts the loopback sshd): `integration/bench.sh ssh`.
-# HIVE_BENCH_RUNS (default 9) and HIVE_BENCH_SSH_MIB (default 256) change the sizes.
+# HIVE_BENCH_RUNS (default 5) and HIVE_BENCH_SSH_MIB (default 256) change the sizes.
 set -euo pipefail
 : "${HIVE_TEST_SSH_PORT:?run this through integration/bench.sh, which starts sshd}"
 cd "$HIVE_ROOT"
-runs=${HIVE_BENCH_RUNS:-9}
+runs=${HIVE_BENCH_RUNS:-5}
 mib=${HIVE_BENCH_SSH_MIB:-256}
 out=${HIVE_BENCH_OUT:-$HIVE_ROOT/docs/bench}
 mkdir -p "$out"
