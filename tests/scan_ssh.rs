@@ -6,155 +6,26 @@
 //!
 //! Needs the harness's sshd and samba services (`integration/test.sh`).
 
+mod scan_support;
 mod ssh_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use hive::catalog::model::{Catalog, DetectionRule, Version};
+use hive::catalog::model::Catalog;
 use hive::inventory::Inventory;
 use hive::report::{Format, render};
 use hive::scan::HostScan;
 use hive::scan::evaluate::Status;
 use hive::scan::run::{FileSource, ScanOptions, scan_fleet};
+use scan_support::{W2kState, bump, fleet_toml, ms01_033};
 use ssh_common::SshFleet;
 
 fn fixture(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/catalogs")
         .join(name)
-}
-
-/// The state the test gives one Windows 2000 host for MS01-033, and what hfnetchk would say.
-#[derive(Debug, Clone, Copy)]
-enum W2kState {
-    /// Old idq.dll, no hotfix key: NOT FOUND.
-    Unpatched,
-    /// The patch's idq.dll and its key: installed.
-    Patched,
-    /// A newer idq.dll than the patch's, with the key: WARNING.
-    Newer,
-    /// The patch's file but no key (a failed install): NOT FOUND.
-    KeyMissing,
-}
-
-impl W2kState {
-    fn expected(self) -> Status {
-        match self {
-            W2kState::Unpatched | W2kState::KeyMissing => Status::Missing,
-            W2kState::Patched => Status::Installed,
-            W2kState::Newer => Status::Warning,
-        }
-    }
-}
-
-/// MS01-033's Windows 2000 patch as the real catalog describes it: its file rule and registry rule.
-struct Ms01033 {
-    patch: String,
-    file: String,
-    version: Version,
-    reg_key: String,
-    reg_value: String,
-    reg_data: String,
-}
-
-fn ms01_033(catalog: &Catalog) -> Ms01033 {
-    let patch = catalog
-        .patches
-        .values()
-        .find(|p| {
-            p.bulletins.iter().any(|b| b == "MS01-033")
-                && p.file_name.as_deref().is_some_and(|f| f.contains("W2K"))
-        })
-        .expect("MS01-033's Windows 2000 patch in the real catalog");
-    let rule = &patch.targets[0].detection;
-    let mut file = None;
-    let mut reg = None;
-    let mut walk = vec![rule];
-    while let Some(r) = walk.pop() {
-        match r {
-            DetectionRule::All { rules } | DetectionRule::Any { rules } => walk.extend(rules),
-            DetectionRule::FileVersion { path, version, .. } => {
-                file = Some((path.clone(), version.clone()))
-            }
-            DetectionRule::RegistryValue { key, value, data } => {
-                reg = Some((key.clone(), value.clone(), data.clone()))
-            }
-            _ => {}
-        }
-    }
-    let (file, version) = file.expect("MS01-033 has a file rule");
-    let (reg_key, reg_value, reg_data) = reg.expect("MS01-033 has a registry rule");
-    Ms01033 {
-        patch: patch.id.clone(),
-        file,
-        version,
-        reg_key,
-        reg_value,
-        reg_data,
-    }
-}
-
-fn windows_path(catalog_path: &str) -> String {
-    catalog_path
-        .replace("%windir%", r"C:\Windows")
-        .replace("%SystemRoot%", r"C:\Windows")
-}
-
-fn bump(v: &Version, delta: i64) -> String {
-    let mut parts = v.0.clone();
-    let last = parts.len() - 1;
-    parts[last] = (parts[last] as i64 + delta) as u32;
-    parts
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-fn fleet_toml(
-    user: &str,
-    password: &str,
-    w2k: &[(String, String, W2kState)],
-    ws: &[(String, String, u32, bool)],
-    m: &Ms01033,
-) -> String {
-    let mut t = format!(
-        "[defaults]\nuser = \"{user}\"\npassword = \"{password}\"\n\n\
-         [template.w2k]\nproduct = \"Microsoft Windows 2000\"\ncsd_version = \"Service Pack 1\"\n\
-         version = \"5.0.2195\"\nmachine = \"i386\"\n\
-         registry = [\n  {{ key = 'HKLM\\SOFTWARE\\Microsoft\\InetStp', name = \"MajorVersion\", type = \"REG_DWORD\", value = 5 }},\n  \
-         {{ key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions', name = \"ProductType\", type = \"REG_SZ\", value = \"ServerNT\" }},\n]\n\n\
-         [template.ws2019]\nproduct = \"Windows Server 2019 Datacenter\"\nedition = \"ServerDatacenter\"\n\
-         version = \"10.0.17763\"\nmachine = \"amd64\"\n\n"
-    );
-    let file = windows_path(&m.file);
-    for (name, addr, state) in w2k {
-        let version = match state {
-            W2kState::Unpatched => bump(&m.version, -866),
-            W2kState::Patched | W2kState::KeyMissing => m.version.to_string(),
-            W2kState::Newer => bump(&m.version, 100),
-        };
-        let key = match state {
-            W2kState::Unpatched | W2kState::KeyMissing => String::new(),
-            _ => format!(
-                "registry = [{{ key = '{}', name = \"{}\", type = \"REG_SZ\", value = \"{}\" }}]\n",
-                m.reg_key, m.reg_value, m.reg_data
-            ),
-        };
-        t.push_str(&format!(
-            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"w2k\"\n\
-             files = [{{ path = '{file}', version = \"{version}\" }}]\n{key}\n"
-        ));
-    }
-    for (name, addr, ubr, kb) in ws {
-        let kbs = if *kb { "kbs = [\"KB5035849\"]\n" } else { "" };
-        t.push_str(&format!(
-            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"ws2019\"\nubr = {ubr}\n{kbs}\n"
-        ));
-    }
-    t
 }
 
 async fn scan(
