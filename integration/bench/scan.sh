@@ -69,7 +69,7 @@ included, in the timed runs above: {per_host:.0f} KiB.
 Targets: hive >= 20x faster, <= 5 round trips per host, <= 64 KiB per host in flight.
 
 10,000 hosts (hive only, {big['parallel']} in flight, fleet in a child process): {big['hive_s']:.2f} s
-wall time, {big['hive_ok']} hosts answered, {big['hive_requests_per_host']:.2f} round trips per host,
+wall time ({big['hive_s'] / hive:.1f}x the {r0['hosts']}-host time for {big['hosts'] / r0['hosts']:.0f}x the hosts), {big['hive_ok']} hosts answered, {big['hive_requests_per_host']:.2f} round trips per host,
 {big['per_in_flight_kib']:.0f} KiB per host in flight; the 10,000-host fleet started in {big['fleet_start_s']:.2f} s.
 
 Load average at the end of the run: {sys.argv[3]} (2 cores).
