@@ -19,7 +19,7 @@ use hive::report::{Format, render};
 use hive::scan::HostScan;
 use hive::scan::evaluate::Status;
 use hive::scan::run::{FileSource, ScanOptions, scan_fleet};
-use scan_support::{W2kState, bump, fleet_toml, ms01_033};
+use scan_support::{W2kState, assert_w2k_verdicts, fleet_toml, ms01_033};
 use ssh_common::SshFleet;
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -100,33 +100,7 @@ async fn fifty_hosts_over_ssh_every_verdict_matches_the_ground_truth() {
     for ((name, _, state), s) in w2k.iter().zip(&scans) {
         assert_eq!(&s.host, name);
         let r = s.result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert_eq!(
-            r.facts.file_source, "sftp",
-            "{name} has no PowerShell: versions read over the file channel"
-        );
-        let v = r.verdicts.iter().find(|v| v.patch == m.patch).unwrap();
-        assert_eq!(
-            v.status,
-            state.expected(),
-            "{name} ({state:?}): {}",
-            v.evidence
-        );
-        match state {
-            W2kState::Unpatched => assert!(
-                v.evidence
-                    .contains(&format!("{} < {}", bump(&m.version, -866), m.version))
-                    || v.evidence.contains("not found"),
-                "{}",
-                v.evidence
-            ),
-            W2kState::Newer => assert!(v.evidence.contains(" > "), "{}", v.evidence),
-            _ => {}
-        }
-        assert!(
-            r.verdicts.iter().any(|v| v.status == Status::Note),
-            "{name}: no NOTE"
-        );
-        assert!(r.verdicts.iter().any(|v| v.status == Status::NotApplicable));
+        assert_w2k_verdicts(name, *state, r, &m, "sftp");
         // The commands really went through the SSH face to this host.
         let log = fleet.host(name).command_log();
         assert!(

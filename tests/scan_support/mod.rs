@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use hive::catalog::model::{Catalog, DetectionRule, Version};
+use hive::scan::HostResult;
 use hive::scan::evaluate::Status;
 
 /// The state the test gives one Windows 2000 host for MS01-033, and what hfnetchk would say.
@@ -136,4 +137,46 @@ pub fn fleet_toml(
         ));
     }
     t
+}
+
+/// What hfnetchk would have said of one Windows 2000 host, checked against hive's verdicts:
+/// MS01-033 in the host's state with its evidence, NOTE for patches the catalog has no data for,
+/// and NT 4 patches not applicable. `file_source` is the channel the versions must have come
+/// through (the host has no PowerShell).
+pub fn assert_w2k_verdicts(
+    name: &str,
+    state: W2kState,
+    r: &HostResult,
+    m: &Ms01033,
+    file_source: &str,
+) {
+    assert_eq!(
+        r.facts.file_source, file_source,
+        "{name} has no PowerShell: versions read over the file channel"
+    );
+    let v = r.verdicts.iter().find(|v| v.patch == m.patch).unwrap();
+    assert_eq!(
+        v.status,
+        state.expected(),
+        "{name} ({state:?}): {}",
+        v.evidence
+    );
+    match state {
+        W2kState::Unpatched => assert!(
+            v.evidence
+                .contains(&format!("{} < {}", bump(&m.version, -866), m.version))
+                || v.evidence.contains("not found"),
+            "{}",
+            v.evidence
+        ),
+        W2kState::Newer => assert!(v.evidence.contains(" > "), "{}", v.evidence),
+        _ => {}
+    }
+    // Patches the catalog has no data for are NOTE, as hfnetchk said.
+    assert!(
+        r.verdicts.iter().any(|v| v.status == Status::Note),
+        "{name}: no NOTE"
+    );
+    // Windows NT 4 patches do not apply to Windows 2000.
+    assert!(r.verdicts.iter().any(|v| v.status == Status::NotApplicable));
 }
