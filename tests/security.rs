@@ -5,6 +5,8 @@
 //! No harness service is needed: the simulated hosts run in-process (winsim), the HTTPS catalog
 //! origin is a local rustls server on 127.0.0.1. `script` (util-linux) gives the demo a pty.
 
+mod tls_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -534,30 +536,7 @@ struct Origin {
 }
 
 async fn https_origin(body: Vec<u8>) -> Origin {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "hive security test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf_params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let leaf = leaf_params.signed_by(&leaf_key, &ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
-        )
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (acceptor, ca_pem) = tls_support::localhost_tls("hive security test CA");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let body = Arc::new(body);
@@ -590,10 +569,7 @@ async fn https_origin(body: Vec<u8>) -> Origin {
             });
         }
     });
-    Origin {
-        port,
-        ca_pem: ca.pem(),
-    }
+    Origin { port, ca_pem }
 }
 
 #[tokio::test]
