@@ -11,7 +11,7 @@ mod ssh_common;
 
 use common::{Lab, LabPatch, fast_options};
 use hive::catalog::model::InstallerRecipe;
-use hive::deploy::{HostContext, HostVerdict, ResumeState, ScanInputs};
+use hive::deploy::{HostContext, ResumeState, ScanInputs};
 use hive::events::{Recorder, Step, StepState};
 use hive::scan::run::{FileSource, PreparedProbe, scan_target};
 use ssh_common::SshFleet;
@@ -107,28 +107,8 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
 
     for (plan, outcome) in &results {
         let name = &outcome.host;
-        assert_eq!(outcome.verdict, HostVerdict::Patched, "{name}: {outcome:?}");
-        let order: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();
-        assert_eq!(order, ["KB5100001", "KB5100002"], "{name}");
-        assert_eq!(outcome.reboots.len(), 1, "{name}: {:?}", outcome.reboots);
-        assert_ne!(
-            Some(&outcome.reboots[0].boot_before),
-            outcome.reboots[0].boot_after.as_ref()
-        );
-        for p in &outcome.patches {
-            assert!(
-                p.verified.as_deref().unwrap_or("").starts_with("installed"),
-                "{name} {}: {:?}",
-                p.patch,
-                p.verified
-            );
-        }
         let sim = fleet.host(name);
-        assert_eq!(sim.reboot_count(), 1, "{name}");
-        let kbs = sim.installed_kbs();
-        for kb in ["KB5100001", "KB5100002"] {
-            assert!(kbs.iter().any(|k| k == kb), "{name}: {kbs:?}");
-        }
+        common::assert_patched_once(plan, outcome, sim, &["KB5100001", "KB5100002"]);
         // The in-use DLL was replaced at the reboot.
         assert_eq!(
             sim.file_version(r"C:\Windows\System32\hivessh.dll")

@@ -258,3 +258,40 @@ pub async fn deploy_all(
     });
     futures::future::join_all(jobs).await
 }
+
+/// A host patched in one go: the plan installs `order` in that order, the verdict is Patched,
+/// one reboot moved the boot time, every patch was verified by the re-scan, and the simulated
+/// host rebooted exactly once and lists every KB.
+pub fn assert_patched_once(
+    plan: &hive::deploy::HostPlan,
+    outcome: &hive::deploy::HostOutcome,
+    sim: &winsim::model::WinHost,
+    order: &[&str],
+) {
+    let name = &outcome.host;
+    assert_eq!(
+        outcome.verdict,
+        hive::deploy::HostVerdict::Patched,
+        "{name}: {outcome:?}"
+    );
+    let planned: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();
+    assert_eq!(planned, order, "{name}");
+    assert_eq!(outcome.reboots.len(), 1, "{name}: {:?}", outcome.reboots);
+    assert_ne!(
+        Some(&outcome.reboots[0].boot_before),
+        outcome.reboots[0].boot_after.as_ref()
+    );
+    for p in &outcome.patches {
+        assert!(
+            p.verified.as_deref().unwrap_or("").starts_with("installed"),
+            "{name} {}: {:?}",
+            p.patch,
+            p.verified
+        );
+    }
+    assert_eq!(sim.reboot_count(), 1, "{name}: exactly one reboot");
+    let kbs = sim.installed_kbs();
+    for kb in order {
+        assert!(kbs.iter().any(|k| k == kb), "{name}: {kbs:?}");
+    }
+}
