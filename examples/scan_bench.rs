@@ -144,14 +144,6 @@ impl FleetChild {
     }
 }
 
-fn port_of(url: &str) -> u16 {
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(5985)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hosts: usize = arg("--hosts", "1000").parse()?;
@@ -167,7 +159,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let (mut fleet, urls) = FleetChild::start(hosts, octet)?;
     let fleet_start_s = started.elapsed().as_secs_f64();
-    let port = urls.first().map(|u| port_of(u)).unwrap_or(5985);
+    let port = urls
+        .first()
+        .and_then(|u| winsim::server::url_port(u))
+        .unwrap_or(5985);
 
     let (catalog, _) = hive::catalog::store::import_file(std::path::Path::new(
         "../shared/fixtures/catalogs/cvrf/2024-Mar.xml",

@@ -269,9 +269,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let port: u16 = servers
         .endpoints()
         .first()
-        .and_then(|e| e.http_url.rsplit(':').next())
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse().ok())
+        .and_then(|e| e.http_port())
         .unwrap_or(5985);
     println!("  fleet up: {} WinRM listeners", servers.endpoints().len());
 

@@ -136,13 +136,7 @@ async fn fifty_hosts_every_verdict_matches_the_ground_truth() {
     let servers = WinrmFleet::start(model.sim_hosts(), FleetOptions::default())
         .await
         .unwrap();
-    let port: u16 = servers.endpoints()[0]
-        .http_url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port: u16 = servers.endpoints()[0].http_port().unwrap();
 
     // Windows 2000 hosts: no PowerShell, so reg query + PE headers over SMB, with the 2001 catalog.
     let w2k_inv = inventory(

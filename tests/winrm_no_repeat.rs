@@ -30,14 +30,6 @@ fn fleet_toml() -> String {
     )
 }
 
-fn port_of(url: &str) -> u16 {
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .expect("endpoint port")
-}
-
 fn runs_of(fleet: &winsim::Fleet, host: &str, line: &str) -> usize {
     fleet
         .host(host)
@@ -58,7 +50,7 @@ async fn a_command_is_never_resent_and_a_receive_is() {
     let servers = winsim::server::WinrmFleet::start(fleet.sim_hosts(), Default::default())
         .await
         .unwrap();
-    let port = port_of(&servers.endpoints()[0].http_url);
+    let port = servers.endpoints()[0].http_port().expect("endpoint port");
     let o = octet();
     let inv = Inventory::parse(
         &format!(

@@ -71,6 +71,22 @@ pub struct Endpoint {
     pub https_url: Option<String>,
 }
 
+impl Endpoint {
+    /// The HTTP listener's port (every host of a fleet listens on the same one, each on its own
+    /// address), which is what an inventory needs.
+    pub fn http_port(&self) -> Option<u16> {
+        url_port(&self.http_url)
+    }
+}
+
+/// The port of an endpoint URL such as `http://127.0.1.7:5985/wsman`.
+pub fn url_port(url: &str) -> Option<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("host {host}: cannot listen on {addr}: {source}")]
