@@ -58,9 +58,8 @@ pub enum SmbError {
         op: &'static str,
         after: Duration,
     },
-    /// A message from the server failed its signature check. During connection set-up this is
-    /// retried (the `smb` crate occasionally fails it on a sound connection, see README); on an
-    /// established connection it is never ignored.
+    /// A message from the server failed its signature check: something between us and the host
+    /// changed it, or the keys disagree. Never retried, never ignored.
     #[error("{host}: a message about {path} failed its signature check during {op}: {detail}")]
     BadSignature {
         host: String,

@@ -84,8 +84,9 @@ impl SmbShare {
                 Ok(Err(e)) => e,
                 Err(_) => ctx.timeout(config.connect_timeout),
             };
-            let retry = err.is_transient() || matches!(err, SmbError::BadSignature { .. });
-            if !retry || attempt >= config.connect_retries {
+            // A bad signature is never retried: the crate's set-up race that once caused it is
+            // fixed (vendor/smb, tests/setup_race.rs), so it now means tampering or a key mismatch.
+            if !err.is_transient() || attempt >= config.connect_retries {
                 return Err(err);
             }
             tracing::debug!(host, attempt, error = %err, "SMB connection set-up failed; retrying");

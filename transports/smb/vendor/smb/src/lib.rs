@@ -28,6 +28,8 @@ pub mod error;
 pub mod msg_handler;
 pub mod resource;
 pub mod session;
+#[doc(hidden)]
+pub mod test_hooks;
 pub mod tree;
 
 pub use client::{Client, ClientConfig, UncPath};

@@ -153,9 +153,10 @@ impl ChannelMessageHandler {
         options: ReceiveOptions<'_>,
         skip_security_validation: bool,
     ) -> crate::Result<IncomingMessage> {
-        let incoming = self.upstream.recvo(options).await?;
+        let mut incoming = self.upstream.recvo(options).await?;
 
         if !skip_security_validation {
+            self._verify_deferred_setup_signature(&mut incoming).await?;
             self._verify_incoming(&incoming).await?;
         } else {
             // Note: this is performed here for extra security,
@@ -170,6 +171,39 @@ impl ChannelMessageHandler {
         }
 
         Ok(incoming)
+    }
+
+    /// (Internal)
+    ///
+    /// hive fix: a signed SESSION_SETUP response that the connection's worker read before this
+    /// set-up installed its channel arrives unverified (see `Transformer::verify_plain_incoming`).
+    /// The channel exists now: verify the signature here, so `_verify_incoming` sees it signed,
+    /// or fail the set-up if it does not match.
+    #[maybe_async]
+    async fn _verify_deferred_setup_signature(
+        &self,
+        incoming: &mut IncomingMessage,
+    ) -> crate::Result<()> {
+        if incoming.form.signed_or_encrypted()
+            || incoming.message.header.command != smb_msg::Command::SessionSetup
+            || !incoming.message.header.flags.signed()
+        {
+            return Ok(());
+        }
+        let mut signer = {
+            let state = self.session_state.read().await?;
+            match state.channel.as_ref() {
+                Some(channel) => channel.signer()?.clone(),
+                None => return Ok(()),
+            }
+        };
+        signer.verify_signature(&mut incoming.message.header, &incoming.raw)?;
+        log::debug!(
+            "Message #{}: session setup response verified after its channel was installed.",
+            incoming.message.header.message_id
+        );
+        incoming.form.signed = true;
+        Ok(())
     }
 
     /// (Internal)

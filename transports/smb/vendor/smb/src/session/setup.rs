@@ -146,6 +146,7 @@ where
 
             let request = self.send_setup_request(token).await?;
             if expecting_final_exchange {
+                crate::test_hooks::final_setup_pause().await;
                 self.preauth_hash = self.preauth_hash.take().unwrap().finish().into();
                 self.make_channel().await?;
             }
