@@ -623,12 +623,6 @@ async fn catalog_fetch_refuses_an_unknown_certificate_unless_trusted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect::<Vec<_>>()
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
     let password = distinctive_password();
     let mut configs = winsim::fleet::parse(
         "[[host]]\nname = \"TLS01\"\naddress = \"127.0.0.1\"\nversion = \"10.0.17763\"\nubr = 5576\nmachine = \"amd64\"\n",
@@ -636,8 +630,9 @@ async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned
     )
     .unwrap();
     configs[0].address = std::net::Ipv4Addr::LOCALHOST;
-    configs[0].winrm_port = ports[0];
-    configs[0].winrm_https_port = Some(ports[1]);
+    // Port 0: the listeners hold kernel-picked ports (a probed port can be taken before the bind).
+    configs[0].winrm_port = 0;
+    configs[0].winrm_https_port = Some(0);
     configs[0].password = winsim::fleet::Password::new(password.as_str());
     let model = winsim::Fleet::start(&configs, &dir.path().join("drives")).unwrap();
     let identity =
@@ -660,6 +655,11 @@ async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned
     )
     .await
     .unwrap();
+    let https_port = servers.endpoints()[0]
+        .https_url
+        .as_deref()
+        .and_then(winsim::server::url_port)
+        .expect("an HTTPS listener");
     let catalog = dir.path().join("catalog.json");
     std::fs::write(
         &catalog,
@@ -670,7 +670,7 @@ async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned
         let inv = dir.path().join("inv.toml");
         let mut t = format!(
             "[[host]]\nname = \"TLS01\"\naddress = \"127.0.0.1\"\nport = {}\ntransport = \"winrm-https\"\ncredential = \"env:HIVE_SECURITY_PW\"\n",
-            ports[1]
+            https_port
         );
         if let Some(p) = pin {
             t.push_str(&format!("thumbprint = \"{p}\"\n"));

@@ -45,10 +45,12 @@ impl SimFleet {
         let _ = std::fs::remove_dir_all(&drives);
         let mut configs =
             winsim::fleet::parse(fleet_toml, Path::new("test-fleet.toml")).expect("fleet file");
-        let ports = free_ports(configs.len());
-        for (c, port) in configs.iter_mut().zip(&ports) {
+        for c in configs.iter_mut() {
             c.address = std::net::Ipv4Addr::LOCALHOST;
-            c.winrm_port = *port;
+            // Port 0: each listener is bound to a port the kernel picks and holds from then on.
+            // A port probed free and bound later can be taken in between (by another test's
+            // listener or an outgoing connection's ephemeral port): EADDRINUSE.
+            c.winrm_port = 0;
             c.user = user.clone();
             c.password = winsim::fleet::Password::new(password.clone());
         }
@@ -62,7 +64,12 @@ impl SimFleet {
                 name: c.name.clone(),
                 address: "127.0.0.1".into(),
                 transport: Transport::WinrmHttp,
-                port: c.winrm_port,
+                port: servers
+                    .endpoints()
+                    .iter()
+                    .find(|e| e.name == c.name)
+                    .and_then(|e| e.http_port())
+                    .unwrap_or_else(|| panic!("{}: no WinRM endpoint", c.name)),
                 smb_address: env("HIVE_TEST_SMB_HOST"),
                 smb_port,
                 smb_share: share.clone(),
@@ -103,7 +110,8 @@ impl Drop for SimFleet {
     }
 }
 
-/// `n` distinct free TCP ports on 127.0.0.1 (held together while chosen, so none repeats).
+/// `n` distinct TCP ports on 127.0.0.1 that nothing listened on a moment ago. Only for ports
+/// that must stay closed (an unreachable host); a server binds port 0 and reports its port.
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
