@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,27 +26,9 @@ use tokio::time::timeout;
 static HOOK: Mutex<()> = Mutex::const_new(());
 
 /// A raw `smb` client's set-up of `share` through `port`, and a round trip on the tree (a
-/// directory listing of the share's root) that needs the session's keys.
+/// signed open and close of the share's root) that needs the session's keys.
 async fn raw_connect(port: u16, share: &str) -> Result<(), smb::Error> {
-    let mut cfg = smb::ClientConfig {
-        dfs: false,
-        ..Default::default()
-    };
-    cfg.connection.port = Some(port);
-    cfg.connection.auth_methods = smb::connection::AuthMethodsConfig {
-        ntlm: true,
-        kerberos: false,
-    };
-    let client = smb::Client::new(cfg);
-    let unc = smb::UncPath::from_str(&format!(r"\\{}\{}", host(), share)).unwrap();
-    client
-        .share_connect(
-            &unc,
-            &env("HIVE_TEST_SMB_USER"),
-            env("HIVE_TEST_SMB_PASSWORD"),
-        )
-        .await?;
-    let tree = client.get_tree(&unc).await?;
+    let (client, tree) = raw_tree_at(port, share).await?;
     let args = smb::FileCreateArgs::make_open_existing(
         smb::FileAccessMask::new()
             .with_file_read_data(true)

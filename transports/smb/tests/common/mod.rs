@@ -132,6 +132,15 @@ pub async fn raw_tree(kind: &str) -> (smb::Client, Arc<smb::Tree>) {
     } else {
         port()
     };
+    raw_tree_at(port, &name).await.unwrap()
+}
+
+/// A raw `smb` client (NTLM, no DFS) logged on as the harness's user to share `name` through
+/// `port`, which may be a proxy's.
+pub async fn raw_tree_at(
+    port: u16,
+    name: &str,
+) -> Result<(smb::Client, Arc<smb::Tree>), smb::Error> {
     let mut cfg = smb::ClientConfig {
         dfs: false,
         ..Default::default()
@@ -149,10 +158,9 @@ pub async fn raw_tree(kind: &str) -> (smb::Client, Arc<smb::Tree>) {
             &env("HIVE_TEST_SMB_USER"),
             env("HIVE_TEST_SMB_PASSWORD"),
         )
-        .await
-        .unwrap();
-    let tree = client.get_tree(&unc).await.unwrap();
-    (client, tree)
+        .await?;
+    let tree = client.get_tree(&unc).await?;
+    Ok((client, tree))
 }
 
 pub fn rw_args(disposition: smb::CreateDisposition) -> smb::FileCreateArgs {
