@@ -302,6 +302,43 @@ async fn upload_resumes_after_a_broken_connection() {
     std::fs::remove_file(root.join(&remote)).unwrap();
 }
 
+/// A connection that broke while idle: every later call on it (a stat, an upload, a ranged read)
+/// is a lost connection, which callers retry on a new one — never a protocol error. The crate
+/// said "Failed to send message to worker!" once its worker had noticed the break, a message
+/// hive-smb could not tell from a server's refusal (the fault matrix's copy retry then did not
+/// happen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_on_a_connection_that_broke_while_idle_are_lost_connections() {
+    let proxy = Proxy::start(port()).await;
+    let (name, _) = share("ADMIN");
+    let conn = SmbShare::connect(&host(), proxy.port, &name, &creds(), &SmbConfig::default())
+        .await
+        .unwrap();
+    conn.stat("").await.expect("the share's root before the break");
+    proxy.cut_all();
+    // Let the crate's worker see the end of the stream and stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let local = local_file(tmp.path(), "after-cut.msu", &data(64 * 1024, 5));
+    let remote = unique("after-cut.msu");
+    let errors = [
+        conn.stat("anything").await.expect_err("stat after the break"),
+        conn.upload(&local, &remote)
+            .await
+            .expect_err("upload after the break"),
+        conn.read_range("anything", 0, 16)
+            .await
+            .expect_err("read after the break"),
+    ];
+    for err in errors {
+        assert!(
+            matches!(err, SmbError::ConnectionLost { .. }),
+            "not a lost connection: {err:?}"
+        );
+        assert!(err.is_transient(), "{err:?}");
+    }
+}
+
 /// A server that stops answering in the middle of a transfer: the call ends with a timeout
 /// naming host and path, it does not hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,14 +188,14 @@ impl MultiWorkerBackend for AsyncBackend {
         waiter: Self::AwaitingWaiter,
         timeout: Duration,
     ) -> crate::Result<IncomingMessage> {
+        // hive fix: the notifier is dropped unanswered only when the worker's loop ended with the
+        // connection: a stopped connection, not a processing error (see `ParallelWorker::send`).
         if timeout == Duration::ZERO {
-            waiter.await.map_err(|_| {
-                Error::MessageProcessingError("Failed to receive message.".to_string())
-            })?
+            waiter.await.map_err(|_| Error::ConnectionStopped)?
         } else {
             tokio::select! {
                 msg = waiter => {
-                    msg.map_err(|_| Error::MessageProcessingError("Failed to receive message.".to_string()))?
+                    msg.map_err(|_| Error::ConnectionStopped)?
                 },
                 _ = tokio::time::sleep(timeout) => {
                     Err(Error::OperationTimeout(TimedOutTask::ReceiveNextMessage, timeout))
