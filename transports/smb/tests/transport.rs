@@ -314,7 +314,9 @@ async fn calls_on_a_connection_that_broke_while_idle_are_lost_connections() {
     let conn = SmbShare::connect(&host(), proxy.port, &name, &creds(), &SmbConfig::default())
         .await
         .unwrap();
-    conn.stat("").await.expect("the share's root before the break");
+    conn.stat("")
+        .await
+        .expect("the share's root before the break");
     proxy.cut_all();
     // Let the crate's worker see the end of the stream and stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -322,7 +324,9 @@ async fn calls_on_a_connection_that_broke_while_idle_are_lost_connections() {
     let local = local_file(tmp.path(), "after-cut.msu", &data(64 * 1024, 5));
     let remote = unique("after-cut.msu");
     let errors = [
-        conn.stat("anything").await.expect_err("stat after the break"),
+        conn.stat("anything")
+            .await
+            .expect_err("stat after the break"),
         conn.upload(&local, &remote)
             .await
             .expect_err("upload after the break"),

@@ -129,7 +129,11 @@ pub trait Worker: Sized + std::fmt::Debug {
         }
 
         // hive fix: count the credits every interim response grants (see `interim_credits`).
-        let mut interim_credits: u16 = curr.message.header.credit_request;
+        let mut interim_credits: u16 = curr
+            .message
+            .header
+            .credit_request
+            .saturating_add(curr.interim_credits);
 
         loop {
             let mut msg = self.receive_next_cancellable(options).await?;
@@ -155,7 +159,9 @@ pub trait Worker: Sized + std::fmt::Debug {
                 msg.interim_credits = interim_credits;
                 return Ok(msg);
             }
-            interim_credits = interim_credits.saturating_add(msg.message.header.credit_request);
+            interim_credits = interim_credits
+                .saturating_add(msg.message.header.credit_request)
+                .saturating_add(msg.interim_credits);
 
             log::debug!(
                 "Received another async pending message with ID {} and status {}.",

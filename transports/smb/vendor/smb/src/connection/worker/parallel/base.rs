@@ -3,7 +3,7 @@ use crate::connection::worker::Worker;
 use crate::msg_handler::ReceiveOptions;
 use crate::sync_helpers::*;
 use maybe_async::*;
-use smb_msg::ResponseContent;
+use smb_msg::{ResponseContent, Status};
 use smb_transport::{IoVec, SmbTransport, SmbTransportWrite, TransportError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -161,6 +161,23 @@ where
             }
             None => {
                 log::trace!("Storing message until awaited: {msg_id}.",);
+                // hive fix: an async request's interim (STATUS_PENDING) response and its final
+                // response can both arrive before the caller waits for them (a busy machine).
+                // The final one replaced the interim one here, and with it the credits the
+                // server grants only in the interim response: each such request shrank the
+                // credit pool for good until a large request waited for ever. Carry them over.
+                let msg = match (state.pending.remove(&msg_id), msg) {
+                    (Some(Ok(interim)), Ok(mut last))
+                        if interim.message.header.status == Status::Pending as u32 =>
+                    {
+                        last.interim_credits = last
+                            .interim_credits
+                            .saturating_add(interim.interim_credits)
+                            .saturating_add(interim.message.header.credit_request);
+                        Ok(last)
+                    }
+                    (_, msg) => msg,
+                };
                 state.pending.insert(msg_id, msg);
             }
         }
@@ -267,14 +284,19 @@ where
 
         let message = T::wrap_msg_to_send(message);
 
-        self.sender.send(message).await.map_err(|_| {
-            Error::MessageProcessingError("Failed to send message to worker!".to_string())
-        })?;
+        // hive fix: the worker's receiver is gone only when its loop ended, i.e. the connection
+        // stopped (broke or was closed). Say so, so callers can tell it from a server's refusal
+        // and retry on a new connection (it was "Message processing failed").
+        self.sender
+            .send(message)
+            .await
+            .map_err(|_| Error::ConnectionStopped)?;
 
         Ok(SendMessageResult::new(id, raw_message_copy))
     }
 
     async fn receive_next(&self, options: &ReceiveOptions<'_>) -> crate::Result<IncomingMessage> {
+        crate::test_hooks::reply_pause().await;
         let wait_for_receive = {
             let mut state = self.state.lock().await?;
             if self.stopped() {

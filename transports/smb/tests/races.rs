@@ -1,13 +1,18 @@
-//! The session set-up race of the published `smb` crate, against the real Samba.
+//! Races of the published `smb` crate, against the real Samba. Each depends on which of two
+//! tasks runs first, which a loaded 2-core machine decides now and then; the crate's fault points
+//! (`smb::test_hooks`) make the order certain, so each test reproduces its race every time.
 //!
-//! The final SESSION_SETUP response is signed with keys derived from a hash that includes the
-//! final request, so the client can install them only once that request went out. The crate's
-//! worker task reads responses on its own; when it read the final response before the set-up
-//! task had installed the keys, the set-up failed with "Failed to verify incoming message" (seen
-//! ~1 in 900 connections on a loaded 2-core machine). The crate's fault point
-//! `smb::test_hooks::pause_before_installing_setup_keys` makes that order certain here.
+//! 1. Session set-up: the final SESSION_SETUP response is signed with keys derived from a hash
+//!    that includes the final request, so the client can install them only once that request
+//!    went out. The crate's worker task reads responses on its own; when it read the final
+//!    response before the set-up task had installed the keys, the set-up failed with "Failed to
+//!    verify incoming message" (seen ~1 in 900 connections).
+//! 2. Credits: Samba grants an async request's credits in its interim (STATUS_PENDING) response
+//!    and none in the final one. When both arrived before the caller waited, the final response
+//!    replaced the interim one in the worker's store and the credits were lost; the pool shrank
+//!    until a large write waited for ever (seen 2 in 40 runs of a 20 MiB write under load).
 //!
-//! Its own test binary: the pause applies to every set-up of the process.
+//! Their own test binary: a fault point applies to the whole process.
 
 mod common;
 
@@ -17,12 +22,13 @@ use std::time::Duration;
 
 use common::*;
 use hive_smb::{SmbConfig, SmbError, SmbShare};
+use smb::CreateDisposition;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::time::timeout;
 
-/// The fault point is process-wide: one test at a time sets it.
+/// The fault points are process-wide: one test at a time sets them.
 static HOOK: Mutex<()> = Mutex::const_new(());
 
 /// A raw `smb` client's set-up of `share` through `port`, and a round trip on the tree (a
@@ -168,4 +174,46 @@ async fn a_tampered_final_setup_response_is_refused_early_or_late() {
         1,
         "a bad signature was retried"
     );
+}
+
+/// Every write on the `synced` share is answered STATUS_PENDING first (its flush outlasts Samba's
+/// 0.5 ms), and every wait for a reply starts late, so both responses are in before the caller
+/// waits. 1 MiB writes are charged 16 credits each: with the interim grants lost, the pool of 128
+/// was empty after 8 of them and the 9th waited for ever. Then an 8 MiB write, which needs the
+/// whole pool at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_granted_in_interim_responses_survive_replies_that_arrive_before_the_wait() {
+    const MIB: usize = 1 << 20;
+    let _hook = HOOK.lock().await;
+    let (_client, tree) = raw_tree("SYNCED").await;
+    let (_, root) = share("SYNCED");
+    let name = unique("late-waits");
+    let file = raw_file(&tree, &name, &rw_args(CreateDisposition::Create)).await;
+    let body = data(20 * MIB, 11);
+    smb::test_hooks::pause_before_awaiting_replies(Duration::from_millis(250));
+    for i in 0..12 {
+        let written = timeout(
+            Duration::from_secs(20),
+            file.write_block(&body[i * MIB..(i + 1) * MIB], (i * MIB) as u64, None),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("1 MiB write {i} waited for credits that were lost"))
+        .unwrap();
+        assert_eq!(written, MIB, "write {i}");
+    }
+    let written = timeout(
+        Duration::from_secs(30),
+        file.write_block(&body[12 * MIB..], (12 * MIB) as u64, None),
+    )
+    .await
+    .expect("the 8 MiB write waited for credits that were lost")
+    .unwrap();
+    smb::test_hooks::pause_before_awaiting_replies(Duration::ZERO);
+    assert_eq!(written, 8 * MIB);
+    timeout(Duration::from_secs(10), file.close())
+        .await
+        .expect("close hung")
+        .unwrap();
+    assert_eq!(std::fs::read(root.join(&name)).unwrap(), body);
+    std::fs::remove_file(root.join(&name)).unwrap();
 }
