@@ -94,6 +94,15 @@ fn scenarios() -> Vec<(&'static str, &'static str, Package)> {
             "{ downtime_ms = 200 }",
             Package::msi("KB5100013").exit_code(1603).duration(ms),
         ),
+        (
+            // Back from the reboot, WinRM accepts connections but answers the first Command
+            // only after 20 s (longer than the 8 s login phase).
+            "SLOWBOOT",
+            "{ downtime_ms = 200 }\nfaults = { winrm_stalls_after_boot_ms = 20000 }",
+            hotfix("KB5100014", 14)
+                .reboot_required(true)
+                .exit_code(3010),
+        ),
     ]
 }
 
@@ -262,6 +271,36 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
 
     let o = outcome("CONFIG");
     assert_eq!(o.verdict, HostVerdict::StillConfiguring, "{o:?}");
+
+    // The logon attempt that hung was cut short and another, on a new connection, got the new
+    // boot time well within the login phase's 8 s (it hung for the HTTP timeout, 50 s, before).
+    let o = outcome("SLOWBOOT");
+    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(reboots("SLOWBOOT"), 1);
+    assert_eq!(
+        fleet.host("SLOWBOOT").wire_faults_fired(),
+        1,
+        "the stall happened"
+    );
+    let ev = sink.inner.0.lock().unwrap();
+    let login = Step::Reboot {
+        phase: "login".into(),
+    };
+    let login_events: Vec<_> = ev
+        .iter()
+        .filter(|e| e.host == "SLOWBOOT" && e.step == login)
+        .collect();
+    let started = login_events
+        .iter()
+        .find(|e| e.state == StepState::Started)
+        .expect("SLOWBOOT: the login phase started");
+    let finished = login_events
+        .iter()
+        .find(|e| matches!(&e.state, StepState::Finished { ok: true, .. }))
+        .unwrap_or_else(|| panic!("SLOWBOOT: the login phase did not end ok: {login_events:?}"));
+    let took = finished.at_ms - started.at_ms;
+    assert!(took < 8_000, "the login phase took {took} ms");
+    drop(ev);
 
     // The reboot phases were announced for the reboots that happened.
     let ev = sink.inner.0.lock().unwrap();

@@ -34,6 +34,21 @@ pub(crate) async fn try_state(
     })
 }
 
+/// The state probe answered within `budget` in all (connect, logon, command and reply), or an
+/// error. A host that is starting accepts connections before its WinRM service answers them; a
+/// request to it can hang until the client's HTTP timeout (OperationTimeout + 30 s), which held
+/// a reboot phase far past its own timeout. The connection of an attempt cut short is dropped, so
+/// the next attempt starts afresh.
+async fn state_within(ctx: &mut HostContext<'_>, budget: Duration) -> Result<HostState, String> {
+    match tokio::time::timeout(budget, try_state(ctx, budget)).await {
+        Ok(state) => state,
+        Err(_) => {
+            ctx.target.disconnect();
+            Err(format!("no answer to the state probe within {budget:?}"))
+        }
+    }
+}
+
 /// The host's state now; failing to get it stops the host (nothing has been changed yet, or
 /// the installs are done and the reboot cannot be controlled without it).
 pub(crate) async fn host_state(ctx: &mut HostContext<'_>) -> Result<HostState, Stop> {
@@ -168,7 +183,7 @@ pub(crate) async fn wait_for_reboot(
     let deadline = Instant::now() + o.login_timeout;
     let state = loop {
         ctx.target.disconnect();
-        let last = match try_state(ctx, o.command_timeout).await {
+        let last = match state_within(ctx, attempt_budget(deadline, &o)).await {
             Ok(s) if s.boot != boot_before => break s,
             Ok(s) => format!("boot time still {}", s.boot),
             Err(e) => e,
@@ -213,7 +228,7 @@ pub(crate) async fn settle_phases(ctx: &mut HostContext<'_>, state: HostState) -
             return Err(Stop::new(HostVerdict::StillConfiguring, why));
         }
         tokio::time::sleep(o.poll_interval).await;
-        if let Ok(s) = try_state(ctx, o.command_timeout).await {
+        if let Ok(s) = state_within(ctx, attempt_budget(deadline, &o)).await {
             state = s;
         }
     }
@@ -231,6 +246,14 @@ pub(crate) async fn settle_phases(ctx: &mut HostContext<'_>, state: HostState) -
         return Err(Stop::new(HostVerdict::RebootStillPending, why));
     }
     ctx.finished(&step, true, "none", "")
+}
+
+/// How long one probe of a phase that ends at `deadline` may take: the command timeout, but never
+/// more than half of what is left (at least one poll interval), so that one attempt that hangs
+/// leaves time for another on a new connection before the phase gives up.
+fn attempt_budget(deadline: Instant, o: &super::DeployOptions) -> Duration {
+    let left = deadline.saturating_duration_since(Instant::now());
+    o.command_timeout.min(left / 2).max(o.poll_interval)
 }
 
 fn phase_step(phase: &str) -> Step {

@@ -171,6 +171,10 @@ pub struct FaultSettings {
     /// Pending-reboot markers (as `pending_reboot`) that are set again at every boot: the host
     /// comes back from its reboot still asking for one.
     pub pending_after_reboot: Option<Vec<String>>,
+    /// After every boot, the first WinRS Command waits this long before it is answered: the
+    /// listener accepts connections before the WinRM service serves them, as right after a
+    /// Windows boot.
+    pub winrm_stalls_after_boot_ms: Option<u64>,
 }
 
 /// One wire fault: fires on the `nth` request of `op` (any op when omitted), `times` times in a row
@@ -243,6 +247,7 @@ pub struct FaultPlan {
     pub smb_power_off_after_bytes: Option<u64>,
     pub installers_fail_with: Option<u32>,
     pub pending_after_reboot: Vec<String>,
+    pub winrm_stall_after_boot: Option<Duration>,
 }
 
 /// A resolved wire rule.
@@ -436,6 +441,9 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
                 .get_or_insert_with(Vec::new)
                 .extend(p);
         }
+        if f.winrm_stalls_after_boot_ms.is_some() {
+            b.winrm_stalls_after_boot_ms = f.winrm_stalls_after_boot_ms;
+        }
     }
 }
 
@@ -552,6 +560,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             smb_power_off_after_bytes: faults.smb_power_off_after_bytes,
             installers_fail_with: faults.installers_fail_with,
             pending_after_reboot: faults.pending_after_reboot.unwrap_or_default(),
+            winrm_stall_after_boot: faults.winrm_stalls_after_boot_ms.map(Duration::from_millis),
         },
     })
 }

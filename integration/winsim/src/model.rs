@@ -95,6 +95,8 @@ pub(crate) struct State {
     pub wire_faults_fired: u32,
     pub reboots: u32,
     pub temp_serial: u32,
+    /// The fault `winrm_stalls_after_boot_ms`: the next Command stalls (set at each boot).
+    pub stall_next_command: bool,
 }
 
 /// Fixed facts about a host.
@@ -188,6 +190,7 @@ impl WinHost {
                 wire_faults_fired: 0,
                 reboots: 0,
                 temp_serial: 0,
+                stall_next_command: false,
             }),
         };
         // %SystemRoot%\Temp is where installers get staged (ADMIN$\Temp); the profile folder
@@ -418,6 +421,7 @@ impl WinHost {
         } else {
             st.configuring_until = Some(up_at + self.configuring);
         }
+        st.stall_next_command = self.faults.winrm_stall_after_boot.is_some();
         // Fault: whatever asked for this reboot asks again once the host is up.
         for marker in &self.faults.pending_after_reboot {
             set_pending_marker(&mut st.registry, marker);
@@ -605,7 +609,16 @@ impl SimHost for WinHost {
         )
     }
     fn wire_fault(&self, op: WsmanOp) -> Option<WireFault> {
-        let mut st = self.lock();
+        let mut st = self.settled();
+        if op == WsmanOp::Command
+            && st.stall_next_command
+            && let Some(stall) = self.faults.winrm_stall_after_boot
+        {
+            st.stall_next_command = false;
+            st.wire_faults_fired += 1;
+            tracing::debug!(host = %self.name, ?stall, "the first Command after the boot stalls");
+            return Some(WireFault::Delay(stall));
+        }
         let mut fired = None;
         for (i, rule) in self.faults.wire.iter().enumerate() {
             if rule.op.is_some_and(|o| o != op) {

@@ -73,6 +73,13 @@ faults = { disk_full = true }
 name = "CALM"
 address = "127.0.9.5"
 template = "base"
+
+[[host]]
+name = "SLOWBOOT"
+address = "127.0.9.6"
+template = "base"
+reboot = { downtime_ms = 0 }
+faults = { winrm_stalls_after_boot_ms = 1500 }
 "#;
 
 #[test]
@@ -166,6 +173,31 @@ async fn a_host_that_never_returns_from_reboot() {
     assert_eq!(calm.reboot_count(), 1);
 }
 
+/// Right after a boot the WinRM listener accepts before the service answers: the first Command
+/// after each boot stalls, once; nothing stalls before the first boot.
+#[tokio::test]
+async fn the_first_command_after_each_boot_stalls() {
+    let f = fleet(FAULTY);
+    let h = f.host("SLOWBOOT");
+    assert_eq!(h.wire_fault(WsmanOp::Command), None, "not booted by us yet");
+    for boot in 1..=2 {
+        assert_eq!(run(&h, "shutdown /r /t 0").await.exit_code, 0);
+        assert_eq!(h.reboot_count(), boot);
+        assert_eq!(
+            h.wire_fault(WsmanOp::Receive),
+            None,
+            "only a Command stalls"
+        );
+        assert_eq!(
+            h.wire_fault(WsmanOp::Command),
+            Some(WireFault::Delay(Duration::from_millis(1500))),
+            "boot {boot}"
+        );
+        assert_eq!(h.wire_fault(WsmanOp::Command), None, "once per boot");
+    }
+    assert_eq!(h.wire_faults_fired(), 2);
+}
+
 #[tokio::test]
 async fn a_reboot_too_fast_to_see_still_changes_the_boot_time() {
     let f = fleet(FAULTY);
@@ -249,6 +281,7 @@ fn the_example_fleet_file_loads_with_its_fault_plans() {
     assert_eq!(broken.installers_fail_with, Some(1603));
     assert_eq!(broken.pending_after_reboot, ["windows-update"]);
     assert_eq!(broken.smb_power_off_after_bytes, Some(262144));
+    assert_eq!(broken.winrm_stall_after_boot, Some(Duration::from_secs(20)));
     assert_eq!(
         fleet.smb_disconnects(),
         vec![("FLAKY01".to_string(), 65536)]
