@@ -12,14 +12,14 @@ REBOOT_MS=${HIVE_BENCH_REBOOT_MS:-20000}
 mkdir -p "$OUT"
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
-HIVE_BENCH_REBOOT_MS=$REBOOT_MS cargo test --release -q -p hive --test rollout_fleet overhead_1000_hosts \
+HIVE_BENCH_REBOOT_MS=$REBOOT_MS cargo test --release -q --workspace --test rollout_fleet overhead_1000_hosts \
   -- --ignored --nocapture > "$LOG" 2>&1
 LINE=$(grep '^1000 hosts: wall' "$LOG")
 
 # The same with real simulated hosts: `hive demo` with 1,000 winsim hosts (WinRM, the real deploy
 # pipeline, installers, reboots with ${REBOOT_MS} ms downtime), every host of a wave in flight.
 HIVE_BIN="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/hive"
-cargo build --release -q -p hive --bin hive
+cargo build --release -q --workspace --bin hive
 DEMO_LOG=$(mktemp)
 trap 'rm -f "$LOG" "$DEMO_LOG" "$DEMO_LOG.time"' EXIT
 /usr/bin/time -v -o "$DEMO_LOG.time" "$HIVE_BIN" demo --hosts 998 --canaries 2 --no-faults \

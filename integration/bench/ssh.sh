@@ -17,7 +17,7 @@ mib=${HIVE_BENCH_SSH_MIB:-256}
 out=${HIVE_BENCH_OUT:-$HIVE_ROOT/docs/bench}
 mkdir -p "$out"
 
-cargo build --release -q -p hive-ssh --example ssh_bench
+cargo build --release -q --workspace --example ssh_bench
 bench_bin="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/examples/ssh_bench"
 
 work="$HIVE_TEST_RUN/bench-ssh"
@@ -95,7 +95,7 @@ verdict() { python3 -c 'import sys; v, op, t = float(sys.argv[1]), sys.argv[2], 
   echo
   echo "Loopback OpenSSH sshd (integration/services/sshd.sh), ed25519 user key, median of $runs interleaved"
   echo "runs, wall-clock time of each whole command (process start included, for hive as for the peer)."
-  echo "Reproduce: \`integration/bench.sh ssh\` (hive side alone: \`cargo run --release -p hive-ssh --example"
+  echo "Reproduce: \`integration/bench.sh ssh\` (hive side alone: \`cargo run --release --workspace --example"
   echo "ssh_bench -- latency 7\` / \`-- upload FILE REMOTE 5\` with the HIVE_TEST_SSH_* variables of a running sshd)."
   echo
   echo "| measure | hive-ssh | OpenSSH | ratio | target |"
