@@ -18,9 +18,10 @@ if [ "${1:-}" != "--assemble" ]; then
   install_packages
   setup_venv
   start_services
-  # What the parts run, built once. Every cargo call here and in the parts selects --workspace: a
-  # call with -p X unifies features for X alone, which gives shared crates (tokio...) other hashes
-  # and rebuilds them inside the timed parts.
+  # What the parts run, built once; the parts repeat the same two calls (no-ops then). Any other
+  # selection (-p X, or --bin without the examples, which drops the dev-dependencies) unifies
+  # features differently, gives shared crates (tokio...) other hashes and rebuilds them inside the
+  # timed parts.
   build_kind="incremental: an earlier release build was there"
   [ -d "${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release" ] || build_kind="cold: no release build before"
   build_start=$(date +%s)

@@ -15,7 +15,7 @@ RUNS=${HIVE_BENCH_CATALOG_RUNS:-7}
 work=${HIVE_TEST_RUN:-/tmp}/bench-catalog
 mkdir -p "$work"
 target=${CARGO_TARGET_DIR:-$HIVE_ROOT/target}
-cargo build --release -q --workspace --bin hive
+cargo build --release -q --workspace --bins --examples
 hive=$target/release/hive
 fixtures=$HIVE_ROOT/../shared/fixtures/catalogs
 march=$fixtures/cvrf/2024-Mar.xml

@@ -19,7 +19,7 @@ LINE=$(grep '^1000 hosts: wall' "$LOG")
 # The same with real simulated hosts: `hive demo` with 1,000 winsim hosts (WinRM, the real deploy
 # pipeline, installers, reboots with ${REBOOT_MS} ms downtime), every host of a wave in flight.
 HIVE_BIN="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/hive"
-cargo build --release -q --workspace --bin hive
+cargo build --release -q --workspace --bins --examples
 DEMO_LOG=$(mktemp)
 trap 'rm -f "$LOG" "$DEMO_LOG" "$DEMO_LOG.time"' EXIT
 /usr/bin/time -v -o "$DEMO_LOG.time" "$HIVE_BIN" demo --hosts 998 --canaries 2 --no-faults \

@@ -13,7 +13,7 @@ RUNS=${HIVE_BENCH_SCAN_RUNS:-3}
 PAR=${HIVE_BENCH_SCAN_PARALLEL:-64}
 mkdir -p "$OUT"
 [ -x "$PY" ] || { echo "scan bench: no Python venv at $PY (run integration/bench.sh)" >&2; exit 1; }
-cargo build --release -q --workspace --example scan_bench
+cargo build --release -q --workspace --bins --examples
 BENCH="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/examples/scan_bench"
 RES=$(mktemp)
 trap 'rm -f "$RES" "$RES.big" "$RES.slope"' EXIT

@@ -13,7 +13,7 @@ SIZE_MIB=256
 work=$HIVE_TEST_RUN/bench-smb
 mkdir -p "$work"
 target=${CARGO_TARGET_DIR:-$HIVE_ROOT/target}
-cargo build --release -q --workspace --example smb_bench
+cargo build --release -q --workspace --bins --examples
 bench=$target/release/examples/smb_bench
 
 head -c $((SIZE_MIB << 20)) /dev/urandom > "$work/src.bin"

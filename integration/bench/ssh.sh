@@ -17,7 +17,7 @@ mib=${HIVE_BENCH_SSH_MIB:-256}
 out=${HIVE_BENCH_OUT:-$HIVE_ROOT/docs/bench}
 mkdir -p "$out"
 
-cargo build --release -q --workspace --example ssh_bench
+cargo build --release -q --workspace --bins --examples
 bench_bin="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/examples/ssh_bench"
 
 work="$HIVE_TEST_RUN/bench-ssh"

@@ -26,7 +26,7 @@ for _ in $(seq 50); do grep -q PORT "$work/port" 2>/dev/null && break; sleep 0.1
 port=$(awk '/PORT/{print $2}' "$work/port")
 url="http://127.0.0.1:$port/wsman"
 
-cargo build -q --release --workspace --example winrm_bench
+cargo build --release -q --workspace --bins --examples
 bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/winrm_bench"
 
 median() { sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }

@@ -18,7 +18,7 @@ HOSTS=1000
 mkdir -p "$OUT"
 [ -x "$PY" ] || { echo "winsim bench: no Python venv at $PY (run integration/bench.sh)" >&2; exit 1; }
 
-cargo build --release -q --workspace --example winrm_fleet_bench
+cargo build --release -q --workspace --bins --examples
 TARGET=${CARGO_TARGET_DIR:-$HIVE_ROOT/target}
 BENCH="$TARGET/release/examples/winrm_fleet_bench"
 WORK=$(mktemp -d /tmp/winsim-bench.XXXXXX)
