@@ -418,7 +418,19 @@ fn powershell_error_records_survive_mutations() {
     fuzz_support::run("winrm CLIXML stderr", 400, mutations(&CLIXML, 0), |muts| {
         let b = apply(&CLIXML, CLIXML_SAMPLE.as_bytes(), &[], &muts);
         let text = String::from_utf8_lossy(&b);
-        let _ = hive_winrm::clixml::decode_stderr(&text);
+        let shown = hive_winrm::clixml::decode_stderr(&text);
+        // stderr that is not CLIXML is what the admin must see, byte for byte.
+        if !text.contains("#< CLIXML") {
+            assert_eq!(shown, text, "plain stderr was altered");
+        }
+        // Decoding only removes (markup, progress records, escapes): a hostile stream cannot
+        // make the text the journal and report keep grow beyond what the host sent.
+        assert!(
+            shown.len() <= text.len(),
+            "decoded stderr grew from {} to {} bytes",
+            text.len(),
+            shown.len()
+        );
         Outcome::Accepted
     });
 }
