@@ -381,10 +381,12 @@ fn resolve(file: &FleetFile, own: &HostSettings) -> Result<HostSettings, String>
 }
 
 fn merge(base: &mut HostSettings, top: HostSettings) {
+    // A field the upper layer sets replaces the lower layer's.
     macro_rules! take {
-        ($($f:ident),*) => { $( if top.$f.is_some() { base.$f = top.$f; } )* };
+        ($from:ident => $to:ident: $($f:ident),*) => { $( if $from.$f.is_some() { $to.$f = $from.$f; } )* };
     }
     take!(
+        top => base:
         product,
         edition,
         csd_version,
@@ -400,50 +402,27 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
         winrm_port,
         winrm_https_port
     );
+    // A list the upper layer sets extends the lower layer's.
     macro_rules! add {
-        ($($f:ident),*) => { $( if let Some(v) = top.$f { base.$f.get_or_insert_with(Vec::new).extend(v); } )* };
+        ($from:ident => $to:ident: $($f:ident),*) => { $( if let Some(v) = $from.$f { $to.$f.get_or_insert_with(Vec::new).extend(v); } )* };
     }
-    add!(kbs, registry, files, pending_reboot);
+    add!(top => base: kbs, registry, files, pending_reboot);
     if let Some(r) = top.reboot {
         let b = base.reboot.get_or_insert_with(Default::default);
-        if r.downtime_ms.is_some() {
-            b.downtime_ms = r.downtime_ms;
-        }
-        if r.configuring_ms.is_some() {
-            b.configuring_ms = r.configuring_ms;
-        }
-        if r.never_returns.is_some() {
-            b.never_returns = r.never_returns;
-        }
+        take!(r => b: downtime_ms, configuring_ms, never_returns);
     }
     if let Some(f) = top.faults {
         let b = base.faults.get_or_insert_with(Default::default);
-        if let Some(w) = f.wire {
-            b.wire.get_or_insert_with(Vec::new).extend(w);
-        }
-        if f.installers_hang.is_some() {
-            b.installers_hang = f.installers_hang;
-        }
-        if f.disk_full.is_some() {
-            b.disk_full = f.disk_full;
-        }
-        if f.smb_disconnect_after_bytes.is_some() {
-            b.smb_disconnect_after_bytes = f.smb_disconnect_after_bytes;
-        }
-        if f.smb_power_off_after_bytes.is_some() {
-            b.smb_power_off_after_bytes = f.smb_power_off_after_bytes;
-        }
-        if f.installers_fail_with.is_some() {
-            b.installers_fail_with = f.installers_fail_with;
-        }
-        if let Some(p) = f.pending_after_reboot {
-            b.pending_after_reboot
-                .get_or_insert_with(Vec::new)
-                .extend(p);
-        }
-        if f.winrm_stalls_after_boot_ms.is_some() {
-            b.winrm_stalls_after_boot_ms = f.winrm_stalls_after_boot_ms;
-        }
+        add!(f => b: wire, pending_after_reboot);
+        take!(
+            f => b:
+            installers_hang,
+            disk_full,
+            smb_disconnect_after_bytes,
+            smb_power_off_after_bytes,
+            installers_fail_with,
+            winrm_stalls_after_boot_ms
+        );
     }
 }
 
