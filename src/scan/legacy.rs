@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use winsim::probe::{FileFact, PendingReboot, ProbeFacts, ProbeRequest, RegistryFact};
+use hive_probe::{FileFact, PendingReboot, ProbeFacts, ProbeRequest, RegistryFact};
 
 use super::pe::{HEADER_BYTES, resource_span, version_from_parts};
 use crate::remote::{RemoteError, Target};
@@ -239,7 +239,7 @@ pub fn probe_facts_from(
         })
         .collect();
     ProbeFacts {
-        schema: winsim::probe::PROBE_SCHEMA,
+        schema: hive_probe::PROBE_SCHEMA,
         computer_name: String::new(),
         product_name: text(dump, cv, "ProductName").to_string(),
         edition_id: text(dump, cv, "EditionID").to_string(),
@@ -338,7 +338,7 @@ pub async fn files_over_smb(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use winsim::probe::RegistryQuery;
+    use hive_probe::RegistryQuery;
 
     const REG: &str = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\r\n    ProductName    REG_SZ    Microsoft Windows 2000\r\n    CSDVersion    REG_SZ    Service Pack 1\r\n    CurrentVersion    REG_SZ    5.0\r\n    CurrentBuildNumber    REG_SZ    2195\r\n    SystemRoot    REG_SZ    C:\\WINNT\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Hotfix\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Hotfix\\Q299956\r\n    Installed    REG_DWORD    0x1\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\Hotfix\\Q300972\r\n    Installed    REG_DWORD    0x1\r\n    Comments    REG_SZ    has    four spaces\r\n\r\n";
 

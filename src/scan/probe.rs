@@ -1,13 +1,13 @@
 //! The probe: what to ask a host in one round trip, and how its answer becomes [`HostFacts`].
 //!
-//! The wire protocol (the PowerShell script and its JSON answer) lives in `winsim::probe`, shared
+//! The wire protocol (the PowerShell script and its JSON answer) lives in `hive_probe`, shared
 //! with the simulated fleet so the two cannot drift apart. This module decides *what* to ask (every
 //! registry value and file the catalog's detection rules mention, plus what identifies products)
 //! and turns the answer into the facts `evaluate` reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use winsim::probe::{ProbeFacts, ProbeRequest, RegistryQuery};
+use hive_probe::{ProbeFacts, ProbeRequest, RegistryQuery};
 
 use super::facts::{FileFact, HostFacts, InstalledProduct};
 use crate::catalog::model::{Catalog, Kb, Version};
@@ -150,7 +150,7 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
 }
 
 /// The pending-reboot markers that are set, by the names reports and logs use.
-pub fn pending_reboot_names(p: &winsim::probe::PendingReboot) -> Vec<String> {
+pub fn pending_reboot_names(p: &hive_probe::PendingReboot) -> Vec<String> {
     [
         (p.cbs_reboot_pending, "CBS RebootPending"),
         (
@@ -308,7 +308,7 @@ fn recognised_products(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use winsim::probe::{FileFact as PFile, PendingReboot, RegistryFact};
+    use hive_probe::{FileFact as PFile, PendingReboot, RegistryFact};
 
     fn probe() -> ProbeFacts {
         ProbeFacts {

@@ -12,7 +12,7 @@ use super::{HostFailure, HostResult, HostScan};
 use crate::catalog::model::Catalog;
 use crate::inventory::{Host, Secret};
 use crate::remote::{Command, RemoteError, Target, Timeouts};
-use winsim::probe::{ProbeFacts, ProbeRequest};
+use hive_probe::{ProbeFacts, ProbeRequest};
 
 /// How a scan runs.
 #[derive(Debug, Clone, Copy)]
@@ -62,8 +62,8 @@ pub struct PreparedProbe {
 impl PreparedProbe {
     pub fn new(catalog: &Catalog) -> Self {
         let request = request_for(catalog);
-        let script = winsim::probe::script(&request);
-        let script_without_files = winsim::probe::script(&ProbeRequest {
+        let script = hive_probe::script(&request);
+        let script_without_files = hive_probe::script(&ProbeRequest {
             files: Vec::new(),
             ..request.clone()
         });
@@ -138,10 +138,7 @@ pub async fn scan_target(
 pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<ProbeFacts, String> {
     let request = ProbeRequest::default();
     let out = target
-        .exec(
-            &Command::PowerShell(winsim::probe::script(&request)),
-            timeout,
-        )
+        .exec(&Command::PowerShell(hive_probe::script(&request)), timeout)
         .await
         .map_err(|e| e.to_string())?;
     if not_recognized(&out) {
@@ -232,11 +229,11 @@ pub fn parse_probe_output(stdout: &str) -> Result<ProbeFacts, String> {
         .find(|l| l.starts_with('{'))
         .ok_or_else(|| "no JSON object in the output".to_string())?;
     let facts: ProbeFacts = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    if facts.schema != winsim::probe::PROBE_SCHEMA {
+    if facts.schema != hive_probe::PROBE_SCHEMA {
         return Err(format!(
             "probe schema {} (this hive speaks {})",
             facts.schema,
-            winsim::probe::PROBE_SCHEMA
+            hive_probe::PROBE_SCHEMA
         ));
     }
     Ok(facts)

@@ -11,7 +11,7 @@
 //! - [`WinHost`] implements [`host::SimHost`]; its `run` is the command interpreter documented in
 //!   `COMMANDS.md`; `command_log()`, `registry_value()`, `file_version()`, `boot_time()` let tests
 //!   check what happened.
-//! - [`probe`]: the probe script hive sends and the JSON facts it gets back, shared by both sides.
+//! - [`probe`] (the `hive-probe` crate): the probe script hive sends and the JSON facts it gets back.
 //! - [`installer::Package`]: builds simulated hotfix `.exe`, `.msu`, `.msi` and `qchain.exe` files.
 //! - [`pe`]: generates real PE32/PE32+ images with a version resource, and reads one back.
 //! - [`ssh::SshFace`]: the SSH face — the harness's real sshd runs `winsim-shell`, which hands each
@@ -24,7 +24,7 @@ pub mod host;
 pub mod installer;
 pub mod model;
 pub mod pe;
-pub mod probe;
+pub use hive_probe as probe;
 pub mod registry;
 pub mod ssh;
 pub mod ssh_wire;
