@@ -32,8 +32,8 @@ use hive::deploy::{DeployOptions, load_approved};
 use hive::events::Step;
 use hive::inventory::Inventory;
 use hive::journal::{RunLog, RunState};
-use hive::pipeline::{Connect, DeployJob, Job};
-use hive::remote::Timeouts;
+use hive::pipeline::{DeployJob, Job};
+use hive::remote::{NetworkConnector, Timeouts};
 use hive::rollout::{HostLine, HostVerdict, Rollout, RolloutOptions, Summary, plan_waves};
 use hive::scan::run::{FileSource, PreparedProbe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -501,12 +501,11 @@ async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>) -> 
         approved: Arc::new(load_approved(&lab.repo).unwrap()),
         repo: lab.repo.clone(),
         options: options(),
-        timeouts: Timeouts {
+        files: FileSource::Probe,
+        connector: Arc::new(NetworkConnector::new(Timeouts {
             connect: Duration::from_secs(2),
             operation: Duration::from_secs(20),
-        },
-        files: FileSource::Probe,
-        connect: Connect::Inventory,
+        })),
     };
     let inventory = Inventory {
         hosts: fleet.hosts.clone(),

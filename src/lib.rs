@@ -16,4 +16,3 @@ pub mod rollout;
 pub mod progress;
 pub mod report;
 pub mod pipeline;
-pub mod demo;

@@ -59,6 +59,7 @@ enum Command {
         steps: bool,
     },
     /// The whole job on a simulated fleet started in this process: scan, triage, canary, waves.
+    #[cfg(feature = "demo")]
     Demo {
         /// Hosts besides the canaries.
         #[arg(long, default_value_t = 60)]
@@ -113,6 +114,7 @@ fn main() -> ExitCode {
             output,
             steps,
         } => finished(cli::rollout::report(&repo, &run, output, steps)),
+        #[cfg(feature = "demo")]
         Command::Demo {
             hosts,
             canaries,
@@ -121,7 +123,7 @@ fn main() -> ExitCode {
             parallel,
             reboot_ms,
         } => {
-            let opts = hive::demo::DemoOptions {
+            let opts = cli::demo::DemoOptions {
                 hosts,
                 canaries,
                 faults: !no_faults,
@@ -131,7 +133,7 @@ fn main() -> ExitCode {
             };
             tokio::runtime::Runtime::new()
                 .map_err(Into::into)
-                .and_then(|rt| rt.block_on(hive::demo::run(opts)))
+                .and_then(|rt| rt.block_on(cli::demo::run(opts)))
                 .map(|_| ())
         }
         Command::Triage(c) => cli::scan::triage(c),

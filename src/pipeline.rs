@@ -6,7 +6,6 @@
 //! resume the re-scan is what settles a step the orchestrator died in the middle of.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::catalog::model::Catalog;
@@ -14,20 +13,10 @@ use crate::deploy::plan::{ApprovedInstaller, plan_host_keeping};
 use crate::deploy::{self, DeployOptions, ScanInputs};
 use crate::events::Step;
 use crate::inventory::{Host, Secret};
-use crate::remote::{BoxFuture, RemoteError, Target, Timeouts, WinrmTarget};
+use crate::remote::{BoxFuture, Connector, RemoteError};
 use crate::repo::Repository;
 use crate::rollout::{HostContext, HostJob, HostOutcome, HostVerdict};
 use crate::scan::run::{FileSource, PreparedProbe, scan_target};
-
-/// How to open a host's [`Target`].
-#[derive(Clone)]
-pub enum Connect {
-    /// The transports the inventory names (WinRM + SMB, SSH).
-    Inventory,
-    /// WinRM for commands, files straight into a local folder per host (`<root>/<host>`): the
-    /// in-process simulated fleet of `hive demo`.
-    LocalDrives(PathBuf),
-}
 
 /// Everything the deploy job needs, shared by all hosts of a run.
 pub struct DeployJob {
@@ -37,24 +26,12 @@ pub struct DeployJob {
     pub approved: Arc<Vec<ApprovedInstaller>>,
     pub repo: Repository,
     pub options: DeployOptions,
-    pub timeouts: Timeouts,
     pub files: FileSource,
-    pub connect: Connect,
+    /// How each host's [`Target`] is opened (the network, or the demo's simulated drives).
+    pub connector: Arc<dyn Connector>,
 }
 
 impl DeployJob {
-    fn open(&self, host: &Host, secret: &Secret) -> Result<Box<dyn Target>, RemoteError> {
-        match &self.connect {
-            Connect::Inventory => crate::remote::connect(host, secret, self.timeouts),
-            Connect::LocalDrives(root) => Ok(Box::new(WinrmTarget::with_local_drive(
-                host,
-                secret,
-                self.timeouts,
-                &root.join(&host.name),
-            )?)),
-        }
-    }
-
     async fn run_host(self: Arc<Self>, ctx: HostContext) -> HostOutcome {
         let Some((host, secret)) = self.hosts.get(&ctx.host) else {
             return HostOutcome::new(
@@ -66,7 +43,7 @@ impl DeployJob {
             Ok(s) => s,
             Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.clone()),
         };
-        let mut target = match self.open(host, secret) {
+        let mut target = match self.connector.open(host, secret) {
             Ok(t) => t,
             Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.to_string()),
         };

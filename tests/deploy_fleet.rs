@@ -8,6 +8,7 @@ use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
 use hive::catalog::model::InstallerRecipe;
 use hive::deploy::{HostVerdict, PatchOutcome};
 use hive::events::Recorder;
+use hive::remote::Connector as _;
 use winsim::installer::Package;
 
 const PRODUCT: &str = "Windows Server 2019 Datacenter";
@@ -184,7 +185,9 @@ async fn a_resumed_run_does_not_run_an_installer_twice() {
     let events = Recorder::default();
     let options = fast_options();
     let host = fleet.inventory_host("RESUME01");
-    let mut target = hive::remote::connect(host, &fleet.secret, Default::default()).unwrap();
+    let mut target = hive::remote::NetworkConnector::default()
+        .open(host, &fleet.secret)
+        .unwrap();
     let probe = hive::scan::run::PreparedProbe::new(&lab.catalog);
     let scan = hive::deploy::ScanInputs {
         catalog: &lab.catalog,
@@ -286,7 +289,9 @@ async fn a_run_resumed_after_the_reboot_only_verifies() {
         ..Default::default()
     };
     let host = fleet.inventory_host("RESUME02");
-    let mut target = hive::remote::connect(host, &fleet.secret, Default::default()).unwrap();
+    let mut target = hive::remote::NetworkConnector::default()
+        .open(host, &fleet.secret)
+        .unwrap();
     let probe = hive::scan::run::PreparedProbe::new(&lab.catalog);
     let scan = hive::deploy::ScanInputs {
         catalog: &lab.catalog,

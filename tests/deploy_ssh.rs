@@ -13,6 +13,7 @@ use common::{Lab, LabPatch, fast_options};
 use hive::catalog::model::InstallerRecipe;
 use hive::deploy::{HostContext, ResumeState, ScanInputs};
 use hive::events::{Recorder, Step, StepState};
+use hive::remote::Connector as _;
 use hive::scan::run::{FileSource, PreparedProbe, scan_target};
 use ssh_common::SshFleet;
 use winsim::installer::Package;
@@ -78,7 +79,9 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
         let secret = fleet.secret.clone();
         async move {
             assert_eq!(host.transport, hive::inventory::Transport::Ssh);
-            let mut target = hive::remote::connect(host, &secret, timeouts).unwrap();
+            let mut target = hive::remote::NetworkConnector::new(timeouts)
+                .open(host, &secret)
+                .unwrap();
             let before = scan_target(
                 &mut *target,
                 &lab.catalog,
@@ -170,7 +173,7 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_failures_are_typed_for_the_orchestrator() {
     use hive::inventory::Inventory;
-    use hive::remote::{RemoteError, Timeouts, connect};
+    use hive::remote::{NetworkConnector, RemoteError, Timeouts};
     use ssh_common::env;
     let timeouts = Timeouts {
         connect: std::time::Duration::from_secs(3),
@@ -216,7 +219,9 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
     ] {
         std::fs::write(&partial, start).unwrap();
         std::os::unix::fs::chown(&partial, Some(uid), Some(gid)).unwrap();
-        let mut t = connect(&host, &password, timeouts).unwrap();
+        let mut t = NetworkConnector::new(timeouts)
+            .open(&host, &password)
+            .unwrap();
         let r = t.put_file(&installer, &remote).await.unwrap();
         assert_eq!(r.resumed_from, resumed);
         assert_eq!(r.bytes, content.len() as u64);
@@ -229,7 +234,9 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
     let big = dir.path().join("big.exe");
     std::fs::write(&big, vec![0x5a; 12 * 1024 * 1024]).unwrap();
     let host = inventory(&port, &key, &env("HIVE_TEST_SSH_FULL_DIR"));
-    let mut t = connect(&host, &password, timeouts).unwrap();
+    let mut t = NetworkConnector::new(timeouts)
+        .open(&host, &password)
+        .unwrap();
     let err = t.put_file(&big, r"C:\big.exe").await.unwrap_err();
     assert!(matches!(err, RemoteError::DiskFull(_)), "{err:?}");
     assert!(err.to_string().contains("plain"), "{err}");
@@ -240,7 +247,9 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
     assert!(matches!(err, RemoteError::NotFound(_)), "{err:?}");
 
     // A wrong password: AuthFailed (never retried as if the host were down).
-    let mut t = connect(&host, &hive::inventory::Secret::new("wrong"), timeouts).unwrap();
+    let mut t = NetworkConnector::new(timeouts)
+        .open(&host, &hive::inventory::Secret::new("wrong"))
+        .unwrap();
     let err = t.remote_sha256(r"C:\x").await.unwrap_err();
     assert!(matches!(err, RemoteError::AuthFailed(_)), "{err:?}");
 
@@ -250,7 +259,9 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
         "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks",
         "/tmp",
     );
-    let mut t = connect(&other, &password, timeouts).unwrap();
+    let mut t = NetworkConnector::new(timeouts)
+        .open(&other, &password)
+        .unwrap();
     let err = t.remote_sha256(r"C:\x").await.unwrap_err();
     assert!(
         matches!(&err, RemoteError::AuthFailed(m) if m.contains("HOST KEY MISMATCH")),
@@ -259,7 +270,9 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
 
     // Nothing listening: Unreachable.
     let closed = common::free_ports(1)[0].to_string();
-    let mut t = connect(&inventory(&closed, &key, "/tmp"), &password, timeouts).unwrap();
+    let mut t = NetworkConnector::new(timeouts)
+        .open(&inventory(&closed, &key, "/tmp"), &password)
+        .unwrap();
     let err = t.remote_sha256(r"C:\x").await.unwrap_err();
     assert!(matches!(err, RemoteError::Unreachable(_)), "{err:?}");
 
@@ -275,7 +288,9 @@ async fn ssh_failures_are_typed_for_the_orchestrator() {
     )
     .await;
     let host = &fleet.inventory.hosts[0];
-    let mut t = connect(host, &fleet.secret, timeouts).unwrap();
+    let mut t = NetworkConnector::new(timeouts)
+        .open(host, &fleet.secret)
+        .unwrap();
     let cmd = hive::remote::Command::Cmd("hostname".into());
     let out = t.exec(&cmd, timeouts.operation).await.unwrap();
     assert_eq!(out.stdout, "DOWN01\r\n");

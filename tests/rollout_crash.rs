@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use common::{Lab, LabPatch, SimFleet, env};
 use hive::catalog::model::{DetectionRule, InstallerRecipe, VersionOp, WhenMissing};
 use hive::journal::{self, Record, RunLog};
+use hive::remote::Connector as _;
 use serde_json::Value;
 use winsim::installer::Package;
 
@@ -524,7 +525,9 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
     // Every host verified at the right versions, by a fresh scan of its own.
     let probe = hive::scan::run::PreparedProbe::new(&lab.catalog);
     for host in &fleet.hosts {
-        let mut target = hive::remote::connect(host, &fleet.secret, Default::default()).unwrap();
+        let mut target = hive::remote::NetworkConnector::default()
+            .open(host, &fleet.secret)
+            .unwrap();
         let scan = hive::scan::run::scan_target(
             &mut *target,
             &lab.catalog,

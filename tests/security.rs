@@ -6,6 +6,10 @@
 //! origin is a local rustls server on 127.0.0.1. `script` (util-linux) gives the demo a pty.
 
 mod tls_support;
+/// The demo's catalog, the one `hive demo` scans with (the demo lives in the binary).
+#[allow(dead_code)]
+#[path = "../src/cli/demo/catalog.rs"]
+mod demo_catalog;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -262,7 +266,7 @@ fn a_world_readable_credential_file_is_refused_by_the_cli() {
     let catalog = dir.path().join("catalog.json");
     std::fs::write(
         &catalog,
-        serde_json::to_string(&hive::demo::demo_catalog().to_file()).unwrap(),
+        serde_json::to_string(&demo_catalog::demo_catalog().to_file()).unwrap(),
     )
     .unwrap();
     let scan = || {
@@ -663,7 +667,7 @@ async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned
     let catalog = dir.path().join("catalog.json");
     std::fs::write(
         &catalog,
-        serde_json::to_string(&hive::demo::demo_catalog().to_file()).unwrap(),
+        serde_json::to_string(&demo_catalog::demo_catalog().to_file()).unwrap(),
     )
     .unwrap();
     let scan = |pin: Option<&str>| {

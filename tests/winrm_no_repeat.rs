@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hive::inventory::{Inventory, Secret};
-use hive::remote::{Command, Timeouts, connect};
+use hive::remote::{Command, Connector as _, NetworkConnector, Timeouts};
 
 const PASSWORD: &str = "NoRepeat-Passw0rd!";
 
@@ -70,7 +70,9 @@ async fn a_command_is_never_resent_and_a_receive_is() {
     let limit = Duration::from_secs(20);
 
     // CMDRESET: the second Command's connection is reset before any reply.
-    let mut target = connect(&inv.hosts[0], &secret, timeouts).unwrap();
+    let mut target = NetworkConnector::new(timeouts)
+        .open(&inv.hosts[0], &secret)
+        .unwrap();
     let first = target
         .exec(&run("echo first-command"), limit)
         .await
@@ -97,7 +99,9 @@ async fn a_command_is_never_resent_and_a_receive_is() {
 
     // RCVRESET: the second command's Receive is reset; the Receive is resent and the command,
     // started once, is read to its end.
-    let mut target = connect(&inv.hosts[1], &secret, timeouts).unwrap();
+    let mut target = NetworkConnector::new(timeouts)
+        .open(&inv.hosts[1], &secret)
+        .unwrap();
     target.exec(&run("echo one"), limit).await.unwrap();
     let out = target.exec(&run("echo two"), limit).await.unwrap();
     assert_eq!(out.exit_code, 0);

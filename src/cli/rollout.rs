@@ -12,8 +12,8 @@ use hive::deploy::plan::{load_approved, plan, render as render_plan};
 use hive::deploy::{DeployOptions, RebootPolicy};
 use hive::inventory::Inventory;
 use hive::journal::RunLog;
-use hive::pipeline::{Connect, DeployJob, Job};
-use hive::remote::Timeouts;
+use hive::pipeline::{DeployJob, Job};
+use hive::remote::{NetworkConnector, Timeouts};
 use hive::repo::Repository;
 use hive::rollout::{Limit, Rollout, RolloutOptions, plan_waves};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
@@ -148,9 +148,8 @@ fn job(work: &WorkArgs) -> Result<(DeployJob, Inventory), Box<dyn std::error::Er
         approved: Arc::new(approved),
         repo,
         options,
-        timeouts: Timeouts::default(),
         files: work.files,
-        connect: Connect::Inventory,
+        connector: Arc::new(NetworkConnector::new(Timeouts::default())),
     };
     Ok((job, inv))
 }

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use evaluate::Verdict;
 use facts::HostFacts;
 
+use crate::remote::RemoteError;
+
 /// Why a host could not be scanned. The scan of every other host goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,6 +32,19 @@ pub enum HostFailure {
     ProbeFailed(String),
     #[error("credential: {0}")]
     Credential(String),
+}
+
+/// The scan's view of a transport failure: the kinds an admin acts on differently (a host that is
+/// down, a refused logon, a slow host) keep their own; everything else is the probe failing.
+impl From<&RemoteError> for HostFailure {
+    fn from(e: &RemoteError) -> Self {
+        match e {
+            RemoteError::Unreachable(m) => HostFailure::Unreachable(m.clone()),
+            RemoteError::AuthFailed(m) => HostFailure::AuthFailed(m.clone()),
+            RemoteError::TimedOut(m) => HostFailure::TimedOut(m.clone()),
+            other => HostFailure::ProbeFailed(other.to_string()),
+        }
+    }
 }
 
 /// A scanned host: its facts and the verdict on every catalog patch.

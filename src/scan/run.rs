@@ -11,7 +11,7 @@ use super::probe::{facts_from, request_for};
 use super::{HostFailure, HostResult, HostScan};
 use crate::catalog::model::Catalog;
 use crate::inventory::{Host, Secret};
-use crate::remote::{Command, RemoteError, Target, Timeouts};
+use crate::remote::{Command, Connector, NetworkConnector, RemoteError, Target, Timeouts};
 use hive_probe::{ProbeFacts, ProbeRequest};
 
 /// How a scan runs.
@@ -256,20 +256,18 @@ pub async fn scan_fleet(
     options: ScanOptions,
     progress: &dyn ScanProgress,
 ) -> Vec<HostScan> {
-    let open = |h: &Host, s: &Secret| crate::remote::connect(h, s, options.timeouts);
+    let open = NetworkConnector::new(options.timeouts);
     scan_fleet_with(hosts, catalog, options, progress, &open).await
 }
 
-/// Opens a host's [`Target`] (the inventory's transports, or the demo's in-process drives).
-pub type Opener<'a> = dyn Fn(&Host, &Secret) -> Result<Box<dyn Target>, RemoteError> + Sync + 'a;
-
-/// [`scan_fleet`] with a chosen way to open each host.
+/// [`scan_fleet`] with a chosen way to open each host (the demo's simulated drives, a test's
+/// scripted hosts).
 pub async fn scan_fleet_with(
     hosts: &[(Host, Result<Secret, String>)],
     catalog: Arc<Catalog>,
     options: ScanOptions,
     progress: &dyn ScanProgress,
-    open: &Opener<'_>,
+    open: &dyn Connector,
 ) -> Vec<HostScan> {
     let probe = Arc::new(PreparedProbe::new(&catalog));
     let mut results: Vec<(usize, HostScan)> = futures::stream::iter(hosts.iter().enumerate())
@@ -302,10 +300,10 @@ async fn scan_one(
     catalog: &Catalog,
     probe: &PreparedProbe,
     options: ScanOptions,
-    open: &Opener<'_>,
+    open: &dyn Connector,
 ) -> Result<HostResult, HostFailure> {
     let work = async {
-        let mut target = open(host, secret)?;
+        let mut target = open.open(host, secret)?;
         scan_target(
             target.as_mut(),
             catalog,
@@ -317,7 +315,7 @@ async fn scan_one(
     };
     match tokio::time::timeout(options.host_timeout, work).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(e.to_host_failure()),
+        Ok(Err(e)) => Err(HostFailure::from(&e)),
         Err(_) => Err(HostFailure::TimedOut(format!(
             "{}: no result within {} s",
             host.name,

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use hive::inventory::{CredentialRef, Host, Secret, Transport};
+use hive::remote::Connector as _;
 use winsim::Fleet;
 use winsim::server::{FleetOptions, WinrmFleet};
 
@@ -241,7 +242,9 @@ pub async fn deploy_all(
         let probe = &probe;
         let approved = &approved;
         async move {
-            let mut target = hive::remote::connect(host, &fleet.secret, timeouts).unwrap();
+            let mut target = hive::remote::NetworkConnector::new(timeouts)
+                .open(host, &fleet.secret)
+                .unwrap();
             let before = scan_target(
                 &mut *target,
                 &lab.catalog,

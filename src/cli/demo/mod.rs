@@ -15,18 +15,21 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::catalog::model::{
-    Bulletin, Catalog, DetectionRule, InstallerRecipe, Kb, Patch, PatchTarget, Product, Restart,
-    SourceKind, Version, VersionOp, WhenMissing,
-};
-use crate::deploy::DeployOptions;
-use crate::inventory::{Inventory, Secret};
-use crate::pipeline::{Connect, DeployJob, Job};
-use crate::remote::Timeouts;
-use crate::repo::Repository;
-use crate::report::{Format, render};
-use crate::rollout::{Rollout, RolloutOptions, plan_waves};
-use crate::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
+use hive::catalog::model::InstallerRecipe;
+use hive::deploy::DeployOptions;
+use hive::inventory::{Inventory, Secret};
+use hive::pipeline::{DeployJob, Job};
+use hive::remote::Timeouts;
+use hive::repo::Repository;
+use hive::report::{Format, render};
+use hive::rollout::{Rollout, RolloutOptions, plan_waves};
+use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
+
+use catalog::{IDQ, W3SVC, demo_catalog};
+use local_drive::LocalDriveConnector;
+
+pub mod catalog;
+mod local_drive;
 
 /// The demo's knobs.
 #[derive(Debug, Clone)]
@@ -54,114 +57,6 @@ impl Default for DemoOptions {
             reboot_ms: 1500,
         }
     }
-}
-
-const IDQ: &str = r"C:\Windows\system32\idq.dll";
-const W3SVC: &str = r"C:\Windows\system32\inetsrv\w3svc.dll";
-const HOTFIX_KEY: &str = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972";
-
-fn v(s: &str) -> Version {
-    s.parse().unwrap_or(Version(vec![0]))
-}
-
-/// The slice of the 2001 catalog the demo needs: MS01-033 and MS01-044 for IIS 5.0 on Windows
-/// 2000, with the real detection data (idq.dll 5.0.2195.3645 and the Q300972 hotfix key).
-pub fn demo_catalog() -> Catalog {
-    let mut c = Catalog::default();
-    let iis = Product {
-        id: "mssecure:17".into(),
-        name: "Internet Information Services 5.0".into(),
-        family: Some("Windows 2000".into()),
-        cpe: None,
-        applicability: Default::default(),
-    };
-    c.products.insert(iis.id.clone(), iis);
-    let patch = |id: &str, bulletin: &str, kb: u32, file: &str, rule: DetectionRule| Patch {
-        id: id.into(),
-        kb: Some(Kb(kb)),
-        file_name: Some(file.into()),
-        download_url: None,
-        sha256: None,
-        subtype: Some("Security Update".into()),
-        restart: Some(Restart::Yes),
-        bulletins: vec![bulletin.into()],
-        targets: vec![PatchTarget {
-            product: "mssecure:17".into(),
-            service_packs: vec![],
-            fixed_in_sp: None,
-            fixed_build: None,
-            detection: rule,
-        }],
-        supersedes: Default::default(),
-        superseded_by: Default::default(),
-        installer: Some(InstallerRecipe::legacy_hotfix()),
-    };
-    let p1 = patch(
-        "MS01-033/Q300972_W2K_SP3_x86_en.EXE",
-        "MS01-033",
-        300972,
-        "Q300972_W2K_SP3_x86_en.EXE",
-        DetectionRule::All {
-            rules: vec![
-                DetectionRule::FileVersion {
-                    path: r"%windir%\system32\idq.dll".into(),
-                    op: VersionOp::Exact,
-                    version: v("5.0.2195.3645"),
-                    date: Some("2001/05/24".into()),
-                    size: None,
-                    checksum: None,
-                    when_missing: WhenMissing::NotInstalled,
-                },
-                DetectionRule::RegistryValue {
-                    key: HOTFIX_KEY.into(),
-                    value: "Installed".into(),
-                    data: "1".into(),
-                },
-            ],
-        },
-    );
-    let p2 = patch(
-        "MS01-044/q301625_w2k_sp3_x86_en.exe",
-        "MS01-044",
-        301625,
-        "q301625_w2k_sp3_x86_en.exe",
-        DetectionRule::FileVersion {
-            path: r"%windir%\system32\inetsrv\w3svc.dll".into(),
-            op: VersionOp::Exact,
-            version: v("5.0.2195.4208"),
-            date: None,
-            size: None,
-            checksum: None,
-            when_missing: WhenMissing::Ignore,
-        },
-    );
-    for (p, title) in [
-        (
-            &p1,
-            "Unchecked Buffer in Index Server ISAPI Extension Could Enable Web Server Compromise",
-        ),
-        (&p2, "15 August 2001 Cumulative Patch for IIS"),
-    ] {
-        let b = &p.bulletins[0];
-        c.bulletins.insert(
-            b.clone(),
-            Bulletin {
-                id: b.clone(),
-                title: title.into(),
-                posted: None,
-                revised: None,
-                severity: None,
-                cves: vec![],
-                kbs: p.kb.into_iter().collect(),
-                patches: vec![p.id.clone()],
-                url: None,
-                source: SourceKind::Mssecure,
-            },
-        );
-    }
-    c.patches.insert(p1.id.clone(), p1);
-    c.patches.insert(p2.id.clone(), p2);
-    c
 }
 
 /// The simulated hosts' password: `HIVE_DEMO_PASSWORD` when set (so a test can look for it in
@@ -306,22 +201,14 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         },
         files: FileSource::Probe,
     };
-    let open = |h: &crate::inventory::Host, s: &Secret| {
-        crate::remote::WinrmTarget::with_local_drive(
-            h,
-            s,
-            scan_opts.timeouts,
-            &drives.join(&h.name),
-        )
-        .map(|t| Box::new(t) as Box<dyn crate::remote::Target>)
-    };
-    let scans = scan_fleet_with(&hosts, catalog.clone(), scan_opts, &(), &open).await;
+    let connector = Arc::new(LocalDriveConnector::new(&drives, scan_opts.timeouts));
+    let scans = scan_fleet_with(&hosts, catalog.clone(), scan_opts, &(), connector.as_ref()).await;
     let table = render(Format::Table, &catalog, &scans);
     println!(
         "\n== scan ==\n{}",
         table.lines().rev().take(1).collect::<Vec<_>>().join("")
     );
-    let triage = crate::triage::record_scan(&repo, &catalog, &scans)?;
+    let triage = hive::triage::record_scan(&repo, &catalog, &scans)?;
     for (b, h) in &triage.approved {
         println!("  Hotfixes  {b}: missing on {} hosts", h.len());
     }
@@ -333,7 +220,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     }
 
     // 4. Roll MS01-033 out: canaries, then waves.
-    let approved = crate::deploy::plan::load_approved(&repo)?;
+    let approved = hive::deploy::plan::load_approved(&repo)?;
     let options = DeployOptions {
         shutdown_delay_s: 0,
         poll_interval: Duration::from_millis(250),
@@ -357,23 +244,22 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         approved: Arc::new(approved),
         repo: repo.clone(),
         options,
-        timeouts: scan_opts.timeouts,
         files: FileSource::Probe,
-        connect: Connect::LocalDrives(drives.clone()),
+        connector,
     };
     let plan_text = "canary(group=canary) -> 10% -> 50% -> 100%";
     let rollout_opts = RolloutOptions {
         parallel: opts.parallel,
-        max_failed_total: Some(crate::rollout::Limit::Count(5)),
+        max_failed_total: Some(hive::rollout::Limit::Count(5)),
         ..RolloutOptions::default()
     };
     let waves = plan_waves(plan_text, &inv, None, &rollout_opts)?;
     println!("\n== rollout: {plan_text} ==");
-    let progress = Arc::new(crate::progress::Progress::stdout());
+    let progress = Arc::new(hive::progress::Progress::stdout());
     let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
     rollout.watcher = progress.clone();
     let summary = rollout.start(plan_text, waves, rollout_opts).await?;
-    println!("{}", crate::progress::render_summary(&summary));
+    println!("{}", hive::progress::render_summary(&summary));
     println!(
         "journal: {}",
         repo.root()

@@ -1,0 +1,215 @@
+//! The WinRM + SMB adapter: commands over WinRM, files over the `C$` share.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{BoxFuture, Command, ExecOutput, PutReport, RemoteError, Target, Timeouts};
+use crate::inventory::{Host, Secret, Transport};
+
+/// WinRM for commands, SMB (`C$`) for files: what every Windows server offers out of the box.
+pub struct WinrmTarget {
+    name: String,
+    address: String,
+    smb_port: u16,
+    smb_share: String,
+    smb_root: String,
+    user: String,
+    secret: Secret,
+    timeouts: Timeouts,
+    session: hive_winrm::Session,
+    smb: Option<hive_smb::SmbShare>,
+}
+
+impl WinrmTarget {
+    pub fn new(host: &Host, secret: &Secret, timeouts: Timeouts) -> Result<Self, RemoteError> {
+        let endpoint = match host.transport {
+            Transport::WinrmHttps => hive_winrm::Endpoint {
+                port: host.port,
+                ..hive_winrm::Endpoint::https(&host.address)
+            },
+            _ => hive_winrm::Endpoint {
+                port: host.port,
+                ..hive_winrm::Endpoint::http(&host.address)
+            },
+        };
+        let mut cfg = hive_winrm::ClientConfig::new(
+            endpoint,
+            hive_winrm::Credentials::ntlm(&host.user, secret.expose()),
+        );
+        cfg.connect_timeout = timeouts.connect;
+        cfg.operation_timeout = timeouts.operation;
+        if let Some(pin) = &host.pin {
+            cfg.trust = hive_winrm::ServerTrust::thumbprint(pin)
+                .map_err(|e| RemoteError::Failed(format!("{}: {e}", host.name)))?;
+        }
+        Ok(WinrmTarget {
+            name: host.name.clone(),
+            address: host.smb_address.clone(),
+            smb_port: host.smb_port,
+            smb_share: host.smb_share.clone(),
+            smb_root: host.smb_root.clone(),
+            user: host.user.clone(),
+            secret: secret.clone(),
+            timeouts,
+            session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
+            smb: None,
+        })
+    }
+
+    async fn share(&mut self) -> Result<&hive_smb::SmbShare, RemoteError> {
+        if self.smb.is_none() {
+            let config = hive_smb::SmbConfig {
+                connect_timeout: self.timeouts.connect,
+                ..hive_smb::SmbConfig::default()
+            };
+            let creds = hive_smb::Credentials::password(&self.user, self.secret.expose());
+            let share = hive_smb::SmbShare::connect(
+                &self.address,
+                self.smb_port,
+                &self.smb_share,
+                &creds,
+                &config,
+            )
+            .await?;
+            self.smb = Some(share);
+        }
+        self.smb
+            .as_ref()
+            .ok_or_else(|| RemoteError::Failed(format!("{}: SMB share not connected", self.name)))
+    }
+
+    /// `C:\Windows\Temp\x` → the path inside the `C$` share (below `smb_root`).
+    fn share_path(&self, remote: &str) -> Result<String, RemoteError> {
+        share_path(&self.smb_root, remote).ok_or_else(|| {
+            RemoteError::Failed(format!("{}: {remote} is not a C:\\ path", self.name))
+        })
+    }
+}
+
+/// Map a `C:\...` path into a share rooted at `root` (the share's folder standing for C:).
+pub fn share_path(root: &str, remote: &str) -> Option<String> {
+    let rest = remote
+        .strip_prefix("C:\\")
+        .or_else(|| remote.strip_prefix("c:\\"))
+        .or_else(|| remote.strip_prefix("C:/"))?;
+    if rest.split(['\\', '/']).any(|p| p == "..") {
+        return None;
+    }
+    let root = root.trim_matches(['\\', '/']);
+    Some(if root.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{root}\\{rest}")
+    })
+}
+
+impl Target for WinrmTarget {
+    fn host(&self) -> &str {
+        &self.name
+    }
+
+    fn exec<'a>(
+        &'a mut self,
+        command: &'a Command,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<ExecOutput, RemoteError>> {
+        Box::pin(async move {
+            let out = match command {
+                Command::Cmd(line) => self.session.run_cmd(line, Some(timeout)).await?,
+                Command::PowerShell(script) => {
+                    self.session.run_powershell(script, Some(timeout)).await?
+                }
+            };
+            Ok(ExecOutput {
+                stdout: out.stdout_text(),
+                stderr: out.stderr_text(),
+                exit_code: out.exit_code,
+            })
+        })
+    }
+
+    fn put_file<'a>(
+        &'a mut self,
+        local: &'a Path,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<PutReport, RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            let share = self.share().await?;
+            if let Some((dir, _)) = path.rsplit_once('\\') {
+                share.create_dir_all(dir).await?;
+            }
+            let r = share.upload(local, &path).await?;
+            Ok(PutReport {
+                bytes: r.bytes,
+                resumed_from: r.resumed_from,
+                sha256: r.sha256_hex(),
+            })
+        })
+    }
+
+    fn read_file_range<'a>(
+        &'a mut self,
+        remote: &'a str,
+        offset: u64,
+        len: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            Ok(self.share().await?.read_range(&path, offset, len).await?)
+        })
+    }
+
+    fn remote_sha256<'a>(
+        &'a mut self,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            let share = self.share().await?;
+            match share.sha256(&path).await {
+                Ok((_, hash)) => Ok(Some(hex::encode(hash))),
+                Err(hive_smb::SmbError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn disconnect(&mut self) {
+        self.session.client().disconnect();
+        self.smb = None;
+    }
+
+    fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            Ok(self.share().await?.remove_file(&path).await?)
+        })
+    }
+
+    fn remove_dir<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            Ok(self.share().await?.remove_dir(&path).await?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_drive_paths_map_into_the_share() {
+        assert_eq!(
+            share_path("", r"C:\Windows\Temp\hive\r1\Q1.exe").as_deref(),
+            Some(r"Windows\Temp\hive\r1\Q1.exe")
+        );
+        assert_eq!(
+            share_path("W2K01", r"C:\Windows\x.dll").as_deref(),
+            Some(r"W2K01\Windows\x.dll")
+        );
+        assert_eq!(share_path("", r"D:\x"), None);
+        assert_eq!(share_path("", r"C:\Windows\..\..\etc"), None);
+    }
+}
