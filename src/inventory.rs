@@ -115,26 +115,10 @@ fn is_env_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// A secret read from a credential reference. Its `Debug` and `Display` never show the value, so a
-/// stray `{:?}` in a log line cannot leak it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for handing to an authentication routine and nowhere else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// A secret read from a credential reference. Its `Debug` never shows the value, so a stray `{:?}`
+/// in a log line cannot leak it. It is the SSH transport's own type, so a password goes from the
+/// inventory to every transport without a second wrapper to keep in step.
+pub use hive_ssh::Secret;
 
 /// One host as the inventory describes it, with defaults applied.
 #[derive(Debug, Clone, PartialEq, Eq)]

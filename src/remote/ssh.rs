@@ -22,7 +22,7 @@ use crate::inventory::{Host, Secret};
 /// remote copy whose bytes hash like the start of the local file is completed, not sent again.
 pub struct SshTarget {
     name: String,
-    target: hive_ssh::SshTarget,
+    endpoint: hive_ssh::SshEndpoint,
     options: hive_ssh::SshOptions,
     sftp_root: String,
     session: Option<hive_ssh::SshSession>,
@@ -48,12 +48,12 @@ impl SshTarget {
         };
         Ok(SshTarget {
             name: host.name.clone(),
-            target: hive_ssh::SshTarget {
+            endpoint: hive_ssh::SshEndpoint {
                 host: host.address.clone(),
                 port: host.port,
                 host_key,
                 user: host.user.clone(),
-                auth: hive_ssh::Auth::Password(hive_ssh::Secret::new(secret.expose())),
+                auth: hive_ssh::Auth::Password(secret.clone()),
             },
             options,
             sftp_root: host.sftp_root.clone(),
@@ -64,7 +64,7 @@ impl SshTarget {
 
     async fn session(&mut self) -> Result<&hive_ssh::SshSession, RemoteError> {
         if self.session.is_none() {
-            let s = hive_ssh::SshSession::connect(&self.target, &self.options).await;
+            let s = hive_ssh::SshSession::connect(&self.endpoint, &self.options).await;
             self.session = Some(s.map_err(|e| self.named(e))?);
         }
         self.session

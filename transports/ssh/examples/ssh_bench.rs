@@ -8,20 +8,20 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use hive_ssh::{Auth, HostKeyPin, SshOptions, SshSession, SshTarget};
+use hive_ssh::{Auth, HostKeyPin, SshEndpoint, SshOptions, SshSession};
 
 fn env(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|_| format!("{name} is not set: run through integration/bench.sh"))
 }
 
-fn target() -> Result<SshTarget, String> {
+fn target() -> Result<SshEndpoint, String> {
     let host = env("HIVE_TEST_SSH_HOST")?;
     let port = env("HIVE_TEST_SSH_PORT")?
         .parse()
         .map_err(|e| format!("HIVE_TEST_SSH_PORT: {e}"))?;
     let host_key = HostKeyPin::parse(&host, &env("HIVE_TEST_SSH_HOSTKEY_SHA256")?)
         .map_err(|e| e.to_string())?;
-    Ok(SshTarget {
+    Ok(SshEndpoint {
         host,
         port,
         host_key,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::exec::KillOutcome;
+use crate::kill::KillOutcome;
 
 /// Everything that can go wrong talking to one SSH host.
 #[derive(Debug, thiserror::Error)]

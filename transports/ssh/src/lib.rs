@@ -14,10 +14,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use hive_ssh::{Auth, HostKeyPin, Secret, SshOptions, SshSession, SshTarget};
+//! use hive_ssh::{Auth, HostKeyPin, Secret, SshOptions, SshSession, SshEndpoint};
 //!
 //! # async fn demo() -> Result<(), hive_ssh::SshError> {
-//! let target = SshTarget {
+//! let target = SshEndpoint {
 //!     host: "web1.example.net".into(),
 //!     port: 22,
 //!     host_key: HostKeyPin::parse("web1", "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks")?,
@@ -35,16 +35,17 @@
 
 mod error;
 pub mod exec;
+mod kill;
 mod quickack;
 mod session;
 mod sftp;
-mod target;
+mod endpoint;
 
+pub use endpoint::{Auth, HostKeyPin, Secret, SshEndpoint, SshOptions};
 pub use error::SshError;
 pub use exec::{ExecOutput, ExitStatus, KillOutcome, OutputStream, RemoteShell};
 pub use session::SshSession;
 pub use sftp::Sftp;
-pub use target::{Auth, HostKeyPin, Secret, SshOptions, SshTarget};
 
 /// The orchestrator shares sessions across tasks and spawns their futures: keep them `Send + Sync`.
 #[cfg(test)]

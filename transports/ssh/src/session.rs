@@ -9,8 +9,8 @@ use russh::client::{self, AuthResult, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use tokio::net::TcpStream;
 
+use crate::endpoint::{Auth, HostKeyPin, SshEndpoint, SshOptions};
 use crate::error::{HandlerError, SshError};
-use crate::target::{Auth, HostKeyPin, SshOptions, SshTarget};
 
 /// The russh handler of one connection. russh does not tell the handler which host it is checking,
 /// so each connection gets its own handler holding the one key that host must present.
@@ -61,7 +61,10 @@ impl std::fmt::Debug for SshSession {
 impl SshSession {
     /// Connects, checks the host key against its pin and authenticates, all within
     /// `options.connect_timeout`.
-    pub async fn connect(target: &SshTarget, options: &SshOptions) -> Result<SshSession, SshError> {
+    pub async fn connect(
+        target: &SshEndpoint,
+        options: &SshOptions,
+    ) -> Result<SshSession, SshError> {
         let label = target.label();
         match tokio::time::timeout(options.connect_timeout, connect_and_auth(target, options)).await
         {
@@ -164,7 +167,7 @@ fn has_aes_instructions() -> bool {
 }
 
 async fn connect_and_auth(
-    target: &SshTarget,
+    target: &SshEndpoint,
     options: &SshOptions,
 ) -> Result<SshSession, SshError> {
     let label = target.label();
@@ -206,7 +209,7 @@ async fn connect_and_auth(
 
 async fn authenticate(
     handle: &mut Handle<PinnedHostKey>,
-    target: &SshTarget,
+    target: &SshEndpoint,
     label: &str,
 ) -> Result<(), SshError> {
     let result = match &target.auth {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hive_ssh::{Auth, HostKeyPin, Secret, SshOptions, SshSession, SshTarget};
+use hive_ssh::{Auth, HostKeyPin, Secret, SshEndpoint, SshOptions, SshSession};
 
 /// A HIVE_TEST_SSH_* variable; missing means the test was not started by the harness: fail loudly.
 pub fn env(name: &str) -> String {
@@ -26,11 +26,11 @@ pub fn key_auth() -> Auth {
     }
 }
 
-pub fn target(auth: Auth) -> SshTarget {
+pub fn target(auth: Auth) -> SshEndpoint {
     let host = env("HIVE_TEST_SSH_HOST");
     let port: u16 = env("HIVE_TEST_SSH_PORT").parse().unwrap();
     let host_key = HostKeyPin::parse(&host, &env("HIVE_TEST_SSH_HOSTKEY_SHA256")).unwrap();
-    SshTarget {
+    SshEndpoint {
         host,
         port,
         host_key,

@@ -10,8 +10,9 @@ use russh::keys::ssh_key::Fingerprint;
 
 use crate::error::SshError;
 
-/// A password or passphrase. Its `Debug` prints `***`, so a credential never lands in a log line,
-/// a panic message or an error, even when a whole target is debug-printed.
+/// A password or passphrase. Its `Debug` prints `Secret(<redacted>)`, so a credential never lands
+/// in a log line, a panic message or an error, even when a whole endpoint is debug-printed. hive
+/// uses this one type for every credential, whatever the transport.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -29,7 +30,7 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        f.write_str("Secret(<redacted>)")
     }
 }
 
@@ -92,7 +93,7 @@ impl fmt::Debug for HostKeyPin {
 
 /// One SSH target: where, which key it must show, and as whom we log on.
 #[derive(Debug, Clone)]
-pub struct SshTarget {
+pub struct SshEndpoint {
     /// Host name or address.
     pub host: String,
     pub port: u16,
@@ -101,7 +102,7 @@ pub struct SshTarget {
     pub auth: Auth,
 }
 
-impl SshTarget {
+impl SshEndpoint {
     /// `host:port`, the name every error and log line uses.
     pub fn label(&self) -> String {
         if self.host.contains(':') {
@@ -161,7 +162,7 @@ mod tests {
         let auth = Auth::Password(Secret::new("hunter2"));
         let shown = format!("{auth:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("***"));
+        assert!(shown.contains("Secret(<redacted>)"), "{shown}");
     }
 
     #[test]
@@ -192,7 +193,7 @@ mod tests {
 
     #[test]
     fn label_brackets_ipv6() {
-        let t = SshTarget {
+        let t = SshEndpoint {
             host: "::1".into(),
             port: 2222,
             host_key: HostKeyPin::parse("x", "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks")
