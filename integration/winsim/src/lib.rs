@@ -26,6 +26,7 @@ pub mod model;
 pub mod pe;
 pub use hive_probe as probe;
 pub mod registry;
+mod sim_host;
 pub mod ssh;
 pub mod ssh_wire;
 pub mod smbfront;

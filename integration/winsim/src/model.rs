@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::fleet::{self, FaultPlan, FleetError, HostConfig};
-use crate::host::{BoxFuture, CommandOutcome, CommandRequest, SimHost, WireFault, WsmanOp};
+use crate::host::SimHost;
 use crate::installer::BuildChange;
 use crate::pe::{self, ImageKind, Machine, PeSpec, Version};
 use crate::registry::{RegValue, Registry};
@@ -103,10 +103,10 @@ pub(crate) struct State {
 pub struct WinHost {
     pub(crate) name: String,
     pub(crate) address: Ipv4Addr,
-    http: SocketAddr,
-    https: Option<SocketAddr>,
-    user: String,
-    password: String,
+    pub(crate) http: SocketAddr,
+    pub(crate) https: Option<SocketAddr>,
+    pub(crate) user: String,
+    pub(crate) password: String,
     pub(crate) drive: PathBuf,
     pub(crate) system_root: String,
     pub(crate) powershell: bool,
@@ -587,66 +587,6 @@ fn initial_registry(c: &HostConfig) -> Registry {
         };
     }
     r
-}
-
-impl SimHost for WinHost {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn winrm_http_addr(&self) -> SocketAddr {
-        self.http
-    }
-    fn winrm_https_addr(&self) -> Option<SocketAddr> {
-        self.https
-    }
-    fn account(&self) -> (&str, &str) {
-        (&self.user, &self.password)
-    }
-    fn accepting(&self) -> bool {
-        matches!(
-            self.settled().power,
-            Power::Up | Power::RebootScheduled { .. }
-        )
-    }
-    fn wire_fault(&self, op: WsmanOp) -> Option<WireFault> {
-        let mut st = self.settled();
-        if op == WsmanOp::Command
-            && st.stall_next_command
-            && let Some(stall) = self.faults.winrm_stall_after_boot
-        {
-            st.stall_next_command = false;
-            st.wire_faults_fired += 1;
-            tracing::debug!(host = %self.name, ?stall, "the first Command after the boot stalls");
-            return Some(WireFault::Delay(stall));
-        }
-        let mut fired = None;
-        for (i, rule) in self.faults.wire.iter().enumerate() {
-            if rule.op.is_some_and(|o| o != op) {
-                continue;
-            }
-            st.wire_counts[i] += 1;
-            let n = st.wire_counts[i];
-            let hit = n >= rule.nth && (rule.times == 0 || n < rule.nth + rule.times);
-            if hit && fired.is_none() {
-                st.wire_faults_fired += 1;
-                tracing::debug!(host = %self.name, ?op, kind = %rule.kind, n, "injecting a wire fault");
-                fired = Some(match rule.kind.as_str() {
-                    "reset" => WireFault::ResetConnection,
-                    "soap-fault" => WireFault::SoapFault {
-                        code: rule.code,
-                        text: rule.text.clone(),
-                    },
-                    "unauthorized" => WireFault::Unauthorized,
-                    "too-big" => WireFault::EnvelopeTooBig,
-                    _ => WireFault::Delay(Duration::from_millis(rule.delay_ms)),
-                });
-            }
-        }
-        fired
-    }
-    fn run(&self, request: CommandRequest) -> BoxFuture<'_, CommandOutcome> {
-        Box::pin(crate::cmd::run(self, request))
-    }
 }
 
 /// A started fleet: its hosts, each with its C: drive under one root folder.

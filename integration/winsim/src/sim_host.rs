@@ -1,0 +1,69 @@
+//! A model host behind the [`SimHost`] seam: what the WinRM and SSH faces ask of it (addresses,
+//! account, power, wire faults) and the command interpreter that answers its commands. Kept apart
+//! from the model so the model does not depend on the interpreter that depends on it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::host::{BoxFuture, CommandOutcome, CommandRequest, SimHost, WireFault, WsmanOp};
+use crate::model::{Power, WinHost};
+
+impl SimHost for WinHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn winrm_http_addr(&self) -> SocketAddr {
+        self.http
+    }
+    fn winrm_https_addr(&self) -> Option<SocketAddr> {
+        self.https
+    }
+    fn account(&self) -> (&str, &str) {
+        (&self.user, &self.password)
+    }
+    fn accepting(&self) -> bool {
+        matches!(
+            self.settled().power,
+            Power::Up | Power::RebootScheduled { .. }
+        )
+    }
+    fn wire_fault(&self, op: WsmanOp) -> Option<WireFault> {
+        let mut st = self.settled();
+        if op == WsmanOp::Command
+            && st.stall_next_command
+            && let Some(stall) = self.faults.winrm_stall_after_boot
+        {
+            st.stall_next_command = false;
+            st.wire_faults_fired += 1;
+            tracing::debug!(host = %self.name, ?stall, "the first Command after the boot stalls");
+            return Some(WireFault::Delay(stall));
+        }
+        let mut fired = None;
+        for (i, rule) in self.faults.wire.iter().enumerate() {
+            if rule.op.is_some_and(|o| o != op) {
+                continue;
+            }
+            st.wire_counts[i] += 1;
+            let n = st.wire_counts[i];
+            let hit = n >= rule.nth && (rule.times == 0 || n < rule.nth + rule.times);
+            if hit && fired.is_none() {
+                st.wire_faults_fired += 1;
+                tracing::debug!(host = %self.name, ?op, kind = %rule.kind, n, "injecting a wire fault");
+                fired = Some(match rule.kind.as_str() {
+                    "reset" => WireFault::ResetConnection,
+                    "soap-fault" => WireFault::SoapFault {
+                        code: rule.code,
+                        text: rule.text.clone(),
+                    },
+                    "unauthorized" => WireFault::Unauthorized,
+                    "too-big" => WireFault::EnvelopeTooBig,
+                    _ => WireFault::Delay(Duration::from_millis(rule.delay_ms)),
+                });
+            }
+        }
+        fired
+    }
+    fn run(&self, request: CommandRequest) -> BoxFuture<'_, CommandOutcome> {
+        Box::pin(crate::cmd::run(self, request))
+    }
+}
