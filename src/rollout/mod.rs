@@ -26,9 +26,9 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 
 use crate::events::{Event, EventSink, Fanout, Step, StepState, now_ms};
-use crate::inventory::Inventory;
+use crate::inventory::{Host, Inventory, Secret};
 use crate::journal::{Journal, JournalError, ResumeState, RunHeader, RunLog, RunState};
-use crate::remote::{BoxFuture, Command, RemoteError, Target};
+use crate::remote::{BoxFuture, Command, Connector};
 pub use plan::{Limit, PlanError, Stage, Wave, format_duration, parse_duration, parse_plan};
 
 /// How one host ended in this run.
@@ -162,23 +162,28 @@ pub trait HealthCheck: Send + Sync + 'static {
     fn check(&self, host: String) -> BoxFuture<'static, Result<String, String>>;
 }
 
-/// Opens a [`Target`] for a host name (the CLI builds one from the inventory and credentials).
-pub type Connector = Arc<dyn Fn(&str) -> Result<Box<dyn Target>, RemoteError> + Send + Sync>;
-
-/// A health command run through a [`Target`]: healthy when it exits 0.
+/// A health command run through a [`Target`](crate::remote::Target): healthy when it exits 0.
 pub struct CommandHealth {
-    pub connect: Connector,
+    /// The hosts the command may run on, with their credentials.
+    pub hosts: Arc<BTreeMap<String, (Host, Secret)>>,
+    pub connector: Arc<dyn Connector>,
     pub command: Command,
     pub timeout: Duration,
 }
 
 impl HealthCheck for CommandHealth {
     fn check(&self, host: String) -> BoxFuture<'static, Result<String, String>> {
-        let connect = self.connect.clone();
+        let hosts = self.hosts.clone();
+        let connector = self.connector.clone();
         let command = self.command.clone();
         let timeout = self.timeout;
         Box::pin(async move {
-            let mut target = connect(&host).map_err(|e| format!("{host}: {e}"))?;
+            let (h, secret) = hosts
+                .get(&host)
+                .ok_or_else(|| format!("{host}: not in the inventory"))?;
+            let mut target = connector
+                .open(h, secret)
+                .map_err(|e| format!("{host}: {e}"))?;
             let out = target
                 .exec(&command, timeout)
                 .await
