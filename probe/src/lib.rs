@@ -13,6 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
+mod answer;
+
+pub use answer::{AnswerError, parse_answer};
+
 /// The first line of every probe script; the protocol version is part of it.
 pub const PROBE_MARKER: &str = "# hive-probe v1";
 

@@ -220,23 +220,9 @@ fn first_line(s: &str) -> &str {
         .unwrap_or("no error text")
 }
 
-/// The probe prints one line of JSON; anything before it (a profile banner) is ignored.
+/// The probe's answer in `stdout`, or why it is not usable (see [`hive_probe::parse_answer`]).
 pub fn parse_probe_output(stdout: &str) -> Result<ProbeFacts, String> {
-    let line = stdout
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('{'))
-        .ok_or_else(|| "no JSON object in the output".to_string())?;
-    let facts: ProbeFacts = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    if facts.schema != hive_probe::PROBE_SCHEMA {
-        return Err(format!(
-            "probe schema {} (this hive speaks {})",
-            facts.schema,
-            hive_probe::PROBE_SCHEMA
-        ));
-    }
-    Ok(facts)
+    hive_probe::parse_answer(stdout).map_err(|e| e.to_string())
 }
 
 /// Called as hosts finish, for progress bars.
