@@ -4,6 +4,8 @@
 //! boot time. Adapters map it onto the transport crates: WinRM for commands with SMB for files
 //! (Windows' defaults), or SSH with SFTP. Each adapter keeps ONE authenticated connection and ONE
 //! shell per host for the whole run: re-authenticating per command is what makes the peers slow.
+//! Scan, deploy and rollout open targets only through a [`Connector`], so `hive demo` and tests
+//! can put their own hosts behind the same seam instead of branches in the adapters.
 //!
 //! Remote paths are Windows paths (`C:\Windows\Temp\hive\run1\Q300972.exe`); an adapter maps them
 //! onto its file channel (the `C$` share, or `/C:/...` for Windows OpenSSH's SFTP; see
@@ -40,7 +42,7 @@ pub struct ExecOutput {
 /// A command for the host's shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// A cmd.exe command line; the caller quotes arguments (see [`crate::quote`]).
+    /// A cmd.exe command line; the caller quotes arguments (see [`crate::deploy::quote`]).
     Cmd(String),
     /// A PowerShell script of any length.
     PowerShell(String),
