@@ -27,7 +27,8 @@ pub struct DeployJob {
     pub repo: Repository,
     pub options: DeployOptions,
     pub files: FileSource,
-    /// How each host's [`Target`] is opened (the network, or the demo's simulated drives).
+    /// How each host's [`Target`](crate::remote::Target) is opened (the network, or the demo's
+    /// simulated drives).
     pub connector: Arc<dyn Connector>,
 }
 
