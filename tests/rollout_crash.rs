@@ -140,6 +140,23 @@ struct Paths {
     logs: PathBuf,
 }
 
+impl Paths {
+    /// The inventory of `fleet` and the catalog of `lab` written into the lab's folder.
+    fn write(fleet: &SimFleet, lab: &Lab) -> Paths {
+        let dir = lab.dir.path();
+        let p = Paths {
+            inventory: dir.join("inventory.toml"),
+            repo: lab.repo.root().to_path_buf(),
+            catalog: dir.join("catalog.json"),
+            logs: dir.join("logs"),
+        };
+        std::fs::create_dir_all(&p.logs).unwrap();
+        write_inventory(fleet, &p.inventory);
+        hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
+        p
+    }
+}
+
 /// `hive rollout ...` (no run yet) or `hive resume RUN ...`, output to files (NDJSON on stdout).
 fn hive(p: &Paths, run: Option<&str>, n: usize) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hive"));
@@ -414,16 +431,7 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
     let started = Instant::now();
     let fleet = SimFleet::start("rollcrash", &fleet_toml()).await;
     let lab = lab();
-    let dir = lab.dir.path();
-    let p = Paths {
-        inventory: dir.join("inventory.toml"),
-        repo: lab.repo.root().to_path_buf(),
-        catalog: dir.join("catalog.json"),
-        logs: dir.join("logs"),
-    };
-    std::fs::create_dir_all(&p.logs).unwrap();
-    write_inventory(&fleet, &p.inventory);
-    hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
+    let p = Paths::write(&fleet, &lab);
 
     // The orchestrator runs as child processes; the fleet keeps serving from this process's
     // runtime meanwhile (the watcher blocks a worker thread, the others serve).
@@ -670,16 +678,7 @@ fn step_key(r: &Value) -> String {
 async fn ctrl_c_starts_no_new_host_and_resume_finishes_the_run() {
     let fleet = SimFleet::start("rollint", &fleet_toml()).await;
     let lab = lab();
-    let dir = lab.dir.path();
-    let p = Paths {
-        inventory: dir.join("inventory.toml"),
-        repo: lab.repo.root().to_path_buf(),
-        catalog: dir.join("catalog.json"),
-        logs: dir.join("logs"),
-    };
-    std::fs::create_dir_all(&p.logs).unwrap();
-    write_inventory(&fleet, &p.inventory);
-    hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
+    let p = Paths::write(&fleet, &lab);
 
     let (run, signalled_ms) = tokio::task::spawn_blocking(move || {
         let mut child = hive(&p, None, 1);
