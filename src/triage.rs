@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::catalog::model::Catalog;
 use crate::repo::{RepoError, Repository, Triage};
-use crate::report::{Counts, Format, render};
 use crate::scan::HostScan;
 use crate::scan::evaluate::Status;
 
@@ -68,43 +67,6 @@ pub fn record_scan(
         }
     }
     Ok(summary)
-}
-
-/// Record a scan in the repository as HIVE did after every run: each host's result in
-/// `machines/<host>/lastrun.log` (hfnetchk's tab columns; the previous one is archived), a line in
-/// `logs/<host>.log`, then the untriaged missing bulletins in `tbe/` (see [`record_scan`]).
-pub fn record_fleet_scan(
-    repo: &Repository,
-    catalog: &Catalog,
-    scans: &[HostScan],
-) -> Result<TriageSummary, RepoError> {
-    let stamp = crate::repo::utc_stamp();
-    for s in scans {
-        let text = match &s.result {
-            Ok(r) => {
-                render(Format::Tab, catalog, std::slice::from_ref(s))
-                    + &format!("\nfile versions read by: {}\n", r.facts.file_source)
-            }
-            Err(e) => format!("not scanned: {e}\n"),
-        };
-        repo.write_lastrun(&s.host, &stamp, &text)?;
-        repo.append_host_log(&s.host, &format!("{stamp} scan: {}", scan_line(s)))?;
-    }
-    record_scan(repo, catalog, scans)
-}
-
-/// One host's scan in a line of its log.
-fn scan_line(s: &HostScan) -> String {
-    match &s.result {
-        Ok(r) => {
-            let c = Counts::of(&r.verdicts);
-            format!(
-                "{} missing, {} warning, {} note, {} installed",
-                c.missing, c.warning, c.note, c.installed
-            )
-        }
-        Err(e) => format!("not scanned: {e}"),
-    }
 }
 
 #[cfg(test)]
@@ -182,33 +144,5 @@ mod tests {
             !dir.path().join("tbe/MS01-999").exists(),
             "installed bulletins are not TBE"
         );
-    }
-
-    #[test]
-    fn a_fleet_scan_leaves_each_hosts_lastrun_and_log_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repository::init(dir.path()).unwrap();
-        let scans = vec![
-            scan("web01", &["MS01-044"]),
-            HostScan {
-                host: "web03".into(),
-                result: Err(HostFailure::Unreachable("down".into())),
-            },
-        ];
-        let s = record_fleet_scan(&repo, &Catalog::default(), &scans).unwrap();
-        assert_eq!(s.tbe["MS01-044"], ["web01"]);
-        let last = std::fs::read_to_string(dir.path().join("machines/web01/lastrun.log")).unwrap();
-        assert!(last.contains("MS01-044"), "{last}");
-        assert!(last.contains("file versions read by:"), "{last}");
-        let down = std::fs::read_to_string(dir.path().join("machines/web03/lastrun.log")).unwrap();
-        assert!(down.starts_with("not scanned: "), "{down}");
-        let log = std::fs::read_to_string(dir.path().join("logs/web01.log")).unwrap();
-        assert!(
-            log.trim_end()
-                .ends_with("scan: 1 missing, 0 warning, 0 note, 1 installed"),
-            "{log}"
-        );
-        let log = std::fs::read_to_string(dir.path().join("logs/web03.log")).unwrap();
-        assert!(log.contains("scan: not scanned: "), "{log}");
     }
 }

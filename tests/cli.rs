@@ -1,6 +1,7 @@
 //! The command-line contract a script relies on: bad values are refused before anything runs
 //! (exit 2, the message naming the flag), errors outside a run exit 1, a scan with hosts it could
-//! not reach exits 4, and `--help` documents the exit codes. No servers needed.
+//! not reach exits 4 (and records it in the repository), and `--help` documents the exit codes.
+//! No servers needed.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -136,9 +137,17 @@ fn a_scan_that_cannot_reach_a_host_exits_4() {
     .unwrap();
     let catalog = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/catalogs/mssecure-2001-10-04.xml");
+    let repo = dir.path().join("repo");
+    assert!(
+        hive(&["init", &repo.display().to_string()])
+            .status
+            .success()
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_hive"))
         .args(["scan", "-i"])
         .arg(&inventory)
+        .arg("-r")
+        .arg(&repo)
         .arg("--catalog")
         .arg(&catalog)
         .args(["--host-timeout", "20"])
@@ -154,4 +163,9 @@ fn a_scan_that_cannot_reach_a_host_exits_4() {
         stderr(&out)
     );
     assert!(text.contains("gone01"), "{text}");
+    // The repository keeps the host's record of this scan.
+    let last = std::fs::read_to_string(repo.join("machines/gone01/lastrun.log")).unwrap();
+    assert!(last.starts_with("not scanned: "), "{last}");
+    let log = std::fs::read_to_string(repo.join("logs/gone01.log")).unwrap();
+    assert!(log.contains(" scan: not scanned: "), "{log}");
 }

@@ -226,7 +226,8 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     bar.finish_and_clear();
 
     if let Some(repo) = &repo {
-        let summary = hive::triage::record_fleet_scan(repo, &catalog, &scans)?;
+        hive::report::record_lastruns(repo, &catalog, &scans, &hive::repo::utc_stamp())?;
+        let summary = hive::triage::record_scan(repo, &catalog, &scans)?;
         if !summary.tbe.is_empty() {
             eprintln!(
                 "{} missing bulletin(s) await triage in {}: {}",
