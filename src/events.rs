@@ -5,9 +5,11 @@
 //! both, so after a crash the journal says exactly which steps had started and which had finished
 //! on which host. Events carry no secrets: only host names, KB numbers, paths and exit codes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::time::now_ms;
 
 /// One step of the per-host pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,15 +33,159 @@ pub enum Step {
     },
     /// Run qchain.exe after chained legacy hotfixes.
     Qchain,
-    /// Reboot and wait; `phase` says where the wait is (`shutdown`, `down`, `port`, `login`,
-    /// `settled`, `pending`).
-    Reboot { phase: String },
+    /// Reboot and wait; `phase` says where the wait is.
+    Reboot { phase: RebootPhase },
     /// Re-scan after the reboot to prove the patches landed.
     Verify,
     /// Remove staged files.
     Cleanup,
     /// A custom health command between waves.
     Health,
+}
+
+/// Where a reboot is. A resumed run reads these back: a reboot is done once its
+/// [`RebootPhase::Pending`] phase finished ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebootPhase {
+    /// `shutdown /r` sent.
+    Shutdown,
+    /// Waiting for the host to go down (or come back with a new boot time).
+    Down,
+    /// Waiting for the WinRM port to accept again.
+    Port,
+    /// Waiting for a logon that shows a new boot time.
+    Login,
+    /// A resumed run finding out whether a reboot in flight at the crash happened.
+    Resume,
+    /// Waiting for servicing to finish configuring updates.
+    Settled,
+    /// Checking that nothing asks for another reboot: the last phase.
+    Pending,
+}
+
+impl RebootPhase {
+    pub fn word(self) -> &'static str {
+        match self {
+            RebootPhase::Shutdown => "shutdown",
+            RebootPhase::Down => "down",
+            RebootPhase::Port => "port",
+            RebootPhase::Login => "login",
+            RebootPhase::Resume => "resume",
+            RebootPhase::Settled => "settled",
+            RebootPhase::Pending => "pending",
+        }
+    }
+}
+
+impl fmt::Display for RebootPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// How a step ended, one word per distinct end. The serde names are the words journals have
+/// always held, so journals written before this type existed still read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Ok,
+    Failed,
+    TimedOut,
+    /// Closed on resume: hive stopped during the step.
+    Interrupted,
+    // Stage.
+    Copied,
+    /// The same SHA-256 was on the host already.
+    Cached,
+    HashMismatch,
+    // Install (see `deploy::PatchOutcome`).
+    NotRun,
+    DoneEarlier,
+    RebootRequired,
+    RebootInitiated,
+    AlreadyInstalled,
+    NotApplicable,
+    // An install a crash left open, settled from the host's evidence.
+    LandedBeforeCrash,
+    DidNotComplete,
+    /// The re-scan no longer plans the patch.
+    NotPlanned,
+    // Reboot, phase `shutdown`.
+    AlreadyScheduled,
+    InProgress,
+    ConnectionDropped,
+    ReplyLost,
+    // Phase `down`.
+    Down,
+    RebootedBetweenPolls,
+    NotAnswering,
+    // Phase `port`.
+    Open,
+    // Phase `pending`.
+    #[serde(rename = "none")]
+    NothingPending,
+    StillPending,
+    // Phase `resume`.
+    Rebooted,
+    NotRebooted,
+    Pending,
+    Answering,
+    // Verify.
+    Patched,
+    NeedsReview,
+    VerifyFailed,
+    // Cleanup.
+    LeftBehind,
+}
+
+impl StepOutcome {
+    /// The word as journaled.
+    pub fn as_str(self) -> &'static str {
+        use StepOutcome::*;
+        match self {
+            Ok => "ok",
+            Failed => "failed",
+            TimedOut => "timed_out",
+            Interrupted => "interrupted",
+            Copied => "copied",
+            Cached => "cached",
+            HashMismatch => "hash_mismatch",
+            NotRun => "not_run",
+            DoneEarlier => "done_earlier",
+            RebootRequired => "reboot_required",
+            RebootInitiated => "reboot_initiated",
+            AlreadyInstalled => "already_installed",
+            NotApplicable => "not_applicable",
+            LandedBeforeCrash => "landed_before_crash",
+            DidNotComplete => "did_not_complete",
+            NotPlanned => "not_planned",
+            AlreadyScheduled => "already_scheduled",
+            InProgress => "in_progress",
+            ConnectionDropped => "connection_dropped",
+            ReplyLost => "reply_lost",
+            Down => "down",
+            RebootedBetweenPolls => "rebooted_between_polls",
+            NotAnswering => "not_answering",
+            Open => "open",
+            NothingPending => "none",
+            StillPending => "still_pending",
+            Rebooted => "rebooted",
+            NotRebooted => "not_rebooted",
+            Pending => "pending",
+            Answering => "answering",
+            Patched => "patched",
+            NeedsReview => "needs_review",
+            VerifyFailed => "verify_failed",
+            LeftBehind => "left_behind",
+        }
+    }
+}
+
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a step is.
@@ -52,12 +198,16 @@ pub enum StepState {
         done: u64,
         total: u64,
     },
-    /// The step ended. `outcome` is a short word (`ok`, `reboot_required`, `already_installed`,
-    /// `failed`, `timed_out`...), `detail` the evidence.
+    /// The step ended: `outcome` says how, `detail` is the evidence for a reader.
     Finished {
         ok: bool,
-        outcome: String,
+        outcome: StepOutcome,
         detail: String,
+        /// The host's last boot time, when the step saw it (a scan, a reboot's logon). A resumed
+        /// run compares it with the host's to tell whether a reboot happened while hive was
+        /// not watching. Journals from before this field hold it in `detail` only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_time: Option<String>,
     },
 }
 
@@ -84,14 +234,6 @@ impl Event {
             at_ms: now_ms(),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Anything that watches events. `emit` returns an error only when the event could not be made
@@ -142,8 +284,9 @@ mod tests {
             },
             state: StepState::Finished {
                 ok: true,
-                outcome: "reboot_required".into(),
+                outcome: StepOutcome::RebootRequired,
                 detail: "exit 3010".into(),
+                boot_time: None,
             },
             at_ms: 5,
         };
@@ -154,5 +297,79 @@ mod tests {
         );
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn outcome_words_are_their_serde_names() {
+        use StepOutcome::*;
+        for o in [
+            Ok,
+            Failed,
+            TimedOut,
+            Interrupted,
+            Copied,
+            Cached,
+            HashMismatch,
+            NotRun,
+            DoneEarlier,
+            RebootRequired,
+            RebootInitiated,
+            AlreadyInstalled,
+            NotApplicable,
+            LandedBeforeCrash,
+            DidNotComplete,
+            NotPlanned,
+            AlreadyScheduled,
+            InProgress,
+            ConnectionDropped,
+            ReplyLost,
+            Down,
+            RebootedBetweenPolls,
+            NotAnswering,
+            Open,
+            NothingPending,
+            StillPending,
+            Rebooted,
+            NotRebooted,
+            Pending,
+            Answering,
+            Patched,
+            NeedsReview,
+            VerifyFailed,
+            LeftBehind,
+        ] {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("\"{}\"", o.as_str()));
+            assert_eq!(serde_json::from_str::<StepOutcome>(&json).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn a_boot_time_is_a_field_and_old_lines_without_it_read() {
+        let old = r#"{"run":"r","host":"h","step":"reboot","phase":"login","state":"finished","ok":true,"outcome":"ok","detail":"boot time T1","at_ms":1}"#;
+        let e: Event = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            e.step,
+            Step::Reboot {
+                phase: RebootPhase::Login
+            }
+        );
+        assert!(matches!(
+            e.state,
+            StepState::Finished {
+                boot_time: None,
+                ..
+            }
+        ));
+        let mut new = e.clone();
+        new.state = StepState::Finished {
+            ok: true,
+            outcome: StepOutcome::Ok,
+            detail: String::new(),
+            boot_time: Some("T1".into()),
+        };
+        let line = serde_json::to_string(&new).unwrap();
+        assert!(line.contains(r#""boot_time":"T1""#), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), new);
     }
 }

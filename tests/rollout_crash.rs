@@ -621,7 +621,9 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
                     };
                     format!("install {}{waited}", end.outcome)
                 }
-                hive::events::Step::Reboot { phase } if phase == "resume" => {
+                hive::events::Step::Reboot {
+                    phase: hive::events::RebootPhase::Resume,
+                } => {
                     format!("reboot in flight: {}", end.outcome)
                 }
                 _ => continue,

@@ -294,7 +294,7 @@ pub fn scan(args: ScanArgs) -> Result<bool, Box<dyn std::error::Error>> {
     bar.finish_and_clear();
 
     if let Some(repo) = &repo {
-        let stamp = hive::repo::utc_stamp();
+        let stamp = hive::time::utc_now(hive::time::StampFormat::IsoBasic);
         for s in &scans {
             let text = match &s.result {
                 Ok(r) => {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::model::Catalog;
-use crate::events::{Event, EventSink, Step, StepState};
+use crate::events::{Event, EventSink, Step, StepOutcome, StepState};
 use crate::inventory::Host;
 use crate::remote::{RemoteError, Target};
 use crate::repo::{RepoError, Repository};
@@ -114,10 +114,11 @@ impl Default for DeployOptions {
     }
 }
 
-/// What the journal already knows about this host in this run, so a resumed run never runs an
-/// installer twice where it already succeeded. Plain data the journal fills from its records.
+/// The work an earlier attempt in this run already did on this host, so a resumed run never runs
+/// an installer twice where it already succeeded. The pipeline fills it from the journal's
+/// [`crate::rollout::ResumeState`] (deploy sits below the rollout and does not read journals).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResumeState {
+pub struct PriorWork {
     /// Patches whose `Install` step finished ok (any ok outcome) in this run.
     pub installed: BTreeSet<String>,
     /// The reboot after the installs completed (its last phase finished ok).
@@ -131,10 +132,12 @@ pub struct ResumeState {
     pub reboot_required: bool,
 }
 
-/// The per-host verdict, one word for reports.
+/// How deploying one host ended, step by step precise (which step failed, and how), for the
+/// deploy report and the evidence. The rollout counts budgets on the coarser
+/// [`crate::rollout::HostVerdict`] the pipeline maps this onto.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum HostVerdict {
+pub enum DeployVerdict {
     /// Every planned patch is installed, proven by the re-scan.
     Patched,
     /// Nothing was missing (or nothing approved).
@@ -167,34 +170,34 @@ pub enum HostVerdict {
     JournalFailed,
 }
 
-impl HostVerdict {
+impl DeployVerdict {
     pub fn word(self) -> &'static str {
         match self {
-            HostVerdict::Patched => "patched",
-            HostVerdict::NothingToDo => "nothing_to_do",
-            HostVerdict::NeedsReview => "needs_review",
-            HostVerdict::RebootPending => "reboot_pending",
-            HostVerdict::StageFailed => "stage_failed",
-            HostVerdict::HashMismatch => "hash_mismatch",
-            HostVerdict::InstallFailed => "install_failed",
-            HostVerdict::InstallTimedOut => "install_timed_out",
-            HostVerdict::RebootFailed => "reboot_failed",
-            HostVerdict::NeverReturned => "never_returned",
-            HostVerdict::DidNotReboot => "did_not_reboot",
-            HostVerdict::StillConfiguring => "still_configuring",
-            HostVerdict::RebootStillPending => "reboot_still_pending",
-            HostVerdict::VerifyFailed => "verify_failed",
-            HostVerdict::Unreachable => "unreachable",
-            HostVerdict::JournalFailed => "journal_failed",
+            DeployVerdict::Patched => "patched",
+            DeployVerdict::NothingToDo => "nothing_to_do",
+            DeployVerdict::NeedsReview => "needs_review",
+            DeployVerdict::RebootPending => "reboot_pending",
+            DeployVerdict::StageFailed => "stage_failed",
+            DeployVerdict::HashMismatch => "hash_mismatch",
+            DeployVerdict::InstallFailed => "install_failed",
+            DeployVerdict::InstallTimedOut => "install_timed_out",
+            DeployVerdict::RebootFailed => "reboot_failed",
+            DeployVerdict::NeverReturned => "never_returned",
+            DeployVerdict::DidNotReboot => "did_not_reboot",
+            DeployVerdict::StillConfiguring => "still_configuring",
+            DeployVerdict::RebootStillPending => "reboot_still_pending",
+            DeployVerdict::VerifyFailed => "verify_failed",
+            DeployVerdict::Unreachable => "unreachable",
+            DeployVerdict::JournalFailed => "journal_failed",
         }
     }
 
     pub fn is_success(self) -> bool {
-        matches!(self, HostVerdict::Patched | HostVerdict::NothingToDo)
+        matches!(self, DeployVerdict::Patched | DeployVerdict::NothingToDo)
     }
 }
 
-impl std::fmt::Display for HostVerdict {
+impl std::fmt::Display for DeployVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.word())
     }
@@ -229,6 +232,21 @@ impl PatchOutcome {
             PatchOutcome::NotApplicable => "not_applicable",
             PatchOutcome::Failed => "failed",
             PatchOutcome::TimedOut => "timed_out",
+        }
+    }
+
+    /// The install step's outcome in the journal.
+    pub fn step_outcome(self) -> StepOutcome {
+        match self {
+            PatchOutcome::NotRun => StepOutcome::NotRun,
+            PatchOutcome::DoneEarlier => StepOutcome::DoneEarlier,
+            PatchOutcome::Installed => StepOutcome::Ok,
+            PatchOutcome::RebootRequired => StepOutcome::RebootRequired,
+            PatchOutcome::RebootInitiated => StepOutcome::RebootInitiated,
+            PatchOutcome::AlreadyInstalled => StepOutcome::AlreadyInstalled,
+            PatchOutcome::NotApplicable => StepOutcome::NotApplicable,
+            PatchOutcome::Failed => StepOutcome::Failed,
+            PatchOutcome::TimedOut => StepOutcome::TimedOut,
         }
     }
 
@@ -271,11 +289,12 @@ pub struct RebootRecord {
     pub duration_ms: u64,
 }
 
-/// Everything the report needs about one host.
+/// Everything the deploy report needs about one host (the rollout keeps only a verdict and a
+/// line of it, as [`crate::rollout::HostOutcome`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostOutcome {
+pub struct DeployOutcome {
     pub host: String,
-    pub verdict: HostVerdict,
+    pub verdict: DeployVerdict,
     pub patches: Vec<PatchResult>,
     pub reboots: Vec<RebootRecord>,
     /// Evidence lines: why the verdict, log tails, hash mismatches.
@@ -285,12 +304,12 @@ pub struct HostOutcome {
 /// A host stopping: the verdict and why.
 #[derive(Debug, Clone)]
 pub(crate) struct Stop {
-    pub verdict: HostVerdict,
+    pub verdict: DeployVerdict,
     pub why: String,
 }
 
 impl Stop {
-    pub fn new(verdict: HostVerdict, why: impl Into<String>) -> Stop {
+    pub fn new(verdict: DeployVerdict, why: impl Into<String>) -> Stop {
         Stop {
             verdict,
             why: why.into(),
@@ -299,8 +318,8 @@ impl Stop {
 
     pub fn remote(e: &RemoteError) -> Stop {
         let verdict = match e {
-            RemoteError::TimedOut(_) | RemoteError::Unreachable(_) => HostVerdict::Unreachable,
-            _ => HostVerdict::Unreachable,
+            RemoteError::TimedOut(_) | RemoteError::Unreachable(_) => DeployVerdict::Unreachable,
+            _ => DeployVerdict::Unreachable,
         };
         Stop::new(verdict, e.to_string())
     }
@@ -354,15 +373,36 @@ impl HostContext<'_> {
         &self,
         step: &Step,
         ok: bool,
-        outcome: &str,
+        outcome: StepOutcome,
         detail: &str,
     ) -> Result<(), Stop> {
         self.emit(
             step,
             StepState::Finished {
                 ok,
-                outcome: outcome.to_string(),
+                outcome,
                 detail: detail.to_string(),
+                boot_time: None,
+            },
+        )
+    }
+
+    /// A step that ended ok having seen the host's boot time: the journal keeps it as a field,
+    /// which a resumed run compares with the host's to tell whether a reboot happened meanwhile.
+    pub(crate) fn finished_at_boot(
+        &self,
+        step: &Step,
+        outcome: StepOutcome,
+        detail: &str,
+        boot_time: &str,
+    ) -> Result<(), Stop> {
+        self.emit(
+            step,
+            StepState::Finished {
+                ok: true,
+                outcome,
+                detail: detail.to_string(),
+                boot_time: Some(boot_time.to_string()),
             },
         )
     }
@@ -371,7 +411,7 @@ impl HostContext<'_> {
         let event = Event::new(self.run, &self.host.name, step.clone(), state);
         self.sink.emit(&event).map_err(|e| {
             Stop::new(
-                HostVerdict::JournalFailed,
+                DeployVerdict::JournalFailed,
                 format!("the journal could not record {step:?}: {e}"),
             )
         })
@@ -400,13 +440,13 @@ pub struct ScanInputs<'a> {
 }
 
 /// Deploy one host's plan. Never panics and never returns early without an outcome: every end,
-/// good or bad, is a [`HostOutcome`] with evidence.
+/// good or bad, is a [`DeployOutcome`] with evidence.
 pub async fn deploy_host(
     ctx: &mut HostContext<'_>,
     plan: &HostPlan,
     scan: &ScanInputs<'_>,
-    resume: &ResumeState,
-) -> HostOutcome {
+    resume: &PriorWork,
+) -> DeployOutcome {
     let mut patches: Vec<PatchResult> = plan
         .installs
         .iter()
@@ -428,9 +468,9 @@ pub async fn deploy_host(
     let mut reboots = Vec::new();
     let mut evidence = Vec::new();
     if plan.installs.is_empty() {
-        return HostOutcome {
+        return DeployOutcome {
             host: ctx.host.name.clone(),
-            verdict: HostVerdict::NothingToDo,
+            verdict: DeployVerdict::NothingToDo,
             patches,
             reboots,
             evidence: plan
@@ -458,7 +498,7 @@ pub async fn deploy_host(
             evidence.push(format!("{} ({}): {}", p.patch, p.outcome.word(), p.detail));
         }
     }
-    HostOutcome {
+    DeployOutcome {
         host: ctx.host.name.clone(),
         verdict,
         patches,
@@ -471,10 +511,10 @@ async fn run_host(
     ctx: &mut HostContext<'_>,
     plan: &HostPlan,
     scan: &ScanInputs<'_>,
-    resume: &ResumeState,
+    resume: &PriorWork,
     patches: &mut [PatchResult],
     reboots: &mut Vec<RebootRecord>,
-) -> Result<HostVerdict, Stop> {
+) -> Result<DeployVerdict, Stop> {
     // Installs a crash left open: the host says whether each landed (or waits for it to end).
     for step in &resume.interrupted {
         let Step::Install { patch, .. } = step else {
@@ -484,7 +524,7 @@ async fn run_host(
             ctx.finished(
                 step,
                 false,
-                "not_planned",
+                StepOutcome::NotPlanned,
                 "the re-scan no longer plans this patch (not applicable or no approved installer)",
             )?;
             continue;
@@ -577,7 +617,7 @@ async fn run_host(
             reboots.push(record);
         } else if needs_reboot {
             verify::cleanup(ctx, &staged).await;
-            return Ok(HostVerdict::RebootPending);
+            return Ok(DeployVerdict::RebootPending);
         }
         let verdict = verify::verify(ctx, scan, plan, patches).await;
         verify::cleanup(ctx, &staged).await;

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{HostContext, HostVerdict, RebootRecord, Stop, elapsed_ms};
-use crate::events::Step;
+use super::{DeployVerdict, HostContext, RebootRecord, Stop, elapsed_ms};
+use crate::events::{RebootPhase, Step, StepOutcome};
 use crate::remote::{Command, RemoteError};
 
 /// What the host says about its boot and servicing, from the probe with nothing else asked.
@@ -55,7 +55,7 @@ pub(crate) async fn host_state(ctx: &mut HostContext<'_>) -> Result<HostState, S
     let timeout = ctx.options.command_timeout;
     try_state(ctx, timeout).await.map_err(|e| {
         Stop::new(
-            HostVerdict::Unreachable,
+            DeployVerdict::Unreachable,
             format!("cannot read the boot time: {e}"),
         )
     })
@@ -66,9 +66,7 @@ pub(crate) async fn reboot(
     ctx: &mut HostContext<'_>,
     boot_before: &str,
 ) -> Result<RebootRecord, Stop> {
-    let step = Step::Reboot {
-        phase: "shutdown".into(),
-    };
+    let step = phase_step(RebootPhase::Shutdown);
     ctx.started(&step)?;
     let line = format!(
         "shutdown /r /t {} /c \"hive run {} installed updates\"",
@@ -82,9 +80,9 @@ pub(crate) async fn reboot(
         // 1190: one is already scheduled; 1115: one is in progress. Either way it reboots.
         Ok(o) if matches!(o.exit_code, 0 | 1190 | 1115) => {
             let word = match o.exit_code {
-                0 => "ok",
-                1190 => "already_scheduled",
-                _ => "in_progress",
+                0 => StepOutcome::Ok,
+                1190 => StepOutcome::AlreadyScheduled,
+                _ => StepOutcome::InProgress,
             };
             ctx.finished(&step, true, word, &format!("exit {}", o.exit_code))?;
         }
@@ -94,21 +92,21 @@ pub(crate) async fn reboot(
                 o.exit_code,
                 o.stderr.lines().next().unwrap_or("").trim()
             );
-            let _ = ctx.finished(&step, false, "failed", &why);
-            return Err(Stop::new(HostVerdict::RebootFailed, why));
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+            return Err(Stop::new(DeployVerdict::RebootFailed, why));
         }
         // The connection may drop as the host goes down: the phases below decide.
         Err(RemoteError::Unreachable(m)) => {
-            ctx.finished(&step, true, "connection_dropped", &m)?;
+            ctx.finished(&step, true, StepOutcome::ConnectionDropped, &m)?;
         }
         // Or the reply is lost with the host: the Receive times out, or is resent to a host that
         // already restarted and no longer knows the shell. The boot time decides here too (a
         // host that did not go down ends `did_not_reboot`).
         Err(RemoteError::TimedOut(m) | RemoteError::Failed(m)) => {
-            ctx.finished(&step, true, "reply_lost", &m)?;
+            ctx.finished(&step, true, StepOutcome::ReplyLost, &m)?;
         }
         Err(e) => {
-            let _ = ctx.finished(&step, false, "failed", &e.to_string());
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
             return Err(Stop::remote(&e));
         }
     }
@@ -126,10 +124,10 @@ pub(crate) async fn wait_for_reboot(
     let o = ctx.options.clone();
 
     // down: the port refuses, or (a reboot faster than the poll) the boot time already moved.
-    let step = phase_step("down");
+    let step = phase_step(RebootPhase::Down);
     ctx.started(&step)?;
     let deadline = Instant::now() + o.down_timeout;
-    let mut seen = "down";
+    let mut seen = StepOutcome::Down;
     loop {
         if !port_open(ctx).await {
             break;
@@ -138,13 +136,13 @@ pub(crate) async fn wait_for_reboot(
         // can outlive the shell during shutdown).
         match try_state(ctx, o.poll_interval.max(Duration::from_secs(1))).await {
             Ok(s) if s.boot != boot_before => {
-                seen = "rebooted_between_polls";
+                seen = StepOutcome::RebootedBetweenPolls;
                 break;
             }
             Ok(_) => {}
             Err(_) => {
                 ctx.target.disconnect();
-                seen = "not_answering";
+                seen = StepOutcome::NotAnswering;
                 break;
             }
         }
@@ -153,15 +151,15 @@ pub(crate) async fn wait_for_reboot(
                 "the host never went down and its boot time is still {boot_before} after {:?}",
                 o.down_timeout
             );
-            let _ = ctx.finished(&step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::DidNotReboot, why));
+            let _ = ctx.finished(&step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::DidNotReboot, why));
         }
         tokio::time::sleep(o.poll_interval).await;
     }
     ctx.finished(&step, true, seen, "")?;
 
     // port: WinRM accepts connections again.
-    let step = phase_step("port");
+    let step = phase_step(RebootPhase::Port);
     ctx.started(&step)?;
     let deadline = Instant::now() + o.port_timeout;
     while !port_open(ctx).await {
@@ -170,15 +168,15 @@ pub(crate) async fn wait_for_reboot(
                 "the host did not come back: {}:{} still refuses after {:?}",
                 ctx.host.address, ctx.host.port, o.port_timeout
             );
-            let _ = ctx.finished(&step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::NeverReturned, why));
+            let _ = ctx.finished(&step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::NeverReturned, why));
         }
         tokio::time::sleep(o.poll_interval).await;
     }
-    ctx.finished(&step, true, "open", "")?;
+    ctx.finished(&step, true, StepOutcome::Open, "")?;
 
     // login: a command runs and shows a new boot time.
-    let step = phase_step("login");
+    let step = phase_step(RebootPhase::Login);
     ctx.started(&step)?;
     let deadline = Instant::now() + o.login_timeout;
     let state = loop {
@@ -193,12 +191,17 @@ pub(crate) async fn wait_for_reboot(
                 "no logon with a new boot time after {:?}: {last}",
                 o.login_timeout
             );
-            let _ = ctx.finished(&step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::NeverReturned, why));
+            let _ = ctx.finished(&step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::NeverReturned, why));
         }
         tokio::time::sleep(o.poll_interval).await;
     };
-    ctx.finished(&step, true, "ok", &format!("boot time {}", state.boot))?;
+    ctx.finished_at_boot(
+        &step,
+        StepOutcome::Ok,
+        &format!("boot time {}", state.boot),
+        &state.boot,
+    )?;
     let boot_after = state.boot.clone();
     settle_phases(ctx, state).await?;
     Ok(RebootRecord {
@@ -214,7 +217,7 @@ pub(crate) async fn wait_for_reboot(
 pub(crate) async fn settle_phases(ctx: &mut HostContext<'_>, state: HostState) -> Result<(), Stop> {
     let o = ctx.options.clone();
     // settled: servicing finished configuring updates.
-    let step = phase_step("settled");
+    let step = phase_step(RebootPhase::Settled);
     ctx.started(&step)?;
     let deadline = Instant::now() + o.settle_timeout;
     let mut state = state;
@@ -224,28 +227,28 @@ pub(crate) async fn settle_phases(ctx: &mut HostContext<'_>, state: HostState) -
                 "still configuring updates (CBS RebootPending) {:?} after coming back",
                 o.settle_timeout
             );
-            let _ = ctx.finished(&step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::StillConfiguring, why));
+            let _ = ctx.finished(&step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::StillConfiguring, why));
         }
         tokio::time::sleep(o.poll_interval).await;
         if let Ok(s) = state_within(ctx, attempt_budget(deadline, &o)).await {
             state = s;
         }
     }
-    ctx.finished(&step, true, "ok", "")?;
+    ctx.finished(&step, true, StepOutcome::Ok, "")?;
 
     // pending: nothing asks for another reboot.
-    let step = phase_step("pending");
+    let step = phase_step(RebootPhase::Pending);
     ctx.started(&step)?;
     if !state.pending.is_empty() {
         let why = format!(
             "a reboot is still pending after the reboot: {}",
             state.pending.join(", ")
         );
-        let _ = ctx.finished(&step, false, "still_pending", &why);
-        return Err(Stop::new(HostVerdict::RebootStillPending, why));
+        let _ = ctx.finished(&step, false, StepOutcome::StillPending, &why);
+        return Err(Stop::new(DeployVerdict::RebootStillPending, why));
     }
-    ctx.finished(&step, true, "none", "")
+    ctx.finished(&step, true, StepOutcome::NothingPending, "")
 }
 
 /// How long one probe of a phase that ends at `deadline` may take: the command timeout, but never
@@ -256,10 +259,8 @@ fn attempt_budget(deadline: Instant, o: &super::DeployOptions) -> Duration {
     o.command_timeout.min(left / 2).max(o.poll_interval)
 }
 
-fn phase_step(phase: &str) -> Step {
-    Step::Reboot {
-        phase: phase.to_string(),
-    }
+fn phase_step(phase: RebootPhase) -> Step {
+    Step::Reboot { phase }
 }
 
 /// Whether the WinRM port accepts a TCP connection (one short try).

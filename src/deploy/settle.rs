@@ -16,9 +16,11 @@
 use std::time::{Duration, Instant};
 
 use super::reboot::{self, HostState};
-use super::{HostContext, HostVerdict, PlannedInstall, RebootRecord, ScanInputs, Stop, elapsed_ms};
+use super::{
+    DeployVerdict, HostContext, PlannedInstall, RebootRecord, ScanInputs, Stop, elapsed_ms,
+};
 use crate::catalog::model::InstallerKind;
-use crate::events::Step;
+use crate::events::{RebootPhase, Step, StepOutcome};
 use crate::remote::Command;
 use crate::scan::evaluate::Status;
 use crate::scan::run::scan_target;
@@ -89,7 +91,12 @@ async fn evidence(
         scan.files,
     )
     .await
-    .map_err(|e| Stop::new(HostVerdict::Unreachable, format!("the re-scan failed: {e}")))?;
+    .map_err(|e| {
+        Stop::new(
+            DeployVerdict::Unreachable,
+            format!("the re-scan failed: {e}"),
+        )
+    })?;
     let verdict = result.verdicts.iter().find(|v| v.patch == install.patch);
     if let Some(v) = verdict
         && matches!(v.status, Status::Installed | Status::Superseded)
@@ -141,8 +148,8 @@ pub(crate) async fn interrupted_install(
                 "{}: {name} is still running {:?} after hive resumed (hung installer?)",
                 install.patch, ctx.options.install_timeout
             );
-            let _ = ctx.finished(step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::InstallTimedOut, why));
+            let _ = ctx.finished(step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::InstallTimedOut, why));
         }
         waited = true;
         tokio::time::sleep(ctx.options.poll_interval).await;
@@ -154,13 +161,16 @@ pub(crate) async fn interrupted_install(
         ""
     };
     match &settled {
-        Settled::Landed(why) => {
-            ctx.finished(step, true, "landed_before_crash", &format!("{why}{waited}"))?
-        }
+        Settled::Landed(why) => ctx.finished(
+            step,
+            true,
+            StepOutcome::LandedBeforeCrash,
+            &format!("{why}{waited}"),
+        )?,
         Settled::NotInstalled(why) => ctx.finished(
             step,
             false,
-            "did_not_complete",
+            StepOutcome::DidNotComplete,
             &format!("{why}{waited}; it runs again"),
         )?,
     }
@@ -177,7 +187,7 @@ pub(crate) async fn reboot_in_flight(
 ) -> Result<Option<RebootRecord>, Stop> {
     let start = Instant::now();
     let step = Step::Reboot {
-        phase: "resume".into(),
+        phase: RebootPhase::Resume,
     };
     ctx.started(&step)?;
     let o = ctx.options.clone();
@@ -194,18 +204,18 @@ pub(crate) async fn reboot_in_flight(
                 "the host did not answer after hive resumed during its reboot ({:?}): {last}",
                 deadline.saturating_duration_since(start)
             );
-            let _ = ctx.finished(&step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::NeverReturned, why));
+            let _ = ctx.finished(&step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::NeverReturned, why));
         }
         tokio::time::sleep(o.poll_interval).await;
     };
     match boot_before {
         Some(before) if before != state.boot => {
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "rebooted",
+                StepOutcome::Rebooted,
                 &format!("boot time {} (was {before})", state.boot),
+                &state.boot,
             )?;
             let boot_after = state.boot.clone();
             reboot::settle_phases(ctx, state).await?;
@@ -219,36 +229,36 @@ pub(crate) async fn reboot_in_flight(
         Some(_) => {
             // Not rebooted (the command never went out, or it is scheduled): reboot now, as
             // was decided before the crash; `shutdown` answers 1190 if one is scheduled.
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "not_rebooted",
+                StepOutcome::NotRebooted,
                 &format!("boot time {}, unchanged: rebooting", state.boot),
+                &state.boot,
             )?;
             Ok(Some(reboot::reboot(ctx, &state.boot).await?))
         }
         None if !state.pending.is_empty() => {
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "pending",
+                StepOutcome::Pending,
                 &format!(
                     "boot time {}, reboot pending ({}); the journal has no boot time from before: rebooting",
                     state.boot,
                     state.pending.join(", ")
                 ),
+                &state.boot,
             )?;
             Ok(Some(reboot::reboot(ctx, &state.boot).await?))
         }
         None => {
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "answering",
+                StepOutcome::Answering,
                 &format!(
                     "boot time {}, nothing pending (the journal has no boot time from before the reboot)",
                     state.boot
                 ),
+                &state.boot,
             )?;
             reboot::settle_phases(ctx, state).await?;
             Ok(None)

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::quote::{command_line, ps_literal};
-use super::{HostContext, HostPlan, HostVerdict, Stop};
-use crate::events::Step;
+use super::{DeployVerdict, HostContext, HostPlan, Stop};
+use crate::events::{Step, StepOutcome};
 use crate::remote::{Command, RemoteError};
 
 /// Where each installer of the plan lives on the host (deterministic, so a resumed run and the
@@ -52,7 +52,7 @@ pub(crate) async fn stage_all(
         let install = &plan.installs[i];
         if install.installer.sha256 != install.expected_sha256 {
             return Err(Stop::new(
-                HostVerdict::HashMismatch,
+                DeployVerdict::HashMismatch,
                 format!(
                     "{}: the repository's {} has SHA-256 {} but the catalog says {}",
                     install.patch,
@@ -81,7 +81,7 @@ pub(crate) async fn stage_all(
     if let (Some(local), Some(remote)) = (qchain_tool, &staged.qchain) {
         let bytes = std::fs::read(local).map_err(|e| {
             Stop::new(
-                HostVerdict::StageFailed,
+                DeployVerdict::StageFailed,
                 format!("cannot read {}: {e}", local.display()),
             )
         })?;
@@ -115,12 +115,17 @@ async fn stage_one(
     };
     ctx.started(&step)?;
     let fail = |ctx: &HostContext<'_>, why: String| {
-        let _ = ctx.finished(&step, false, "failed", &why);
-        Err(Stop::new(HostVerdict::StageFailed, why))
+        let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+        Err(Stop::new(DeployVerdict::StageFailed, why))
     };
     match ctx.target.remote_sha256(remote).await {
         Ok(Some(have)) if have.eq_ignore_ascii_case(want) => {
-            return ctx.finished(&step, true, "cached", "same SHA-256 already on the host");
+            return ctx.finished(
+                &step,
+                true,
+                StepOutcome::Cached,
+                "same SHA-256 already on the host",
+            );
         }
         Ok(_) => {}
         Err(e) => return fail(ctx, format!("{patch}: cannot check {remote}: {e}")),
@@ -144,7 +149,7 @@ async fn stage_one(
                 ),
                 None => format!("{} bytes", r.bytes),
             };
-            ctx.finished(&step, true, "copied", &detail)
+            ctx.finished(&step, true, StepOutcome::Copied, &detail)
         }
         Ok(r) => fail(
             ctx,
@@ -180,13 +185,13 @@ async fn verify_on_target(
     ctx.started(&step)?;
     let timeout = ctx.options.command_timeout;
     let line = command_line(&["certutil", "-hashfile", remote, "SHA256"])
-        .map_err(|e| Stop::new(HostVerdict::StageFailed, e.to_string()))?;
+        .map_err(|e| Stop::new(DeployVerdict::StageFailed, e.to_string()))?;
     let mut got = match ctx.target.exec(&Command::Cmd(line), timeout).await {
         Ok(out) if out.exit_code == 0 => parse_certutil(&out.stdout),
         Ok(_) => None,
         Err(e) => {
             let why = format!("{patch}: certutil on the host failed: {e}");
-            let _ = ctx.finished(&step, false, "failed", &why);
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
             return Err(Stop::remote(&e));
         }
     };
@@ -207,7 +212,7 @@ async fn verify_on_target(
                 match ctx.target.remote_sha256(remote).await {
                     Ok(h) => h,
                     Err(e) => {
-                        let _ = ctx.finished(&step, false, "failed", &e.to_string());
+                        let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
                         return Err(Stop::remote(&e));
                     }
                 }
@@ -217,26 +222,26 @@ async fn verify_on_target(
                     "{patch}: the host could not hash {remote} (certutil and Get-FileHash failed: {})",
                     out.stderr.lines().next().unwrap_or("").trim()
                 );
-                let _ = ctx.finished(&step, false, "failed", &why);
-                return Err(Stop::new(HostVerdict::HashMismatch, why));
+                let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+                return Err(Stop::new(DeployVerdict::HashMismatch, why));
             }
             Err(e) => {
-                let _ = ctx.finished(&step, false, "failed", &e.to_string());
+                let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
                 return Err(Stop::remote(&e));
             }
         };
     }
     match got {
         Some(h) if h == want.to_ascii_lowercase() => {
-            ctx.finished(&step, true, "ok", &format!("{tool}: {h}"))
+            ctx.finished(&step, true, StepOutcome::Ok, &format!("{tool}: {h}"))
         }
         other => {
             let why = format!(
                 "{patch}: {remote} on the host has SHA-256 {} ({tool}), expected {want}; nothing was run",
                 other.as_deref().unwrap_or("(unreadable)")
             );
-            let _ = ctx.finished(&step, false, "hash_mismatch", &why);
-            Err(Stop::new(HostVerdict::HashMismatch, why))
+            let _ = ctx.finished(&step, false, StepOutcome::HashMismatch, &why);
+            Err(Stop::new(DeployVerdict::HashMismatch, why))
         }
     }
 }

@@ -3,8 +3,8 @@
 //! and remove what was staged.
 
 use super::stage::Staged;
-use super::{HostContext, HostPlan, HostVerdict, PatchOutcome, PatchResult, ScanInputs, Stop};
-use crate::events::Step;
+use super::{DeployVerdict, HostContext, HostPlan, PatchOutcome, PatchResult, ScanInputs, Stop};
+use crate::events::{Step, StepOutcome};
 use crate::scan::evaluate::Status;
 use crate::scan::run::scan_target;
 
@@ -14,7 +14,7 @@ pub(crate) async fn verify(
     scan: &ScanInputs<'_>,
     plan: &HostPlan,
     patches: &mut [PatchResult],
-) -> Result<HostVerdict, Stop> {
+) -> Result<DeployVerdict, Stop> {
     let step = Step::Verify;
     ctx.started(&step)?;
     let result = match scan_target(
@@ -29,8 +29,8 @@ pub(crate) async fn verify(
         Ok(r) => r,
         Err(e) => {
             let why = format!("the re-scan failed: {e}");
-            let _ = ctx.finished(&step, false, "failed", &why);
-            return Err(Stop::new(HostVerdict::Unreachable, why));
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+            return Err(Stop::new(DeployVerdict::Unreachable, why));
         }
     };
     let mut failed = Vec::new();
@@ -63,19 +63,19 @@ pub(crate) async fn verify(
         }
     }
     let (verdict, detail) = if !failed.is_empty() {
-        (HostVerdict::VerifyFailed, failed.join("; "))
+        (DeployVerdict::VerifyFailed, failed.join("; "))
     } else if !review.is_empty() {
-        (HostVerdict::NeedsReview, review.join("; "))
+        (DeployVerdict::NeedsReview, review.join("; "))
     } else {
-        (HostVerdict::Patched, String::new())
+        (DeployVerdict::Patched, String::new())
     };
-    ctx.finished(
-        &step,
-        verdict == HostVerdict::Patched,
-        verdict.word(),
-        &detail,
-    )?;
-    if verdict != HostVerdict::Patched {
+    let outcome = match verdict {
+        DeployVerdict::VerifyFailed => StepOutcome::VerifyFailed,
+        DeployVerdict::NeedsReview => StepOutcome::NeedsReview,
+        _ => StepOutcome::Patched,
+    };
+    ctx.finished(&step, verdict == DeployVerdict::Patched, outcome, &detail)?;
+    if verdict != DeployVerdict::Patched {
         ctx.host_log(&format!("run {}: {}: {detail}", ctx.run, verdict.word()));
         return Err(Stop::new(verdict, detail));
     }
@@ -116,10 +116,10 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
         ctx.finished(
             &step,
             true,
-            "ok",
+            StepOutcome::Ok,
             &format!("{} file(s) removed", files.len()),
         )
     } else {
-        ctx.finished(&step, false, "left_behind", &left.join("; "))
+        ctx.finished(&step, false, StepOutcome::LeftBehind, &left.join("; "))
     };
 }
