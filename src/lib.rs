@@ -19,4 +19,5 @@ pub use rollout::journal;
 pub mod progress;
 pub mod report;
 pub mod pipeline;
+pub mod fake;
 pub mod demo;

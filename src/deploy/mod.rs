@@ -19,6 +19,9 @@ pub mod settle;
 pub mod stage;
 pub mod verify;
 
+#[cfg(test)]
+mod test_support;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -335,6 +338,8 @@ pub struct HostContext<'a> {
     /// without a repository.
     pub repo: Option<&'a Repository>,
     pub options: &'a DeployOptions,
+    /// How the reboot phases see the host's port open and close (TCP unless a test fakes it).
+    pub(crate) port: std::sync::Arc<dyn reboot::PortProbe>,
     /// Files and folders the installs created beside the staged ones (expanded cabinets), for
     /// the clean-up.
     pub(crate) created_files: Vec<String>,
@@ -357,9 +362,16 @@ impl<'a> HostContext<'a> {
             sink,
             repo,
             options,
+            port: std::sync::Arc::new(reboot::TcpPortProbe),
             created_files: Vec::new(),
             created_dirs: Vec::new(),
         }
+    }
+
+    /// See the host's port through `probe` instead of TCP (a [`crate::fake::FakeTarget`]'s).
+    pub fn with_port_probe(mut self, probe: std::sync::Arc<dyn reboot::PortProbe>) -> Self {
+        self.port = probe;
+        self
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use super::{DeployVerdict, HostContext, RebootRecord, Stop, elapsed_ms};
 use crate::events::{RebootPhase, Step, StepOutcome};
-use crate::remote::{Command, RemoteError};
+use crate::inventory::Host;
+use crate::remote::{BoxFuture, Command, RemoteError};
 
 /// What the host says about its boot and servicing, from the probe with nothing else asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,11 +264,214 @@ fn phase_step(phase: RebootPhase) -> Step {
     Step::Reboot { phase }
 }
 
-/// Whether the WinRM port accepts a TCP connection (one short try).
+/// Whether the host's remote-management port accepts connections: how the `down` and `port`
+/// phases see a host go and come back without logging on. A seam of its own (not a [`Target`]
+/// call) because it must work while no session to the host can exist.
+///
+/// [`Target`]: crate::remote::Target
+pub trait PortProbe: Send + Sync {
+    fn open<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool>;
+}
+
+/// The real one: a TCP connection to the inventory's address and port (one short try).
+pub struct TcpPortProbe;
+
+impl PortProbe for TcpPortProbe {
+    fn open<'a>(&'a self, host: &'a Host) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let addr = (host.address.as_str(), host.port);
+            matches!(
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr))
+                    .await,
+                Ok(Ok(_))
+            )
+        })
+    }
+}
+
 async fn port_open(ctx: &HostContext<'_>) -> bool {
-    let addr = (ctx.host.address.as_str(), ctx.host.port);
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    )
+    ctx.port.open(ctx.host).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::test_support::Bench;
+    use crate::fake::{FakeTarget, RebootScript, Reply};
+    use winsim::probe::{PROBE_MARKER, PendingReboot};
+
+    fn phases(b: &Bench) -> Vec<(RebootPhase, bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .filter_map(|(step, ok, outcome, _)| match step {
+                Step::Reboot { phase } => Some((phase, ok, outcome)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_reboot_waits_for_a_new_boot_time_then_settles() {
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript {
+            configuring_for: 3,
+            ..RebootScript::quick("B1")
+        });
+        let mut b = Bench::new(fake);
+        let record = reboot(&mut b.ctx(), "B0").await.expect("rebooted");
+        assert_eq!(record.boot_after.as_deref(), Some("B1"));
+        assert_eq!(
+            (record.by.as_str(), record.boot_before.as_str()),
+            ("hive", "B0")
+        );
+        use RebootPhase::*;
+        assert_eq!(
+            phases(&b),
+            [
+                (Shutdown, true, StepOutcome::Ok),
+                (Down, true, StepOutcome::Down),
+                (Port, true, StepOutcome::Open),
+                (Login, true, StepOutcome::Ok),
+                (Settled, true, StepOutcome::Ok),
+                (Pending, true, StepOutcome::NothingPending),
+            ]
+        );
+        // The logon phase journals the new boot time as a field.
+        let login = b
+            .ends()
+            .into_iter()
+            .find(|(s, ..)| *s == Step::Reboot { phase: Login })
+            .and_then(|(.., boot)| boot);
+        assert_eq!(login.as_deref(), Some("B1"));
+        assert_eq!(b.fake.commands_with("shutdown /r").len(), 1);
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn a_reboot_faster_than_the_poll_is_seen_by_its_boot_time() {
+        // The host never refuses its port: the boot time alone shows the reboot.
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript {
+            down_after: 1,
+            down_for: Some(0),
+            ..RebootScript::quick("B1")
+        });
+        let mut b = Bench::new(fake);
+        reboot(&mut b.ctx(), "B0").await.expect("rebooted");
+        assert_eq!(
+            phases(&b)[1],
+            (RebootPhase::Down, true, StepOutcome::RebootedBetweenPolls)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_that_never_goes_down_did_not_reboot() {
+        let mut b = Bench::new(FakeTarget::new("H1", "B0"));
+        let stop = reboot(&mut b.ctx(), "B0").await.expect_err("no reboot");
+        assert_eq!(stop.verdict, DeployVerdict::DidNotReboot, "{}", stop.why);
+        assert_eq!(
+            phases(&b).last(),
+            Some(&(RebootPhase::Down, false, StepOutcome::TimedOut))
+        );
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn a_host_that_never_comes_back_never_returned() {
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript {
+            down_for: None,
+            ..RebootScript::quick("B1")
+        });
+        let mut b = Bench::new(fake);
+        let stop = reboot(&mut b.ctx(), "B0").await.expect_err("down for good");
+        assert_eq!(stop.verdict, DeployVerdict::NeverReturned, "{}", stop.why);
+        assert_eq!(
+            phases(&b).last(),
+            Some(&(RebootPhase::Port, false, StepOutcome::TimedOut))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_shutdown_fails_the_reboot_and_1190_is_a_scheduled_one() {
+        let fake = FakeTarget::new("H1", "B0").on("shutdown", [Reply::exit(5, "")]);
+        let mut b = Bench::new(fake);
+        let stop = reboot(&mut b.ctx(), "B0").await.expect_err("refused");
+        assert_eq!(stop.verdict, DeployVerdict::RebootFailed);
+
+        let fake = FakeTarget::new("H1", "B0")
+            .on("shutdown", [Reply::exit(1190, "")])
+            .reboots(RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        reboot(&mut b.ctx(), "B0").await.expect("rebooted");
+        assert_eq!(
+            phases(&b)[0],
+            (RebootPhase::Shutdown, true, StepOutcome::AlreadyScheduled)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_dropped_by_the_shutdown_is_not_a_failure() {
+        let fake = FakeTarget::new("H1", "B0")
+            .on(
+                "shutdown",
+                [Reply::Error(RemoteError::Unreachable("reset".into()))],
+            )
+            .reboots(RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        reboot(&mut b.ctx(), "B0").await.expect("rebooted");
+        assert_eq!(
+            phases(&b)[0],
+            (RebootPhase::Shutdown, true, StepOutcome::ConnectionDropped)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_logon_that_hangs_is_cut_off_and_tried_again() {
+        // The host accepts connections before its WinRM service answers: the first state probe
+        // after the port opens hangs. The attempt budget cuts it off within the login phase.
+        let fake = FakeTarget::new("H1", "B0")
+            .reboots(RebootScript::quick("B1"))
+            .on(PROBE_MARKER, [Reply::Hang, Reply::Normal]);
+        let mut b = Bench::new(fake);
+        b.options.down_timeout = std::time::Duration::from_secs(5);
+        b.options.login_timeout = std::time::Duration::from_secs(5);
+        b.options.command_timeout = std::time::Duration::from_millis(50);
+        let started = std::time::Instant::now();
+        reboot(&mut b.ctx(), "B0").await.expect("rebooted");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn servicing_that_never_settles_and_a_pending_reboot_are_named() {
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript {
+            configuring_for: u64::MAX / 2,
+            ..RebootScript::quick("B1")
+        });
+        let mut b = Bench::new(fake);
+        let stop = reboot(&mut b.ctx(), "B0").await.expect_err("busy");
+        assert_eq!(
+            stop.verdict,
+            DeployVerdict::StillConfiguring,
+            "{}",
+            stop.why
+        );
+
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript {
+            pending_after: PendingReboot {
+                pending_file_renames: true,
+                ..PendingReboot::default()
+            },
+            ..RebootScript::quick("B1")
+        });
+        let mut b = Bench::new(fake);
+        let stop = reboot(&mut b.ctx(), "B0").await.expect_err("pending");
+        assert_eq!(
+            stop.verdict,
+            DeployVerdict::RebootStillPending,
+            "{}",
+            stop.why
+        );
+        assert_eq!(
+            phases(&b).last(),
+            Some(&(RebootPhase::Pending, false, StepOutcome::StillPending))
+        );
+    }
 }

@@ -269,6 +269,102 @@ pub(crate) async fn reboot_in_flight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::test_support::Bench;
+    use crate::fake::{FakeTarget, RebootScript};
+    use winsim::probe::PendingReboot;
+
+    fn resume_phase(b: &Bench) -> Option<(StepOutcome, Option<String>)> {
+        b.ends().into_iter().find_map(|(step, _, outcome, boot)| {
+            (step
+                == Step::Reboot {
+                    phase: RebootPhase::Resume,
+                })
+            .then_some((outcome, boot))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_reboot_that_happened_while_hive_was_down_is_settled_not_repeated() {
+        let mut b = Bench::new(FakeTarget::new("H1", "B1"));
+        let record = reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect("settled")
+            .expect("a reboot record");
+        assert_eq!(
+            (record.boot_before.as_str(), record.boot_after.as_deref()),
+            ("B0", Some("B1"))
+        );
+        assert_eq!(
+            resume_phase(&b),
+            Some((StepOutcome::Rebooted, Some("B1".into())))
+        );
+        assert!(
+            b.fake.commands_with("shutdown").is_empty(),
+            "no second reboot"
+        );
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn a_host_still_down_at_resume_is_waited_for() {
+        let fake = FakeTarget::new("H1", "B0").down_now(Some(4), RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect("settled");
+        assert_eq!(resume_phase(&b).map(|r| r.0), Some(StepOutcome::Rebooted));
+        assert!(b.fake.commands_with("shutdown").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reboot_that_never_happened_is_done_now_once() {
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        let record = reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect("rebooted")
+            .expect("a reboot record");
+        assert_eq!(record.boot_after.as_deref(), Some("B1"));
+        assert_eq!(
+            resume_phase(&b).map(|r| r.0),
+            Some(StepOutcome::NotRebooted)
+        );
+        assert_eq!(b.fake.commands_with("shutdown /r").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_boot_time_from_before_the_pending_markers_decide() {
+        let fake = FakeTarget::new("H1", "B0")
+            .pending(PendingReboot {
+                pending_file_renames: true,
+                ..PendingReboot::default()
+            })
+            .reboots(RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        let record = reboot_in_flight(&mut b.ctx(), None)
+            .await
+            .expect("rebooted");
+        assert!(record.is_some());
+        assert_eq!(resume_phase(&b).map(|r| r.0), Some(StepOutcome::Pending));
+        assert_eq!(b.fake.commands_with("shutdown /r").len(), 1);
+
+        let mut b = Bench::new(FakeTarget::new("H1", "B0"));
+        let record = reboot_in_flight(&mut b.ctx(), None).await.expect("settled");
+        assert!(record.is_none());
+        assert_eq!(resume_phase(&b).map(|r| r.0), Some(StepOutcome::Answering));
+        assert!(b.fake.commands_with("shutdown").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_host_that_never_answers_after_resume_never_returned() {
+        let fake = FakeTarget::new("H1", "B0").down_now(None, RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        let stop = reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect_err("down for good");
+        assert_eq!(stop.verdict, DeployVerdict::NeverReturned, "{}", stop.why);
+        assert!(b.all_closed());
+    }
 
     #[test]
     fn tasklist_csv_gives_image_names() {

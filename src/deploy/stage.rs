@@ -265,6 +265,119 @@ fn is_sha256_hex(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::test_support::{Bench, plan_of};
+    use crate::fake::{Call, FakeTarget, Reply};
+
+    const BYTES: &[u8] = b"MZ an installer";
+    const REMOTE: &str = r"C:\Windows\Temp\hive\r1\Q300972.exe";
+
+    fn sha(bytes: &[u8]) -> String {
+        sha256_hex(bytes)
+    }
+
+    fn installer() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("Q300972.exe");
+        std::fs::write(&path, BYTES).expect("write installer");
+        (dir, path)
+    }
+
+    fn stage_ends(b: &Bench) -> Vec<(bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .map(|(_, ok, outcome, _)| (ok, outcome))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_installer_is_copied_then_hashed_by_the_host_itself() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let fake = FakeTarget::new("H1", "B0").on(
+            "certutil",
+            [Reply::exit(
+                0,
+                &format!("SHA256 hash:\r\n{}\r\n", sha(BYTES)),
+            )],
+        );
+        let mut b = Bench::new(fake);
+        let staged = stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect("staged");
+        assert_eq!(staged.installers[&0], REMOTE);
+        assert_eq!(b.fake.file(REMOTE).as_deref(), Some(BYTES));
+        assert_eq!(
+            stage_ends(&b),
+            [(true, StepOutcome::Copied), (true, StepOutcome::Ok)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_already_on_the_host_is_not_sent_again() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let fake = FakeTarget::new("H1", "B0")
+            .with_file(REMOTE, BYTES)
+            .on("certutil", [Reply::exit(0, &sha(BYTES))]);
+        let mut b = Bench::new(fake);
+        stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect("staged");
+        assert!(!b.fake.calls().iter().any(|c| matches!(c, Call::Put(_))));
+        assert_eq!(stage_ends(&b)[0], (true, StepOutcome::Cached));
+    }
+
+    #[tokio::test]
+    async fn other_bytes_on_the_host_stop_the_host_before_anything_runs() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let fake = FakeTarget::new("H1", "B0").on("certutil", [Reply::exit(0, &sha(b"other"))]);
+        let mut b = Bench::new(fake);
+        let stop = stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect_err("mismatch");
+        assert_eq!(stop.verdict, DeployVerdict::HashMismatch, "{}", stop.why);
+        assert_eq!(stage_ends(&b)[1], (false, StepOutcome::HashMismatch));
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn a_repository_copy_unlike_the_catalog_is_never_sent() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(b"what the catalog says"));
+        let mut b = Bench::new(FakeTarget::new("H1", "B0"));
+        let stop = stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect_err("mismatch");
+        assert_eq!(stop.verdict, DeployVerdict::HashMismatch);
+        assert!(b.fake.calls().is_empty(), "{:?}", b.fake.calls());
+    }
+
+    #[tokio::test]
+    async fn a_host_without_certutil_or_powershell_is_checked_by_reading_back() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let not_recognized = Reply::Output(crate::remote::ExecOutput {
+            stdout: String::new(),
+            stderr: "'powershell' is not recognized as an internal or external command".into(),
+            exit_code: 1,
+        });
+        let fake = FakeTarget::new("H1", "B0")
+            .on("certutil", [Reply::exit(1, "")])
+            .on("Get-FileHash", [not_recognized]);
+        let mut b = Bench::new(fake);
+        stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect("staged");
+        let sha_calls = b
+            .fake
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Sha256(_)))
+            .count();
+        assert_eq!(sha_calls, 2, "the cache check, then the read-back");
+        assert_eq!(stage_ends(&b)[1], (true, StepOutcome::Ok));
+    }
 
     #[test]
     fn certutil_output_of_both_eras_parses() {
