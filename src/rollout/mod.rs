@@ -27,6 +27,9 @@ pub mod stop;
 pub mod summary;
 pub mod verdict;
 
+#[cfg(test)]
+mod engine_tests;
+
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
 pub use job::{CommandHealth, Connector, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;
