@@ -123,3 +123,144 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
         ctx.finished(&step, false, StepOutcome::LeftBehind, &left.join("; "))
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::model::{Catalog, DetectionRule, Patch, PatchTarget, Product, Restart};
+    use crate::deploy::test_support::{Bench, plan_of};
+    use crate::fake::FakeTarget;
+    use crate::scan::run::{FileSource, PreparedProbe};
+    use std::collections::BTreeSet;
+    use winsim::probe::{PROBE_SCHEMA, PendingReboot, ProbeFacts, RegistryFact};
+
+    const KEY: &str = r"HKLM\SOFTWARE\Hive\MS01-033";
+
+    /// The host's probe answer, with the patch's registry value set to `data`.
+    fn facts(data: &str) -> ProbeFacts {
+        ProbeFacts {
+            schema: PROBE_SCHEMA,
+            computer_name: "H1".into(),
+            product_name: "Windows Server 2019 Datacenter".into(),
+            edition_id: "ServerDatacenter".into(),
+            csd_version: String::new(),
+            major: 10,
+            minor: 0,
+            build: 17763,
+            ubr: 0,
+            installed_kbs: Vec::new(),
+            pending_reboot: PendingReboot::default(),
+            last_boot_time: "B1".into(),
+            free_disk_bytes: 1 << 30,
+            registry: vec![RegistryFact {
+                key: KEY.into(),
+                value: "Installed".into(),
+                found: true,
+                kind: Some("REG_SZ".into()),
+                data: Some(serde_json::Value::String(data.into())),
+            }],
+            files: Vec::new(),
+        }
+    }
+
+    /// One patch, installed when its registry value is `1`, on the product the host runs.
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        let probe_request = crate::scan::probe::request_for(&c);
+        let os = crate::scan::probe::facts_from(&facts("0"), &probe_request).products[0]
+            .name
+            .clone();
+        c.products.insert(
+            "p:os".into(),
+            Product {
+                id: "p:os".into(),
+                name: os,
+                family: None,
+                cpe: None,
+                applicability: Default::default(),
+            },
+        );
+        c.patches.insert(
+            "MS01-033".into(),
+            Patch {
+                id: "MS01-033".into(),
+                kb: None,
+                file_name: None,
+                download_url: None,
+                sha256: None,
+                subtype: None,
+                restart: Some(Restart::Yes),
+                bulletins: vec!["MS01-033".into()],
+                targets: vec![PatchTarget {
+                    product: "p:os".into(),
+                    service_packs: vec![],
+                    fixed_in_sp: None,
+                    fixed_build: None,
+                    detection: DetectionRule::RegistryValue {
+                        key: KEY.into(),
+                        value: "Installed".into(),
+                        data: "1".into(),
+                    },
+                }],
+                supersedes: BTreeSet::new(),
+                superseded_by: BTreeSet::new(),
+                installer: None,
+            },
+        );
+        c
+    }
+
+    async fn verify_with(data: &str, said: PatchOutcome) -> (Result<DeployVerdict, Stop>, Bench) {
+        let catalog = catalog();
+        let probe = PreparedProbe::new(&catalog);
+        let scan = ScanInputs {
+            catalog: &catalog,
+            probe: &probe,
+            files: FileSource::Probe,
+        };
+        let plan = plan_of(std::path::Path::new("unused"), b"", "");
+        let mut patches = vec![PatchResult {
+            patch: "MS01-033".into(),
+            bulletin: "MS01-033".into(),
+            file: "Q300972.exe".into(),
+            outcome: said,
+            exit_code: Some(0),
+            attempts: 1,
+            verified: None,
+            detail: String::new(),
+        }];
+        let mut b = Bench::new(FakeTarget::new("H1", "B1").probe_facts(facts(data)));
+        let result = verify(&mut b.ctx(), &scan, &plan, &mut patches).await;
+        (result, b)
+    }
+
+    fn verify_end(b: &Bench) -> Option<(bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .find(|(s, ..)| *s == Step::Verify)
+            .map(|(_, ok, outcome, _)| (ok, outcome))
+    }
+
+    #[tokio::test]
+    async fn the_re_scan_proves_the_patch() {
+        let (result, b) = verify_with("1", PatchOutcome::Installed).await;
+        assert_eq!(result.map_err(|s| s.why).unwrap(), DeployVerdict::Patched);
+        assert_eq!(verify_end(&b), Some((true, StepOutcome::Patched)));
+    }
+
+    #[tokio::test]
+    async fn a_patch_the_re_scan_still_misses_fails_verification() {
+        let (result, b) = verify_with("0", PatchOutcome::Installed).await;
+        let stop = result.expect_err("still missing");
+        assert_eq!(stop.verdict, DeployVerdict::VerifyFailed, "{}", stop.why);
+        assert_eq!(verify_end(&b), Some((false, StepOutcome::VerifyFailed)));
+    }
+
+    #[tokio::test]
+    async fn an_installer_that_said_already_installed_against_the_scan_needs_review() {
+        let (result, b) = verify_with("0", PatchOutcome::AlreadyInstalled).await;
+        let stop = result.expect_err("disagreement");
+        assert_eq!(stop.verdict, DeployVerdict::NeedsReview, "{}", stop.why);
+        assert_eq!(verify_end(&b), Some((false, StepOutcome::NeedsReview)));
+    }
+}

@@ -314,3 +314,18 @@ async fn a_paused_run_waits_for_promote_then_goes_on() {
     assert_eq!(summary.state, RunState::Paused);
     assert_eq!(verdicts(&summary)["A1"], None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_before_it_starts_starts_no_host() {
+    let repo = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Seen::default());
+    let rollout = Rollout::new(repo.path(), Arc::new(job(seen.clone(), 1, patched)));
+    rollout.stop.stop();
+    let summary = rollout
+        .start("plan", three_waves(), options(4))
+        .await
+        .unwrap();
+    assert_eq!(summary.stop, Some(StopReason::Operator));
+    assert!(seen.order.lock().unwrap().is_empty());
+    assert_eq!(summary.counts().not_started, 8);
+}
