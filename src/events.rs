@@ -140,6 +140,47 @@ pub enum StepOutcome {
 }
 
 impl StepOutcome {
+    /// Every outcome, in declaration order.
+    pub const ALL: [StepOutcome; 34] = {
+        use StepOutcome::*;
+        [
+            Ok,
+            Failed,
+            TimedOut,
+            Interrupted,
+            Copied,
+            Cached,
+            HashMismatch,
+            NotRun,
+            DoneEarlier,
+            RebootRequired,
+            RebootInitiated,
+            AlreadyInstalled,
+            NotApplicable,
+            LandedBeforeCrash,
+            DidNotComplete,
+            NotPlanned,
+            AlreadyScheduled,
+            InProgress,
+            ConnectionDropped,
+            ReplyLost,
+            Down,
+            RebootedBetweenPolls,
+            NotAnswering,
+            Open,
+            NothingPending,
+            StillPending,
+            Rebooted,
+            NotRebooted,
+            Pending,
+            Answering,
+            Patched,
+            NeedsReview,
+            VerifyFailed,
+            LeftBehind,
+        ]
+    };
+
     /// The word as journaled.
     pub fn as_str(self) -> &'static str {
         use StepOutcome::*;
@@ -301,43 +342,9 @@ mod tests {
 
     #[test]
     fn outcome_words_are_their_serde_names() {
-        use StepOutcome::*;
-        for o in [
-            Ok,
-            Failed,
-            TimedOut,
-            Interrupted,
-            Copied,
-            Cached,
-            HashMismatch,
-            NotRun,
-            DoneEarlier,
-            RebootRequired,
-            RebootInitiated,
-            AlreadyInstalled,
-            NotApplicable,
-            LandedBeforeCrash,
-            DidNotComplete,
-            NotPlanned,
-            AlreadyScheduled,
-            InProgress,
-            ConnectionDropped,
-            ReplyLost,
-            Down,
-            RebootedBetweenPolls,
-            NotAnswering,
-            Open,
-            NothingPending,
-            StillPending,
-            Rebooted,
-            NotRebooted,
-            Pending,
-            Answering,
-            Patched,
-            NeedsReview,
-            VerifyFailed,
-            LeftBehind,
-        ] {
+        let mut words = std::collections::BTreeSet::new();
+        for o in StepOutcome::ALL {
+            assert!(words.insert(o.as_str()), "{o:?}: its word is taken");
             let json = serde_json::to_string(&o).unwrap();
             assert_eq!(json, format!("\"{}\"", o.as_str()));
             assert_eq!(serde_json::from_str::<StepOutcome>(&json).unwrap(), o);

@@ -146,23 +146,7 @@ impl FakeHost {
     }
 
     fn facts(&self) -> ProbeFacts {
-        let mut facts = self.probe.clone().unwrap_or_else(|| ProbeFacts {
-            schema: PROBE_SCHEMA,
-            computer_name: String::new(),
-            product_name: "Windows Server 2019 Datacenter".into(),
-            edition_id: "ServerDatacenter".into(),
-            csd_version: String::new(),
-            major: 10,
-            minor: 0,
-            build: 17763,
-            ubr: 0,
-            installed_kbs: Vec::new(),
-            pending_reboot: PendingReboot::default(),
-            last_boot_time: String::new(),
-            free_disk_bytes: 10 << 30,
-            registry: Vec::new(),
-            files: Vec::new(),
-        });
+        let mut facts = self.probe.clone().unwrap_or_else(FakeTarget::plain_facts);
         facts.last_boot_time = self.boot.clone();
         facts.pending_reboot = self.pending.clone();
         facts.pending_reboot.cbs_reboot_pending |= self.tick < self.servicing_busy_until;
@@ -246,6 +230,28 @@ impl FakeTarget {
             h.servicing_busy_until = h.tick + ticks;
         }
         self
+    }
+
+    /// What the probe reports of a host nobody scripted: Windows Server 2019, no hotfix, no
+    /// registry value or file asked for. Tests that scan start from it.
+    pub fn plain_facts() -> ProbeFacts {
+        ProbeFacts {
+            schema: PROBE_SCHEMA,
+            computer_name: String::new(),
+            product_name: "Windows Server 2019 Datacenter".into(),
+            edition_id: "ServerDatacenter".into(),
+            csd_version: String::new(),
+            major: 10,
+            minor: 0,
+            build: 17763,
+            ubr: 0,
+            installed_kbs: Vec::new(),
+            pending_reboot: PendingReboot::default(),
+            last_boot_time: String::new(),
+            free_disk_bytes: 10 << 30,
+            registry: Vec::new(),
+            files: Vec::new(),
+        }
     }
 
     /// The probe's answer besides boot time and pending markers (registry values, file

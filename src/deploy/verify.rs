@@ -132,26 +132,14 @@ mod tests {
     use crate::fake::FakeTarget;
     use crate::scan::run::{FileSource, PreparedProbe};
     use std::collections::BTreeSet;
-    use winsim::probe::{PROBE_SCHEMA, PendingReboot, ProbeFacts, RegistryFact};
+    use winsim::probe::{ProbeFacts, RegistryFact};
 
     const KEY: &str = r"HKLM\SOFTWARE\Hive\MS01-033";
 
     /// The host's probe answer, with the patch's registry value set to `data`.
     fn facts(data: &str) -> ProbeFacts {
         ProbeFacts {
-            schema: PROBE_SCHEMA,
             computer_name: "H1".into(),
-            product_name: "Windows Server 2019 Datacenter".into(),
-            edition_id: "ServerDatacenter".into(),
-            csd_version: String::new(),
-            major: 10,
-            minor: 0,
-            build: 17763,
-            ubr: 0,
-            installed_kbs: Vec::new(),
-            pending_reboot: PendingReboot::default(),
-            last_boot_time: "B1".into(),
-            free_disk_bytes: 1 << 30,
             registry: vec![RegistryFact {
                 key: KEY.into(),
                 value: "Installed".into(),
@@ -159,7 +147,7 @@ mod tests {
                 kind: Some("REG_SZ".into()),
                 data: Some(serde_json::Value::String(data.into())),
             }],
-            files: Vec::new(),
+            ..FakeTarget::plain_facts()
         }
     }
 
