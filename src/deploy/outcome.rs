@@ -17,7 +17,7 @@ pub struct PriorWork {
     /// The reboot after the installs completed (its last phase finished ok).
     pub rebooted: bool,
     /// `Install` steps the journal shows started and never finished: the orchestrator died
-    /// during them. Each is settled from the host's evidence ([`settle`]) before anything runs.
+    /// during them. Each is settled from the host's evidence ([`super::settle`]) before anything runs.
     #[serde(default)]
     pub interrupted: Vec<Step>,
     /// An earlier install asked for a reboot (3010/1641, qchain) that has not happened yet.

@@ -41,7 +41,7 @@ impl HostVerdict {
     }
 }
 
-/// What a [`HostJob`] returns.
+/// What a [`super::HostJob`] returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostOutcome {
     pub verdict: HostVerdict,
