@@ -269,9 +269,110 @@ pub(crate) async fn reboot_in_flight(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::test_support::Bench;
-    use crate::fake::{FakeTarget, RebootScript};
+    use crate::deploy::test_support::{Bench, plan_of, registry_catalog, registry_facts};
+    use crate::fake::{FakeTarget, RebootScript, Reply};
+    use crate::scan::run::{FileSource, PreparedProbe};
     use winsim::probe::PendingReboot;
+
+    const RUNNING: &str = "\"Q300972.exe\",\"1012\",\"Services\",\"0\",\"4,096 K\"\r\n";
+    const NONE_RUNNING: &str = "INFO: No tasks are running which match the specified criteria.\r\n";
+
+    /// Settle the install of the test plan's one patch, left open by a crash, on `fake`.
+    async fn settle_open_install(
+        fake: FakeTarget,
+        kb_known: bool,
+    ) -> (Result<Settled, Stop>, Bench) {
+        let mut catalog = registry_catalog();
+        if kb_known && let Some(p) = catalog.patches.get_mut("MS01-033") {
+            p.kb = "Q300972".parse().ok();
+        }
+        let probe = PreparedProbe::new(&catalog);
+        let scan = ScanInputs {
+            catalog: &catalog,
+            probe: &probe,
+            files: FileSource::Probe,
+        };
+        let plan = plan_of(std::path::Path::new("unused"), b"", "");
+        let step = Step::Install {
+            patch: "MS01-033".into(),
+            index: 1,
+            total: 1,
+        };
+        let mut b = Bench::new(fake);
+        let settled = interrupted_install(&mut b.ctx(), &scan, &plan.installs[0], &step).await;
+        (settled, b)
+    }
+
+    fn install_end(b: &Bench) -> Option<(bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .find(|(s, ..)| matches!(s, Step::Install { .. }))
+            .map(|(_, ok, outcome, _)| (ok, outcome))
+    }
+
+    #[tokio::test]
+    async fn an_installer_still_running_is_waited_for_then_its_evidence_decides() {
+        let fake = FakeTarget::new("H1", "B0")
+            .on(
+                "tasklist",
+                [
+                    Reply::exit(0, RUNNING),
+                    Reply::exit(0, RUNNING),
+                    Reply::exit(0, NONE_RUNNING),
+                ],
+            )
+            .probe_facts(registry_facts("1"));
+        let (settled, b) = settle_open_install(fake, false).await;
+        assert!(matches!(settled, Ok(Settled::Landed(_))), "{settled:?}");
+        assert_eq!(b.fake.commands_with("tasklist").len(), 3);
+        assert_eq!(
+            install_end(&b),
+            Some((true, StepOutcome::LandedBeforeCrash))
+        );
+        assert!(
+            b.fake.commands_with("Q300972.exe -u").is_empty(),
+            "never run again here"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_evidence_and_no_installer_running_lets_it_run_again() {
+        let fake = FakeTarget::new("H1", "B0")
+            .on("tasklist", [Reply::exit(0, NONE_RUNNING)])
+            .probe_facts(registry_facts("0"));
+        let (settled, b) = settle_open_install(fake, false).await;
+        assert!(
+            matches!(settled, Ok(Settled::NotInstalled(_))),
+            "{settled:?}"
+        );
+        assert_eq!(install_end(&b), Some((false, StepOutcome::DidNotComplete)));
+    }
+
+    #[tokio::test]
+    async fn a_kb_in_the_hotfix_list_is_evidence_before_the_reboot() {
+        // The scan still says missing (its file waits for the reboot), but the hotfix list
+        // names the KB: the installer finished.
+        let fake = FakeTarget::new("H1", "B0")
+            .on("tasklist", [Reply::exit(0, NONE_RUNNING)])
+            .probe_facts(winsim::probe::ProbeFacts {
+                installed_kbs: vec!["Q300972".into()],
+                ..registry_facts("0")
+            });
+        let (settled, _) = settle_open_install(fake, true).await;
+        match settled {
+            Ok(Settled::Landed(why)) => assert!(why.contains("hotfix list"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_installer_that_never_ends_is_a_hung_install() {
+        let fake = FakeTarget::new("H1", "B0").on("tasklist", [Reply::exit(0, RUNNING)]);
+        let (settled, b) = settle_open_install(fake, false).await;
+        let stop = settled.expect_err("hung");
+        assert_eq!(stop.verdict, DeployVerdict::InstallTimedOut, "{}", stop.why);
+        assert_eq!(install_end(&b), Some((false, StepOutcome::TimedOut)));
+    }
 
     fn resume_phase(b: &Bench) -> Option<(StepOutcome, Option<String>)> {
         b.ends().into_iter().find_map(|(step, _, outcome, boot)| {

@@ -1,15 +1,19 @@
 //! What deploy's unit tests share: a host, short timeouts, and a [`FakeTarget`] with an event
 //! recorder, wired into a [`HostContext`].
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 use super::{DeployOptions, HostContext, HostPlan, PlannedInstall};
-use crate::catalog::model::{InstallerRecipe, Restart};
+use crate::catalog::model::{
+    Catalog, DetectionRule, InstallerRecipe, Patch, PatchTarget, Product, Restart,
+};
 use crate::deploy::plan::ApprovedInstaller;
 use crate::events::{Recorder, Step, StepOutcome, StepState};
 use crate::fake::FakeTarget;
 use crate::inventory::{Host, Inventory};
+use winsim::probe::{ProbeFacts, RegistryFact};
 
 pub(crate) const RUN: &str = "r1";
 
@@ -136,4 +140,68 @@ pub(crate) fn plan_of(path: &Path, bytes: &[u8], expected_sha256: &str) -> HostP
         expected_reboot: Restart::Yes,
         bytes: bytes.len() as u64,
     }
+}
+
+const KEY: &str = r"HKLM\SOFTWARE\Hive\MS01-033";
+
+/// The host's probe answer, with the patch's registry value set to `data`.
+pub(crate) fn registry_facts(data: &str) -> ProbeFacts {
+    ProbeFacts {
+        computer_name: "H1".into(),
+        registry: vec![RegistryFact {
+            key: KEY.into(),
+            value: "Installed".into(),
+            found: true,
+            kind: Some("REG_SZ".into()),
+            data: Some(serde_json::Value::String(data.into())),
+        }],
+        ..FakeTarget::plain_facts()
+    }
+}
+
+/// One patch, installed when its registry value is `1`, on the product the host runs.
+pub(crate) fn registry_catalog() -> Catalog {
+    let mut c = Catalog::default();
+    let probe_request = crate::scan::probe::request_for(&c);
+    let os = crate::scan::probe::facts_from(&registry_facts("0"), &probe_request).products[0]
+        .name
+        .clone();
+    c.products.insert(
+        "p:os".into(),
+        Product {
+            id: "p:os".into(),
+            name: os,
+            family: None,
+            cpe: None,
+            applicability: Default::default(),
+        },
+    );
+    c.patches.insert(
+        "MS01-033".into(),
+        Patch {
+            id: "MS01-033".into(),
+            kb: None,
+            file_name: None,
+            download_url: None,
+            sha256: None,
+            subtype: None,
+            restart: Some(Restart::Yes),
+            bulletins: vec!["MS01-033".into()],
+            targets: vec![PatchTarget {
+                product: "p:os".into(),
+                service_packs: vec![],
+                fixed_in_sp: None,
+                fixed_build: None,
+                detection: DetectionRule::RegistryValue {
+                    key: KEY.into(),
+                    value: "Installed".into(),
+                    data: "1".into(),
+                },
+            }],
+            supersedes: BTreeSet::new(),
+            superseded_by: BTreeSet::new(),
+            installer: None,
+        },
+    );
+    c
 }

@@ -127,79 +127,12 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::model::{Catalog, DetectionRule, Patch, PatchTarget, Product, Restart};
-    use crate::deploy::test_support::{Bench, plan_of};
+    use crate::deploy::test_support::{Bench, plan_of, registry_catalog, registry_facts};
     use crate::fake::FakeTarget;
     use crate::scan::run::{FileSource, PreparedProbe};
-    use std::collections::BTreeSet;
-    use winsim::probe::{ProbeFacts, RegistryFact};
-
-    const KEY: &str = r"HKLM\SOFTWARE\Hive\MS01-033";
-
-    /// The host's probe answer, with the patch's registry value set to `data`.
-    fn facts(data: &str) -> ProbeFacts {
-        ProbeFacts {
-            computer_name: "H1".into(),
-            registry: vec![RegistryFact {
-                key: KEY.into(),
-                value: "Installed".into(),
-                found: true,
-                kind: Some("REG_SZ".into()),
-                data: Some(serde_json::Value::String(data.into())),
-            }],
-            ..FakeTarget::plain_facts()
-        }
-    }
-
-    /// One patch, installed when its registry value is `1`, on the product the host runs.
-    fn catalog() -> Catalog {
-        let mut c = Catalog::default();
-        let probe_request = crate::scan::probe::request_for(&c);
-        let os = crate::scan::probe::facts_from(&facts("0"), &probe_request).products[0]
-            .name
-            .clone();
-        c.products.insert(
-            "p:os".into(),
-            Product {
-                id: "p:os".into(),
-                name: os,
-                family: None,
-                cpe: None,
-                applicability: Default::default(),
-            },
-        );
-        c.patches.insert(
-            "MS01-033".into(),
-            Patch {
-                id: "MS01-033".into(),
-                kb: None,
-                file_name: None,
-                download_url: None,
-                sha256: None,
-                subtype: None,
-                restart: Some(Restart::Yes),
-                bulletins: vec!["MS01-033".into()],
-                targets: vec![PatchTarget {
-                    product: "p:os".into(),
-                    service_packs: vec![],
-                    fixed_in_sp: None,
-                    fixed_build: None,
-                    detection: DetectionRule::RegistryValue {
-                        key: KEY.into(),
-                        value: "Installed".into(),
-                        data: "1".into(),
-                    },
-                }],
-                supersedes: BTreeSet::new(),
-                superseded_by: BTreeSet::new(),
-                installer: None,
-            },
-        );
-        c
-    }
 
     async fn verify_with(data: &str, said: PatchOutcome) -> (Result<DeployVerdict, Stop>, Bench) {
-        let catalog = catalog();
+        let catalog = registry_catalog();
         let probe = PreparedProbe::new(&catalog);
         let scan = ScanInputs {
             catalog: &catalog,
@@ -217,7 +150,7 @@ mod tests {
             verified: None,
             detail: String::new(),
         }];
-        let mut b = Bench::new(FakeTarget::new("H1", "B1").probe_facts(facts(data)));
+        let mut b = Bench::new(FakeTarget::new("H1", "B1").probe_facts(registry_facts(data)));
         let result = verify(&mut b.ctx(), &scan, &plan, &mut patches).await;
         (result, b)
     }
