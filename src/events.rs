@@ -252,6 +252,23 @@ pub enum StepState {
     },
 }
 
+impl StepState {
+    /// A step's end; `boot_time` when the step saw the host's (a scan, a reboot's logon).
+    pub fn finished(
+        ok: bool,
+        outcome: StepOutcome,
+        detail: &str,
+        boot_time: Option<&str>,
+    ) -> StepState {
+        StepState::Finished {
+            ok,
+            outcome,
+            detail: detail.to_string(),
+            boot_time: boot_time.map(str::to_string),
+        }
+    }
+}
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -136,15 +136,7 @@ impl HostContext<'_> {
         outcome: StepOutcome,
         detail: &str,
     ) -> Result<(), Stop> {
-        self.emit(
-            step,
-            StepState::Finished {
-                ok,
-                outcome,
-                detail: detail.to_string(),
-                boot_time: None,
-            },
-        )
+        self.emit(step, StepState::finished(ok, outcome, detail, None))
     }
 
     /// A step that ended ok having seen the host's boot time: the journal keeps it as a field,
@@ -158,12 +150,7 @@ impl HostContext<'_> {
     ) -> Result<(), Stop> {
         self.emit(
             step,
-            StepState::Finished {
-                ok: true,
-                outcome,
-                detail: detail.to_string(),
-                boot_time: Some(boot_time.to_string()),
-            },
+            StepState::finished(true, outcome, detail, Some(boot_time)),
         )
     }
 

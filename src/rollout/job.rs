@@ -54,12 +54,7 @@ impl JobContext {
     ) -> Result<(), String> {
         self.emit(
             step,
-            StepState::Finished {
-                ok,
-                outcome,
-                detail: detail.to_string(),
-                boot_time,
-            },
+            StepState::finished(ok, outcome, detail, boot_time.as_deref()),
         )
     }
     pub fn progress(&self, step: Step, done: u64, total: u64) -> Result<(), String> {
