@@ -84,143 +84,80 @@ impl fmt::Display for RebootPhase {
     }
 }
 
-/// How a step ended, one word per distinct end. The serde names are the words journals have
-/// always held, so journals written before this type existed still read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepOutcome {
-    Ok,
-    Failed,
-    TimedOut,
-    /// Closed on resume: hive stopped during the step.
-    Interrupted,
-    // Stage.
-    Copied,
-    /// The same SHA-256 was on the host already.
-    Cached,
-    HashMismatch,
-    // Install (see `deploy::PatchOutcome`).
-    NotRun,
-    DoneEarlier,
-    RebootRequired,
-    RebootInitiated,
-    AlreadyInstalled,
-    NotApplicable,
-    // An install a crash left open, settled from the host's evidence.
-    LandedBeforeCrash,
-    DidNotComplete,
-    /// The re-scan no longer plans the patch.
-    NotPlanned,
-    // Reboot, phase `shutdown`.
-    AlreadyScheduled,
-    InProgress,
-    ConnectionDropped,
-    ReplyLost,
-    // Phase `down`.
-    Down,
-    RebootedBetweenPolls,
-    NotAnswering,
-    // Phase `port`.
-    Open,
-    // Phase `pending`.
-    #[serde(rename = "none")]
-    NothingPending,
-    StillPending,
-    // Phase `resume`.
-    Rebooted,
-    NotRebooted,
-    Pending,
-    Answering,
-    // Verify.
-    Patched,
-    NeedsReview,
-    VerifyFailed,
-    // Cleanup.
-    LeftBehind,
+/// Declares [`StepOutcome`] from one list of (variant, journal word): the enum with each word
+/// as its serde name, [`StepOutcome::ALL`] and [`StepOutcome::as_str`], so the three can never
+/// disagree.
+macro_rules! step_outcomes {
+    ($($(#[$doc:meta])* $variant:ident = $word:literal,)*) => {
+        /// How a step ended, one word per distinct end. The serde names are the words journals
+        /// have always held, so journals written before this type existed still read.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum StepOutcome {
+            $($(#[$doc])* #[serde(rename = $word)] $variant,)*
+        }
+
+        impl StepOutcome {
+            /// Every outcome, in declaration order.
+            pub const ALL: &'static [StepOutcome] = &[$(StepOutcome::$variant,)*];
+
+            /// The word as journaled.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(StepOutcome::$variant => $word,)*
+                }
+            }
+        }
+    };
 }
 
-impl StepOutcome {
-    /// Every outcome, in declaration order.
-    pub const ALL: [StepOutcome; 34] = {
-        use StepOutcome::*;
-        [
-            Ok,
-            Failed,
-            TimedOut,
-            Interrupted,
-            Copied,
-            Cached,
-            HashMismatch,
-            NotRun,
-            DoneEarlier,
-            RebootRequired,
-            RebootInitiated,
-            AlreadyInstalled,
-            NotApplicable,
-            LandedBeforeCrash,
-            DidNotComplete,
-            NotPlanned,
-            AlreadyScheduled,
-            InProgress,
-            ConnectionDropped,
-            ReplyLost,
-            Down,
-            RebootedBetweenPolls,
-            NotAnswering,
-            Open,
-            NothingPending,
-            StillPending,
-            Rebooted,
-            NotRebooted,
-            Pending,
-            Answering,
-            Patched,
-            NeedsReview,
-            VerifyFailed,
-            LeftBehind,
-        ]
-    };
-
-    /// The word as journaled.
-    pub fn as_str(self) -> &'static str {
-        use StepOutcome::*;
-        match self {
-            Ok => "ok",
-            Failed => "failed",
-            TimedOut => "timed_out",
-            Interrupted => "interrupted",
-            Copied => "copied",
-            Cached => "cached",
-            HashMismatch => "hash_mismatch",
-            NotRun => "not_run",
-            DoneEarlier => "done_earlier",
-            RebootRequired => "reboot_required",
-            RebootInitiated => "reboot_initiated",
-            AlreadyInstalled => "already_installed",
-            NotApplicable => "not_applicable",
-            LandedBeforeCrash => "landed_before_crash",
-            DidNotComplete => "did_not_complete",
-            NotPlanned => "not_planned",
-            AlreadyScheduled => "already_scheduled",
-            InProgress => "in_progress",
-            ConnectionDropped => "connection_dropped",
-            ReplyLost => "reply_lost",
-            Down => "down",
-            RebootedBetweenPolls => "rebooted_between_polls",
-            NotAnswering => "not_answering",
-            Open => "open",
-            NothingPending => "none",
-            StillPending => "still_pending",
-            Rebooted => "rebooted",
-            NotRebooted => "not_rebooted",
-            Pending => "pending",
-            Answering => "answering",
-            Patched => "patched",
-            NeedsReview => "needs_review",
-            VerifyFailed => "verify_failed",
-            LeftBehind => "left_behind",
-        }
-    }
+step_outcomes! {
+    Ok = "ok",
+    Failed = "failed",
+    TimedOut = "timed_out",
+    /// Closed on resume: hive stopped during the step.
+    Interrupted = "interrupted",
+    // Stage.
+    Copied = "copied",
+    /// The same SHA-256 was on the host already.
+    Cached = "cached",
+    HashMismatch = "hash_mismatch",
+    // Install (see `deploy::PatchOutcome`).
+    NotRun = "not_run",
+    DoneEarlier = "done_earlier",
+    RebootRequired = "reboot_required",
+    RebootInitiated = "reboot_initiated",
+    AlreadyInstalled = "already_installed",
+    NotApplicable = "not_applicable",
+    // An install a crash left open, settled from the host's evidence.
+    LandedBeforeCrash = "landed_before_crash",
+    DidNotComplete = "did_not_complete",
+    /// The re-scan no longer plans the patch.
+    NotPlanned = "not_planned",
+    // Reboot, phase `shutdown`.
+    AlreadyScheduled = "already_scheduled",
+    InProgress = "in_progress",
+    ConnectionDropped = "connection_dropped",
+    ReplyLost = "reply_lost",
+    // Phase `down`.
+    Down = "down",
+    RebootedBetweenPolls = "rebooted_between_polls",
+    NotAnswering = "not_answering",
+    // Phase `port`.
+    Open = "open",
+    // Phase `pending`.
+    NothingPending = "none",
+    StillPending = "still_pending",
+    // Phase `resume`.
+    Rebooted = "rebooted",
+    NotRebooted = "not_rebooted",
+    Pending = "pending",
+    Answering = "answering",
+    // Verify.
+    Patched = "patched",
+    NeedsReview = "needs_review",
+    VerifyFailed = "verify_failed",
+    // Cleanup.
+    LeftBehind = "left_behind",
 }
 
 impl fmt::Display for StepOutcome {
@@ -360,7 +297,8 @@ mod tests {
     #[test]
     fn outcome_words_are_their_serde_names() {
         let mut words = std::collections::BTreeSet::new();
-        for o in StepOutcome::ALL {
+        assert_eq!(StepOutcome::ALL.len(), 34);
+        for &o in StepOutcome::ALL {
             assert!(words.insert(o.as_str()), "{o:?}: its word is taken");
             let json = serde_json::to_string(&o).unwrap();
             assert_eq!(json, format!("\"{}\"", o.as_str()));

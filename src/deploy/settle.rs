@@ -269,9 +269,10 @@ pub(crate) async fn reboot_in_flight(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::test_support::{Bench, plan_of, registry_catalog, registry_facts};
+    use crate::deploy::test_support::{
+        Bench, ScanFixture, plan_without_installer, registry_catalog, registry_facts,
+    };
     use crate::fake::{FakeTarget, RebootScript, Reply};
-    use crate::scan::run::{FileSource, PreparedProbe};
     use winsim::probe::PendingReboot;
 
     const RUNNING: &str = "\"Q300972.exe\",\"1012\",\"Services\",\"0\",\"4,096 K\"\r\n";
@@ -286,13 +287,9 @@ mod tests {
         if kb_known && let Some(p) = catalog.patches.get_mut("MS01-033") {
             p.kb = "Q300972".parse().ok();
         }
-        let probe = PreparedProbe::new(&catalog);
-        let scan = ScanInputs {
-            catalog: &catalog,
-            probe: &probe,
-            files: FileSource::Probe,
-        };
-        let plan = plan_of(std::path::Path::new("unused"), b"", "");
+        let fixture = ScanFixture::new(catalog);
+        let scan = fixture.inputs();
+        let plan = plan_without_installer();
         let step = Step::Install {
             patch: "MS01-033".into(),
             index: 1,

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{DeployOptions, HostContext, HostPlan, PlannedInstall};
+use super::{DeployOptions, HostContext, HostPlan, PlannedInstall, ScanInputs};
 use crate::catalog::model::{
     Catalog, DetectionRule, InstallerRecipe, Patch, PatchTarget, Product, Restart,
 };
@@ -13,6 +13,7 @@ use crate::deploy::plan::ApprovedInstaller;
 use crate::events::{Recorder, Step, StepOutcome, StepState};
 use crate::fake::FakeTarget;
 use crate::inventory::{Host, Inventory};
+use crate::scan::run::{FileSource, PreparedProbe};
 use winsim::probe::{ProbeFacts, RegistryFact};
 
 pub(crate) const RUN: &str = "r1";
@@ -204,4 +205,30 @@ pub(crate) fn registry_catalog() -> Catalog {
         },
     );
     c
+}
+
+/// The test plan for steps that never read the installer (verify, settle).
+pub(crate) fn plan_without_installer() -> HostPlan {
+    plan_of(Path::new("unused"), b"", "")
+}
+
+/// A catalog and its prepared probe, for tests that scan through the fake host.
+pub(crate) struct ScanFixture {
+    catalog: Catalog,
+    probe: PreparedProbe,
+}
+
+impl ScanFixture {
+    pub fn new(catalog: Catalog) -> ScanFixture {
+        let probe = PreparedProbe::new(&catalog);
+        ScanFixture { catalog, probe }
+    }
+
+    pub fn inputs(&self) -> ScanInputs<'_> {
+        ScanInputs {
+            catalog: &self.catalog,
+            probe: &self.probe,
+            files: FileSource::Probe,
+        }
+    }
 }

@@ -127,19 +127,16 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::test_support::{Bench, plan_of, registry_catalog, registry_facts};
+    use crate::deploy::test_support::{
+        Bench, ScanFixture, plan_without_installer, registry_catalog, registry_facts,
+    };
     use crate::fake::FakeTarget;
-    use crate::scan::run::{FileSource, PreparedProbe};
 
     async fn verify_with(data: &str, said: PatchOutcome) -> (Result<DeployVerdict, Stop>, Bench) {
         let catalog = registry_catalog();
-        let probe = PreparedProbe::new(&catalog);
-        let scan = ScanInputs {
-            catalog: &catalog,
-            probe: &probe,
-            files: FileSource::Probe,
-        };
-        let plan = plan_of(std::path::Path::new("unused"), b"", "");
+        let fixture = ScanFixture::new(catalog);
+        let scan = fixture.inputs();
+        let plan = plan_without_installer();
         let mut patches = vec![PatchResult {
             patch: "MS01-033".into(),
             bulletin: "MS01-033".into(),
