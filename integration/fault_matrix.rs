@@ -29,7 +29,7 @@ use hive::catalog::fetch::{self, FetchOptions, FetchOutcome, ProxyConfig, Verifi
 use hive::catalog::model::{Catalog, InstallerRecipe};
 use hive::catalog::store;
 use hive::deploy::{DeployOptions, load_approved};
-use hive::events::Step;
+use hive::events::{RebootPhase, Step};
 use hive::inventory::Inventory;
 use hive::journal::{RunLog, RunState};
 use hive::pipeline::{DeployJob, Job};
@@ -721,7 +721,7 @@ fn steps_of(ran: &Ran, host: &str) -> Vec<(Step, String, String)> {
                     let (o, d) = s
                         .finished
                         .as_ref()
-                        .map(|e| (e.outcome.clone(), e.detail.clone()))
+                        .map(|e| (e.outcome.to_string(), e.detail.clone()))
                         .unwrap_or_default();
                     (s.step.clone(), o, d)
                 })
@@ -1066,10 +1066,10 @@ async fn row_10_reboot_never_returns() {
             o == "timed_out"
                 && [
                     Step::Reboot {
-                        phase: "port".into(),
+                        phase: RebootPhase::Port,
                     },
                     Step::Reboot {
-                        phase: "login".into(),
+                        phase: RebootPhase::Login,
                     },
                 ]
                 .contains(s)
@@ -1102,7 +1102,7 @@ async fn row_11_reboot_too_fast() {
             .iter()
             .find(|(s, _, _)| {
                 *s == Step::Reboot {
-                    phase: "down".into(),
+                    phase: RebootPhase::Down,
                 }
             })
             .map(|(_, o, _)| o.clone())

@@ -5,9 +5,11 @@
 //! both, so after a crash the journal says exactly which steps had started and which had finished
 //! on which host. Events carry no secrets: only host names, KB numbers, paths and exit codes.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+use crate::time::now_ms;
 
 /// One step of the per-host pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,15 +33,137 @@ pub enum Step {
     },
     /// Run qchain.exe after chained legacy hotfixes.
     Qchain,
-    /// Reboot and wait; `phase` says where the wait is (`shutdown`, `down`, `port`, `login`,
-    /// `settled`, `pending`).
-    Reboot { phase: String },
+    /// Reboot and wait; `phase` says where the wait is.
+    Reboot { phase: RebootPhase },
     /// Re-scan after the reboot to prove the patches landed.
     Verify,
     /// Remove staged files.
     Cleanup,
     /// A custom health command between waves.
     Health,
+}
+
+/// Where a reboot is. A resumed run reads these back: a reboot is done once its
+/// [`RebootPhase::Pending`] phase finished ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RebootPhase {
+    /// `shutdown /r` sent.
+    Shutdown,
+    /// Waiting for the host to go down (or come back with a new boot time).
+    Down,
+    /// Waiting for the WinRM port to accept again.
+    Port,
+    /// Waiting for a logon that shows a new boot time.
+    Login,
+    /// A resumed run finding out whether a reboot in flight at the crash happened.
+    Resume,
+    /// Waiting for servicing to finish configuring updates.
+    Settled,
+    /// Checking that nothing asks for another reboot: the last phase.
+    Pending,
+}
+
+impl RebootPhase {
+    pub fn word(self) -> &'static str {
+        match self {
+            RebootPhase::Shutdown => "shutdown",
+            RebootPhase::Down => "down",
+            RebootPhase::Port => "port",
+            RebootPhase::Login => "login",
+            RebootPhase::Resume => "resume",
+            RebootPhase::Settled => "settled",
+            RebootPhase::Pending => "pending",
+        }
+    }
+}
+
+impl fmt::Display for RebootPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// Declares [`StepOutcome`] from one list of (variant, journal word): the enum with each word
+/// as its serde name, [`StepOutcome::ALL`] and [`StepOutcome::as_str`], so the three can never
+/// disagree.
+macro_rules! step_outcomes {
+    ($($(#[$doc:meta])* $variant:ident = $word:literal,)*) => {
+        /// How a step ended, one word per distinct end. The serde names are the words journals
+        /// have always held, so journals written before this type existed still read.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum StepOutcome {
+            $($(#[$doc])* #[serde(rename = $word)] $variant,)*
+        }
+
+        impl StepOutcome {
+            /// Every outcome, in declaration order.
+            pub const ALL: &'static [StepOutcome] = &[$(StepOutcome::$variant,)*];
+
+            /// The word as journaled.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(StepOutcome::$variant => $word,)*
+                }
+            }
+        }
+    };
+}
+
+step_outcomes! {
+    Ok = "ok",
+    Failed = "failed",
+    TimedOut = "timed_out",
+    /// Closed on resume: hive stopped during the step.
+    Interrupted = "interrupted",
+    // Stage.
+    Copied = "copied",
+    /// The same SHA-256 was on the host already.
+    Cached = "cached",
+    HashMismatch = "hash_mismatch",
+    // Install (see `deploy::PatchOutcome`).
+    NotRun = "not_run",
+    DoneEarlier = "done_earlier",
+    RebootRequired = "reboot_required",
+    RebootInitiated = "reboot_initiated",
+    AlreadyInstalled = "already_installed",
+    NotApplicable = "not_applicable",
+    // An install a crash left open, settled from the host's evidence.
+    LandedBeforeCrash = "landed_before_crash",
+    DidNotComplete = "did_not_complete",
+    /// The re-scan no longer plans the patch.
+    NotPlanned = "not_planned",
+    // Reboot, phase `shutdown`.
+    AlreadyScheduled = "already_scheduled",
+    InProgress = "in_progress",
+    ConnectionDropped = "connection_dropped",
+    ReplyLost = "reply_lost",
+    // Phase `down`.
+    Down = "down",
+    RebootedBetweenPolls = "rebooted_between_polls",
+    NotAnswering = "not_answering",
+    // Phase `port`.
+    Open = "open",
+    // Phase `pending`.
+    NothingPending = "none",
+    StillPending = "still_pending",
+    // Phase `resume`.
+    Rebooted = "rebooted",
+    NotRebooted = "not_rebooted",
+    Pending = "pending",
+    Answering = "answering",
+    // Verify.
+    Patched = "patched",
+    NeedsReview = "needs_review",
+    VerifyFailed = "verify_failed",
+    // Cleanup.
+    LeftBehind = "left_behind",
+}
+
+impl fmt::Display for StepOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a step is.
@@ -52,13 +176,34 @@ pub enum StepState {
         done: u64,
         total: u64,
     },
-    /// The step ended. `outcome` is a short word (`ok`, `reboot_required`, `already_installed`,
-    /// `failed`, `timed_out`...), `detail` the evidence.
+    /// The step ended: `outcome` says how, `detail` is the evidence for a reader.
     Finished {
         ok: bool,
-        outcome: String,
+        outcome: StepOutcome,
         detail: String,
+        /// The host's last boot time, when the step saw it (a scan, a reboot's logon). A resumed
+        /// run compares it with the host's to tell whether a reboot happened while hive was
+        /// not watching. Journals from before this field hold it in `detail` only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_time: Option<String>,
     },
+}
+
+impl StepState {
+    /// A step's end; `boot_time` when the step saw the host's (a scan, a reboot's logon).
+    pub fn finished(
+        ok: bool,
+        outcome: StepOutcome,
+        detail: &str,
+        boot_time: Option<&str>,
+    ) -> StepState {
+        StepState::Finished {
+            ok,
+            outcome,
+            detail: detail.to_string(),
+            boot_time: boot_time.map(str::to_string),
+        }
+    }
 }
 
 /// One event.
@@ -84,14 +229,6 @@ impl Event {
             at_ms: now_ms(),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Anything that watches events. `emit` returns an error only when the event could not be made
@@ -142,8 +279,9 @@ mod tests {
             },
             state: StepState::Finished {
                 ok: true,
-                outcome: "reboot_required".into(),
+                outcome: StepOutcome::RebootRequired,
                 detail: "exit 3010".into(),
+                boot_time: None,
             },
             at_ms: 5,
         };
@@ -154,5 +292,46 @@ mod tests {
         );
         let back: Event = serde_json::from_str(&line).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn outcome_words_are_their_serde_names() {
+        let mut words = std::collections::BTreeSet::new();
+        assert_eq!(StepOutcome::ALL.len(), 34);
+        for &o in StepOutcome::ALL {
+            assert!(words.insert(o.as_str()), "{o:?}: its word is taken");
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(json, format!("\"{}\"", o.as_str()));
+            assert_eq!(serde_json::from_str::<StepOutcome>(&json).unwrap(), o);
+        }
+    }
+
+    #[test]
+    fn a_boot_time_is_a_field_and_old_lines_without_it_read() {
+        let old = r#"{"run":"r","host":"h","step":"reboot","phase":"login","state":"finished","ok":true,"outcome":"ok","detail":"boot time T1","at_ms":1}"#;
+        let e: Event = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            e.step,
+            Step::Reboot {
+                phase: RebootPhase::Login
+            }
+        );
+        assert!(matches!(
+            e.state,
+            StepState::Finished {
+                boot_time: None,
+                ..
+            }
+        ));
+        let mut new = e.clone();
+        new.state = StepState::Finished {
+            ok: true,
+            outcome: StepOutcome::Ok,
+            detail: String::new(),
+            boot_time: Some("T1".into()),
+        };
+        let line = serde_json::to_string(&new).unwrap();
+        assert!(line.contains(r#""boot_time":"T1""#), "{line}");
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), new);
     }
 }

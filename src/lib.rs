@@ -1,18 +1,22 @@
 //! hive: agentless patching of Windows server fleets.
 //!
 //! The pipeline reads top to bottom: catalog → scan → triage → plan → deploy → verify → report.
-//! Modules are declared in that order.
+//! Modules are declared in that order, after the leaves everything uses (`time`, `events`); a
+//! module imports only from modules declared above it.
 
+pub mod time;
+pub mod events;
 pub mod catalog;
 pub mod inventory;
 pub mod remote;
 pub mod scan;
 pub mod repo;
 pub mod triage;
-pub mod events;
 pub mod deploy;
-pub mod journal;
 pub mod rollout;
+/// The rollout's journal, at the path the CLI and tests have always used.
+pub use rollout::journal;
 pub mod progress;
 pub mod report;
 pub mod pipeline;
+pub mod fake;

@@ -11,11 +11,11 @@ use std::sync::Arc;
 use crate::catalog::model::Catalog;
 use crate::deploy::plan::{ApprovedInstaller, plan_host_keeping};
 use crate::deploy::{self, DeployOptions, ScanInputs};
-use crate::events::Step;
+use crate::events::{Step, StepOutcome};
 use crate::inventory::{Host, Secret};
 use crate::remote::{BoxFuture, Connector, RemoteError};
 use crate::repo::Repository;
-use crate::rollout::{HostContext, HostJob, HostOutcome, HostVerdict};
+use crate::rollout::{HostJob, HostOutcome, HostVerdict, JobContext};
 use crate::scan::run::{FileSource, PreparedProbe, scan_target};
 
 /// Everything the deploy job needs, shared by all hosts of a run.
@@ -33,7 +33,7 @@ pub struct DeployJob {
 }
 
 impl DeployJob {
-    async fn run_host(self: Arc<Self>, ctx: HostContext) -> HostOutcome {
+    async fn run_host(self: Arc<Self>, ctx: JobContext) -> HostOutcome {
         let Some((host, secret)) = self.hosts.get(&ctx.host) else {
             return HostOutcome::new(
                 HostVerdict::Skipped,
@@ -108,7 +108,7 @@ impl DeployJob {
         let result = match scan {
             Ok(r) => r,
             Err(e) => {
-                let _ = ctx.finished(Step::Scan, false, "failed", &e.to_string());
+                let _ = ctx.finished(Step::Scan, false, StepOutcome::Failed, &e.to_string());
                 let verdict = match e {
                     RemoteError::Unreachable(_)
                     | RemoteError::AuthFailed(_)
@@ -134,12 +134,18 @@ impl DeployJob {
             .count();
         // The boot time goes into the journal: a resumed run compares it with the host's to tell
         // whether a reboot happened while hive was not watching.
-        let boot = result.facts.last_boot.as_deref().unwrap_or("unknown");
-        let _ = ctx.finished(
+        let boot = result.facts.last_boot.clone();
+        let _ = ctx.finished_at_boot(
             Step::Scan,
             true,
-            "ok",
-            &format!("{missing} approved patch(es) missing; boot time {boot}"),
+            StepOutcome::Ok,
+            &match &boot {
+                Some(b) => format!("{missing} approved patch(es) missing; boot time {b}"),
+                None => {
+                    format!("{missing} approved patch(es) missing; the host reported no boot time")
+                }
+            },
+            boot,
         );
         if plan.installs.is_empty() {
             return HostOutcome::new(
@@ -148,7 +154,7 @@ impl DeployJob {
             );
         }
 
-        let resume = deploy::ResumeState {
+        let prior = deploy::PriorWork {
             installed: ctx.resume.installed_ok.clone(),
             rebooted,
             interrupted: ctx.resume.open_installs().cloned().collect(),
@@ -168,7 +174,7 @@ impl DeployJob {
             probe: &self.probe,
             files: self.files,
         };
-        let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &resume).await;
+        let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &prior).await;
         let verdict = rollout_verdict(out.verdict);
         let installed: Vec<String> = out
             .patches
@@ -184,11 +190,11 @@ impl DeployJob {
 }
 
 /// Deploy's word for a host, in the rollout's terms (which count budgets).
-fn rollout_verdict(v: deploy::HostVerdict) -> HostVerdict {
+fn rollout_verdict(v: deploy::DeployVerdict) -> HostVerdict {
     match v {
-        deploy::HostVerdict::Patched => HostVerdict::Patched,
-        deploy::HostVerdict::NothingToDo => HostVerdict::NothingToDo,
-        deploy::HostVerdict::Unreachable | deploy::HostVerdict::NeverReturned => {
+        deploy::DeployVerdict::Patched => HostVerdict::Patched,
+        deploy::DeployVerdict::NothingToDo => HostVerdict::NothingToDo,
+        deploy::DeployVerdict::Unreachable | deploy::DeployVerdict::NeverReturned => {
             HostVerdict::Unreachable
         }
         _ => HostVerdict::Failed,
@@ -205,7 +211,7 @@ fn outcome_of_stop(stop: deploy::Stop) -> HostOutcome {
 /// Steps a crash left open, closed in the journal as interrupted before the host is worked on
 /// again, so every started step has an end. Installs are not closed here: the host's evidence
 /// settles them (deploy's `settle`), and their end says what it found.
-fn close_open_steps(ctx: &HostContext) -> Result<(), String> {
+fn close_open_steps(ctx: &JobContext) -> Result<(), String> {
     for step in &ctx.resume.open_steps {
         if matches!(step, Step::Install { .. }) {
             continue;
@@ -213,7 +219,7 @@ fn close_open_steps(ctx: &HostContext) -> Result<(), String> {
         ctx.finished(
             step.clone(),
             false,
-            "interrupted",
+            StepOutcome::Interrupted,
             "hive stopped during this step (Ctrl-C, crash or kill); resumed",
         )?;
     }
@@ -224,7 +230,7 @@ fn close_open_steps(ctx: &HostContext) -> Result<(), String> {
 pub struct Job(pub Arc<DeployJob>);
 
 impl HostJob for Job {
-    fn run(&self, ctx: HostContext) -> BoxFuture<'static, HostOutcome> {
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, HostOutcome> {
         Box::pin(self.0.clone().run_host(ctx))
     }
 }

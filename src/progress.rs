@@ -326,7 +326,7 @@ impl RunWatcher for Progress {
                 wave,
                 verdict: outcome.verdict,
                 detail: outcome.detail.clone(),
-                at_ms: crate::events::now_ms(),
+                at_ms: crate::time::now_ms(),
             }),
             Mode::Bars => self.with_state(|s| {
                 if let Some(line) = s.hosts.remove(host)
@@ -496,7 +496,7 @@ mod tests {
         .unwrap();
         assert!(msg.starts_with("copy KB1 50% 0.0 MB/s"), "{msg}");
         let reboot = Step::Reboot {
-            phase: "down".into(),
+            phase: crate::events::RebootPhase::Down,
         };
         assert_eq!(
             host_message(&ev(reboot, StepState::Started), None).unwrap(),
@@ -504,8 +504,9 @@ mod tests {
         );
         let fin = StepState::Finished {
             ok: true,
-            outcome: "ok".into(),
+            outcome: crate::events::StepOutcome::Ok,
             detail: String::new(),
+            boot_time: None,
         };
         assert_eq!(
             host_message(&ev(Step::Verify, fin), None).unwrap(),

@@ -337,7 +337,7 @@ impl Repository {
         };
         let path = self.bulletin_dir(Triage::Ignore, id)?.join("reason.toml");
         let day = parse_date(&exp).map_err(|message| RepoError::BadFile { path, message })?;
-        Ok(today() > day)
+        Ok(crate::time::today_yyyymmdd() > day)
     }
 
     fn move_to(&self, id: &str, to: Triage) -> Result<PathBuf, RepoError> {
@@ -459,46 +459,6 @@ fn parse_date(text: &str) -> Result<u32, String> {
         return Err(format!("expiry `{text}` is not a date (YYYY-MM-DD)"));
     }
     Ok(y * 10_000 + m * 100 + d)
-}
-
-/// Today (UTC) as `YYYYMMDD`, from the civil-from-days algorithm (no date crate needed for this).
-fn today() -> u32 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    (y as u32) * 10_000 + m * 100 + d
-}
-
-/// Now (UTC) as `20261125T135900Z`: sortable, and valid in file names on every OS.
-pub fn utc_stamp() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = (z - era * 146_097) as u64;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe as i64 + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
@@ -682,12 +642,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Repository::open(dir.path()).unwrap_err().to_string();
         assert!(err.contains("hive init"), "{err}");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
 use hive::catalog::model::InstallerRecipe;
-use hive::deploy::{HostOutcome, HostVerdict, PatchOutcome};
-use hive::events::{Event, EventSink, Recorder, Step, StepState};
+use hive::deploy::{DeployOutcome, DeployVerdict, PatchOutcome};
+use hive::events::{Event, EventSink, RebootPhase, Recorder, Step, StepState};
 use winsim::installer::{Package, PackageKind};
 
 /// (host, its reboot settings, the package its one patch installs)
@@ -168,7 +168,7 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     let started = std::time::Instant::now();
     let results = deploy_all(&fleet, &lab, run, &fast_options(), &sink).await;
     eprintln!("{} hosts in {:?}", results.len(), started.elapsed());
-    let outcome = |name: &str| -> &HostOutcome {
+    let outcome = |name: &str| -> &DeployOutcome {
         &results
             .iter()
             .find(|(_, o)| o.host == name)
@@ -188,16 +188,16 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     }
 
     let o = outcome("OK");
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.reboots.len(), 0, "nothing asked for a reboot: {o:?}");
 
     let o = outcome("E3010");
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.patches[0].outcome, PatchOutcome::RebootRequired);
     assert_eq!(reboots("E3010"), 1);
 
     let o = outcome("E1641");
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.patches[0].outcome, PatchOutcome::RebootInitiated);
     assert_eq!(o.reboots.len(), 1);
     assert_eq!(o.reboots[0].by, "installer");
@@ -210,23 +210,23 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     ] {
         let o = outcome(name);
         assert_eq!(o.patches[0].outcome, word, "{o:?}");
-        assert_eq!(o.verdict, HostVerdict::NeedsReview, "{o:?}");
+        assert_eq!(o.verdict, DeployVerdict::NeedsReview, "{o:?}");
         assert_eq!(reboots(name), 0);
     }
 
     let o = outcome("E1618");
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.patches[0].attempts, 2);
 
     let o = outcome("E1603");
-    assert_eq!(o.verdict, HostVerdict::InstallFailed, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::InstallFailed, "{o:?}");
     assert_eq!(o.patches[0].exit_code, Some(1603));
     assert_eq!(reboots("E1603"), 0);
     let log = std::fs::read_to_string(lab.repo.root().join("logs").join("E1603.log")).unwrap();
     assert!(log.contains("KB5100007") && log.contains("1603"), "{log}");
 
     let o = outcome("HUNG");
-    assert_eq!(o.verdict, HostVerdict::InstallTimedOut, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::InstallTimedOut, "{o:?}");
     assert_eq!(o.patches[0].outcome, PatchOutcome::TimedOut);
     assert!(
         fleet
@@ -238,7 +238,7 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     );
 
     let o = outcome("TAMPER");
-    assert_eq!(o.verdict, HostVerdict::HashMismatch, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::HashMismatch, "{o:?}");
     assert!(o.evidence.iter().any(|e| e.contains("SHA-256")), "{o:?}");
     assert!(
         !ran("TAMPER", "KB5100009.exe -z"),
@@ -246,17 +246,17 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     );
 
     let o = outcome("GONE");
-    assert_eq!(o.verdict, HostVerdict::NeverReturned, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::NeverReturned, "{o:?}");
 
     let o = outcome("FAST");
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.reboots.len(), 1);
     assert_eq!(reboots("FAST"), 1);
 
     // An .msi failure: msiexec with the recipe's switches and a verbose log, whose tail lands in
     // the host's log.
     let o = outcome("MSIFAIL");
-    assert_eq!(o.verdict, HostVerdict::InstallFailed, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::InstallFailed, "{o:?}");
     let dir = format!(r"C:\Windows\Temp\hive\{run}");
     assert!(
         ran(
@@ -270,12 +270,12 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     assert!(log.contains("MainEngineThread is returning 1603"), "{log}");
 
     let o = outcome("CONFIG");
-    assert_eq!(o.verdict, HostVerdict::StillConfiguring, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::StillConfiguring, "{o:?}");
 
     // The logon attempt that hung was cut short and another, on a new connection, got the new
     // boot time well within the login phase's 8 s (it hung for the HTTP timeout, 50 s, before).
     let o = outcome("SLOWBOOT");
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(reboots("SLOWBOOT"), 1);
     assert_eq!(
         fleet.host("SLOWBOOT").wire_faults_fired(),
@@ -284,7 +284,7 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     );
     let ev = sink.inner.0.lock().unwrap();
     let login = Step::Reboot {
-        phase: "login".into(),
+        phase: RebootPhase::Login,
     };
     let login_events: Vec<_> = ev
         .iter()
@@ -302,13 +302,17 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     assert!(took < 8_000, "the login phase took {took} ms");
 
     // The reboot phases were announced for the reboots that happened.
-    for phase in ["shutdown", "down", "port", "login", "settled", "pending"] {
+    for phase in [
+        RebootPhase::Shutdown,
+        RebootPhase::Down,
+        RebootPhase::Port,
+        RebootPhase::Login,
+        RebootPhase::Settled,
+        RebootPhase::Pending,
+    ] {
         assert!(
-            ev.iter().any(|e| e.host == "E3010"
-                && e.step
-                    == Step::Reboot {
-                        phase: phase.into()
-                    }),
+            ev.iter()
+                .any(|e| e.host == "E3010" && e.step == Step::Reboot { phase }),
             "phase {phase}"
         );
     }

@@ -6,7 +6,7 @@ mod common;
 
 use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
 use hive::catalog::model::InstallerRecipe;
-use hive::deploy::{HostVerdict, PatchOutcome};
+use hive::deploy::{DeployVerdict, PatchOutcome};
 use hive::events::Recorder;
 use hive::remote::Connector as _;
 use winsim::installer::Package;
@@ -180,7 +180,7 @@ async fn a_resumed_run_does_not_run_an_installer_twice() {
     three_patches(&mut lab);
     // The journal says KB5000009 (the servicing stack) already finished ok in this run.
     let sim = fleet.host("RESUME01");
-    let mut resume = hive::deploy::ResumeState::default();
+    let mut resume = hive::deploy::PriorWork::default();
     resume.installed.insert("KB5000009".into());
     let events = Recorder::default();
     let options = fast_options();
@@ -223,7 +223,7 @@ async fn a_resumed_run_does_not_run_an_installer_twice() {
     );
     // Without the servicing stack really present, the cumulative update's DISM run fails: the
     // resume state is trusted, and the failure says why.
-    assert_eq!(outcome.verdict, HostVerdict::InstallFailed, "{outcome:?}");
+    assert_eq!(outcome.verdict, DeployVerdict::InstallFailed, "{outcome:?}");
 }
 
 /// A journal that cannot record the start of an install.
@@ -251,7 +251,7 @@ async fn a_step_the_journal_cannot_record_is_not_done() {
     let sink = FullJournal(Recorder::default());
     let results = deploy_all(&fleet, &lab, "rj", &fast_options(), &sink).await;
     let o = &results[0].1;
-    assert_eq!(o.verdict, HostVerdict::JournalFailed, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::JournalFailed, "{o:?}");
     assert!(
         o.evidence.iter().any(|e| e.contains("os error 28")),
         "{o:?}"
@@ -278,12 +278,12 @@ async fn a_run_resumed_after_the_reboot_only_verifies() {
     let options = fast_options();
     let results = deploy_all(&fleet, &lab, "rr2", &options, &events).await;
     let (plan, first) = &results[0];
-    assert_eq!(first.verdict, HostVerdict::Patched, "{first:?}");
+    assert_eq!(first.verdict, DeployVerdict::Patched, "{first:?}");
     let sim = fleet.host("RESUME02");
     let commands_before = sim.command_log().len();
 
     // The orchestrator crashed after the reboot: the journal knows every install and the reboot.
-    let resume = hive::deploy::ResumeState {
+    let resume = hive::deploy::PriorWork {
         installed: plan.installs.iter().map(|i| i.patch.clone()).collect(),
         rebooted: true,
         ..Default::default()
@@ -307,7 +307,7 @@ async fn a_run_resumed_after_the_reboot_only_verifies() {
         &options,
     );
     let again = hive::deploy::deploy_host(&mut ctx, plan, &scan, &resume).await;
-    assert_eq!(again.verdict, HostVerdict::Patched, "{again:?}");
+    assert_eq!(again.verdict, DeployVerdict::Patched, "{again:?}");
     assert!(again.reboots.is_empty());
     assert_eq!(sim.reboot_count(), 1, "no second reboot");
     let new: Vec<String> = sim.command_log()[commands_before..]

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Lab, LabPatch, SimFleet, deploy_all, fast_options};
 use hive::catalog::model::{DetectionRule, InstallerRecipe, VersionOp, WhenMissing};
-use hive::deploy::HostVerdict;
+use hive::deploy::DeployVerdict;
 use hive::events::Recorder;
 use winsim::installer::Package;
 
@@ -74,7 +74,7 @@ async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands() {
         plan.qchain,
         "the plan chains two legacy hotfixes with qchain"
     );
-    assert_eq!(o.verdict, HostVerdict::Patched, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.reboots.len(), 1);
     let sim = with.host("W2K-QCHAIN");
     assert_eq!(
@@ -118,7 +118,7 @@ async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands() {
         Some("5.0.2195.3000".parse().unwrap()),
         "without qchain the last queued (older) file wins at boot"
     );
-    assert_eq!(o.verdict, HostVerdict::VerifyFailed, "{o:?}");
+    assert_eq!(o.verdict, DeployVerdict::VerifyFailed, "{o:?}");
     assert!(
         o.evidence
             .iter()

@@ -11,8 +11,8 @@ mod ssh_common;
 
 use common::{Lab, LabPatch, fast_options};
 use hive::catalog::model::InstallerRecipe;
-use hive::deploy::{HostContext, ResumeState, ScanInputs};
-use hive::events::{Recorder, Step, StepState};
+use hive::deploy::{HostContext, PriorWork, ScanInputs};
+use hive::events::{Recorder, Step, StepOutcome, StepState};
 use hive::remote::Connector as _;
 use hive::scan::run::{FileSource, PreparedProbe, scan_target};
 use ssh_common::SshFleet;
@@ -101,7 +101,7 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
                 files: FileSource::Probe,
             };
             let outcome =
-                hive::deploy::deploy_host(&mut ctx, &plan, &scan, &ResumeState::default()).await;
+                hive::deploy::deploy_host(&mut ctx, &plan, &scan, &PriorWork::default()).await;
             (plan, outcome)
         }
     });
@@ -157,7 +157,7 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
         .iter()
         .filter(|e| {
             matches!(e.step, Step::Stage { .. })
-                && matches!(&e.state, StepState::Finished { ok: true, outcome, .. } if outcome == "copied")
+                && matches!(&e.state, StepState::Finished { ok: true, outcome, .. } if *outcome == StepOutcome::Copied)
         })
         .count();
     assert_eq!(copied, 6, "two installers on each of three hosts");

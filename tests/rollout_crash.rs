@@ -632,7 +632,9 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
                     };
                     format!("install {}{waited}", end.outcome)
                 }
-                hive::events::Step::Reboot { phase } if phase == "resume" => {
+                hive::events::Step::Reboot {
+                    phase: hive::events::RebootPhase::Resume,
+                } => {
                     format!("reboot in flight: {}", end.outcome)
                 }
                 _ => continue,
@@ -706,7 +708,7 @@ async fn ctrl_c_starts_no_new_host_and_resume_finishes_the_run() {
             assert!(Instant::now() < deadline, "no install started in 60 s");
             std::thread::sleep(Duration::from_millis(3));
         };
-        let signalled_ms = hive::events::now_ms();
+        let signalled_ms = hive::time::now_ms();
         // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
         assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
         let status = child.wait().unwrap();

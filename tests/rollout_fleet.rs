@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hive::events::Step;
+use hive::events::{RebootPhase, Step, StepOutcome};
 use hive::journal::{self, RunLog};
 use hive::rollout::{
-    HostContext, HostOutcome, HostVerdict, Limit, Rollout, RolloutOptions, StopReason, parse_plan,
+    HostOutcome, HostVerdict, JobContext, Limit, Rollout, RolloutOptions, StopReason, parse_plan,
     plan::resolve,
 };
 
@@ -55,7 +55,7 @@ impl Sim {
     }
 }
 
-async fn sim_job(sim: Sim, ctx: HostContext) -> HostOutcome {
+async fn sim_job(sim: Sim, ctx: JobContext) -> HostOutcome {
     let nap = || tokio::time::sleep(Duration::from_millis(sim.step_ms));
     let fail = |e: String| HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
     if sim.unreachable.contains(&ctx.host) {
@@ -82,7 +82,7 @@ async fn sim_job(sim: Sim, ctx: HostContext) -> HostOutcome {
                 tokio::time::sleep(Duration::from_millis(sim.step_ms / 4)).await;
                 let _ = ctx.progress(stage.clone(), k * 250_000, 1_000_000);
             }
-            if let Err(e) = ctx.finished(stage, true, "ok", "") {
+            if let Err(e) = ctx.finished(stage, true, StepOutcome::Ok, "") {
                 return fail(e);
             }
         }
@@ -97,16 +97,21 @@ async fn sim_job(sim: Sim, ctx: HostContext) -> HostOutcome {
             return fail(e);
         }
         if uncertain && sim.installs(&ctx.host).iter().any(|l| l == patch) {
-            let _ = ctx.finished(step, true, "already_installed", "found by re-scan");
+            let _ = ctx.finished(
+                step,
+                true,
+                StepOutcome::AlreadyInstalled,
+                "found by re-scan",
+            );
             continue;
         }
         nap().await;
         if sim.failing.contains(&ctx.host) {
-            let _ = ctx.finished(step, false, "failed", "exit 1603");
+            let _ = ctx.finished(step, false, StepOutcome::Failed, "exit 1603");
             return HostOutcome::new(HostVerdict::Failed, format!("{patch}: installer exit 1603"));
         }
         sim.install(&ctx.host, patch);
-        if let Err(e) = ctx.finished(step, true, "ok", "exit 0") {
+        if let Err(e) = ctx.finished(step, true, StepOutcome::Ok, "exit 0") {
             return fail(e);
         }
     }
@@ -115,16 +120,16 @@ async fn sim_job(sim: Sim, ctx: HostContext) -> HostOutcome {
             return HostOutcome::new(HostVerdict::Interrupted, "stopped before the reboot");
         }
         let reboot = Step::Reboot {
-            phase: "down".into(),
+            phase: RebootPhase::Down,
         };
         let _ = ctx.started(reboot.clone());
         nap().await;
-        if let Err(e) = ctx.finished(reboot, true, "ok", "boot time changed") {
+        if let Err(e) = ctx.finished(reboot, true, StepOutcome::Ok, "boot time changed") {
             return fail(e);
         }
     }
     let _ = ctx.started(Step::Verify);
-    let _ = ctx.finished(Step::Verify, true, "ok", "");
+    let _ = ctx.finished(Step::Verify, true, StepOutcome::Ok, "");
     HostOutcome::new(HostVerdict::Patched, PATCHES.join(", "))
 }
 
@@ -145,7 +150,7 @@ fn rollout(repo: &Path, sim: &Sim) -> Rollout {
     let sim = sim.clone();
     Rollout::new(
         repo,
-        Arc::new(move |ctx: HostContext| sim_job(sim.clone(), ctx)),
+        Arc::new(move |ctx: JobContext| sim_job(sim.clone(), ctx)),
     )
 }
 
@@ -706,7 +711,7 @@ async fn overhead_1000_hosts() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500);
     let run_t0 = Instant::now();
-    let job = move |ctx: HostContext| async move {
+    let job = move |ctx: JobContext| async move {
         let t0 = Instant::now();
         let start = t0.duration_since(run_t0).as_millis();
         for (step, ms) in [
@@ -728,14 +733,14 @@ async fn overhead_1000_hosts() {
             ),
             (
                 Step::Reboot {
-                    phase: "down".into(),
+                    phase: RebootPhase::Down,
                 },
                 reboot_ms,
             ),
         ] {
             ctx.started(step.clone()).unwrap();
             tokio::time::sleep(Duration::from_millis(ms)).await;
-            ctx.finished(step, true, "ok", "").unwrap();
+            ctx.finished(step, true, StepOutcome::Ok, "").unwrap();
         }
         HostOutcome::new(
             HostVerdict::Patched,

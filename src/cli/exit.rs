@@ -52,7 +52,7 @@ impl Outcome {
             | Some(StopReason::TotalBudget { .. })
             | Some(StopReason::CanaryGate { .. }) => Outcome::Stopped,
             Some(StopReason::Paused { .. }) => Outcome::Paused,
-            Some(StopReason::Operator) => Outcome::Interrupted,
+            Some(StopReason::Operator) | Some(StopReason::Interrupted) => Outcome::Interrupted,
             Some(StopReason::Journal { .. }) => Outcome::Error,
         }
     }
@@ -162,6 +162,13 @@ mod tests {
             (
                 summary(
                     Some(StopReason::Operator),
+                    &[Some(HostVerdict::Interrupted)],
+                ),
+                130,
+            ),
+            (
+                summary(
+                    Some(StopReason::Interrupted),
                     &[Some(HostVerdict::Interrupted)],
                 ),
                 130,

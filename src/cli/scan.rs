@@ -226,7 +226,12 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     bar.finish_and_clear();
 
     if let Some(repo) = &repo {
-        hive::report::record_lastruns(repo, &catalog, &scans, &hive::repo::utc_stamp())?;
+        hive::report::record_lastruns(
+            repo,
+            &catalog,
+            &scans,
+            &hive::time::utc_now(hive::time::StampFormat::IsoBasic),
+        )?;
         let summary = hive::triage::record_scan(repo, &catalog, &scans)?;
         if !summary.tbe.is_empty() {
             eprintln!(

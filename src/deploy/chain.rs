@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use super::quote::quote_arg;
-use super::{HostContext, HostPlan, HostVerdict, Stop};
-use crate::events::Step;
+use super::{DeployVerdict, HostContext, HostPlan, Stop};
+use crate::events::{Step, StepOutcome};
 use crate::remote::Command;
 
 /// The local qchain.exe to stage for this plan: the option, else `<repo>/tools/qchain.exe` when
@@ -35,7 +35,7 @@ pub(crate) async fn run_qchain(
     ctx.started(&step)?;
     let line = match staged {
         Some(p) => {
-            quote_arg(p).map_err(|e| Stop::new(HostVerdict::InstallFailed, e.to_string()))?
+            quote_arg(p).map_err(|e| Stop::new(DeployVerdict::InstallFailed, e.to_string()))?
         }
         None => "qchain.exe".to_string(),
     };
@@ -44,18 +44,20 @@ pub(crate) async fn run_qchain(
         .exec(&Command::Cmd(line), ctx.options.command_timeout)
         .await
     {
-        Ok(out) if out.exit_code == 0 => ctx.finished(&step, true, "ok", "rename queue rewritten"),
+        Ok(out) if out.exit_code == 0 => {
+            ctx.finished(&step, true, StepOutcome::Ok, "rename queue rewritten")
+        }
         Ok(out) => {
             let why = format!(
                 "qchain.exe exited {}: {}",
                 out.exit_code,
                 out.stderr.lines().next().unwrap_or("").trim()
             );
-            let _ = ctx.finished(&step, false, "failed", &why);
-            Err(Stop::new(HostVerdict::InstallFailed, why))
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+            Err(Stop::new(DeployVerdict::InstallFailed, why))
         }
         Err(e) => {
-            let _ = ctx.finished(&step, false, "failed", &e.to_string());
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
             Err(Stop::remote(&e))
         }
     }

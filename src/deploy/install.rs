@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use super::quote::command_line;
-use super::{HostContext, HostVerdict, PatchOutcome, PlannedInstall, Stop};
+use super::{DeployVerdict, HostContext, PatchOutcome, PlannedInstall, Stop};
 use crate::catalog::model::{ExitMeaning, InstallerKind, InstallerRecipe};
 use crate::events::Step;
 use crate::remote::{Command, ExecOutput, RemoteError};
@@ -138,7 +138,7 @@ pub(crate) async fn install_one(
         ),
         None => run.detail.clone(),
     };
-    if let Err(journal) = ctx.finished(&step, ok, run.outcome.word(), &detail) {
+    if let Err(journal) = ctx.finished(&step, ok, run.outcome.step_outcome(), &detail) {
         return Err((run, stop.unwrap_or(journal)));
     }
     match stop {
@@ -162,7 +162,7 @@ async fn run_installer(
                 detail: e.to_string(),
             },
             Stop::new(
-                HostVerdict::InstallFailed,
+                DeployVerdict::InstallFailed,
                 format!("{}: {e}", install.patch),
             ),
         )
@@ -195,7 +195,7 @@ async fn run_installer(
                 detail: detail.clone(),
             },
             Stop::new(
-                HostVerdict::InstallFailed,
+                DeployVerdict::InstallFailed,
                 format!("{}: {detail}", install.patch),
             ),
         ));
@@ -247,7 +247,7 @@ async fn exec(
                     detail: detail.clone(),
                 },
                 Stop::new(
-                    HostVerdict::InstallTimedOut,
+                    DeployVerdict::InstallTimedOut,
                     format!("{}: {detail}", install.patch),
                 ),
             ))
@@ -257,7 +257,7 @@ async fn exec(
             // the install failed there. Only a lost or refused connection is "unreachable".
             let stop = match &e {
                 RemoteError::Failed(m) => Stop::new(
-                    HostVerdict::InstallFailed,
+                    DeployVerdict::InstallFailed,
                     format!("{}: {m}", install.patch),
                 ),
                 _ => Stop::remote(&e),
@@ -326,7 +326,7 @@ async fn run_with_retry(
                     detail: format!("{what}; {}", log_tail.replace('\n', " | ")),
                 },
                 Stop::new(
-                    HostVerdict::InstallFailed,
+                    DeployVerdict::InstallFailed,
                     format!(
                         "{} ({}): {what}",
                         install.patch, install.installer.file_name

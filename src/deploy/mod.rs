@@ -12,6 +12,8 @@
 
 pub mod chain;
 pub mod install;
+pub mod options;
+pub mod outcome;
 pub mod plan;
 pub mod quote;
 pub mod reboot;
@@ -19,19 +21,23 @@ pub mod settle;
 pub mod stage;
 pub mod verify;
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+#[cfg(test)]
+mod test_support;
 
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use crate::catalog::model::Catalog;
-use crate::events::{Event, EventSink, Step, StepState};
+use crate::events::{Event, EventSink, Step, StepOutcome, StepState};
 use crate::inventory::Host;
 use crate::remote::{RemoteError, Target};
 use crate::repo::{RepoError, Repository};
 use crate::scan::run::PreparedProbe;
 
+pub use options::{DeployOptions, RebootPolicy};
+pub use outcome::{
+    DeployOutcome, DeployVerdict, PatchOutcome, PatchResult, PriorWork, RebootRecord,
+};
 pub use plan::{
     ApprovedInstaller, HostPlan, Plan, PlannedInstall, load_approved, plan, plan_host,
     plan_host_keeping, render,
@@ -46,251 +52,15 @@ pub enum DeployError {
     Repository { path: PathBuf, message: String },
 }
 
-/// When hive reboots a host after installing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RebootPolicy {
-    /// Never: patches needing a reboot stay pending (the verdict says so).
-    Never,
-    /// When an installer or the host says a reboot is needed.
-    #[default]
-    IfRequired,
-    /// Always once after installing.
-    Always,
-}
-
-/// How a deploy runs. The defaults suit real servers; tests shorten them.
-#[derive(Debug, Clone)]
-pub struct DeployOptions {
-    pub reboot: RebootPolicy,
-    /// `shutdown /r /t N`.
-    pub shutdown_delay_s: u32,
-    /// One installer run; a hung installer is killed after this.
-    pub install_timeout: Duration,
-    /// Short commands (hash, boot time, shutdown).
-    pub command_timeout: Duration,
-    /// Attempts for an installer that answers 1618 (another install running).
-    pub busy_attempts: u32,
-    /// The first wait after a 1618; doubles each time.
-    pub busy_backoff: Duration,
-    /// How often the reboot phases look at the host.
-    pub poll_interval: Duration,
-    /// Phase `down`: from `shutdown` until the host is seen going down (or back with a new boot
-    /// time).
-    pub down_timeout: Duration,
-    /// Phase `port`: until the WinRM port accepts again.
-    pub port_timeout: Duration,
-    /// Phase `login`: until a command runs and shows the new boot time.
-    pub login_timeout: Duration,
-    /// Phase `settled`: until servicing ("configuring updates") is finished.
-    pub settle_timeout: Duration,
-    /// The re-scan after the reboot.
-    pub verify_timeout: Duration,
-    /// qchain.exe to stage when legacy hotfixes are chained; `None`: `<repo>/tools/qchain.exe`
-    /// if it exists, else the host's own qchain.exe on its search path.
-    pub qchain: Option<PathBuf>,
-    /// Remove the staged files at the end.
-    pub cleanup: bool,
-}
-
-impl Default for DeployOptions {
-    fn default() -> Self {
-        DeployOptions {
-            reboot: RebootPolicy::IfRequired,
-            shutdown_delay_s: 5,
-            install_timeout: Duration::from_secs(30 * 60),
-            command_timeout: Duration::from_secs(60),
-            busy_attempts: 5,
-            busy_backoff: Duration::from_secs(30),
-            poll_interval: Duration::from_secs(5),
-            down_timeout: Duration::from_secs(600),
-            port_timeout: Duration::from_secs(600),
-            login_timeout: Duration::from_secs(300),
-            settle_timeout: Duration::from_secs(1800),
-            verify_timeout: Duration::from_secs(300),
-            qchain: None,
-            cleanup: true,
-        }
-    }
-}
-
-/// What the journal already knows about this host in this run, so a resumed run never runs an
-/// installer twice where it already succeeded. Plain data the journal fills from its records.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResumeState {
-    /// Patches whose `Install` step finished ok (any ok outcome) in this run.
-    pub installed: BTreeSet<String>,
-    /// The reboot after the installs completed (its last phase finished ok).
-    pub rebooted: bool,
-    /// `Install` steps the journal shows started and never finished: the orchestrator died
-    /// during them. Each is settled from the host's evidence ([`settle`]) before anything runs.
-    #[serde(default)]
-    pub interrupted: Vec<Step>,
-    /// An earlier install asked for a reboot (3010/1641, qchain) that has not happened yet.
-    #[serde(default)]
-    pub reboot_required: bool,
-}
-
-/// The per-host verdict, one word for reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HostVerdict {
-    /// Every planned patch is installed, proven by the re-scan.
-    Patched,
-    /// Nothing was missing (or nothing approved).
-    NothingToDo,
-    /// An installer said "already installed" or "not applicable" but the re-scan still says
-    /// missing: catalog and installer disagree; an admin must look.
-    NeedsReview,
-    /// Installed, but the reboot policy forbade the reboot they need.
-    RebootPending,
-    StageFailed,
-    HashMismatch,
-    InstallFailed,
-    /// An installer hung and was killed.
-    InstallTimedOut,
-    /// `shutdown` was refused.
-    RebootFailed,
-    /// The host went down and did not come back in time.
-    NeverReturned,
-    /// The shutdown never happened (no boot-time change, host still up).
-    DidNotReboot,
-    /// Back up, but servicing was still configuring updates when the settle timeout ran out.
-    StillConfiguring,
-    /// Back up and settled, yet a reboot is still pending.
-    RebootStillPending,
-    /// The re-scan says a patch is still missing.
-    VerifyFailed,
-    /// Commands could not reach the host.
-    Unreachable,
-    /// The journal could not record a step; the host was stopped before it.
-    JournalFailed,
-}
-
-impl HostVerdict {
-    pub fn word(self) -> &'static str {
-        match self {
-            HostVerdict::Patched => "patched",
-            HostVerdict::NothingToDo => "nothing_to_do",
-            HostVerdict::NeedsReview => "needs_review",
-            HostVerdict::RebootPending => "reboot_pending",
-            HostVerdict::StageFailed => "stage_failed",
-            HostVerdict::HashMismatch => "hash_mismatch",
-            HostVerdict::InstallFailed => "install_failed",
-            HostVerdict::InstallTimedOut => "install_timed_out",
-            HostVerdict::RebootFailed => "reboot_failed",
-            HostVerdict::NeverReturned => "never_returned",
-            HostVerdict::DidNotReboot => "did_not_reboot",
-            HostVerdict::StillConfiguring => "still_configuring",
-            HostVerdict::RebootStillPending => "reboot_still_pending",
-            HostVerdict::VerifyFailed => "verify_failed",
-            HostVerdict::Unreachable => "unreachable",
-            HostVerdict::JournalFailed => "journal_failed",
-        }
-    }
-
-    pub fn is_success(self) -> bool {
-        matches!(self, HostVerdict::Patched | HostVerdict::NothingToDo)
-    }
-}
-
-impl std::fmt::Display for HostVerdict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.word())
-    }
-}
-
-/// What happened to one patch on one host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PatchOutcome {
-    /// Not run (the host stopped before it).
-    NotRun,
-    /// Installed in an earlier attempt of this run (journal).
-    DoneEarlier,
-    Installed,
-    RebootRequired,
-    RebootInitiated,
-    AlreadyInstalled,
-    NotApplicable,
-    Failed,
-    TimedOut,
-}
-
-impl PatchOutcome {
-    pub fn word(self) -> &'static str {
-        match self {
-            PatchOutcome::NotRun => "not_run",
-            PatchOutcome::DoneEarlier => "done_earlier",
-            PatchOutcome::Installed => "ok",
-            PatchOutcome::RebootRequired => "reboot_required",
-            PatchOutcome::RebootInitiated => "reboot_initiated",
-            PatchOutcome::AlreadyInstalled => "already_installed",
-            PatchOutcome::NotApplicable => "not_applicable",
-            PatchOutcome::Failed => "failed",
-            PatchOutcome::TimedOut => "timed_out",
-        }
-    }
-
-    /// Whether the installer ran to an acceptable end.
-    pub fn is_ok(self) -> bool {
-        matches!(
-            self,
-            PatchOutcome::DoneEarlier
-                | PatchOutcome::Installed
-                | PatchOutcome::RebootRequired
-                | PatchOutcome::RebootInitiated
-                | PatchOutcome::AlreadyInstalled
-                | PatchOutcome::NotApplicable
-        )
-    }
-}
-
-/// One patch's line in the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PatchResult {
-    pub patch: String,
-    pub bulletin: String,
-    pub file: String,
-    pub outcome: PatchOutcome,
-    /// The last exit code (for .msu: of the last DISM run).
-    pub exit_code: Option<u32>,
-    pub attempts: u32,
-    /// The re-scan's word on it (`installed`, `missing`, ...) with its evidence.
-    pub verified: Option<String>,
-    pub detail: String,
-}
-
-/// The reboot, measured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RebootRecord {
-    /// `hive` (shutdown /r) or `installer` (exit 1641).
-    pub by: String,
-    pub boot_before: String,
-    pub boot_after: Option<String>,
-    pub duration_ms: u64,
-}
-
-/// Everything the report needs about one host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostOutcome {
-    pub host: String,
-    pub verdict: HostVerdict,
-    pub patches: Vec<PatchResult>,
-    pub reboots: Vec<RebootRecord>,
-    /// Evidence lines: why the verdict, log tails, hash mismatches.
-    pub evidence: Vec<String>,
-}
-
 /// A host stopping: the verdict and why.
 #[derive(Debug, Clone)]
 pub(crate) struct Stop {
-    pub verdict: HostVerdict,
+    pub verdict: DeployVerdict,
     pub why: String,
 }
 
 impl Stop {
-    pub fn new(verdict: HostVerdict, why: impl Into<String>) -> Stop {
+    pub fn new(verdict: DeployVerdict, why: impl Into<String>) -> Stop {
         Stop {
             verdict,
             why: why.into(),
@@ -299,8 +69,8 @@ impl Stop {
 
     pub fn remote(e: &RemoteError) -> Stop {
         let verdict = match e {
-            RemoteError::TimedOut(_) | RemoteError::Unreachable(_) => HostVerdict::Unreachable,
-            _ => HostVerdict::Unreachable,
+            RemoteError::TimedOut(_) | RemoteError::Unreachable(_) => DeployVerdict::Unreachable,
+            _ => DeployVerdict::Unreachable,
         };
         Stop::new(verdict, e.to_string())
     }
@@ -316,6 +86,8 @@ pub struct HostContext<'a> {
     /// without a repository.
     pub repo: Option<&'a Repository>,
     pub options: &'a DeployOptions,
+    /// How the reboot phases see the host's port open and close (TCP unless a test fakes it).
+    pub(crate) port: std::sync::Arc<dyn reboot::PortProbe>,
     /// Files and folders the installs created beside the staged ones (expanded cabinets), for
     /// the clean-up.
     pub(crate) created_files: Vec<String>,
@@ -338,9 +110,16 @@ impl<'a> HostContext<'a> {
             sink,
             repo,
             options,
+            port: std::sync::Arc::new(reboot::TcpPortProbe),
             created_files: Vec::new(),
             created_dirs: Vec::new(),
         }
+    }
+
+    /// See the host's port through `probe` instead of TCP (a [`crate::fake::FakeTarget`]'s).
+    pub fn with_port_probe(mut self, probe: std::sync::Arc<dyn reboot::PortProbe>) -> Self {
+        self.port = probe;
+        self
     }
 }
 
@@ -354,16 +133,24 @@ impl HostContext<'_> {
         &self,
         step: &Step,
         ok: bool,
-        outcome: &str,
+        outcome: StepOutcome,
         detail: &str,
+    ) -> Result<(), Stop> {
+        self.emit(step, StepState::finished(ok, outcome, detail, None))
+    }
+
+    /// A step that ended ok having seen the host's boot time: the journal keeps it as a field,
+    /// which a resumed run compares with the host's to tell whether a reboot happened meanwhile.
+    pub(crate) fn finished_at_boot(
+        &self,
+        step: &Step,
+        outcome: StepOutcome,
+        detail: &str,
+        boot_time: &str,
     ) -> Result<(), Stop> {
         self.emit(
             step,
-            StepState::Finished {
-                ok,
-                outcome: outcome.to_string(),
-                detail: detail.to_string(),
-            },
+            StepState::finished(true, outcome, detail, Some(boot_time)),
         )
     }
 
@@ -371,7 +158,7 @@ impl HostContext<'_> {
         let event = Event::new(self.run, &self.host.name, step.clone(), state);
         self.sink.emit(&event).map_err(|e| {
             Stop::new(
-                HostVerdict::JournalFailed,
+                DeployVerdict::JournalFailed,
                 format!("the journal could not record {step:?}: {e}"),
             )
         })
@@ -400,13 +187,13 @@ pub struct ScanInputs<'a> {
 }
 
 /// Deploy one host's plan. Never panics and never returns early without an outcome: every end,
-/// good or bad, is a [`HostOutcome`] with evidence.
+/// good or bad, is a [`DeployOutcome`] with evidence.
 pub async fn deploy_host(
     ctx: &mut HostContext<'_>,
     plan: &HostPlan,
     scan: &ScanInputs<'_>,
-    resume: &ResumeState,
-) -> HostOutcome {
+    resume: &PriorWork,
+) -> DeployOutcome {
     let mut patches: Vec<PatchResult> = plan
         .installs
         .iter()
@@ -428,9 +215,9 @@ pub async fn deploy_host(
     let mut reboots = Vec::new();
     let mut evidence = Vec::new();
     if plan.installs.is_empty() {
-        return HostOutcome {
+        return DeployOutcome {
             host: ctx.host.name.clone(),
-            verdict: HostVerdict::NothingToDo,
+            verdict: DeployVerdict::NothingToDo,
             patches,
             reboots,
             evidence: plan
@@ -458,7 +245,7 @@ pub async fn deploy_host(
             evidence.push(format!("{} ({}): {}", p.patch, p.outcome.word(), p.detail));
         }
     }
-    HostOutcome {
+    DeployOutcome {
         host: ctx.host.name.clone(),
         verdict,
         patches,
@@ -471,10 +258,10 @@ async fn run_host(
     ctx: &mut HostContext<'_>,
     plan: &HostPlan,
     scan: &ScanInputs<'_>,
-    resume: &ResumeState,
+    resume: &PriorWork,
     patches: &mut [PatchResult],
     reboots: &mut Vec<RebootRecord>,
-) -> Result<HostVerdict, Stop> {
+) -> Result<DeployVerdict, Stop> {
     // Installs a crash left open: the host says whether each landed (or waits for it to end).
     for step in &resume.interrupted {
         let Step::Install { patch, .. } = step else {
@@ -484,7 +271,7 @@ async fn run_host(
             ctx.finished(
                 step,
                 false,
-                "not_planned",
+                StepOutcome::NotPlanned,
                 "the re-scan no longer plans this patch (not applicable or no approved installer)",
             )?;
             continue;
@@ -577,7 +364,7 @@ async fn run_host(
             reboots.push(record);
         } else if needs_reboot {
             verify::cleanup(ctx, &staged).await;
-            return Ok(HostVerdict::RebootPending);
+            return Ok(DeployVerdict::RebootPending);
         }
         let verdict = verify::verify(ctx, scan, plan, patches).await;
         verify::cleanup(ctx, &staged).await;

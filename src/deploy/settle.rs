@@ -16,9 +16,11 @@
 use std::time::{Duration, Instant};
 
 use super::reboot::{self, HostState};
-use super::{HostContext, HostVerdict, PlannedInstall, RebootRecord, ScanInputs, Stop, elapsed_ms};
+use super::{
+    DeployVerdict, HostContext, PlannedInstall, RebootRecord, ScanInputs, Stop, elapsed_ms,
+};
 use crate::catalog::model::InstallerKind;
-use crate::events::Step;
+use crate::events::{RebootPhase, Step, StepOutcome};
 use crate::remote::Command;
 use crate::scan::evaluate::Status;
 use crate::scan::run::scan_target;
@@ -89,7 +91,12 @@ async fn evidence(
         scan.files,
     )
     .await
-    .map_err(|e| Stop::new(HostVerdict::Unreachable, format!("the re-scan failed: {e}")))?;
+    .map_err(|e| {
+        Stop::new(
+            DeployVerdict::Unreachable,
+            format!("the re-scan failed: {e}"),
+        )
+    })?;
     let verdict = result.verdicts.iter().find(|v| v.patch == install.patch);
     if let Some(v) = verdict
         && matches!(v.status, Status::Installed | Status::Superseded)
@@ -141,8 +148,8 @@ pub(crate) async fn interrupted_install(
                 "{}: {name} is still running {:?} after hive resumed (hung installer?)",
                 install.patch, ctx.options.install_timeout
             );
-            let _ = ctx.finished(step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::InstallTimedOut, why));
+            let _ = ctx.finished(step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::InstallTimedOut, why));
         }
         waited = true;
         tokio::time::sleep(ctx.options.poll_interval).await;
@@ -154,13 +161,16 @@ pub(crate) async fn interrupted_install(
         ""
     };
     match &settled {
-        Settled::Landed(why) => {
-            ctx.finished(step, true, "landed_before_crash", &format!("{why}{waited}"))?
-        }
+        Settled::Landed(why) => ctx.finished(
+            step,
+            true,
+            StepOutcome::LandedBeforeCrash,
+            &format!("{why}{waited}"),
+        )?,
         Settled::NotInstalled(why) => ctx.finished(
             step,
             false,
-            "did_not_complete",
+            StepOutcome::DidNotComplete,
             &format!("{why}{waited}; it runs again"),
         )?,
     }
@@ -177,7 +187,7 @@ pub(crate) async fn reboot_in_flight(
 ) -> Result<Option<RebootRecord>, Stop> {
     let start = Instant::now();
     let step = Step::Reboot {
-        phase: "resume".into(),
+        phase: RebootPhase::Resume,
     };
     ctx.started(&step)?;
     let o = ctx.options.clone();
@@ -194,18 +204,18 @@ pub(crate) async fn reboot_in_flight(
                 "the host did not answer after hive resumed during its reboot ({:?}): {last}",
                 deadline.saturating_duration_since(start)
             );
-            let _ = ctx.finished(&step, false, "timed_out", &why);
-            return Err(Stop::new(HostVerdict::NeverReturned, why));
+            let _ = ctx.finished(&step, false, StepOutcome::TimedOut, &why);
+            return Err(Stop::new(DeployVerdict::NeverReturned, why));
         }
         tokio::time::sleep(o.poll_interval).await;
     };
     match boot_before {
         Some(before) if before != state.boot => {
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "rebooted",
+                StepOutcome::Rebooted,
                 &format!("boot time {} (was {before})", state.boot),
+                &state.boot,
             )?;
             let boot_after = state.boot.clone();
             reboot::settle_phases(ctx, state).await?;
@@ -219,36 +229,36 @@ pub(crate) async fn reboot_in_flight(
         Some(_) => {
             // Not rebooted (the command never went out, or it is scheduled): reboot now, as
             // was decided before the crash; `shutdown` answers 1190 if one is scheduled.
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "not_rebooted",
+                StepOutcome::NotRebooted,
                 &format!("boot time {}, unchanged: rebooting", state.boot),
+                &state.boot,
             )?;
             Ok(Some(reboot::reboot(ctx, &state.boot).await?))
         }
         None if !state.pending.is_empty() => {
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "pending",
+                StepOutcome::Pending,
                 &format!(
                     "boot time {}, reboot pending ({}); the journal has no boot time from before: rebooting",
                     state.boot,
                     state.pending.join(", ")
                 ),
+                &state.boot,
             )?;
             Ok(Some(reboot::reboot(ctx, &state.boot).await?))
         }
         None => {
-            ctx.finished(
+            ctx.finished_at_boot(
                 &step,
-                true,
-                "answering",
+                StepOutcome::Answering,
                 &format!(
                     "boot time {}, nothing pending (the journal has no boot time from before the reboot)",
                     state.boot
                 ),
+                &state.boot,
             )?;
             reboot::settle_phases(ctx, state).await?;
             Ok(None)
@@ -259,6 +269,200 @@ pub(crate) async fn reboot_in_flight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::test_support::{
+        Bench, ScanFixture, plan_without_installer, registry_catalog, registry_facts,
+    };
+    use crate::fake::{FakeTarget, RebootScript, Reply};
+    use hive_probe::PendingReboot;
+
+    const RUNNING: &str = "\"Q300972.exe\",\"1012\",\"Services\",\"0\",\"4,096 K\"\r\n";
+    const NONE_RUNNING: &str = "INFO: No tasks are running which match the specified criteria.\r\n";
+
+    /// Settle the install of the test plan's one patch, left open by a crash, on `fake`.
+    async fn settle_open_install(
+        fake: FakeTarget,
+        kb_known: bool,
+    ) -> (Result<Settled, Stop>, Bench) {
+        let mut catalog = registry_catalog();
+        if kb_known && let Some(p) = catalog.patches.get_mut("MS01-033") {
+            p.kb = "Q300972".parse().ok();
+        }
+        let fixture = ScanFixture::new(catalog);
+        let scan = fixture.inputs();
+        let plan = plan_without_installer();
+        let step = Step::Install {
+            patch: "MS01-033".into(),
+            index: 1,
+            total: 1,
+        };
+        let mut b = Bench::new(fake);
+        let settled = interrupted_install(&mut b.ctx(), &scan, &plan.installs[0], &step).await;
+        (settled, b)
+    }
+
+    fn install_end(b: &Bench) -> Option<(bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .find(|(s, ..)| matches!(s, Step::Install { .. }))
+            .map(|(_, ok, outcome, _)| (ok, outcome))
+    }
+
+    #[tokio::test]
+    async fn an_installer_still_running_is_waited_for_then_its_evidence_decides() {
+        let fake = FakeTarget::new("H1", "B0")
+            .on(
+                "tasklist",
+                [
+                    Reply::exit(0, RUNNING),
+                    Reply::exit(0, RUNNING),
+                    Reply::exit(0, NONE_RUNNING),
+                ],
+            )
+            .probe_facts(registry_facts("1"));
+        let (settled, b) = settle_open_install(fake, false).await;
+        assert!(matches!(settled, Ok(Settled::Landed(_))), "{settled:?}");
+        assert_eq!(b.fake.commands_with("tasklist").len(), 3);
+        assert_eq!(
+            install_end(&b),
+            Some((true, StepOutcome::LandedBeforeCrash))
+        );
+        assert!(
+            b.fake.commands_with("Q300972.exe -u").is_empty(),
+            "never run again here"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_evidence_and_no_installer_running_lets_it_run_again() {
+        let fake = FakeTarget::new("H1", "B0")
+            .on("tasklist", [Reply::exit(0, NONE_RUNNING)])
+            .probe_facts(registry_facts("0"));
+        let (settled, b) = settle_open_install(fake, false).await;
+        assert!(
+            matches!(settled, Ok(Settled::NotInstalled(_))),
+            "{settled:?}"
+        );
+        assert_eq!(install_end(&b), Some((false, StepOutcome::DidNotComplete)));
+    }
+
+    #[tokio::test]
+    async fn a_kb_in_the_hotfix_list_is_evidence_before_the_reboot() {
+        // The scan still says missing (its file waits for the reboot), but the hotfix list
+        // names the KB: the installer finished.
+        let fake = FakeTarget::new("H1", "B0")
+            .on("tasklist", [Reply::exit(0, NONE_RUNNING)])
+            .probe_facts(hive_probe::ProbeFacts {
+                installed_kbs: vec!["Q300972".into()],
+                ..registry_facts("0")
+            });
+        let (settled, _) = settle_open_install(fake, true).await;
+        match settled {
+            Ok(Settled::Landed(why)) => assert!(why.contains("hotfix list"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_installer_that_never_ends_is_a_hung_install() {
+        let fake = FakeTarget::new("H1", "B0").on("tasklist", [Reply::exit(0, RUNNING)]);
+        let (settled, b) = settle_open_install(fake, false).await;
+        let stop = settled.expect_err("hung");
+        assert_eq!(stop.verdict, DeployVerdict::InstallTimedOut, "{}", stop.why);
+        assert_eq!(install_end(&b), Some((false, StepOutcome::TimedOut)));
+    }
+
+    fn resume_phase(b: &Bench) -> Option<(StepOutcome, Option<String>)> {
+        b.ends().into_iter().find_map(|(step, _, outcome, boot)| {
+            (step
+                == Step::Reboot {
+                    phase: RebootPhase::Resume,
+                })
+            .then_some((outcome, boot))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_reboot_that_happened_while_hive_was_down_is_settled_not_repeated() {
+        let mut b = Bench::new(FakeTarget::new("H1", "B1"));
+        let record = reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect("settled")
+            .expect("a reboot record");
+        assert_eq!(
+            (record.boot_before.as_str(), record.boot_after.as_deref()),
+            ("B0", Some("B1"))
+        );
+        assert_eq!(
+            resume_phase(&b),
+            Some((StepOutcome::Rebooted, Some("B1".into())))
+        );
+        assert!(
+            b.fake.commands_with("shutdown").is_empty(),
+            "no second reboot"
+        );
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn a_host_still_down_at_resume_is_waited_for() {
+        let fake = FakeTarget::new("H1", "B0").down_now(Some(4), RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect("settled");
+        assert_eq!(resume_phase(&b).map(|r| r.0), Some(StepOutcome::Rebooted));
+        assert!(b.fake.commands_with("shutdown").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reboot_that_never_happened_is_done_now_once() {
+        let fake = FakeTarget::new("H1", "B0").reboots(RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        let record = reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect("rebooted")
+            .expect("a reboot record");
+        assert_eq!(record.boot_after.as_deref(), Some("B1"));
+        assert_eq!(
+            resume_phase(&b).map(|r| r.0),
+            Some(StepOutcome::NotRebooted)
+        );
+        assert_eq!(b.fake.commands_with("shutdown /r").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_boot_time_from_before_the_pending_markers_decide() {
+        let fake = FakeTarget::new("H1", "B0")
+            .pending(PendingReboot {
+                pending_file_renames: true,
+                ..PendingReboot::default()
+            })
+            .reboots(RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        let record = reboot_in_flight(&mut b.ctx(), None)
+            .await
+            .expect("rebooted");
+        assert!(record.is_some());
+        assert_eq!(resume_phase(&b).map(|r| r.0), Some(StepOutcome::Pending));
+        assert_eq!(b.fake.commands_with("shutdown /r").len(), 1);
+
+        let mut b = Bench::new(FakeTarget::new("H1", "B0"));
+        let record = reboot_in_flight(&mut b.ctx(), None).await.expect("settled");
+        assert!(record.is_none());
+        assert_eq!(resume_phase(&b).map(|r| r.0), Some(StepOutcome::Answering));
+        assert!(b.fake.commands_with("shutdown").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_host_that_never_answers_after_resume_never_returned() {
+        let fake = FakeTarget::new("H1", "B0").down_now(None, RebootScript::quick("B1"));
+        let mut b = Bench::new(fake);
+        let stop = reboot_in_flight(&mut b.ctx(), Some("B0"))
+            .await
+            .expect_err("down for good");
+        assert_eq!(stop.verdict, DeployVerdict::NeverReturned, "{}", stop.why);
+        assert!(b.all_closed());
+    }
 
     #[test]
     fn tasklist_csv_gives_image_names() {

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::quote::{command_line, ps_literal};
-use super::{HostContext, HostPlan, HostVerdict, Stop};
-use crate::events::Step;
+use super::{DeployVerdict, HostContext, HostPlan, Stop};
+use crate::events::{Step, StepOutcome};
 use crate::remote::{Command, RemoteError};
 
 /// Where each installer of the plan lives on the host (deterministic, so a resumed run and the
@@ -52,7 +52,7 @@ pub(crate) async fn stage_all(
         let install = &plan.installs[i];
         if install.installer.sha256 != install.expected_sha256 {
             return Err(Stop::new(
-                HostVerdict::HashMismatch,
+                DeployVerdict::HashMismatch,
                 format!(
                     "{}: the repository's {} has SHA-256 {} but the catalog says {}",
                     install.patch,
@@ -81,7 +81,7 @@ pub(crate) async fn stage_all(
     if let (Some(local), Some(remote)) = (qchain_tool, &staged.qchain) {
         let bytes = std::fs::read(local).map_err(|e| {
             Stop::new(
-                HostVerdict::StageFailed,
+                DeployVerdict::StageFailed,
                 format!("cannot read {}: {e}", local.display()),
             )
         })?;
@@ -115,12 +115,17 @@ async fn stage_one(
     };
     ctx.started(&step)?;
     let fail = |ctx: &HostContext<'_>, why: String| {
-        let _ = ctx.finished(&step, false, "failed", &why);
-        Err(Stop::new(HostVerdict::StageFailed, why))
+        let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+        Err(Stop::new(DeployVerdict::StageFailed, why))
     };
     match ctx.target.remote_sha256(remote).await {
         Ok(Some(have)) if have.eq_ignore_ascii_case(want) => {
-            return ctx.finished(&step, true, "cached", "same SHA-256 already on the host");
+            return ctx.finished(
+                &step,
+                true,
+                StepOutcome::Cached,
+                "same SHA-256 already on the host",
+            );
         }
         Ok(_) => {}
         Err(e) => return fail(ctx, format!("{patch}: cannot check {remote}: {e}")),
@@ -144,7 +149,7 @@ async fn stage_one(
                 ),
                 None => format!("{} bytes", r.bytes),
             };
-            ctx.finished(&step, true, "copied", &detail)
+            ctx.finished(&step, true, StepOutcome::Copied, &detail)
         }
         Ok(r) => fail(
             ctx,
@@ -180,13 +185,13 @@ async fn verify_on_target(
     ctx.started(&step)?;
     let timeout = ctx.options.command_timeout;
     let line = command_line(&["certutil", "-hashfile", remote, "SHA256"])
-        .map_err(|e| Stop::new(HostVerdict::StageFailed, e.to_string()))?;
+        .map_err(|e| Stop::new(DeployVerdict::StageFailed, e.to_string()))?;
     let mut got = match ctx.target.exec(&Command::Cmd(line), timeout).await {
         Ok(out) if out.exit_code == 0 => parse_certutil(&out.stdout),
         Ok(_) => None,
         Err(e) => {
             let why = format!("{patch}: certutil on the host failed: {e}");
-            let _ = ctx.finished(&step, false, "failed", &why);
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
             return Err(Stop::remote(&e));
         }
     };
@@ -207,7 +212,7 @@ async fn verify_on_target(
                 match ctx.target.remote_sha256(remote).await {
                     Ok(h) => h,
                     Err(e) => {
-                        let _ = ctx.finished(&step, false, "failed", &e.to_string());
+                        let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
                         return Err(Stop::remote(&e));
                     }
                 }
@@ -217,26 +222,26 @@ async fn verify_on_target(
                     "{patch}: the host could not hash {remote} (certutil and Get-FileHash failed: {})",
                     out.stderr.lines().next().unwrap_or("").trim()
                 );
-                let _ = ctx.finished(&step, false, "failed", &why);
-                return Err(Stop::new(HostVerdict::HashMismatch, why));
+                let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+                return Err(Stop::new(DeployVerdict::HashMismatch, why));
             }
             Err(e) => {
-                let _ = ctx.finished(&step, false, "failed", &e.to_string());
+                let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
                 return Err(Stop::remote(&e));
             }
         };
     }
     match got {
         Some(h) if h == want.to_ascii_lowercase() => {
-            ctx.finished(&step, true, "ok", &format!("{tool}: {h}"))
+            ctx.finished(&step, true, StepOutcome::Ok, &format!("{tool}: {h}"))
         }
         other => {
             let why = format!(
                 "{patch}: {remote} on the host has SHA-256 {} ({tool}), expected {want}; nothing was run",
                 other.as_deref().unwrap_or("(unreadable)")
             );
-            let _ = ctx.finished(&step, false, "hash_mismatch", &why);
-            Err(Stop::new(HostVerdict::HashMismatch, why))
+            let _ = ctx.finished(&step, false, StepOutcome::HashMismatch, &why);
+            Err(Stop::new(DeployVerdict::HashMismatch, why))
         }
     }
 }
@@ -260,6 +265,119 @@ fn is_sha256_hex(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::test_support::{Bench, plan_of};
+    use crate::fake::{Call, FakeTarget, Reply};
+
+    const BYTES: &[u8] = b"MZ an installer";
+    const REMOTE: &str = r"C:\Windows\Temp\hive\r1\Q300972.exe";
+
+    fn sha(bytes: &[u8]) -> String {
+        sha256_hex(bytes)
+    }
+
+    fn installer() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("Q300972.exe");
+        std::fs::write(&path, BYTES).expect("write installer");
+        (dir, path)
+    }
+
+    fn stage_ends(b: &Bench) -> Vec<(bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .map(|(_, ok, outcome, _)| (ok, outcome))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_installer_is_copied_then_hashed_by_the_host_itself() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let fake = FakeTarget::new("H1", "B0").on(
+            "certutil",
+            [Reply::exit(
+                0,
+                &format!("SHA256 hash:\r\n{}\r\n", sha(BYTES)),
+            )],
+        );
+        let mut b = Bench::new(fake);
+        let staged = stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect("staged");
+        assert_eq!(staged.installers[&0], REMOTE);
+        assert_eq!(b.fake.file(REMOTE).as_deref(), Some(BYTES));
+        assert_eq!(
+            stage_ends(&b),
+            [(true, StepOutcome::Copied), (true, StepOutcome::Ok)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_already_on_the_host_is_not_sent_again() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let fake = FakeTarget::new("H1", "B0")
+            .with_file(REMOTE, BYTES)
+            .on("certutil", [Reply::exit(0, &sha(BYTES))]);
+        let mut b = Bench::new(fake);
+        stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect("staged");
+        assert!(!b.fake.calls().iter().any(|c| matches!(c, Call::Put(_))));
+        assert_eq!(stage_ends(&b)[0], (true, StepOutcome::Cached));
+    }
+
+    #[tokio::test]
+    async fn other_bytes_on_the_host_stop_the_host_before_anything_runs() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let fake = FakeTarget::new("H1", "B0").on("certutil", [Reply::exit(0, &sha(b"other"))]);
+        let mut b = Bench::new(fake);
+        let stop = stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect_err("mismatch");
+        assert_eq!(stop.verdict, DeployVerdict::HashMismatch, "{}", stop.why);
+        assert_eq!(stage_ends(&b)[1], (false, StepOutcome::HashMismatch));
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn a_repository_copy_unlike_the_catalog_is_never_sent() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(b"what the catalog says"));
+        let mut b = Bench::new(FakeTarget::new("H1", "B0"));
+        let stop = stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect_err("mismatch");
+        assert_eq!(stop.verdict, DeployVerdict::HashMismatch);
+        assert!(b.fake.calls().is_empty(), "{:?}", b.fake.calls());
+    }
+
+    #[tokio::test]
+    async fn a_host_without_certutil_or_powershell_is_checked_by_reading_back() {
+        let (_dir, path) = installer();
+        let plan = plan_of(&path, BYTES, &sha(BYTES));
+        let not_recognized = Reply::Output(crate::remote::ExecOutput {
+            stdout: String::new(),
+            stderr: "'powershell' is not recognized as an internal or external command".into(),
+            exit_code: 1,
+        });
+        let fake = FakeTarget::new("H1", "B0")
+            .on("certutil", [Reply::exit(1, "")])
+            .on("Get-FileHash", [not_recognized]);
+        let mut b = Bench::new(fake);
+        stage_all(&mut b.ctx(), &plan, &[0], None)
+            .await
+            .expect("staged");
+        let sha_calls = b
+            .fake
+            .calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Sha256(_)))
+            .count();
+        assert_eq!(sha_calls, 2, "the cache check, then the read-back");
+        assert_eq!(stage_ends(&b)[1], (true, StepOutcome::Ok));
+    }
 
     #[test]
     fn certutil_output_of_both_eras_parses() {

@@ -3,8 +3,8 @@
 //! and remove what was staged.
 
 use super::stage::Staged;
-use super::{HostContext, HostPlan, HostVerdict, PatchOutcome, PatchResult, ScanInputs, Stop};
-use crate::events::Step;
+use super::{DeployVerdict, HostContext, HostPlan, PatchOutcome, PatchResult, ScanInputs, Stop};
+use crate::events::{Step, StepOutcome};
 use crate::scan::evaluate::Status;
 use crate::scan::run::scan_target;
 
@@ -14,7 +14,7 @@ pub(crate) async fn verify(
     scan: &ScanInputs<'_>,
     plan: &HostPlan,
     patches: &mut [PatchResult],
-) -> Result<HostVerdict, Stop> {
+) -> Result<DeployVerdict, Stop> {
     let step = Step::Verify;
     ctx.started(&step)?;
     let result = match scan_target(
@@ -29,8 +29,8 @@ pub(crate) async fn verify(
         Ok(r) => r,
         Err(e) => {
             let why = format!("the re-scan failed: {e}");
-            let _ = ctx.finished(&step, false, "failed", &why);
-            return Err(Stop::new(HostVerdict::Unreachable, why));
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
+            return Err(Stop::new(DeployVerdict::Unreachable, why));
         }
     };
     let mut failed = Vec::new();
@@ -63,19 +63,19 @@ pub(crate) async fn verify(
         }
     }
     let (verdict, detail) = if !failed.is_empty() {
-        (HostVerdict::VerifyFailed, failed.join("; "))
+        (DeployVerdict::VerifyFailed, failed.join("; "))
     } else if !review.is_empty() {
-        (HostVerdict::NeedsReview, review.join("; "))
+        (DeployVerdict::NeedsReview, review.join("; "))
     } else {
-        (HostVerdict::Patched, String::new())
+        (DeployVerdict::Patched, String::new())
     };
-    ctx.finished(
-        &step,
-        verdict == HostVerdict::Patched,
-        verdict.word(),
-        &detail,
-    )?;
-    if verdict != HostVerdict::Patched {
+    let outcome = match verdict {
+        DeployVerdict::VerifyFailed => StepOutcome::VerifyFailed,
+        DeployVerdict::NeedsReview => StepOutcome::NeedsReview,
+        _ => StepOutcome::Patched,
+    };
+    ctx.finished(&step, verdict == DeployVerdict::Patched, outcome, &detail)?;
+    if verdict != DeployVerdict::Patched {
         ctx.host_log(&format!("run {}: {}: {detail}", ctx.run, verdict.word()));
         return Err(Stop::new(verdict, detail));
     }
@@ -116,10 +116,69 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
         ctx.finished(
             &step,
             true,
-            "ok",
+            StepOutcome::Ok,
             &format!("{} file(s) removed", files.len()),
         )
     } else {
-        ctx.finished(&step, false, "left_behind", &left.join("; "))
+        ctx.finished(&step, false, StepOutcome::LeftBehind, &left.join("; "))
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::test_support::{
+        Bench, ScanFixture, plan_without_installer, registry_catalog, registry_facts,
+    };
+    use crate::fake::FakeTarget;
+
+    async fn verify_with(data: &str, said: PatchOutcome) -> (Result<DeployVerdict, Stop>, Bench) {
+        let catalog = registry_catalog();
+        let fixture = ScanFixture::new(catalog);
+        let scan = fixture.inputs();
+        let plan = plan_without_installer();
+        let mut patches = vec![PatchResult {
+            patch: "MS01-033".into(),
+            bulletin: "MS01-033".into(),
+            file: "Q300972.exe".into(),
+            outcome: said,
+            exit_code: Some(0),
+            attempts: 1,
+            verified: None,
+            detail: String::new(),
+        }];
+        let mut b = Bench::new(FakeTarget::new("H1", "B1").probe_facts(registry_facts(data)));
+        let result = verify(&mut b.ctx(), &scan, &plan, &mut patches).await;
+        (result, b)
+    }
+
+    fn verify_end(b: &Bench) -> Option<(bool, StepOutcome)> {
+        b.ends()
+            .into_iter()
+            .find(|(s, ..)| *s == Step::Verify)
+            .map(|(_, ok, outcome, _)| (ok, outcome))
+    }
+
+    #[tokio::test]
+    async fn the_re_scan_proves_the_patch() {
+        let (result, b) = verify_with("1", PatchOutcome::Installed).await;
+        assert_eq!(result.map_err(|s| s.why).unwrap(), DeployVerdict::Patched);
+        assert_eq!(verify_end(&b), Some((true, StepOutcome::Patched)));
+    }
+
+    #[tokio::test]
+    async fn a_patch_the_re_scan_still_misses_fails_verification() {
+        let (result, b) = verify_with("0", PatchOutcome::Installed).await;
+        let stop = result.expect_err("still missing");
+        assert_eq!(stop.verdict, DeployVerdict::VerifyFailed, "{}", stop.why);
+        assert_eq!(verify_end(&b), Some((false, StepOutcome::VerifyFailed)));
+    }
+
+    #[tokio::test]
+    async fn an_installer_that_said_already_installed_against_the_scan_needs_review() {
+        let (result, b) = verify_with("0", PatchOutcome::AlreadyInstalled).await;
+        let stop = result.expect_err("disagreement");
+        assert_eq!(stop.verdict, DeployVerdict::NeedsReview, "{}", stop.why);
+        assert_eq!(verify_end(&b), Some((false, StepOutcome::NeedsReview)));
+    }
 }

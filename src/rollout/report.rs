@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::events::Step;
+use crate::events::{Step, StepOutcome};
 use crate::journal::RunLog;
 
 /// One host of a run, as the journal recorded it.
@@ -44,7 +44,8 @@ pub fn host_reports(log: &RunLog) -> Vec<HostReport> {
                     }
                     (Step::Install { .. }, Some(end)) if end.ok => {}
                     // Settled after a crash ("did not complete, runs again"): not a failure.
-                    (Step::Install { .. }, Some(end)) if end.outcome == "did_not_complete" => {}
+                    (Step::Install { .. }, Some(end))
+                        if end.outcome == StepOutcome::DidNotComplete => {}
                     (Step::Install { patch, .. }, Some(_)) => failed_installs.push(patch.clone()),
                     (Step::Reboot { .. }, end) => {
                         reboot_start.get_or_insert(s.started_ms);

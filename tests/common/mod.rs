@@ -229,8 +229,8 @@ pub async fn deploy_all(
     run: &str,
     options: &hive::deploy::DeployOptions,
     sink: &dyn hive::events::EventSink,
-) -> Vec<(hive::deploy::HostPlan, hive::deploy::HostOutcome)> {
-    use hive::deploy::{HostContext, ResumeState, ScanInputs};
+) -> Vec<(hive::deploy::HostPlan, hive::deploy::DeployOutcome)> {
+    use hive::deploy::{HostContext, PriorWork, ScanInputs};
     use hive::scan::run::{FileSource, PreparedProbe, scan_target};
     let probe = PreparedProbe::new(&lab.catalog);
     let approved = hive::deploy::load_approved(&lab.repo).unwrap();
@@ -263,7 +263,7 @@ pub async fn deploy_all(
                 files: FileSource::Probe,
             };
             let outcome =
-                hive::deploy::deploy_host(&mut ctx, &plan, &scan, &ResumeState::default()).await;
+                hive::deploy::deploy_host(&mut ctx, &plan, &scan, &PriorWork::default()).await;
             (plan, outcome)
         }
     });
@@ -275,14 +275,14 @@ pub async fn deploy_all(
 /// host rebooted exactly once and lists every KB.
 pub fn assert_patched_once(
     plan: &hive::deploy::HostPlan,
-    outcome: &hive::deploy::HostOutcome,
+    outcome: &hive::deploy::DeployOutcome,
     sim: &winsim::model::WinHost,
     order: &[&str],
 ) {
     let name = &outcome.host;
     assert_eq!(
         outcome.verdict,
-        hive::deploy::HostVerdict::Patched,
+        hive::deploy::DeployVerdict::Patched,
         "{name}: {outcome:?}"
     );
     let planned: Vec<&str> = plan.installs.iter().map(|i| i.patch.as_str()).collect();

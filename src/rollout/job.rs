@@ -1,0 +1,129 @@
+//! The seam between the rollout and the work on one host: a [`HostJob`] gets a [`JobContext`]
+//! and returns a [`HostOutcome`]; an optional [`HealthCheck`] runs after it.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::journal::ResumeState;
+use super::stop::StopFlag;
+use super::verdict::HostOutcome;
+use crate::events::{Event, EventSink, Step, StepOutcome, StepState};
+use crate::inventory::{Host, Secret};
+use crate::remote::{BoxFuture, Command, Connector};
+
+/// Everything a job gets for one host.
+#[derive(Clone)]
+pub struct JobContext {
+    pub run: String,
+    pub host: String,
+    pub wave: usize,
+    /// What an earlier attempt in this run already did on this host (empty on a first attempt).
+    pub resume: ResumeState,
+    /// Journal + progress: emit Started before each step and Finished after it.
+    pub sink: Arc<dyn EventSink>,
+    /// Check between steps; when raised, return [`super::HostVerdict::Interrupted`].
+    pub stop: StopFlag,
+}
+
+impl JobContext {
+    pub fn emit(&self, step: Step, state: StepState) -> Result<(), String> {
+        self.sink
+            .emit(&Event::new(&self.run, &self.host, step, state))
+    }
+    pub fn started(&self, step: Step) -> Result<(), String> {
+        self.emit(step, StepState::Started)
+    }
+    pub fn finished(
+        &self,
+        step: Step,
+        ok: bool,
+        outcome: StepOutcome,
+        detail: &str,
+    ) -> Result<(), String> {
+        self.finished_at_boot(step, ok, outcome, detail, None)
+    }
+    /// A step that saw the host's boot time: the journal keeps it as a field, for a resumed run
+    /// to compare with.
+    pub fn finished_at_boot(
+        &self,
+        step: Step,
+        ok: bool,
+        outcome: StepOutcome,
+        detail: &str,
+        boot_time: Option<String>,
+    ) -> Result<(), String> {
+        self.emit(
+            step,
+            StepState::finished(ok, outcome, detail, boot_time.as_deref()),
+        )
+    }
+    pub fn progress(&self, step: Step, done: u64, total: u64) -> Result<(), String> {
+        self.emit(step, StepState::Progress { done, total })
+    }
+}
+
+/// The work done on one host. Implemented for any `Fn(JobContext) -> impl Future<Output =
+/// HostOutcome>`, so a test writes a closure and deploy writes a struct.
+pub trait HostJob: Send + Sync + 'static {
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, HostOutcome>;
+}
+
+impl<F, Fut> HostJob for F
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HostOutcome> + Send + 'static,
+{
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, HostOutcome> {
+        Box::pin(self(ctx))
+    }
+}
+
+/// A custom health check run on each host after its job succeeded (e.g. "is the SQL service
+/// running"). A host that fails it counts as failed, so it weighs on the wave's gate.
+pub trait HealthCheck: Send + Sync + 'static {
+    fn check(&self, host: String) -> BoxFuture<'static, Result<String, String>>;
+}
+
+/// A health command run through a [`Target`](crate::remote::Target): healthy when it exits 0.
+pub struct CommandHealth {
+    /// The hosts the command may run on, with their credentials.
+    pub hosts: Arc<BTreeMap<String, (Host, Secret)>>,
+    pub connector: Arc<dyn Connector>,
+    pub command: Command,
+    pub timeout: Duration,
+}
+
+impl HealthCheck for CommandHealth {
+    fn check(&self, host: String) -> BoxFuture<'static, Result<String, String>> {
+        let hosts = self.hosts.clone();
+        let connector = self.connector.clone();
+        let command = self.command.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let (h, secret) = hosts
+                .get(&host)
+                .ok_or_else(|| format!("{host}: not in the inventory"))?;
+            let mut target = connector
+                .open(h, secret)
+                .map_err(|e| format!("{host}: {e}"))?;
+            let out = target
+                .exec(&command, timeout)
+                .await
+                .map_err(|e| format!("{host}: health command: {e}"))?;
+            let first = out.stdout.lines().next().unwrap_or("").trim().to_string();
+            if out.exit_code == 0 {
+                Ok(first)
+            } else {
+                let err = out.stderr.lines().next().unwrap_or("").trim();
+                Err(format!(
+                    "{host}: health command `{}` exited {} ({})",
+                    command.label(),
+                    out.exit_code,
+                    if err.is_empty() { &first } else { err }
+                ))
+            }
+        })
+    }
+}
