@@ -602,6 +602,18 @@ impl SimHost for WinHost {
     fn account(&self) -> (&str, &str) {
         (&self.user, &self.password)
     }
+    fn windows_version(&self) -> (u8, u8, u16) {
+        // The build moves when an update installs, so it is read where the update wrote it.
+        let build = match self
+            .settled()
+            .registry
+            .get(CURRENT_VERSION, "CurrentBuildNumber")
+        {
+            Some(RegValue::Sz(b)) => b.parse().unwrap_or(0),
+            _ => 0,
+        };
+        (self.major as u8, self.minor as u8, build)
+    }
     fn accepting(&self) -> bool {
         matches!(
             self.settled().power,
