@@ -268,21 +268,13 @@ pub enum DetailForm {
 const WSMAN_FAULT: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault";
 /// ERROR_WSMAN_QUOTA_MAX_SHELLS (0x803381A5): MaxShellsPerUser.
 pub const CODE_QUOTA_MAX_SHELLS: u32 = 2_150_859_173;
-/// ERROR_WSMAN_QUOTA_MAX_OPERATIONS (0x803381A6): MaxConcurrentOperationsPerUser.
-pub const CODE_QUOTA_MAX_OPERATIONS: u32 = 2_150_859_174;
 /// ERROR_WSMAN_QUOTA_LIMIT (0x8033803F): any other quota, e.g. MaxMemoryPerShellMB.
 pub const CODE_QUOTA_LIMIT: u32 = 2_150_858_815;
 
-/// The WinRM quota errors (wsmerror.h's ERROR_WSMAN_QUOTA_*), which current Windows reports as
-/// CIM errors.
+/// The quota faults current Windows reports as CIM errors: MaxShellsPerUser and the shell memory
+/// quota. Others (MaxConcurrentOperationsPerUser among them) keep the WSManFault form.
 fn is_quota_code(code: u32) -> bool {
-    matches!(
-        code,
-        CODE_QUOTA_LIMIT
-            | CODE_QUOTA_MAX_SHELLS..=2_150_859_176
-            | 2_150_859_179
-            | 2_150_859_236..=2_150_859_242
-    )
+    matches!(code, CODE_QUOTA_MAX_SHELLS | CODE_QUOTA_LIMIT)
 }
 
 /// The CIM `MSFT_WmiError` detail current Windows sends for quota faults: the error code in
@@ -439,8 +431,9 @@ impl Fault {
         }
     }
 
-    /// A fault the host model's plan asked for, with its own code and text. Quota codes come in
-    /// the form current Windows sends them (subcode QuotaLimit, a CIM error detail).
+    /// A fault the host model's plan asked for, with its own code and text. The shell and memory
+    /// quota codes come in the form current Windows sends them (subcode QuotaLimit, a CIM error
+    /// detail).
     pub fn injected(code: u32, text: &str) -> Fault {
         let quota = is_quota_code(code);
         Fault {
