@@ -1,10 +1,11 @@
-# curl as an independent WinRM peer for the simulated fleet: its own NTLM (`--ntlm`, OEM strings
-# only) against the HTTPS listeners (sourced by integration/lib.sh). Nothing runs.
+# curl as an independent WinRM peer for the simulated fleet (sourced by integration/lib.sh): its own
+# NTLM (`--ntlm`, OEM strings only) and SPNEGO through GSS-API with gss-ntlmssp (`--negotiate`)
+# against the HTTPS listeners. Nothing runs.
 #
 # Exports: HIVE_TEST_CURL (the curl binary).
 # shellcheck shell=bash
 
-HIVE_APT_PACKAGES+=(curl)
+HIVE_APT_PACKAGES+=(curl gss-ntlmssp)
 
 curl_start() {
   HIVE_TEST_CURL=$(command -v curl) || {

@@ -30,6 +30,8 @@ fn curl_binary() -> PathBuf {
 struct Curl {
     url: String,
     config: tempfile::NamedTempFile,
+    /// `--negotiate` (GSS-API) with this NTLM_USER_FILE instead of curl's own `--ntlm`.
+    negotiate: Option<PathBuf>,
 }
 
 impl Curl {
@@ -39,13 +41,23 @@ impl Curl {
         Curl {
             url: url.to_string(),
             config,
+            negotiate: None,
         }
     }
 
     /// POST one plain SOAP envelope with `--ntlm`; returns (HTTP status, body).
     async fn post(&self, envelope: &str) -> (u16, String) {
-        let mut child = tokio::process::Command::new(curl_binary())
-            .args(["--silent", "--insecure", "--ntlm", "--config"])
+        let mut command = tokio::process::Command::new(curl_binary());
+        match &self.negotiate {
+            None => command.args(["--silent", "--insecure", "--ntlm", "--config"]),
+            Some(users) => command.env("NTLM_USER_FILE", users).args([
+                "--silent",
+                "--insecure",
+                "--negotiate",
+                "--config",
+            ]),
+        };
+        let mut child = command
             .arg(self.config.path())
             .args([
                 "--header",
@@ -166,6 +178,34 @@ ubr = 5206
 
     let wrong = Curl::new(&url, "Administrator", "not-the-password");
     let (status, _) = wrong.post(&env::create("create-wrong")).await;
+    assert_eq!(status, 401, "a wrong password is refused");
+    fleet.shutdown().await;
+}
+
+/// curl `--negotiate` through GSS-API with gss-ntlmssp: SPNEGO-wrapped NTLM from the NTLM
+/// implementation Samba's and SSSD's authors wrote, which refuses a CHALLENGE that sets both
+/// UNICODE and OEM. Its credentials come from an NTLM_USER_FILE, as gss-ntlmssp reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_negotiate_with_gss_ntlmssp_logs_on() {
+    let host = FakeHost::with_https("SIM-GSS");
+    let hosts: Vec<Arc<dyn SimHost>> = vec![Arc::clone(&host) as Arc<dyn SimHost>];
+    let fleet = WinrmFleet::start(hosts, FleetOptions::default())
+        .await
+        .unwrap();
+    let url = fleet.endpoints()[0].https_url.clone().unwrap();
+    let users = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(users.path(), format!(":{USER}:{PASSWORD}\n")).unwrap();
+    let mut curl = Curl::new(&url, USER, "");
+    curl.negotiate = Some(users.path().to_path_buf());
+    let (status, xml) = curl.post(&env::create("create")).await;
+    assert_eq!(status, 200, "gss-ntlmssp logs on: {xml}");
+    let shell = element(&xml, "ShellId").unwrap().to_string();
+    let (out, code, _) = curl.run(&shell, "echo through spnego", "s").await;
+    assert_eq!(out, b"through spnego\r\n");
+    assert_eq!(code, 0);
+
+    std::fs::write(users.path(), format!(":{USER}:not-the-password\n")).unwrap();
+    let (status, _) = curl.post(&env::create("create-wrong")).await;
     assert_eq!(status, 401, "a wrong password is refused");
     fleet.shutdown().await;
 }
