@@ -173,11 +173,11 @@ impl std::fmt::Debug for NtlmAcceptor {
 impl NtlmAcceptor {
     /// An acceptor that admits exactly `user` with `password` (the host's local administrator).
     pub fn new(user: &str, password: &str) -> Result<NtlmAcceptor, NtlmError> {
-        if user.trim().is_empty()
-            || user.contains([
-                '"', '/', '[', ']', ':', '|', '<', '>', '+', '=', ';', ',', '?', '*',
-            ])
-        {
+        // The characters Windows refuses in a user name (a `DOMAIN\` prefix is allowed).
+        const REFUSED: [char; 14] = [
+            '"', '/', '[', ']', ':', '|', '<', '>', '+', '=', ';', ',', '?', '*',
+        ];
+        if user.trim().is_empty() || user.contains(REFUSED) {
             return Err(NtlmError::BadAccount(user.to_string()));
         }
         Ok(NtlmAcceptor {
@@ -208,11 +208,6 @@ impl NtlmAcceptor {
 
     pub fn is_authenticated(&self) -> bool {
         matches!(self.phase, Phase::Authenticated(_))
-    }
-
-    /// True once a NEGOTIATE_MESSAGE was accepted (a new NEGOTIATE then means "start over").
-    pub fn started(&self) -> bool {
-        !matches!(self.phase, Phase::Fresh)
     }
 
     /// Feed one raw NTLMSSP token from `Authorization: Negotiate <base64>` (or `NTLM <base64>`).
