@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::quote::quote_arg;
+use super::quote::command_line;
 use super::{HostContext, HostPlan, HostVerdict, Stop};
 use crate::events::Step;
 use crate::remote::Command;
@@ -35,7 +35,7 @@ pub(crate) async fn run_qchain(
     ctx.started(&step)?;
     let line = match staged {
         Some(p) => {
-            quote_arg(p).map_err(|e| Stop::new(HostVerdict::InstallFailed, e.to_string()))?
+            command_line(&[p]).map_err(|e| Stop::new(HostVerdict::InstallFailed, e.to_string()))?
         }
         None => "qchain.exe".to_string(),
     };
