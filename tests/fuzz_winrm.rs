@@ -1,8 +1,8 @@
 //! The WinRM client's sans-IO reply code never panics or hangs on a damaged or hostile reply.
 //!
 //! Inputs are real: every reply pypsrp recorded from Windows Server (shared/fixtures/
-//! winrm-recorded), a real NTLM CHALLENGE from `sspi`'s acceptor (what the simulated fleet
-//! runs), and an MS-WSMV encrypted body sealed by that same acceptor. Each is mutated (XML-
+//! winrm-recorded), a real NTLM CHALLENGE from the simulated fleet's NTLM acceptor (its own
+//! MS-NLMP server side), and an MS-WSMV encrypted body sealed by that same acceptor. Each is mutated (XML-
 //! significant bytes, deletions, duplications, truncation, nesting bombs, hostile values in
 //! attributes and element texts, binary length/offset fields) and fed to the parser the client
 //! uses for it. Every result must be a value or a typed error with a message; a panic or a case
@@ -188,7 +188,7 @@ fn nonces() -> ntlm::AuthenticateNonces {
     }
 }
 
-/// A real CHALLENGE message from `sspi`'s NTLM acceptor, answering our NEGOTIATE.
+/// A real CHALLENGE message from the simulated fleet's NTLM acceptor, answering our NEGOTIATE.
 fn real_challenge() -> (winsim::server::ntlm::NtlmAcceptor, Vec<u8>) {
     let mut acceptor = winsim::server::ntlm::NtlmAcceptor::new(USER, PASSWORD).unwrap();
     match acceptor.step(&ntlm::negotiate_message()).unwrap() {

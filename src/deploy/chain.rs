@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::quote::quote_arg;
+use super::quote::command_line;
 use super::{DeployVerdict, HostContext, HostPlan, Stop};
 use crate::events::{Step, StepOutcome};
 use crate::remote::Command;
@@ -34,9 +34,8 @@ pub(crate) async fn run_qchain(
     let step = Step::Qchain;
     ctx.started(&step)?;
     let line = match staged {
-        Some(p) => {
-            quote_arg(p).map_err(|e| Stop::new(DeployVerdict::InstallFailed, e.to_string()))?
-        }
+        Some(p) => command_line(&[p])
+            .map_err(|e| Stop::new(DeployVerdict::InstallFailed, e.to_string()))?,
         None => "qchain.exe".to_string(),
     };
     match ctx

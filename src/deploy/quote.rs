@@ -53,10 +53,20 @@ pub fn quote_arg(word: &str) -> Result<String, QuoteError> {
 }
 
 /// Quote each word and join them with single spaces.
+///
+/// WinRS (and Windows' OpenSSH) run the line as `cmd.exe /c LINE`, and cmd.exe strips the first
+/// and the last quote of a line that starts with one unless the quoted part is a plain program
+/// path (`cmd /?`): `"C:\Program Files (x86)\x.exe" -z` would run `C:\Program`. A line that
+/// starts with a quoted word is therefore wrapped in one more pair of quotes, which cmd.exe
+/// removes whatever the path holds.
 pub fn command_line<S: AsRef<str>>(words: &[S]) -> Result<String, QuoteError> {
     let quoted: Result<Vec<String>, QuoteError> =
         words.iter().map(|w| quote_arg(w.as_ref())).collect();
-    Ok(quoted?.join(" "))
+    let line = quoted?.join(" ");
+    if line.starts_with('"') {
+        return Ok(format!("\"{line}\""));
+    }
+    Ok(line)
 }
 
 /// A PowerShell single-quoted string literal: `'` doubles, nothing else is special.
@@ -119,6 +129,18 @@ mod tests {
             r"C:\T\Q1.exe -z -q -m"
         );
         assert!(command_line(&["ok", "bad\"word"]).is_err());
+    }
+
+    #[test]
+    fn a_line_starting_with_a_quoted_word_survives_cmd_c() {
+        assert_eq!(
+            command_line(&[r"C:\Program Files (x86)\A&B\Q1 (x86).exe", "-z"]).unwrap(),
+            r#"""C:\Program Files (x86)\A&B\Q1 (x86).exe" -z""#
+        );
+        assert_eq!(
+            command_line(&["certutil", "-hashfile", r"C:\my dir\x.exe"]).unwrap(),
+            r#"certutil -hashfile "C:\my dir\x.exe""#
+        );
     }
 
     #[test]

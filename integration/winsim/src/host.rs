@@ -74,6 +74,11 @@ pub trait SimHost: Send + Sync + 'static {
     fn winrm_https_addr(&self) -> Option<SocketAddr>;
     /// The local administrator account (user, password) the host accepts.
     fn account(&self) -> (&str, &str);
+    /// The Windows version (major, minor, build) the host reports to network clients, e.g. in
+    /// its NTLM CHALLENGE; Windows Server 2022 unless the model says otherwise.
+    fn windows_version(&self) -> (u8, u8, u16) {
+        (10, 0, 20348)
+    }
     /// False while the host is down (rebooting, powered off): the faces refuse connections then.
     fn accepting(&self) -> bool;
     /// A fault to inject into the next request of this kind, if the fault plan says so.

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::host::{BoxFuture, CommandOutcome, CommandRequest, SimHost, WireFault, WsmanOp};
-use crate::model::{Power, WinHost};
+use crate::model::{CURRENT_VERSION, Power, WinHost};
+use crate::registry::RegValue;
 
 impl SimHost for WinHost {
     fn name(&self) -> &str {
@@ -20,6 +21,18 @@ impl SimHost for WinHost {
     }
     fn account(&self) -> (&str, &str) {
         (&self.user, &self.password)
+    }
+    fn windows_version(&self) -> (u8, u8, u16) {
+        // The build moves when an update installs, so it is read where the update wrote it.
+        let build = match self
+            .settled()
+            .registry
+            .get(CURRENT_VERSION, "CurrentBuildNumber")
+        {
+            Some(RegValue::Sz(b)) => b.parse().unwrap_or(0),
+            _ => 0,
+        };
+        (self.major as u8, self.minor as u8, build)
     }
     fn accepting(&self) -> bool {
         matches!(

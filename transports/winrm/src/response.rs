@@ -20,6 +20,9 @@ pub const CODE_INVALID_SELECTORS: u32 = 2_150_858_843;
 pub const CODE_SHELL_QUOTA: u32 = 2_150_859_173;
 /// Fault code: the shell has run too many operations (MaxConcurrentOperationsPerUser).
 pub const CODE_OPERATION_QUOTA: u32 = 2_150_859_174;
+/// Fault code: a WS-Management quota other than shells or operations was exceeded
+/// (ERROR_WSMAN_QUOTA_LIMIT), e.g. a shell's MaxMemoryPerShellMB.
+pub const CODE_QUOTA_LIMIT: u32 = 2_150_858_815;
 /// Fault code: a SOAP header has an invalid value.
 pub const CODE_INVALID_HEADER: u32 = 2_150_858_767;
 /// Fault code: the request or reply exceeds MaxEnvelopeSize.
@@ -29,7 +32,9 @@ pub const CODE_ACCESS_DENIED: u32 = 5;
 /// Win32 ERROR_INVALID_PARAMETER.
 pub const CODE_INVALID_PARAMETER: u32 = 87;
 
-/// A SOAP fault as Windows sends it, with the WSManFault detail when present.
+/// A SOAP fault as Windows sends it, with its detail in either form Windows uses: the
+/// `f:WSManFault` element, or (current Windows, e.g. for quota faults) a CIM `MSFT_WmiError`
+/// instance whose `error_Code` and `Message` carry the same facts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsmanFault {
     /// `s:Code/s:Value` local part (`Sender` or `Receiver`).
@@ -38,11 +43,12 @@ pub struct WsmanFault {
     pub subcode: Option<String>,
     /// `s:Reason/s:Text`.
     pub reason: String,
-    /// `f:WSManFault/@Code`, a Win32 or WinRM error number.
+    /// `f:WSManFault/@Code` or `MSFT_WmiError/error_Code`, a Win32 or WinRM error number.
     pub wsman_code: Option<u32>,
     /// `f:WSManFault/@Machine`.
     pub machine: Option<String>,
-    /// `f:Message` text, including provider fault text (often the most useful line).
+    /// `f:Message` or `MSFT_WmiError/Message` text, including provider fault text (often the
+    /// most useful line).
     pub message: Option<String>,
     /// `w:FaultDetail` URI.
     pub detail: Option<String>,
@@ -55,10 +61,13 @@ pub enum FaultKind {
     TimedOut,
     /// The shell or command is gone (idle timeout, reboot, or a wrong id).
     InvalidSelectors,
-    /// Too many shells for this user: delete old shells.
+    /// Too many shells for this user (MaxShellsPerUser): delete ours, or wait for others' to close.
     ShellQuota,
     /// Too many operations on this shell: recycle it.
     OperationQuota,
+    /// A command's shell ran out of its MaxMemoryPerShellMB: waiting does not help; the quota
+    /// must be raised or the work made smaller.
+    MemoryQuota,
     /// An envelope exceeded MaxEnvelopeSize.
     EnvelopeTooBig,
     /// The user may not do this (not an administrator, or remote shell access off).
@@ -79,6 +88,7 @@ impl WsmanFault {
             Some(CODE_INVALID_SELECTORS) => return FaultKind::InvalidSelectors,
             Some(CODE_SHELL_QUOTA) => return FaultKind::ShellQuota,
             Some(CODE_OPERATION_QUOTA) => return FaultKind::OperationQuota,
+            Some(CODE_QUOTA_LIMIT) if self.mentions("memory") => return FaultKind::MemoryQuota,
             Some(CODE_ENVELOPE_TOO_BIG) => return FaultKind::EnvelopeTooBig,
             Some(CODE_ACCESS_DENIED) => return FaultKind::AccessDenied,
             Some(CODE_INVALID_HEADER) => return FaultKind::InvalidHeader,
@@ -101,8 +111,30 @@ impl WsmanFault {
                 FaultKind::InvalidHeader
             }
             Some("InvalidParameter") => FaultKind::InvalidParameter,
+            Some("QuotaLimit") if self.mentions("concurrent shells") => FaultKind::ShellQuota,
+            Some("QuotaLimit") if self.mentions("concurrent operations") => {
+                FaultKind::OperationQuota
+            }
+            Some("QuotaLimit") if self.mentions("memory") => FaultKind::MemoryQuota,
             _ => FaultKind::Other,
         }
+    }
+
+    /// True when a quota of the WinRM service was hit (shells, operations, memory).
+    pub fn is_quota(&self) -> bool {
+        matches!(
+            self.kind(),
+            FaultKind::ShellQuota | FaultKind::OperationQuota | FaultKind::MemoryQuota
+        ) || self.subcode.as_deref() == Some("QuotaLimit")
+    }
+
+    /// True when the message or reason contains `words` (ASCII case-insensitive).
+    fn mentions(&self, words: &str) -> bool {
+        let words = words.to_ascii_lowercase();
+        [self.message.as_deref(), Some(self.reason.as_str())]
+            .into_iter()
+            .flatten()
+            .any(|t| t.to_ascii_lowercase().contains(&words))
     }
 }
 
@@ -235,13 +267,26 @@ fn read_fault(fault: &Element) -> WsmanFault {
         .unwrap_or_default();
     let detail_el = fault.child(ns::SOAP, "Detail");
     let wsf = detail_el.and_then(|d| d.find(ns::WSMAN_FAULT, "WSManFault"));
-    let wsman_code = wsf.and_then(|w| w.attr("Code")).and_then(parse_u32_code);
+    // Current Windows sends some faults (quotas among them) as a CIM error instead; its
+    // namespace names the WMI class path, so it is found by local name.
+    let cim = detail_el.and_then(|d| d.find_local("MSFT_WmiError"));
+    let cim_field = |name: &str| {
+        cim.and_then(|c| c.children.iter().find(|e| e.name.local == name))
+            .map(|e| e.text.trim().to_string())
+            .filter(|t| !t.is_empty())
+    };
+    let wsman_code = wsf
+        .and_then(|w| w.attr("Code"))
+        .and_then(parse_u32_code)
+        .or_else(|| cim_field("error_Code").as_deref().and_then(parse_u32_code));
     let machine = wsf.and_then(|w| w.attr("Machine")).map(str::to_string);
     let message = wsf
         .and_then(|w| w.child(ns::WSMAN_FAULT, "Message"))
         .map(all_text)
         .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.is_empty())
+        .or_else(|| cim_field("Message"))
+        .or_else(|| cim_field("error_WindowsErrorMessage"));
     let detail = detail_el
         .and_then(|d| d.child(ns::WSMAN, "FaultDetail"))
         .map(|d| d.text.trim().to_string());
@@ -527,6 +572,52 @@ mod tests {
             assert_eq!(f.machine.as_deref(), Some("srv01"));
             assert!(f.to_string().contains(text.trim()), "{f}");
         }
+    }
+
+    /// The shell quota as current Windows sends it: subcode QuotaLimit and a CIM MSFT_WmiError
+    /// detail (no f:WSManFault), its code in error_Code.
+    const CIM_SHELL_QUOTA: &str = r#"<s:Envelope xml:lang="en-US" xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"><s:Header><a:Action>http://schemas.dmtf.org/wbem/wsman/1/wsman/fault</a:Action><a:RelatesTo>uuid:9</a:RelatesTo></s:Header><s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value><s:Subcode><s:Value>w:QuotaLimit</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">The WS-Management service cannot process the request. This user is allowed a maximum number of 30 concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user. </s:Text></s:Reason><s:Detail><p:MSFT_WmiError b:IsCIM_Error="true" xmlns:b="http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd" xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wmi/root/microsoft/windows/winrm/MSFT_WmiError" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xsi:type="p:MSFT_WmiError_Type"><p:CIMStatusCode xsi:type="cim:cimUnsignedInt">27</p:CIMStatusCode><p:CIMStatusCodeDescription xsi:type="cim:cimString" xsi:nil="true"/><p:ErrorSource xsi:type="cim:cimString" xsi:nil="true"/><p:ErrorSourceFormat xsi:type="cim:cimUnsignedShort">0</p:ErrorSourceFormat><p:ErrorType xsi:type="cim:cimUnsignedShort">0</p:ErrorType><p:Message xsi:type="cim:cimString">The WS-Management service cannot process the request. This user is allowed a maximum number of 30 concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user. </p:Message><p:MessageID xsi:type="cim:cimString">HRESULT 0x803381a5</p:MessageID><p:PerceivedSeverity xsi:type="cim:cimUnsignedShort">0</p:PerceivedSeverity><p:ProbableCause xsi:type="cim:cimUnsignedShort">0</p:ProbableCause><p:error_Category xsi:type="cim:cimUnsignedInt">30</p:error_Category><p:error_Code xsi:type="cim:cimUnsignedInt">2150859173</p:error_Code><p:error_Type xsi:type="cim:cimString">HRESULT</p:error_Type><p:error_WindowsErrorMessage xsi:type="cim:cimString">The WS-Management service cannot process the request. This user is allowed a maximum number of 30 concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user. </p:error_WindowsErrorMessage></p:MSFT_WmiError></s:Detail></s:Fault></s:Body></s:Envelope>"#;
+
+    #[test]
+    fn a_cim_error_fault_gives_its_code_and_message() {
+        let Err(ResponseError::Fault(f)) = parse_empty(CIM_SHELL_QUOTA, "uuid:9") else {
+            panic!("not a fault");
+        };
+        assert_eq!(f.wsman_code, Some(CODE_SHELL_QUOTA));
+        assert_eq!(f.subcode.as_deref(), Some("QuotaLimit"));
+        assert!(
+            f.message
+                .as_deref()
+                .is_some_and(|m| m.contains("maximum number of 30 concurrent shells")),
+            "{f:?}"
+        );
+        assert_eq!(f.kind(), FaultKind::ShellQuota);
+        assert!(f.is_quota());
+        assert!(f.to_string().contains("0x803381A5"), "{f}");
+    }
+
+    #[test]
+    fn quota_faults_are_told_apart_by_code_or_by_text() {
+        // The CIM form without error_Code: the subcode and the text still say which quota.
+        let no_code = CIM_SHELL_QUOTA.replace(
+            r#"<p:error_Code xsi:type="cim:cimUnsignedInt">2150859173</p:error_Code>"#,
+            "",
+        );
+        let Err(ResponseError::Fault(f)) = parse_empty(&no_code, "uuid:9") else {
+            panic!("not a fault");
+        };
+        assert_eq!(f.wsman_code, None);
+        assert_eq!(f.kind(), FaultKind::ShellQuota);
+
+        let memory = "The WS-Management service cannot process the request. The shell exceeded its memory quota (MaxMemoryPerShellMB = 1024). ";
+        let Err(ResponseError::Fault(f)) = parse_empty(
+            &fault_doc("w:QuotaLimit", CODE_QUOTA_LIMIT, memory),
+            "uuid:9",
+        ) else {
+            panic!("not a fault");
+        };
+        assert_eq!(f.kind(), FaultKind::MemoryQuota);
+        assert!(f.is_quota());
     }
 
     /// Regression (found by tests/fuzz_winrm.rs): `Name=""` was accepted, and the stream's bytes

@@ -81,7 +81,15 @@ pub struct Session {
     pub recycle_after: u32,
     /// Shells created so far (for tests and metrics).
     pub shells_opened: u32,
+    /// How long opening a shell waits for one to free while the user is at MaxShellsPerUser
+    /// (other sessions, other tools, shells a crashed client left behind until their idle
+    /// timeout). Zero fails at once.
+    pub shell_quota_wait: Duration,
 }
+
+/// The first pause after a shell-quota fault; it doubles up to [`QUOTA_BACKOFF_MAX`].
+const QUOTA_BACKOFF_START: Duration = Duration::from_millis(250);
+const QUOTA_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl Session {
     /// A session whose shell skips the user profile and uses UTF-8 (code page 65001).
@@ -104,6 +112,7 @@ impl Session {
             commands_in_shell: 0,
             recycle_after: 500,
             shells_opened: 0,
+            shell_quota_wait: Duration::from_secs(60),
         })
     }
 
@@ -122,10 +131,32 @@ impl Session {
     }
 
     /// Open the shell if none is open; returns its id.
+    ///
+    /// A host whose user is at MaxShellsPerUser is busy, not broken: the Create is retried with
+    /// a doubling pause until a shell frees or [`Session::shell_quota_wait`] has passed, and only
+    /// then does the quota fault reach the caller.
     pub async fn open(&mut self) -> Result<String> {
         if let Some(id) = &self.shell_id {
             return Ok(id.clone());
         }
+        let deadline = Instant::now() + self.shell_quota_wait;
+        let mut pause = QUOTA_BACKOFF_START;
+        loop {
+            match self.create_shell().await {
+                Err(e)
+                    if e.fault_kind() == Some(FaultKind::ShellQuota)
+                        && Instant::now() + pause <= deadline =>
+                {
+                    debug!(host = %self.host(), ?pause, "shell quota reached, waiting for a shell to free: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(QUOTA_BACKOFF_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn create_shell(&mut self) -> Result<String> {
         let client = &mut self.client;
         let req = envelope::create_shell(client.headers(), &self.spec);
         let text = client.send(&req).await?;

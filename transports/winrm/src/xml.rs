@@ -64,6 +64,15 @@ impl Element {
         self.children.iter().find_map(|c| c.find(ns, local))
     }
 
+    /// The first element with this local name in any namespace anywhere below (depth first), or
+    /// self: for elements whose namespace varies, such as a CIM class named by its WMI path.
+    pub fn find_local(&self, local: &str) -> Option<&Element> {
+        if self.name.local == local {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find_local(local))
+    }
+
     /// The value of an unqualified attribute (WS-Man attributes such as `Name`, `CommandId`,
     /// `State` are unqualified).
     pub fn attr(&self, local: &str) -> Option<&str> {

@@ -138,6 +138,7 @@ async fn shell_quota_fault_is_typed() {
     let mut a = Session::new(http_config(&peer)).unwrap();
     a.open().await.unwrap();
     let mut b = Session::new(http_config(&peer)).unwrap();
+    b.shell_quota_wait = Duration::ZERO;
     let err = b.open().await.unwrap_err();
     assert_eq!(err.fault_kind(), Some(FaultKind::ShellQuota), "{err}");
     assert!(err.to_string().contains("2150859173"), "{err}");

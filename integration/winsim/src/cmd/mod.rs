@@ -127,7 +127,13 @@ pub(crate) async fn run(host: &WinHost, request: CommandRequest) -> CommandOutco
             log_index: index,
             stdin: request.stdin,
         };
-        exec_line(&ctx, &line, !request.skip_cmd_shell).await
+        if request.skip_cmd_shell {
+            exec_line(&ctx, &line, false).await
+        } else {
+            // WinRS runs the line as `cmd.exe /c LINE`: cmd.exe strips its outer quotes first.
+            let line = cmd_c_line(&line, |p| packages::find_program(host, p).is_some());
+            exec_line(&ctx, &line, true).await
+        }
     } else {
         // The faces refuse connections while the host is down; a command that still arrives finds
         // the machine shutting down.
@@ -460,12 +466,55 @@ async fn cmd_c(ctx: &Ctx<'_>, line: &str, tokens: &[Token]) -> Out {
             1,
         );
     };
-    let mut rest = line[tokens[pos].end..].trim();
-    if rest.len() >= 2 && rest.starts_with('"') && rest.ends_with('"') {
-        rest = &rest[1..rest.len() - 1];
-    }
-    let rest = rest.to_string();
+    let rest = cmd_c_line(line[tokens[pos].end..].trim(), |p| {
+        packages::find_program(ctx.host, p).is_some()
+    });
     exec_line(ctx, &rest, true).await
+}
+
+/// What `cmd /c REST` runs of REST: cmd.exe's outer-quote rule (`cmd /?`). The quotes stay only
+/// when there are exactly two, nothing special (`&<>()@^|`) and some whitespace lies between
+/// them, and they enclose the name of an existing program; otherwise, when REST starts with a
+/// quote, that quote and the last one go and everything else stays. So `"reg query HKLM\X"`
+/// runs `reg query HKLM\X`, `"tasklist"` runs `tasklist` and `""` runs nothing (exit 0).
+pub(crate) fn cmd_c_line(rest: &str, is_program: impl Fn(&str) -> bool) -> String {
+    let rest = rest.trim();
+    if !rest.starts_with('"') {
+        return rest.to_string();
+    }
+    let Some(last) = rest.rfind('"') else {
+        return rest.to_string();
+    };
+    if rest.matches('"').count() == 2 {
+        let inner = &rest[1..last];
+        let keep = !inner.contains(['&', '<', '>', '(', ')', '@', '^', '|'])
+            && inner.contains(char::is_whitespace)
+            && is_program(inner);
+        if keep {
+            return rest.to_string();
+        }
+    }
+    if last == 0 {
+        return rest[1..].to_string();
+    }
+    format!("{}{}", &rest[1..last], &rest[last + 1..])
+}
+
+/// The image a command line runs, as tasklist names it: its program after cmd.exe's quote rule,
+/// without any folder, `.exe` added when it has no extension.
+fn image_name(host: &WinHost, command_line: &str) -> String {
+    let line = cmd_c_line(command_line, |p| packages::find_program(host, p).is_some());
+    let first = tokenize(&line)
+        .into_iter()
+        .next()
+        .map(|t| t.text)
+        .unwrap_or_default();
+    let base = first.rsplit(['\\', '/']).next().unwrap_or(&first);
+    if base.contains('.') {
+        base.to_string()
+    } else {
+        format!("{base}.exe")
+    }
 }
 
 fn ipconfig(host: &WinHost, args: &[String]) -> Out {
@@ -647,18 +696,16 @@ fn tasklist(host: &WinHost, args: &[String]) -> Out {
         i += 1;
     }
     let mut rows: Vec<(String, usize)> = vec![("System".to_string(), 4)];
-    for (n, c) in host.lock().log.iter().enumerate() {
-        if c.exit_code.is_some() || c.killed {
-            continue;
-        }
-        let first = c.command_line.split_whitespace().next().unwrap_or("");
-        let base = first.rsplit(['\\', '/']).next().unwrap_or(first);
-        let name = if base.contains('.') {
-            base.to_string()
-        } else {
-            format!("{base}.exe")
-        };
-        rows.push((name, 1000 + 4 * n));
+    let running: Vec<(usize, String)> = host
+        .lock()
+        .log
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.exit_code.is_none() && !c.killed)
+        .map(|(n, c)| (n, c.command_line.clone()))
+        .collect();
+    for (n, line) in running {
+        rows.push((image_name(host, &line), 1000 + 4 * n));
     }
     rows.retain(|(name, _)| image.as_ref().is_none_or(|i| name.eq_ignore_ascii_case(i)));
     if rows.is_empty() {
@@ -903,6 +950,24 @@ mod tests {
                 "UBR"
             ]
         );
+    }
+
+    #[test]
+    fn cmd_c_strips_outer_quotes_as_cmd_exe_does() {
+        let none = |_: &str| false;
+        assert_eq!(cmd_c_line(r#""tasklist""#, none), "tasklist");
+        assert_eq!(cmd_c_line(r#""""#, none), "");
+        assert_eq!(cmd_c_line(r#""a b" "c d""#, none), r#"a b" "c d"#);
+        assert_eq!(cmd_c_line(r#""echo x" & ver"#, none), "echo x & ver");
+        assert_eq!(cmd_c_line(r#"echo "x""#, none), r#"echo "x""#);
+        let program = |p: &str| p == r"C:\Program Files\App\app.exe";
+        let kept = r#""C:\Program Files\App\app.exe""#;
+        assert_eq!(
+            cmd_c_line(kept, program),
+            kept,
+            "an existing program keeps its quotes"
+        );
+        assert_eq!(cmd_c_line(kept, none), r"C:\Program Files\App\app.exe");
     }
 
     #[test]

@@ -7,6 +7,9 @@ pub const ENCRYPTED_CONTENT_TYPE: &str = r#"multipart/encrypted;protocol="applic
 
 const BOUNDARY: &[u8] = b"--Encrypted Boundary";
 const OCTET_HEADER: &[u8] = b"\tContent-Type: application/octet-stream\r\n";
+/// The data part's header without its folding whitespace: Windows reads it either way, and the
+/// Ruby WinRM library (Vagrant, Chef, Test Kitchen) sends it without the TAB.
+const OCTET_HEADER_LINE: &[u8] = b"Content-Type: application/octet-stream\r\n";
 
 /// One sealed message pulled out of a body: the NTLM signature, the sealed bytes and the length the
 /// sender declared for the plaintext.
@@ -66,8 +69,12 @@ pub fn parse(body: &[u8]) -> Result<SealedPart, FramingError> {
         .ok_or(FramingError::NoLength)?;
     // The payload starts with "\r\n" (after the boundary) and its octet-stream header.
     let payload = payload.strip_prefix(b"\r\n").unwrap_or(payload);
-    let payload = payload
-        .strip_prefix(OCTET_HEADER)
+    let start = payload
+        .iter()
+        .position(|b| *b != b'\t' && *b != b' ')
+        .unwrap_or(payload.len());
+    let payload = payload[start..]
+        .strip_prefix(OCTET_HEADER_LINE)
         .ok_or(FramingError::Truncated)?;
     if payload.len() < 4 {
         return Err(FramingError::Truncated);
@@ -155,6 +162,27 @@ mod tests {
         // Sealed bytes are RC4 noise and may contain the boundary itself.
         let round = parse(&build(&[1u8; 16], b"x--Encrypted Boundary\r\ny", 24)).unwrap();
         assert_eq!(round.sealed, b"x--Encrypted Boundary\r\ny".to_vec());
+    }
+
+    /// The Ruby WinRM library writes the data part's header with no TAB before it.
+    #[test]
+    fn reads_what_ruby_winrm_writes() {
+        let mut body = Vec::new();
+        body.extend_from_slice(b"--Encrypted Boundary\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n");
+        body.extend_from_slice(
+            b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=5\r\n",
+        );
+        body.extend_from_slice(
+            b"--Encrypted Boundary\r\nContent-Type: application/octet-stream\r\n",
+        );
+        body.extend_from_slice(&16u32.to_le_bytes());
+        body.extend_from_slice(&[3u8; 16]);
+        body.extend_from_slice(b"rc4!!");
+        body.extend_from_slice(b"--Encrypted Boundary--\r\n");
+        let part = parse(&body).unwrap();
+        assert_eq!(part.signature, vec![3u8; 16]);
+        assert_eq!(part.sealed, b"rc4!!".to_vec());
+        assert_eq!(part.declared_length, 5);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use tokio::sync::Mutex;
 
 use super::framing;
-use super::ntlm::{NtlmAcceptor, Step};
+use super::ntlm::{NtlmAcceptor, ServerIdentity, Step};
 use super::request::{Action, Request, RequestError};
 use super::response::Fault;
 use super::shells::{Caller, HostShells};
@@ -269,7 +269,7 @@ impl Connection {
         if ntlm_message_type(&token) == Some(1) {
             // A NEGOTIATE starts a fresh context, also on a connection that was authenticated.
             match NtlmAcceptor::new(user, password) {
-                Ok(a) => *ntlm = Some(a),
+                Ok(a) => *ntlm = Some(a.for_host(self.identity())),
                 Err(_) => return Err(Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR))),
             }
         }
@@ -277,6 +277,10 @@ impl Connection {
             return Err(Box::new(self.challenge(None)));
         };
         match acceptor.step(&token) {
+            // A client that spoke the NTLM scheme (curl --ntlm) reads its CHALLENGE under it.
+            Ok(Step::Challenge(challenge)) if scheme.eq_ignore_ascii_case("NTLM") => {
+                Err(Box::new(self.challenge_under("NTLM", &challenge)))
+            }
             Ok(Step::Challenge(challenge)) => Err(Box::new(self.challenge(Some(&challenge)))),
             Ok(Step::Authenticated) => Ok(Authenticated::Ntlm(None)),
             Err(e) => {
@@ -309,8 +313,9 @@ impl Connection {
                     "the first SPNEGO token is not an NTLM NEGOTIATE".into(),
                 ));
             }
-            let mut acceptor =
-                NtlmAcceptor::new(user, password).map_err(|e| refuse(e.to_string()))?;
+            let mut acceptor = NtlmAcceptor::new(user, password)
+                .map_err(|e| refuse(e.to_string()))?
+                .for_host(self.identity());
             acceptor.set_mech_types(init.mech_types);
             let step = acceptor.step(&inner).map_err(|e| refuse(e.to_string()))?;
             *ntlm = Some(acceptor);
@@ -350,25 +355,37 @@ impl Connection {
         }
     }
 
+    /// How this host names itself in an NTLM CHALLENGE.
+    fn identity(&self) -> ServerIdentity {
+        let host = self.shells.host();
+        ServerIdentity {
+            computer: host.name().to_string(),
+            os_version: host.windows_version(),
+        }
+    }
+
     /// A 401 offering the schemes this listener accepts (or carrying the NTLM challenge).
     fn challenge(&self, token: Option<&[u8]>) -> HttpResponse {
+        if let Some(t) = token {
+            return self.challenge_under("Negotiate", t);
+        }
         let mut response = plain(StatusCode::UNAUTHORIZED);
         let headers = response.headers_mut();
-        match token {
-            Some(t) => {
-                if let Ok(v) = HeaderValue::from_str(&format!("Negotiate {}", B64.encode(t))) {
-                    headers.append(WWW_AUTHENTICATE, v);
-                }
-            }
-            None => {
-                headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
-                if self.https {
-                    headers.append(
-                        WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Basic realm=\"WSMAN\""),
-                    );
-                }
-            }
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+        if self.https {
+            headers.append(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"WSMAN\""),
+            );
+        }
+        response
+    }
+
+    /// A 401 carrying one handshake token under `scheme`.
+    fn challenge_under(&self, scheme: &str, token: &[u8]) -> HttpResponse {
+        let mut response = plain(StatusCode::UNAUTHORIZED);
+        if let Ok(v) = HeaderValue::from_str(&format!("{scheme} {}", B64.encode(token))) {
+            response.headers_mut().append(WWW_AUTHENTICATE, v);
         }
         response
     }

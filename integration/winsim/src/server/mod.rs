@@ -10,7 +10,8 @@
 //! - **WinRS**: Create/Command/Send/Receive/Signal/Delete on cmd shells, config Get. The command
 //!   runs ([`SimHost::run`]) at the first Receive with all stdin sent so far; a Receive that waits
 //!   longer than OperationTimeout gets `w:TimedOut` (2150858793); output is sliced to the client's
-//!   MaxEnvelopeSize; exit codes are DWORDs. MaxShellsPerUser (30) → 2150859173, unknown
+//!   MaxEnvelopeSize; exit codes are DWORDs. MaxShellsPerUser (30) → 2150859173 (in the CIM
+//!   `MSFT_WmiError` form current Windows uses for quota faults), unknown
 //!   shell/command → 2150858843, bad OperationTimeout → 2150858767, envelope over
 //!   MaxEnvelopeSizekb (500) → HTTP 413, non-cmd resource (PowerShell remoting) → 2150858752.
 //! - **Faults** from [`SimHost::wire_fault`] per request: reset (a Receive starts its command

@@ -251,9 +251,40 @@ pub struct Fault {
     pub message: String,
     /// `a:Action` of the fault envelope: WS-Man faults use the wsman one, addressing faults their own.
     pub action: &'static str,
+    /// How the detail carries `code` and `message`.
+    pub form: DetailForm,
+}
+
+/// The two shapes of a fault's `s:Detail` that Windows sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailForm {
+    /// `f:WSManFault Code=… Machine=…` with an `f:Message` (most faults, every Windows version).
+    WsmanFault,
+    /// A CIM `MSFT_WmiError` instance with `error_Code` and `Message` (current Windows' form for
+    /// quota faults: clients that read only `f:WSManFault` find no code in it).
+    CimError,
 }
 
 const WSMAN_FAULT: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman/fault";
+/// ERROR_WSMAN_QUOTA_MAX_SHELLS (0x803381A5): MaxShellsPerUser.
+pub const CODE_QUOTA_MAX_SHELLS: u32 = 2_150_859_173;
+/// ERROR_WSMAN_QUOTA_LIMIT (0x8033803F): any other quota, e.g. MaxMemoryPerShellMB.
+pub const CODE_QUOTA_LIMIT: u32 = 2_150_858_815;
+
+/// The quota faults current Windows reports as CIM errors: MaxShellsPerUser and the shell memory
+/// quota. Others (MaxConcurrentOperationsPerUser among them) keep the WSManFault form.
+fn is_quota_code(code: u32) -> bool {
+    matches!(code, CODE_QUOTA_MAX_SHELLS | CODE_QUOTA_LIMIT)
+}
+
+/// The CIM `MSFT_WmiError` detail current Windows sends for quota faults: the error code in
+/// `error_Code` (and as `HRESULT 0x…` in MessageID), the text in `Message` and
+/// `error_WindowsErrorMessage`; CIMStatusCode 27 is CIM_ERR_SERVER_LIMITS_EXCEEDED.
+fn cim_error(code: u32, message: &str) -> String {
+    format!(
+        r#"<p:MSFT_WmiError b:IsCIM_Error="true" xmlns:b="http://schemas.dmtf.org/wbem/wsman/1/cimbinding.xsd" xmlns:p="http://schemas.microsoft.com/wbem/wsman/1/wmi/root/microsoft/windows/winrm/MSFT_WmiError" xmlns:cim="http://schemas.dmtf.org/wbem/wscim/1/common" xsi:type="p:MSFT_WmiError_Type" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><p:CIMStatusCode xsi:type="cim:cimUnsignedInt">27</p:CIMStatusCode><p:CIMStatusCodeDescription xsi:type="cim:cimString" xsi:nil="true" /><p:ErrorSource xsi:type="cim:cimString" xsi:nil="true" /><p:ErrorSourceFormat xsi:type="cim:cimUnsignedShort">0</p:ErrorSourceFormat><p:ErrorType xsi:type="cim:cimUnsignedShort">0</p:ErrorType><p:Message xsi:type="cim:cimString">{message}</p:Message><p:MessageID xsi:type="cim:cimString">HRESULT 0x{code:08x}</p:MessageID><p:OtherErrorSourceFormat xsi:type="cim:cimString" xsi:nil="true" /><p:OtherErrorType xsi:type="cim:cimString" xsi:nil="true" /><p:OwningEntity xsi:type="cim:cimString" xsi:nil="true" /><p:PerceivedSeverity xsi:type="cim:cimUnsignedShort">0</p:PerceivedSeverity><p:ProbableCause xsi:type="cim:cimUnsignedShort">0</p:ProbableCause><p:ProbableCauseDescription xsi:type="cim:cimString" xsi:nil="true" /><p:error_Category xsi:type="cim:cimUnsignedInt">30</p:error_Category><p:error_Code xsi:type="cim:cimUnsignedInt">{code}</p:error_Code><p:error_Type xsi:type="cim:cimString">HRESULT</p:error_Type><p:error_WindowsErrorMessage xsi:type="cim:cimString">{message}</p:error_WindowsErrorMessage></p:MSFT_WmiError>"#
+    )
+}
 const ADDRESSING_FAULT: &str = "http://schemas.xmlsoap.org/ws/2004/08/addressing/fault";
 
 impl Fault {
@@ -268,6 +299,7 @@ impl Fault {
             code: 2_150_858_793,
             message: text.into(),
             action: WSMAN_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -281,6 +313,7 @@ impl Fault {
             code: 2_150_858_843,
             message: "The Windows Remote Shell received a request to perform an operation on a command identifier that does not exist. Either the command has completed execution or the client specified an invalid command identifier. ".into(),
             action: WSMAN_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -294,6 +327,7 @@ impl Fault {
             code: 2_150_858_843,
             message: "The request for the Windows Remote Shell with ShellId {id} failed because the shell was not found on the server. Possible causes are: the specified ShellId is incorrect or the shell no longer exists on the server. Provide the correct ShellId or create a new shell and retry the operation. ".into(),
             action: WSMAN_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -311,12 +345,13 @@ impl Fault {
         );
         Fault {
             sender: false,
-            subcode: "w:InternalError".into(),
+            subcode: "w:QuotaLimit".into(),
             reason: text.clone(),
             detail: None,
-            code: 2_150_859_173,
-            message: text,
+            code: CODE_QUOTA_MAX_SHELLS,
+            message: escape(&text),
             action: WSMAN_FAULT,
+            form: DetailForm::CimError,
         }
     }
 
@@ -330,6 +365,7 @@ impl Fault {
             code: 2_150_858_767,
             message: format!("The WS-Management service cannot process the request. {what} "),
             action: ADDRESSING_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -343,6 +379,7 @@ impl Fault {
             code: 2_150_858_817,
             message: format!("The WS-Management service cannot process the request because the XML is invalid. {what} "),
             action: WSMAN_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -358,6 +395,7 @@ impl Fault {
                 "The WS-Management service cannot process the request because the action {action} is not supported. "
             ),
             action: ADDRESSING_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -375,6 +413,7 @@ impl Fault {
                 escape(uri)
             ),
             action: WSMAN_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
@@ -388,19 +427,33 @@ impl Fault {
             code: 87,
             message: r#"<f:ProviderFault provider="Shell cmd plugin" path="%systemroot%\system32\winrscmd.dll">The parameter is incorrect. </f:ProviderFault>"#.into(),
             action: WSMAN_FAULT,
+            form: DetailForm::WsmanFault,
         }
     }
 
-    /// A fault the host model's plan asked for, with its own code and text.
+    /// A fault the host model's plan asked for, with its own code and text. The shell and memory
+    /// quota codes come in the form current Windows sends them (subcode QuotaLimit, a CIM error
+    /// detail).
     pub fn injected(code: u32, text: &str) -> Fault {
+        let quota = is_quota_code(code);
         Fault {
             sender: false,
-            subcode: "w:InternalError".into(),
+            subcode: if quota {
+                "w:QuotaLimit"
+            } else {
+                "w:InternalError"
+            }
+            .into(),
             reason: format!("{text} "),
             detail: None,
             code,
             message: escape(text),
             action: WSMAN_FAULT,
+            form: if quota {
+                DetailForm::CimError
+            } else {
+                DetailForm::WsmanFault
+            },
         }
     }
 
@@ -413,8 +466,17 @@ impl Fault {
             .unwrap_or_default();
         // `message` may carry markup (ProviderFault) exactly as Windows nests it; the other
         // constructors escape what they take from outside.
+        let error = match self.form {
+            DetailForm::WsmanFault => format!(
+                r#"<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}" Machine="{machine}"><f:Message>{message}</f:Message></f:WSManFault>"#,
+                code = self.code,
+                machine = escape(machine),
+                message = self.message,
+            ),
+            DetailForm::CimError => cim_error(self.code, &self.message),
+        };
         let body = format!(
-            r#"<s:Fault><s:Code><s:Value>{side}</s:Value><s:Subcode><s:Value>{sub}</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason><s:Detail>{detail}<f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="{code}" Machine="{machine}"><f:Message>{message}</f:Message></f:WSManFault></s:Detail></s:Fault>"#,
+            r#"<s:Fault><s:Code><s:Value>{side}</s:Value><s:Subcode><s:Value>{sub}</s:Value></s:Subcode></s:Code><s:Reason><s:Text xml:lang="en-US">{reason}</s:Text></s:Reason><s:Detail>{detail}{error}</s:Detail></s:Fault>"#,
             side = if self.sender {
                 "s:Sender"
             } else {
@@ -422,9 +484,6 @@ impl Fault {
             },
             sub = self.subcode,
             reason = escape(&self.reason),
-            code = self.code,
-            machine = escape(machine),
-            message = self.message,
         );
         let relates = relates_to.unwrap_or("");
         envelope(Namespaces::Fault, self.action, relates, &body)

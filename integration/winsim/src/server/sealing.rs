@@ -1,9 +1,8 @@
 //! NTLM session security (MS-NLMP 3.4, extended session security, 128-bit, key exchange), server
 //! side, over the exported session key (sans-IO).
 //!
-//! sspi derives the same keys, but SPNEGO needs to sign the mechListMIC and then restart the RC4
-//! streams (pyspnego and Windows do), which sspi's context cannot do; so the simulator keeps its
-//! own two directions here.
+//! SPNEGO needs to sign the mechListMIC and then restart the RC4 streams (pyspnego and Windows do),
+//! so the two directions are kept apart, each with the sealing key it restarts from.
 
 use hmac::{KeyInit, Mac};
 use md5::{Digest, Md5};
@@ -163,6 +162,14 @@ impl SessionSecurity {
         };
         d.rc4 = Rc4::new(&d.seal_key);
     }
+}
+
+/// RC4 over `data` from the start of a fresh stream: the key exchange of MS-NLMP 3.2.5.1.2 decrypts
+/// the client's random session key this way.
+pub fn rc4(key: &[u8; 16], data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    Rc4::new(key).apply(&mut out);
+    out
 }
 
 fn md5_of(parts: &[&[u8]]) -> [u8; 16] {
