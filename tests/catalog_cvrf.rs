@@ -244,3 +244,39 @@ fn malformed_xml_reports_file_line_and_element() {
         "{err}"
     );
 }
+
+/// March with `depth` product-family branches wrapped around the real product tree's content.
+fn nested_branches(depth: usize) -> String {
+    let full = text("2024-Mar");
+    let open = full.find("<prod:ProductTree>").unwrap() + "<prod:ProductTree>".len();
+    let close = full.find("</prod:ProductTree>").unwrap();
+    format!(
+        "{}{}{}{}{}",
+        &full[..open],
+        "<prod:Branch Type=\"Vendor\" Name=\"x\">".repeat(depth),
+        &full[open..close],
+        "</prod:Branch>".repeat(depth),
+        &full[close..]
+    )
+}
+
+#[test]
+fn ten_thousand_nested_branches_are_an_error_naming_the_file() {
+    let err = cvrf::import("deep.xml", &nested_branches(10_000))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("deep.xml:"), "{err}");
+    assert!(err.contains("deeper than 256 levels"), "{err}");
+    assert!(err.contains("more…"), "the path is shortened: {err}");
+    assert!(err.len() < 500, "{} bytes: {err}", err.len());
+}
+
+#[test]
+fn products_inside_deep_but_allowed_branches_still_import() {
+    let (c, _) = cvrf::import("deep.xml", &nested_branches(240)).unwrap();
+    assert_eq!(c.products.len(), 470);
+    assert_eq!(
+        c.product("msrc:11931").unwrap().family.as_deref(),
+        Some("Windows")
+    );
+}

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::error::ImportError;
+use super::error::{ImportError, short_path};
 use super::model::*;
 use super::mssecure::ImportReport;
 use super::xml::{self, Element};
@@ -34,7 +34,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         return Err(ImportError::WrongDocument {
             file: file.to_string(),
             expected: "an MSRC CVRF document",
-            found: root.name,
+            found: short_path(std::iter::once(root.name.as_str())),
         });
     }
     let mut report = ImportReport::default();
@@ -82,17 +82,16 @@ fn read_products(root: &Element, catalog: &mut Catalog) -> BTreeMap<ProductId, S
     let Some(tree) = root.child("ProductTree") else {
         return families;
     };
-    walk_branch(tree, None, catalog, &mut families);
+    walk_branch(tree, catalog, &mut families);
     families
 }
 
-fn walk_branch(
-    branch: &Element,
-    family: Option<&str>,
-    catalog: &mut Catalog,
-    families: &mut BTreeMap<ProductId, String>,
-) {
-    for c in &branch.children {
+/// Walks the product tree with an explicit stack (a hostile tree can nest deeply), visiting
+/// children in document order so that the first listing of a product wins as before.
+fn walk_branch(tree: &Element, catalog: &mut Catalog, families: &mut BTreeMap<ProductId, String>) {
+    let mut stack: Vec<(&Element, Option<&str>)> =
+        tree.children.iter().rev().map(|c| (c, None)).collect();
+    while let Some((c, family)) = stack.pop() {
         match c.name.as_str() {
             "Branch" => {
                 let fam = if c.attr("Type") == Some("Product Family") {
@@ -100,7 +99,7 @@ fn walk_branch(
                 } else {
                     family
                 };
-                walk_branch(c, fam, catalog, families);
+                stack.extend(c.children.iter().rev().map(|g| (g, fam)));
             }
             "FullProductName" => {
                 let Some(raw) = c.attr("ProductID") else {

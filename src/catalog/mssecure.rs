@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::error::ImportError;
+use super::error::{ImportError, short_path};
 use super::model::*;
 use super::xml::{self, Element};
 
@@ -54,7 +54,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         return Err(ImportError::WrongDocument {
             file: file.to_string(),
             expected: "an mssecure.xml catalog",
-            found: root.name,
+            found: short_path(std::iter::once(root.name.as_str())),
         });
     }
     let tables = Tables::read(file, &root)?;
