@@ -102,3 +102,64 @@ fn a_broken_file_names_its_line_and_leaves_the_cache() {
     );
     assert_eq!(std::fs::read(&cache).unwrap(), before);
 }
+
+#[test]
+fn concurrent_imports_into_one_cache_keep_both_months() {
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c.json").display().to_string();
+        let spawn = |file: &str| {
+            Command::new(env!("CARGO_BIN_EXE_hive"))
+                .args(["catalog", "import", file, "--cache", &cache])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let a = spawn(&feb);
+        let b = spawn(&mar);
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = stdout(&hive(&["catalog", "show", "--cache", &cache]));
+        assert!(
+            text.contains("2017-Feb") && text.contains("2024-Mar"),
+            "round {round}: a month was lost:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn an_import_waits_for_the_lock_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c.json");
+    let lock = std::fs::File::create(dir.path().join("c.json.lock")).unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(["catalog", "import", &fixture("catalogs/cvrf/2017-Feb.xml")])
+        .arg("--cache")
+        .arg(&cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import did not wait for the lock"
+    );
+    assert!(!cache.exists());
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waiting for another hive"), "{err}");
+    assert!(cache.exists());
+}

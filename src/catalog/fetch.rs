@@ -465,6 +465,15 @@ pub async fn fetch(opts: &FetchOptions) -> Result<FetchOutcome, FetchError> {
     verify(opts, &client, &body, &sha256).await?;
 
     let (fetched, import) = store::import_bytes(&opts.url, &body)?;
+    // Held until the cache and the fetch state are written; the same progress line as the
+    // download tells the admin why a fetch pauses here.
+    let _lock = store::lock_cache(&opts.cache, |lock| {
+        eprintln!(
+            "waiting for another hive that is updating {} (lock {})",
+            opts.cache.display(),
+            lock.display()
+        );
+    })?;
     let mut catalog = store::load_or_empty(&opts.cache)?;
     let merge = catalog.merge(fetched);
     store::save(&opts.cache, &catalog)?;

@@ -187,12 +187,24 @@ fn run_fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run_import(files: &[PathBuf], cache: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let mut catalog = store::load_or_empty(cache)?;
-    let mut total = MergeReport::default();
+    let mut imported = Vec::new();
     for f in files {
         let (c, report) = store::import_file(f)?;
         println!("{}:", f.display());
         print_import(&report);
+        imported.push(c);
+    }
+    // Locked from reading the cache to replacing it, so a concurrent import cannot lose a month.
+    let _lock = store::lock_cache(cache, |lock| {
+        eprintln!(
+            "waiting for another hive that is updating {} (lock {})",
+            cache.display(),
+            lock.display()
+        );
+    })?;
+    let mut catalog = store::load_or_empty(cache)?;
+    let mut total = MergeReport::default();
+    for c in imported {
         let m = catalog.merge(c);
         total.new_bulletins += m.new_bulletins;
         total.new_patches += m.new_patches;
