@@ -64,6 +64,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         kind: SourceKind::Mssecure,
         id: root.attr("DataVersion").unwrap_or("unknown").to_string(),
         released: root.attr("LastDataUpdate").map(str::to_string),
+        revision: None,
         location: file.to_string(),
     });
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::facts::{HostFacts, InstalledProduct};
 use crate::catalog::model::{
-    Catalog, DetectionRule, Patch, Product, ServicePack, VersionOp, WhenMissing,
+    Catalog, DetectionRule, Patch, Product, ServicePack, Version, VersionOp, WhenMissing,
 };
 
 /// What a scan concludes about one patch on one host.
@@ -372,6 +372,11 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
         }
         DetectionRule::BuildAtLeast { build } => match &facts.build {
             None => Outcome::Unknown("the OS build was not gathered".into()),
+            // Revisions (UBR) of different builds are unrelated numbers: 10.0.19044.3693 is not
+            // "later" than 10.0.19041.3803. Such a comparison must never prove a patch installed.
+            Some(have) if !same_build_family(have, build) => Outcome::Unknown(format!(
+                "build {have} is not of the build family of FixedBuild {build}: cannot compare"
+            )),
             Some(have) if have >= build => Outcome::Pass(format!("build {have} >= {build}")),
             Some(have) => Outcome::Fail(format!("build {have} < {build}")),
         },
@@ -384,6 +389,12 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
         }
         DetectionRule::CannotTell { reason } => Outcome::Unknown(reason.clone()),
     }
+}
+
+/// Whether two Windows builds share major, minor and build number (`10.0.19044.*`).
+fn same_build_family(a: &Version, b: &Version) -> bool {
+    let part = |v: &Version, i: usize| v.0.get(i).copied().unwrap_or(0);
+    (0..3).all(|i| part(a, i) == part(b, i))
 }
 
 fn file_name(path: &str) -> &str {
@@ -639,6 +650,34 @@ mod tests {
             Some([("Installed".to_string(), "0".to_string())].into()),
         );
         assert_eq!(evaluate(&c, &facts)[0].status, Status::Missing);
+    }
+
+    #[test]
+    fn a_build_of_another_family_never_proves_a_patch_installed() {
+        let rule = DetectionRule::Any {
+            rules: vec![
+                DetectionRule::KbInstalled { kb: Kb(5033372) },
+                DetectionRule::BuildAtLeast {
+                    build: v("10.0.19041.3803"),
+                },
+            ],
+        };
+        let c = catalog(
+            vec![product(
+                "msrc:11931",
+                "Windows 10 Version 21H2 for x64-based Systems",
+                Some(("10.0.19044", "10.0.19045")),
+            )],
+            vec![patch("KB5033372", "msrc:11931", rule)],
+        );
+        let facts = HostFacts {
+            os_name: "Windows 10 Enterprise".into(),
+            build: Some(v("10.0.19044.3693")),
+            ..Default::default()
+        };
+        let out = evaluate(&c, &facts);
+        assert_ne!(out[0].status, Status::Installed, "{:?}", out[0]);
+        assert!(out[0].evidence.contains("cannot compare"), "{:?}", out[0]);
     }
 
     #[test]
