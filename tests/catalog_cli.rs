@@ -163,3 +163,72 @@ fn an_import_waits_for_the_lock_and_says_so() {
     assert!(err.contains("waiting for another hive"), "{err}");
     assert!(cache.exists());
 }
+
+#[test]
+fn show_speaks_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c.json").display().to_string();
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    assert!(
+        hive(&["catalog", "import", &mar, "--cache", &cache])
+            .status
+            .success()
+    );
+    let text = stdout(&hive(&["catalog", "show", "--cache", &cache]));
+    assert!(
+        text.contains("source MSRC CVRF 2024-Mar revision 235, released 2026-06-28T01:41:24"),
+        "{text}"
+    );
+    let text = stdout(&hive(&["catalog", "show", "KB5035845", "--cache", &cache]));
+    assert!(
+        text.contains("patch KB5035845 (Security Update), restart required"),
+        "{text}"
+    );
+    let text = stdout(&hive(&[
+        "catalog",
+        "show",
+        "CVE-2024-21407",
+        "--cache",
+        &cache,
+    ]));
+    assert!(text.contains("severity: Critical"), "{text}");
+    for debug_word in ["Some(", "MsrcCvrf", "Mssecure"] {
+        assert!(!text.contains(debug_word), "{text}");
+    }
+}
+
+#[test]
+fn diff_lists_patches_and_product_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    let out = hive(&["catalog", "diff", &feb, &mar]);
+    let text = stdout(&out);
+    assert!(text.contains("new patches (43):"), "{text}");
+    assert!(text.contains("removed patches ("), "{text}");
+    assert!(text.contains("new products ("), "{text}");
+    // The same product id with another build range: a changed product, line by line.
+    let cache = dir.path().join("c.json").display().to_string();
+    assert!(
+        hive(&["catalog", "import", &mar, "--cache", &cache])
+            .status
+            .success()
+    );
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    json["catalog"]["products"]["msrc:11931"]["applicability"]["build_range"]["min"] =
+        "10.0.19041.0".into();
+    let older = dir.path().join("older.json");
+    std::fs::write(&older, serde_json::to_vec(&json).unwrap()).unwrap();
+    let text = stdout(&hive(&[
+        "catalog",
+        "diff",
+        &older.display().to_string(),
+        &cache,
+    ]));
+    assert!(text.contains("changed products (1):"), "{text}");
+    assert!(
+        text.contains("build range 10.0.19041.0 ..< 10.0.19045.0 -> 10.0.19044.0 ..< 10.0.19045.0"),
+        "{text}"
+    );
+}
