@@ -503,3 +503,56 @@ fn a_21h2_host_without_the_update_is_missing_after_any_import_order() {
     let dec_kb = verdicts.iter().find(|v| v.patch == "KB5033372").unwrap();
     assert_eq!(dec_kb.status, Status::Installed, "{dec_kb:?}");
 }
+
+#[test]
+fn march_2024_on_an_x64_21h2_host_with_framework_481() {
+    use hive::scan::evaluate::{Status, evaluate};
+    use hive::scan::facts::HostFacts;
+    use hive::scan::products::{ENVIRONMENT, NDP_V4_FULL, NDP_V35};
+    let (c, _) = import("2024-Mar");
+    let reg = |pairs: &[(&str, &str)]| -> Option<std::collections::BTreeMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    };
+    let host = HostFacts {
+        computer_name: "WS21H2".into(),
+        os_name: "Windows 10 Enterprise".into(),
+        installation_type: Some("Client".into()),
+        build: Some(v("10.0.19044.4046")),
+        registry: [
+            (
+                ENVIRONMENT.to_string(),
+                reg(&[("PROCESSOR_ARCHITECTURE", "AMD64")]),
+            ),
+            (NDP_V4_FULL.to_string(), reg(&[("Release", "533320")])),
+            (NDP_V35.to_string(), reg(&[("Install", "1")])),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let verdicts = evaluate(&c, &host);
+    let cu = verdicts.iter().find(|v| v.patch == "KB5035845").unwrap();
+    assert_eq!(cu.status, Status::Missing, "{cu:?}");
+    assert_eq!(
+        cu.product, "Windows 10 Version 21H2 for x64-based Systems",
+        "matched on the host's architecture"
+    );
+    let dotnet: Vec<_> = verdicts
+        .iter()
+        .filter(|v| v.product.contains(".NET Framework") && v.status == Status::Missing)
+        .collect();
+    assert!(
+        !dotnet.is_empty(),
+        "the month's .NET updates are found missing"
+    );
+    assert!(
+        dotnet
+            .iter()
+            .all(|v| v.product.contains("4.8.1") && v.product.contains("Windows 10 Version 21H2")),
+        "{dotnet:#?}"
+    );
+}

@@ -16,6 +16,7 @@ pub mod installer;
 pub mod merge;
 pub mod model;
 pub mod mssecure;
+pub mod product_names;
 pub mod provenance;
 pub mod store;
 pub mod values;

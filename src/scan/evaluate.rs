@@ -12,9 +12,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::facts::{HostFacts, InstalledProduct};
+use super::facts::HostFacts;
+use super::products::host_runs;
 use crate::catalog::model::{
-    Catalog, DetectionRule, Patch, Product, ServicePack, Version, VersionOp, WhenMissing,
+    Catalog, DetectionRule, Patch, ServicePack, Version, VersionOp, WhenMissing,
 };
 
 /// What a scan concludes about one patch on one host.
@@ -99,6 +100,7 @@ pub fn evaluate(catalog: &Catalog, facts: &HostFacts) -> Vec<Verdict> {
         .map(|p| evaluate_patch(catalog, p, facts))
         .collect();
     apply_supersedence(catalog, &mut verdicts);
+    apply_remediations(catalog, &mut verdicts);
     verdicts
 }
 
@@ -174,6 +176,56 @@ fn apply_supersedence(catalog: &Catalog, verdicts: &mut [Verdict]) {
     }
 }
 
+/// MSRC's remediations are per CVE: a CVE is fixed on a host when any of its remediations for
+/// the host's product is installed (a Server 2025 host kept current by hotpatch has the hotpatch
+/// KB, not the month's cumulative one). A missing patch whose every CVE is fixed that way is
+/// not needed; one with some CVEs still open is reported for those CVEs only.
+fn apply_remediations(catalog: &Catalog, verdicts: &mut [Verdict]) {
+    let installed: BTreeMap<String, String> = verdicts
+        .iter()
+        .filter(|v| v.status == Status::Installed)
+        .map(|v| (v.patch.clone(), v.product.clone()))
+        .collect();
+    for v in verdicts.iter_mut().filter(|v| v.status == Status::Missing) {
+        let Some(patch) = catalog.patch(&v.patch) else {
+            continue;
+        };
+        let mut open = Vec::new();
+        let mut fixed_by = std::collections::BTreeSet::new();
+        for cve in &patch.bulletins {
+            let other = catalog.bulletin(cve).and_then(|b| {
+                b.patches
+                    .iter()
+                    .find(|q| **q != v.patch && installed.get(*q) == Some(&v.product))
+            });
+            match other {
+                Some(q) => {
+                    fixed_by.insert(q.clone());
+                }
+                None => open.push(cve.clone()),
+            }
+        }
+        if fixed_by.is_empty() {
+            continue;
+        }
+        let by = fixed_by.into_iter().collect::<Vec<_>>().join(", ");
+        if open.is_empty() {
+            v.status = Status::Superseded;
+            v.evidence = format!(
+                "every CVE it fixes is fixed by {by}, which is installed ({})",
+                v.evidence
+            );
+        } else {
+            v.evidence = format!(
+                "{}; still open: {} (the others are fixed by {by}, which is installed)",
+                v.evidence,
+                open.join(", ")
+            );
+            v.bulletins = open;
+        }
+    }
+}
+
 fn installed_successor(
     catalog: &Catalog,
     patch: &str,
@@ -196,53 +248,6 @@ fn installed_successor(
         }
     }
     None
-}
-
-/// Which of the host's products is this catalog product, if any.
-///
-/// By build range when the catalog has one (CVRF products are told apart by build, and Server Core
-/// by installation type), else by name (mssecure products), ignoring case, a leading
-/// "Microsoft " and repeated spaces.
-fn host_runs(product: &Product, facts: &HostFacts) -> Option<InstalledProduct> {
-    if let (Some(range), Some(build)) = (&product.applicability.build_range, &facts.build) {
-        if !range.contains(build) {
-            return None;
-        }
-        let core_product = product.name.contains("Server Core");
-        let core_host = facts
-            .installation_type
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("Server Core"));
-        if core_product != core_host {
-            return None;
-        }
-        // Windows 10 1809 and Server 2019 share their builds; the edition tells them apart.
-        let server_product = product.name.contains("Server");
-        let server_host = facts.os_name.contains("Server")
-            || facts
-                .installation_type
-                .as_deref()
-                .is_some_and(|t| t.starts_with("Server"));
-        if server_product != server_host {
-            return None;
-        }
-        return Some(InstalledProduct {
-            name: product.name.clone(),
-            service_pack: 0,
-        });
-    }
-    let want = normalize_name(&product.name);
-    facts
-        .products
-        .iter()
-        .find(|p| normalize_name(&p.name) == want)
-        .cloned()
-}
-
-fn normalize_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    let trimmed = lower.strip_prefix("microsoft ").unwrap_or(&lower);
-    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The number of a service pack from its vendor name: "Windows 2000 Gold" is 0, "... Service Pack 2"
@@ -405,9 +410,11 @@ fn file_name(path: &str) -> &str {
 mod tests {
     use super::*;
     use crate::catalog::model::{
-        Applicability, BuildRange, FileChecksum, Kb, PatchTarget, Restart, Version,
+        Applicability, BuildRange, Bulletin, FileChecksum, Kb, PatchTarget, Product, Restart,
+        SourceKind,
     };
     use crate::scan::facts::FileFact;
+    use crate::scan::facts::InstalledProduct;
     use std::collections::BTreeSet;
 
     fn v(s: &str) -> Version {
@@ -650,6 +657,65 @@ mod tests {
             Some([("Installed".to_string(), "0".to_string())].into()),
         );
         assert_eq!(evaluate(&c, &facts)[0].status, Status::Missing);
+    }
+
+    #[test]
+    fn a_cve_fixed_by_an_installed_hotpatch_does_not_ask_for_the_cumulative_update() {
+        let rule = |kb: u32, build: &str| DetectionRule::Any {
+            rules: vec![
+                DetectionRule::KbInstalled { kb: Kb(kb) },
+                DetectionRule::BuildAtLeast { build: v(build) },
+            ],
+        };
+        let mut regular = patch("KB5001", "msrc:2025", rule(5001, "10.0.26100.3000"));
+        regular.bulletins = vec!["CVE-1".into(), "CVE-2".into()];
+        let mut hotpatch = patch("KB5002", "msrc:2025", rule(5002, "10.0.26100.2900"));
+        hotpatch.bulletins = vec!["CVE-1".into()];
+        let mut c = catalog(
+            vec![product(
+                "msrc:2025",
+                "Windows Server 2025",
+                Some(("10.0.26100", "10.0.26101")),
+            )],
+            vec![regular, hotpatch],
+        );
+        let cve = |id: &str, patches: &[&str]| Bulletin {
+            id: id.into(),
+            title: String::new(),
+            posted: None,
+            revised: None,
+            severity: None,
+            cves: vec![id.into()],
+            kbs: vec![],
+            patches: patches.iter().map(|p| p.to_string()).collect(),
+            url: None,
+            source: SourceKind::MsrcCvrf,
+        };
+        c.bulletins
+            .insert("CVE-1".into(), cve("CVE-1", &["KB5001", "KB5002"]));
+        c.bulletins
+            .insert("CVE-2".into(), cve("CVE-2", &["KB5001"]));
+        let facts = HostFacts {
+            os_name: "Windows Server 2025 Datacenter".into(),
+            installation_type: Some("Server".into()),
+            build: Some(v("10.0.26100.2950")),
+            kbs: [Kb(5002)].into(),
+            ..Default::default()
+        };
+        let out = evaluate(&c, &facts);
+        let by: BTreeMap<_, _> = out.iter().map(|v| (v.patch.as_str(), v)).collect();
+        assert_eq!(by["KB5002"].status, Status::Installed);
+        // CVE-2 has no other remediation: the cumulative update is still missing, for CVE-2 only.
+        assert_eq!(by["KB5001"].status, Status::Missing);
+        assert_eq!(by["KB5001"].bulletins, ["CVE-2"]);
+        assert!(by["KB5001"].evidence.contains("still open: CVE-2"));
+        // With CVE-2 gone, the hotpatch fixes everything the cumulative update would.
+        c.bulletins.remove("CVE-2");
+        c.patches.get_mut("KB5001").unwrap().bulletins = vec!["CVE-1".into()];
+        let out = evaluate(&c, &facts);
+        let regular = out.iter().find(|v| v.patch == "KB5001").unwrap();
+        assert_eq!(regular.status, Status::Superseded, "{regular:?}");
+        assert!(regular.evidence.contains("fixed by KB5002"), "{regular:?}");
     }
 
     #[test]
