@@ -19,6 +19,7 @@ pub mod mssecure;
 pub mod product_names;
 pub mod provenance;
 pub mod store;
+pub mod verify;
 pub mod values;
 mod xml;
 
