@@ -439,6 +439,11 @@ fn add_fix(
         let product = product_id(raw);
         let name = products.get(&product).map_or("", |p| p.name.as_str());
         let check = BuildCheck::of(fix.fixed_build, families.get(&product), name);
+        if let Some(w) = check.warning(file, fix.kb, &product, name)
+            && !report.warnings.contains(&w)
+        {
+            report.warnings.push(w);
+        }
         if let Some(existing) = patch.targets.iter_mut().find(|t| t.product == product) {
             // CVEs of one month can state different FixedBuilds for one KB and product; the
             // one that agrees with the product's build family is the one to believe.
@@ -453,11 +458,6 @@ fn add_fix(
             existing.fixed_build = fix.fixed_build.map(str::to_string);
             existing.detection = check.detection(fix.kb);
             continue;
-        }
-        if let Some(w) = check.warning(file, fix.kb, &product, name)
-            && !report.warnings.contains(&w)
-        {
-            report.warnings.push(w);
         }
         patch.targets.push(PatchTarget {
             detection: check.detection(fix.kb),

@@ -135,6 +135,18 @@ pub fn short_path<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
     parts.join("/")
 }
 
+/// The longest offending value an error message quotes whole.
+const VALUE_CHARS: usize = 80;
+
+/// A value from a document as an error quotes it: cut, with its length, when a hostile document
+/// makes it long.
+pub fn short_value(value: &str) -> String {
+    match value.char_indices().nth(VALUE_CHARS) {
+        Some((i, _)) => format!("{}… ({} bytes)", &value[..i], value.len()),
+        None => value.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

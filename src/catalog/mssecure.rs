@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::error::{ImportError, short_path};
+use super::error::{ImportError, short_path, short_value};
 use super::model::*;
 use super::xml::{self, Element};
 
@@ -297,12 +297,15 @@ fn date_attr(file: &str, e: &Element, name: &str) -> Result<Option<CatalogDate>,
         Some(s) => s
             .parse()
             .map(Some)
-            .map_err(|err: BadDate| ImportError::BadValue {
+            .map_err(|_: BadDate| ImportError::BadValue {
                 file: file.to_string(),
                 line: e.line,
                 element: e.name.clone(),
                 field: name.to_string(),
-                problem: format!("`{s}`: {err}"),
+                problem: format!(
+                    "`{}`: not a date (expected YYYY-MM-DD or YYYY/MM/DD)",
+                    short_value(s)
+                ),
             }),
     }
 }
