@@ -17,6 +17,7 @@
 //! receive the same cumulative update with the same revision (UBR): there, a FixedBuild written
 //! with a sibling's build number still says which revision fixes the product.
 
+use super::model::BuildRange;
 use super::values::Version;
 
 /// One Windows version and its build.
@@ -38,6 +39,20 @@ impl BuildFamily {
     /// `major.minor.build` as a version prefix.
     pub fn prefix(&self) -> Version {
         Version(vec![self.major, self.minor, self.build])
+    }
+
+    /// The family's builds as a range, `[10.0.19044.0, 10.0.19045.0)`: how a scan maps a host's
+    /// build to a product.
+    pub fn range(&self) -> BuildRange {
+        BuildRange {
+            min: Version(vec![self.major, self.minor, self.build, 0]),
+            below: Version(vec![
+                self.major,
+                self.minor,
+                self.build.saturating_add(1),
+                0,
+            ]),
+        }
     }
 
     /// Whether a four-part build belongs to this family.

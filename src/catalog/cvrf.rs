@@ -478,7 +478,7 @@ fn derive_build_ranges(catalog: &mut Catalog, families: &BTreeMap<ProductId, Str
             .get(id)
             .is_some_and(|f| WINDOWS_FAMILIES.contains(&f.as_str()));
         if let Some(family) = builds::family_of(&product.name).filter(|_| windows) {
-            product.applicability.build_range = Some(family_range(family));
+            product.applicability.build_range = Some(family.range());
         }
     }
     let mut seen: BTreeMap<ProductId, Version> = BTreeMap::new();
@@ -506,13 +506,6 @@ fn derive_build_ranges(catalog: &mut Catalog, families: &BTreeMap<ProductId, Str
             min: Version(vec![a, b, c, 0]),
             below: Version(vec![a, b, c.saturating_add(1), 0]),
         });
-    }
-}
-
-fn family_range(f: &BuildFamily) -> BuildRange {
-    BuildRange {
-        min: Version(vec![f.major, f.minor, f.build, 0]),
-        below: Version(vec![f.major, f.minor, f.build.saturating_add(1), 0]),
     }
 }
 

@@ -140,7 +140,7 @@ fn runs_dotnet(product: &DotNetProduct, facts: &HostFacts) -> bool {
     let Some(family) = builds::family_of(&product.windows) else {
         return false;
     };
-    if !runs_windows(&product.windows, &family_range(family), facts) {
+    if !runs_windows(&product.windows, &family.range(), facts) {
         return false;
     }
     let Some(installed) = host_dotnet(facts) else {
@@ -153,13 +153,6 @@ fn runs_dotnet(product: &DotNetProduct, facts: &HostFacts) -> bool {
                 && product.versions.iter().any(|v| v.0.starts_with(&[3, 5])));
     }
     installed.iter().any(|v| named_v4.contains(&v))
-}
-
-fn family_range(f: &builds::BuildFamily) -> BuildRange {
-    BuildRange {
-        min: Version(vec![f.major, f.minor, f.build, 0]),
-        below: Version(vec![f.major, f.minor, f.build + 1, 0]),
-    }
 }
 
 fn normalize_name(name: &str) -> String {
