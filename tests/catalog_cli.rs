@@ -232,3 +232,28 @@ fn diff_lists_patches_and_product_changes() {
         "{text}"
     );
 }
+
+#[test]
+fn months_imported_forwards_and_backwards_give_the_same_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    let ms = fixture("catalogs/mssecure-2001-10-04.xml");
+    let mut caches = Vec::new();
+    for (name, order) in [
+        ("fwd.json", [&ms, &feb, &mar]),
+        ("bwd.json", [&mar, &feb, &ms]),
+    ] {
+        let cache = dir.path().join(name).display().to_string();
+        for file in order {
+            let out = hive(&["catalog", "import", file, "--cache", &cache]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        caches.push(std::fs::read(&cache).unwrap());
+    }
+    assert!(caches[0] == caches[1], "import order changed the cache");
+}
