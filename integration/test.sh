@@ -5,6 +5,9 @@
 # whatever happens. Tests that need a server read its HIVE_TEST_* variables and fail loudly, naming
 # this script, when they are missing: nothing is skipped silently.
 #
+# Before any of that it runs the static checks, fastest first so a slip fails in seconds: the
+# format check, clippy with warnings denied, and the API docs with warnings denied.
+#
 # Usage: integration/test.sh [SERVICE...] [-- extra args for cargo test]
 #   HIVE_KEEP_RUN=1 keeps the run folder (configs, logs) for a post-mortem.
 set -euo pipefail
@@ -15,6 +18,20 @@ services=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do services+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
 
+static_checks() {
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    log "adding the rustfmt and clippy components"
+    rustup component add rustfmt clippy
+  fi
+  log "format check"
+  cargo fmt --all --check
+  log "clippy (warnings denied)"
+  cargo clippy --workspace --all-targets -- -D warnings
+  log "API docs (warnings denied)"
+  RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --workspace --no-deps
+}
+
+static_checks
 install_packages
 setup_venv
 start_services "${services[@]}"

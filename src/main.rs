@@ -5,9 +5,11 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 
+use cli::exit::{EXIT_CODES, Outcome};
+
 /// Agentless patching of Windows server fleets over WinRM, SSH and SMB.
 #[derive(Parser)]
-#[command(name = "hive", version, about)]
+#[command(name = "hive", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,40 +26,24 @@ enum Command {
         path: std::path::PathBuf,
     },
     /// Find which patches each host lacks, with evidence; untriaged ones land in tbe/.
+    #[command(after_help = EXIT_CODES)]
     Scan(cli::scan::ScanArgs),
     /// Sort bulletins into hotfixes/ (approved), ignore/ or tbe/.
     #[command(subcommand)]
     Triage(cli::scan::TriageCommand),
     /// Install approved patches on the selected hosts (one wave), or --dry-run for the plan.
+    #[command(after_help = EXIT_CODES)]
     Deploy(cli::rollout::DeployArgs),
-    /// Canary first, then the fleet in waves, with health gates and failure budgets.
+    /// Canary first, then the fleet in waves; a wave's failure budget or the canary gate stops it.
+    #[command(after_help = EXIT_CODES)]
     Rollout(cli::rollout::RolloutArgs),
     /// Continue a run after Ctrl-C, a crash or kill -9: nothing done is done twice.
-    Resume {
-        run: String,
-        #[command(flatten)]
-        work: cli::rollout::WorkArgs,
-        /// Try hosts that failed or were unreachable again.
-        #[arg(long)]
-        retry_failed: bool,
-    },
+    #[command(after_help = EXIT_CODES)]
+    Resume(cli::rollout::ResumeArgs),
     /// Release a run paused after its canaries.
-    Promote {
-        run: String,
-        #[arg(long, short = 'r', env = "HIVE_REPO")]
-        repo: std::path::PathBuf,
-    },
+    Promote(cli::rollout::PromoteArgs),
     /// What a run did on each host, step by step, from its journal.
-    Report {
-        run: String,
-        #[arg(long, short = 'r', env = "HIVE_REPO")]
-        repo: std::path::PathBuf,
-        #[arg(long, short = 'o', value_enum, default_value_t = cli::rollout::ReportFormat::Table)]
-        output: cli::rollout::ReportFormat,
-        /// Every step of every host, with its evidence.
-        #[arg(long)]
-        steps: bool,
-    },
+    Report(cli::rollout::ReportArgs),
     /// The whole job on a simulated fleet started in this process: scan, triage, canary, waves.
     Demo {
         /// Hosts besides the canaries.
@@ -72,21 +58,12 @@ enum Command {
         #[arg(long)]
         keep: bool,
         /// Hosts in flight at once.
-        #[arg(long, default_value_t = 24)]
+        #[arg(long, default_value_t = 24, value_parser = cli::args::at_least_one, value_name = "N")]
         parallel: usize,
         /// How long each simulated host stays down when it reboots, in milliseconds.
         #[arg(long, default_value_t = 1500)]
         reboot_ms: u64,
     },
-}
-
-/// A run that did not reach its end (a budget, a gate, a failed host) exits 2 after its summary.
-fn finished(r: Result<bool, Box<dyn std::error::Error>>) -> Result<(), Box<dyn std::error::Error>> {
-    match r {
-        Ok(true) => Ok(()),
-        Ok(false) => std::process::exit(2),
-        Err(e) => Err(e),
-    }
 }
 
 fn main() -> ExitCode {
@@ -95,24 +72,26 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version end here too, on stdout and successfully.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                Outcome::Usage.code()
+            } else {
+                Outcome::Done.code()
+            });
+        }
+    };
     let result = match cli.command {
-        Command::Catalog(c) => cli::catalog::run(c),
-        Command::Init { path } => cli::scan::init(&path),
-        Command::Deploy(args) => finished(cli::rollout::deploy(args)),
-        Command::Rollout(args) => finished(cli::rollout::rollout(args)),
-        Command::Resume {
-            run,
-            work,
-            retry_failed,
-        } => finished(cli::rollout::resume(&run, work, retry_failed)),
-        Command::Promote { run, repo } => finished(cli::rollout::promote(&repo, &run)),
-        Command::Report {
-            run,
-            repo,
-            output,
-            steps,
-        } => finished(cli::rollout::report(&repo, &run, output, steps)),
+        Command::Catalog(c) => cli::catalog::run(c).map(|()| Outcome::Done),
+        Command::Init { path } => cli::scan::init(&path).map(|()| Outcome::Done),
+        Command::Deploy(args) => cli::rollout::deploy(args),
+        Command::Rollout(args) => cli::rollout::rollout(args),
+        Command::Resume(args) => cli::rollout::resume(args),
+        Command::Promote(args) => cli::rollout::promote(args),
+        Command::Report(args) => cli::rollout::report(args),
         Command::Demo {
             hosts,
             canaries,
@@ -126,26 +105,22 @@ fn main() -> ExitCode {
                 canaries,
                 faults: !no_faults,
                 keep,
-                parallel: parallel.max(1),
+                parallel,
                 reboot_ms,
             };
             tokio::runtime::Runtime::new()
                 .map_err(Into::into)
                 .and_then(|rt| rt.block_on(hive::demo::run(opts)))
-                .map(|_| ())
+                .map(|_| Outcome::Done)
         }
-        Command::Triage(c) => cli::scan::triage(c),
-        Command::Scan(args) => match cli::scan::scan(args) {
-            // Some hosts could not be scanned: the report says which; the exit code says so too.
-            Ok(false) => return ExitCode::from(2),
-            other => other.map(|_| ()),
-        },
+        Command::Triage(c) => cli::scan::triage(c).map(|()| Outcome::Done),
+        Command::Scan(args) => cli::scan::scan(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(outcome) => ExitCode::from(outcome.code()),
         Err(e) => {
             eprintln!("hive: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(Outcome::Error.code())
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct ExecOutput {
 /// A command for the host's shell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// A cmd.exe command line; the caller quotes arguments (see [`crate::quote`]).
+    /// A cmd.exe command line; the caller quotes arguments (see [`crate::deploy::quote`]).
     Cmd(String),
     /// A PowerShell script of any length.
     PowerShell(String),

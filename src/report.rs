@@ -1,13 +1,16 @@
 //! Reports of a scan: a fleet summary table for people, JSON and CSV for tools, and hfnetchk's tab
 //! format for the scripts that grew up around it.
 //!
-//! Rendering is pure (scan results in, text out) so each format is tested byte for byte.
+//! Rendering is pure (scan results in, text out) so each format is tested byte for byte;
+//! [`record_lastruns`] stores each host's report in the HIVE repository, as HIVE did after every
+//! run.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use crate::catalog::model::Catalog;
+use crate::repo::{RepoError, Repository};
 use crate::scan::evaluate::{Status, Verdict};
 use crate::scan::{HostFailure, HostScan};
 
@@ -256,6 +259,47 @@ impl HostFailure {
     }
 }
 
+/// What `machines/<host>/lastrun.log` holds: hfnetchk's tab columns and how file versions were
+/// read, or why the host was not scanned.
+pub fn lastrun(catalog: &Catalog, scan: &HostScan) -> String {
+    match &scan.result {
+        Ok(r) => {
+            tab(catalog, std::slice::from_ref(scan))
+                + &format!("\nfile versions read by: {}\n", r.facts.file_source)
+        }
+        Err(e) => format!("not scanned: {e}\n"),
+    }
+}
+
+/// One host's scan in a line of its log (`logs/<host>.log`).
+pub fn log_line(scan: &HostScan) -> String {
+    match &scan.result {
+        Ok(r) => {
+            let c = Counts::of(&r.verdicts);
+            format!(
+                "{} missing, {} warning, {} note, {} installed",
+                c.missing, c.warning, c.note, c.installed
+            )
+        }
+        Err(e) => format!("not scanned: {e}"),
+    }
+}
+
+/// Store a scan in the repository: each host's [`lastrun`] (the previous one is archived) and a
+/// `<stamp> scan: ...` line in its log.
+pub fn record_lastruns(
+    repo: &Repository,
+    catalog: &Catalog,
+    scans: &[HostScan],
+    stamp: &str,
+) -> Result<(), RepoError> {
+    for s in scans {
+        repo.write_lastrun(&s.host, stamp, &lastrun(catalog, s))?;
+        repo.append_host_log(&s.host, &format!("{stamp} scan: {}", log_line(s)))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,5 +398,31 @@ mod tests {
         assert_eq!(v[0]["host"], "web01");
         assert_eq!(v[0]["result"]["Ok"]["verdicts"][0]["status"], "missing");
         assert_eq!(v[1]["result"]["Err"]["unreachable"], "connection refused");
+    }
+
+    #[test]
+    fn a_scan_is_stored_as_each_hosts_lastrun_and_log_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let catalog = Catalog::default();
+        record_lastruns(&repo, &catalog, &scans(), "20261204T220000Z").unwrap();
+        let read = |rel: &str| std::fs::read_to_string(dir.path().join(rel)).unwrap();
+        let web01 = read("machines/web01/lastrun.log");
+        assert_eq!(
+            web01,
+            tab(&catalog, &scans()[..1]) + "\nfile versions read by: probe\n"
+        );
+        assert_eq!(
+            read("machines/web02/lastrun.log"),
+            "not scanned: unreachable: connection refused\n"
+        );
+        assert_eq!(
+            read("logs/web01.log"),
+            "20261204T220000Z scan: 1 missing, 1 warning, 0 note, 1 installed\n"
+        );
+        assert_eq!(
+            read("logs/web02.log"),
+            "20261204T220000Z scan: not scanned: unreachable: connection refused\n"
+        );
     }
 }

@@ -59,17 +59,37 @@ fn import_then_show_then_diff() {
         "{text}"
     );
 
-    let out = hive(&["catalog", "show", "KB4010250", "--json", "--cache", &cache]);
+    let out = hive(&[
+        "catalog",
+        "show",
+        "KB4010250",
+        "-o",
+        "json",
+        "--cache",
+        &cache,
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["kb"], "KB4010250");
+    // The old spelling still works for existing scripts, with a note on stderr.
+    let old = hive(&["catalog", "show", "KB4010250", "--json", "--cache", &cache]);
+    assert_eq!(old.stdout, out.stdout);
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("--json is deprecated; use -o json"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
 
     let out = hive(&["catalog", "diff", &ms, &cache]);
     let text = stdout(&out);
     assert!(text.contains("new bulletins (5):"), "{text}");
     assert!(text.contains("CVE-"), "{text}");
+    let out = hive(&["catalog", "diff", &ms, &cache, "--output", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["new_bulletins"].as_array().map(Vec::len), Some(5));
 
+    // An error outside a run exits 1 (2 is for usage errors).
     let out = hive(&["catalog", "show", "MS99-999", "--cache", &cache]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("MS99-999"));
 }
 
@@ -94,7 +114,7 @@ fn a_broken_file_names_its_line_and_leaves_the_cache() {
         "--cache",
         &cache,
     ]);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("broken.xml:") && err.contains("Vulnerability/CVE"),

@@ -140,6 +140,23 @@ struct Paths {
     logs: PathBuf,
 }
 
+impl Paths {
+    /// The inventory of `fleet` and the catalog of `lab` written into the lab's folder.
+    fn write(fleet: &SimFleet, lab: &Lab) -> Paths {
+        let dir = lab.dir.path();
+        let p = Paths {
+            inventory: dir.join("inventory.toml"),
+            repo: lab.repo.root().to_path_buf(),
+            catalog: dir.join("catalog.json"),
+            logs: dir.join("logs"),
+        };
+        std::fs::create_dir_all(&p.logs).unwrap();
+        write_inventory(fleet, &p.inventory);
+        hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
+        p
+    }
+}
+
 /// `hive rollout ...` (no run yet) or `hive resume RUN ...`, output to files (NDJSON on stdout).
 fn hive(p: &Paths, run: Option<&str>, n: usize) -> Child {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hive"));
@@ -414,16 +431,7 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
     let started = Instant::now();
     let fleet = SimFleet::start("rollcrash", &fleet_toml()).await;
     let lab = lab();
-    let dir = lab.dir.path();
-    let p = Paths {
-        inventory: dir.join("inventory.toml"),
-        repo: lab.repo.root().to_path_buf(),
-        catalog: dir.join("catalog.json"),
-        logs: dir.join("logs"),
-    };
-    std::fs::create_dir_all(&p.logs).unwrap();
-    write_inventory(&fleet, &p.inventory);
-    hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
+    let p = Paths::write(&fleet, &lab);
 
     // The orchestrator runs as child processes; the fleet keeps serving from this process's
     // runtime meanwhile (the watcher blocks a worker thread, the others serve).
@@ -646,4 +654,129 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
         PATCHES.len(),
         kills.len()
     );
+}
+
+/// The journal's records so far, parsed (a torn last line is left out).
+fn journal_records(repo: &Path, run: &str) -> Vec<Value> {
+    let bytes = std::fs::read(journal_path(repo, run)).unwrap_or_default();
+    bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect()
+}
+
+/// What names one step of one host in the journal: its host, kind, patch and reboot phase.
+fn step_key(r: &Value) -> String {
+    format!("{} {} {} {}", r["host"], r["step"], r["patch"], r["phase"])
+}
+
+/// Ctrl-C (SIGINT) to a running `hive rollout` during the canary wave: the hosts in flight end
+/// the step they are in and journal it, no host starts after it, and hive exits 130 as the
+/// README's exit-code table says; `hive resume` then finishes the run (exit 0) with every
+/// installer run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_starts_no_new_host_and_resume_finishes_the_run() {
+    let fleet = SimFleet::start("rollint", &fleet_toml()).await;
+    let lab = lab();
+    let p = Paths::write(&fleet, &lab);
+
+    let (run, signalled_ms) = tokio::task::spawn_blocking(move || {
+        let mut child = hive(&p, None, 1);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Wait for a canary's first install to start: the canaries are in flight, the rest of
+        // the fleet waits for the next wave.
+        let run = loop {
+            let run = journal::list_runs(&p.repo)
+                .ok()
+                .and_then(|r| r.first().map(|l| l.run.clone()));
+            if let Some(run) = run
+                && journal_records(&p.repo, &run)
+                    .iter()
+                    .any(|r| is_step(r, "install", "started"))
+            {
+                break run;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "hive ended before any install started"
+            );
+            assert!(Instant::now() < deadline, "no install started in 60 s");
+            std::thread::sleep(Duration::from_millis(3));
+        };
+        let signalled_ms = hive::events::now_ms();
+        // SAFETY: kill(2) on our own child's pid, which it keeps until we wait for it.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(p.logs.join("hive-1.err")).unwrap();
+        assert_eq!(status.code(), Some(130), "after Ctrl-C ({status}):\n{err}");
+        assert!(err.contains("no new host starts"), "{err}");
+
+        // The journal loads; every step that started has its end; nothing started after the
+        // signal but the steps of hosts already in flight.
+        RunLog::load(&p.repo, &run).unwrap();
+        let records = journal_records(&p.repo, &run);
+        let mut open: BTreeMap<String, u64> = BTreeMap::new();
+        let mut hosts_seen: BTreeMap<String, u64> = BTreeMap::new();
+        for r in records.iter().filter(|r| r["record"] == "step") {
+            let at = r["at_ms"].as_u64().unwrap();
+            let host = r["host"].as_str().unwrap().to_string();
+            hosts_seen.entry(host).or_insert(at);
+            match r["state"].as_str() {
+                Some("started") => {
+                    open.insert(step_key(r), at);
+                }
+                Some("finished") => {
+                    open.remove(&step_key(r));
+                }
+                _ => {}
+            }
+        }
+        assert!(open.is_empty(), "steps left without an end: {open:#?}");
+        let late: Vec<_> = hosts_seen
+            .iter()
+            .filter(|(_, first)| **first > signalled_ms + 250)
+            .collect();
+        assert!(late.is_empty(), "hosts started after Ctrl-C: {late:?}");
+        assert!(
+            hosts_seen.len() < HOSTS,
+            "every host started: {hosts_seen:?}"
+        );
+        let last_run = records.iter().rev().find(|r| r["record"] == "run").unwrap();
+        assert_eq!(last_run["state"], "stopped", "{last_run}");
+        eprintln!(
+            "Ctrl-C with {} of {HOSTS} hosts started; their steps ended and were journaled",
+            hosts_seen.len()
+        );
+
+        // `hive resume` finishes the run.
+        let mut child = hive(&p, Some(&run), 2);
+        let status = child.wait().unwrap();
+        let err = std::fs::read_to_string(p.logs.join("hive-2.err")).unwrap();
+        assert_eq!(status.code(), Some(0), "resume ({status}):\n{err}");
+        (run, signalled_ms)
+    })
+    .await
+    .unwrap();
+
+    let log = RunLog::load(lab.repo.root(), &run).unwrap();
+    assert_eq!(
+        log.state.as_ref().map(|s| s.0),
+        Some(journal::RunState::Finished)
+    );
+    assert_eq!(log.hosts.len(), HOSTS);
+    for host in &fleet.hosts {
+        let installs = fleet.host(&host.name).install_log();
+        let mut per_kb: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &installs {
+            *per_kb.entry(r.package.as_str()).or_default() += 1;
+        }
+        for kb in PATCHES {
+            assert_eq!(
+                per_kb.get(kb).copied(),
+                Some(1),
+                "{}: {kb} (Ctrl-C at {signalled_ms}): {installs:#?}",
+                host.name
+            );
+        }
+    }
 }

@@ -279,7 +279,8 @@ fn a_world_readable_credential_file_is_refused_by_the_cli() {
         std::fs::set_permissions(&cred, std::fs::Permissions::from_mode(mode)).unwrap();
         let out = scan();
         let t = text(&out);
-        assert!(!out.status.success(), "mode {mode:o} accepted:\n{t}");
+        // The host whose credential is refused is not scanned: the scan ends with exit 4.
+        assert_eq!(out.status.code(), Some(4), "mode {mode:o} accepted:\n{t}");
         assert!(
             t.contains(&cred.display().to_string())
                 && t.contains(&format!("{mode:04o}"))
@@ -369,7 +370,7 @@ fn the_cli_refuses_hostile_names_before_touching_the_repository() {
             .output()
             .unwrap();
         let t = text(&out);
-        assert!(!out.status.success(), "{id:?} approved");
+        assert_eq!(out.status.code(), Some(1), "{id:?} approved");
         assert!(
             t.contains("bulletin id") && t.contains("is not valid"),
             "{id:?}: {t}"
@@ -381,7 +382,7 @@ fn the_cli_refuses_hostile_names_before_touching_the_repository() {
             .arg(&repo)
             .output()
             .unwrap();
-        assert!(!out.status.success(), "{id:?} ignored");
+        assert_eq!(out.status.code(), Some(1), "{id:?} ignored");
         // `/` and `\n` cannot be in a Unix file name; the others can.
         if !matches!(h, "/" | "\n" | "..") {
             let bad = dir.path().join(format!("Q1{h}calc.exe"));
@@ -394,7 +395,7 @@ fn the_cli_refuses_hostile_names_before_touching_the_repository() {
                 .output()
                 .unwrap();
             let t = text(&out);
-            assert!(!out.status.success(), "installer {bad:?} approved");
+            assert_eq!(out.status.code(), Some(1), "installer {bad:?} approved");
             assert!(
                 t.contains("file name") && t.contains("is not valid"),
                 "{h:?}: {t}"
@@ -600,7 +601,11 @@ async fn catalog_fetch_refuses_an_unknown_certificate_unless_trusted() {
     let f = fetch.clone();
     let out = tokio::task::spawn_blocking(move || f(None)).await.unwrap();
     let t = text(&out);
-    assert!(!out.status.success(), "an unknown CA was accepted:\n{t}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an unknown CA was accepted:\n{t}"
+    );
     assert!(
         t.to_ascii_lowercase().contains("certificate"),
         "the refusal does not say it is the certificate:\n{t}"
@@ -691,8 +696,10 @@ async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned
     };
     let out = run(scan(None)).await;
     let t = text(&out);
-    assert!(
-        !out.status.success(),
+    // The host is not scanned: exit 4.
+    assert_eq!(
+        out.status.code(),
+        Some(4),
         "an unpinned self-signed certificate was accepted:\n{t}"
     );
     assert!(
@@ -701,8 +708,9 @@ async fn a_winrm_https_host_with_an_unknown_certificate_is_refused_unless_pinned
     );
     let wrong = "00".repeat(32);
     let out = run(scan(Some(&wrong))).await;
-    assert!(
-        !out.status.success(),
+    assert_eq!(
+        out.status.code(),
+        Some(4),
         "a wrong pin was accepted:\n{}",
         text(&out)
     );

@@ -4,7 +4,7 @@
 //! - [`mssecure`], [`cvrf`]: importers for the two real catalog formats.
 //! - [`store`]: the cached catalog on disk (stable JSON, atomic replace) and merging.
 //! - [`fetch`]: download over HTTPS through a proxy, verified before it replaces anything.
-//! - [`diff`]: what changed between two catalogs.
+//! - [`mod@diff`]: what changed between two catalogs.
 
 pub mod builds;
 pub mod cvrf;

@@ -7,6 +7,8 @@ use clap::{Args, Subcommand};
 use hive::catalog::fetch::{self, FetchOptions, FetchOutcome, ProxyConfig, Verification};
 use hive::catalog::{self, Catalog, ImportReport, MergeReport, store};
 
+use super::args::{CacheArg, timeout_secs};
+
 /// Catalog commands.
 #[derive(Subcommand)]
 pub enum CatalogCommand {
@@ -26,9 +28,8 @@ pub enum CatalogCommand {
     Show {
         /// A bulletin (MS01-033, CVE-2024-21407), a patch id or a KB (KB5035849).
         item: Option<String>,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
         #[command(flatten)]
         cache: CacheArg,
     },
@@ -38,32 +39,35 @@ pub enum CatalogCommand {
         old: PathBuf,
         /// The newer catalog.
         new: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: OutputArg,
     },
 }
 
-/// Where the cached catalog lives.
+/// `-o text|json` of `catalog show` and `catalog diff`.
 #[derive(Args)]
-pub struct CacheArg {
-    /// The cached catalog file [default: $XDG_CACHE_HOME/hive/catalog.json].
-    #[arg(long, env = "HIVE_CATALOG")]
-    cache: Option<PathBuf>,
+pub struct OutputArg {
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+    output: Format,
+    /// Deprecated spelling of `-o json`, kept so existing scripts work.
+    #[arg(long, hide = true, conflicts_with = "output")]
+    json: bool,
 }
 
-impl CacheArg {
-    pub(crate) fn path(&self) -> PathBuf {
-        self.cache.clone().unwrap_or_else(default_cache)
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl OutputArg {
+    fn json(&self) -> bool {
+        if self.json {
+            eprintln!("hive: --json is deprecated; use -o json");
+        }
+        self.json || self.output == Format::Json
     }
-}
-
-fn default_cache() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("hive").join("catalog.json")
 }
 
 /// `hive catalog fetch`.
@@ -100,7 +104,7 @@ pub struct FetchArgs {
     #[arg(long)]
     ca_cert: Vec<PathBuf>,
     /// Timeout in seconds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = timeout_secs, value_name = "SECONDS")]
     timeout: u64,
     /// Never draw a progress bar.
     #[arg(long)]
@@ -112,13 +116,17 @@ pub fn run(cmd: CatalogCommand) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         CatalogCommand::Fetch(args) => run_fetch(args),
         CatalogCommand::Import { files, cache } => run_import(&files, &cache.path()),
-        CatalogCommand::Show { item, json, cache } => {
+        CatalogCommand::Show {
+            item,
+            output,
+            cache,
+        } => {
             let c = store::load(&cache.path())?;
-            show(&c, item.as_deref(), json)
+            show(&c, item.as_deref(), output.json())
         }
-        CatalogCommand::Diff { old, new, json } => {
+        CatalogCommand::Diff { old, new, output } => {
             let d = catalog::diff(&load_any(&old)?, &load_any(&new)?);
-            print_diff(&d, json)
+            print_diff(&d, output.json())
         }
     }
 }

@@ -1,5 +1,8 @@
-//! Command-line front ends of the library, one module per command group.
+//! Command-line front ends of the library, one module per command group, plus the argument
+//! groups they share and the exit-code contract.
 
+pub mod args;
 pub mod catalog;
+pub mod exit;
 pub mod rollout;
 pub mod scan;

@@ -2,7 +2,6 @@
 //! half of the job, from the command line.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,47 +14,46 @@ use hive::journal::RunLog;
 use hive::pipeline::{Connect, DeployJob, Job};
 use hive::remote::Timeouts;
 use hive::repo::Repository;
-use hive::rollout::{Limit, Rollout, RolloutOptions, plan_waves};
+use hive::rollout::{Limit, Rollout, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
 
-use super::catalog::CacheArg;
-use super::scan::{HostSelection, load_catalog, secrets_for};
+use super::args::{
+    CatalogArgs, HostSelection, RepoArg, at_least_one, limit, poll_ms, shutdown_delay, timeout_secs,
+};
+use super::exit::Outcome;
+use super::scan::secrets_for;
 
-type CliResult = Result<bool, Box<dyn std::error::Error>>;
+type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
 
 /// What every remediation command needs.
 #[derive(Args)]
 pub struct WorkArgs {
     #[command(flatten)]
     pub select: HostSelection,
-    /// The HIVE repository (hotfixes/ holds the approved installers; runs/ the journals).
-    #[arg(long, short = 'r', env = "HIVE_REPO")]
-    pub repo: PathBuf,
-    /// A catalog instead of the cached one.
-    #[arg(long)]
-    pub catalog: Option<PathBuf>,
     #[command(flatten)]
-    pub cache: CacheArg,
+    pub repo: RepoArg,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// Hosts in flight at once, across the whole run.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = at_least_one, value_name = "N")]
     pub parallel: usize,
     /// When to reboot: never, if-required, always.
     #[arg(long, value_enum, default_value_t = Reboot::IfRequired)]
     pub reboot: Reboot,
     /// Seconds one installer may run before it is killed.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = 1800, value_parser = timeout_secs, value_name = "SECONDS")]
     pub install_timeout: u64,
     /// How file versions are read.
     #[arg(long, value_enum, default_value_t = FileSource::Probe)]
     pub files: FileSource,
-    /// Seconds `shutdown /r /t N` gives logged-on users before the reboot.
-    #[arg(long, default_value_t = 5)]
+    /// Seconds `shutdown /r /t N` gives logged-on users before the reboot (0 to 600).
+    #[arg(long, default_value_t = 5, value_parser = shutdown_delay, value_name = "SECONDS")]
     pub shutdown_delay: u32,
     /// Seconds a rebooting host may take in each phase (go down, open its port, log on again).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, value_parser = timeout_secs, value_name = "SECONDS")]
     pub reboot_timeout: u64,
     /// Milliseconds between two looks at a rebooting host (or at an installer still running).
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 5000, value_parser = poll_ms, value_name = "MS")]
     pub poll_ms: u64,
 }
 
@@ -84,37 +82,56 @@ pub struct RolloutArgs {
     /// Stages, e.g. "canary(group=canary, soak=5m) -> 10% -> 50% -> 100%".
     #[arg(long, default_value = "canary(group=canary) -> 10% -> 50% -> 100%")]
     pub plan: String,
-    /// Failed hosts allowed in one wave before the run stops (a number or N%).
-    #[arg(long)]
-    pub max_failed: Option<String>,
-    /// Failed hosts allowed in the whole run.
-    #[arg(long)]
-    pub max_failed_total: Option<String>,
+    /// Failed hosts allowed in one wave before the run stops (a count, or N% of the wave).
+    #[arg(long, value_parser = limit, value_name = "N|N%")]
+    pub max_failed: Option<Limit>,
+    /// Failed hosts allowed in the whole run (a count, or N% of its hosts).
+    #[arg(long, value_parser = limit, value_name = "N|N%")]
+    pub max_failed_total: Option<Limit>,
     /// Stop after the canaries until `hive promote RUN`.
     #[arg(long)]
     pub pause_after_canary: bool,
 }
 
-fn limit(text: &Option<String>) -> Result<Option<Limit>, Box<dyn std::error::Error>> {
-    let Some(t) = text else { return Ok(None) };
-    let t = t.trim();
-    if let Some(p) = t.strip_suffix('%') {
-        let n: u8 = p
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{t}` is not a percentage"))?;
-        Ok(Some(Limit::Percent(n)))
-    } else {
-        let n: u32 = t.parse().map_err(|_| format!("`{t}` is not a count"))?;
-        Ok(Some(Limit::Count(n)))
-    }
+/// `hive resume`.
+#[derive(Args)]
+pub struct ResumeArgs {
+    /// The run id (`hive rollout` prints it; runs/ in the repository lists them).
+    pub run: String,
+    #[command(flatten)]
+    pub work: WorkArgs,
+    /// Try hosts that failed or were unreachable again.
+    #[arg(long)]
+    pub retry_failed: bool,
+}
+
+/// `hive promote`.
+#[derive(Args)]
+pub struct PromoteArgs {
+    pub run: String,
+    #[command(flatten)]
+    pub repo: RepoArg,
+}
+
+/// `hive report`.
+#[derive(Args)]
+pub struct ReportArgs {
+    pub run: String,
+    #[command(flatten)]
+    pub repo: RepoArg,
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, value_name = "FORMAT", default_value_t = ReportFormat::Table)]
+    pub output: ReportFormat,
+    /// Every step of every host, with its evidence.
+    #[arg(long)]
+    pub steps: bool,
 }
 
 fn job(work: &WorkArgs) -> Result<(DeployJob, Inventory), Box<dyn std::error::Error>> {
     let hosts = work.select.select()?;
     let inv = Inventory { hosts };
-    let catalog = Arc::new(load_catalog(work.catalog.as_deref(), &work.cache)?);
-    let repo = Repository::open(&work.repo)?;
+    let catalog = Arc::new(work.catalog.load()?);
+    let repo = Repository::open(&work.repo.repo)?;
     let approved = load_approved(&repo)?;
     if approved.is_empty() {
         return Err(format!(
@@ -130,12 +147,12 @@ fn job(work: &WorkArgs) -> Result<(DeployJob, Inventory), Box<dyn std::error::Er
             Reboot::IfRequired => RebootPolicy::IfRequired,
             Reboot::Always => RebootPolicy::Always,
         },
-        install_timeout: Duration::from_secs(work.install_timeout.max(1)),
+        install_timeout: Duration::from_secs(work.install_timeout),
         shutdown_delay_s: work.shutdown_delay,
-        down_timeout: Duration::from_secs(work.reboot_timeout.max(1)),
-        port_timeout: Duration::from_secs(work.reboot_timeout.max(1)),
-        login_timeout: Duration::from_secs(work.reboot_timeout.max(1)),
-        poll_interval: Duration::from_millis(work.poll_ms.max(50)),
+        down_timeout: Duration::from_secs(work.reboot_timeout),
+        port_timeout: Duration::from_secs(work.reboot_timeout),
+        login_timeout: Duration::from_secs(work.reboot_timeout),
+        poll_interval: Duration::from_millis(work.poll_ms),
         ..DeployOptions::default()
     };
     let job = DeployJob {
@@ -161,24 +178,29 @@ fn run_rollout(
     plan_text: &str,
     options: RolloutOptions,
 ) -> CliResult {
-    let repo_root = job.repo.root().to_path_buf();
     let waves = plan_waves(plan_text, inv, None, &options)?;
-    let progress = Arc::new(hive::progress::Progress::stdout());
-    let mut rollout = Rollout::new(&repo_root, Arc::new(Job(Arc::new(job))));
-    rollout.watcher = progress;
+    let rollout = rollout_of(job);
     let runtime = tokio::runtime::Runtime::new()?;
-    let stop = rollout.stop.clone();
     let summary = runtime.block_on(async {
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\nstopping: no new host starts; hosts in flight finish their step");
-                stop.stop();
-            }
-        });
+        stop_on_ctrl_c(rollout.stop.clone());
         rollout.start(plan_text, waves, options).await
     })?;
-    println!("{}", hive::progress::render_summary(&summary));
-    Ok(summary.stop.is_none())
+    Ok(ended(&summary))
+}
+
+/// The engine over a deploy job, showing progress on stdout (bars on a terminal, NDJSON when
+/// piped).
+fn rollout_of(job: DeployJob) -> Rollout {
+    let repo_root = job.repo.root().to_path_buf();
+    let mut rollout = Rollout::new(&repo_root, Arc::new(Job(Arc::new(job))));
+    rollout.watcher = Arc::new(hive::progress::Progress::stdout());
+    rollout
+}
+
+/// Print the summary; the exit code says how the run ended.
+fn ended(summary: &Summary) -> Outcome {
+    println!("{}", hive::progress::render_summary(summary));
+    Outcome::of_run(summary)
 }
 
 pub fn deploy(args: DeployArgs) -> CliResult {
@@ -208,7 +230,7 @@ pub fn deploy(args: DeployArgs) -> CliResult {
                 println!("{}: not scanned ({e})", s.host);
             }
         }
-        return Ok(scans.iter().all(|s| s.result.is_ok()));
+        return Ok(Outcome::of_hosts(scans.iter().all(|s| s.result.is_ok())));
     }
     let options = RolloutOptions {
         parallel: args.work.parallel,
@@ -221,8 +243,8 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
     let (job, inv) = job(&args.work)?;
     let options = RolloutOptions {
         parallel: args.work.parallel,
-        max_failed_per_wave: limit(&args.max_failed)?,
-        max_failed_total: limit(&args.max_failed_total)?,
+        max_failed_per_wave: args.max_failed,
+        max_failed_total: args.max_failed_total,
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
@@ -230,34 +252,35 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
 }
 
 /// `hive resume RUN`: continue a run after Ctrl-C, a crash or kill -9.
-pub fn resume(run: &str, work: WorkArgs, retry_failed: bool) -> CliResult {
-    let (job, _) = job(&work)?;
-    let repo_root = job.repo.root().to_path_buf();
-    let progress = Arc::new(hive::progress::Progress::stdout());
-    let mut rollout = Rollout::new(&repo_root, Arc::new(Job(Arc::new(job))));
-    rollout.watcher = progress;
+pub fn resume(args: ResumeArgs) -> CliResult {
+    let (job, _) = job(&args.work)?;
+    let rollout = rollout_of(job);
     let runtime = tokio::runtime::Runtime::new()?;
-    let summary = runtime.block_on(rollout.resume(run, retry_failed))?;
-    println!("{}", hive::progress::render_summary(&summary));
-    Ok(summary.stop.is_none())
+    let summary = runtime.block_on(async {
+        stop_on_ctrl_c(rollout.stop.clone());
+        rollout.resume(&args.run, args.retry_failed).await
+    })?;
+    Ok(ended(&summary))
 }
 
 /// `hive promote RUN`: release a run paused after its canaries.
-pub fn promote(repo: &std::path::Path, run: &str) -> CliResult {
-    let marker = hive::rollout::promote(repo, run)?;
+pub fn promote(args: PromoteArgs) -> CliResult {
+    let run = &args.run;
+    let marker = hive::rollout::promote(&args.repo.repo, run)?;
     println!(
         "promoted {run} ({}); continue it with `hive resume {run}`",
         marker.display()
     );
-    Ok(true)
+    Ok(Outcome::Done)
 }
 
 /// `hive report RUN`: per host the verdict, KBs installed, failed installs and reboot time (from
 /// the journal alone); `--steps` adds every step with its evidence.
-pub fn report(repo: &std::path::Path, run: &str, format: ReportFormat, steps: bool) -> CliResult {
-    let log = RunLog::load(repo, run)?;
+pub fn report(args: ReportArgs) -> CliResult {
+    let run = &args.run;
+    let log = RunLog::load(&args.repo.repo, run)?;
     let rows = hive::rollout::report::host_reports(&log);
-    match format {
+    match args.output {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         ReportFormat::Csv => print!("{}", hive::rollout::report::to_csv(&rows)),
         ReportFormat::Table => {
@@ -265,7 +288,7 @@ pub fn report(repo: &std::path::Path, run: &str, format: ReportFormat, steps: bo
             print!("{}", hive::rollout::report::to_table(&rows));
         }
     }
-    if steps {
+    if args.steps {
         for (host, h) in &log.hosts {
             println!("\n{host}:");
             for s in &h.steps {
@@ -286,7 +309,7 @@ pub fn report(repo: &std::path::Path, run: &str, format: ReportFormat, steps: bo
             }
         }
     }
-    Ok(true)
+    Ok(Outcome::Done)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

@@ -1,89 +1,42 @@
 //! `hive init`, `hive scan` and `hive triage`: the hfnetchk half of the job.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use hive::catalog::model::{Catalog, InstallerRecipe};
-use hive::catalog::store;
-use hive::inventory::{Host, Inventory, Secret, SecretSource, resolve_credential};
+use hive::catalog::model::InstallerRecipe;
+use hive::inventory::{Host, Secret, SecretSource, resolve_credential};
 use hive::repo::{IgnoreReason, Repository, Triage};
 use hive::report::{Format, render};
 use hive::scan::HostScan;
 use hive::scan::run::{FileSource, ScanOptions, ScanProgress, scan_fleet};
 
-use super::catalog::CacheArg;
+use super::args::{
+    CatalogArgs, HostSelection, OptionalRepoArg, RepoArg, at_least_one, timeout_secs,
+};
+use super::exit::Outcome;
 
 type CliResult = Result<(), Box<dyn std::error::Error>>;
-
-/// Which hosts of the inventory a command works on.
-#[derive(Args, Clone)]
-pub struct HostSelection {
-    /// The inventory file (TOML).
-    #[arg(long, short = 'i', env = "HIVE_INVENTORY")]
-    pub inventory: PathBuf,
-    /// Only these hosts (comma-separated names).
-    #[arg(long, value_delimiter = ',')]
-    pub hosts: Vec<String>,
-    /// Only the hosts of this group.
-    #[arg(long)]
-    pub group: Option<String>,
-}
-
-impl HostSelection {
-    /// The selected hosts, in inventory order; unknown names are an error, not a silent skip.
-    pub fn select(&self) -> Result<Vec<Host>, Box<dyn std::error::Error>> {
-        let inv = Inventory::load(&self.inventory)?;
-        for name in &self.hosts {
-            if inv.host(name).is_none() {
-                return Err(format!("host `{name}` is not in {}", self.inventory.display()).into());
-            }
-        }
-        let hosts: Vec<Host> = inv
-            .hosts
-            .iter()
-            .filter(|h| {
-                self.hosts.is_empty() || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
-            })
-            .filter(|h| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
-            .cloned()
-            .collect();
-        if hosts.is_empty() {
-            return Err(format!(
-                "no host of {} matches the selection",
-                self.inventory.display()
-            )
-            .into());
-        }
-        Ok(hosts)
-    }
-}
 
 /// `hive scan`.
 #[derive(Args)]
 pub struct ScanArgs {
     #[command(flatten)]
     pub select: HostSelection,
-    /// The HIVE repository: missing, untriaged bulletins are recorded in its tbe/ folder and each
-    /// host's result in machines/<host>/lastrun.log.
-    #[arg(long, short = 'r', env = "HIVE_REPO")]
-    pub repo: Option<PathBuf>,
-    /// A catalog to use instead of the cached one: a cached JSON file or an mssecure/CVRF document
-    /// (hfnetchk's -x).
-    #[arg(long)]
-    pub catalog: Option<PathBuf>,
     #[command(flatten)]
-    pub cache: CacheArg,
+    pub repo: OptionalRepoArg,
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// Output format.
-    #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+    #[arg(long, short = 'o', value_enum, value_name = "FORMAT", default_value_t = Format::Table)]
     pub output: Format,
     /// Hosts scanned at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least_one, value_name = "N")]
     pub parallel: usize,
     /// Seconds one host's scan may take.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 120, value_parser = timeout_secs, value_name = "SECONDS")]
     pub host_timeout: u64,
     /// How file versions are read.
     #[arg(long, value_enum, default_value_t = FileSource::Probe)]
@@ -95,20 +48,20 @@ pub struct ScanArgs {
 pub enum TriageCommand {
     /// List every triaged bulletin and where it sits.
     List {
-        #[arg(long, short = 'r', env = "HIVE_REPO")]
-        repo: PathBuf,
+        #[command(flatten)]
+        repo: RepoArg,
     },
     /// Approve a bulletin: copy its installer into hotfixes/<bulletin>/ with a recipe.
     Approve {
         bulletin: String,
         /// The installer file.
-        #[arg(long)]
-        installer: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        installer: std::path::PathBuf,
         /// Arguments instead of the recipe's defaults (e.g. "-z -q -m").
         #[arg(long, allow_hyphen_values = true)]
         args: Option<String>,
-        #[arg(long, short = 'r', env = "HIVE_REPO")]
-        repo: PathBuf,
+        #[command(flatten)]
+        repo: RepoArg,
     },
     /// Ignore a bulletin, saying why and who decided.
     Ignore {
@@ -120,8 +73,8 @@ pub enum TriageCommand {
         /// YYYY-MM-DD after which the bulletin counts as untriaged again.
         #[arg(long)]
         expires: Option<String>,
-        #[arg(long, short = 'r', env = "HIVE_REPO")]
-        repo: PathBuf,
+        #[command(flatten)]
+        repo: RepoArg,
     },
 }
 
@@ -138,7 +91,7 @@ pub fn init(path: &Path) -> CliResult {
 pub fn triage(cmd: TriageCommand) -> CliResult {
     match cmd {
         TriageCommand::List { repo } => {
-            let repo = Repository::open(&repo)?;
+            let repo = Repository::open(&repo.repo)?;
             for (state, id) in repo.list()? {
                 println!("{:<9} {id}", state.to_string());
             }
@@ -149,7 +102,7 @@ pub fn triage(cmd: TriageCommand) -> CliResult {
             args,
             repo,
         } => {
-            let repo = Repository::open(&repo)?;
+            let repo = Repository::open(&repo.repo)?;
             let name = installer
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -175,7 +128,7 @@ pub fn triage(cmd: TriageCommand) -> CliResult {
             expires,
             repo,
         } => {
-            let repo = Repository::open(&repo)?;
+            let repo = Repository::open(&repo.repo)?;
             let dest = repo.ignore(
                 &bulletin,
                 &IgnoreReason {
@@ -223,28 +176,6 @@ pub fn secrets_for(hosts: &[Host]) -> Vec<(Host, Result<Secret, String>)> {
         .collect()
 }
 
-/// Load the catalog: an explicit file (cached JSON or a source document), else the cache.
-pub fn load_catalog(
-    explicit: Option<&Path>,
-    cache: &CacheArg,
-) -> Result<Catalog, Box<dyn std::error::Error>> {
-    match explicit {
-        Some(path) => match store::load(path) {
-            Ok(c) => Ok(c),
-            Err(_) => Ok(store::import_file(path)?.0),
-        },
-        None => {
-            let path = cache.path();
-            store::load(&path).map_err(|e| {
-                format!(
-                    "{e}\n  (no catalog yet? run `hive catalog fetch` or `hive catalog import FILE`, or pass --catalog FILE)"
-                )
-                .into()
-            })
-        }
-    }
-}
-
 /// A progress bar on stderr while hosts are scanned (hidden when stderr is not a terminal).
 struct Bar(indicatif::ProgressBar, std::sync::atomic::AtomicUsize);
 
@@ -258,10 +189,11 @@ impl ScanProgress for Bar {
     }
 }
 
-pub fn scan(args: ScanArgs) -> Result<bool, Box<dyn std::error::Error>> {
+/// `hive scan`: scan, record in the repository when there is one, print the report.
+pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     let hosts = args.select.select()?;
-    let catalog = load_catalog(args.catalog.as_deref(), &args.cache)?;
-    let repo = match &args.repo {
+    let catalog = args.catalog.load()?;
+    let repo = match &args.repo.repo {
         Some(p) => Some(Repository::open(p)?),
         None => None,
     };
@@ -278,8 +210,8 @@ pub fn scan(args: ScanArgs) -> Result<bool, Box<dyn std::error::Error>> {
     );
     let progress = Bar(bar.clone(), Default::default());
     let options = ScanOptions {
-        parallel: args.parallel.max(1),
-        host_timeout: Duration::from_secs(args.host_timeout.max(1)),
+        parallel: args.parallel,
+        host_timeout: Duration::from_secs(args.host_timeout),
         files: args.files,
         ..ScanOptions::default()
     };
@@ -294,18 +226,7 @@ pub fn scan(args: ScanArgs) -> Result<bool, Box<dyn std::error::Error>> {
     bar.finish_and_clear();
 
     if let Some(repo) = &repo {
-        let stamp = hive::repo::utc_stamp();
-        for s in &scans {
-            let text = match &s.result {
-                Ok(r) => {
-                    render(Format::Tab, &catalog, std::slice::from_ref(s))
-                        + &format!("\nfile versions read by: {}\n", r.facts.file_source)
-                }
-                Err(e) => format!("not scanned: {e}\n"),
-            };
-            repo.write_lastrun(&s.host, &stamp, &text)?;
-            repo.append_host_log(&s.host, &format!("{stamp} scan: {}", summary_line(s)))?;
-        }
+        hive::report::record_lastruns(repo, &catalog, &scans, &hive::repo::utc_stamp())?;
         let summary = hive::triage::record_scan(repo, &catalog, &scans)?;
         if !summary.tbe.is_empty() {
             eprintln!(
@@ -317,18 +238,5 @@ pub fn scan(args: ScanArgs) -> Result<bool, Box<dyn std::error::Error>> {
         }
     }
     print!("{}", render(args.output, &catalog, &scans));
-    Ok(scans.iter().all(|s| s.result.is_ok()))
-}
-
-fn summary_line(s: &HostScan) -> String {
-    match &s.result {
-        Ok(r) => {
-            let c = hive::report::Counts::of(&r.verdicts);
-            format!(
-                "{} missing, {} warning, {} note, {} installed",
-                c.missing, c.warning, c.note, c.installed
-            )
-        }
-        Err(e) => format!("not scanned: {e}"),
-    }
+    Ok(Outcome::of_hosts(scans.iter().all(|s| s.result.is_ok())))
 }

@@ -8,7 +8,7 @@
 //! back-off, per-installer timeout) → [`chain`] (qchain.exe after chained legacy hotfixes) →
 //! [`reboot`] (policy, boot-time change, phases) → [`verify`] (re-scan, clean up).
 //!
-//! [`plan`] is pure and gives `hive deploy --dry-run` its table.
+//! [`mod@plan`] is pure and gives `hive deploy --dry-run` its table.
 
 pub mod chain;
 pub mod install;

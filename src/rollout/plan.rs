@@ -34,7 +34,8 @@ impl Limit {
         }
     }
 
-    fn parse(text: &str) -> Result<Limit, String> {
+    /// `2` or `5%` (at most 100%), as plans and the command line write budgets.
+    pub fn parse(text: &str) -> Result<Limit, String> {
         if let Some(p) = text.strip_suffix('%') {
             let p: u8 = p
                 .trim()

@@ -50,9 +50,9 @@ pub struct DirEntry {
 }
 
 impl SmbShare {
-    /// Connects to `\\host\share` on `port` and logs on. Waits for a set-up slot (see
-    /// [`crate::connect`]); retries set-ups the server reset or that timed out; never retries a
-    /// refused logon or a missing share.
+    /// Connects to `\\host\share` on `port` and logs on. Waits for a set-up slot (bounded per
+    /// process, see `connect.rs`); retries set-ups the server reset or that timed out; never
+    /// retries a refused logon or a missing share.
     pub async fn connect(
         host: &str,
         port: u16,

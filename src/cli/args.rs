@@ -1,0 +1,212 @@
+//! Argument groups several commands share (`#[command(flatten)]`), declared once so a flag means
+//! the same thing, with the same help and environment variable, wherever it appears; and the
+//! value parsers that refuse a bad number at parse time. clap names the flag in the message and
+//! exits with the usage code, so `--parallel 0` never becomes a silent 1.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use clap::Args;
+
+use hive::catalog::model::Catalog;
+use hive::catalog::store;
+use hive::inventory::{Host, Inventory};
+use hive::rollout::Limit;
+
+/// The HIVE repository a command works in.
+#[derive(Args, Clone)]
+pub struct RepoArg {
+    /// The HIVE repository (hotfixes/ holds the approved installers, runs/ the journals).
+    #[arg(long, short = 'r', env = "HIVE_REPO", value_name = "DIR")]
+    pub repo: PathBuf,
+}
+
+/// The repository of `hive scan`, which also works without one.
+#[derive(Args, Clone)]
+pub struct OptionalRepoArg {
+    /// The HIVE repository: missing, untriaged bulletins are recorded in its tbe/ folder and each
+    /// host's result in machines/<host>/lastrun.log.
+    #[arg(long, short = 'r', env = "HIVE_REPO", value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+}
+
+/// Which hosts of the inventory a command works on.
+#[derive(Args, Clone)]
+pub struct HostSelection {
+    /// The inventory file (TOML).
+    #[arg(long, short = 'i', env = "HIVE_INVENTORY", value_name = "FILE")]
+    pub inventory: PathBuf,
+    /// Only these hosts (comma-separated names).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub hosts: Vec<String>,
+    /// Only the hosts of this group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+impl HostSelection {
+    /// The selected hosts, in inventory order; unknown names are an error, not a silent skip.
+    pub fn select(&self) -> Result<Vec<Host>, Box<dyn std::error::Error>> {
+        let inv = Inventory::load(&self.inventory)?;
+        for name in &self.hosts {
+            if inv.host(name).is_none() {
+                return Err(format!("host `{name}` is not in {}", self.inventory.display()).into());
+            }
+        }
+        let hosts: Vec<Host> = inv
+            .hosts
+            .iter()
+            .filter(|h| {
+                self.hosts.is_empty() || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
+            })
+            .filter(|h| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
+            .cloned()
+            .collect();
+        if hosts.is_empty() {
+            return Err(format!(
+                "no host of {} matches the selection",
+                self.inventory.display()
+            )
+            .into());
+        }
+        Ok(hosts)
+    }
+}
+
+/// Where the cached catalog lives.
+#[derive(Args, Clone)]
+pub struct CacheArg {
+    /// The cached catalog file [default: $XDG_CACHE_HOME/hive/catalog.json].
+    #[arg(long, env = "HIVE_CATALOG", value_name = "FILE")]
+    cache: Option<PathBuf>,
+}
+
+impl CacheArg {
+    pub fn path(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(default_cache)
+    }
+}
+
+fn default_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("hive").join("catalog.json")
+}
+
+/// The catalog a scan or a deployment judges hosts against.
+#[derive(Args, Clone)]
+pub struct CatalogArgs {
+    /// A catalog to use instead of the cached one: a cached JSON file or an mssecure/CVRF document
+    /// (hfnetchk's -x).
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArg,
+}
+
+impl CatalogArgs {
+    /// An explicit file (cached JSON or a source document), else the cache.
+    pub fn load(&self) -> Result<Catalog, Box<dyn std::error::Error>> {
+        match self.catalog.as_deref() {
+            Some(path) => load_explicit(path),
+            None => {
+                let path = self.cache.path();
+                store::load(&path).map_err(|e| {
+                    format!(
+                        "{e}\n  (no catalog yet? run `hive catalog fetch` or `hive catalog import FILE`, or pass --catalog FILE)"
+                    )
+                    .into()
+                })
+            }
+        }
+    }
+}
+
+fn load_explicit(path: &Path) -> Result<Catalog, Box<dyn std::error::Error>> {
+    match store::load(path) {
+        Ok(c) => Ok(c),
+        Err(_) => Ok(store::import_file(path)?.0),
+    }
+}
+
+/// A whole number in `min..=max`; the message says what was expected (clap prefixes the flag).
+fn number<T>(text: &str, min: T, max: T, unit: &str) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+{
+    let n: T = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a whole number"))?;
+    if n < min {
+        return Err(format!("must be at least {min}{unit}"));
+    }
+    if n > max {
+        return Err(format!("must be at most {max}{unit}"));
+    }
+    Ok(n)
+}
+
+/// Hosts in flight (and other counts of things): at least one, or nothing would ever run.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    number(text, 1, usize::MAX, "")
+}
+
+/// A timeout in seconds: at least 1, at most a week (beyond that a host is not coming back).
+pub fn timeout_secs(text: &str) -> Result<u64, String> {
+    number(text, 1, 7 * 24 * 3600, " s")
+}
+
+/// Milliseconds between two looks at a host: under 50 the looks would only load the host.
+pub fn poll_ms(text: &str) -> Result<u64, String> {
+    number(text, 50, 3_600_000, " ms")
+}
+
+/// The `shutdown /r /t N` delay: Windows XP and Server 2003 refuse more than 600 seconds.
+pub fn shutdown_delay(text: &str) -> Result<u32, String> {
+    number(text, 0, 600, " s")
+}
+
+/// A failure budget: a host count (`2`) or a percentage of the wave (`5%`, at most 100%).
+pub fn limit(text: &str) -> Result<Limit, String> {
+    Limit::parse(text.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_in_range_pass_and_others_say_why() {
+        assert_eq!(at_least_one("16"), Ok(16));
+        assert_eq!(at_least_one(" 3 "), Ok(3));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".into()));
+        assert_eq!(at_least_one("-1"), Err("`-1` is not a whole number".into()));
+        assert_eq!(timeout_secs("1"), Ok(1));
+        assert_eq!(timeout_secs("0"), Err("must be at least 1 s".into()));
+        assert_eq!(
+            timeout_secs("604801"),
+            Err("must be at most 604800 s".into())
+        );
+        assert_eq!(
+            timeout_secs("1e3"),
+            Err("`1e3` is not a whole number".into())
+        );
+        assert_eq!(poll_ms("49"), Err("must be at least 50 ms".into()));
+        assert_eq!(poll_ms("100"), Ok(100));
+        assert_eq!(shutdown_delay("0"), Ok(0));
+        assert_eq!(shutdown_delay("601"), Err("must be at most 600 s".into()));
+    }
+
+    #[test]
+    fn budgets_are_counts_or_percentages_up_to_100() {
+        assert_eq!(limit("2"), Ok(Limit::Count(2)));
+        assert_eq!(limit("5%"), Ok(Limit::Percent(5)));
+        assert_eq!(limit(" 100% "), Ok(Limit::Percent(100)));
+        assert!(limit("101%").unwrap_err().contains("more than 100%"));
+        assert!(limit("-1").unwrap_err().contains("not a host count"));
+        assert!(limit("x%").unwrap_err().contains("not a percentage"));
+    }
+}
