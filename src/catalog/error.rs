@@ -114,7 +114,7 @@ const NAME_CHARS: usize = 64;
 
 /// An element path (`cvrfdoc/ProductTree/Branch`) short enough for one line of an error message:
 /// the outer and inner ends with the count of the levels left out, each name cut at
-/// [`NAME_CHARS`] characters.
+/// 64 characters.
 pub fn short_path<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
     let total = names.len();
     let cut = |n: &str| -> String {
