@@ -122,3 +122,158 @@ fn a_broken_file_names_its_line_and_leaves_the_cache() {
     );
     assert_eq!(std::fs::read(&cache).unwrap(), before);
 }
+
+#[test]
+fn concurrent_imports_into_one_cache_keep_both_months() {
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    for round in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("c.json").display().to_string();
+        let spawn = |file: &str| {
+            Command::new(env!("CARGO_BIN_EXE_hive"))
+                .args(["catalog", "import", file, "--cache", &cache])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let a = spawn(&feb);
+        let b = spawn(&mar);
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = stdout(&hive(&["catalog", "show", "--cache", &cache]));
+        assert!(
+            text.contains("2017-Feb") && text.contains("2024-Mar"),
+            "round {round}: a month was lost:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn an_import_waits_for_the_lock_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c.json");
+    let lock = std::fs::File::create(dir.path().join("c.json.lock")).unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(["catalog", "import", &fixture("catalogs/cvrf/2017-Feb.xml")])
+        .arg("--cache")
+        .arg(&cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the import did not wait for the lock"
+    );
+    assert!(!cache.exists());
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("waiting for another hive"), "{err}");
+    assert!(cache.exists());
+}
+
+#[test]
+fn show_speaks_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("c.json").display().to_string();
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    assert!(
+        hive(&["catalog", "import", &mar, "--cache", &cache])
+            .status
+            .success()
+    );
+    let text = stdout(&hive(&["catalog", "show", "--cache", &cache]));
+    assert!(
+        text.contains("source MSRC CVRF 2024-Mar revision 235, released 2026-06-28T01:41:24"),
+        "{text}"
+    );
+    let text = stdout(&hive(&["catalog", "show", "KB5035845", "--cache", &cache]));
+    assert!(
+        text.contains("patch KB5035845 (Security Update), restart required"),
+        "{text}"
+    );
+    let text = stdout(&hive(&[
+        "catalog",
+        "show",
+        "CVE-2024-21407",
+        "--cache",
+        &cache,
+    ]));
+    assert!(text.contains("severity: Critical"), "{text}");
+    for debug_word in ["Some(", "MsrcCvrf", "Mssecure"] {
+        assert!(!text.contains(debug_word), "{text}");
+    }
+}
+
+#[test]
+fn diff_lists_patches_and_product_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    let out = hive(&["catalog", "diff", &feb, &mar]);
+    let text = stdout(&out);
+    assert!(text.contains("new patches (43):"), "{text}");
+    assert!(text.contains("removed patches ("), "{text}");
+    assert!(text.contains("new products ("), "{text}");
+    // The same product id with another build range: a changed product, line by line.
+    let cache = dir.path().join("c.json").display().to_string();
+    assert!(
+        hive(&["catalog", "import", &mar, "--cache", &cache])
+            .status
+            .success()
+    );
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    json["catalog"]["products"]["msrc:11931"]["applicability"]["build_range"]["min"] =
+        "10.0.19041.0".into();
+    let older = dir.path().join("older.json");
+    std::fs::write(&older, serde_json::to_vec(&json).unwrap()).unwrap();
+    let text = stdout(&hive(&[
+        "catalog",
+        "diff",
+        &older.display().to_string(),
+        &cache,
+    ]));
+    assert!(text.contains("changed products (1):"), "{text}");
+    assert!(
+        text.contains("build range 10.0.19041.0 ..< 10.0.19045.0 -> 10.0.19044.0 ..< 10.0.19045.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn months_imported_forwards_and_backwards_give_the_same_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let feb = fixture("catalogs/cvrf/2017-Feb.xml");
+    let mar = fixture("catalogs/cvrf/2024-Mar.xml");
+    let ms = fixture("catalogs/mssecure-2001-10-04.xml");
+    let mut caches = Vec::new();
+    for (name, order) in [
+        ("fwd.json", [&ms, &feb, &mar]),
+        ("bwd.json", [&mar, &feb, &ms]),
+    ] {
+        let cache = dir.path().join(name).display().to_string();
+        for file in order {
+            let out = hive(&["catalog", "import", file, "--cache", &cache]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        caches.push(std::fs::read(&cache).unwrap());
+    }
+    assert!(caches[0] == caches[1], "import order changed the cache");
+}

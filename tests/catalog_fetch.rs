@@ -253,8 +253,21 @@ async fn a_bad_signature_leaves_the_old_catalog_in_place() {
         FetchError::Verification { .. }
     ));
     assert_eq!(std::fs::read(&cache).unwrap(), before);
-    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(leftovers, 2, "catalog + fetch state, no temp files");
+    let mut leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    leftovers.sort();
+    let name = cache.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        leftovers,
+        [
+            name.clone(),
+            format!("{name}.fetch-state.json"),
+            format!("{name}.lock")
+        ],
+        "catalog, fetch state and the cache's lock file, no temp files"
+    );
 }
 
 #[tokio::test]

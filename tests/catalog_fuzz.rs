@@ -1,8 +1,9 @@
 //! The importers never panic on damaged catalogs: proptest mutates the real fixtures (byte
 //! flips to XML-significant characters, deletions, duplications, truncation, hostile attribute
 //! values and element texts that keep the XML well-formed, so the importers' own checks of ids,
-//! dates, versions and KBs are exercised) and every result must be either a catalog that
-//! round-trips through the cache format or an error that names the file.
+//! dates, versions and KBs are exercised; elements nested up to 200,000 levels deep) and every
+//! result must be either a catalog that round-trips through the cache format or an error that
+//! names the file in a message of one readable line.
 //!
 //! Budgets (see tests/fuzz_support): CI runs a few hundred cases; `HIVE_FUZZ_SECONDS=600 cargo
 //! test -p hive --test catalog_fuzz -- --nocapture --test-threads 1` runs each target for ten
@@ -39,6 +40,14 @@ const XML: Grammar = Grammar {
         "MS01-033&del",
     ],
     slots: &[(b"=\"", b'"'), (b">", b'<')],
+    nests: &[
+        (
+            "<prod:Branch Type=\"Product Family\" Name=\"Windows\">",
+            "</prod:Branch>",
+        ),
+        ("<a>", "</a>"),
+        ("<Bulletin BulletinID=\"MS01-033\">", "</Bulletin>"),
+    ],
 };
 
 /// Returns whether the mutated document still imported.
@@ -53,6 +62,7 @@ fn check(name: &str, bytes: &[u8]) -> Outcome {
         Err(e) => {
             let msg = e.to_string();
             assert!(msg.contains(name), "error does not name the file: {msg}");
+            assert!(msg.len() < 2_000, "a {} byte error message", msg.len());
             Outcome::Refused
         }
     }

@@ -157,3 +157,24 @@ fn cached_json_round_trips_the_whole_catalog() {
     // Stable: the same content serializes to the same bytes.
     assert_eq!(serde_json::to_string(&back).unwrap(), json);
 }
+
+#[test]
+fn a_huge_bad_value_is_quoted_short() {
+    let path = fixture("catalogs/mssecure-2001-10-04.xml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let broken = text.replacen(
+        "DatePosted=\"1998/06/01\"",
+        &format!("DatePosted=\"{}\"", "9".repeat(400_000)),
+        1,
+    );
+    assert_ne!(broken, text);
+    let err = mssecure::import("big.xml", &broken)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("big.xml:"), "{err}");
+    assert!(
+        err.contains("DatePosted") && err.contains("not a date"),
+        "{err}"
+    );
+    assert!(err.len() < 300, "{} bytes", err.len());
+}

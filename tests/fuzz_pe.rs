@@ -165,6 +165,7 @@ const PE: Grammar = Grammar {
     ],
     values: &[],
     slots: &[],
+    nests: &[],
 };
 
 /// What the scanner does with a file: two ranged reads, then the local parse; plus the

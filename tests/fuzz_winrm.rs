@@ -100,6 +100,7 @@ const SOAP: Grammar = Grammar {
         "é",
     ],
     slots: &[(b"=\"", b'"'), (b">", b'<')],
+    nests: &[],
 };
 
 /// Parse a reply with the function the client uses for its action; true when it parsed.
@@ -202,6 +203,7 @@ const NTLM: Grammar = Grammar {
     tokens: &["\u{0}\u{0}\u{0}\u{0}", "\u{7}\u{0}\u{8}\u{0}"],
     values: &[],
     slots: &[],
+    nests: &[],
 };
 
 /// The header fields of a CHALLENGE (type, lengths, offsets, flags) and its AV pair headers.
@@ -327,6 +329,7 @@ const FRAMING: Grammar = Grammar {
         "x",
     ],
     slots: &[(b"Length=", b'\r')],
+    nests: &[],
 };
 
 #[test]
@@ -411,6 +414,7 @@ const CLIXML: Grammar = Grammar {
         "é_x0041_",
     ],
     slots: &[(b"=\"", b'"'), (b">", b'<')],
+    nests: &[],
 };
 
 #[test]

@@ -17,7 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::error::ImportError;
+use super::builds::{self, BuildFamily};
+use super::error::{ImportError, short_path};
 use super::model::*;
 use super::mssecure::ImportReport;
 use super::xml::{self, Element};
@@ -34,7 +35,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         return Err(ImportError::WrongDocument {
             file: file.to_string(),
             expected: "an MSRC CVRF document",
-            found: root.name,
+            found: short_path(std::iter::once(root.name.as_str())),
         });
     }
     let mut report = ImportReport::default();
@@ -51,6 +52,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         released: tracking
             .and_then(|t| t.child_text("CurrentReleaseDate"))
             .map(str::to_string),
+        revision: tracking.and_then(document_revision),
         location: file.to_string(),
     });
 
@@ -64,12 +66,26 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
     for v in vulns {
         import_vulnerability(file, v, &families, &mut catalog, &mut report)?;
     }
-    derive_build_ranges(&mut catalog);
+    derive_build_ranges(&mut catalog, &families);
     catalog.link_supersedence();
     report.bulletins = catalog.bulletins.len();
     report.patches = catalog.patches.len();
     report.products = catalog.products.len();
     Ok((catalog, report))
+}
+
+/// The document's revision: the highest `RevisionHistory` number, else its `Version`.
+fn document_revision(tracking: &Element) -> Option<String> {
+    let numbers = tracking
+        .child("RevisionHistory")
+        .into_iter()
+        .flat_map(|h| h.children_named("Revision"))
+        .filter_map(|r| r.child_text("Number"));
+    numbers
+        .filter_map(|n| n.parse::<Version>().ok())
+        .max()
+        .map(|v| v.to_string())
+        .or_else(|| tracking.child_text("Version").map(str::to_string))
 }
 
 fn product_id(raw: &str) -> ProductId {
@@ -82,17 +98,16 @@ fn read_products(root: &Element, catalog: &mut Catalog) -> BTreeMap<ProductId, S
     let Some(tree) = root.child("ProductTree") else {
         return families;
     };
-    walk_branch(tree, None, catalog, &mut families);
+    walk_branch(tree, catalog, &mut families);
     families
 }
 
-fn walk_branch(
-    branch: &Element,
-    family: Option<&str>,
-    catalog: &mut Catalog,
-    families: &mut BTreeMap<ProductId, String>,
-) {
-    for c in &branch.children {
+/// Walks the product tree with an explicit stack (a hostile tree can nest deeply), visiting
+/// children in document order so that the first listing of a product wins as before.
+fn walk_branch(tree: &Element, catalog: &mut Catalog, families: &mut BTreeMap<ProductId, String>) {
+    let mut stack: Vec<(&Element, Option<&str>)> =
+        tree.children.iter().rev().map(|c| (c, None)).collect();
+    while let Some((c, family)) = stack.pop() {
         match c.name.as_str() {
             "Branch" => {
                 let fam = if c.attr("Type") == Some("Product Family") {
@@ -100,7 +115,7 @@ fn walk_branch(
                 } else {
                     family
                 };
-                walk_branch(c, fam, catalog, families);
+                stack.extend(c.children.iter().rev().map(|g| (g, fam)));
             }
             "FullProductName" => {
                 let Some(raw) = c.attr("ProductID") else {
@@ -213,7 +228,7 @@ fn import_vulnerability(
             continue;
         };
         let patch_id = fix.kb.to_string();
-        add_fix(catalog, &patch_id, cve, &fix, families);
+        add_fix(file, catalog, &patch_id, cve, &fix, families, report);
         if !bulletin.kbs.contains(&fix.kb) {
             bulletin.kbs.push(fix.kb);
         }
@@ -281,13 +296,108 @@ fn windows_build(fixed: Option<&str>, family: Option<&String>) -> Option<Version
     (v.0.len() == 4).then_some(v)
 }
 
+/// What a product's FixedBuild is worth as a build to compare a host's with.
+#[derive(Debug, Clone, PartialEq)]
+enum BuildCheck {
+    /// Not a Windows build (or none): only the KB can tell.
+    None,
+    /// A build of the product's own family, or of a product the family table does not know.
+    Fits(Version),
+    /// Another version's build of the same servicing branch: the same revision in the product's
+    /// own family is used.
+    Sibling {
+        stated: Version,
+        used: Version,
+        family: &'static BuildFamily,
+    },
+    /// A build of an unrelated family: unusable, only the KB can tell.
+    Foreign {
+        stated: Version,
+        family: &'static BuildFamily,
+    },
+}
+
+impl BuildCheck {
+    fn of(fixed: Option<&str>, family: Option<&String>, product_name: &str) -> BuildCheck {
+        let Some(build) = windows_build(fixed, family) else {
+            return BuildCheck::None;
+        };
+        let Some(family) = builds::family_of(product_name) else {
+            return BuildCheck::Fits(build);
+        };
+        if family.contains(&build) {
+            return BuildCheck::Fits(build);
+        }
+        match family.sibling_revision(&build) {
+            Some(used) => BuildCheck::Sibling {
+                stated: build,
+                used,
+                family,
+            },
+            None => BuildCheck::Foreign {
+                stated: build,
+                family,
+            },
+        }
+    }
+
+    /// Whether the FixedBuild agrees with the product's build family.
+    fn consistent(&self) -> bool {
+        matches!(self, BuildCheck::None | BuildCheck::Fits(_))
+    }
+
+    fn detection(&self, kb: Kb) -> DetectionRule {
+        let kb_rule = DetectionRule::KbInstalled { kb };
+        match self {
+            BuildCheck::Fits(build) | BuildCheck::Sibling { used: build, .. } => {
+                DetectionRule::Any {
+                    rules: vec![
+                        kb_rule,
+                        DetectionRule::BuildAtLeast {
+                            build: build.clone(),
+                        },
+                    ],
+                }
+            }
+            BuildCheck::None | BuildCheck::Foreign { .. } => kb_rule,
+        }
+    }
+
+    /// The import warning for a FixedBuild that disagrees with the product's family.
+    fn warning(&self, file: &str, kb: Kb, product: &str, name: &str) -> Option<String> {
+        let (stated, family, checking) = match self {
+            BuildCheck::Sibling {
+                stated,
+                used,
+                family,
+            } => (
+                stated,
+                family,
+                format!("checking {kb} or build {used} (same servicing branch)"),
+            ),
+            BuildCheck::Foreign { stated, family } => {
+                (stated, family, format!("checking {kb} only"))
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "{file}: {kb} for {name} ({product}): FixedBuild {stated} is not a build of {} ({}.x); {checking}",
+            family.name,
+            family.prefix()
+        ))
+    }
+}
+
 fn add_fix(
+    file: &str,
     catalog: &mut Catalog,
     patch_id: &str,
     cve: &str,
     fix: &VendorFix<'_>,
     families: &BTreeMap<ProductId, String>,
+    report: &mut ImportReport,
 ) {
+    let products = &catalog.products;
     let patch = catalog
         .patches
         .entry(patch_id.to_string())
@@ -327,30 +437,50 @@ fn add_fix(
     }
     for raw in &fix.products {
         let product = product_id(raw);
-        if patch.targets.iter().any(|t| t.product == product) {
+        let name = products.get(&product).map_or("", |p| p.name.as_str());
+        let check = BuildCheck::of(fix.fixed_build, families.get(&product), name);
+        if let Some(w) = check.warning(file, fix.kb, &product, name)
+            && !report.warnings.contains(&w)
+        {
+            report.warnings.push(w);
+        }
+        if let Some(existing) = patch.targets.iter_mut().find(|t| t.product == product) {
+            // CVEs of one month can state different FixedBuilds for one KB and product; the
+            // one that agrees with the product's build family is the one to believe.
+            let existing_check = BuildCheck::of(
+                existing.fixed_build.as_deref(),
+                families.get(&product),
+                name,
+            );
+            if existing_check.consistent() || !check.consistent() {
+                continue;
+            }
+            existing.fixed_build = fix.fixed_build.map(str::to_string);
+            existing.detection = check.detection(fix.kb);
             continue;
         }
-        let kb_rule = DetectionRule::KbInstalled { kb: fix.kb };
-        let detection = match windows_build(fix.fixed_build, families.get(&product)) {
-            Some(build) => DetectionRule::Any {
-                rules: vec![kb_rule, DetectionRule::BuildAtLeast { build }],
-            },
-            None => kb_rule,
-        };
         patch.targets.push(PatchTarget {
+            detection: check.detection(fix.kb),
             product,
             service_packs: Vec::new(),
             fixed_in_sp: None,
             fixed_build: fix.fixed_build.map(str::to_string),
-            detection,
         });
     }
 }
 
-/// A Windows product's build range from the FixedBuilds seen for it: `10.0.17763.5576` means
-/// the product is build 17763 (`[10.0.17763, 10.0.17764)`), which is how a scan maps a host's
-/// CurrentBuild to a product.
-fn derive_build_ranges(catalog: &mut Catalog) {
+/// A Windows product's build range, which is how a scan maps a host's CurrentBuild to a product:
+/// from the build family table when it knows the product, else from the FixedBuilds seen for it
+/// (`10.0.17763.5576` means build 17763, `[10.0.17763, 10.0.17764)`).
+fn derive_build_ranges(catalog: &mut Catalog, families: &BTreeMap<ProductId, String>) {
+    for (id, product) in catalog.products.iter_mut() {
+        let windows = families
+            .get(id)
+            .is_some_and(|f| WINDOWS_FAMILIES.contains(&f.as_str()));
+        if let Some(family) = builds::family_of(&product.name).filter(|_| windows) {
+            product.applicability.build_range = Some(family.range());
+        }
+    }
     let mut seen: BTreeMap<ProductId, Version> = BTreeMap::new();
     for p in catalog.patches.values() {
         for t in &p.targets {

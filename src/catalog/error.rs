@@ -104,3 +104,60 @@ pub enum StoreError {
         supported: u32,
     },
 }
+
+/// The most names of an element path an error message shows: the outermost few and the
+/// innermost few say where in the document the problem is; a 10,000-level path says nothing more
+/// and makes a line of hundreds of kilobytes.
+const PATH_ENDS: usize = 3;
+/// The longest element name an error message shows whole.
+const NAME_CHARS: usize = 64;
+
+/// An element path (`cvrfdoc/ProductTree/Branch`) short enough for one line of an error message:
+/// the outer and inner ends with the count of the levels left out, each name cut at
+/// 64 characters.
+pub fn short_path<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let total = names.len();
+    let cut = |n: &str| -> String {
+        match n.char_indices().nth(NAME_CHARS) {
+            Some((i, _)) => format!("{}…", &n[..i]),
+            None => n.to_string(),
+        }
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for (i, n) in names.enumerate() {
+        if total > 2 * PATH_ENDS + 1 && i == PATH_ENDS {
+            parts.push(format!("…{} more…", total - 2 * PATH_ENDS));
+        }
+        if total <= 2 * PATH_ENDS + 1 || i < PATH_ENDS || i >= total - PATH_ENDS {
+            parts.push(cut(n));
+        }
+    }
+    parts.join("/")
+}
+
+/// The longest offending value an error message quotes whole.
+const VALUE_CHARS: usize = 80;
+
+/// A value from a document as an error quotes it: cut, with its length, when a hostile document
+/// makes it long.
+pub fn short_value(value: &str) -> String {
+    match value.char_indices().nth(VALUE_CHARS) {
+        Some((i, _)) => format!("{}… ({} bytes)", &value[..i], value.len()),
+        None => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_keep_their_ends_and_count_the_middle() {
+        let names = vec!["Branch"; 10_000];
+        let s = short_path(names.iter().copied());
+        assert_eq!(s, "Branch/Branch/Branch/…9994 more…/Branch/Branch/Branch");
+        assert_eq!(short_path(["a", "b", "c"].into_iter()), "a/b/c");
+        let long = "x".repeat(100_000);
+        assert!(short_path(std::iter::once(long.as_str())).chars().count() <= NAME_CHARS + 1);
+    }
+}

@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, VerifyingKey};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -32,78 +31,10 @@ use super::error::{ImportError, StoreError};
 use super::merge::MergeReport;
 use super::mssecure::ImportReport;
 use super::store;
+pub use super::verify::{Verification, check_signature};
 
 /// The largest document hive accepts (the 2.7 MB CVRF month is the biggest real one).
 pub const MAX_DOCUMENT_BYTES: u64 = 256 * 1024 * 1024;
-
-/// How the downloaded document is authenticated before hive trusts it.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Verification {
-    /// The document must hash to exactly this SHA-256 (lowercase hex). Right for a file that
-    /// never changes (a mirrored historical catalog); useless for one that is republished.
-    Sha256(String),
-    /// A detached ed25519 signature over the exact bytes, by this public key. The signature is
-    /// fetched from `signature_url` (default: the document URL + `.sig`); it is 64 raw bytes or
-    /// their base64. Right for a catalog the organisation republishes on its own mirror.
-    Ed25519 {
-        /// The pinned public key.
-        public_key: [u8; 32],
-        /// Where the signature is; `None` means `<url>.sig`.
-        signature_url: Option<String>,
-    },
-    /// Trust the HTTPS server's certificate alone (MSRC publishes CVRF unsigned). Must be asked
-    /// for explicitly.
-    TlsOnly,
-}
-
-impl fmt::Debug for Verification {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Verification::Sha256(h) => write!(f, "Sha256({h})"),
-            Verification::Ed25519 { public_key, .. } => {
-                write!(
-                    f,
-                    "Ed25519({})",
-                    base64::engine::general_purpose::STANDARD.encode(public_key)
-                )
-            }
-            Verification::TlsOnly => f.write_str("TlsOnly"),
-        }
-    }
-}
-
-impl Verification {
-    /// Parses a base64 ed25519 public key (32 bytes), as `--public-key` takes it.
-    pub fn ed25519_from_base64(
-        key: &str,
-        signature_url: Option<String>,
-    ) -> Result<Verification, FetchError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(key.trim())
-            .map_err(|e| FetchError::Config(format!("public key is not base64: {e}")))?;
-        let public_key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-            FetchError::Config(format!(
-                "public key has {} bytes, an ed25519 key has 32",
-                b.len()
-            ))
-        })?;
-        Ok(Verification::Ed25519 {
-            public_key,
-            signature_url,
-        })
-    }
-
-    /// Parses a pinned SHA-256 (64 hex digits).
-    pub fn sha256_from_hex(hex_digest: &str) -> Result<Verification, FetchError> {
-        let h = hex_digest.trim().to_ascii_lowercase();
-        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(FetchError::Config(format!(
-                "`{hex_digest}` is not a SHA-256 (64 hex digits)"
-            )));
-        }
-        Ok(Verification::Sha256(h))
-    }
-}
 
 /// An explicit proxy. The password is kept out of `Debug` and every message.
 #[derive(Clone, Default)]
@@ -465,6 +396,15 @@ pub async fn fetch(opts: &FetchOptions) -> Result<FetchOutcome, FetchError> {
     verify(opts, &client, &body, &sha256).await?;
 
     let (fetched, import) = store::import_bytes(&opts.url, &body)?;
+    // Held until the cache and the fetch state are written; the same progress line as the
+    // download tells the admin why a fetch pauses here.
+    let _lock = store::lock_cache(&opts.cache, |lock| {
+        eprintln!(
+            "waiting for another hive that is updating {} (lock {})",
+            opts.cache.display(),
+            lock.display()
+        );
+    })?;
     let mut catalog = store::load_or_empty(&opts.cache)?;
     let merge = catalog.merge(fetched);
     store::save(&opts.cache, &catalog)?;
@@ -588,31 +528,6 @@ async fn verify(
     }
 }
 
-/// Checks a detached ed25519 signature (64 raw bytes, or their base64) over `body`. Pure, so the
-/// rule is tested without a network.
-pub fn check_signature(public_key: &[u8; 32], body: &[u8], sig: &[u8]) -> Result<(), String> {
-    let key = VerifyingKey::from_bytes(public_key)
-        .map_err(|e| format!("the pinned public key is not a valid ed25519 key: {e}"))?;
-    let bytes: Vec<u8> = if sig.len() == 64 {
-        sig.to_vec()
-    } else {
-        let text = std::str::from_utf8(sig).map_err(|_| {
-            format!(
-                "signature is {} bytes, neither raw (64) nor base64",
-                sig.len()
-            )
-        })?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|e| format!("signature is not base64: {e}"))?
-    };
-    let sig = Signature::from_slice(&bytes)
-        .map_err(|_| format!("signature has {} bytes, ed25519 needs 64", bytes.len()))?;
-    key.verify_strict(body, &sig).map_err(|_| {
-        "the ed25519 signature does not match the document and the pinned public key".to_string()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -634,13 +549,6 @@ mod tests {
         };
         let dbg = format!("{p:?}");
         assert!(!dbg.contains("topsecret") && !dbg.contains("pw@"), "{dbg}");
-    }
-
-    #[test]
-    fn pinned_hash_and_key_parse_strictly() {
-        assert!(Verification::sha256_from_hex(&"a".repeat(64)).is_ok());
-        assert!(Verification::sha256_from_hex("abc").is_err());
-        assert!(Verification::ed25519_from_base64("AAAA", None).is_err());
     }
 
     #[test]

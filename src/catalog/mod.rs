@@ -6,17 +6,24 @@
 //! - [`fetch`]: download over HTTPS through a proxy, verified before it replaces anything.
 //! - [`mod@diff`]: what changed between two catalogs.
 
+pub mod builds;
 pub mod cvrf;
+pub mod detection;
 pub mod diff;
 pub mod error;
 pub mod fetch;
+pub mod installer;
 pub mod merge;
 pub mod model;
 pub mod mssecure;
+pub mod product_names;
+pub mod provenance;
 pub mod store;
+pub mod verify;
+pub mod values;
 mod xml;
 
-pub use diff::{CatalogDiff, diff};
+pub use diff::{CatalogDiff, ProductChange, diff};
 pub use error::{ImportError, StoreError};
 pub use merge::MergeReport;
 pub use model::*;

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::error::ImportError;
+use super::error::{ImportError, short_path, short_value};
 use super::model::*;
 use super::xml::{self, Element};
 
@@ -54,7 +54,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         return Err(ImportError::WrongDocument {
             file: file.to_string(),
             expected: "an mssecure.xml catalog",
-            found: root.name,
+            found: short_path(std::iter::once(root.name.as_str())),
         });
     }
     let tables = Tables::read(file, &root)?;
@@ -64,6 +64,7 @@ pub fn import(file: &str, text: &str) -> Result<(Catalog, ImportReport), ImportE
         kind: SourceKind::Mssecure,
         id: root.attr("DataVersion").unwrap_or("unknown").to_string(),
         released: root.attr("LastDataUpdate").map(str::to_string),
+        revision: None,
         location: file.to_string(),
     });
 
@@ -296,12 +297,15 @@ fn date_attr(file: &str, e: &Element, name: &str) -> Result<Option<CatalogDate>,
         Some(s) => s
             .parse()
             .map(Some)
-            .map_err(|err: BadDate| ImportError::BadValue {
+            .map_err(|_: BadDate| ImportError::BadValue {
                 file: file.to_string(),
                 line: e.line,
                 element: e.name.clone(),
                 field: name.to_string(),
-                problem: format!("`{s}`: {err}"),
+                problem: format!(
+                    "`{}`: not a date (expected YYYY-MM-DD or YYYY/MM/DD)",
+                    short_value(s)
+                ),
             }),
     }
 }

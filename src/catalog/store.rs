@@ -14,6 +14,60 @@ use super::model::*;
 use super::mssecure::ImportReport;
 use super::{cvrf, mssecure};
 
+/// The lock that serialises every read-merge-write of one cached catalog between hive processes.
+///
+/// Two `hive catalog import` (or `fetch`) runs into one cache would otherwise both read the old
+/// catalog, each merge its own document, and the second rename would silently drop the first
+/// one's month. The lock is an advisory `flock` on a file beside the cache (`catalog.json.lock`):
+/// the cache itself is replaced by rename, so a lock on it would lock a file that is gone. The
+/// kernel releases it when the process ends, however it ends.
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: File,
+}
+
+/// The lock file of a cached catalog.
+pub fn lock_path(cache: &Path) -> PathBuf {
+    let mut name = cache
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "catalog".into());
+    name.push(".lock");
+    cache.with_file_name(name)
+}
+
+/// Takes the cache's lock, waiting for another hive that holds it; `on_wait` is called once,
+/// before waiting, so the command line can say why nothing happens.
+pub fn lock_cache(cache: &Path, on_wait: impl FnOnce(&Path)) -> Result<CacheLock, StoreError> {
+    let path = lock_path(cache);
+    let io = |action: &'static str| {
+        let p = path.clone();
+        move |source| StoreError::Io {
+            path: p,
+            action,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(io("create the directory"))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io("open the lock file"))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            on_wait(&path);
+            file.lock().map_err(io("wait for the lock"))?;
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io("lock")(e)),
+    }
+    Ok(CacheLock { _file: file })
+}
+
 /// Reads a cached catalog.
 pub fn load(path: &Path) -> Result<Catalog, StoreError> {
     let bytes = fs::read(path).map_err(|source| StoreError::Io {
@@ -188,6 +242,28 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_held_lock_makes_the_next_one_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("sub").join("catalog.json");
+        let first = lock_cache(&cache, |_| panic!("nobody holds it yet")).unwrap();
+        assert_eq!(lock_path(&cache), dir.path().join("sub/catalog.json.lock"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let mut waited = false;
+            let _second = lock_cache(&cache, |_| waited = true).unwrap();
+            tx.send(waited).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "the second lock was granted while the first was held"
+        );
+        drop(first);
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap());
+        waiter.join().unwrap();
     }
 
     #[test]

@@ -195,12 +195,24 @@ fn run_fetch(args: FetchArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn run_import(files: &[PathBuf], cache: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let mut catalog = store::load_or_empty(cache)?;
-    let mut total = MergeReport::default();
+    let mut imported = Vec::new();
     for f in files {
         let (c, report) = store::import_file(f)?;
         println!("{}:", f.display());
         print_import(&report);
+        imported.push(c);
+    }
+    // Locked from reading the cache to replacing it, so a concurrent import cannot lose a month.
+    let _lock = store::lock_cache(cache, |lock| {
+        eprintln!(
+            "waiting for another hive that is updating {} (lock {})",
+            cache.display(),
+            lock.display()
+        );
+    })?;
+    let mut catalog = store::load_or_empty(cache)?;
+    let mut total = MergeReport::default();
+    for c in imported {
         let m = catalog.merge(c);
         total.new_bulletins += m.new_bulletins;
         total.new_patches += m.new_patches;
@@ -250,11 +262,16 @@ fn show(c: &Catalog, item: Option<&str>, json: bool) -> Result<(), Box<dyn std::
             return Ok(());
         }
         for s in &c.sources {
+            let revision = s
+                .revision
+                .as_deref()
+                .map(|r| format!(" revision {r}"))
+                .unwrap_or_default();
             println!(
-                "source {:?} {} released {} from {}",
+                "source {} {}{revision}, released {}, from {}",
                 s.kind,
                 s.id,
-                s.released.as_deref().unwrap_or("?"),
+                s.released.as_deref().unwrap_or("(no date)"),
                 s.location
             );
         }
@@ -279,7 +296,7 @@ fn show(c: &Catalog, item: Option<&str>, json: bool) -> Result<(), Box<dyn std::
         }
         println!("{}  {}", b.id, b.title);
         if let Some(s) = b.severity {
-            println!("  severity: {s:?}");
+            println!("  severity: {s}");
         }
         if let Some(d) = b.posted {
             println!("  posted: {d}");
@@ -307,13 +324,18 @@ fn show(c: &Catalog, item: Option<&str>, json: bool) -> Result<(), Box<dyn std::
 }
 
 fn print_patch(c: &Catalog, p: &catalog::Patch) {
-    let kb = p.kb.map(|k| k.to_string()).unwrap_or_default();
-    println!(
-        "  patch {} {kb} {} restart {:?}",
-        p.id,
-        p.subtype.as_deref().unwrap_or(""),
-        p.restart
-    );
+    let mut line = format!("  patch {}", p.id);
+    if let Some(kb) = p.kb.filter(|k| k.to_string() != p.id) {
+        line.push_str(&format!(" {kb}"));
+    }
+    if let Some(s) = &p.subtype {
+        line.push_str(&format!(" ({s})"));
+    }
+    match p.restart {
+        Some(r) => line.push_str(&format!(", {r}")),
+        None => line.push_str(", restart not stated"),
+    }
+    println!("{line}");
     for t in &p.targets {
         let name = c
             .product(&t.product)
@@ -349,8 +371,11 @@ fn print_diff(d: &catalog::CatalogDiff, json: bool) -> Result<(), Box<dyn std::e
         ("removed bulletins", &d.removed_bulletins),
         ("changed bulletins", &d.changed_bulletins),
         ("new patches", &d.new_patches),
+        ("removed patches", &d.removed_patches),
         ("newly superseded patches", &d.newly_superseded),
         ("changed patches", &d.changed_patches),
+        ("new products", &d.new_products),
+        ("removed products", &d.removed_products),
     ];
     for (title, list) in sections {
         if list.is_empty() {
@@ -359,6 +384,15 @@ fn print_diff(d: &catalog::CatalogDiff, json: bool) -> Result<(), Box<dyn std::e
         println!("{title} ({}):", list.len());
         for id in list {
             println!("  {id}");
+        }
+    }
+    if !d.changed_products.is_empty() {
+        println!("changed products ({}):", d.changed_products.len());
+        for p in &d.changed_products {
+            println!("  {} {}", p.id, p.name);
+            for change in &p.changes {
+                println!("    {change}");
+            }
         }
     }
     Ok(())

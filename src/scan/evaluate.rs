@@ -12,9 +12,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::facts::{HostFacts, InstalledProduct};
+use super::facts::HostFacts;
+use super::products::host_runs;
 use crate::catalog::model::{
-    Catalog, DetectionRule, Patch, Product, ServicePack, VersionOp, WhenMissing,
+    Catalog, DetectionRule, Patch, ServicePack, Version, VersionOp, WhenMissing,
 };
 
 /// What a scan concludes about one patch on one host.
@@ -99,6 +100,7 @@ pub fn evaluate(catalog: &Catalog, facts: &HostFacts) -> Vec<Verdict> {
         .map(|p| evaluate_patch(catalog, p, facts))
         .collect();
     apply_supersedence(catalog, &mut verdicts);
+    apply_remediations(catalog, &mut verdicts);
     verdicts
 }
 
@@ -174,6 +176,56 @@ fn apply_supersedence(catalog: &Catalog, verdicts: &mut [Verdict]) {
     }
 }
 
+/// MSRC's remediations are per CVE: a CVE is fixed on a host when any of its remediations for
+/// the host's product is installed (a Server 2025 host kept current by hotpatch has the hotpatch
+/// KB, not the month's cumulative one). A missing patch whose every CVE is fixed that way is
+/// not needed; one with some CVEs still open is reported for those CVEs only.
+fn apply_remediations(catalog: &Catalog, verdicts: &mut [Verdict]) {
+    let installed: BTreeMap<String, String> = verdicts
+        .iter()
+        .filter(|v| v.status == Status::Installed)
+        .map(|v| (v.patch.clone(), v.product.clone()))
+        .collect();
+    for v in verdicts.iter_mut().filter(|v| v.status == Status::Missing) {
+        let Some(patch) = catalog.patch(&v.patch) else {
+            continue;
+        };
+        let mut open = Vec::new();
+        let mut fixed_by = std::collections::BTreeSet::new();
+        for cve in &patch.bulletins {
+            let other = catalog.bulletin(cve).and_then(|b| {
+                b.patches
+                    .iter()
+                    .find(|q| **q != v.patch && installed.get(*q) == Some(&v.product))
+            });
+            match other {
+                Some(q) => {
+                    fixed_by.insert(q.clone());
+                }
+                None => open.push(cve.clone()),
+            }
+        }
+        if fixed_by.is_empty() {
+            continue;
+        }
+        let by = fixed_by.into_iter().collect::<Vec<_>>().join(", ");
+        if open.is_empty() {
+            v.status = Status::Superseded;
+            v.evidence = format!(
+                "every CVE it fixes is fixed by {by}, which is installed ({})",
+                v.evidence
+            );
+        } else {
+            v.evidence = format!(
+                "{}; still open: {} (the others are fixed by {by}, which is installed)",
+                v.evidence,
+                open.join(", ")
+            );
+            v.bulletins = open;
+        }
+    }
+}
+
 fn installed_successor(
     catalog: &Catalog,
     patch: &str,
@@ -196,53 +248,6 @@ fn installed_successor(
         }
     }
     None
-}
-
-/// Which of the host's products is this catalog product, if any.
-///
-/// By build range when the catalog has one (CVRF products are told apart by build, and Server Core
-/// by installation type), else by name (mssecure products), ignoring case, a leading
-/// "Microsoft " and repeated spaces.
-fn host_runs(product: &Product, facts: &HostFacts) -> Option<InstalledProduct> {
-    if let (Some(range), Some(build)) = (&product.applicability.build_range, &facts.build) {
-        if !range.contains(build) {
-            return None;
-        }
-        let core_product = product.name.contains("Server Core");
-        let core_host = facts
-            .installation_type
-            .as_deref()
-            .is_some_and(|t| t.eq_ignore_ascii_case("Server Core"));
-        if core_product != core_host {
-            return None;
-        }
-        // Windows 10 1809 and Server 2019 share their builds; the edition tells them apart.
-        let server_product = product.name.contains("Server");
-        let server_host = facts.os_name.contains("Server")
-            || facts
-                .installation_type
-                .as_deref()
-                .is_some_and(|t| t.starts_with("Server"));
-        if server_product != server_host {
-            return None;
-        }
-        return Some(InstalledProduct {
-            name: product.name.clone(),
-            service_pack: 0,
-        });
-    }
-    let want = normalize_name(&product.name);
-    facts
-        .products
-        .iter()
-        .find(|p| normalize_name(&p.name) == want)
-        .cloned()
-}
-
-fn normalize_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    let trimmed = lower.strip_prefix("microsoft ").unwrap_or(&lower);
-    trimmed.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The number of a service pack from its vendor name: "Windows 2000 Gold" is 0, "... Service Pack 2"
@@ -372,6 +377,11 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
         }
         DetectionRule::BuildAtLeast { build } => match &facts.build {
             None => Outcome::Unknown("the OS build was not gathered".into()),
+            // Revisions (UBR) of different builds are unrelated numbers: 10.0.19044.3693 is not
+            // "later" than 10.0.19041.3803. Such a comparison must never prove a patch installed.
+            Some(have) if !same_build_family(have, build) => Outcome::Unknown(format!(
+                "build {have} is not of the build family of FixedBuild {build}: cannot compare"
+            )),
             Some(have) if have >= build => Outcome::Pass(format!("build {have} >= {build}")),
             Some(have) => Outcome::Fail(format!("build {have} < {build}")),
         },
@@ -386,409 +396,15 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
     }
 }
 
+/// Whether two Windows builds share major, minor and build number (`10.0.19044.*`).
+fn same_build_family(a: &Version, b: &Version) -> bool {
+    let part = |v: &Version, i: usize| v.0.get(i).copied().unwrap_or(0);
+    (0..3).all(|i| part(a, i) == part(b, i))
+}
+
 fn file_name(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog::model::{
-        Applicability, BuildRange, FileChecksum, Kb, PatchTarget, Restart, Version,
-    };
-    use crate::scan::facts::FileFact;
-    use std::collections::BTreeSet;
-
-    fn v(s: &str) -> Version {
-        s.parse().unwrap()
-    }
-
-    fn sp(name: &str) -> ServicePack {
-        ServicePack {
-            id: name.into(),
-            name: name.into(),
-        }
-    }
-
-    fn product(id: &str, name: &str, range: Option<(&str, &str)>) -> Product {
-        Product {
-            id: id.into(),
-            name: name.into(),
-            family: None,
-            cpe: None,
-            applicability: Applicability {
-                build_range: range.map(|(a, b)| BuildRange {
-                    min: v(a),
-                    below: v(b),
-                }),
-                ..Default::default()
-            },
-        }
-    }
-
-    fn patch(id: &str, product: &str, detection: DetectionRule) -> Patch {
-        Patch {
-            id: id.into(),
-            kb: None,
-            file_name: None,
-            download_url: None,
-            sha256: None,
-            subtype: None,
-            restart: Some(Restart::Yes),
-            bulletins: vec![format!("B-{id}")],
-            targets: vec![PatchTarget {
-                product: product.into(),
-                service_packs: vec![],
-                fixed_in_sp: None,
-                fixed_build: None,
-                detection,
-            }],
-            supersedes: BTreeSet::new(),
-            superseded_by: BTreeSet::new(),
-            installer: None,
-        }
-    }
-
-    fn file_rule(
-        path: &str,
-        op: VersionOp,
-        version: &str,
-        when_missing: WhenMissing,
-    ) -> DetectionRule {
-        DetectionRule::FileVersion {
-            path: path.into(),
-            op,
-            version: v(version),
-            date: None,
-            size: None,
-            checksum: Some(FileChecksum::Hfnetchk(12345)),
-            when_missing,
-        }
-    }
-
-    fn catalog(products: Vec<Product>, patches: Vec<Patch>) -> Catalog {
-        let mut c = Catalog::default();
-        for p in products {
-            c.products.insert(p.id.clone(), p);
-        }
-        for p in patches {
-            c.patches.insert(p.id.clone(), p);
-        }
-        c
-    }
-
-    fn w2k(sp: u32) -> HostFacts {
-        HostFacts {
-            computer_name: "W2K01".into(),
-            os_name: "Windows 2000 Server".into(),
-            build: Some(v("5.0.2195")),
-            products: vec![
-                InstalledProduct {
-                    name: "Microsoft Windows 2000 Server".into(),
-                    service_pack: sp,
-                },
-                InstalledProduct {
-                    name: "Internet Information Services 5.0".into(),
-                    service_pack: sp,
-                },
-            ],
-            ..Default::default()
-        }
-    }
-
-    fn with_file(mut f: HostFacts, path: &str, version: Option<&str>) -> HostFacts {
-        f.files.insert(
-            path.into(),
-            version.map(|ver| FileFact {
-                version: Some(v(ver)),
-                size: None,
-                sha256: None,
-            }),
-        );
-        f
-    }
-
-    const IDQ: &str = r"%windir%\system32\idq.dll";
-
-    fn idq_catalog(op: VersionOp) -> Catalog {
-        catalog(
-            vec![product("m:17", "Internet Information Services 5.0", None)],
-            vec![patch(
-                "MS01-033/Q300972",
-                "m:17",
-                file_rule(IDQ, op, "5.0.2195.3645", WhenMissing::NotInstalled),
-            )],
-        )
-    }
-
-    #[test]
-    fn older_file_is_missing_with_evidence() {
-        let c = idq_catalog(VersionOp::Exact);
-        let facts = with_file(w2k(1), &IDQ.to_uppercase(), Some("5.0.2195.2779"));
-        let out = evaluate(&c, &facts);
-        assert_eq!(out[0].status, Status::Missing);
-        assert_eq!(out[0].evidence, "idq.dll 5.0.2195.2779 < 5.0.2195.3645");
-        assert_eq!(out[0].product, "Internet Information Services 5.0");
-    }
-
-    #[test]
-    fn newer_file_is_a_warning_for_exact_and_installed_for_at_least() {
-        let facts = with_file(w2k(1), IDQ, Some("5.0.2195.4000"));
-        let out = evaluate(&idq_catalog(VersionOp::Exact), &facts);
-        assert_eq!(out[0].status, Status::Warning);
-        assert_eq!(out[0].evidence, "idq.dll 5.0.2195.4000 > 5.0.2195.3645");
-        let out = evaluate(&idq_catalog(VersionOp::AtLeast), &facts);
-        assert_eq!(out[0].status, Status::Installed);
-    }
-
-    #[test]
-    fn equal_file_is_installed() {
-        let facts = with_file(w2k(1), IDQ, Some("5.0.2195.3645"));
-        assert_eq!(
-            evaluate(&idq_catalog(VersionOp::Exact), &facts)[0].status,
-            Status::Installed
-        );
-    }
-
-    #[test]
-    fn facts_not_gathered_are_a_note_not_a_guess() {
-        let out = evaluate(&idq_catalog(VersionOp::Exact), &w2k(1));
-        assert_eq!(out[0].status, Status::Note);
-        assert!(
-            out[0].evidence.contains("was not gathered"),
-            "{}",
-            out[0].evidence
-        );
-    }
-
-    #[test]
-    fn missing_file_follows_when_missing() {
-        let facts = with_file(w2k(1), IDQ, None);
-        assert_eq!(
-            evaluate(&idq_catalog(VersionOp::Exact), &facts)[0].status,
-            Status::Missing
-        );
-        let c = catalog(
-            vec![product("m:17", "Internet Information Services 5.0", None)],
-            vec![patch(
-                "p",
-                "m:17",
-                file_rule(IDQ, VersionOp::Exact, "5.0.2195.3645", WhenMissing::Ignore),
-            )],
-        );
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::NotApplicable);
-    }
-
-    #[test]
-    fn product_not_on_host_is_not_applicable() {
-        let c = catalog(
-            vec![product("m:16", "Internet Information Server 4.0", None)],
-            vec![patch(
-                "p",
-                "m:16",
-                DetectionRule::KbInstalled { kb: Kb(300972) },
-            )],
-        );
-        let out = evaluate(&c, &w2k(1));
-        assert_eq!(out[0].status, Status::NotApplicable);
-    }
-
-    #[test]
-    fn service_pack_rules() {
-        let mut p = patch("p", "m:6", DetectionRule::KbInstalled { kb: Kb(299553) });
-        p.targets[0].fixed_in_sp = Some(sp("Windows 2000 Service Pack 2"));
-        let c = catalog(
-            vec![product("m:6", "Windows 2000 Server", None)],
-            vec![p.clone()],
-        );
-        assert_eq!(evaluate(&c, &w2k(1))[0].status, Status::Missing);
-        assert_eq!(evaluate(&c, &w2k(2))[0].status, Status::NotApplicable);
-        p.targets[0].fixed_in_sp = None;
-        p.targets[0].service_packs =
-            vec![sp("Windows 2000 Gold"), sp("Windows 2000 Service Pack 1")];
-        let c = catalog(vec![product("m:6", "Windows 2000 Server", None)], vec![p]);
-        assert_eq!(evaluate(&c, &w2k(0))[0].status, Status::Missing);
-        assert_eq!(evaluate(&c, &w2k(2))[0].status, Status::NotApplicable);
-    }
-
-    #[test]
-    fn registry_rules() {
-        let key = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972";
-        let rule = DetectionRule::RegistryValue {
-            key: key.into(),
-            value: "Installed".into(),
-            data: "1".into(),
-        };
-        let c = catalog(
-            vec![product("m:6", "Windows 2000 Server", None)],
-            vec![patch("p", "m:6", rule)],
-        );
-        let mut facts = w2k(1);
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Note);
-        facts.registry.insert(key.to_lowercase(), None);
-        let out = evaluate(&c, &facts);
-        assert_eq!(out[0].status, Status::Missing);
-        assert!(out[0].evidence.contains("not found"));
-        facts.registry.insert(
-            key.to_lowercase(),
-            Some([("installed".to_string(), "1".to_string())].into()),
-        );
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Installed);
-        facts.registry.insert(
-            key.to_lowercase(),
-            Some([("Installed".to_string(), "0".to_string())].into()),
-        );
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Missing);
-    }
-
-    #[test]
-    fn build_ranges_pick_the_product_and_fixed_build_decides() {
-        let rule = DetectionRule::Any {
-            rules: vec![
-                DetectionRule::KbInstalled { kb: Kb(5035849) },
-                DetectionRule::BuildAtLeast {
-                    build: v("10.0.17763.5576"),
-                },
-            ],
-        };
-        let c = catalog(
-            vec![
-                product(
-                    "msrc:1",
-                    "Windows Server 2019",
-                    Some(("10.0.17763", "10.0.17764")),
-                ),
-                product(
-                    "msrc:2",
-                    "Windows Server 2019 (Server Core installation)",
-                    Some(("10.0.17763", "10.0.17764")),
-                ),
-                product(
-                    "msrc:3",
-                    "Windows Server 2022",
-                    Some(("10.0.20348", "10.0.20349")),
-                ),
-            ],
-            vec![
-                patch("KB5035849", "msrc:1", rule.clone()),
-                patch("KB5035849-core", "msrc:2", rule.clone()),
-                patch(
-                    "KB5035857",
-                    "msrc:3",
-                    DetectionRule::BuildAtLeast {
-                        build: v("10.0.20348.2340"),
-                    },
-                ),
-            ],
-        );
-        let mut facts = HostFacts {
-            build: Some(v("10.0.17763.5458")),
-            installation_type: Some("Server".into()),
-            ..Default::default()
-        };
-        let out = evaluate(&c, &facts);
-        let by: BTreeMap<_, _> = out.iter().map(|v| (v.patch.as_str(), v)).collect();
-        assert_eq!(by["KB5035849"].status, Status::Missing);
-        assert_eq!(
-            by["KB5035849"].evidence,
-            "KB5035849 not installed; build 10.0.17763.5458 < 10.0.17763.5576"
-        );
-        assert_eq!(by["KB5035849-core"].status, Status::NotApplicable);
-        assert_eq!(by["KB5035857"].status, Status::NotApplicable);
-        facts.build = Some(v("10.0.17763.5576"));
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Installed);
-        facts.build = Some(v("10.0.17763.5458"));
-        facts.kbs.insert(Kb(5035849));
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Installed);
-        facts.installation_type = Some("Server Core".into());
-        let out = evaluate(&c, &facts);
-        assert_eq!(out[0].status, Status::NotApplicable);
-        assert_eq!(out[1].status, Status::Installed);
-    }
-
-    #[test]
-    fn cannot_tell_is_a_note() {
-        let c = catalog(
-            vec![product("m:6", "Windows 2000 Server", None)],
-            vec![patch(
-                "p",
-                "m:6",
-                DetectionRule::CannotTell {
-                    reason: "no file or registry data in the catalog".into(),
-                },
-            )],
-        );
-        let out = evaluate(&c, &w2k(1));
-        assert_eq!(out[0].status, Status::Note);
-        assert_eq!(out[0].evidence, "no file or registry data in the catalog");
-    }
-
-    #[test]
-    fn superseded_by_an_installed_patch_is_not_missing_even_through_a_chain() {
-        let mut old = patch("old", "m:6", DetectionRule::KbInstalled { kb: Kb(1) });
-        let mut mid = patch("mid", "m:6", DetectionRule::KbInstalled { kb: Kb(2) });
-        let new = patch("new", "m:6", DetectionRule::KbInstalled { kb: Kb(3) });
-        old.superseded_by.insert("mid".into());
-        mid.superseded_by.insert("new".into());
-        let c = catalog(
-            vec![product("m:6", "Windows 2000 Server", None)],
-            vec![old, mid, new],
-        );
-        let mut facts = w2k(1);
-        facts.kbs.insert(Kb(3));
-        let out: BTreeMap<_, _> = evaluate(&c, &facts)
-            .into_iter()
-            .map(|v| (v.patch.clone(), v))
-            .collect();
-        assert_eq!(out["new"].status, Status::Installed);
-        assert_eq!(out["mid"].status, Status::Superseded);
-        assert_eq!(out["old"].status, Status::Superseded);
-        assert!(
-            out["old"].evidence.starts_with("superseded by new"),
-            "{}",
-            out["old"].evidence
-        );
-        // Without the successor installed, the old one is missing again.
-        facts.kbs.clear();
-        let out = evaluate(&c, &facts);
-        assert!(out.iter().all(|v| v.status == Status::Missing));
-    }
-
-    #[test]
-    fn all_rule_combines_fail_before_unknown_before_newer() {
-        let key = r"HKLM\SOFTWARE\X";
-        let rule = DetectionRule::All {
-            rules: vec![
-                DetectionRule::RegistryExists {
-                    key: key.into(),
-                    value: None,
-                },
-                file_rule(
-                    IDQ,
-                    VersionOp::Exact,
-                    "5.0.2195.3645",
-                    WhenMissing::NotInstalled,
-                ),
-            ],
-        };
-        let c = catalog(
-            vec![product("m:6", "Windows 2000 Server", None)],
-            vec![patch("p", "m:6", rule)],
-        );
-        let mut facts = with_file(w2k(1), IDQ, Some("5.0.2195.9999"));
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Note);
-        facts.registry.insert(key.into(), Some(BTreeMap::new()));
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Warning);
-        facts.registry.insert(key.into(), None);
-        assert_eq!(evaluate(&c, &facts)[0].status, Status::Missing);
-    }
-
-    #[test]
-    fn sp_names() {
-        assert_eq!(sp_number(&sp("Windows 2000 Gold")), Some(0));
-        assert_eq!(sp_number(&sp("Windows 2000 Service Pack 2")), Some(2));
-        assert_eq!(sp_number(&sp("Windows NT4 Service Pack 6a")), Some(6));
-        assert_eq!(sp_number(&sp("SP3")), Some(3));
-        assert_eq!(sp_number(&sp("None Available")), None);
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@ pub mod facts;
 pub mod legacy;
 pub mod pe;
 pub mod probe;
+pub mod products;
 pub mod run;
 
 use serde::{Deserialize, Serialize};

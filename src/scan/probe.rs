@@ -34,6 +34,9 @@ pub fn request_for(catalog: &Catalog) -> ProbeRequest {
     add_reg(super::legacy::CURRENT_VERSION, "SystemRoot");
     add_reg(super::legacy::PRODUCT_OPTIONS, "ProductType");
     add_reg(super::legacy::PRODUCT_OPTIONS, "ProductSuite");
+    for (key, value) in super::products::REGISTRY_READS {
+        add_reg(key, value);
+    }
     for patch in catalog.patches.values() {
         for target in &patch.targets {
             for (key, value) in target.detection.registry_reads() {

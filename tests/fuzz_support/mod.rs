@@ -176,6 +176,10 @@ pub struct Grammar {
     pub values: &'static [&'static str],
     /// (opening, closing byte) pairs: the text between them is a value slot (`="` .. `"`).
     pub slots: &'static [(&'static [u8], u8)],
+    /// (open, close) pairs wrapped around a position many times over, keeping the input
+    /// well-formed while nesting it deeply (`<prod:Branch>` .. `</prod:Branch>`): parsers that
+    /// recurse per level overflow the stack on these, which a blind token insert never reaches.
+    pub nests: &'static [(&'static str, &'static str)],
 }
 
 /// One edit of the input.
@@ -195,6 +199,8 @@ pub enum Mutation {
     Value(usize, usize, usize),
     /// Write a little-endian number into a known field (binary formats).
     Field(usize, usize),
+    /// Wrap a position in `n` levels of a nesting pair: n opens, then n closes.
+    Nest(usize, usize, u32),
 }
 
 /// Numbers that break length and offset arithmetic.
@@ -232,6 +238,8 @@ pub fn mutations(g: &'static Grammar, fields: usize) -> impl Strategy<Value = Ve
         8
     };
     let w_field = if fields == 0 { 0 } else { 8 };
+    let nn = g.nests.len().max(1);
+    let w_nest = if g.nests.is_empty() { 0 } else { 2 };
     let one = prop_oneof![
         4 => (any::<usize>(), 0..nb).prop_map(|(p, b)| Mutation::Set(p, b)),
         2 => (any::<usize>(), 1usize..200).prop_map(|(p, n)| Mutation::Delete(p, n)),
@@ -242,6 +250,13 @@ pub fn mutations(g: &'static Grammar, fields: usize) -> impl Strategy<Value = Ve
             .prop_map(|(p, t, n)| Mutation::Insert(p, t, n)),
         w_val => (any::<usize>(), 0..ns, 0..nv).prop_map(|(p, s, v)| Mutation::Value(p, s, v)),
         w_field => (0..nf, 0..NUMBERS.len() + 2).prop_map(|(f, v)| Mutation::Field(f, v)),
+        // Depths around the importers' cap, and far beyond it (a stack overflow needs thousands).
+        w_nest => (any::<usize>(), 0..nn, prop_oneof![
+            4 => 1u32..300,
+            1 => 300u32..20_000,
+            1 => 20_000u32..200_001,
+        ])
+        .prop_map(|(p, t, n)| Mutation::Nest(p, t, n)),
     ];
     prop::collection::vec(one, 1..8)
 }
@@ -296,6 +311,14 @@ pub fn apply(g: &Grammar, input: &[u8], fields: &[FieldAt], muts: &[Mutation]) -
             Mutation::Value(p, s, v) => {
                 if let (Some((open, close)), Some(val)) = (g.slots.get(s), g.values.get(v)) {
                     replace_after(&mut d, p % len, open, *close, val);
+                }
+            }
+            Mutation::Nest(p, t, n) => {
+                if let Some((open, close)) = g.nests.get(t) {
+                    let at = p % (len + 1);
+                    let mut wrapped = open.repeat(n as usize).into_bytes();
+                    wrapped.extend_from_slice(close.repeat(n as usize).as_bytes());
+                    d.splice(at..at, wrapped);
                 }
             }
             Mutation::Field(f, v) => {

@@ -566,6 +566,16 @@ fn initial_registry(c: &HostConfig) -> Registry {
         sz(&c.name),
     );
     let _ = r.create_key(SESSION_MANAGER);
+    // Every Windows records its processor here; scans match "for x64-based Systems" with it.
+    let arch = match c.machine {
+        Machine::I386 => "x86",
+        Machine::Amd64 => "AMD64",
+    };
+    let _ = r.set(
+        &format!(r"{SESSION_MANAGER}\Environment"),
+        "PROCESSOR_ARCHITECTURE",
+        sz(arch),
+    );
     let _ = r.create_key(r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix");
     if c.major < 6 {
         // NT-era hotfixes announce themselves here; hfnetchk reads these keys.

@@ -1,0 +1,168 @@
+//! How a patch's installer runs unattended, and what its exit codes mean.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How to run a patch's installer unattended on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstallerRecipe {
+    /// The installer technology.
+    pub kind: InstallerKind,
+    /// Arguments after the installer path (`-z -q -m` for a legacy hotfix.exe).
+    #[serde(default)]
+    pub arguments: Vec<String>,
+    /// What each exit code means; codes not listed are failures.
+    #[serde(default)]
+    pub exit_codes: BTreeMap<u32, ExitMeaning>,
+    /// Whether several of these can be installed one after the other before one reboot.
+    pub chainable: bool,
+    /// Whether qchain.exe must run after a chain of these (NT4/Windows 2000 hotfix.exe before
+    /// Update.exe got qchain built in, May 2001): otherwise an OLDER file can win the queued
+    /// replacement at reboot.
+    pub needs_qchain: bool,
+}
+
+impl InstallerRecipe {
+    /// The exit codes every Windows installer of the family shares (see patching notes).
+    fn common_exit_codes() -> BTreeMap<u32, ExitMeaning> {
+        BTreeMap::from([
+            (0, ExitMeaning::Success),
+            (3010, ExitMeaning::RebootRequired),
+            (0x0024_0005, ExitMeaning::RebootRequired),
+            (1641, ExitMeaning::RebootInitiated),
+            (0x0024_0006, ExitMeaning::AlreadyInstalled),
+            (0x8024_0017, ExitMeaning::NotApplicable),
+            (1618, ExitMeaning::RetryLater),
+        ])
+    }
+
+    /// NT4/Windows 2000 `hotfix.exe`: `-z` no reboot, `-q` quiet, `-m` unattended. Chained
+    /// installs need qchain afterwards.
+    pub fn legacy_hotfix() -> InstallerRecipe {
+        InstallerRecipe {
+            kind: InstallerKind::HotfixExe,
+            arguments: vec!["-z".into(), "-q".into(), "-m".into()],
+            exit_codes: Self::common_exit_codes(),
+            chainable: true,
+            needs_qchain: true,
+        }
+    }
+
+    /// Windows 2000 `Update.exe` packages (`Q300972_W2K_SP3_x86_en.EXE`): `-u` unattended, `-q`
+    /// quiet, `-z` no reboot. Packages after May 2001 chain safely (qchain built in).
+    pub fn update_exe() -> InstallerRecipe {
+        InstallerRecipe {
+            kind: InstallerKind::UpdateExe,
+            arguments: vec!["-u".into(), "-q".into(), "-z".into()],
+            exit_codes: Self::common_exit_codes(),
+            chainable: true,
+            needs_qchain: false,
+        }
+    }
+
+    /// `.msu`: expanded and added with DISM (`wusa` fails over WinRM with 0x5); the arguments
+    /// are DISM's.
+    pub fn msu() -> InstallerRecipe {
+        InstallerRecipe {
+            kind: InstallerKind::Msu,
+            arguments: vec!["/quiet".into(), "/norestart".into()],
+            exit_codes: Self::common_exit_codes(),
+            chainable: true,
+            needs_qchain: false,
+        }
+    }
+
+    /// `.msi`: `msiexec /i x.msi /qn /norestart`.
+    pub fn msi() -> InstallerRecipe {
+        InstallerRecipe {
+            kind: InstallerKind::Msi,
+            arguments: vec!["/qn".into(), "/norestart".into()],
+            exit_codes: Self::common_exit_codes(),
+            chainable: true,
+            needs_qchain: false,
+        }
+    }
+
+    /// A guess from the installer's file name, for catalogs that do not say: `.msu`, `.msi`,
+    /// `*_W2K_SP*` Update.exe packages, other `.exe` as legacy hotfix.exe. `None` when the name
+    /// says nothing (no extension hive knows).
+    pub fn guess_from_file_name(name: &str) -> Option<InstallerRecipe> {
+        let lower = name.trim().to_ascii_lowercase();
+        if lower.ends_with(".msu") {
+            Some(Self::msu())
+        } else if lower.ends_with(".msi") {
+            Some(Self::msi())
+        } else if lower.ends_with(".exe") {
+            if lower.contains("_w2k_sp") || lower.contains("_wxp_sp") {
+                Some(Self::update_exe())
+            } else {
+                Some(Self::legacy_hotfix())
+            }
+        } else {
+            None
+        }
+    }
+
+    /// What an exit code means under this recipe.
+    pub fn exit_meaning(&self, code: u32) -> ExitMeaning {
+        self.exit_codes
+            .get(&code)
+            .copied()
+            .unwrap_or(ExitMeaning::Failed)
+    }
+}
+
+/// Installer technologies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallerKind {
+    /// NT4/Windows 2000 `hotfix.exe` package (`-z -q -m`).
+    HotfixExe,
+    /// Windows 2000 `Update.exe` package (`-u -q -z`), qchain built in.
+    UpdateExe,
+    /// Windows Update standalone package (expanded and fed to DISM over WinRM).
+    Msu,
+    /// Windows Installer package (`msiexec /i … /qn /norestart`).
+    Msi,
+    /// Any other self-contained installer, with vendor-specific switches.
+    Exe,
+}
+
+/// What an installer's exit code means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitMeaning {
+    /// Installed.
+    Success,
+    /// Installed; a reboot is needed to finish (3010, 0x240005).
+    RebootRequired,
+    /// Installed; the installer started a reboot itself (1641).
+    RebootInitiated,
+    /// Already installed (0x240006).
+    AlreadyInstalled,
+    /// Does not apply to this host (0x80240017).
+    NotApplicable,
+    /// Another installation is running; try again later (1618).
+    RetryLater,
+    /// Failed.
+    Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_default_to_failure() {
+        let r = InstallerRecipe {
+            kind: InstallerKind::Msu,
+            arguments: vec![],
+            exit_codes: BTreeMap::from([(3010, ExitMeaning::RebootRequired)]),
+            chainable: true,
+            needs_qchain: false,
+        };
+        assert_eq!(r.exit_meaning(3010), ExitMeaning::RebootRequired);
+        assert_eq!(r.exit_meaning(1603), ExitMeaning::Failed);
+    }
+}
