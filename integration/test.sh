@@ -17,6 +17,7 @@ while [ $# -gt 0 ] && [ "$1" != "--" ]; do services+=("$1"); shift; done
 
 install_packages
 setup_venv
+setup_syntax_gate
 start_services "${services[@]}"
 
 log "running the test suite"

@@ -193,10 +193,7 @@ async fn verify_on_target(
     let mut tool = "certutil";
     if got.is_none() {
         tool = "Get-FileHash";
-        let script = format!(
-            "(Get-FileHash -LiteralPath {} -Algorithm SHA256).Hash",
-            ps_literal(remote)
-        );
+        let script = hash_script(remote);
         got = match ctx.target.exec(&Command::PowerShell(script), timeout).await {
             Ok(out) if out.exit_code == 0 => parse_hex_line(&out.stdout),
             // Windows 2000 has neither `certutil -hashfile` nor PowerShell: read the staged bytes
@@ -255,6 +252,15 @@ fn parse_hex_line(stdout: &str) -> Option<String> {
 
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The PowerShell that hashes a staged file where `certutil -hashfile` is missing (Windows XP,
+/// Server 2003 without the Resource Kit); public so the syntax gate can parse it.
+pub fn hash_script(remote: &str) -> String {
+    format!(
+        "(Get-FileHash -LiteralPath {} -Algorithm SHA256).Hash",
+        ps_literal(remote)
+    )
 }
 
 #[cfg(test)]
