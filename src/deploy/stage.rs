@@ -199,7 +199,9 @@ async fn verify_on_target(
             // Windows 2000 has neither `certutil -hashfile` nor PowerShell: read the staged bytes
             // back from the disk through the file channel and hash them here, as hfnetchk-era
             // tools did.
-            Ok(out) if out.stderr.contains("is not recognized") => {
+            // No PowerShell: cmd.exe's exit code 9009 in any language, its English text on
+            // transports that cut exit codes to 8 bits.
+            Ok(out) if out.exit_code == 9009 || out.stderr.contains("is not recognized") => {
                 tool = "read back over the file channel";
                 match ctx.target.remote_sha256(remote).await {
                     Ok(h) => h,

@@ -541,7 +541,15 @@ fn set_pending_marker(r: &mut Registry, marker: &str) {
         "cbs" => r.create_key(CBS_REBOOT_PENDING),
         "windows-update" => r.create_key(WU_REBOOT_REQUIRED),
         "update-exe" => r.set(UPDATES, "UpdateExeVolatile", RegValue::Dword(1)),
-        _ => r.set(SESSION_MANAGER, PFRO, RegValue::MultiSz(vec![])),
+        // One rename pending: delete a temporary file at boot (an empty list means nothing).
+        _ => r.set(
+            SESSION_MANAGER,
+            PFRO,
+            RegValue::MultiSz(vec![
+                r"\??\C:\Windows\Temp\~hive-pending.tmp".into(),
+                String::new(),
+            ]),
+        ),
     };
 }
 
