@@ -414,6 +414,30 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_rename_list_is_no_pending_reboot_and_the_second_list_is() {
+        let sm = "\r\nHKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\r\n";
+        let pending = |values: &str| {
+            let mut dump = RegDump::new();
+            parse_reg_output(&format!("{sm}{values}\r\n"), &mut dump);
+            probe_facts_from(&dump, "", &ProbeRequest::default(), vec![])
+                .pending_reboot
+                .pending_file_renames
+        };
+        assert!(!pending(
+            "    PendingFileRenameOperations    REG_MULTI_SZ    "
+        ));
+        assert!(!pending(
+            "    PendingFileRenameOperations    REG_MULTI_SZ    \\0"
+        ));
+        assert!(pending(
+            "    PendingFileRenameOperations    REG_MULTI_SZ    \\??\\C:\\x.tmp\\0"
+        ));
+        assert!(pending(
+            "    PendingFileRenameOperations2    REG_MULTI_SZ    \\??\\C:\\x.tmp\\0"
+        ));
+    }
+
+    #[test]
     fn commands_cover_subtrees_once_and_respect_the_line_limit() {
         let mut request = ProbeRequest::default();
         for i in 0..400 {

@@ -549,4 +549,57 @@ mod tests {
         );
         assert!(req.registry.iter().any(|q| q.value == "MajorVersion"));
     }
+
+    #[test]
+    fn what_the_host_could_not_read_stays_unknown() {
+        let mut p = probe();
+        let hotfix = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972";
+        p.registry[1].error = Some("Requested registry access is not allowed.".into());
+        p.files[1].error = Some("environment variable %X% is not set on this host".into());
+        p.unknown
+            .insert("installed_kbs".into(), "Invalid class".into());
+        p.unknown
+            .insert("CurrentBuild".into(), "Access denied".into());
+        let f = facts_from(&p, &request());
+        // Not "asked and absent": never known.
+        assert_eq!(f.registry_key(hotfix), None);
+        assert_eq!(
+            f.unknown_reason(hotfix),
+            Some("Requested registry access is not allowed.")
+        );
+        assert_eq!(f.file(r"%windir%\system32\gone.dll"), None);
+        assert!(f.unknown_reason(r"%windir%\system32\gone.dll").is_some());
+        assert_eq!(f.kbs_unknown.as_deref(), Some("Invalid class"));
+        assert_eq!(f.build, None);
+        // What was read is still there.
+        assert!(f.file(r"%windir%\system32\idq.dll").flatten().is_some());
+    }
+
+    #[test]
+    fn windows_11_and_server_core_are_named_by_what_tells_them_apart() {
+        let mut p = probe();
+        p.product_name = "Windows 10 Pro".into();
+        p.edition_id = "Professional".into();
+        (p.major, p.minor, p.build, p.ubr) = (10, 0, 22631, 3007);
+        let f = facts_from(&p, &request());
+        assert_eq!(f.os_name, "Windows 11 Pro");
+        assert_eq!(f.products[0].name, "Windows 11 Pro");
+        p.build = 19045;
+        assert_eq!(facts_from(&p, &request()).os_name, "Windows 10 Pro");
+
+        p.product_name = "Windows Server 2022 Datacenter".into();
+        p.edition_id = "ServerDatacenter".into();
+        p.build = 20348;
+        p.installation_type = "Server Core".into();
+        let f = facts_from(&p, &request());
+        assert_eq!(f.installation_type.as_deref(), Some("Server Core"));
+        assert_eq!(f.os_name, "Windows Server 2022 Datacenter");
+        p.installation_type = String::new();
+        p.edition_id = "ServerDatacenterCore".into();
+        assert_eq!(
+            facts_from(&p, &request()).installation_type.as_deref(),
+            Some("Server Core"),
+            "Server 2008's Core editions have their own EditionID"
+        );
+    }
 }

@@ -351,3 +351,62 @@ async fn scan_one(
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::ExecOutput;
+
+    fn out(code: u32, stderr: &str) -> ExecOutput {
+        ExecOutput {
+            stdout: String::new(),
+            stderr: stderr.into(),
+            exit_code: code,
+        }
+    }
+
+    #[test]
+    fn a_missing_powershell_is_recognised_in_any_language() {
+        // German cmd.exe: only the exit code says it.
+        assert!(no_powershell(&out(
+            9009,
+            "Der Befehl \"powershell.exe\" ist entweder falsch geschrieben oder\r\nkonnte nicht gefunden werden.\r\n"
+        )));
+        assert!(no_powershell(&out(
+            255,
+            "'powershell.exe' is not recognized as an internal or external command,\r\n"
+        )));
+        assert!(no_powershell(&out(0x8007_0002, "")));
+        assert!(!no_powershell(&out(1, "Der Befehl ist falsch")));
+        assert!(!no_powershell(&out(0, "")));
+    }
+
+    #[test]
+    fn the_ws_man_fault_for_a_missing_program_means_no_powershell() {
+        let fault = |code: u32| hive_winrm::Error::Fault {
+            host: "h:5985".into(),
+            action: "Command",
+            fault: Box::new(hive_winrm::response::WsmanFault {
+                code: "Receiver".into(),
+                subcode: Some("InternalError".into()),
+                reason: "The system cannot find the file specified.".into(),
+                wsman_code: Some(code),
+                machine: None,
+                message: None,
+                detail: None,
+            }),
+        };
+        assert!(matches!(
+            RemoteError::from(fault(2)),
+            RemoteError::NotFound(_)
+        ));
+        assert!(matches!(
+            RemoteError::from(fault(0x8007_0002)),
+            RemoteError::NotFound(_)
+        ));
+        assert!(matches!(
+            RemoteError::from(fault(5)),
+            RemoteError::Failed(_)
+        ));
+    }
+}
