@@ -39,6 +39,8 @@ address = "127.0.0.13"
 registry = [
   { key = 'HKLM\SOFTWARE\Fabrikam\Secure', name = "Patched", type = "REG_DWORD", value = 1 },
   { key = 'HKLM\SOFTWARE\Fabrikam\Open', name = "Patched", type = "REG_DWORD", value = 1 },
+  { key = 'HKU\.DEFAULT\Software\Fabrikam', name = "Patched", type = "REG_DWORD", value = 1 },
+  { key = 'HKLM\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Ciphers\RC4 128/128', name = "Patched", type = "REG_DWORD", value = 1 },
 ]
 registry_denied = ['HKLM\SOFTWARE\Fabrikam\Secure']
 
@@ -91,6 +93,8 @@ const AGENT: &str = "t:agent";
 const SECURE: &str = "t:secure";
 const OPEN: &str = "t:open";
 const ODD_PATH: &str = "t:odd-path";
+const USERS: &str = "t:users";
+const RC4: &str = "t:rc4";
 const WIN11: &str = "t:win11";
 const CORE: &str = "t:core";
 const FULL: &str = "t:full";
@@ -162,6 +166,12 @@ fn catalog() -> Catalog {
         ),
         patch(SECURE, SECURE, reg(r"HKLM\SOFTWARE\Fabrikam\Secure")),
         patch(OPEN, SECURE, reg(r"HKLM\SOFTWARE\Fabrikam\Open")),
+        patch(USERS, SECURE, reg(r"HKU\.DEFAULT\Software\Fabrikam")),
+        patch(
+            RC4,
+            SECURE,
+            reg(r"HKLM\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Ciphers\RC4 128/128"),
+        ),
         patch(
             ODD_PATH,
             SECURE,
@@ -256,6 +266,19 @@ async fn hosts_that_answer_as_real_windows_does_are_scanned_right() {
         "{evidence}"
     );
     assert_eq!(status(locked, OPEN).0, Status::Installed);
+    // 7. HKU keys, and key names with `/` (read through .NET, not the registry provider).
+    assert_eq!(
+        status(locked, USERS).0,
+        Status::Installed,
+        "{:?}",
+        status(locked, USERS)
+    );
+    assert_eq!(
+        status(locked, RC4).0,
+        Status::Installed,
+        "{:?}",
+        status(locked, RC4)
+    );
     assert!(locked.facts.last_boot.is_some() && !locked.facts.os_name.is_empty());
 
     // 4. A German cmd.exe without PowerShell: exit code 9009, the legacy route.
