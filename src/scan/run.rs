@@ -95,7 +95,7 @@ fn no_powershell(out: &crate::remote::ExecOutput) -> bool {
 /// How the probe went on a host.
 enum ProbeRun {
     /// The probe answered.
-    Answered(ProbeFacts),
+    Answered(Box<ProbeFacts>),
     /// No PowerShell, or one too old for the probe (the reason says which): use the legacy route.
     Legacy(String),
 }
@@ -127,7 +127,7 @@ async fn run_probe(
             return Ok(ProbeRun::Legacy(format!("PowerShell {powershell}")));
         }
         Ok(ProbeOutput::Facts(facts)) if out.exit_code == 0 => {
-            return Ok(ProbeRun::Answered(*facts));
+            return Ok(ProbeRun::Answered(facts));
         }
         Err(e) if out.exit_code == 0 => {
             return Err(RemoteError::Failed(format!(
@@ -163,7 +163,7 @@ pub async fn scan_target(
             let channel = target.file_channel();
             (legacy_scan(target, probe, timeout, &why).await?, channel)
         }
-        ProbeRun::Answered(answer) => (answer, "probe"),
+        ProbeRun::Answered(answer) => (*answer, "probe"),
     };
     if files == FileSource::Smb && file_source == "probe" {
         let root = system_root(&answer);
@@ -190,7 +190,7 @@ pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<P
             if let Some(why) = facts.unknown.get("last_boot_time") {
                 return Err(format!("the host could not give its boot time: {why}"));
             }
-            Ok(facts)
+            Ok(*facts)
         }
         ProbeRun::Legacy(_) => {
             let facts = legacy_answer(target, &request, timeout)
