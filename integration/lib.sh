@@ -67,6 +67,27 @@ setup_venv() {
   export HIVE_TEST_PYTHON="$venv/bin/python"
 }
 
+# The PowerShell syntax gate (tests/powershell_syntax.rs): the tree-sitter PowerShell grammar's .wasm
+# run by node through web-tree-sitter, installed with npm from integration/syntax-gate/package-lock.json
+# (pinned, with integrity hashes) into integration/syntax-gate/node_modules (ignored by git). No
+# install scripts run: the grammar's native build is not needed, only its bundled .wasm.
+setup_syntax_gate() {
+  local dir="$HIVE_ROOT/integration/syntax-gate"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "installing Debian packages: nodejs npm"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.hive-lock"; then
+    log "installing the PowerShell syntax gate (npm ci)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$dir/package-lock.json" "$dir/node_modules/.hive-lock"
+  fi
+  export HIVE_TEST_PS_GATE="$dir/check-powershell.cjs"
+}
+
 HIVE_STARTED=()
 stop_services() {
   local i

@@ -34,6 +34,7 @@ static_checks() {
 static_checks
 install_packages
 setup_venv
+setup_syntax_gate
 start_services "${services[@]}"
 
 log "running the test suite"

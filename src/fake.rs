@@ -240,6 +240,7 @@ impl FakeTarget {
             computer_name: String::new(),
             product_name: "Windows Server 2019 Datacenter".into(),
             edition_id: "ServerDatacenter".into(),
+            installation_type: "Server".into(),
             csd_version: String::new(),
             major: 10,
             minor: 0,
@@ -251,6 +252,7 @@ impl FakeTarget {
             free_disk_bytes: 10 << 30,
             registry: Vec::new(),
             files: Vec::new(),
+            unknown: Default::default(),
         }
     }
 

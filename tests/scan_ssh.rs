@@ -163,11 +163,49 @@ async fn fifty_hosts_over_ssh_every_verdict_matches_the_ground_truth() {
             .starts_with("powershell.exe -NoProfile -NonInteractive")
             && c.script
                 .as_deref()
-                .is_some_and(|s| s.starts_with("# hive-probe v1"))),
+                .is_some_and(|s| s.starts_with(winsim::probe::PROBE_MARKER))),
         "{log:?}"
     );
     eprintln!(
         "50 hosts scanned over SSH (3 rounds) in {:?}",
         started.elapsed()
     );
+}
+
+/// Over SSH the probe travels on stdin, which Windows PowerShell reads in the console's OEM code
+/// page, and its answer comes back in it (issue 21, item 6): a host with code page 850 and
+/// non-ASCII registry names, paths and product name is scanned right because the request and the
+/// answer are ASCII (`\uXXXX`) both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_ascii_names_survive_the_oem_code_page() {
+    let toml = "[[host]]\nname = \"OEM850\"\naddress = \"127.0.0.2\"\n\
+                product = \"Windows Server 2019 Datacenter Évaluation\"\nversion = \"10.0.17763\"\n\
+                oem_code_page = 850\n\
+                registry = [{ key = 'HKLM\\SOFTWARE\\Fabrikam\\Überwachung', name = \"Größe\", value = \"1\" }]\n\
+                files = [{ path = 'C:\\Program Files\\Fabrikam Überwachung\\agent.dll', version = \"2.0.0.0\" }]\n";
+    let fleet = SshFleet::start("scanoem", 1, toml).await;
+    let catalog: Catalog = serde_json::from_value(serde_json::json!({
+        "products": { "t:agent": { "id": "t:agent", "name": "Fabrikam Überwachung for Windows Server",
+            "applicability": { "build_range": { "min": "10.0.17763.0", "below": "10.0.17764.0" } } } },
+        "patches": {
+            "t:reg": { "id": "t:reg", "targets": [{ "product": "t:agent", "detection":
+                { "kind": "registry_value", "key": "HKLM\\SOFTWARE\\Fabrikam\\Überwachung", "value": "Größe", "data": "1" } }] },
+            "t:file": { "id": "t:file", "targets": [{ "product": "t:agent", "detection":
+                { "kind": "file_version", "path": "%ProgramFiles%\\Fabrikam Überwachung\\agent.dll",
+                  "op": "at_least", "version": "2.0.0.0", "when_missing": "not_installed" } }] }
+        }
+    }))
+    .expect("the test catalog");
+    let name = "OEM850".to_string();
+    let scans = scan(&fleet, &[&name], catalog, FileSource::Probe).await;
+    let r = scans[0]
+        .result
+        .as_ref()
+        .unwrap_or_else(|e| panic!("OEM850: {e}"));
+    assert_eq!(r.facts.os_name, "Windows Server 2019 Datacenter Évaluation");
+    assert_eq!(r.facts.file_source, "probe");
+    for patch in ["t:reg", "t:file"] {
+        let v = r.verdicts.iter().find(|v| v.patch == patch).expect(patch);
+        assert_eq!(v.status, Status::Installed, "{patch}: {}", v.evidence);
+    }
 }

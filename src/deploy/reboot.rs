@@ -136,7 +136,7 @@ pub(crate) async fn wait_for_reboot(
         // A host that still accepts TCP but no longer runs commands is going down (a listener
         // can outlive the shell during shutdown).
         match try_state(ctx, o.poll_interval.max(Duration::from_secs(1))).await {
-            Ok(s) if s.boot != boot_before => {
+            Ok(s) if crate::scan::facts::boot_time_moved(boot_before, &s.boot) => {
                 seen = StepOutcome::RebootedBetweenPolls;
                 break;
             }
@@ -183,7 +183,7 @@ pub(crate) async fn wait_for_reboot(
     let state = loop {
         ctx.target.disconnect();
         let last = match state_within(ctx, attempt_budget(deadline, &o)).await {
-            Ok(s) if s.boot != boot_before => break s,
+            Ok(s) if crate::scan::facts::boot_time_moved(boot_before, &s.boot) => break s,
             Ok(s) => format!("boot time still {}", s.boot),
             Err(e) => e,
         };

@@ -210,7 +210,7 @@ pub(crate) async fn reboot_in_flight(
         tokio::time::sleep(o.poll_interval).await;
     };
     match boot_before {
-        Some(before) if before != state.boot => {
+        Some(before) if crate::scan::facts::boot_time_moved(before, &state.boot) => {
             ctx.finished_at_boot(
                 &step,
                 StepOutcome::Rebooted,

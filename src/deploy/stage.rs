@@ -198,16 +198,15 @@ async fn verify_on_target(
     let mut tool = "certutil";
     if got.is_none() {
         tool = "Get-FileHash";
-        let script = format!(
-            "(Get-FileHash -LiteralPath {} -Algorithm SHA256).Hash",
-            ps_literal(remote)
-        );
+        let script = hash_script(remote);
         got = match ctx.target.exec(&Command::PowerShell(script), timeout).await {
             Ok(out) if out.exit_code == 0 => parse_hex_line(&out.stdout),
             // Windows 2000 has neither `certutil -hashfile` nor PowerShell: read the staged bytes
             // back from the disk through the file channel and hash them here, as hfnetchk-era
             // tools did.
-            Ok(out) if out.stderr.contains("is not recognized") => {
+            // No PowerShell: cmd.exe's exit code 9009 in any language, its English text on
+            // transports that cut exit codes to 8 bits.
+            Ok(out) if out.exit_code == 9009 || out.stderr.contains("is not recognized") => {
                 tool = "read back over the file channel";
                 match ctx.target.remote_sha256(remote).await {
                     Ok(h) => h,
@@ -260,6 +259,15 @@ fn parse_hex_line(stdout: &str) -> Option<String> {
 
 fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// The PowerShell that hashes a staged file where `certutil -hashfile` is missing (Windows XP,
+/// Server 2003 without the Resource Kit); public so the syntax gate can parse it.
+pub fn hash_script(remote: &str) -> String {
+    format!(
+        "(Get-FileHash -LiteralPath {} -Algorithm SHA256).Hash",
+        ps_literal(remote)
+    )
 }
 
 #[cfg(test)]

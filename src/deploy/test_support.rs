@@ -155,6 +155,7 @@ pub(crate) fn registry_facts(data: &str) -> ProbeFacts {
             found: true,
             kind: Some("REG_SZ".into()),
             data: Some(serde_json::Value::String(data.into())),
+            error: None,
         }],
         ..FakeTarget::plain_facts()
     }

@@ -31,6 +31,11 @@ impl From<hive_winrm::Error> for RemoteError {
             }
             E::Auth { .. } => RemoteError::AuthFailed(text),
             E::Timeout { .. } | E::CommandTimeout { .. } => RemoteError::TimedOut(text),
+            // ERROR_FILE_NOT_FOUND: the program of a Command started without cmd.exe
+            // (WINRS_SKIP_CMD_SHELL) does not exist.
+            E::Fault { ref fault, .. } if matches!(fault.wsman_code, Some(2 | 0x8007_0002)) => {
+                RemoteError::NotFound(text)
+            }
             _ => RemoteError::Failed(text),
         }
     }

@@ -127,6 +127,20 @@ pub fn evaluate_patch(catalog: &Catalog, patch: &Patch, facts: &HostFacts) -> Ve
                 continue;
             }
         }
+        // A KB missing from the update list proves nothing for a product the list never covers.
+        let uncovered;
+        let facts = if kb_list_covers(&product.name) || facts.kbs_unknown.is_some() {
+            facts
+        } else {
+            uncovered = HostFacts {
+                kbs_unknown: Some(format!(
+                    "it lists Windows updates only, not {}'s",
+                    product.name
+                )),
+                ..facts.clone()
+            };
+            &uncovered
+        };
         let (status, evidence) = match eval_rule(&target.detection, facts) {
             Outcome::Pass(e) => (Status::Installed, e),
             Outcome::Skip => (
@@ -323,7 +337,7 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
             }
         }
         DetectionRule::RegistryExists { key, value } => match facts.registry_key(key) {
-            None => Outcome::Unknown(format!("registry key {key} was not gathered")),
+            None => Outcome::Unknown(not_gathered(facts, "registry key", key)),
             Some(None) => Outcome::Fail(format!("registry key {key} not found")),
             Some(Some(values)) => match value {
                 None => Outcome::Pass(format!("registry key {key} present")),
@@ -334,7 +348,7 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
             },
         },
         DetectionRule::RegistryValue { key, value, data } => match facts.registry_key(key) {
-            None => Outcome::Unknown(format!("registry key {key} was not gathered")),
+            None => Outcome::Unknown(not_gathered(facts, "registry key", key)),
             Some(None) => Outcome::Fail(format!("registry key {key} not found")),
             Some(Some(values)) => match HostFacts::registry_value(values, value) {
                 Some(found) if found.trim().eq_ignore_ascii_case(data.trim()) => {
@@ -354,7 +368,7 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
         } => {
             let name = file_name(path);
             match facts.file(path) {
-                None => Outcome::Unknown(format!("{path} was not gathered")),
+                None => Outcome::Unknown(not_gathered(facts, "file", path)),
                 Some(None) => match when_missing {
                     WhenMissing::Ignore => Outcome::Skip,
                     WhenMissing::NotInstalled => Outcome::Fail(format!("{path} not found")),
@@ -388,6 +402,10 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
         DetectionRule::KbInstalled { kb } => {
             if facts.kbs.contains(kb) {
                 Outcome::Pass(format!("{kb} installed"))
+            } else if let Some(why) = &facts.kbs_unknown {
+                Outcome::Unknown(format!(
+                    "{kb} not in the host's update list, which is incomplete: {why}"
+                ))
             } else {
                 Outcome::Fail(format!("{kb} not installed"))
             }
@@ -400,6 +418,30 @@ fn eval_rule(rule: &DetectionRule, facts: &HostFacts) -> Outcome {
 fn same_build_family(a: &Version, b: &Version) -> bool {
     let part = |v: &Version, i: usize| v.0.get(i).copied().unwrap_or(0);
     (0..3).all(|i| part(a, i) == part(b, i))
+}
+
+/// Evidence for a fact the scan does not have: the host's own error when it gave one.
+fn not_gathered(facts: &HostFacts, what: &str, item: &str) -> String {
+    match facts.unknown_reason(item) {
+        Some(why) => format!("{what} {item} could not be read on the host: {why}"),
+        None => format!("{what} {item} was not gathered"),
+    }
+}
+
+/// Whether the host's update list (`Win32_QuickFixEngineering`, the registry hotfix keys) lists
+/// this product's updates: Windows and what Windows services (CBS) do; Office, SQL Server and
+/// other MSI-installed products never appear there.
+fn kb_list_covers(product: &str) -> bool {
+    let p = product.to_ascii_lowercase();
+    [
+        "windows",
+        "internet explorer",
+        "internet information",
+        "indexing service",
+        ".net framework",
+    ]
+    .iter()
+    .any(|w| p.contains(w))
 }
 
 fn file_name(path: &str) -> &str {

@@ -50,8 +50,13 @@ pub struct HostFacts {
     pub build: Option<Version>,
     /// The OS and the other products the probe recognised.
     pub products: Vec<InstalledProduct>,
-    /// KBs reported installed (Get-HotFix cross-checked with the registry hotfix keys).
+    /// KBs reported installed (`Win32_QuickFixEngineering`, or the registry hotfix keys on hosts
+    /// without PowerShell). Windows (CBS) updates only.
     pub kbs: BTreeSet<Kb>,
+    /// Why the KB list could not be read, when it could not: then a KB missing from the list
+    /// proves nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kbs_unknown: Option<String>,
     /// Registry keys asked for, by path as the catalog names it (matched case-insensitively):
     /// `None` when the key does not exist, else its values by name.
     pub registry: BTreeMap<String, Option<BTreeMap<String, String>>>,
@@ -67,6 +72,11 @@ pub struct HostFacts {
     /// over SMB and parsed locally).
     #[serde(default)]
     pub file_source: String,
+    /// Registry keys, files and facts the host could not tell about (access denied, an
+    /// environment variable that does not expand, a failing WMI class), with the host's error.
+    /// They are left out of `registry`/`files`, so rules reading them evaluate to NOTE.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unknown: BTreeMap<String, String>,
 }
 
 impl HostFacts {
@@ -94,9 +104,74 @@ impl HostFacts {
             .map(|(_, v)| v.as_ref())
     }
 
+    /// Why the host could not tell about `item` (a registry key or a file path as asked, matched
+    /// case-insensitively), if it said.
+    pub fn unknown_reason(&self, item: &str) -> Option<&str> {
+        self.unknown
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(item))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Whether any pending-reboot indicator is set: a patch installed but waiting for a reboot
     /// must not be reported as done.
     pub fn reboot_pending(&self) -> bool {
         !self.pending_reboot.is_empty()
+    }
+}
+
+/// Whether the boot time `after` proves a reboot since `before`: it is later by more than a
+/// minute. Both are the probe's `yyyy-MM-ddTHH:mm:ss.fffZ` (compared in whole seconds). A real
+/// host computes its boot time from the clock and the uptime, so a clock step (an NTP correction,
+/// a VM resumed) shifts it by seconds without any reboot; a text comparison would take that for a
+/// reboot. Times that do not parse are compared as text.
+pub fn boot_time_moved(before: &str, after: &str) -> bool {
+    match (utc_seconds(before), utc_seconds(after)) {
+        (Some(b), Some(a)) => a - b > 60,
+        _ => before.trim() != after.trim(),
+    }
+}
+
+/// `2026-11-25T13:27:00.123Z` → seconds since 1970 (the fraction dropped).
+pub fn utc_seconds(text: &str) -> Option<i64> {
+    let t = text.trim().strip_suffix('Z')?;
+    let (date, time) = t.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.split('.').next()?;
+    let mut h = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days from the civil date (H. Hinnant's algorithm), proleptic Gregorian.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reboot_moves_the_boot_time_by_more_than_a_minute() {
+        assert_eq!(utc_seconds("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(utc_seconds("2026-11-25T13:27:00.999Z"), Some(1_795_613_220));
+        let before = "2026-11-25T13:27:00.000Z";
+        // A clock step shifts the computed boot time by seconds: no reboot.
+        assert!(!boot_time_moved(before, "2026-11-25T13:27:07.350Z"));
+        assert!(!boot_time_moved(before, "2026-11-25T13:26:58.000Z"));
+        assert!(!boot_time_moved(before, "2026-11-25T13:28:00.900Z"));
+        assert!(boot_time_moved(before, "2026-11-25T13:28:01.000Z"));
+        assert!(boot_time_moved(before, "2026-12-01T00:00:00.000Z"));
+        // Not the probe's format: compared as text.
+        assert!(boot_time_moved("x", "y"));
+        assert!(!boot_time_moved("x", "x"));
     }
 }

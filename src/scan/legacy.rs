@@ -235,6 +235,7 @@ pub fn probe_facts_from(
                 found,
                 kind: found_value.map(|(k, _)| k.clone()),
                 data: found_value.map(|(k, d)| json_of(k, d)),
+                error: None,
             }
         })
         .collect();
@@ -243,6 +244,7 @@ pub fn probe_facts_from(
         computer_name: String::new(),
         product_name: text(dump, cv, "ProductName").to_string(),
         edition_id: text(dump, cv, "EditionID").to_string(),
+        installation_type: text(dump, cv, "InstallationType").to_string(),
         csd_version: text(dump, cv, "CSDVersion").to_string(),
         major,
         minor,
@@ -250,8 +252,12 @@ pub fn probe_facts_from(
         ubr: 0,
         installed_kbs,
         pending_reboot: PendingReboot {
-            pending_file_renames: value(dump, SESSION_MANAGER, "PendingFileRenameOperations")
-                .is_some(),
+            pending_file_renames: [
+                "PendingFileRenameOperations",
+                "PendingFileRenameOperations2",
+            ]
+            .iter()
+            .any(|name| lists_something(value(dump, SESSION_MANAGER, name))),
             update_exe_volatile: value(dump, UPDATES, "UpdateExeVolatile")
                 .is_some_and(|(_, d)| d.trim() != "0x0" && d.trim() != "0"),
             ..Default::default()
@@ -260,7 +266,14 @@ pub fn probe_facts_from(
         free_disk_bytes: 0,
         registry,
         files,
+        unknown: Default::default(),
     }
+}
+
+/// A rename list holds an entry: reg.exe prints a REG_MULTI_SZ as its strings joined by `\0`,
+/// and an empty list as nothing.
+fn lists_something(v: Option<&(String, String)>) -> bool {
+    v.is_some_and(|(_, data)| data.split("\\0").any(|s| !s.trim().is_empty()))
 }
 
 /// `%windir%\system32\x.dll` → `C:\WINNT\system32\x.dll`, using the host's own SystemRoot and
@@ -294,6 +307,7 @@ pub async fn file_fact_over_smb(
         size: None,
         file_version: None,
         product_version: None,
+        error: None,
     };
     let head = match target.read_file_range(full, 0, HEADER_BYTES).await {
         Ok(h) => h,
@@ -313,6 +327,7 @@ pub async fn file_fact_over_smb(
         size: None,
         file_version: version.map(|v| v.to_string()),
         product_version: None,
+        error: None,
     })
 }
 
@@ -396,6 +411,30 @@ mod tests {
             "a key-only query finds an existing key without values"
         );
         assert_eq!(f.last_boot_time, "2026-11-25T13:27:00.000Z");
+    }
+
+    #[test]
+    fn an_empty_rename_list_is_no_pending_reboot_and_the_second_list_is() {
+        let sm = "\r\nHKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\r\n";
+        let pending = |values: &str| {
+            let mut dump = RegDump::new();
+            parse_reg_output(&format!("{sm}{values}\r\n"), &mut dump);
+            probe_facts_from(&dump, "", &ProbeRequest::default(), vec![])
+                .pending_reboot
+                .pending_file_renames
+        };
+        assert!(!pending(
+            "    PendingFileRenameOperations    REG_MULTI_SZ    "
+        ));
+        assert!(!pending(
+            "    PendingFileRenameOperations    REG_MULTI_SZ    \\0"
+        ));
+        assert!(pending(
+            "    PendingFileRenameOperations    REG_MULTI_SZ    \\??\\C:\\x.tmp\\0"
+        ));
+        assert!(pending(
+            "    PendingFileRenameOperations2    REG_MULTI_SZ    \\??\\C:\\x.tmp\\0"
+        ));
     }
 
     #[test]

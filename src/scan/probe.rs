@@ -58,17 +58,41 @@ pub fn request_for(catalog: &Catalog) -> ProbeRequest {
 }
 
 /// Turn the probe's answer into facts. `request` is what was asked, so that "asked and absent" is
-/// recorded as absent rather than left unknown.
+/// recorded as absent rather than left unknown. What the host could not tell (an error in the
+/// answer) is left out, with its reason in [`HostFacts::unknown`]: rules reading it evaluate to
+/// NOTE, never to "not found".
 pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
+    let build_known = probe.build != 0 && !probe.unknown.contains_key("CurrentBuild");
     let build = Version(vec![probe.major, probe.minor, probe.build, probe.ubr]);
     let service_pack = service_pack_of(&probe.csd_version);
+    let mut unknown: BTreeMap<String, String> = probe
+        .unknown
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
 
-    // Registry: key → values found; a key none of whose asked values was found counts as absent.
+    // Registry: key → values found; a key none of whose asked values was found counts as absent,
+    // unless reading it failed: then the key is unknown.
     let mut registry: BTreeMap<String, Option<BTreeMap<String, String>>> = BTreeMap::new();
     for q in &request.registry {
         registry.entry(q.key.clone()).or_insert(None);
     }
-    for r in probe.registry.iter().filter(|r| r.found) {
+    for r in probe.registry.iter().filter(|r| r.error.is_some()) {
+        if let Some(key) = registry
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(&r.key))
+            .cloned()
+        {
+            registry.remove(&key);
+        }
+        unknown.insert(r.key.clone(), r.error.clone().unwrap_or_default());
+    }
+    for r in probe
+        .registry
+        .iter()
+        .filter(|r| r.found && r.error.is_none())
+        .filter(|r| !unknown.contains_key(&r.key))
+    {
         let text = r.data.as_ref().map(value_text).unwrap_or_default();
         let key = registry
             .keys()
@@ -85,7 +109,14 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
     // Only files the answer reports on count as asked: one the host could not be asked about (an
     // unexpandable path) stays unknown, which evaluates to NOTE, never to "not found".
     let mut files: BTreeMap<String, Option<FileFact>> = BTreeMap::new();
-    for f in probe.files.iter().filter(|f| !f.exists) {
+    for f in probe.files.iter().filter(|f| f.error.is_some()) {
+        unknown.insert(f.path.clone(), f.error.clone().unwrap_or_default());
+    }
+    for f in probe
+        .files
+        .iter()
+        .filter(|f| !f.exists && f.error.is_none())
+    {
         let key = request
             .files
             .iter()
@@ -118,12 +149,9 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
             .and_then(|vals| HostFacts::registry_value(vals, name).map(str::to_string))
             .unwrap_or_default()
     };
+    let os_name = windows_name(&probe.product_name, probe.major, probe.build);
     let mut products = vec![InstalledProduct {
-        name: os_product_name(
-            &probe.product_name,
-            &option("ProductType"),
-            &option("ProductSuite"),
-        ),
+        name: os_product_name(&os_name, &option("ProductType"), &option("ProductSuite")),
         service_pack,
     }];
     products.extend(recognised_products(&registry, probe, service_pack));
@@ -138,17 +166,29 @@ pub fn facts_from(probe: &ProbeFacts, request: &ProbeRequest) -> HostFacts {
 
     HostFacts {
         computer_name: probe.computer_name.clone(),
-        os_name: probe.product_name.clone(),
+        os_name,
         edition: (!probe.edition_id.is_empty()).then(|| probe.edition_id.clone()),
         installation_type: installation_type(probe),
-        build: Some(build),
+        build: build_known.then_some(build),
         products,
         kbs,
+        kbs_unknown: probe.unknown.get("installed_kbs").cloned(),
         registry,
         files,
         pending_reboot,
         last_boot: (!probe.last_boot_time.is_empty()).then(|| probe.last_boot_time.clone()),
         file_source: "probe".into(),
+        unknown,
+    }
+}
+
+/// The OS name as an admin knows it. Windows 11 kept Windows 10's `ProductName` ("Windows 10
+/// Pro" on a Windows 11 Pro host); its builds start at 22000.
+pub fn windows_name(product_name: &str, major: u32, build: u32) -> String {
+    let name = product_name.trim();
+    match name.strip_prefix("Windows 10") {
+        Some(rest) if major == 10 && build >= 22000 => format!("Windows 11{rest}"),
+        _ => name.to_string(),
     }
 }
 
@@ -231,11 +271,16 @@ pub fn os_product_name(name: &str, product_type: &str, suite: &str) -> String {
     }
 }
 
-/// Server Core has no Explorer shell; Windows says so in `InstallationType`, which older probes do
-/// not read, so the edition id is the fallback (`ServerDatacenterCore`).
+/// Server Core has no Explorer shell; Windows says so in `InstallationType` (Windows 7 / Server
+/// 2008 R2 on). Server 2008's Core editions have their own EditionID (`ServerDatacenterCore`);
+/// from Server 2012 on Core shares the full installation's EditionID, so the edition id is only
+/// the fallback for hosts without `InstallationType`.
 fn installation_type(probe: &ProbeFacts) -> Option<String> {
     if probe.major < 6 {
         return None;
+    }
+    if !probe.installation_type.trim().is_empty() {
+        return Some(probe.installation_type.trim().to_string());
     }
     if probe.edition_id.ends_with("Core") {
         Some("Server Core".into())
@@ -319,6 +364,7 @@ mod tests {
             computer_name: "W2K01".into(),
             product_name: "Microsoft Windows 2000".into(),
             edition_id: String::new(),
+            installation_type: String::new(),
             csd_version: "Service Pack 1".into(),
             major: 5,
             minor: 0,
@@ -338,6 +384,7 @@ mod tests {
                     found: true,
                     kind: Some("REG_DWORD".into()),
                     data: Some(serde_json::json!(5)),
+                    error: None,
                 },
                 RegistryFact {
                     key: r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972".into(),
@@ -345,6 +392,7 @@ mod tests {
                     found: false,
                     kind: None,
                     data: None,
+                    error: None,
                 },
             ],
             files: vec![
@@ -354,6 +402,7 @@ mod tests {
                     size: Some(1234),
                     file_version: Some("5.0.2195.2779".into()),
                     product_version: None,
+                    error: None,
                 },
                 PFile {
                     path: r"%windir%\system32\gone.dll".into(),
@@ -361,8 +410,10 @@ mod tests {
                     size: None,
                     file_version: None,
                     product_version: None,
+                    error: None,
                 },
             ],
+            unknown: Default::default(),
         }
     }
 
@@ -500,5 +551,58 @@ mod tests {
                 .any(|q| q.key == r"HKLM\SOFTWARE\X" && q.value.is_empty())
         );
         assert!(req.registry.iter().any(|q| q.value == "MajorVersion"));
+    }
+
+    #[test]
+    fn what_the_host_could_not_read_stays_unknown() {
+        let mut p = probe();
+        let hotfix = r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Hotfix\Q300972";
+        p.registry[1].error = Some("Requested registry access is not allowed.".into());
+        p.files[1].error = Some("environment variable %X% is not set on this host".into());
+        p.unknown
+            .insert("installed_kbs".into(), "Invalid class".into());
+        p.unknown
+            .insert("CurrentBuild".into(), "Access denied".into());
+        let f = facts_from(&p, &request());
+        // Not "asked and absent": never known.
+        assert_eq!(f.registry_key(hotfix), None);
+        assert_eq!(
+            f.unknown_reason(hotfix),
+            Some("Requested registry access is not allowed.")
+        );
+        assert_eq!(f.file(r"%windir%\system32\gone.dll"), None);
+        assert!(f.unknown_reason(r"%windir%\system32\gone.dll").is_some());
+        assert_eq!(f.kbs_unknown.as_deref(), Some("Invalid class"));
+        assert_eq!(f.build, None);
+        // What was read is still there.
+        assert!(f.file(r"%windir%\system32\idq.dll").flatten().is_some());
+    }
+
+    #[test]
+    fn windows_11_and_server_core_are_named_by_what_tells_them_apart() {
+        let mut p = probe();
+        p.product_name = "Windows 10 Pro".into();
+        p.edition_id = "Professional".into();
+        (p.major, p.minor, p.build, p.ubr) = (10, 0, 22631, 3007);
+        let f = facts_from(&p, &request());
+        assert_eq!(f.os_name, "Windows 11 Pro");
+        assert_eq!(f.products[0].name, "Windows 11 Pro");
+        p.build = 19045;
+        assert_eq!(facts_from(&p, &request()).os_name, "Windows 10 Pro");
+
+        p.product_name = "Windows Server 2022 Datacenter".into();
+        p.edition_id = "ServerDatacenter".into();
+        p.build = 20348;
+        p.installation_type = "Server Core".into();
+        let f = facts_from(&p, &request());
+        assert_eq!(f.installation_type.as_deref(), Some("Server Core"));
+        assert_eq!(f.os_name, "Windows Server 2022 Datacenter");
+        p.installation_type = String::new();
+        p.edition_id = "ServerDatacenterCore".into();
+        assert_eq!(
+            facts_from(&p, &request()).installation_type.as_deref(),
+            Some("Server Core"),
+            "Server 2008's Core editions have their own EditionID"
+        );
     }
 }

@@ -12,7 +12,7 @@ use super::{HostFailure, HostResult, HostScan};
 use crate::catalog::model::Catalog;
 use crate::inventory::{Host, Secret};
 use crate::remote::{Command, Connector, NetworkConnector, RemoteError, Target, Timeouts};
-use hive_probe::{ProbeFacts, ProbeRequest};
+use hive_probe::{ProbeFacts, ProbeOutput, ProbeRequest};
 
 /// How a scan runs.
 #[derive(Debug, Clone, Copy)]
@@ -75,14 +75,74 @@ impl PreparedProbe {
     }
 }
 
+/// cmd.exe's exit code for a program it cannot find, in every language.
+const CMD_NOT_FOUND: u32 = 9009;
+
 /// The answer when a program does not exist: the host has no PowerShell. Through cmd.exe it is
-/// "not recognized"; started directly (WinRS without cmd.exe) it is ERROR_FILE_NOT_FOUND.
-fn not_recognized(out: &crate::remote::ExecOutput) -> bool {
-    out.exit_code != 0
-        && (out
-            .stderr
-            .contains("is not recognized as an internal or external command")
-            || out.exit_code == 0x8007_0002)
+/// exit code 9009 with a message in the host's language ("is not recognized" in English, matched
+/// too for transports that cut exit codes to 8 bits); started directly (WinRS without cmd.exe) it
+/// is ERROR_FILE_NOT_FOUND as an exit code or as the Command request's WS-Man fault
+/// ([`RemoteError::NotFound`]).
+fn no_powershell(out: &crate::remote::ExecOutput) -> bool {
+    out.exit_code == CMD_NOT_FOUND
+        || out.exit_code == 0x8007_0002
+        || (out.exit_code != 0
+            && out
+                .stderr
+                .contains("is not recognized as an internal or external command"))
+}
+
+/// How the probe went on a host.
+enum ProbeRun {
+    /// The probe answered.
+    Answered(Box<ProbeFacts>),
+    /// No PowerShell, or one too old for the probe (the reason says which): use the legacy route.
+    Legacy(String),
+}
+
+/// Runs `script` and reads its answer, telling a host without a usable PowerShell from a failure.
+async fn run_probe(
+    target: &mut dyn Target,
+    script: &str,
+    timeout: Duration,
+) -> Result<ProbeRun, RemoteError> {
+    let out = match target
+        .exec(&Command::PowerShell(script.to_string()), timeout)
+        .await
+    {
+        Ok(out) => out,
+        Err(RemoteError::NotFound(e)) => {
+            return Ok(ProbeRun::Legacy(format!(
+                "powershell.exe cannot be started ({e})"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    if no_powershell(&out) {
+        return Ok(ProbeRun::Legacy("no powershell.exe".into()));
+    }
+    // The version check comes first in the script: its signal counts whatever the exit code.
+    match hive_probe::parse_output(&out.stdout) {
+        Ok(ProbeOutput::Legacy { powershell }) => {
+            return Ok(ProbeRun::Legacy(format!("PowerShell {powershell}")));
+        }
+        Ok(ProbeOutput::Facts(facts)) if out.exit_code == 0 => {
+            return Ok(ProbeRun::Answered(facts));
+        }
+        Err(e) if out.exit_code == 0 => {
+            return Err(RemoteError::Failed(format!(
+                "{}: the probe's answer is not usable: {e}",
+                target.host()
+            )));
+        }
+        _ => {}
+    }
+    Err(RemoteError::Failed(format!(
+        "{}: the probe exited with {} ({})",
+        target.host(),
+        out.exit_code,
+        first_line(&out.stderr)
+    )))
 }
 
 /// Scan one host through an open target: one probe round trip (plus ranged SMB reads when file
@@ -98,28 +158,12 @@ pub async fn scan_target(
         FileSource::Probe => &probe.script,
         FileSource::Smb => &probe.script_without_files,
     };
-    let out = target
-        .exec(&Command::PowerShell(script.clone()), timeout)
-        .await?;
-    let (mut answer, mut file_source) = if not_recognized(&out) {
-        let channel = target.file_channel();
-        (legacy_scan(target, probe, timeout).await?, channel)
-    } else {
-        if out.exit_code != 0 {
-            return Err(RemoteError::Failed(format!(
-                "{}: the probe exited with {} ({})",
-                target.host(),
-                out.exit_code,
-                first_line(&out.stderr)
-            )));
+    let (mut answer, mut file_source) = match run_probe(target, script, timeout).await? {
+        ProbeRun::Legacy(why) => {
+            let channel = target.file_channel();
+            (legacy_scan(target, probe, timeout, &why).await?, channel)
         }
-        let answer = parse_probe_output(&out.stdout).map_err(|e| {
-            RemoteError::Failed(format!(
-                "{}: the probe's answer is not usable: {e}",
-                target.host()
-            ))
-        })?;
-        (answer, "probe")
+        ProbeRun::Answered(answer) => (*answer, "probe"),
     };
     if files == FileSource::Smb && file_source == "probe" {
         let root = system_root(&answer);
@@ -137,27 +181,27 @@ pub async fn scan_target(
 /// reboot, so it must be cheap and work on every Windows hive patches.
 pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<ProbeFacts, String> {
     let request = ProbeRequest::default();
-    let out = target
-        .exec(&Command::PowerShell(hive_probe::script(&request)), timeout)
+    let script = hive_probe::script(&request);
+    match run_probe(target, &script, timeout)
         .await
-        .map_err(|e| e.to_string())?;
-    if not_recognized(&out) {
-        let facts = legacy_answer(target, &request, timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        if facts.last_boot_time.is_empty() {
-            return Err("net statistics server did not give the boot time".into());
+        .map_err(|e| e.to_string())?
+    {
+        ProbeRun::Answered(facts) => {
+            if let Some(why) = facts.unknown.get("last_boot_time") {
+                return Err(format!("the host could not give its boot time: {why}"));
+            }
+            Ok(*facts)
         }
-        return Ok(facts);
+        ProbeRun::Legacy(_) => {
+            let facts = legacy_answer(target, &request, timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            if facts.last_boot_time.is_empty() {
+                return Err("net statistics server did not give the boot time".into());
+            }
+            Ok(facts)
+        }
     }
-    if out.exit_code != 0 {
-        return Err(format!(
-            "the state probe exited {}: {}",
-            out.exit_code,
-            first_line(&out.stderr)
-        ));
-    }
-    parse_probe_output(&out.stdout)
 }
 
 /// The host's system root from the registry answer (`C:\WINNT` on a Windows 2000 upgraded from
@@ -201,11 +245,12 @@ async fn legacy_scan(
     target: &mut dyn Target,
     probe: &PreparedProbe,
     timeout: Duration,
+    why: &str,
 ) -> Result<ProbeFacts, RemoteError> {
     let mut answer = legacy_answer(target, &probe.request, timeout).await?;
     if answer.major == 0 {
         return Err(RemoteError::Failed(format!(
-            "{}: reg query did not return the Windows version",
+            "{}: {why}, and reg query did not return the Windows version",
             target.host()
         )));
     }
@@ -218,11 +263,6 @@ fn first_line(s: &str) -> &str {
     s.lines()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("no error text")
-}
-
-/// The probe's answer in `stdout`, or why it is not usable (see [`hive_probe::parse_answer`]).
-pub fn parse_probe_output(stdout: &str) -> Result<ProbeFacts, String> {
-    hive_probe::parse_answer(stdout).map_err(|e| e.to_string())
 }
 
 /// Called as hosts finish, for progress bars.
@@ -313,23 +353,58 @@ async fn scan_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::ExecOutput;
+
+    fn out(code: u32, stderr: &str) -> ExecOutput {
+        ExecOutput {
+            stdout: String::new(),
+            stderr: stderr.into(),
+            exit_code: code,
+        }
+    }
 
     #[test]
-    fn probe_output_is_found_after_noise_and_checked() {
-        let json = r#"{"schema":1,"computer_name":"A","product_name":"Windows Server 2019 Datacenter","edition_id":"ServerDatacenter","csd_version":"","major":10,"minor":0,"build":17763,"ubr":5458,"installed_kbs":[],"pending_reboot":{"cbs_reboot_pending":false,"windows_update_reboot_required":false,"pending_file_renames":false,"update_exe_volatile":false},"last_boot_time":"2026-11-25T10:00:00.000Z","free_disk_bytes":1,"registry":[],"files":[]}"#;
-        let out = format!("Windows PowerShell\r\nCopyright\r\n{json}\r\n");
-        let f = parse_probe_output(&out).unwrap();
-        assert_eq!(f.build, 17763);
-        assert!(
-            parse_probe_output("nothing")
-                .unwrap_err()
-                .contains("no JSON")
-        );
-        let wrong = json.replace("\"schema\":1", "\"schema\":99");
-        assert!(
-            parse_probe_output(&wrong)
-                .unwrap_err()
-                .contains("schema 99")
-        );
+    fn a_missing_powershell_is_recognised_in_any_language() {
+        // German cmd.exe: only the exit code says it.
+        assert!(no_powershell(&out(
+            9009,
+            "Der Befehl \"powershell.exe\" ist entweder falsch geschrieben oder\r\nkonnte nicht gefunden werden.\r\n"
+        )));
+        assert!(no_powershell(&out(
+            255,
+            "'powershell.exe' is not recognized as an internal or external command,\r\n"
+        )));
+        assert!(no_powershell(&out(0x8007_0002, "")));
+        assert!(!no_powershell(&out(1, "Der Befehl ist falsch")));
+        assert!(!no_powershell(&out(0, "")));
+    }
+
+    #[test]
+    fn the_ws_man_fault_for_a_missing_program_means_no_powershell() {
+        let fault = |code: u32| hive_winrm::Error::Fault {
+            host: "h:5985".into(),
+            action: "Command",
+            fault: Box::new(hive_winrm::response::WsmanFault {
+                code: "Receiver".into(),
+                subcode: Some("InternalError".into()),
+                reason: "The system cannot find the file specified.".into(),
+                wsman_code: Some(code),
+                machine: None,
+                message: None,
+                detail: None,
+            }),
+        };
+        assert!(matches!(
+            RemoteError::from(fault(2)),
+            RemoteError::NotFound(_)
+        ));
+        assert!(matches!(
+            RemoteError::from(fault(0x8007_0002)),
+            RemoteError::NotFound(_)
+        ));
+        assert!(matches!(
+            RemoteError::from(fault(5)),
+            RemoteError::Failed(_)
+        ));
     }
 }

@@ -73,6 +73,20 @@ pub struct HostSettings {
     pub system_root: Option<String>,
     /// Whether `powershell.exe` exists; default: yes from Windows Server 2008 (6.0) on.
     pub powershell: Option<bool>,
+    /// `$PSVersionTable.PSVersion` of that PowerShell, `major.minor`; default `5.1`. Windows 7 and
+    /// Server 2008 R2 shipped `2.0`, which has no `ConvertFrom-Json`.
+    pub powershell_version: Option<String>,
+    /// PowerShell's output starts with a UTF-8 byte order mark (a profile or logon script that set
+    /// `[Console]::OutputEncoding` to UTF-8 does this).
+    pub powershell_bom: Option<bool>,
+    /// The display language: `en-US` (default) or `de-DE`; cmd.exe's messages are localised.
+    pub language: Option<String>,
+    /// The console's OEM code page: 437 (default) or 850. Over SSH, programs read their stdin and
+    /// write their output in it (WinRS shells use UTF-8).
+    pub oem_code_page: Option<u16>,
+    /// Registry keys the remote account may not open (with their subkeys): reading them fails with
+    /// "access denied", as SAM or a locked-down vendor key does.
+    pub registry_denied: Option<Vec<String>>,
     pub kbs: Option<Vec<String>>,
     pub registry: Option<Vec<RegistrySetting>>,
     pub files: Option<Vec<FileSetting>>,
@@ -135,6 +149,8 @@ pub struct FileSetting {
     pub path: String,
     pub version: Version,
     pub product_version: Option<Version>,
+    /// The file has the hidden attribute (`Get-Item` finds it only with `-Force`).
+    pub hidden: Option<bool>,
 }
 
 /// How reboots go on this host.
@@ -222,6 +238,12 @@ pub struct HostConfig {
     pub machine: Machine,
     pub system_root: String,
     pub powershell: bool,
+    /// `(major, minor)` of the host's PowerShell.
+    pub powershell_version: (u32, u32),
+    pub powershell_bom: bool,
+    pub language: String,
+    pub oem_code_page: u16,
+    pub registry_denied: Vec<String>,
     pub kbs: Vec<String>,
     pub registry: Vec<(String, String, Option<crate::registry::RegValue>)>,
     pub files: Vec<FileSetting>,
@@ -395,6 +417,10 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
         machine,
         system_root,
         powershell,
+        powershell_version,
+        powershell_bom,
+        language,
+        oem_code_page,
         free_disk_mb,
         uptime_hours,
         user,
@@ -406,7 +432,7 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
     macro_rules! add {
         ($from:ident => $to:ident: $($f:ident),*) => { $( if let Some(v) = $from.$f { $to.$f.get_or_insert_with(Vec::new).extend(v); } )* };
     }
-    add!(top => base: kbs, registry, files, pending_reboot);
+    add!(top => base: kbs, registry, files, pending_reboot, registry_denied);
     if let Some(r) = top.reboot {
         let b = base.reboot.get_or_insert_with(Default::default);
         take!(r => b: downtime_ms, configuring_ms, never_returns);
@@ -484,6 +510,27 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         .map(wire_rule)
         .collect::<Result<Vec<_>, _>>()?;
     let reboot = s.reboot.clone().unwrap_or_default();
+    let powershell_version = match s.powershell_version.as_deref() {
+        None => (5, 1),
+        Some(v) => v
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .ok_or_else(|| format!("powershell_version `{v}` is not major.minor (e.g. 2.0)"))?,
+    };
+    let language = s.language.clone().unwrap_or_else(|| "en-US".into());
+    if !["en-US", "de-DE"].contains(&language.as_str()) {
+        return Err(format!("language `{language}` is not one of en-US, de-DE"));
+    }
+    let oem_code_page = s.oem_code_page.unwrap_or(437);
+    if !crate::codepage::SUPPORTED.contains(&oem_code_page) {
+        return Err(format!(
+            "oem_code_page {oem_code_page} is not one of {:?}",
+            crate::codepage::SUPPORTED
+        ));
+    }
+    for k in s.registry_denied.iter().flatten() {
+        crate::registry::canonical_path(k).map_err(|e| e.to_string())?;
+    }
     let free_disk_bytes = if faults.disk_full == Some(true) {
         4096
     } else {
@@ -516,6 +563,11 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         }),
         system_root,
         powershell: s.powershell.unwrap_or(major >= 6),
+        powershell_version,
+        powershell_bom: s.powershell_bom.unwrap_or(false),
+        language,
+        oem_code_page,
+        registry_denied: s.registry_denied.clone().unwrap_or_default(),
         kbs: s.kbs.clone().unwrap_or_default(),
         registry,
         files: s.files.clone().unwrap_or_default(),

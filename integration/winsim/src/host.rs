@@ -79,6 +79,11 @@ pub trait SimHost: Send + Sync + 'static {
     fn windows_version(&self) -> (u8, u8, u16) {
         (10, 0, 20348)
     }
+    /// The console's OEM code page (see [`crate::codepage`]): the SSH face converts a command's
+    /// stdin and output with it. `None`: UTF-8 both ways.
+    fn oem_code_page(&self) -> Option<u16> {
+        None
+    }
     /// False while the host is down (rebooting, powered off): the faces refuse connections then.
     fn accepting(&self) -> bool;
     /// A fault to inject into the next request of this kind, if the fault plan says so.

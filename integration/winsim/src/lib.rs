@@ -18,6 +18,7 @@
 //!   command to the host model; SFTP is the real `sftp-server` on the host's drive folder.
 
 pub mod clock;
+pub mod codepage;
 mod cmd;
 pub mod fleet;
 pub mod host;

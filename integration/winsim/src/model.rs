@@ -110,6 +110,14 @@ pub struct WinHost {
     pub(crate) drive: PathBuf,
     pub(crate) system_root: String,
     pub(crate) powershell: bool,
+    pub(crate) powershell_version: (u32, u32),
+    pub(crate) powershell_bom: bool,
+    pub(crate) language: String,
+    pub(crate) oem_code_page: u16,
+    /// Keys the remote account cannot open, lower-cased canonical paths (their subkeys too).
+    registry_denied: Vec<String>,
+    /// Files with the hidden attribute, as resolved paths on this machine.
+    hidden: std::collections::HashSet<PathBuf>,
     pub(crate) machine: Machine,
     pub(crate) major: u32,
     pub(crate) minor: u32,
@@ -165,6 +173,17 @@ impl WinHost {
             drive: drive.to_path_buf(),
             system_root: config.system_root.clone(),
             powershell: config.powershell,
+            powershell_version: config.powershell_version,
+            powershell_bom: config.powershell_bom,
+            language: config.language.clone(),
+            oem_code_page: config.oem_code_page,
+            registry_denied: config
+                .registry_denied
+                .iter()
+                .filter_map(|k| crate::registry::canonical_path(k).ok())
+                .map(|k| k.to_ascii_lowercase())
+                .collect(),
+            hidden: Default::default(),
             machine: config.machine,
             major: config.major,
             minor: config.minor,
@@ -198,6 +217,7 @@ impl WinHost {
         // few file-system calls per host.
         let temp = host.host_path(&format!("{}\\Temp", host.system_root));
         std::fs::create_dir_all(&temp).map_err(|e| disk(&temp, e))?;
+        let mut host = host;
         for f in &config.files {
             let path = host.host_path(&f.path);
             let name = path
@@ -219,6 +239,9 @@ impl WinHost {
                 std::fs::create_dir_all(parent).map_err(|e| disk(parent, e))?;
             }
             std::fs::write(&path, bytes).map_err(|e| disk(&path, e))?;
+            if f.hidden == Some(true) {
+                host.hidden.insert(path);
+            }
         }
         Ok(host)
     }
@@ -285,6 +308,22 @@ impl WinHost {
             }
         }
         out
+    }
+
+    /// True if `windows_path` has the hidden attribute.
+    pub(crate) fn is_hidden(&self, windows_path: &str) -> bool {
+        self.hidden.contains(&self.host_path(windows_path))
+    }
+
+    /// True if the remote account may not open `key` (it or a parent is denied).
+    pub(crate) fn registry_denied(&self, key: &str) -> bool {
+        let Ok(canon) = crate::registry::canonical_path(key) else {
+            return false;
+        };
+        let canon = canon.to_ascii_lowercase();
+        self.registry_denied
+            .iter()
+            .any(|d| canon == *d || canon.starts_with(&format!("{d}\\")))
     }
 
     /// The PE file version of a file on the host, read from disk as hive would read it over SMB.
@@ -410,8 +449,10 @@ impl WinHost {
         }
         st.registry.delete_key(WU_REBOOT_REQUIRED);
         st.registry.delete_value(UPDATES, "UpdateExeVolatile");
-        // A boot is always at least a second later: hive compares boot times at second precision.
-        let earliest = st.boot_time + Duration::from_secs(1);
+        // A boot is always more than a minute after the previous one (shutting down and starting
+        // take that long on real hardware): hive counts a boot time that moved by a minute or less
+        // as a clock step, not a reboot.
+        let earliest = st.boot_time + Duration::from_secs(61);
         st.boot_time = self.wall(up_at).max(earliest);
         st.power = Power::Up;
         st.reboots += 1;
@@ -500,7 +541,15 @@ fn set_pending_marker(r: &mut Registry, marker: &str) {
         "cbs" => r.create_key(CBS_REBOOT_PENDING),
         "windows-update" => r.create_key(WU_REBOOT_REQUIRED),
         "update-exe" => r.set(UPDATES, "UpdateExeVolatile", RegValue::Dword(1)),
-        _ => r.set(SESSION_MANAGER, PFRO, RegValue::MultiSz(vec![])),
+        // One rename pending: delete a temporary file at boot (an empty list means nothing).
+        _ => r.set(
+            SESSION_MANAGER,
+            PFRO,
+            RegValue::MultiSz(vec![
+                r"\??\C:\Windows\Temp\~hive-pending.tmp".into(),
+                String::new(),
+            ]),
+        ),
     };
 }
 
@@ -556,7 +605,15 @@ fn initial_registry(c: &HostConfig) -> Registry {
         let _ = r.set(cv, "CurrentMajorVersionNumber", RegValue::Dword(c.major));
         let _ = r.set(cv, "CurrentMinorVersionNumber", RegValue::Dword(c.minor));
         let _ = r.set(cv, "UBR", RegValue::Dword(c.ubr));
-        let _ = r.set(cv, "InstallationType", sz("Server"));
+    }
+    if c.major >= 10 || (c.major == 6 && c.minor >= 1) {
+        // Windows 7 / Server 2008 R2 on; Server Core hosts set `Server Core` in their registry.
+        let kind = if c.product.contains("Server") {
+            "Server"
+        } else {
+            "Client"
+        };
+        let _ = r.set(cv, "InstallationType", sz(kind));
     }
     let _ = r.set(cv, "SystemRoot", sz(&c.system_root));
     let _ = r.set(cv, "RegisteredOwner", sz("hive test fleet"));

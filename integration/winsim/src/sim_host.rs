@@ -34,6 +34,9 @@ impl SimHost for WinHost {
         };
         (self.major as u8, self.minor as u8, build)
     }
+    fn oem_code_page(&self) -> Option<u16> {
+        Some(self.oem_code_page)
+    }
     fn accepting(&self) -> bool {
         matches!(
             self.settled().power,

@@ -292,10 +292,17 @@ async fn shell_session(mut stream: UnixStream, host: Arc<dyn SimHost>) {
             return;
         }
     };
+    // The console of an SSH session works in the OEM code page: what the client sends is read in
+    // it, and what programs print is written in it.
+    let code_page = host.oem_code_page();
+    let stdin = match code_page {
+        Some(cp) => crate::codepage::decode(cp, &request.stdin).into_bytes(),
+        None => request.stdin,
+    };
     let command = CommandRequest {
         command: request.command,
         arguments: Vec::new(),
-        stdin: request.stdin,
+        stdin,
         skip_cmd_shell: false,
     };
     let (mut reader, mut writer) = stream.split();
@@ -308,6 +315,12 @@ async fn shell_session(mut stream: UnixStream, host: Arc<dyn SimHost>) {
         o = host.run(command) => o,
         _ = gone => return,
     };
+    let mut outcome = outcome;
+    if let Some(cp) = code_page {
+        for stream in [&mut outcome.stdout, &mut outcome.stderr] {
+            *stream = crate::codepage::encode(cp, &String::from_utf8_lossy(stream));
+        }
+    }
     let mut answer = Vec::new();
     if !outcome.stdout.is_empty() {
         answer.extend(ssh_wire::encode_frame(&Frame::Stdout(outcome.stdout)));

@@ -100,7 +100,7 @@ async fn unknown_commands_answer_as_cmd_exe() {
     let f = fleet(BASIC);
     let ws = f.host("WS01");
     let out = run(&ws, "frobnicate.exe /x").await;
-    assert_eq!(out.exit_code, 1);
+    assert_eq!(out.exit_code, 9009);
     assert_eq!(
         text(&out.stderr),
         "'frobnicate.exe' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
@@ -113,11 +113,11 @@ async fn unknown_commands_answer_as_cmd_exe() {
             ..Default::default()
         })
         .await;
-    assert_eq!(out.exit_code, 1);
+    assert_eq!(out.exit_code, 9009);
     // W2K has no PowerShell.
     let w2k = f.host("W2K01");
     let out = run(&w2k, "powershell.exe -NoProfile -Command Get-Date").await;
-    assert_eq!(out.exit_code, 1);
+    assert_eq!(out.exit_code, 9009);
     assert!(text(&out.stderr).starts_with("'powershell.exe' is not recognized"));
     // Without the cmd shell the process simply cannot be created.
     let out = ws

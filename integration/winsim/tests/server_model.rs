@@ -101,7 +101,10 @@ async fn pywinrm_and_pypsrp_read_the_model_through_the_winrm_face() {
         b64(&r[2]["stdout"]).contains(&ip),
         "ipconfig shows the host's address"
     );
-    assert_eq!(r[3]["rc"], 1);
+    assert_eq!(
+        r[3]["rc"], 9009,
+        "cmd.exe's exit code for a missing program"
+    );
     assert!(b64(&r[3]["stderr"]).contains("is not recognized"));
     assert_eq!(r[4]["rc"], 1, "a missing key is exit code 1, as reg.exe");
 

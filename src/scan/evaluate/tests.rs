@@ -483,3 +483,66 @@ fn sp_names() {
     assert_eq!(sp_number(&sp("SP3")), Some(3));
     assert_eq!(sp_number(&sp("None Available")), None);
 }
+
+#[test]
+fn what_the_host_could_not_tell_is_a_note_with_its_reason() {
+    let mut f = w2k(1);
+    f.unknown.insert(
+        IDQ.to_ascii_uppercase(),
+        "Access to the path is denied.".into(),
+    );
+    let out = evaluate(&idq_catalog(VersionOp::Exact), &f);
+    assert_eq!(out[0].status, Status::Note);
+    assert!(
+        out[0]
+            .evidence
+            .contains("could not be read on the host: Access to the path"),
+        "{}",
+        out[0].evidence
+    );
+}
+
+#[test]
+fn a_kb_absent_from_an_incomplete_or_foreign_update_list_is_a_note() {
+    let range = Some(("10.0.20348.0", "10.0.20349.0"));
+    let c = catalog(
+        vec![
+            product("p:win", "Windows Server 2022", range),
+            product("p:app", "Fabrikam Office 2024 Server", range),
+        ],
+        vec![
+            patch(
+                "win",
+                "p:win",
+                DetectionRule::KbInstalled { kb: Kb(5_034_770) },
+            ),
+            patch(
+                "app",
+                "p:app",
+                DetectionRule::KbInstalled { kb: Kb(5_002_500) },
+            ),
+        ],
+    );
+    let mut f = HostFacts {
+        os_name: "Windows Server 2022 Datacenter".into(),
+        installation_type: Some("Server".into()),
+        build: Some(v("10.0.20348.2340")),
+        ..Default::default()
+    };
+    let status = |c: &Catalog, f: &HostFacts, id: &str| {
+        let out = evaluate(c, f);
+        let v = out.iter().find(|v| v.patch == id).unwrap().clone();
+        (v.status, v.evidence)
+    };
+    assert_eq!(status(&c, &f, "win").0, Status::Missing);
+    let (s, evidence) = status(&c, &f, "app");
+    assert_eq!(s, Status::Note, "{evidence}");
+    assert!(evidence.contains("Windows updates only"), "{evidence}");
+    f.kbs_unknown = Some("Invalid class \"Win32_QuickFixEngineering\"".into());
+    let (s, evidence) = status(&c, &f, "win");
+    assert_eq!(s, Status::Note, "{evidence}");
+    assert!(evidence.contains("Win32_QuickFixEngineering"), "{evidence}");
+    f.kbs = [Kb(5_034_770), Kb(5_002_500)].into_iter().collect();
+    assert_eq!(status(&c, &f, "win").0, Status::Installed);
+    assert_eq!(status(&c, &f, "app").0, Status::Installed);
+}

@@ -317,14 +317,18 @@ fn program_name(token: &str) -> (String, bool) {
     (stem.to_string(), token.contains(['\\', '/', ':']))
 }
 
-/// cmd.exe's answer to a program it cannot find.
-pub(crate) fn not_recognized(name: &str) -> Out {
-    Out::err(
-        format!(
+/// cmd.exe's answer to a program it cannot find: exit code 9009 in every language, the message in
+/// the host's.
+pub(crate) fn not_recognized(host: &WinHost, name: &str) -> Out {
+    let text = match host.language.as_str() {
+        "de-DE" => format!(
+            "Der Befehl \"{name}\" ist entweder falsch geschrieben oder\r\nkonnte nicht gefunden werden.\r\n"
+        ),
+        _ => format!(
             "'{name}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
         ),
-        1,
-    )
+    };
+    Out::err(text, 9009)
 }
 
 /// Runs one command (no operators left).
@@ -386,7 +390,7 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
         }
         match packages::find_program(host, &first.text) {
             Some(path) => packages::run_program(ctx, &first.text, &path, &args).await,
-            None if via_cmd => not_recognized(&first.text),
+            None if via_cmd => not_recognized(host, &first.text),
             None => Out::err(
                 format!(
                     "winsim: cannot start `{}`: The system cannot find the file specified. (0x80070002)\r\n",

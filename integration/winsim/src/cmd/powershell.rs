@@ -103,7 +103,7 @@ fn term_not_recognized(term: &str) -> Out {
 
 async fn run_script(ctx: &Ctx<'_>, script: &str) -> Out {
     if let Some(req) = probe::parse_script(script) {
-        return Out::ok(format!("{}\r\n", probe_json(ctx.host, &req)));
+        return run_probe(ctx.host, script, &req);
     }
     let mut total = Out::default();
     let mut last_exit: u32 = 0;
@@ -127,7 +127,10 @@ async fn run_script(ctx: &Ctx<'_>, script: &str) -> Out {
             }
             "$env:computername" | "hostname" => Out::ok(format!("{}\r\n", ctx.host.name)),
             "restart-computer" => restart(ctx.host),
-            _ if stmt.trim_start().starts_with("(Get-FileHash") || lower == "get-filehash" => {
+            // Get-FileHash arrived with PowerShell 4.0.
+            _ if (stmt.trim_start().starts_with("(Get-FileHash") || lower == "get-filehash")
+                && ctx.host.powershell_version.0 >= 4 =>
+            {
                 get_file_hash(ctx.host, &stmt)
             }
             "&" => native(ctx, &words[1..], &mut last_exit).await,
@@ -342,23 +345,72 @@ fn ps_words(s: &str) -> Vec<String> {
     out
 }
 
-/// The probe's answer, computed from the host model.
-pub(crate) fn probe_json(host: &WinHost, req: &ProbeRequest) -> String {
-    let facts = probe_facts(host, req);
-    serde_json::to_string(&facts).unwrap_or_else(|_| "{}".into())
+/// What the probe script prints on this host: the legacy signal where PowerShell is older than
+/// 3.0, else the facts as ASCII JSON (the script escapes non-ASCII), after a byte order mark on a
+/// host whose console writes one.
+fn run_probe(host: &WinHost, script: &str, req: &ProbeRequest) -> Out {
+    let bom = if host.powershell_bom { "\u{feff}" } else { "" };
+    let (major, minor) = host.powershell_version;
+    if major < 3 {
+        return Out::ok(format!("{bom}{} {major}.{minor}\r\n", probe::LEGACY_SIGNAL));
+    }
+    let traits = ScriptTraits::of(script);
+    let facts = probe_facts_with(host, req, traits);
+    let json = serde_json::to_string(&facts).unwrap_or_else(|_| "{}".into());
+    Out::ok(format!("{bom}{}\r\n", probe::ascii_json(&json)))
 }
 
-pub(crate) fn probe_facts(host: &WinHost, req: &ProbeRequest) -> ProbeFacts {
+/// What the model must know about how the script reads things, where PowerShell's behaviour
+/// depends on it: winsim does not run the script, so it looks for the lines that matter.
+#[derive(Debug, Clone, Copy)]
+struct ScriptTraits {
+    /// `Get-Item -Force`: hidden and system files are readable.
+    forces_hidden: bool,
+}
+
+impl ScriptTraits {
+    fn of(script: &str) -> Self {
+        ScriptTraits {
+            forces_hidden: script.contains("Get-Item -LiteralPath $full -Force"),
+        }
+    }
+}
+
+/// What `[Microsoft.Win32.RegistryKey]::OpenSubKey` throws for a key the account may not read.
+const REGISTRY_DENIED: &str = "Requested registry access is not allowed.";
+
+/// The probe's answer, computed from the host model as the script `traits` describes gathers it.
+fn probe_facts_with(host: &WinHost, req: &ProbeRequest, traits: ScriptTraits) -> ProbeFacts {
     let st = host.settled();
     let reg = &st.registry;
     let cv = model::CURRENT_VERSION;
+    let mut unknown = std::collections::BTreeMap::new();
+    let cv_denied = host.registry_denied(cv);
+    if cv_denied {
+        for n in [
+            "ProductName",
+            "EditionID",
+            "InstallationType",
+            "CSDVersion",
+            "CurrentBuild",
+            "UBR",
+        ] {
+            unknown.insert(n.to_string(), REGISTRY_DENIED.to_string());
+        }
+    }
     let text = |n: &str| match reg.get(cv, n) {
-        Some(RegValue::Sz(s)) => s.clone(),
+        Some(RegValue::Sz(s)) if !cv_denied => s.clone(),
         _ => String::new(),
     };
     let num = |n: &str| match reg.get(cv, n) {
-        Some(RegValue::Dword(d)) => Some(*d),
+        Some(RegValue::Dword(d)) if !cv_denied => Some(*d),
         _ => None,
+    };
+    let listed = |key: &str, name: &str| match reg.get(key, name) {
+        Some(RegValue::MultiSz(items)) => items.iter().any(|i| !i.is_empty()),
+        Some(RegValue::Sz(s)) => !s.is_empty(),
+        Some(_) => true,
+        None => false,
     };
     let current: Vec<u32> = text("CurrentVersion")
         .split('.')
@@ -371,19 +423,29 @@ pub(crate) fn probe_facts(host: &WinHost, req: &ProbeRequest) -> ProbeFacts {
     let pending_reboot = PendingReboot {
         cbs_reboot_pending: reg.key_exists(model::CBS_REBOOT_PENDING),
         windows_update_reboot_required: reg.key_exists(model::WU_REBOOT_REQUIRED),
-        pending_file_renames: reg.get(model::SESSION_MANAGER, model::PFRO).is_some(),
+        pending_file_renames: listed(model::SESSION_MANAGER, model::PFRO)
+            || listed(model::SESSION_MANAGER, "PendingFileRenameOperations2"),
         update_exe_volatile: matches!(reg.get(model::UPDATES, "UpdateExeVolatile"), Some(RegValue::Dword(v)) if *v != 0),
     };
     let registry = req
         .registry
         .iter()
         .map(|q| match reg.get(&q.key, &q.value) {
+            _ if host.registry_denied(&q.key) => RegistryFact {
+                key: q.key.clone(),
+                value: q.value.clone(),
+                found: false,
+                kind: None,
+                data: None,
+                error: Some(REGISTRY_DENIED.into()),
+            },
             Some(v) => RegistryFact {
                 key: q.key.clone(),
                 value: q.value.clone(),
                 found: true,
                 kind: Some(v.type_name().into()),
                 data: Some(reg_json(v)),
+                error: None,
             },
             // An empty value name asks whether the key exists (see `probe::RegistryQuery`).
             None => RegistryFact {
@@ -392,15 +454,21 @@ pub(crate) fn probe_facts(host: &WinHost, req: &ProbeRequest) -> ProbeFacts {
                 found: q.value.is_empty() && reg.key_exists(&q.key),
                 kind: None,
                 data: None,
+                error: None,
             },
         })
         .collect();
-    let files = req.files.iter().map(|p| file_fact(host, p)).collect();
+    let files = req
+        .files
+        .iter()
+        .map(|p| file_fact(host, p, traits))
+        .collect();
     ProbeFacts {
         schema: probe::PROBE_SCHEMA,
         computer_name: host.name.clone(),
         product_name: text("ProductName"),
         edition_id: text("EditionID"),
+        installation_type: text("InstallationType"),
         csd_version: text("CSDVersion"),
         major,
         minor,
@@ -412,6 +480,7 @@ pub(crate) fn probe_facts(host: &WinHost, req: &ProbeRequest) -> ProbeFacts {
         free_disk_bytes: st.free_disk,
         registry,
         files,
+        unknown,
     }
 }
 
@@ -425,20 +494,88 @@ fn reg_json(v: &RegValue) -> serde_json::Value {
     }
 }
 
-fn file_fact(host: &WinHost, path: &str) -> FileFact {
-    let local = host.host_path(path);
+/// The environment of a remote session, as `[Environment]::ExpandEnvironmentVariables` sees it.
+fn session_environment(host: &WinHost) -> Vec<(&'static str, String)> {
+    let mut vars = vec![
+        ("SystemRoot", host.system_root.clone()),
+        ("windir", host.system_root.clone()),
+        ("SystemDrive", "C:".to_string()),
+        ("ProgramData", r"C:\ProgramData".to_string()),
+        ("ProgramFiles", r"C:\Program Files".to_string()),
+        (
+            "CommonProgramFiles",
+            r"C:\Program Files\Common Files".to_string(),
+        ),
+    ];
+    if host.machine != crate::pe::Machine::I386 {
+        vars.push(("ProgramFiles(x86)", r"C:\Program Files (x86)".to_string()));
+        vars.push((
+            "CommonProgramFiles(x86)",
+            r"C:\Program Files (x86)\Common Files".to_string(),
+        ));
+    }
+    vars
+}
+
+/// Expands `%NAME%` as Windows does (names ignore case; an unknown one stays as it is).
+fn expand_environment(host: &WinHost, path: &str) -> String {
+    let vars = session_environment(host);
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('%') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('%') {
+            Some(end) => {
+                let name = &after[..end];
+                match vars.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                    Some((_, v)) => out.push_str(v),
+                    None => {
+                        out.push('%');
+                        out.push_str(name);
+                        out.push('%');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('%');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn file_fact(host: &WinHost, path: &str, traits: ScriptTraits) -> FileFact {
+    let mut fact = FileFact {
+        path: path.into(),
+        exists: false,
+        size: None,
+        file_version: None,
+        product_version: None,
+        error: None,
+    };
+    let full = expand_environment(host, path);
+    if let Some(var) = unexpanded_variable(&full) {
+        fact.error = Some(format!(
+            "environment variable {var} is not set on this host"
+        ));
+        return fact;
+    }
+    let local = host.host_path(&full);
     let meta = std::fs::metadata(&local)
         .ok()
-        .filter(|m| m.is_file() && !WinHost::foreign_drive(path));
+        .filter(|m| m.is_file() && !WinHost::foreign_drive(&full));
     let Some(meta) = meta else {
-        return FileFact {
-            path: path.into(),
-            exists: false,
-            size: None,
-            file_version: None,
-            product_version: None,
-        };
+        return fact;
     };
+    if host.is_hidden(&full) && !traits.forces_hidden {
+        // Test-Path finds it; Get-Item without -Force does not.
+        fact.error = Some(format!("Could not find item {full}."));
+        return fact;
+    }
     let version = std::fs::read(&local)
         .ok()
         .and_then(|b| crate::pe::read_version(&b).ok());
@@ -448,7 +585,16 @@ fn file_fact(host: &WinHost, path: &str) -> FileFact {
         size: Some(meta.len()),
         file_version: version.as_ref().map(|v| v.file_version.to_string()),
         product_version: version.as_ref().map(|v| v.product_version.to_string()),
+        error: None,
     }
+}
+
+/// The first `%NAME%` left in an expanded path (what the probe's `-match '%[^%\\]+%'` finds).
+fn unexpanded_variable(expanded: &str) -> Option<&str> {
+    let start = expanded.find('%')?;
+    let len = expanded[start + 1..].find('%')?;
+    let name = &expanded[start + 1..start + 1 + len];
+    (!name.is_empty() && !name.contains('\\')).then(|| &expanded[start..start + len + 2])
 }
 
 #[cfg(test)]
