@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod inventory;
+pub mod targets;
 pub mod remote;
 pub mod scan;
 pub mod repo;

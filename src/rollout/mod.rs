@@ -489,6 +489,8 @@ pub struct Rollout {
     /// While paused after the canaries, wait for the promote marker (polling its folder) instead
     /// of returning a paused summary.
     pub wait_for_promote: bool,
+    /// Resolved hosts to journal in the run header (see `RunHeader::targets`).
+    pub targets: Vec<crate::targets::TargetRecord>,
 }
 
 impl Rollout {
@@ -500,6 +502,7 @@ impl Rollout {
             watcher: Arc::new(Quiet),
             stop: StopFlag::default(),
             wait_for_promote: false,
+            targets: Vec::new(),
         }
     }
 
@@ -517,6 +520,7 @@ impl Rollout {
             plan: plan_text.to_string(),
             waves,
             options,
+            targets: self.targets.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);
         journal.run_state(RunState::Running, "started")?;
