@@ -4,5 +4,6 @@
 pub mod args;
 pub mod catalog;
 pub mod exit;
+pub mod inventory;
 pub mod rollout;
 pub mod scan;
