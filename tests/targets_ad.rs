@@ -52,35 +52,41 @@ fn expected_fleet() -> BTreeMap<String, (String, BTreeSet<String>)> {
         .collect()
 }
 
+/// `hive inventory from-ad` against the harness's DC; `extra` flags replace the defaults of the
+/// same name (or are added: `--starttls`).
 fn from_ad(extra: &[&str]) -> Output {
-    let url = env("HIVE_TEST_AD_URL");
-    let base = env("HIVE_TEST_AD_BASE");
-    let bind = env("HIVE_TEST_AD_BIND_DN");
-    let ca = env("HIVE_TEST_AD_CA_FILE");
-    let mut args = vec![
-        "inventory",
-        "from-ad",
-        "--ldap",
-        &url,
-        "--base",
-        &base,
-        "--bind-dn",
-        &bind,
-        "--bind-credential",
-        "env:HIVE_TEST_AD_BIND_PW",
-        "--ca-file",
-        &ca,
-        "--rule",
-        "OU=Web:web",
-        "--rule",
-        "OU=Db:db",
-        "--rule",
-        "member:Patch-Canary:canary",
-        "--timeout",
-        "20",
-    ];
-    // Later flags of the same name win for single-valued options (clap keeps the last).
-    args.extend_from_slice(extra);
+    let mut flags: Vec<(String, Option<String>)> = [
+        ("--ldap", env("HIVE_TEST_AD_URL")),
+        ("--base", env("HIVE_TEST_AD_BASE")),
+        ("--bind-dn", env("HIVE_TEST_AD_BIND_DN")),
+        ("--bind-credential", "env:HIVE_TEST_AD_BIND_PW".to_string()),
+        ("--ca-file", env("HIVE_TEST_AD_CA_FILE")),
+        ("--timeout", "20".to_string()),
+    ]
+    .into_iter()
+    .map(|(f, v)| (f.to_string(), Some(v)))
+    .collect();
+    let mut it = extra.iter().peekable();
+    while let Some(flag) = it.next() {
+        let value = match it.peek() {
+            Some(v) if !v.starts_with("--") => it.next().map(|v| v.to_string()),
+            _ => None,
+        };
+        match flags.iter_mut().find(|(f, _)| f == flag) {
+            Some(slot) => slot.1 = value,
+            None => flags.push((flag.to_string(), value)),
+        }
+    }
+    let mut args: Vec<String> = vec!["inventory".into(), "from-ad".into()];
+    for (f, v) in flags {
+        args.push(f);
+        args.extend(v);
+    }
+    for rule in ["OU=Web:web", "OU=Db:db", "member:Patch-Canary:canary"] {
+        args.push("--rule".into());
+        args.push(rule.into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     hive(&args)
 }
 
@@ -220,8 +226,8 @@ async fn scan_of_hosts_from_the_directory() {
         ),
     )
     .unwrap();
-    let catalog: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/catalogs/cvrf/2024-Mar.xml");
+    let catalog: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/catalogs/cvrf/2024-Mar.xml");
     let inv = inventory.to_string_lossy().into_owned();
     let cat = catalog.to_string_lossy().into_owned();
     let out = tokio::task::spawn_blocking(move || {
@@ -263,8 +269,8 @@ async fn scan_of_hosts_from_the_directory() {
         hosts: targets.hosts.iter().map(|(h, _)| h.clone()).collect(),
     };
     let options = hive::rollout::RolloutOptions::default();
-    let waves = hive::rollout::plan_waves("canary(group=canary) -> 100%", &inv, None, &options)
-        .unwrap();
+    let waves =
+        hive::rollout::plan_waves("canary(group=canary) -> 100%", &inv, None, &options).unwrap();
     let canary: BTreeSet<&str> = waves[0].hosts.iter().map(String::as_str).collect();
     assert_eq!(canary, BTreeSet::from(["DB01", "WEB01"]));
     let web: BTreeSet<&str> = inv.group("web").map(|h| h.name.as_str()).collect();
