@@ -219,6 +219,11 @@ struct RawDefaults {
     credential: Option<String>,
     smb_port: Option<u16>,
     smb_share: Option<String>,
+    /// Where every host's files go when not to the host itself (hosts found by a source).
+    smb_address: Option<String>,
+    /// The folder standing for `C:\` in the share; `{name}` becomes the host's name, so hosts
+    /// found by a source can share one export (a simulated fleet behind one Samba).
+    smb_root: Option<String>,
     password: Option<toml::Value>,
 }
 
@@ -381,14 +386,23 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         .unwrap_or(Transport::WinrmHttp);
     let address = h.address.unwrap_or_else(|| h.name.clone());
     validate_address(&address)?;
-    let smb_address = h.smb_address.unwrap_or_else(|| address.clone());
+    let smb_address = h
+        .smb_address
+        .or_else(|| defaults.smb_address.clone())
+        .unwrap_or_else(|| address.clone());
     validate_address(&smb_address)?;
     let credential_text = h
         .credential
         .or_else(|| defaults.credential.clone())
         .ok_or("no credential reference (set `credential` or [defaults] credential)")?;
     let credential = CredentialRef::parse(&credential_text)?;
-    if let Some(root) = &h.smb_root
+    let smb_root = h.smb_root.or_else(|| {
+        defaults
+            .smb_root
+            .as_ref()
+            .map(|r| r.replace("{name}", &h.name))
+    });
+    if let Some(root) = &smb_root
         && (root.split(['\\', '/']).any(|p| p == "..") || root.contains(':'))
     {
         return Err(format!(
@@ -442,7 +456,7 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
             .smb_share
             .or_else(|| defaults.smb_share.clone())
             .unwrap_or_else(|| "C$".to_string()),
-        smb_root: h.smb_root.unwrap_or_default(),
+        smb_root: smb_root.unwrap_or_default(),
         sftp_root: h.sftp_root.unwrap_or_default(),
         name: h.name,
         address,
@@ -637,6 +651,42 @@ mod tests {
             CredentialRef::File("/etc/hive/db.cred".into())
         );
         assert_eq!(inv.group("canary").count(), 1);
+    }
+
+    #[test]
+    fn defaults_give_port_and_file_location_to_hosts_without_their_own() {
+        let inv = parse(
+            r#"
+            [defaults]
+            credential = "prompt"
+            port = 15985
+            smb_address = "127.0.0.1"
+            smb_share = "fleet"
+            smb_root = 'run7\{name}'
+            [[host]]
+            name = "web01"
+            address = "127.0.1.1"
+            [[host]]
+            name = "db01"
+            port = 5985
+            smb_root = "db"
+            "#,
+        )
+        .unwrap();
+        let (web, db) = (&inv.hosts[0], &inv.hosts[1]);
+        assert_eq!(
+            (web.port, web.smb_address.as_str(), web.smb_root.as_str()),
+            (15985, "127.0.0.1", "run7\\web01")
+        );
+        assert_eq!((db.port, db.smb_root.as_str()), (5985, "db"));
+        let bad = parse(
+            "[defaults]\ncredential = \"prompt\"\nsmb_root = '..\\{name}'\n[[host]]\nname = \"a\"\n",
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("must be a folder inside the share")
+        );
     }
 
     #[test]

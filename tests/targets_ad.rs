@@ -3,6 +3,8 @@
 //! resolves at start, with the bad inputs an admin meets first (wrong password, missing base,
 //! unreachable DC, a certificate hive cannot verify, a computer without a DNS name).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -11,11 +13,7 @@ use hive::inventory::InventoryFile;
 use winsim::Fleet;
 use winsim::server::{FleetOptions, WinrmFleet};
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run this test through integration/test.sh (it starts the ad service)")
-    })
-}
+use common::{Lab, LabPatch, env};
 
 fn hive(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hive"))
@@ -283,4 +281,204 @@ impl hive::inventory::SecretSource for NoPrompt {
     fn prompt(&mut self, _: &str) -> Result<hive::inventory::Secret, String> {
         Err("no terminal in a test".into())
     }
+}
+
+/// A canary rollout whose hosts and canaries come from the directory: the Patch-Canary members are
+/// patched first and the run pauses; the directory is then made unusable (the inventory's bind
+/// password is wrong) and `hive resume` still finishes the same seven hosts, from its journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_rollout_of_hosts_from_the_directory_resumes_from_its_journal() {
+    use hive::catalog::model::{DetectionRule, InstallerRecipe, VersionOp, WhenMissing};
+    use winsim::installer::Package;
+
+    const PRODUCT: &str = "Windows Server 2019 Datacenter";
+    const DLL: &str = r"C:\Windows\System32\adfix.dll";
+    let fleet = expected_fleet();
+    let user = env("HIVE_TEST_SMB_USER");
+    let password = env("HIVE_TEST_SMB_PASSWORD");
+    let sub = format!("ad-rollout-{}", std::process::id());
+    let drives = PathBuf::from(env("HIVE_TEST_SMB_FLEET_ROOT")).join(&sub);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut sim = format!(
+        "[template.ws]\nproduct = \"{PRODUCT}\"\nedition = \"ServerDatacenter\"\nversion = \"10.0.17763\"\n\
+         ubr = 5206\nfiles = [{{ path = '{DLL}', version = \"10.0.17763.5000\" }}]\n\n"
+    );
+    for (name, (addr, _)) in &fleet {
+        sim.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"ws\"\nwinrm_port = {port}\n\n"
+        ));
+    }
+    let mut configs = winsim::fleet::parse(&sim, Path::new("ad-fleet.toml")).unwrap();
+    for c in configs.iter_mut() {
+        c.user = user.clone();
+        c.password = winsim::fleet::Password::new(password.clone());
+    }
+    let model = Fleet::start(&configs, &drives).unwrap();
+    let servers = WinrmFleet::start(model.sim_hosts(), FleetOptions::default())
+        .await
+        .unwrap();
+
+    let mut lab = Lab::new();
+    let mut recipe = InstallerRecipe::legacy_hotfix();
+    recipe.needs_qchain = false;
+    lab.add(LabPatch {
+        id: "KB5000240",
+        bulletin: "MS-AD-240",
+        product: PRODUCT,
+        file_name: "KB5000240.exe",
+        package: Package::hotfix("KB5000240").file(DLL, "10.0.17763.6240".parse().unwrap()),
+        recipe,
+        subtype: "Security Update",
+        detection: Some(DetectionRule::FileVersion {
+            path: DLL.into(),
+            op: VersionOp::AtLeast,
+            version: "10.0.17763.6240".parse().unwrap(),
+            date: None,
+            size: None,
+            checksum: None,
+            when_missing: WhenMissing::NotInstalled,
+        }),
+    });
+    let dir = lab.dir.path().to_path_buf();
+    let catalog = dir.join("catalog.json");
+    hive::catalog::store::save(&catalog, &lab.catalog).unwrap();
+    let inventory = dir.join("inventory.toml");
+    let write_inventory = |bind_credential: &str| {
+        std::fs::write(
+            &inventory,
+            format!(
+                "[defaults]\nuser = \"{user}\"\ncredential = \"env:HIVE_TEST_SMB_PASSWORD\"\nport = {port}\n\
+                 smb_address = \"{}\"\nsmb_port = {}\nsmb_share = \"{}\"\nsmb_root = '{sub}\\{{name}}'\n\n\
+                 [[source]]\nkind = \"ad\"\nldap = \"{}\"\nbase = \"{}\"\nbind_dn = \"{}\"\n\
+                 bind_credential = \"{bind_credential}\"\nca_file = \"{}\"\n\
+                 rule = [{{ member_of = \"Patch-Canary\", group = \"canary\" }}]\n",
+                env("HIVE_TEST_SMB_HOST"),
+                env("HIVE_TEST_SMB_PORT"),
+                env("HIVE_TEST_SMB_FLEET_SHARE"),
+                env("HIVE_TEST_AD_URL"),
+                env("HIVE_TEST_AD_BASE"),
+                env("HIVE_TEST_AD_BIND_DN"),
+                env("HIVE_TEST_AD_CA_FILE"),
+            ),
+        )
+        .unwrap()
+    };
+    write_inventory("env:HIVE_TEST_AD_PASSWORD");
+    let repo = lab.repo.root().to_path_buf();
+    let run_hive = |args: Vec<String>| {
+        let (inv, repo, cat) = (inventory.clone(), repo.clone(), catalog.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_hive"));
+            c.args(&args);
+            if args[0] != "promote" && args[0] != "report" {
+                c.arg("--inventory")
+                    .arg(&inv)
+                    .arg("--catalog")
+                    .arg(&cat)
+                    .args([
+                        "--shutdown-delay",
+                        "0",
+                        "--poll-ms",
+                        "100",
+                        "--install-timeout",
+                        "30",
+                    ]);
+            }
+            c.arg("--repo").arg(&repo).env_remove("HIVE_INVENTORY");
+            c.output().unwrap()
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    let out = run_hive(args(&[
+        "rollout",
+        "--plan",
+        "canary(group=canary) -> 100%",
+        "--pause-after-canary",
+    ]))
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stderr}\n{stdout}");
+    let runs: Vec<String> = std::fs::read_dir(repo.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = runs[0].clone();
+    let log = hive::journal::RunLog::load(&repo, &run).unwrap();
+    let journaled: BTreeSet<String> = log.header.targets.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(journaled, fleet.keys().cloned().collect::<BTreeSet<_>>());
+    assert!(
+        log.header
+            .targets
+            .iter()
+            .all(|t| t.origin.starts_with("directory ldaps://")),
+        "{:?}",
+        log.header.targets
+    );
+    let canary: BTreeSet<&str> = log.header.waves[0]
+        .hosts
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(canary, BTreeSet::from(["DB01", "WEB01"]));
+
+    let verdicts = |out: &Output| -> BTreeMap<String, String> {
+        let (stdout, stderr) = text(out);
+        let rows: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}{stderr}"));
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["host"].as_str().unwrap().to_string(),
+                    r["verdict"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let report = verdicts(
+        &run_hive(args(&["report", &run, "-o", "json"]))
+            .await
+            .unwrap(),
+    );
+    for (host, verdict) in &report {
+        let want = if canary.contains(host.as_str()) {
+            "patched"
+        } else {
+            "not done"
+        };
+        assert_eq!(verdict, want, "{host}: {report:?}");
+    }
+
+    // The directory can no longer be asked (wrong bind password): resume must not need it.
+    write_inventory("env:HIVE_TEST_NO_SUCH_PASSWORD_VAR");
+    let out = run_hive(args(&["promote", &run])).await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let out = run_hive(args(&["resume", &run])).await.unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    let report = verdicts(
+        &run_hive(args(&["report", &run, "-o", "json"]))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(report.len(), fleet.len());
+    assert!(report.values().all(|v| v == "patched"), "{report:?}");
+
+    // A new run, by contrast, asks the directory and says why it cannot.
+    let out = run_hive(args(&["deploy", "--dry-run"])).await.unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bind password for `") && stderr.contains("not set"),
+        "{stderr}"
+    );
+    servers.shutdown().await;
+    let _ = std::fs::remove_dir_all(&drives);
 }
