@@ -267,12 +267,17 @@ impl Inventory {
     /// has asked the directory, the range or the list.
     pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let file = InventoryFile::parse(text, path)?;
+        let syntax = |message: &str| InventoryError::Syntax {
+            path: path.to_path_buf(),
+            message: message.into(),
+        };
         if !file.sources.is_empty() {
-            return Err(InventoryError::Syntax {
-                path: path.to_path_buf(),
-                message: "[[source]] entries are resolved at run time (hive::targets::resolve)"
-                    .into(),
-            });
+            return Err(syntax(
+                "[[source]] entries are resolved at run time (hive::targets::resolve)",
+            ));
+        }
+        if file.inventory.hosts.is_empty() {
+            return Err(syntax("no [[host]] entries"));
         }
         Ok(file.inventory)
     }
@@ -312,7 +317,8 @@ impl InventoryFile {
         Self::parse(&text, path)
     }
 
-    /// Parse inventory text, sources left unresolved; `path` only names the file in errors.
+    /// Parse inventory text, sources left unresolved; `path` only names the file in errors. A
+    /// file of `[defaults]` alone is accepted: `--range` and `--hosts-file` bring the hosts.
     pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let raw: RawInventory = toml::from_str(text).map_err(|e| InventoryError::Syntax {
             path: path.to_path_buf(),
@@ -342,9 +348,6 @@ impl InventoryFile {
                 return Err(bad(INLINE_SECRET.into()));
             }
             hosts.push(build_host(h, &raw.defaults).map_err(&bad)?);
-        }
-        if hosts.is_empty() && raw.source.is_empty() {
-            return Err(syntax("no [[host]] or [[source]] entries".into()));
         }
         Ok(InventoryFile {
             path: path.to_path_buf(),

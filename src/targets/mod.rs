@@ -141,8 +141,12 @@ pub enum TargetError {
         first: String,
         second: String,
     },
-    #[error("{0} name no host")]
-    Empty(String),
+    #[error(
+        "inventory {}: no [[host]] entries and no source found a host (or name the targets with \
+         --range or --hosts-file)",
+        .0.display()
+    )]
+    Empty(PathBuf),
 }
 
 /// The hosts of a run, each with where it came from, in order: the inventory's `[[host]]`s, then
@@ -222,10 +226,7 @@ pub async fn resolve(
         }
     }
     if targets.hosts.is_empty() {
-        return Err(TargetError::Empty(format!(
-            "the hosts and sources of {}",
-            file.path.display()
-        )));
+        return Err(TargetError::Empty(file.path.clone()));
     }
     Ok(targets)
 }
@@ -483,6 +484,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--max-hosts 65534"), "{err}");
+    }
+
+    #[test]
+    fn an_inventory_of_defaults_alone_needs_command_line_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve_text("[defaults]\ncredential = \"prompt\"\n", dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no [[host]] entries") && err.contains("--range"),
+            "{err}"
+        );
     }
 
     #[test]
