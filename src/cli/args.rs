@@ -98,15 +98,17 @@ impl HostSelection {
                 return Err(format!("host `{name}` is not in {from}").into());
             }
         }
-        let mut chosen = targets::Targets::default();
-        chosen.hosts = resolved
-            .hosts
-            .into_iter()
-            .filter(|(h, _)| {
-                self.hosts.is_empty() || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
-            })
-            .filter(|(h, _)| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
-            .collect();
+        let mut chosen = targets::Targets {
+            hosts: resolved
+                .hosts
+                .into_iter()
+                .filter(|(h, _)| {
+                    self.hosts.is_empty()
+                        || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
+                })
+                .filter(|(h, _)| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
+                .collect(),
+        };
         let in_ranges: Vec<Host> = chosen
             .hosts
             .iter()
