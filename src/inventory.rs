@@ -255,11 +255,7 @@ const INLINE_SECRET: &str = "inline passwords are refused: name a credential ref
 impl Inventory {
     /// Read and validate an inventory file.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_inventory(path)?, path)
     }
 
     /// Parse inventory text; `path` is only used to name the file in errors. An inventory with
@@ -310,11 +306,7 @@ pub struct InventoryFile {
 impl InventoryFile {
     /// Read an inventory file, sources left unresolved.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_inventory(path)?, path)
     }
 
     /// Parse inventory text, sources left unresolved; `path` only names the file in errors. A
@@ -376,6 +368,13 @@ impl InventoryFile {
             &self.defaults,
         )
     }
+}
+
+fn read_inventory(path: &Path) -> Result<String, InventoryError> {
+    std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// One `[[host]]` with the file's defaults applied, every field checked.

@@ -157,6 +157,32 @@ fn bad_directory_input_gets_a_clear_message() {
         assert!(!stderr.contains(&env("HIVE_TEST_AD_PASSWORD")));
     }
 
+    // A [[host]] the directory also lists: refused at start, naming both places.
+    let dir = tempfile::tempdir().unwrap();
+    let inventory = dir.path().join("inventory.toml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[defaults]\ncredential = \"prompt\"\n[[host]]\nname = \"web01\"\n\n\
+             [[source]]\nkind = \"ad\"\nldap = \"{}\"\nbase = \"{}\"\nbind_dn = \"{}\"\n\
+             bind_credential = \"env:HIVE_TEST_AD_BIND_PW\"\nca_file = \"{}\"\n",
+            env("HIVE_TEST_AD_URL"),
+            env("HIVE_TEST_AD_BASE"),
+            env("HIVE_TEST_AD_BIND_DN"),
+            env("HIVE_TEST_AD_CA_FILE"),
+        ),
+    )
+    .unwrap();
+    let inv = inventory.to_string_lossy().into_owned();
+    let out = hive(&["scan", "-i", &inv, "--catalog", &inv]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("host `WEB01` comes from two places: [[host]] of")
+            && stderr.contains("(CN=WEB01,OU=Web,OU=Servers,"),
+        "{stderr}"
+    );
+
     // Without the harness's CA the DC's certificate is not trusted: refused, not ignored.
     let url = env("HIVE_TEST_AD_URL");
     let base = env("HIVE_TEST_AD_BASE");

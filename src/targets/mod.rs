@@ -173,6 +173,25 @@ impl Targets {
         Ok(())
     }
 
+    /// A host a source found, with the inventory's defaults; a bad one names its origin.
+    fn add_found(
+        &mut self,
+        file: &InventoryFile,
+        name: &str,
+        address: &str,
+        groups: &[String],
+        origin: Origin,
+    ) -> Result<(), TargetError> {
+        let host = file
+            .source_host(name, address, groups.iter().cloned())
+            .map_err(|message| TargetError::Host {
+                host: name.to_string(),
+                origin: origin.to_string(),
+                message,
+            })?;
+        self.add(host, origin)
+    }
+
     /// Whether any host came from a source rather than a `[[host]]` (and so belongs in a run's
     /// journal, since asking the source again may give another answer).
     pub fn from_sources(&self) -> bool {
@@ -241,14 +260,7 @@ fn add_range(
     for addr in range::expand(text, limit)? {
         let name = addr.to_string();
         let origin = Origin::Range(text.trim().to_string());
-        let host = file
-            .source_host(&name, &name, groups.iter().cloned())
-            .map_err(|message| TargetError::Host {
-                host: name.clone(),
-                origin: origin.to_string(),
-                message,
-            })?;
-        targets.add(host, origin)?;
+        targets.add_found(file, &name, &name, groups, origin)?;
     }
     Ok(())
 }
@@ -264,14 +276,7 @@ fn add_list(
             path: path.to_path_buf(),
             line,
         };
-        let host = file
-            .source_host(&name, &name, groups.iter().cloned())
-            .map_err(|message| TargetError::Host {
-                host: name.clone(),
-                origin: origin.to_string(),
-                message,
-            })?;
-        targets.add(host, origin)?;
+        targets.add_found(file, &name, &name, groups, origin)?;
     }
     Ok(())
 }
@@ -287,14 +292,8 @@ async fn add_directory(
             url: source.ldap.clone(),
             dn: c.dn.clone(),
         };
-        let host = file
-            .source_host(&c.name, &c.dns_host_name, c.groups.iter().cloned())
-            .map_err(|message| TargetError::Host {
-                host: c.name.clone(),
-                origin: origin.to_string(),
-                message,
-            })?;
-        targets.add(host, origin)?;
+        let groups: Vec<String> = c.groups.iter().cloned().collect();
+        targets.add_found(file, &c.name, &c.dns_host_name, &groups, origin)?;
     }
     Ok(())
 }
