@@ -442,7 +442,9 @@ async fn canary_rollout_of_hosts_from_the_directory_resumes_from_its_journal() {
         log.header
             .targets
             .iter()
-            .all(|t| t.origin.starts_with("directory ldaps://")),
+            .all(|t| t.origin.starts_with("directory ldaps://")
+                && t.origin
+                    .ends_with("; Windows Server 2019 Datacenter 10.0 (17763))")),
         "{:?}",
         log.header.targets
     );

@@ -92,9 +92,17 @@ impl CommandLineTargets {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Inventory(PathBuf),
-    Directory { url: String, dn: String },
+    /// A computer object: its DN and the OS the directory records for it.
+    Directory {
+        url: String,
+        dn: String,
+        os: String,
+    },
     Range(String),
-    HostsFile { path: PathBuf, line: usize },
+    HostsFile {
+        path: PathBuf,
+        line: usize,
+    },
 }
 
 impl Origin {
@@ -108,7 +116,10 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Inventory(p) => write!(f, "[[host]] of {}", p.display()),
-            Origin::Directory { url, dn } => write!(f, "directory {url} ({dn})"),
+            Origin::Directory { url, dn, os } if os.trim().is_empty() => {
+                write!(f, "directory {url} ({dn})")
+            }
+            Origin::Directory { url, dn, os } => write!(f, "directory {url} ({dn}; {os})"),
             Origin::Range(r) => write!(f, "range {r}"),
             Origin::HostsFile { path, line } => write!(f, "{} line {line}", path.display()),
         }
@@ -291,6 +302,7 @@ async fn add_directory(
         let origin = Origin::Directory {
             url: source.ldap.clone(),
             dn: c.dn.clone(),
+            os: format!("{} {}", c.os, c.os_version).trim().to_string(),
         };
         let groups: Vec<String> = c.groups.iter().cloned().collect();
         targets.add_found(file, &c.name, &c.dns_host_name, &groups, origin)?;
