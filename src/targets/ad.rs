@@ -222,6 +222,14 @@ impl AdSource {
                 message: "no base DN".into(),
             });
         }
+        // An empty name with a password is an "unauthenticated bind": it succeeds and then
+        // finds nothing, which would read as an empty directory.
+        if self.bind_dn.trim().is_empty() {
+            return Err(AdError::Config {
+                url: url.clone(),
+                message: "no bind account (bind_dn, --bind-dn)".into(),
+            });
+        }
         Ok(())
     }
 
@@ -527,6 +535,14 @@ mod tests {
         assert!(s.check().is_ok());
         s.ldap = "ldapi:///var/run/ldapi".into();
         assert!(s.check().unwrap_err().to_string().contains("ldaps://"));
+        let mut s = source();
+        s.bind_dn = " ".into();
+        assert!(
+            s.check()
+                .unwrap_err()
+                .to_string()
+                .contains("no bind account")
+        );
     }
 
     #[test]
