@@ -84,10 +84,10 @@ _ad_computer() {
 ad_start() {
   HIVE_AD_DIR=$HIVE_TEST_RUN/ad
   mkdir -p "$HIVE_AD_DIR"
-  _ad_pick_address
+  _ad_pick_address || return 1
   HIVE_TEST_AD_DOMAIN_DN="DC=hive,DC=test"
   HIVE_TEST_AD_PASSWORD="Hive-Ad1-$(python3 -c 'import secrets; print(secrets.token_hex(8))')"
-  _ad_certs "$HIVE_AD_DIR/tls"
+  _ad_certs "$HIVE_AD_DIR/tls" || return 1
   samba-tool domain provision --targetdir="$HIVE_AD_DIR" --realm=HIVE.TEST --domain=HIVE \
     --server-role=dc --dns-backend=NONE --host-name=dc1 --adminpass="$HIVE_TEST_AD_PASSWORD" \
     --option="interfaces = $HIVE_TEST_AD_HOST/8" --option="bind interfaces only = yes" \
