@@ -8,6 +8,7 @@ pub mod time;
 pub mod events;
 pub mod catalog;
 pub mod inventory;
+pub mod targets;
 pub mod remote;
 pub mod scan;
 pub mod repo;

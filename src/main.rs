@@ -20,6 +20,9 @@ enum Command {
     /// The patch catalog: fetch, import, show, diff.
     #[command(subcommand)]
     Catalog(cli::catalog::CatalogCommand),
+    /// Inventories from what the admin already has: `from-ad` writes one from Active Directory.
+    #[command(subcommand)]
+    Inventory(cli::inventory::InventoryCommand),
     /// Create a HIVE repository (hotfixes/, ignore/, tbe/, machines/, logs/).
     Init {
         /// Where.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Catalog(c) => cli::catalog::run(c).map(|()| Outcome::Done),
+        Command::Inventory(c) => cli::inventory::run(c).map(|()| Outcome::Done),
         Command::Init { path } => cli::scan::init(&path).map(|()| Outcome::Done),
         Command::Deploy(args) => cli::rollout::deploy(args),
         Command::Rollout(args) => cli::rollout::rollout(args),

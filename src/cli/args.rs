@@ -10,8 +10,9 @@ use clap::Args;
 
 use hive::catalog::model::Catalog;
 use hive::catalog::store;
-use hive::inventory::{Host, Inventory};
+use hive::inventory::{Host, InventoryFile};
 use hive::rollout::Limit;
+use hive::targets::{self, CommandLineTargets, TargetRecord};
 
 /// The HIVE repository a command works in.
 #[derive(Args, Clone)]
@@ -33,7 +34,8 @@ pub struct OptionalRepoArg {
 /// Which hosts of the inventory a command works on.
 #[derive(Args, Clone)]
 pub struct HostSelection {
-    /// The inventory file (TOML).
+    /// The inventory file (TOML): its hosts and sources, and the defaults (transport,
+    /// credentials) for hosts found by --range and --hosts-file.
     #[arg(long, short = 'i', env = "HIVE_INVENTORY", value_name = "FILE")]
     pub inventory: PathBuf,
     /// Only these hosts (comma-separated names).
@@ -42,34 +44,98 @@ pub struct HostSelection {
     /// Only the hosts of this group.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// The addresses of a range instead of the inventory's hosts: 10.1.2.0/24 or
+    /// 10.1.2.10-10.1.2.60 (repeatable). Addresses with no WinRM/SSH listener are left out.
+    #[arg(long = "range", value_name = "RANGE")]
+    pub ranges: Vec<String>,
+    /// The hosts of a list file instead of the inventory's: one name or address a line, `#`
+    /// comments (repeatable).
+    #[arg(long = "hosts-file", value_name = "FILE")]
+    pub hosts_files: Vec<PathBuf>,
+    /// Allow ranges of more addresses than 256 (a /24).
+    #[arg(long, value_parser = at_least_one, value_name = "N")]
+    pub max_hosts: Option<usize>,
+}
+
+/// The hosts a command works on, and (when a source found them) what a run journals.
+pub struct Selected {
+    pub hosts: Vec<Host>,
+    /// Set when some host came from a source (directory, range, list).
+    pub records: Option<Vec<TargetRecord>>,
 }
 
 impl HostSelection {
     /// The selected hosts, in inventory order; unknown names are an error, not a silent skip.
     pub fn select(&self) -> Result<Vec<Host>, Box<dyn std::error::Error>> {
-        let inv = Inventory::load(&self.inventory)?;
+        Ok(self.select_targets()?.hosts)
+    }
+
+    /// Resolve the inventory's sources (or the command line's targets), apply --hosts and
+    /// --group, and leave out range addresses where nothing listens (said once, on stderr).
+    pub fn select_targets(&self) -> Result<Selected, Box<dyn std::error::Error>> {
+        let file = InventoryFile::load(&self.inventory)?;
+        let cli = CommandLineTargets {
+            ranges: self.ranges.clone(),
+            hosts_files: self.hosts_files.clone(),
+            max_hosts: self.max_hosts,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut prompt = super::scan::TerminalPrompt;
+        let resolved = runtime.block_on(targets::resolve(&file, &cli, &mut prompt))?;
+        let from = if cli.is_empty() {
+            self.inventory.display().to_string()
+        } else {
+            "the --range/--hosts-file targets".to_string()
+        };
         for name in &self.hosts {
-            if inv.host(name).is_none() {
-                return Err(format!("host `{name}` is not in {}", self.inventory.display()).into());
+            if !resolved
+                .hosts
+                .iter()
+                .any(|(h, _)| h.name.eq_ignore_ascii_case(name))
+            {
+                return Err(format!("host `{name}` is not in {from}").into());
             }
         }
-        let hosts: Vec<Host> = inv
+        let mut chosen = targets::Targets {
+            hosts: resolved
+                .hosts
+                .into_iter()
+                .filter(|(h, _)| {
+                    self.hosts.is_empty()
+                        || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
+                })
+                .filter(|(h, _)| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
+                .collect(),
+        };
+        let in_ranges: Vec<Host> = chosen
             .hosts
             .iter()
-            .filter(|h| {
-                self.hosts.is_empty() || self.hosts.iter().any(|n| n.eq_ignore_ascii_case(&h.name))
-            })
-            .filter(|h| self.group.as_ref().is_none_or(|g| h.groups.contains(g)))
-            .cloned()
+            .filter(|(_, o)| o.is_range())
+            .map(|(h, _)| h.clone())
             .collect();
-        if hosts.is_empty() {
-            return Err(format!(
-                "no host of {} matches the selection",
-                self.inventory.display()
-            )
-            .into());
+        if !in_ranges.is_empty() {
+            let (_, silent) = runtime.block_on(targets::listen::sweep(
+                in_ranges,
+                targets::listen::CONNECT_TIMEOUT,
+                256,
+            ));
+            if let Some(line) = targets::listen::report(&silent) {
+                eprintln!("{line}");
+            }
+            chosen
+                .hosts
+                .retain(|(h, _)| !silent.iter().any(|s| s.name == h.name));
         }
-        Ok(hosts)
+        if chosen.hosts.is_empty() {
+            return Err(format!("no host of {from} matches the selection").into());
+        }
+        let records = chosen.from_sources().then(|| chosen.records());
+        Ok(Selected {
+            hosts: chosen.hosts.into_iter().map(|(h, _)| h).collect(),
+            records,
+        })
     }
 }
 

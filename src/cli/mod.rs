@@ -6,5 +6,6 @@ pub mod catalog;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod exit;
+pub mod inventory;
 pub mod rollout;
 pub mod scan;

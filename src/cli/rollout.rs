@@ -16,6 +16,7 @@ use hive::remote::{NetworkConnector, Timeouts};
 use hive::repo::Repository;
 use hive::rollout::{Limit, Rollout, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
+use hive::targets::TargetRecord;
 
 use super::args::{
     CatalogArgs, HostSelection, RepoArg, at_least_one, limit, poll_ms, shutdown_delay, timeout_secs,
@@ -127,9 +128,21 @@ pub struct ReportArgs {
     pub steps: bool,
 }
 
-fn job(work: &WorkArgs) -> Result<(DeployJob, Inventory), Box<dyn std::error::Error>> {
-    let hosts = work.select.select()?;
-    let inv = Inventory { hosts };
+/// The hosts of a new run, resolved now; what it journals of them when a source found them.
+fn selected(work: &WorkArgs) -> Result<(Inventory, Vec<TargetRecord>), Box<dyn std::error::Error>> {
+    let selected = work.select.select_targets()?;
+    Ok((
+        Inventory {
+            hosts: selected.hosts,
+        },
+        selected.records.unwrap_or_default(),
+    ))
+}
+
+fn job(
+    work: &WorkArgs,
+    inv: Inventory,
+) -> Result<(DeployJob, Inventory), Box<dyn std::error::Error>> {
     let catalog = Arc::new(work.catalog.load()?);
     let repo = Repository::open(&work.repo.repo)?;
     let approved = load_approved(&repo)?;
@@ -174,11 +187,13 @@ fn job(work: &WorkArgs) -> Result<(DeployJob, Inventory), Box<dyn std::error::Er
 fn run_rollout(
     job: DeployJob,
     inv: &Inventory,
+    targets: Vec<TargetRecord>,
     plan_text: &str,
     options: RolloutOptions,
 ) -> CliResult {
     let waves = plan_waves(plan_text, inv, None, &options)?;
-    let rollout = rollout_of(job);
+    let mut rollout = rollout_of(job);
+    rollout.targets = targets;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
@@ -203,7 +218,8 @@ fn ended(summary: &Summary) -> Outcome {
 }
 
 pub fn deploy(args: DeployArgs) -> CliResult {
-    let (job, inv) = job(&args.work)?;
+    let (inv, targets) = selected(&args.work)?;
+    let (job, inv) = job(&args.work, inv)?;
     if args.dry_run {
         let runtime = tokio::runtime::Runtime::new()?;
         let hosts = secrets_for(&inv.hosts);
@@ -235,11 +251,12 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         parallel: args.work.parallel,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, "100%", options)
+    run_rollout(job, &inv, targets, "100%", options)
 }
 
 pub fn rollout(args: RolloutArgs) -> CliResult {
-    let (job, inv) = job(&args.work)?;
+    let (inv, targets) = selected(&args.work)?;
+    let (job, inv) = job(&args.work, inv)?;
     let options = RolloutOptions {
         parallel: args.work.parallel,
         max_failed_per_wave: args.max_failed,
@@ -247,12 +264,25 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, &args.plan, options)
+    run_rollout(job, &inv, targets, &args.plan, options)
 }
 
 /// `hive resume RUN`: continue a run after Ctrl-C, a crash or kill -9.
 pub fn resume(args: ResumeArgs) -> CliResult {
-    let (job, _) = job(&args.work)?;
+    // A run whose hosts came from a source resumes on the hosts it journaled, without asking
+    // the directory (or sweeping the range) again.
+    let header = RunLog::load(&args.work.repo.repo, &args.run)?.header;
+    let inv = if header.targets.is_empty() {
+        selected(&args.work)?.0
+    } else {
+        let hosts = header
+            .targets
+            .iter()
+            .map(|t| t.host())
+            .collect::<Result<Vec<_>, _>>()?;
+        Inventory { hosts }
+    };
+    let (job, _) = job(&args.work, inv)?;
     let rollout = rollout_of(job);
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {

@@ -145,7 +145,7 @@ pub fn triage(cmd: TriageCommand) -> CliResult {
 
 /// Reads passwords from the terminal without echo; refuses when there is no terminal rather than
 /// hanging a scheduled run.
-struct TerminalPrompt;
+pub struct TerminalPrompt;
 
 impl SecretSource for TerminalPrompt {
     fn prompt(&mut self, label: &str) -> Result<Secret, String> {

@@ -80,6 +80,8 @@ pub struct Rollout {
     /// While paused after the canaries, wait for the promote marker (polling its folder) instead
     /// of returning a paused summary.
     pub wait_for_promote: bool,
+    /// Resolved hosts to journal in the run header (see `RunHeader::targets`).
+    pub targets: Vec<crate::targets::TargetRecord>,
 }
 
 impl Rollout {
@@ -91,6 +93,7 @@ impl Rollout {
             watcher: Arc::new(Quiet),
             stop: StopFlag::default(),
             wait_for_promote: false,
+            targets: Vec::new(),
         }
     }
 
@@ -108,6 +111,7 @@ impl Rollout {
             plan: plan_text.to_string(),
             waves,
             options,
+            targets: self.targets.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);
         journal.run_state(RunState::Running, "started")?;

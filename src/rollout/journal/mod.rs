@@ -62,6 +62,10 @@ pub struct RunHeader {
     pub plan: String,
     pub waves: Vec<Wave>,
     pub options: RolloutOptions,
+    /// The hosts as resolved at start when they came from a source (a directory, a range, a
+    /// list): `hive resume` works on these, not on a second answer from the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<crate::targets::TargetRecord>,
 }
 
 impl RunHeader {

@@ -27,6 +27,8 @@
 //! host_key = "SHA256:rnFg9lQzp3LxgVJUzqLppEBgc8FoGJOdzmX8/FYqyks"
 //! ```
 
+pub mod sources;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -79,7 +81,8 @@ pub enum CredentialRef {
 }
 
 impl CredentialRef {
-    fn parse(text: &str) -> Result<Self, String> {
+    /// Parse `env:VAR`, `file:/path` or `prompt`; the message never echoes a value that is not one.
+    pub fn parse(text: &str) -> Result<Self, String> {
         if text == "prompt" {
             return Ok(CredentialRef::Prompt);
         }
@@ -187,20 +190,30 @@ struct RawInventory {
     defaults: RawDefaults,
     #[serde(default)]
     host: Vec<RawHost>,
+    /// Hosts found at run time (Active Directory, address ranges, host lists): see `crate::targets`.
+    #[serde(default)]
+    source: Vec<sources::SourceSpec>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawDefaults {
     transport: Option<Transport>,
+    /// The command port of every host that names none (hosts found by a source name none).
+    port: Option<u16>,
     user: Option<String>,
     credential: Option<String>,
     smb_port: Option<u16>,
     smb_share: Option<String>,
+    /// Where every host's files go when not to the host itself (hosts found by a source).
+    smb_address: Option<String>,
+    /// The folder standing for `C:\` in the share; `{name}` becomes the host's name, so hosts
+    /// found by a source can share one export (a simulated fleet behind one Samba).
+    smb_root: Option<String>,
     password: Option<toml::Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawHost {
     name: String,
@@ -228,14 +241,62 @@ const INLINE_SECRET: &str = "inline passwords are refused: name a credential ref
 impl Inventory {
     /// Read and validate an inventory file.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::parse(&text, path)
+        Self::parse(&read_inventory(path)?, path)
     }
 
-    /// Parse inventory text; `path` is only used to name the file in errors.
+    /// Parse inventory text; `path` is only used to name the file in errors. An inventory with
+    /// `[[source]]` entries is refused here: its hosts exist only once `crate::targets::resolve`
+    /// has asked the directory, the range or the list.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
+        let file = InventoryFile::parse(text, path)?;
+        let syntax = |message: &str| InventoryError::Syntax {
+            path: path.to_path_buf(),
+            message: message.into(),
+        };
+        if !file.sources.is_empty() {
+            return Err(syntax(
+                "[[source]] entries are resolved at run time (hive::targets::resolve)",
+            ));
+        }
+        if file.inventory.hosts.is_empty() {
+            return Err(syntax("no [[host]] entries"));
+        }
+        Ok(file.inventory)
+    }
+
+    /// Hosts in a group, in inventory order.
+    pub fn group<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a Host> + 'a {
+        self.hosts.iter().filter(move |h| h.groups.contains(group))
+    }
+
+    /// A host by name (case-insensitive, as Windows computer names are).
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// An inventory file as written: its own hosts, and the sources that add hosts at run time with
+/// the file's `[defaults]`.
+#[derive(Debug, Clone)]
+pub struct InventoryFile {
+    pub path: PathBuf,
+    /// The `[[host]]` entries.
+    pub inventory: Inventory,
+    /// The `[[source]]` entries, unresolved.
+    pub sources: Vec<sources::SourceSpec>,
+    defaults: RawDefaults,
+}
+
+impl InventoryFile {
+    /// Read an inventory file, sources left unresolved.
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        Self::parse(&read_inventory(path)?, path)
+    }
+
+    /// Parse inventory text, sources left unresolved; `path` only names the file in errors. A
+    /// file of `[defaults]` alone is accepted: `--range` and `--hosts-file` bring the hosts.
     pub fn parse(text: &str, path: &Path) -> Result<Self, InventoryError> {
         let raw: RawInventory = toml::from_str(text).map_err(|e| InventoryError::Syntax {
             path: path.to_path_buf(),
@@ -264,108 +325,135 @@ impl Inventory {
             if h.password.is_some() {
                 return Err(bad(INLINE_SECRET.into()));
             }
-            let transport = h
-                .transport
-                .or(raw.defaults.transport)
-                .unwrap_or(Transport::WinrmHttp);
-            let address = h.address.unwrap_or_else(|| h.name.clone());
-            validate_address(&address).map_err(&bad)?;
-            let smb_address = h.smb_address.unwrap_or_else(|| address.clone());
-            validate_address(&smb_address).map_err(&bad)?;
-            let credential_text = h
-                .credential
-                .or_else(|| raw.defaults.credential.clone())
-                .ok_or_else(|| {
-                    bad(
-                        "no credential reference (set `credential` or [defaults] credential)"
-                            .into(),
-                    )
-                })?;
-            let credential = CredentialRef::parse(&credential_text).map_err(&bad)?;
-            if let Some(root) = &h.smb_root
-                && (root.split(['\\', '/']).any(|p| p == "..") || root.contains(':'))
-            {
-                return Err(bad(format!(
-                    "smb_root `{root}` must be a folder inside the share"
-                )));
-            }
-            if let Some(root) = &h.sftp_root
-                && (root.split(['\\', '/']).any(|p| p == "..") || !root.starts_with('/'))
-            {
-                return Err(bad(format!(
-                    "sftp_root `{root}` must be an absolute SFTP path such as /C:"
-                )));
-            }
-            let user = h
-                .user
-                .or_else(|| raw.defaults.user.clone())
-                .unwrap_or_else(|| "Administrator".to_string());
-            let mut groups = BTreeSet::new();
-            for g in h.groups {
-                validate_group(&g).map_err(&bad)?;
-                groups.insert(g);
-            }
-            let pin = match (h.thumbprint, h.host_key) {
-                (Some(_), Some(_)) => {
-                    return Err(bad("set either `thumbprint` or `host_key`, not both".into()));
-                }
-                (Some(t), None) => {
-                    if transport != Transport::WinrmHttps {
-                        return Err(bad(
-                            "`thumbprint` only applies to transport winrm-https".into()
-                        ));
-                    }
-                    Some(normalize_thumbprint(&t).map_err(&bad)?)
-                }
-                (None, Some(k)) => {
-                    if transport != Transport::Ssh {
-                        return Err(bad("`host_key` only applies to transport ssh".into()));
-                    }
-                    if !k.starts_with("SHA256:") {
-                        return Err(bad(format!(
-                            "host_key `{k}` must be an OpenSSH SHA256 fingerprint (SHA256:...)"
-                        )));
-                    }
-                    Some(k)
-                }
-                (None, None) => None,
-            };
-            hosts.push(Host {
-                port: h.port.unwrap_or(transport.default_port()),
-                smb_address,
-                smb_port: h.smb_port.or(raw.defaults.smb_port).unwrap_or(445),
-                smb_share: h
-                    .smb_share
-                    .or_else(|| raw.defaults.smb_share.clone())
-                    .unwrap_or_else(|| "C$".to_string()),
-                smb_root: h.smb_root.unwrap_or_default(),
-                sftp_root: h.sftp_root.unwrap_or_default(),
-                name: h.name,
-                address,
-                transport,
-                user,
-                credential,
-                groups,
-                pin,
-            });
+            hosts.push(build_host(h, &raw.defaults).map_err(&bad)?);
         }
-        if hosts.is_empty() {
-            return Err(syntax("no [[host]] entries".into()));
-        }
-        Ok(Inventory { hosts })
+        Ok(InventoryFile {
+            path: path.to_path_buf(),
+            inventory: Inventory { hosts },
+            sources: raw.source,
+            defaults: raw.defaults,
+        })
     }
 
-    /// Hosts in a group, in inventory order.
-    pub fn group<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a Host> + 'a {
-        self.hosts.iter().filter(move |h| h.groups.contains(group))
+    /// A host a source found (a directory computer, a range address, a list line), with the
+    /// file's `[defaults]` for everything the source does not say; checked as a `[[host]]` is.
+    pub fn source_host(
+        &self,
+        name: &str,
+        address: &str,
+        groups: impl IntoIterator<Item = String>,
+    ) -> Result<Host, String> {
+        validate_host_name(name)?;
+        build_host(
+            RawHost {
+                name: name.to_string(),
+                address: Some(address.to_string()),
+                groups: groups.into_iter().collect(),
+                ..RawHost::default()
+            },
+            &self.defaults,
+        )
     }
+}
 
-    /// A host by name (case-insensitive, as Windows computer names are).
-    pub fn host(&self, name: &str) -> Option<&Host> {
-        self.hosts
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
+fn read_inventory(path: &Path) -> Result<String, InventoryError> {
+    std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One `[[host]]` with the file's defaults applied, every field checked.
+fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
+    if h.password.is_some() {
+        return Err(INLINE_SECRET.into());
     }
+    let transport = h
+        .transport
+        .or(defaults.transport)
+        .unwrap_or(Transport::WinrmHttp);
+    let address = h.address.unwrap_or_else(|| h.name.clone());
+    validate_address(&address)?;
+    let smb_address = h
+        .smb_address
+        .or_else(|| defaults.smb_address.clone())
+        .unwrap_or_else(|| address.clone());
+    validate_address(&smb_address)?;
+    let credential_text = h
+        .credential
+        .or_else(|| defaults.credential.clone())
+        .ok_or("no credential reference (set `credential` or [defaults] credential)")?;
+    let credential = CredentialRef::parse(&credential_text)?;
+    let smb_root = h.smb_root.or_else(|| {
+        defaults
+            .smb_root
+            .as_ref()
+            .map(|r| r.replace("{name}", &h.name))
+    });
+    if let Some(root) = &smb_root
+        && (root.split(['\\', '/']).any(|p| p == "..") || root.contains(':'))
+    {
+        return Err(format!(
+            "smb_root `{root}` must be a folder inside the share"
+        ));
+    }
+    if let Some(root) = &h.sftp_root
+        && (root.split(['\\', '/']).any(|p| p == "..") || !root.starts_with('/'))
+    {
+        return Err(format!(
+            "sftp_root `{root}` must be an absolute SFTP path such as /C:"
+        ));
+    }
+    let user = h
+        .user
+        .or_else(|| defaults.user.clone())
+        .unwrap_or_else(|| "Administrator".to_string());
+    let mut groups = BTreeSet::new();
+    for g in h.groups {
+        validate_group(&g)?;
+        groups.insert(g);
+    }
+    let pin = match (h.thumbprint, h.host_key) {
+        (Some(_), Some(_)) => {
+            return Err("set either `thumbprint` or `host_key`, not both".into());
+        }
+        (Some(t), None) => {
+            if transport != Transport::WinrmHttps {
+                return Err("`thumbprint` only applies to transport winrm-https".into());
+            }
+            Some(normalize_thumbprint(&t)?)
+        }
+        (None, Some(k)) => {
+            if transport != Transport::Ssh {
+                return Err("`host_key` only applies to transport ssh".into());
+            }
+            if !k.starts_with("SHA256:") {
+                return Err(format!(
+                    "host_key `{k}` must be an OpenSSH SHA256 fingerprint (SHA256:...)"
+                ));
+            }
+            Some(k)
+        }
+        (None, None) => None,
+    };
+    Ok(Host {
+        port: h.port.or(defaults.port).unwrap_or(transport.default_port()),
+        smb_address,
+        smb_port: h.smb_port.or(defaults.smb_port).unwrap_or(445),
+        smb_share: h
+            .smb_share
+            .or_else(|| defaults.smb_share.clone())
+            .unwrap_or_else(|| "C$".to_string()),
+        smb_root: smb_root.unwrap_or_default(),
+        sftp_root: h.sftp_root.unwrap_or_default(),
+        name: h.name,
+        address,
+        transport,
+        user,
+        credential,
+        groups,
+        pin,
+    })
 }
 
 /// A TOML error as "line L, column C: what". toml's own Display quotes the offending line, and
@@ -461,21 +549,31 @@ pub fn resolve_credential(
     host: &Host,
     prompter: &mut dyn SecretSource,
 ) -> Result<Secret, InventoryError> {
-    let fail = |message: String| InventoryError::Credential {
-        host: host.name.clone(),
-        reference: host.credential.to_string(),
-        message,
-    };
-    match &host.credential {
+    let label = format!("password for {}@{}", host.user, host.name);
+    resolve_reference(&host.credential, &label, prompter).map_err(|message| {
+        InventoryError::Credential {
+            host: host.name.clone(),
+            reference: host.credential.to_string(),
+            message,
+        }
+    })
+}
+
+/// Read the secret a reference names (a host's password, a directory bind password); `label`
+/// says what for when the operator is asked.
+pub fn resolve_reference(
+    reference: &CredentialRef,
+    label: &str,
+    prompter: &mut dyn SecretSource,
+) -> Result<Secret, String> {
+    match reference {
         CredentialRef::Env(var) => match std::env::var(var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
-            Ok(_) => Err(fail("the environment variable is empty".into())),
-            Err(_) => Err(fail("the environment variable is not set".into())),
+            Ok(_) => Err("the environment variable is empty".into()),
+            Err(_) => Err("the environment variable is not set".into()),
         },
-        CredentialRef::File(path) => read_secret_file(path).map_err(fail),
-        CredentialRef::Prompt => prompter
-            .prompt(&format!("password for {}@{}", host.user, host.name))
-            .map_err(fail),
+        CredentialRef::File(path) => read_secret_file(path),
+        CredentialRef::Prompt => prompter.prompt(label),
     }
 }
 
@@ -541,6 +639,42 @@ mod tests {
             CredentialRef::File("/etc/hive/db.cred".into())
         );
         assert_eq!(inv.group("canary").count(), 1);
+    }
+
+    #[test]
+    fn defaults_give_port_and_file_location_to_hosts_without_their_own() {
+        let inv = parse(
+            r#"
+            [defaults]
+            credential = "prompt"
+            port = 15985
+            smb_address = "127.0.0.1"
+            smb_share = "fleet"
+            smb_root = 'run7\{name}'
+            [[host]]
+            name = "web01"
+            address = "127.0.1.1"
+            [[host]]
+            name = "db01"
+            port = 5985
+            smb_root = "db"
+            "#,
+        )
+        .unwrap();
+        let (web, db) = (&inv.hosts[0], &inv.hosts[1]);
+        assert_eq!(
+            (web.port, web.smb_address.as_str(), web.smb_root.as_str()),
+            (15985, "127.0.0.1", "run7\\web01")
+        );
+        assert_eq!((db.port, db.smb_root.as_str()), (5985, "db"));
+        let bad = parse(
+            "[defaults]\ncredential = \"prompt\"\nsmb_root = '..\\{name}'\n[[host]]\nname = \"a\"\n",
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("must be a folder inside the share")
+        );
     }
 
     #[test]
