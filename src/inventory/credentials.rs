@@ -1,0 +1,119 @@
+//! Credential references: where a host's (or a directory's) password comes from, and how it is
+//! read. The inventory holds only the reference, never the secret.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::{Host, InventoryError, Secret};
+
+/// Where a host's password comes from. The inventory holds only this reference, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialRef {
+    /// An environment variable of the orchestrator's process.
+    Env(String),
+    /// A file readable by its owner only (mode 0600 or stricter); its first line is the password.
+    File(PathBuf),
+    /// Ask on the terminal once per distinct reference.
+    Prompt,
+}
+
+impl CredentialRef {
+    /// Parse `env:VAR`, `file:/path` or `prompt`; the message never echoes a value that is not one.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "prompt" {
+            return Ok(CredentialRef::Prompt);
+        }
+        match text.split_once(':') {
+            Some(("env", var)) if is_env_name(var) => Ok(CredentialRef::Env(var.to_string())),
+            Some(("env", var)) => Err(format!("`{var}` is not an environment variable name")),
+            Some(("file", path)) if !path.is_empty() => {
+                Ok(CredentialRef::File(PathBuf::from(path)))
+            }
+            // The value is not echoed: what an admin puts here by mistake is the password itself.
+            _ => Err(
+                "the credential is not a reference (its value is not shown: it may be a \
+                 password): use env:VAR, file:/path or prompt"
+                    .to_string(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for CredentialRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialRef::Env(v) => write!(f, "env:{v}"),
+            CredentialRef::File(p) => write!(f, "file:{}", p.display()),
+            CredentialRef::Prompt => f.write_str("prompt"),
+        }
+    }
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Reads secrets for credential references, asking each distinct `prompt` reference once.
+pub trait SecretSource {
+    /// Ask the operator for a password (no echo). `label` says what for.
+    fn prompt(&mut self, label: &str) -> Result<Secret, String>;
+}
+
+/// Resolve a host's credential reference to its secret.
+///
+/// A credential file readable by group or others is refused: a password file anyone on the
+/// orchestrator can read is a domain-admin password anyone can read.
+pub fn resolve_credential(
+    host: &Host,
+    prompter: &mut dyn SecretSource,
+) -> Result<Secret, InventoryError> {
+    let label = format!("password for {}@{}", host.user, host.name);
+    resolve_reference(&host.credential, &label, prompter).map_err(|message| {
+        InventoryError::Credential {
+            host: host.name.clone(),
+            reference: host.credential.to_string(),
+            message,
+        }
+    })
+}
+
+/// Read the secret a reference names (a host's password, a directory bind password); `label`
+/// says what for when the operator is asked.
+pub fn resolve_reference(
+    reference: &CredentialRef,
+    label: &str,
+    prompter: &mut dyn SecretSource,
+) -> Result<Secret, String> {
+    match reference {
+        CredentialRef::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            Ok(_) => Err("the environment variable is empty".into()),
+            Err(_) => Err("the environment variable is not set".into()),
+        },
+        CredentialRef::File(path) => read_secret_file(path),
+        CredentialRef::Prompt => prompter.prompt(label),
+    }
+}
+
+/// Read the first line of a credential file after checking that only its owner can read it.
+pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {mode:04o}: a credential file must be readable by its owner only (chmod 600)",
+            path.display()
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    if line.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(line))
+}
