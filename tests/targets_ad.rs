@@ -436,7 +436,12 @@ async fn canary_rollout_of_hosts_from_the_directory_resumes_from_its_journal() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run = runs[0].clone();
     let log = hive::journal::RunLog::load(&repo, &run).unwrap();
-    let journaled: BTreeSet<String> = log.header.targets.iter().map(|t| t.name.clone()).collect();
+    let journaled: BTreeSet<String> = log
+        .header
+        .targets
+        .iter()
+        .map(|t| t.host.name.clone())
+        .collect();
     assert_eq!(journaled, fleet.keys().cloned().collect::<BTreeSet<_>>());
     assert!(
         log.header

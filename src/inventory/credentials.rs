@@ -39,6 +39,21 @@ impl CredentialRef {
     }
 }
 
+/// A reference is written as its text (`env:VAR`, `file:/path`, `prompt`) and read back through
+/// [`CredentialRef::parse`], so a stored reference is checked like a typed one.
+impl serde::Serialize for CredentialRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CredentialRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        CredentialRef::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for CredentialRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -79,8 +79,9 @@ impl fmt::Display for Transport {
 /// inventory to every transport without a second wrapper to keep in step.
 pub use hive_ssh::Secret;
 
-/// One host as the inventory describes it, with defaults applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One host as the inventory describes it, with defaults applied. It serializes (a run's journal
+/// keeps the hosts a source gave it) with its credential as the reference, never a secret.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Host {
     /// The name an admin knows the host by; used for folders, logs and reports.
     pub name: String,

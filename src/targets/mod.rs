@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{
-    CredentialRef, Host, InventoryError, InventoryFile, SecretSource, Transport, resolve_reference,
+    CredentialRef, Host, InventoryError, InventoryFile, SecretSource, resolve_reference,
 };
 
 pub use crate::inventory::sources::{HostsFileSource, RangeSource, SourceSpec};
@@ -305,19 +305,8 @@ pub async fn query_directory(
 /// reference here too.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRecord {
-    pub name: String,
-    pub address: String,
-    pub transport: Transport,
-    pub port: u16,
-    pub smb_address: String,
-    pub smb_port: u16,
-    pub smb_share: String,
-    pub smb_root: String,
-    pub sftp_root: String,
-    pub user: String,
-    pub credential: String,
-    pub groups: Vec<String>,
-    pub pin: Option<String>,
+    #[serde(flatten)]
+    pub host: Host,
     /// Where it came from (a directory DN, a range, a list line).
     pub origin: String,
 }
@@ -325,48 +314,22 @@ pub struct TargetRecord {
 impl TargetRecord {
     pub fn of(h: &Host, origin: &Origin) -> TargetRecord {
         TargetRecord {
-            name: h.name.clone(),
-            address: h.address.clone(),
-            transport: h.transport,
-            port: h.port,
-            smb_address: h.smb_address.clone(),
-            smb_port: h.smb_port,
-            smb_share: h.smb_share.clone(),
-            smb_root: h.smb_root.clone(),
-            sftp_root: h.sftp_root.clone(),
-            user: h.user.clone(),
-            credential: h.credential.to_string(),
-            groups: h.groups.iter().cloned().collect(),
-            pin: h.pin.clone(),
+            host: h.clone(),
             origin: origin.to_string(),
         }
     }
 
     /// The host again, as the run saw it when it started.
     pub fn host(&self) -> Result<Host, String> {
-        crate::inventory::validate_host_name(&self.name)?;
-        Ok(Host {
-            name: self.name.clone(),
-            address: self.address.clone(),
-            transport: self.transport,
-            port: self.port,
-            smb_address: self.smb_address.clone(),
-            smb_port: self.smb_port,
-            smb_share: self.smb_share.clone(),
-            smb_root: self.smb_root.clone(),
-            sftp_root: self.sftp_root.clone(),
-            user: self.user.clone(),
-            credential: CredentialRef::parse(&self.credential)
-                .map_err(|e| format!("journaled host `{}`: {e}", self.name))?,
-            groups: self.groups.iter().cloned().collect(),
-            pin: self.pin.clone(),
-        })
+        crate::inventory::validate_host_name(&self.host.name)?;
+        Ok(self.host.clone())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::Transport;
 
     struct NoPrompt;
     impl SecretSource for NoPrompt {
