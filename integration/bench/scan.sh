@@ -11,6 +11,8 @@ PY=${HIVE_TEST_PYTHON:-$HIVE_ROOT/.venv/bin/python}
 HOSTS=${HIVE_BENCH_SCAN_HOSTS:-1000}
 RUNS=${HIVE_BENCH_SCAN_RUNS:-3}
 PAR=${HIVE_BENCH_SCAN_PARALLEL:-64}
+QUICK=${HIVE_BENCH_QUICK:-0}
+[ "$QUICK" = 1 ] && HOSTS=${HIVE_BENCH_SCAN_HOSTS:-300} RUNS=${HIVE_BENCH_SCAN_RUNS:-1}
 mkdir -p "$OUT"
 [ -x "$PY" ] || { echo "scan bench: no Python venv at $PY (run integration/bench.sh)" >&2; exit 1; }
 cargo build --release -q --workspace --bins --examples
@@ -21,6 +23,13 @@ for i in $(seq 1 "$RUNS"); do
   "$BENCH" --hosts "$HOSTS" --parallel "$PAR" --octet $((150 + i)) --python "$PY" \
     --peer integration/bench/scan_peer.py >> "$RES"
 done
+if [ "$QUICK" = 1 ]; then
+  # The regression guard: hive's advantage over pywinrm (higher is better), no report.
+  python3 -c 'import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("scan", round(statistics.median(r["peer_s"] / r["hive_s"] for r in rows), 3))' "$RES" >> "${HIVE_BENCH_RATIOS:?}"
+  exit 0
+fi
 # The 10,000-host wall time: hive alone (pywinrm would take minutes), same fleet shape.
 BIG=${HIVE_BENCH_SCAN_BIG_HOSTS:-10000}
 "$BENCH" --hosts "$BIG" --parallel "$PAR" --octet 160 --no-peer > "$RES.big"
