@@ -8,6 +8,11 @@
 //! server saw them.
 //!
 //! Usage: scan_bench --hosts N --parallel P --octet O --python PY --peer SCRIPT [--no-peer]
+//!                   [--wan-rtt-ms MS --relay SCRIPT --relay-octet R]
+//!
+//! With `--wan-rtt-ms`, both clients reach every host through integration/bench/wan_relay.py,
+//! which listens on 127.R.x.y (one address per host) and adds MS of round-trip delay to every
+//! connection: the same WAN for hive and for pywinrm.
 
 use std::io::{BufRead, Write};
 use std::sync::Arc;
@@ -42,8 +47,15 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Host `i`'s loopback address: 250 hosts per /24, 62,500 per second octet, so 100,000 hosts
+/// take the octets `octet` and `octet + 1`.
 fn address(octet: usize, i: usize) -> String {
-    format!("127.{octet}.{}.{}", i / 250, i % 250 + 1)
+    format!(
+        "127.{}.{}.{}",
+        octet + i / 62_500,
+        (i / 250) % 250,
+        i % 250 + 1
+    )
 }
 
 /// Child mode: start the fleet, print its WinRM port, then answer `requests` with the HTTP
@@ -155,6 +167,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let python = arg("--python", "python3");
     let peer = arg("--peer", "integration/bench/scan_peer.py");
     let dir = tempfile::tempdir()?;
+    raise_fd_limit();
 
     let started = Instant::now();
     let (mut fleet, urls) = FleetChild::start(hosts, octet)?;
@@ -163,6 +176,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .first()
         .and_then(|u| winsim::server::url_port(u))
         .unwrap_or(5985);
+    let wan_rtt_ms: f64 = arg("--wan-rtt-ms", "0").parse()?;
+    let (relay, octet, urls) = if wan_rtt_ms > 0.0 {
+        let relay_octet: usize = arg("--relay-octet", &(octet + 50).to_string()).parse()?;
+        let map = dir.path().join("relay.map");
+        let lines: String = (0..hosts)
+            .map(|i| {
+                format!(
+                    "{} {port} {} {port}\n",
+                    address(relay_octet, i),
+                    address(octet, i)
+                )
+            })
+            .collect();
+        std::fs::write(&map, lines)?;
+        let relay = Relay::start(
+            &python,
+            &arg("--relay", "integration/bench/wan_relay.py"),
+            wan_rtt_ms,
+            &map,
+        )?;
+        let urls = (0..hosts)
+            .map(|i| format!("http://{}:{port}/wsman", address(relay_octet, i)))
+            .collect();
+        (Some(relay), relay_octet, urls)
+    } else {
+        (None, octet, urls)
+    };
 
     let (catalog, _) = hive::catalog::store::import_file(std::path::Path::new(
         "../shared/fixtures/catalogs/cvrf/2024-Mar.xml",
@@ -198,7 +238,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hive_requests = fleet.requests()? - requests_before;
     let ok = scans.iter().filter(|s| s.result.is_ok()).count();
     let mut result = serde_json::json!({
-        "hosts": hosts, "parallel": parallel, "fleet_start_s": fleet_start_s,
+        "hosts": hosts, "parallel": parallel, "fleet_start_s": fleet_start_s, "wan_rtt_ms": wan_rtt_ms,
         "hive_s": hive_s, "hive_ok": ok,
         "hive_requests_per_host": hive_requests as f64 / hosts as f64,
         "rss_before_kib": rss_before, "rss_peak_kib": rss_peak,
@@ -231,6 +271,79 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         result["peer_requests_per_host"] = (peer_requests as f64 / hosts as f64).into();
     }
     println!("{result}");
+    if let Some(relay) = relay {
+        relay.stop()?;
+    }
     fleet.stop()?;
     Ok(())
+}
+
+/// The WAN relay child (integration/bench/wan_relay.py); it relays until its stdin closes.
+struct Relay {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+}
+
+impl Relay {
+    fn start(
+        python: &str,
+        script: &str,
+        rtt_ms: f64,
+        map: &std::path::Path,
+    ) -> Result<Relay, Box<dyn std::error::Error>> {
+        let mut child = std::process::Command::new(python)
+            .arg(script)
+            .args(["--rtt-ms", &rtt_ms.to_string()])
+            .arg("--map")
+            .arg(map)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let input = child.stdin.take().ok_or("no stdin for the relay")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().ok_or("no stdout for the relay")?)
+            .read_line(&mut line)?;
+        if !line.starts_with("ready") {
+            return Err(format!("the WAN relay did not start: {line:?}").into());
+        }
+        Ok(Relay { child, input })
+    }
+
+    fn stop(mut self) -> Result<(), Box<dyn std::error::Error>> {
+        drop(self.input);
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// Thousands of hosts need thousands of sockets: raise this process's descriptor limit (children
+/// inherit it), never the system's. Up to the kernel's per-process ceiling where the process may
+/// raise its hard limit, else the soft limit up to the hard one.
+fn raise_fd_limit() {
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::rlim_t>().ok());
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed in.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if let Some(c) = ceiling.filter(|&c| c > lim.rlim_max) {
+            let raised = libc::rlimit {
+                rlim_cur: c,
+                rlim_max: c,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return;
+            }
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }

@@ -6,9 +6,52 @@
 #
 # Usage: integration/bench.sh [PART...]   (all parts when none is named; other parts keep their text)
 #        integration/bench.sh --assemble  (only rewrite BENCHMARKS.md from the sections already there)
+#        integration/bench.sh --quick     (the regression guard: a small run of the parts that
+#                                          compare hive with a peer, each ratio checked against its
+#                                          floor in integration/bench/floors.txt; writes nothing)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$HIVE_ROOT"
+
+if [ "${1:-}" = "--quick" ]; then
+  install_packages
+  setup_venv
+  start_services samba sshd
+  cargo build --release --workspace --bins --examples
+  export HIVE_BENCH_QUICK=1
+  export HIVE_BENCH_OUT="$HIVE_TEST_RUN/bench-quick"
+  export HIVE_BENCH_RATIOS="$HIVE_TEST_RUN/ratios.txt"
+  mkdir -p "$HIVE_BENCH_OUT"
+  : > "$HIVE_BENCH_RATIOS"
+  quick_start=$(date +%s)
+  for p in smb ssh scan winrm; do
+    log "quick part $p"
+    bash "integration/bench/$p.sh" > "$HIVE_BENCH_OUT/$p.log" 2>&1 ||
+      { cat "$HIVE_BENCH_OUT/$p.log" >&2; log "quick part $p failed"; exit 1; }
+  done
+  quick_s=$(($(date +%s) - quick_start))
+  # Each ratio is hive's advantage over its peer (higher is better); a missing one fails too.
+  python3 - "$HIVE_BENCH_RATIOS" integration/bench/floors.txt "$quick_s" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import sys
+got = dict(l.split() for l in open(sys.argv[1]) if l.strip())
+failed = []
+print(f"{'ratio':<28} {'measured':>9} {'floor':>7}")
+for line in open(sys.argv[2]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    name, floor = line.split()
+    value = got.get(name)
+    ok = value is not None and float(value) >= float(floor)
+    print(f"{name:<28} {value or 'missing':>9} {floor:>7} {'' if ok else '  BELOW FLOOR'}")
+    if not ok:
+        failed.append(name)
+print(f"quick run: {sys.argv[3]} s of measurement, load average {sys.argv[4]}")
+if failed:
+    sys.exit(f"below floor: {', '.join(failed)}")
+PY
+  exit 0
+fi
 
 export HIVE_BENCH_OUT="$HIVE_ROOT/docs/bench"
 mkdir -p "$HIVE_BENCH_OUT"

@@ -11,6 +11,7 @@ PY=${HIVE_TEST_PYTHON:-$ROOT/.venv/bin/python}
 OUT=${HIVE_BENCH_OUT:-$ROOT/docs/bench}
 COUNT=${WINRM_BENCH_COUNT:-100}
 ROUNDS=5
+[ "${HIVE_BENCH_QUICK:-0}" = 1 ] && COUNT=${WINRM_BENCH_COUNT:-30} ROUNDS=3
 mkdir -p "$OUT"
 
 work=$(mktemp -d /tmp/hive-winrm-bench.XXXXXX)
@@ -42,6 +43,11 @@ rc=$(printf '%s\n' "${runcmd[@]}" | median)
 pr=$(printf '%s\n' "${proto[@]}" | median)
 ratio_rc=$(awk -v a="$h" -v b="$rc" 'BEGIN{printf "%.1f", a/b}')
 ratio_pr=$(awk -v a="$h" -v b="$pr" 'BEGIN{printf "%.1f", a/b}')
+if [ "${HIVE_BENCH_QUICK:-0}" = 1 ]; then
+  # The regression guard: hive's advantage (higher is better), no report.
+  awk -v a="$h" -v b="$rc" -v c="$pr" 'BEGIN{printf "winrm_vs_run_cmd %.3f\nwinrm_vs_reused_shell %.3f\n", a/b, a/c}' >> "${HIVE_BENCH_RATIOS:?}"
+  exit 0
+fi
 
 cat > "$OUT/winrm.md" <<MD
 ## WinRM: commands per second on one host

@@ -60,6 +60,10 @@ impl WinrmTarget {
         if self.smb.is_none() {
             let config = hive_smb::SmbConfig {
                 connect_timeout: self.timeouts.connect,
+                // Every staged file is then hashed by the host itself (deploy::stage's
+                // verify_on_target: certutil, Get-FileHash, or a read-back where the host has
+                // neither), so reading every byte back here would only check the same thing twice.
+                verify_by_reading_back: false,
                 ..hive_smb::SmbConfig::default()
             };
             let creds = hive_smb::Credentials::password(&self.user, self.secret.expose());

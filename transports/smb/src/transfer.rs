@@ -157,16 +157,17 @@ impl SmbShare {
         if resumed_from > 0 {
             tracing::info!(path = %unc, resumed_from, "resuming upload after the verified prefix");
         }
-        self.send_range(
-            file,
-            path,
-            local,
-            local_file,
-            resumed_from,
-            local_len,
-            &mut hasher,
-        )
-        .await?;
+        let hasher = self
+            .send_range(
+                file,
+                path,
+                local,
+                local_file,
+                resumed_from,
+                local_len,
+                hasher,
+            )
+            .await?;
         let sha256: [u8; 32] = hasher.finalize().into();
 
         let now = self.file_size(file, path).await?;
@@ -225,6 +226,10 @@ impl SmbShare {
         Ok(offset)
     }
 
+    /// Sends `[from, to)` of the local file, `in_flight` writes at a time, and returns `hasher`
+    /// fed with those bytes. The local file is read and hashed on a thread of its own, a few
+    /// chunks ahead, straight into the buffers the writes send: hashing overlaps the network, and
+    /// no chunk is copied on its way from the page cache to the socket.
     #[allow(clippy::too_many_arguments)]
     async fn send_range(
         &self,
@@ -234,51 +239,39 @@ impl SmbShare {
         local_file: &Arc<std::fs::File>,
         from: u64,
         to: u64,
-        hasher: &mut Sha256,
-    ) -> Result<(), SmbError> {
+        hasher: Sha256,
+    ) -> Result<Sha256, SmbError> {
         let unc = self.unc(path);
-        let chunk = self.chunk_size() as u64;
+        let chunk = self.chunk_size();
         let depth = self.config.in_flight.max(1);
         let timeout = self.op_timeout();
-        let mut writes: JoinSet<Result<(), SmbError>> = JoinSet::new();
-        let mut offset = from;
-        while offset < to || !writes.is_empty() {
-            while offset < to && writes.len() < depth {
-                let len = chunk.min(to - offset) as usize;
-                let data = read_local(local_file, offset, len)
-                    .await
-                    .map_err(|e| self.ctx(&unc, "upload").local(local, e))?;
-                hasher.update(&data);
-                let data: Arc<[u8]> = data.into();
+        let (tx, mut chunks) = tokio::sync::mpsc::channel(READ_AHEAD);
+        // Buffers whose write is done go back to the reader: no fresh zeroed megabyte per chunk.
+        let (spent, reuse) = std::sync::mpsc::channel::<Arc<[u8]>>();
+        let reader = {
+            let local_file = local_file.clone();
+            let pipe = Chunks { chunks: tx, reuse };
+            tokio::task::spawn_blocking(move || {
+                read_and_hash(&local_file, from, to, chunk, hasher, pipe)
+            })
+        };
+        let mut writes: JoinSet<Result<Arc<[u8]>, SmbError>> = JoinSet::new();
+        let mut reading = true;
+        while reading || !writes.is_empty() {
+            while reading && writes.len() < depth {
+                let Some((offset, data)) = chunks.recv().await else {
+                    reading = false;
+                    break;
+                };
                 let (file, host, unc) = (file.clone(), self.host.clone(), unc.clone());
-                writes.spawn(async move {
-                    let ctx = Ctx {
-                        host: &host,
-                        path: &unc,
-                        op: "write",
-                    };
-                    let written = match tokio::time::timeout(
-                        timeout,
-                        file.write_block_zc(data.clone(), offset, None),
-                    )
-                    .await
-                    {
-                        Ok(Ok(n)) => n,
-                        Ok(Err(e)) => return Err(ctx.smb(smb::Error::IoError(e))),
-                        Err(_) => return Err(ctx.timeout(timeout)),
-                    };
-                    if written != data.len() {
-                        return Err(ctx.other(format!(
-                            "server wrote {written} of {} bytes at offset {offset}",
-                            data.len()
-                        )));
-                    }
-                    Ok(())
-                });
-                offset += len as u64;
+                writes.spawn(write_chunk(file, host, unc, offset, data, timeout));
             }
             let failed = match writes.join_next().await {
-                Some(Ok(Ok(()))) | None => None,
+                Some(Ok(Ok(buf))) => {
+                    let _ = spent.send(buf);
+                    None
+                }
+                None => None,
                 Some(Ok(Err(e))) => Some(e),
                 Some(Err(join)) => Some(
                     self.ctx(&unc, "write")
@@ -286,14 +279,24 @@ impl SmbShare {
                 ),
             };
             if let Some(e) = failed {
-                // Let the writes already sent finish (each is bounded by the op timeout) before
-                // reporting: otherwise they land after the caller's clean-up, e.g. re-extend a
-                // file truncated to give a full disk its space back.
+                // Stop the reader, then let the writes already sent finish (each is bounded by
+                // the op timeout) before reporting: otherwise they land after the caller's
+                // clean-up, e.g. re-extend a file truncated to give a full disk its space back.
+                drop(chunks);
                 while writes.join_next().await.is_some() {}
+                let _ = reader.await;
                 return Err(e);
             }
         }
-        Ok(())
+        drop(chunks);
+        let hasher = reader
+            .await
+            .map_err(|e| {
+                self.ctx(&unc, "upload")
+                    .other(format!("local reader failed: {e}"))
+            })?
+            .map_err(|e| self.ctx(&unc, "upload").local(local, e))?;
+        Ok(hasher)
     }
 
     /// Starts reads of `[from, to)`, `in_flight` at a time; `refill_reads` keeps the pipe full.
@@ -544,6 +547,83 @@ async fn read_exactly(
     }
     buf.truncate(got);
     Ok(buf)
+}
+
+/// Local chunks read ahead of the writes: enough to keep the writes fed while the reader thread
+/// waits for its CPU, few enough to bound the memory (chunk size each).
+const READ_AHEAD: usize = 4;
+
+/// The reader thread's two channels: chunks out, spent buffers back.
+struct Chunks {
+    chunks: tokio::sync::mpsc::Sender<(u64, Arc<[u8]>)>,
+    reuse: std::sync::mpsc::Receiver<Arc<[u8]>>,
+}
+
+/// The reader thread of an upload: reads `[from, to)` in `chunk`-sized pieces, in order, each into
+/// a buffer that the write request sends as is (a spent one when its write let go of it, else a
+/// new one), and feeds `hasher` on the way. Stops early, without error, when the receiver is gone
+/// (the upload failed).
+fn read_and_hash(
+    file: &std::fs::File,
+    from: u64,
+    to: u64,
+    chunk: usize,
+    mut hasher: Sha256,
+    pipe: Chunks,
+) -> std::io::Result<Sha256> {
+    use std::os::unix::fs::FileExt;
+    let mut offset = from;
+    while offset < to {
+        let len = (chunk as u64).min(to - offset) as usize;
+        let mut buf = pipe
+            .reuse
+            .try_iter()
+            .find(|b| b.len() == len && Arc::strong_count(b) == 1)
+            // Collected in place (no intermediate Vec), so a new buffer is unshared.
+            .unwrap_or_else(|| std::iter::repeat_n(0u8, len).collect());
+        let data = Arc::get_mut(&mut buf)
+            .ok_or_else(|| std::io::Error::other("a read buffer is still shared"))?;
+        file.read_exact_at(data, offset)?;
+        hasher.update(&*data);
+        if pipe.chunks.blocking_send((offset, buf)).is_err() {
+            break;
+        }
+        offset += len as u64;
+    }
+    Ok(hasher)
+}
+
+/// One write request of an upload, bounded by the operation timeout; a short write is an error.
+async fn write_chunk(
+    file: Arc<File>,
+    host: String,
+    unc: String,
+    offset: u64,
+    data: Arc<[u8]>,
+    timeout: std::time::Duration,
+) -> Result<Arc<[u8]>, SmbError> {
+    let ctx = Ctx {
+        host: &host,
+        path: &unc,
+        op: "write",
+    };
+    let written = match tokio::time::timeout(
+        timeout,
+        file.write_block_zc(data.clone(), offset, None),
+    )
+    .await
+    {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => return Err(ctx.smb(smb::Error::IoError(e))),
+        Err(_) => return Err(ctx.timeout(timeout)),
+    };
+    if written != data.len() {
+        return Err(ctx.other(format!(
+            "server wrote {written} of {} bytes at offset {offset}",
+            data.len()
+        )));
+    }
+    Ok(data)
 }
 
 async fn read_local(

@@ -27,4 +27,7 @@ pub enum CryptoError {
     ))]
     #[error("AEAD calculation error")]
     AeadError(#[from] aead::Error),
+    /// hive fix: `ring`'s AEAD errors carry no detail (bad tag, bad nonce length).
+    #[error("AEAD calculation error")]
+    AeadFailed,
 }

@@ -139,13 +139,17 @@ mod cmac_signer {
 
 #[cfg(feature = "sign_gmac")]
 mod gmac_signer {
-    use crate::sync_helpers::OnceCell;
-
+    // hive fix: AES-GMAC computed as the message streams by. The published signer copied every
+    // message (a whole 1 MiB write) into a buffer because RustCrypto's AES-GCM has no incremental
+    // mode; GMAC is GHASH over the message, its length block, and one AES block, so it is built
+    // here from the same `aes` and `ghash` (several blocks at a time with PCLMULQDQ), copying
+    // at most 15 bytes per call. `ring` was tried too: its GHASH of associated data, one block
+    // at a time, cost more CPU than this (hive's profile of a 256 MiB upload).
     use aes::Aes128;
-    use aes_gcm::{
-        Aes128Gcm, Key,
-        aead::{AeadInOut, KeyInit},
-    };
+    use aes::cipher::{BlockCipherEncrypt, KeyInit};
+    use ghash::GHash;
+    use ghash::universal_hash::UniversalHash;
+
     use binrw::prelude::*;
     use modular_bitfield::prelude::*;
 
@@ -155,11 +159,14 @@ mod gmac_signer {
 
     #[derive(Clone)]
     pub struct Gmac128Signer {
-        gmac: Aes128Gcm,
-        nonce: OnceCell<Gmac128Nonce>,
-        // no online mode implemented un RustCrypto,
-        // so we'll buffer the input until finalized().
-        buffer: Vec<u8>,
+        cipher: Aes128,
+        /// GHASH key: AES_K(0^128).
+        h: ghash::Key,
+        state: Option<(GHash, Gmac128Nonce)>,
+        /// Bytes of an incomplete 16-byte block, waiting for the next update.
+        carry: [u8; 16],
+        carry_len: usize,
+        total: u64,
     }
 
     #[allow(dead_code)]
@@ -180,11 +187,16 @@ mod gmac_signer {
 
     impl Gmac128Signer {
         pub fn build(key: &SigningKey) -> Box<dyn SigningAlgo> {
-            let key = Key::<Aes128>::from(*key);
+            let cipher = Aes128::new(&(*key).into());
+            let mut h = ghash::Key::default();
+            cipher.encrypt_block(&mut h);
             Box::new(Gmac128Signer {
-                gmac: Aes128Gcm::new(&key),
-                nonce: OnceCell::new(),
-                buffer: vec![],
+                cipher,
+                h,
+                state: None,
+                carry: [0; 16],
+                carry_len: 0,
+                total: 0,
             })
         }
 
@@ -202,29 +214,60 @@ mod gmac_signer {
     impl super::SigningAlgo for Gmac128Signer {
         fn start(&mut self, header: &Header) {
             // The nonce is derived from the message ID.
-            self.nonce.set(Self::make_nonce(header)).unwrap();
+            self.state = Some((GHash::new(&self.h), Self::make_nonce(header)));
+            self.carry_len = 0;
+            self.total = 0;
         }
 
-        fn update(&mut self, data: &[u8]) {
-            debug_assert!(self.nonce.get().is_some());
-
-            // Currently buffered until finalized.
-            self.buffer.extend_from_slice(data);
+        fn update(&mut self, mut data: &[u8]) {
+            debug_assert!(self.state.is_some());
+            let Some((ghash, _)) = self.state.as_mut() else {
+                return;
+            };
+            self.total += data.len() as u64;
+            if self.carry_len > 0 {
+                let take = (16 - self.carry_len).min(data.len());
+                self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&data[..take]);
+                self.carry_len += take;
+                data = &data[take..];
+                if self.carry_len < 16 {
+                    return;
+                }
+                ghash.update_padded(&self.carry);
+                self.carry_len = 0;
+            }
+            // Whole blocks straight from the caller's buffer; padding never applies to them.
+            let whole = data.len() / 16 * 16;
+            ghash.update_padded(&data[..whole]);
+            let rest = &data[whole..];
+            self.carry[..rest.len()].copy_from_slice(rest);
+            self.carry_len = rest.len();
         }
 
         fn finalize(&mut self) -> u128 {
-            debug_assert!(self.nonce.get().is_some());
-
-            let mut empty_data: Vec<u8> = vec![];
-            let result = self
-                .gmac
-                .encrypt_inout_detached(
-                    self.nonce.get().unwrap().into(),
-                    &self.buffer,
-                    empty_data.as_mut_slice().into(),
-                )
-                .unwrap();
-            u128::from_le_bytes(result.into())
+            debug_assert!(self.state.is_some());
+            // Without `start` there is no nonce: 0 is a signature no peer accepts.
+            let Some((mut ghash, nonce)) = self.state.take() else {
+                return 0;
+            };
+            if self.carry_len > 0 {
+                ghash.update_padded(&self.carry[..self.carry_len]);
+                self.carry_len = 0;
+            }
+            // GCM's length block: bits of associated data, then bits of ciphertext (none).
+            let mut lengths = [0u8; 16];
+            lengths[..8].copy_from_slice(&(self.total * 8).to_be_bytes());
+            ghash.update_padded(&lengths);
+            let s = ghash.finalize();
+            let mut j0 = ghash::Block::default();
+            j0[..12].copy_from_slice(&nonce);
+            j0[15] = 1;
+            self.cipher.encrypt_block(&mut j0);
+            let mut tag = [0u8; 16];
+            for (t, (a, b)) in tag.iter_mut().zip(s.iter().zip(j0.iter())) {
+                *t = a ^ b;
+            }
+            u128::from_le_bytes(tag)
         }
 
         fn clone_box(&self) -> Box<dyn SigningAlgo> {

@@ -1,60 +1,69 @@
-use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt};
-use aes_gcm::{AesGcm, KeyInit, KeySizeUser, aead::AeadInOut};
-use crypto_common::typenum;
+// hive fix: AES-GCM through `ring`, whose implementation uses the CPU's AES and carry-less
+// multiply instructions (VAES/VPCLMULQDQ where present) with several blocks in flight. RustCrypto's
+// `aes-gcm` (kept as the test oracle below) hashed one block at a time and made sealing the
+// largest cost of an upload to an encrypting share in hive's profile.
+use ring::aead::{AES_128_GCM, AES_256_GCM, Aad, Algorithm, LessSafeKey, Nonce, Tag, UnboundKey};
 
 use crate::crypto::CryptoError;
 
 use super::*;
 
-pub type Aes128GcmEncryptor = AesGcmEncryptor<aes::Aes128>;
-pub type Aes256GcmEncryptor = AesGcmEncryptor<aes::Aes256>;
+/// AES-128-GCM (SMB 3.1.1 cipher 2).
+pub struct Aes128GcmEncryptor;
+/// AES-256-GCM (SMB 3.1.1 cipher 4).
+pub struct Aes256GcmEncryptor;
 
-#[derive(Clone)]
-pub struct AesGcmEncryptor<T> {
-    cipher: AesGcm<T, typenum::U12>,
-}
-
-impl<T> AesGcmEncryptor<T>
-where
-    T: BlockCipherEncrypt<BlockSize = typenum::U16>
-        + BlockCipherDecrypt<BlockSize = typenum::U16>
-        + KeySizeUser
-        + KeyInit
-        + Send
-        + Clone
-        + Sync
-        + 'static,
-{
+impl Aes128GcmEncryptor {
     pub fn build(encrypting_key: &[u8]) -> Result<Box<dyn EncryptingAlgo>, CryptoError> {
-        Ok(Box::new(Self {
-            cipher: AesGcm::<T, typenum::U12>::new_from_slice(encrypting_key)?,
-        }))
+        AesGcmEncryptor::build(&AES_128_GCM, encrypting_key)
     }
 }
 
-impl<T> EncryptingAlgo for AesGcmEncryptor<T>
-where
-    T: BlockCipherEncrypt<BlockSize = typenum::U16>
-        + BlockCipherDecrypt
-        + KeyInit
-        + KeySizeUser
-        + Send
-        + Clone
-        + Sync
-        + 'static,
-{
+impl Aes256GcmEncryptor {
+    pub fn build(encrypting_key: &[u8]) -> Result<Box<dyn EncryptingAlgo>, CryptoError> {
+        AesGcmEncryptor::build(&AES_256_GCM, encrypting_key)
+    }
+}
+
+#[derive(Clone)]
+pub struct AesGcmEncryptor {
+    key: LessSafeKey,
+}
+
+impl AesGcmEncryptor {
+    fn build(
+        algorithm: &'static Algorithm,
+        encrypting_key: &[u8],
+    ) -> Result<Box<dyn EncryptingAlgo>, CryptoError> {
+        let key = UnboundKey::new(algorithm, encrypting_key)
+            .map_err(|_| CryptoError::InvalidLength(crypto_common::InvalidLength))?;
+        Ok(Box::new(Self {
+            key: LessSafeKey::new(key),
+        }))
+    }
+
+    fn nonce(nonce: &EncryptionNonce) -> Result<Nonce, CryptoError> {
+        // Sanity: the rest of the nonce is expected to be zero.
+        debug_assert!(nonce[12..].iter().all(|&x| x == 0));
+        Nonce::try_assume_unique_for_key(&nonce[..12]).map_err(|_| CryptoError::AeadFailed)
+    }
+}
+
+impl EncryptingAlgo for AesGcmEncryptor {
     fn encrypt(
         &mut self,
         payload: &mut [u8],
         header_data: &[u8],
         nonce: &EncryptionNonce,
     ) -> Result<EncryptionResult, CryptoError> {
-        let nonce = trim_nonce(self, nonce);
         let tag = self
-            .cipher
-            .encrypt_inout_detached(&nonce, header_data, payload.into())?;
+            .key
+            .seal_in_place_separate_tag(Self::nonce(nonce)?, Aad::from(header_data), payload)
+            .map_err(|_| CryptoError::AeadFailed)?;
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(tag.as_ref());
         Ok(EncryptionResult {
-            signature: u128::from_le_bytes(tag.into()),
+            signature: u128::from_le_bytes(bytes),
         })
     }
 
@@ -65,13 +74,15 @@ where
         nonce: &EncryptionNonce,
         signature: u128,
     ) -> Result<(), CryptoError> {
-        let nonce = trim_nonce(self, nonce);
-        self.cipher.decrypt_inout_detached(
-            &nonce,
-            header_data,
-            payload.into(),
-            &signature.to_le_bytes().into(),
-        )?;
+        self.key
+            .open_in_place_separate_tag(
+                Self::nonce(nonce)?,
+                Aad::from(header_data),
+                Tag::from(signature.to_le_bytes()),
+                payload,
+                0..,
+            )
+            .map_err(|_| CryptoError::AeadFailed)?;
         Ok(())
     }
 
@@ -84,8 +95,8 @@ where
     }
 }
 
-impl<T> std::fmt::Debug for AesGcmEncryptor<T> {
+impl std::fmt::Debug for AesGcmEncryptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AesGcmEncrypter")
+        write!(f, "AesGcmEncrypter({:?})", self.key.algorithm())
     }
 }
