@@ -60,7 +60,7 @@ async fn a_program_name_is_never_the_quoted_line_itself() {
     );
 
     let unknown = run(&host, r#""notathing /x""#).await;
-    assert_eq!(unknown.exit_code, 1);
+    assert_eq!(unknown.exit_code, 9009);
     assert!(
         text(&unknown.stderr).starts_with("'notathing' is not recognized"),
         "{}",
