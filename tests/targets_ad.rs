@@ -213,26 +213,16 @@ fn bad_directory_input_gets_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_of_hosts_from_the_directory() {
     let fleet = expected_fleet();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::shared_winrm_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut sim = String::from(
-        "[defaults]\nuser = \"hive\"\npassword = \"Sim-Pass-1\"\n\n\
-         [template.ws2019]\nproduct = \"Windows Server 2019 Datacenter\"\nedition = \"ServerDatacenter\"\n\
-         version = \"10.0.17763\"\nmachine = \"amd64\"\nubr = 5458\n\n",
-    );
-    for (name, (addr, _)) in &fleet {
-        sim.push_str(&format!(
-            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"ws2019\"\nwinrm_port = {port}\n\n"
-        ));
-    }
-    std::fs::write(dir.path().join("sim.toml"), &sim).unwrap();
-    let model = Fleet::from_file(&dir.path().join("sim.toml"), &dir.path().join("drives")).unwrap();
-    let servers = WinrmFleet::start(model.sim_hosts(), FleetOptions::default())
-        .await
-        .unwrap();
+    let (_model, servers) = common::ws2019_fleet(
+        dir.path(),
+        fleet
+            .iter()
+            .map(|(name, (addr, _))| (name.to_string(), addr.to_string())),
+        port,
+    )
+    .await;
 
     let inventory = dir.path().join("inventory.toml");
     std::fs::write(

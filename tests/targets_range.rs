@@ -3,12 +3,11 @@
 //! reported once as having no WinRM/SSH listener and are not failures; a range larger than the
 //! limit is refused unless `--max-hosts` allows it. Needs no harness service.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
-
-use winsim::Fleet;
-use winsim::server::{FleetOptions, WinrmFleet};
 
 /// A loopback /24 of this test process's own.
 fn net() -> String {
@@ -44,27 +43,15 @@ fn scanned_hosts(out: &Output) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_of_a_range_and_a_host_list() {
     let net = net();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::shared_winrm_port();
     let dir = tempfile::tempdir().unwrap();
     let live = [10, 11, 13];
-    let mut sim = String::from(
-        "[defaults]\nuser = \"hive\"\npassword = \"Sim-Pass-1\"\n\n\
-         [template.ws2019]\nproduct = \"Windows Server 2019 Datacenter\"\nedition = \"ServerDatacenter\"\n\
-         version = \"10.0.17763\"\nmachine = \"amd64\"\nubr = 5458\n\n",
-    );
-    for n in live {
-        sim.push_str(&format!(
-            "[[host]]\nname = \"SIM{n}\"\naddress = \"{net}.{n}\"\ntemplate = \"ws2019\"\nwinrm_port = {port}\n\n"
-        ));
-    }
-    std::fs::write(dir.path().join("sim.toml"), &sim).unwrap();
-    let model = Fleet::from_file(&dir.path().join("sim.toml"), &dir.path().join("drives")).unwrap();
-    let servers = WinrmFleet::start(model.sim_hosts(), FleetOptions::default())
-        .await
-        .unwrap();
+    let (_model, servers) = common::ws2019_fleet(
+        dir.path(),
+        live.map(|n| (format!("SIM{n}"), format!("{net}.{n}"))),
+        port,
+    )
+    .await;
 
     let inventory = dir.path().join("inventory.toml");
     // Only defaults: the targets come from the command line.

@@ -306,3 +306,35 @@ pub fn assert_patched_once(
         assert!(kbs.iter().any(|k| k == kb), "{name}: {kbs:?}");
     }
 }
+
+/// A port on 127.0.0.1 that every host of [`ws2019_fleet`] shares (each host has its own address).
+pub fn shared_winrm_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("local address").port()
+}
+
+/// Windows Server 2019 hosts named and addressed as given, all answering WinRM on `port`, with
+/// their drives under `dir/drives`: the fleet the targets tests find through a directory, a range
+/// or a host list. Keep the model alive as long as the servers.
+pub async fn ws2019_fleet(
+    dir: &Path,
+    hosts: impl IntoIterator<Item = (String, String)>,
+    port: u16,
+) -> (Fleet, WinrmFleet) {
+    let mut sim = String::from(
+        "[defaults]\nuser = \"hive\"\npassword = \"Sim-Pass-1\"\n\n\
+         [template.ws2019]\nproduct = \"Windows Server 2019 Datacenter\"\nedition = \"ServerDatacenter\"\n\
+         version = \"10.0.17763\"\nmachine = \"amd64\"\nubr = 5458\n\n",
+    );
+    for (name, addr) in hosts {
+        sim.push_str(&format!(
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"ws2019\"\nwinrm_port = {port}\n\n"
+        ));
+    }
+    std::fs::write(dir.join("sim.toml"), &sim).expect("write sim.toml");
+    let model = Fleet::from_file(&dir.join("sim.toml"), &dir.join("drives")).expect("fleet");
+    let servers = WinrmFleet::start(model.sim_hosts(), FleetOptions::default())
+        .await
+        .expect("start the fleet's WinRM");
+    (model, servers)
+}
