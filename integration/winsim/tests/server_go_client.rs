@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use server_common::{FakeHost, PASSWORD, USER, b64};
+use server_common::{FakeHost, PASSWORD, USER, b64, run_json_client};
 use winsim::host::SimHost;
 use winsim::server::{FleetOptions, WinrmFleet};
 
@@ -27,24 +27,9 @@ fn go_client() -> PathBuf {
 
 /// Run the Go client with one spec; returns its JSON report.
 async fn run_go(spec: Value) -> Value {
-    let out = tokio::process::Command::new(go_client())
-        .arg(spec.to_string())
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
-        .env_remove("HTTPS_PROXY")
-        .env_remove("https_proxy")
-        .output()
-        .await
-        .expect("run winrm-go");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "winrm-go failed: {}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("winrm-go printed no JSON ({e}): {stdout}"))
+    let mut cmd = tokio::process::Command::new(go_client());
+    cmd.arg(spec.to_string());
+    run_json_client(cmd, "winrm-go").await
 }
 
 fn host_port(url: &str) -> (String, u16) {

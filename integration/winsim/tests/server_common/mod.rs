@@ -195,25 +195,32 @@ pub async fn run_driver(script: &str, spec: serde_json::Value) -> serde_json::Va
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/py")
         .join(script);
-    let out = tokio::process::Command::new(python())
-        .arg(&path)
-        .arg(spec.to_string())
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(&path).arg(spec.to_string());
+    run_json_client(cmd, script).await
+}
+
+/// Run an independent client (a Python driver, the Go client) that prints one JSON report, with
+/// no proxy between it and the simulated hosts; fails the test, naming `what`, when it does not
+/// succeed or prints no JSON.
+pub async fn run_json_client(mut cmd: tokio::process::Command, what: &str) -> serde_json::Value {
+    let out = cmd
         .env_remove("HTTP_PROXY")
         .env_remove("http_proxy")
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
         .output()
         .await
-        .expect("run the python driver");
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "{script} failed: {}\nstdout: {stdout}\nstderr: {}",
+        "{what} failed: {}\nstdout: {stdout}\nstderr: {}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
+        .unwrap_or_else(|e| panic!("{what} printed no JSON ({e}): {stdout}"))
 }
 
 /// Decode a driver's base64 output field.
