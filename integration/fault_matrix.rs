@@ -507,9 +507,7 @@ async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>) -> 
             operation: Duration::from_secs(20),
         })),
     };
-    let inventory = Inventory {
-        hosts: fleet.hosts.clone(),
-    };
+    let inventory = Inventory::new(fleet.hosts.clone());
     let opts = RolloutOptions {
         parallel: HOSTS,
         ..RolloutOptions::default()

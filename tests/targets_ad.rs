@@ -279,9 +279,8 @@ async fn scan_of_hosts_from_the_directory() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let inv = hive::inventory::Inventory {
-        hosts: targets.hosts.iter().map(|(h, _)| h.clone()).collect(),
-    };
+    let inv =
+        hive::inventory::Inventory::new(targets.hosts.iter().map(|(h, _)| h.clone()).collect());
     let options = hive::rollout::RolloutOptions::default();
     let waves =
         hive::rollout::plan_waves("canary(group=canary) -> 100%", &inv, None, &options).unwrap();

@@ -62,6 +62,8 @@ pub struct Selected {
     pub hosts: Vec<Host>,
     /// Set when some host came from a source (directory, range, list).
     pub records: Option<Vec<TargetRecord>>,
+    /// The inventory file's per-group settings.
+    pub policy: hive::inventory::GroupPolicy,
 }
 
 impl HostSelection {
@@ -135,6 +137,7 @@ impl HostSelection {
         Ok(Selected {
             hosts: chosen.hosts.into_iter().map(|(h, _)| h).collect(),
             records,
+            policy: file.inventory.policy.clone(),
         })
     }
 }

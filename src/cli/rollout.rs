@@ -134,6 +134,7 @@ fn selected(work: &WorkArgs) -> Result<(Inventory, Vec<TargetRecord>), Box<dyn s
     Ok((
         Inventory {
             hosts: selected.hosts,
+            policy: selected.policy,
         },
         selected.records.unwrap_or_default(),
     ))
@@ -280,7 +281,11 @@ pub fn resume(args: ResumeArgs) -> CliResult {
             .iter()
             .map(|t| t.host())
             .collect::<Result<Vec<_>, _>>()?;
-        Inventory { hosts }
+        // The hosts come from the journal; the group settings from the inventory file as it is now.
+        let policy = hive::inventory::InventoryFile::load(&args.work.select.inventory)?
+            .inventory
+            .policy;
+        Inventory { hosts, policy }
     };
     let (job, _) = job(&args.work, inv)?;
     let rollout = rollout_of(job);

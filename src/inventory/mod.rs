@@ -28,11 +28,13 @@
 //! ```
 
 mod credentials;
+pub mod groups;
 pub mod sources;
 
 pub use credentials::{
     CredentialRef, SecretSource, read_secret_file, resolve_credential, resolve_reference,
 };
+pub use groups::{GroupPolicy, GroupSettings};
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -110,9 +112,11 @@ pub struct Host {
 }
 
 /// The whole inventory, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inventory {
     pub hosts: Vec<Host>,
+    /// Per-group settings (`[group.NAME]`, `[group_defaults]`).
+    pub policy: GroupPolicy,
 }
 
 /// Why an inventory or a credential could not be used. Every message names the file and the host or
@@ -150,6 +154,10 @@ struct RawInventory {
     /// Hosts found at run time (Active Directory, address ranges, host lists): see `crate::targets`.
     #[serde(default)]
     source: Vec<sources::SourceSpec>,
+    #[serde(default)]
+    group_defaults: GroupSettings,
+    #[serde(default)]
+    group: std::collections::BTreeMap<String, GroupSettings>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
@@ -196,6 +204,14 @@ const INLINE_SECRET: &str = "inline passwords are refused: name a credential ref
      (credential = \"env:VAR\", \"file:/path\" or \"prompt\")";
 
 impl Inventory {
+    /// An inventory of these hosts with no per-group settings.
+    pub fn new(hosts: Vec<Host>) -> Self {
+        Inventory {
+            hosts,
+            policy: GroupPolicy::default(),
+        }
+    }
+
     /// Read and validate an inventory file.
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
         Self::parse(&read_inventory(path)?, path)
@@ -286,7 +302,13 @@ impl InventoryFile {
         }
         Ok(InventoryFile {
             path: path.to_path_buf(),
-            inventory: Inventory { hosts },
+            inventory: Inventory {
+                hosts,
+                policy: GroupPolicy {
+                    defaults: raw.group_defaults,
+                    groups: raw.group,
+                },
+            },
             sources: raw.source,
             defaults: raw.defaults,
         })

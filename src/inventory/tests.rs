@@ -238,3 +238,26 @@ fn env_credential_resolves_and_reports_missing() {
         .to_string();
     assert!(err.contains("no terminal"), "{err}");
 }
+
+#[test]
+fn group_settings_tables_parse_and_layer_group_before_defaults() {
+    let text = "[group_defaults]\n[group.web]\n[[host]]\nname = \"w1\"\naddress = \"10.0.0.1\"\ncredential = \"env:P\"\ngroups = [\"web\", \"db\"]\n";
+    let inv = Inventory::parse(text, Path::new("inv.toml")).unwrap();
+    assert_eq!(inv.policy.groups.len(), 1);
+    assert!(inv.policy.groups.contains_key("web"));
+    let layers: Vec<_> = inv.policy.layers(&inv.hosts[0]).collect();
+    assert_eq!(
+        layers.len(),
+        2,
+        "web's table, then the defaults (db has none)"
+    );
+}
+
+#[test]
+fn unknown_group_setting_is_refused_with_its_name() {
+    let text = "[group.web]\nbogus = 1\n[[host]]\nname = \"w1\"\naddress = \"10.0.0.1\"\ncredential = \"env:P\"\n";
+    let err = Inventory::parse(text, Path::new("inv.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bogus"), "{err}");
+}
