@@ -6,12 +6,14 @@
 
 pub mod time;
 pub mod events;
+pub mod folders;
 pub mod catalog;
 pub mod inventory;
 pub mod targets;
 pub mod remote;
 pub mod scan;
 pub mod repo;
+pub mod adopt;
 pub mod triage;
 pub mod deploy;
 pub mod rollout;

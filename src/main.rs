@@ -28,6 +28,8 @@ enum Command {
         /// Where.
         path: std::path::PathBuf,
     },
+    /// Take over a folder of the 2001 HIVE scripts as it is (in place, or copied with --into).
+    Adopt(cli::adopt::AdoptArgs),
     /// Find which patches each host lacks, with evidence; untriaged ones land in tbe/.
     #[command(after_help = EXIT_CODES)]
     Scan(cli::scan::ScanArgs),
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Catalog(c) => cli::catalog::run(c).map(|()| Outcome::Done),
         Command::Inventory(c) => cli::inventory::run(c).map(|()| Outcome::Done),
+        Command::Adopt(args) => cli::adopt::run(args),
         Command::Init { path } => cli::scan::init(&path).map(|()| Outcome::Done),
         Command::Deploy(args) => cli::rollout::deploy(args),
         Command::Rollout(args) => cli::rollout::rollout(args),

@@ -127,6 +127,7 @@ impl DeployJob {
             &self.approved,
             &ctx.resume.install_started,
         );
+        deploy::record_plan(&self.repo, &plan, &ctx.run, &self.options);
         let missing = plan
             .installs
             .iter()

@@ -84,6 +84,21 @@ impl InstallerRecipe {
         }
     }
 
+    /// An administrator's `hiveexec.cmd` (the 2001 HIVE convention): the bulletin's whole folder
+    /// is staged and `cmd /c hiveexec.cmd` runs from it, so whatever switches and extra steps
+    /// that hotfix needed stay the admin's. Its exit code is the last command's, read like an
+    /// installer's; it is chained like the legacy hotfixes it wraps (Qchain after more than one,
+    /// as HIVE's `installs\<machine>.cmd` did), and the reboot stays hive's.
+    pub fn hiveexec() -> InstallerRecipe {
+        InstallerRecipe {
+            kind: InstallerKind::HiveExec,
+            arguments: vec![],
+            exit_codes: Self::common_exit_codes(),
+            chainable: true,
+            needs_qchain: true,
+        }
+    }
+
     /// A guess from the installer's file name, for catalogs that do not say: `.msu`, `.msi`,
     /// `*_W2K_SP*` Update.exe packages, other `.exe` as legacy hotfix.exe. `None` when the name
     /// says nothing (no extension hive knows).
@@ -127,6 +142,9 @@ pub enum InstallerKind {
     Msi,
     /// Any other self-contained installer, with vendor-specific switches.
     Exe,
+    /// The bulletin folder's `hiveexec.cmd`, run with `cmd /c` from the staged folder.
+    #[serde(rename = "hiveexec")]
+    HiveExec,
 }
 
 /// What an installer's exit code means.

@@ -35,9 +35,10 @@ pub struct OptionalRepoArg {
 #[derive(Args, Clone)]
 pub struct HostSelection {
     /// The inventory file (TOML): its hosts and sources, and the defaults (transport,
-    /// credentials) for hosts found by --range and --hosts-file.
+    /// credentials) for hosts found by --range and --hosts-file. Without it, the repository's
+    /// machines/ folders are the hosts (HIVE's way; see machines/defaults.toml).
     #[arg(long, short = 'i', env = "HIVE_INVENTORY", value_name = "FILE")]
-    pub inventory: PathBuf,
+    pub inventory: Option<PathBuf>,
     /// Only these hosts (comma-separated names).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     pub hosts: Vec<String>,
@@ -68,14 +69,30 @@ pub struct Selected {
 
 impl HostSelection {
     /// The selected hosts, in inventory order; unknown names are an error, not a silent skip.
-    pub fn select(&self) -> Result<Vec<Host>, Box<dyn std::error::Error>> {
-        Ok(self.select_targets()?.hosts)
+    pub fn select(&self, repo: Option<&Path>) -> Result<Vec<Host>, Box<dyn std::error::Error>> {
+        Ok(self.select_targets(repo)?.hosts)
     }
 
     /// Resolve the inventory's sources (or the command line's targets), apply --hosts and
     /// --group, and leave out range addresses where nothing listens (said once, on stderr).
-    pub fn select_targets(&self) -> Result<Selected, Box<dyn std::error::Error>> {
-        let file = InventoryFile::load(&self.inventory)?;
+    pub fn select_targets(
+        &self,
+        repo: Option<&Path>,
+    ) -> Result<Selected, Box<dyn std::error::Error>> {
+        let (file, machines) = match (&self.inventory, repo) {
+            (Some(path), _) => (InventoryFile::load(path)?, None),
+            (None, Some(repo)) => {
+                let found = super::adopt::machine_targets(repo)?;
+                (found.file.clone(), Some(found))
+            }
+            (None, None) => {
+                return Err(
+                    "no inventory: name one with -i FILE (or HIVE_INVENTORY), or a \
+                            repository whose machines/ folders are the hosts with -r DIR"
+                        .into(),
+                );
+            }
+        };
         let cli = CommandLineTargets {
             ranges: self.ranges.clone(),
             hosts_files: self.hosts_files.clone(),
@@ -85,9 +102,12 @@ impl HostSelection {
             .enable_all()
             .build()?;
         let mut prompt = super::scan::TerminalPrompt;
-        let resolved = runtime.block_on(targets::resolve(&file, &cli, &mut prompt))?;
+        let resolved = match machines {
+            Some(found) if cli.is_empty() => found.targets,
+            _ => runtime.block_on(targets::resolve(&file, &cli, &mut prompt))?,
+        };
         let from = if cli.is_empty() {
-            self.inventory.display().to_string()
+            file.path.display().to_string()
         } else {
             "the --range/--hosts-file targets".to_string()
         };

@@ -1,6 +1,7 @@
 //! Command-line front ends of the library, one module per command group, plus the argument
 //! groups they share and the exit-code contract.
 
+pub mod adopt;
 pub mod args;
 pub mod catalog;
 #[cfg(feature = "demo")]

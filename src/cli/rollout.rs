@@ -130,7 +130,7 @@ pub struct ReportArgs {
 
 /// The hosts of a new run, resolved now; what it journals of them when a source found them.
 fn selected(work: &WorkArgs) -> Result<(Inventory, Vec<TargetRecord>), Box<dyn std::error::Error>> {
-    let selected = work.select.select_targets()?;
+    let selected = work.select.select_targets(Some(&work.repo.repo))?;
     Ok((
         Inventory {
             hosts: selected.hosts,
@@ -241,6 +241,9 @@ pub fn deploy(args: DeployArgs) -> CliResult {
             .collect();
         let p = plan("dry-run", &scanned, &job.catalog, &job.approved);
         print!("{}", render_plan(&p));
+        for h in &p.hosts {
+            hive::deploy::record_plan(&job.repo, h, &p.run, &job.options);
+        }
         for s in scans.iter().filter(|s| s.result.is_err()) {
             if let Err(e) = &s.result {
                 println!("{}: not scanned ({e})", s.host);
@@ -281,10 +284,17 @@ pub fn resume(args: ResumeArgs) -> CliResult {
             .iter()
             .map(|t| t.host())
             .collect::<Result<Vec<_>, _>>()?;
-        // The hosts come from the journal; the group settings from the inventory file as it is now.
-        let policy = hive::inventory::InventoryFile::load(&args.work.select.inventory)?
-            .inventory
-            .policy;
+        // The hosts come from the journal; the group settings from the inventory file (or the
+        // machines folder) as it is now.
+        let policy = match &args.work.select.inventory {
+            Some(path) => hive::inventory::InventoryFile::load(path)?.inventory.policy,
+            None => {
+                super::adopt::machine_targets(&args.work.repo.repo)?
+                    .file
+                    .inventory
+                    .policy
+            }
+        };
         Inventory { hosts, policy }
     };
     let (job, _) = job(&args.work, inv)?;

@@ -60,6 +60,11 @@ pub enum TriageCommand {
         /// Arguments instead of the recipe's defaults (e.g. "-z -q -m").
         #[arg(long, allow_hyphen_values = true)]
         args: Option<String>,
+        /// Also write a hiveexec.cmd running the installer with those arguments, as HIVE
+        /// admins did; edit it for whatever else the hotfix needs (hive runs it from the staged
+        /// folder instead of its own recipe).
+        #[arg(long)]
+        hiveexec: bool,
         #[command(flatten)]
         repo: RepoArg,
     },
@@ -100,6 +105,7 @@ pub fn triage(cmd: TriageCommand) -> CliResult {
             bulletin,
             installer,
             args,
+            hiveexec,
             repo,
         } => {
             let repo = Repository::open(&repo.repo)?;
@@ -114,6 +120,10 @@ pub fn triage(cmd: TriageCommand) -> CliResult {
                 recipe.arguments = args.split_whitespace().map(str::to_string).collect();
             }
             let dest = repo.approve(&bulletin, &installer, &recipe)?;
+            if hiveexec {
+                let script = hive::adopt::hiveexec::write_script(&dest, &name, &recipe.arguments)?;
+                println!("wrote {}", script.display());
+            }
             println!(
                 "approved {bulletin}: {} with `{}` in {}",
                 name,
@@ -191,7 +201,7 @@ impl ScanProgress for Bar {
 
 /// `hive scan`: scan, record in the repository when there is one, print the report.
 pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let hosts = args.select.select()?;
+    let hosts = args.select.select(args.repo.repo.as_deref())?;
     let catalog = args.catalog.load()?;
     let repo = match &args.repo.repo {
         Some(p) => Some(Repository::open(p)?),

@@ -43,6 +43,17 @@ pub fn installer_line(
     command_line(&words)
 }
 
+/// `cd /d <staged folder> && cmd /c hiveexec.cmd`: the script runs from its own folder, as it
+/// did from the HIVE share, so the files it names without a path are the ones staged beside it.
+pub fn hiveexec_line(remote: &str) -> Result<String, super::quote::QuoteError> {
+    let (folder, script) = remote.rsplit_once('\\').unwrap_or((".", remote));
+    Ok(format!(
+        "cd /d {} && {}",
+        super::quote::quote_arg(folder)?,
+        command_line(&["cmd", "/c", script])?
+    ))
+}
+
 /// `expand -F:* x.msu dir`.
 pub fn expand_line(remote: &str, dir: &str) -> Result<String, super::quote::QuoteError> {
     command_line(&["expand", "-F:*", remote, dir])
@@ -168,6 +179,10 @@ async fn run_installer(
         )
     };
     let msi_log = format!("{remote}.log");
+    if recipe.kind == InstallerKind::HiveExec {
+        let line = hiveexec_line(remote).map_err(bad_line)?;
+        return run_with_retry(ctx, install, &line, None).await;
+    }
     if recipe.kind != InstallerKind::Msu {
         let line = installer_line(recipe, remote, &msi_log).map_err(bad_line)?;
         let log = (recipe.kind == InstallerKind::Msi).then_some(msi_log.as_str());
@@ -375,6 +390,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(line, r"C:\Windows\Temp\hive\r1\Q300972.exe -z -q -m");
+    }
+
+    #[test]
+    fn hiveexec_runs_from_its_staged_folder() {
+        assert_eq!(
+            hiveexec_line(r"C:\Windows\Temp\hive\r1\MS01-033\hiveexec.cmd").unwrap(),
+            r"cd /d C:\Windows\Temp\hive\r1\MS01-033 && cmd /c hiveexec.cmd"
+        );
     }
 
     #[test]

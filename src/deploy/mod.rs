@@ -11,7 +11,9 @@
 //! [`mod@plan`] is pure and gives `hive deploy --dry-run` its table.
 
 pub mod chain;
+pub mod hostlog;
 pub mod install;
+pub mod installs;
 pub mod options;
 pub mod outcome;
 pub mod plan;
@@ -155,6 +157,15 @@ impl HostContext<'_> {
     }
 
     fn emit(&self, step: &Step, state: StepState) -> Result<(), Stop> {
+        if let StepState::Finished {
+            ok,
+            outcome,
+            detail,
+            ..
+        } = &state
+        {
+            self.host_log(&hostlog::line(self.run, step, *ok, *outcome, detail));
+        }
         let event = Event::new(self.run, &self.host.name, step.clone(), state);
         self.sink.emit(&event).map_err(|e| {
             Stop::new(
@@ -174,7 +185,7 @@ impl HostContext<'_> {
 
     /// `C:\Windows\Temp\hive\<run>`.
     pub fn stage_dir(&self) -> String {
-        format!(r"C:\Windows\Temp\hive\{}", self.run)
+        stage_dir_of(self.run)
     }
 }
 
@@ -374,6 +385,29 @@ async fn run_host(
     let staged = stage::staged_paths(ctx, plan, plan.qchain);
     verify::cleanup(ctx, &staged).await;
     verdict
+}
+
+/// Where a run stages its files on a host: `C:\Windows\Temp\hive\<run>`.
+pub fn stage_dir_of(run: &str) -> String {
+    format!(r"C:\Windows\Temp\hive\{run}")
+}
+
+/// Write `installs/<host>.cmd` for a plan a run is about to carry out (or a dry run printed).
+/// A record only: a failure to write it is said in the host's log and does not stop the host.
+pub fn record_plan(repo: &Repository, plan: &HostPlan, run: &str, options: &DeployOptions) {
+    let written = installs::write(
+        repo,
+        plan,
+        run,
+        &stage_dir_of(run),
+        options.shutdown_delay_s,
+    );
+    if let Err(e) = written {
+        let _ = repo.append_host_log(
+            &plan.host,
+            &format!("run {run}: installs/{}.cmd not written: {e}", plan.host),
+        );
+    }
 }
 
 /// Milliseconds since `start`, for records.

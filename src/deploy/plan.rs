@@ -15,14 +15,34 @@ use crate::repo::{Repository, Triage};
 use crate::scan::evaluate::{Status, Verdict};
 
 /// An approved bulletin as `hive approve` left it in `hotfixes/<bulletin>/`: one installer file
-/// and its `recipe.toml`.
+/// and its `recipe.toml` — or, in a folder HIVE left, its `hiveexec.cmd` and the files it calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovedInstaller {
     pub bulletin: String,
-    /// The installer in the repository.
+    /// The installer in the repository (the `hiveexec.cmd` for a HIVE folder).
     pub path: PathBuf,
     pub file_name: String,
     pub recipe: InstallerRecipe,
+    pub bytes: u64,
+    /// SHA-256 of the repository copy, lowercase hex.
+    pub sha256: String,
+    /// The rest of a `hiveexec.cmd` folder, staged beside it (the script calls them by name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<FolderFile>,
+}
+
+impl ApprovedInstaller {
+    /// Bytes to copy to a host for this bulletin: the installer and its companions.
+    pub fn total_bytes(&self) -> u64 {
+        self.bytes + self.companions.iter().map(|c| c.bytes).sum::<u64>()
+    }
+}
+
+/// One file of a bulletin folder staged beside its `hiveexec.cmd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderFile {
+    pub file_name: String,
+    pub path: PathBuf,
     pub bytes: u64,
     /// SHA-256 of the repository copy, lowercase hex.
     pub sha256: String,
@@ -48,6 +68,11 @@ fn load_one(bulletin: &str, dir: &Path) -> Result<ApprovedInstaller, DeployError
         path: dir.to_path_buf(),
         message,
     };
+    if let Some(script) =
+        crate::adopt::hiveexec::find_script(dir).map_err(|e| bad(e.to_string()))?
+    {
+        return load_hiveexec(bulletin, dir, &script);
+    }
     let recipe_path = dir.join("recipe.toml");
     let text = std::fs::read_to_string(&recipe_path)
         .map_err(|e| bad(format!("cannot read recipe.toml: {e}")))?;
@@ -74,15 +99,102 @@ fn load_one(bulletin: &str, dir: &Path) -> Result<ApprovedInstaller, DeployError
         )));
     }
     let (file_name, path) = installers.remove(0);
-    crate::repo::validate_file_name(&file_name)?;
-    let bytes = std::fs::read(&path).map_err(|e| bad(format!("{file_name}: {e}")))?;
+    let file = folder_file(dir, file_name, path)?;
     Ok(ApprovedInstaller {
         bulletin: bulletin.to_string(),
+        sha256: file.sha256,
+        bytes: file.bytes,
+        path: file.path,
+        file_name: file.file_name,
+        recipe,
+        companions: Vec::new(),
+    })
+}
+
+/// A bulletin folder with a `hiveexec.cmd`: the script is the installer, every other file of the
+/// folder goes with it (hive's own `recipe.toml` and HIVE's notes stay home). A `recipe.toml`
+/// beside it may still say what the script's exit codes mean.
+fn load_hiveexec(
+    bulletin: &str,
+    dir: &Path,
+    script: &Path,
+) -> Result<ApprovedInstaller, DeployError> {
+    let bad = |message: String| DeployError::Repository {
+        path: dir.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read(script).map_err(|e| bad(format!("{}: {e}", script.display())))?;
+    let findings = crate::adopt::hiveexec::lint(&String::from_utf8_lossy(&text));
+    if let Some(f) = findings.first() {
+        return Err(DeployError::Repository {
+            path: script.to_path_buf(),
+            message: format!(
+                "{f}{}; fix the script (hive reboots, runs Qchain and stages the files itself)",
+                if findings.len() > 1 {
+                    format!(" and {} more unsafe line(s)", findings.len() - 1)
+                } else {
+                    String::new()
+                }
+            ),
+        });
+    }
+    let mut recipe = InstallerRecipe::hiveexec();
+    let recipe_path = dir.join("recipe.toml");
+    if recipe_path.is_file() {
+        let text = std::fs::read_to_string(&recipe_path)
+            .map_err(|e| bad(format!("cannot read recipe.toml: {e}")))?;
+        let own: InstallerRecipe =
+            toml::from_str(&text).map_err(|e| bad(format!("recipe.toml: {e}")))?;
+        recipe.exit_codes = own.exit_codes;
+    }
+    let mut companions = Vec::new();
+    let mut entries: Vec<(String, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))? {
+        let entry = entry.map_err(|e| bad(e.to_string()))?;
+        if !entry.file_type().map_err(|e| bad(e.to_string()))?.is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if path == script || crate::adopt::hiveexec::stays_home(&name) {
+            continue;
+        }
+        entries.push((name, path));
+    }
+    entries.sort();
+    for (name, path) in entries {
+        companions.push(folder_file(dir, name, path)?);
+    }
+    let name = script
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let file = folder_file(dir, name, script.to_path_buf())?;
+    Ok(ApprovedInstaller {
+        bulletin: bulletin.to_string(),
+        sha256: file.sha256,
+        bytes: file.bytes,
+        path: file.path,
+        file_name: file.file_name,
+        recipe,
+        companions,
+    })
+}
+
+fn folder_file(dir: &Path, file_name: String, path: PathBuf) -> Result<FolderFile, DeployError> {
+    crate::repo::validate_file_name(&file_name).map_err(|e| DeployError::Repository {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let bytes = std::fs::read(&path).map_err(|e| DeployError::Repository {
+        path: dir.to_path_buf(),
+        message: format!("{file_name}: {e}"),
+    })?;
+    Ok(FolderFile {
         sha256: hex::encode(sha2::Sha256::digest(&bytes)),
         bytes: bytes.len() as u64,
         path,
         file_name,
-        recipe,
     })
 }
 
@@ -178,11 +290,14 @@ pub fn plan_host_keeping(
         }
         let patch = catalog.patches.get(&v.patch);
         let subtype = patch.and_then(|p| p.subtype.clone()).unwrap_or_default();
+        // The catalog's hash is the vendor installer's, never the admin's hiveexec.cmd.
+        let catalog_sha = patch
+            .and_then(|p| p.sha256.clone())
+            .filter(|_| installer.recipe.kind != InstallerKind::HiveExec);
         installs.push(PlannedInstall {
             patch: v.patch.clone(),
             bulletin: installer.bulletin.clone(),
-            expected_sha256: patch
-                .and_then(|p| p.sha256.clone())
+            expected_sha256: catalog_sha
                 .map(|h| h.to_ascii_lowercase())
                 .unwrap_or_else(|| installer.sha256.clone()),
             servicing_stack: subtype.to_ascii_lowercase().contains("servicing stack"),
@@ -195,7 +310,12 @@ pub fn plan_host_keeping(
     });
     let legacy_chained = installs
         .iter()
-        .filter(|i| i.installer.recipe.kind == InstallerKind::HotfixExe)
+        .filter(|i| {
+            matches!(
+                i.installer.recipe.kind,
+                InstallerKind::HotfixExe | InstallerKind::HiveExec
+            )
+        })
         .count();
     let qchain = legacy_chained > 1
         && installs
@@ -204,7 +324,7 @@ pub fn plan_host_keeping(
     let expected_reboot = expected_reboot(&installs);
     HostPlan {
         host: host.to_string(),
-        bytes: installs.iter().map(|i| i.installer.bytes).sum(),
+        bytes: installs.iter().map(|i| i.installer.total_bytes()).sum(),
         installs,
         unplanned,
         qchain,
@@ -267,7 +387,7 @@ pub fn render(plan: &Plan) -> String {
                 i.patch,
                 i.bulletin,
                 format!("{} ({})", i.installer.file_name, kind_word(i)),
-                i.installer.bytes
+                i.installer.total_bytes()
             );
         }
         for u in &h.unplanned {
@@ -323,6 +443,7 @@ fn kind_word(i: &PlannedInstall) -> &'static str {
         InstallerKind::Msu => "msu",
         InstallerKind::Msi => "msi",
         InstallerKind::Exe => "exe",
+        InstallerKind::HiveExec => "hiveexec.cmd",
     }
 }
 
@@ -343,6 +464,7 @@ mod tests {
             recipe,
             bytes: 100,
             sha256: sha.into(),
+            companions: vec![],
         }
     }
 

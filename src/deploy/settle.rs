@@ -42,6 +42,17 @@ pub fn installer_images(install: &PlannedInstall) -> Vec<String> {
         InstallerKind::HotfixExe | InstallerKind::UpdateExe | InstallerKind::Exe => {
             vec![install.installer.file_name.clone()]
         }
+        // The script's cmd.exe, and any program of its folder it is running.
+        InstallerKind::HiveExec => std::iter::once("cmd.exe".to_string())
+            .chain(
+                install
+                    .installer
+                    .companions
+                    .iter()
+                    .filter(|c| c.file_name.to_ascii_lowercase().ends_with(".exe"))
+                    .map(|c| c.file_name.clone()),
+            )
+            .collect(),
     }
 }
 

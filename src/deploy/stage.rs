@@ -9,6 +9,7 @@ use std::path::Path;
 
 use super::quote::{command_line, ps_literal};
 use super::{DeployVerdict, HostContext, HostPlan, Stop};
+use crate::catalog::model::InstallerKind;
 use crate::events::{Step, StepOutcome};
 use crate::remote::{Command, RemoteError};
 
@@ -19,23 +20,45 @@ pub struct Staged {
     /// Plan index → remote path.
     pub installers: BTreeMap<usize, String>,
     pub qchain: Option<String>,
+    /// Plan index → the remote paths of a `hiveexec.cmd` folder's other files.
+    pub companions: BTreeMap<usize, Vec<String>>,
+    /// Per-bulletin folders (`hiveexec.cmd` ones), removed before [`Staged::dir`].
+    pub subdirs: Vec<String>,
     /// The folder to remove at the end.
     pub dir: String,
 }
 
-/// The remote paths for a plan.
+/// The remote paths for a plan. A `hiveexec.cmd` bulletin gets a folder of its own, as it had
+/// on the HIVE share: its script calls the files beside it by name.
 pub fn staged_paths(ctx: &HostContext<'_>, plan: &HostPlan, qchain: bool) -> Staged {
     let dir = ctx.stage_dir();
-    Staged {
-        installers: plan
-            .installs
-            .iter()
-            .enumerate()
-            .map(|(n, i)| (n, format!(r"{dir}\{}", i.installer.file_name)))
-            .collect(),
+    let mut staged = Staged {
         qchain: qchain.then(|| format!(r"{dir}\qchain.exe")),
-        dir,
+        dir: dir.clone(),
+        ..Staged::default()
+    };
+    for (n, i) in plan.installs.iter().enumerate() {
+        if i.installer.recipe.kind == InstallerKind::HiveExec {
+            let folder = format!(r"{dir}\{}", i.bulletin);
+            staged
+                .installers
+                .insert(n, format!(r"{folder}\{}", i.installer.file_name));
+            staged.companions.insert(
+                n,
+                i.installer
+                    .companions
+                    .iter()
+                    .map(|c| format!(r"{folder}\{}", c.file_name))
+                    .collect(),
+            );
+            staged.subdirs.push(folder);
+        } else {
+            staged
+                .installers
+                .insert(n, format!(r"{dir}\{}", i.installer.file_name));
+        }
     }
+    staged
 }
 
 /// Stage the installers at plan indexes `todo` (and qchain.exe when given), then verify each on
@@ -77,6 +100,19 @@ pub(crate) async fn stage_all(
             remote.clone(),
             install.expected_sha256.clone(),
         ));
+        let beside = staged.companions.get(&i).map(Vec::as_slice).unwrap_or(&[]);
+        for (file, remote) in install.installer.companions.iter().zip(beside) {
+            stage_one(
+                ctx,
+                &install.patch,
+                &file.path,
+                file.bytes,
+                remote,
+                &file.sha256,
+            )
+            .await?;
+            to_check.push((install.patch.clone(), remote.clone(), file.sha256.clone()));
+        }
     }
     if let (Some(local), Some(remote)) = (qchain_tool, &staged.qchain) {
         let bytes = std::fs::read(local).map_err(|e| {

@@ -125,6 +125,7 @@ pub(crate) fn plan_of(path: &Path, bytes: &[u8], expected_sha256: &str) -> HostP
         recipe: InstallerRecipe::update_exe(),
         bytes: bytes.len() as u64,
         sha256: hex::encode(sha2::Sha256::digest(bytes)),
+        companions: vec![],
     };
     HostPlan {
         host: "H1".into(),

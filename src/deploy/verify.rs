@@ -93,6 +93,7 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
         return;
     }
     let mut files: Vec<String> = staged.installers.values().cloned().collect();
+    files.extend(staged.companions.values().flatten().cloned());
     files.extend(staged.qchain.iter().cloned());
     files.extend(ctx.created_files.iter().cloned());
     let mut left = Vec::new();
@@ -104,6 +105,7 @@ pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {
         }
     }
     let mut dirs: Vec<String> = ctx.created_dirs.clone();
+    dirs.extend(staged.subdirs.iter().cloned());
     dirs.push(staged.dir.clone());
     for d in &dirs {
         if let Err(e) = ctx.target.remove_dir(d).await

@@ -6,9 +6,14 @@
 //! <repo>/hotfixes/<bulletin>/   approved: the installer(s) and recipe.toml
 //! <repo>/ignore/<bulletin>/     not to be installed: reason.toml (reason, owner, optional expiry)
 //! <repo>/tbe/<bulletin>/        to be engineered: created by scans for missing, untriaged bulletins
-//! <repo>/machines/<host>/       lastrun.log (+ archive/<timestamp>.log of the previous runs)
-//! <repo>/logs/<host>.log        every step hive took on that host, appended
+//! <repo>/machines/<host>/       lastrun.log (hfnetchk's tab layout), host.toml for exceptions
+//! <repo>/archive/<date>/        the previous lastrun.log of each host, <host>.log
+//! <repo>/logs/<host>.log        every step hive took on that host, appended, one line each
+//! <repo>/installs/<host>.cmd    what the last plan runs there (a record; hive never runs it)
 //! ```
+//!
+//! Folder names are matched in any letter case ([`crate::folders`]): a HIVE folder copied off a
+//! Windows share (`Hotfixes`, `Machines`, `TBE`, `Archive`) is a repository as it is.
 //!
 //! A bulletin's triage state IS the folder it sits in: hive reads the folders every time and never
 //! keeps a second copy of that state, so moving a folder by hand is as good as `hive triage`.
@@ -165,7 +170,7 @@ impl Repository {
     /// Create the folder layout (idempotent: an existing repository is left as it is).
     pub fn init(root: &Path) -> Result<Self, RepoError> {
         for sub in ["hotfixes", "ignore", "tbe", "machines", "logs", "runs"] {
-            let p = root.join(sub);
+            let p = crate::folders::child(root, sub);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }
         Ok(Repository {
@@ -175,7 +180,10 @@ impl Repository {
 
     /// Open an existing repository, refusing a folder that is not one.
     pub fn open(root: &Path) -> Result<Self, RepoError> {
-        if Triage::ALL.iter().all(|t| root.join(t.folder()).is_dir()) {
+        if Triage::ALL
+            .iter()
+            .all(|t| crate::folders::child(root, t.folder()).is_dir())
+        {
             Ok(Repository {
                 root: root.to_path_buf(),
             })
@@ -190,10 +198,16 @@ impl Repository {
         &self.root
     }
 
+    /// A top-level folder of the repository (`machines`, `logs`, `installs`, ...) in whatever
+    /// letter case it exists, hive's spelling when it does not yet.
+    pub fn folder(&self, name: &str) -> PathBuf {
+        crate::folders::child(&self.root, name)
+    }
+
     /// The folder of a bulletin in one triage state (whether or not it exists).
     pub fn bulletin_dir(&self, state: Triage, id: &str) -> Result<PathBuf, RepoError> {
         validate_bulletin_id(id)?;
-        Ok(self.root.join(state.folder()).join(id))
+        Ok(crate::folders::child(&self.folder(state.folder()), id))
     }
 
     /// Where a bulletin is triaged now, read from the folders; `None` if nowhere.
@@ -222,7 +236,7 @@ impl Repository {
     pub fn list(&self) -> Result<Vec<(Triage, String)>, RepoError> {
         let mut out = Vec::new();
         for t in Triage::ALL {
-            let dir = self.root.join(t.folder());
+            let dir = self.folder(t.folder());
             let mut ids = Vec::new();
             for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
                 let entry = entry.map_err(io(&dir))?;
@@ -356,7 +370,7 @@ impl Repository {
                     a: to.folder(),
                     b: Triage::ALL
                         .into_iter()
-                        .find(|t| other.starts_with(self.root.join(t.folder())))
+                        .find(|t| other.starts_with(self.folder(t.folder())))
                         .map(|t| t.folder())
                         .unwrap_or("?"),
                 });
@@ -371,23 +385,37 @@ impl Repository {
     }
 
     /// Write a host's record of this run as `machines/<host>/lastrun.log`, archiving the previous
-    /// one under `machines/<host>/archive/<stamp>.log` so no run's record is ever overwritten.
+    /// one as HIVE did, by date: `archive/<YYYY-MM-DD>/<host>.log` (then `<host>.1.log`, ... for
+    /// more runs that day), so no run's record is ever overwritten. `stamp` is this run's
+    /// `20261125T130000Z`; the previous record is filed under the day it was written.
     pub fn write_lastrun(&self, host: &str, stamp: &str, text: &str) -> Result<PathBuf, RepoError> {
         crate::inventory::validate_host_name(host).map_err(|message| RepoError::BadFile {
             path: PathBuf::from(host),
             message,
         })?;
         validate_file_name(stamp)?;
-        let dir = self.root.join("machines").join(host);
+        let dir = crate::folders::child(&self.folder("machines"), host);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let last = dir.join("lastrun.log");
+        let last = crate::folders::child(&dir, "lastrun.log");
         if last.exists() {
-            let archive = dir.join("archive");
+            let written = std::fs::metadata(&last)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            let day = match written {
+                Some(secs) => {
+                    let (y, m, d) = crate::time::civil_from_days((secs / 86_400) as i64);
+                    format!("{y:04}-{m:02}-{d:02}")
+                }
+                None => stamp.get(..8).unwrap_or(stamp).to_string(),
+            };
+            let archive = crate::folders::child(&self.folder("archive"), &day);
             std::fs::create_dir_all(&archive).map_err(io(&archive))?;
-            let mut target = archive.join(format!("{stamp}.log"));
+            let mut target = archive.join(format!("{host}.log"));
             let mut n = 1;
             while target.exists() {
-                target = archive.join(format!("{stamp}.{n}.log"));
+                target = archive.join(format!("{host}.{n}.log"));
                 n += 1;
             }
             std::fs::rename(&last, &target).map_err(io(&last))?;
@@ -403,9 +431,9 @@ impl Repository {
             path: PathBuf::from(host),
             message,
         })?;
-        let dir = self.root.join("logs");
+        let dir = self.folder("logs");
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let path = dir.join(format!("{host}.log"));
+        let path = crate::folders::child(&dir, &format!("{host}.log"));
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -154,12 +154,21 @@ fn lastrun_is_archived_not_overwritten() {
         std::fs::read_to_string(m.join("lastrun.log")).unwrap(),
         "third"
     );
+    // Filed under the day the previous record was written (today, here), as HIVE's Archive was.
+    let today = crate::time::today_yyyymmdd();
+    let day = format!(
+        "{:04}-{:02}-{:02}",
+        today / 10_000,
+        today / 100 % 100,
+        today % 100
+    );
+    let archive = dir.path().join("archive").join(day);
     assert_eq!(
-        std::fs::read_to_string(m.join("archive/20261125T140000Z.log")).unwrap(),
+        std::fs::read_to_string(archive.join("web01.log")).unwrap(),
         "first"
     );
     assert_eq!(
-        std::fs::read_to_string(m.join("archive/20261125T140000Z.1.log")).unwrap(),
+        std::fs::read_to_string(archive.join("web01.1.log")).unwrap(),
         "second"
     );
     repo.append_host_log("web01", "copied x").unwrap();
@@ -176,4 +185,48 @@ fn open_refuses_a_plain_folder() {
     let dir = tempfile::tempdir().unwrap();
     let err = Repository::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("hive init"), "{err}");
+}
+
+#[test]
+fn a_hive_folder_in_windows_letter_case_is_a_repository_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in [
+        "Hotfixes/MS01-033",
+        "IGNORE/MS01-026",
+        "Tbe",
+        "Machines/WEB01",
+        "Archive",
+        "Logs",
+    ] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let repo = Repository::open(dir.path()).unwrap();
+    assert_eq!(repo.state_of("MS01-033").unwrap(), Some(Triage::Hotfix));
+    assert_eq!(repo.state_of("ms01-026").unwrap(), Some(Triage::Ignore));
+    repo.write_lastrun("WEB01", "20261125T130000Z", "first")
+        .unwrap();
+    repo.write_lastrun("WEB01", "20261125T140000Z", "second")
+        .unwrap();
+    repo.append_host_log("WEB01", "scan").unwrap();
+    assert!(dir.path().join("Machines/WEB01/lastrun.log").is_file());
+    assert!(dir.path().join("Logs/WEB01.log").is_file());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("Archive"))
+            .unwrap()
+            .count(),
+        1
+    );
+    Repository::init(dir.path()).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "Archive", "Hotfixes", "IGNORE", "Logs", "Machines", "Tbe", "runs"
+        ],
+        "init adds only what is missing, in no second spelling"
+    );
 }

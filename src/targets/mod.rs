@@ -33,6 +33,7 @@
 pub mod ad;
 pub mod list;
 pub mod listen;
+pub mod machines;
 pub mod range;
 
 use std::fmt;
@@ -77,6 +78,8 @@ pub enum Origin {
         path: PathBuf,
         line: usize,
     },
+    /// A folder of the repository's `machines/` (HIVE's list of targets).
+    Machines(PathBuf),
 }
 
 impl Origin {
@@ -96,6 +99,7 @@ impl fmt::Display for Origin {
             Origin::Directory { url, dn, os } => write!(f, "directory {url} ({dn}; {os})"),
             Origin::Range(r) => write!(f, "range {r}"),
             Origin::HostsFile { path, line } => write!(f, "{} line {line}", path.display()),
+            Origin::Machines(dir) => write!(f, "machine folder {}", dir.display()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! answers a command it does not simulate with a silent success: a test that relies on an
 //! unsimulated command must fail, not pass by accident.
 
+mod batch;
 mod packages;
 mod powershell;
 
@@ -49,6 +50,8 @@ pub(crate) struct Ctx<'a> {
     pub host: &'a WinHost,
     pub log_index: usize,
     pub stdin: Vec<u8>,
+    /// The folder a `cd /d` chose for the rest of the request (see `batch`).
+    pub cwd: std::sync::Mutex<Option<String>>,
 }
 
 type OutFuture<'a> = Pin<Box<dyn Future<Output = Out> + Send + 'a>>;
@@ -126,6 +129,7 @@ pub(crate) async fn run(host: &WinHost, request: CommandRequest) -> CommandOutco
             host,
             log_index: index,
             stdin: request.stdin,
+            cwd: Default::default(),
         };
         if request.skip_cmd_shell {
             exec_line(&ctx, &line, false).await
@@ -352,6 +356,7 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
                     "echo." => return Out::ok("\r\n"),
                     "exit" => return exit(&args),
                     "type" => return type_file(host, &args),
+                    "cd" | "chdir" => return batch::cd(ctx, &args),
                     "ver" => return ver(host),
                     _ => {}
                 }
@@ -388,7 +393,11 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
                 _ => {}
             }
         }
-        match packages::find_program(host, &first.text) {
+        if via_cmd && batch::is_batch(&first.text) {
+            return batch::run(ctx, &first.text).await;
+        }
+        let program = batch::in_current_dir(ctx, &first.text).unwrap_or(first.text.clone());
+        match packages::find_program(host, &program) {
             Some(path) => packages::run_program(ctx, &first.text, &path, &args).await,
             None if via_cmd => not_recognized(host, &first.text),
             None => Out::err(
