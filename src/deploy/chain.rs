@@ -22,7 +22,7 @@ pub(crate) fn qchain_tool(ctx: &HostContext<'_>, plan: &HostPlan) -> Option<Path
     if let Some(p) = &ctx.options.qchain {
         return Some(p.clone());
     }
-    let repo_copy = ctx.repo?.root().join("tools").join("qchain.exe");
+    let repo_copy = crate::folders::child(&ctx.repo?.folder("tools"), "qchain.exe");
     repo_copy.is_file().then_some(repo_copy)
 }
 

@@ -21,6 +21,7 @@ pub mod clock;
 pub mod codepage;
 mod cmd;
 pub mod fleet;
+pub mod hive_folder;
 pub mod host;
 pub mod installer;
 pub mod model;
