@@ -63,6 +63,11 @@ pub struct HiveFolder {
     pub share: String,
     /// The day the previous lastrun.log files were archived (`2001-09-01`).
     pub archived_on: String,
+    /// The day of each machine's current lastrun.log (its modification time), after
+    /// `archived_on`.
+    pub last_run_on: String,
+    /// `Tools\<name>` files (qchain.exe).
+    pub tools: Vec<(String, Vec<u8>)>,
 }
 
 impl HiveFolder {
@@ -70,6 +75,7 @@ impl HiveFolder {
         HiveFolder {
             share: r"\\HIVESRV\Hive".into(),
             archived_on: "2001-09-01".into(),
+            last_run_on: "2001-09-02".into(),
             ..HiveFolder::default()
         }
     }
@@ -86,6 +92,11 @@ impl HiveFolder {
 
     pub fn ignored(mut self, bulletin: &str, why: &str) -> Self {
         self.ignore.push((bulletin.to_string(), why.to_string()));
+        self
+    }
+
+    pub fn tool(mut self, name: &str, bytes: Vec<u8>) -> Self {
+        self.tools.push((name.to_string(), bytes));
         self
     }
 
@@ -125,12 +136,24 @@ impl HiveFolder {
             std::fs::create_dir_all(&d)?;
             std::fs::write(d.join("notes.txt"), "testing on the lab server\r\n")?;
         }
+        if !self.tools.is_empty() {
+            let tools = root.join("Tools");
+            std::fs::create_dir_all(&tools)?;
+            for (name, bytes) in &self.tools {
+                std::fs::write(tools.join(name), bytes)?;
+            }
+        }
+        let last_run = day_start(&self.last_run_on)?;
         let archive = dir("archive").join(&self.archived_on);
         std::fs::create_dir_all(&archive)?;
         for m in &self.machines {
             let d = dir("machines").join(m);
             std::fs::create_dir_all(&d)?;
             std::fs::write(d.join("lastrun.log"), self.lastrun(m))?;
+            std::fs::File::options()
+                .write(true)
+                .open(d.join("lastrun.log"))?
+                .set_modified(last_run)?;
             std::fs::write(archive.join(format!("{m}.log")), self.lastrun(m))?;
             std::fs::write(
                 dir("installs").join(format!("{m}.cmd")),
@@ -183,4 +206,31 @@ impl HiveFolder {
         s.push_str("shutdown -r -t 30\r\n");
         s
     }
+}
+
+/// 02:00 UTC of a `YYYY-MM-DD` day.
+fn day_start(day: &str) -> io::Result<std::time::SystemTime> {
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{day}` is not YYYY-MM-DD"),
+        )
+    };
+    let parts: Vec<i64> = day
+        .split('-')
+        .map(|p| p.parse::<i64>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let [y, m, d] = parts[..] else {
+        return Err(bad());
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = u64::try_from(days * 86_400 + 7_200).map_err(|_| bad())?;
+    Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
 }
