@@ -514,6 +514,58 @@ mod tests {
     }
 
     #[test]
+    fn a_hiveexec_folder_is_its_script_plus_every_other_file_and_chains_with_qchain() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        for (b, exe) in [("MS01-001", "Q1.exe"), ("MS01-002", "Q2.exe")] {
+            let d = dir.path().join("hotfixes").join(b);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(exe), b"MZ").unwrap();
+            std::fs::write(d.join("extra.dll"), b"dll").unwrap();
+            std::fs::write(d.join("HIVEEXEC.CMD"), format!("{exe} -z -q -m\r\n")).unwrap();
+        }
+        let approved = load_approved(&repo).unwrap();
+        assert_eq!(approved.len(), 2);
+        let a = &approved[0];
+        assert_eq!(a.file_name, "HIVEEXEC.CMD");
+        assert_eq!(a.recipe.kind, InstallerKind::HiveExec);
+        let names: Vec<&str> = a.companions.iter().map(|c| c.file_name.as_str()).collect();
+        assert_eq!(names, ["Q1.exe", "extra.dll"]);
+        assert_eq!(a.total_bytes(), 2 + 3 + a.bytes);
+        let verdicts = vec![missing("Q1", &["MS01-001"]), missing("Q2", &["MS01-002"])];
+        let p = plan_host("W2K", &verdicts, &Catalog::default(), &approved);
+        assert!(
+            p.qchain,
+            "two chained hiveexec.cmd hotfixes get Qchain, as HIVE did"
+        );
+        assert_eq!(p.installs[0].expected_sha256, a.sha256);
+        assert!(
+            render(&Plan {
+                run: "r".into(),
+                hosts: vec![p]
+            })
+            .contains("(hiveexec.cmd)")
+        );
+    }
+
+    #[test]
+    fn an_unsafe_hiveexec_is_refused_with_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let d = dir.path().join("hotfixes").join("MS01-001");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("Q1.exe"), b"MZ").unwrap();
+        std::fs::write(
+            d.join("hiveexec.cmd"),
+            "Q1.exe -z -q -m\r\nshutdown -r -t 0\r\n",
+        )
+        .unwrap();
+        let err = load_approved(&repo).unwrap_err().to_string();
+        assert!(err.contains("MS01-001/hiveexec.cmd"), "{err}");
+        assert!(err.contains("line 2: shutdown -r -t 0"), "{err}");
+    }
+
+    #[test]
     fn one_installer_for_several_bulletins_runs_once_and_a_single_hotfix_needs_no_qchain() {
         let a = vec![
             approved("CVE-1", "x.exe", InstallerRecipe::legacy_hotfix(), "aa"),
