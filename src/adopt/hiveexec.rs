@@ -5,7 +5,8 @@
 //! that does hive's job behind its back or reaches for what no longer exists: a `shutdown` or
 //! reboot tool (hive reboots once, after Qchain, and watches the boot time change), a `schtasks`
 //! or `at` job (hive leaves nothing behind on a target), Qchain (hive runs it after the chain), a
-//! UNC path (the targets no longer map the HIVE share), a `pause` (nobody answers it over WinRM)
+//! UNC path (the targets no longer map the HIVE share) or a `..` path (only the bulletin's own
+//! folder is staged), a `pause` (nobody answers it over WinRM)
 //! and an installer run without `-z` (it restarts the host in the middle of the chain). Those are
 //! [`Finding`]s, reported with file and line when the folder is adopted; the script is never
 //! edited by hive.
@@ -114,6 +115,12 @@ pub fn lint(text: &str) -> Vec<Finding> {
             text: raw.to_string(),
             why,
         };
+        if line.contains(r"..\") || line.contains("../") {
+            out.push(finding(
+                "a `..` path leaves the bulletin's folder: only that folder is staged on the host"
+                    .into(),
+            ));
+        }
         if let Some(at) = unc_path(line) {
             out.push(finding(format!(
                 "UNC path {at}: targets no longer map the HIVE share; name the file without a \
@@ -278,10 +285,11 @@ mod tests {
                     start /wait \"\" C:\\tools\\PSSHUTDOWN.EXE -r\n\
                     qchain.exe\n\
                     pause\n\
+                    call ..\\Tools\\fix.cmd\n\
                     rem shutdown -r is mentioned only in a comment\n";
         let found = whys(text);
         let lines: Vec<usize> = found.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, [2, 3, 4, 5, 6, 7, 8], "{found:?}");
+        assert_eq!(lines, [2, 3, 4, 5, 6, 7, 8, 9], "{found:?}");
         assert!(
             found[0]
                 .1
