@@ -244,6 +244,9 @@ enum Line<'a> {
     Paused {
         run: &'a str,
     },
+    Waiting {
+        what: &'a str,
+    },
     Summary {
         #[serde(flatten)]
         summary: &'a Summary,
@@ -391,6 +394,17 @@ impl RunWatcher for Progress {
                     let _ = mp.println(format!(
                         "paused after the canaries: `hive rollout promote {run}` releases the run"
                     ));
+                }
+            }),
+        }
+    }
+
+    fn waiting(&self, what: &str) {
+        match self.mode {
+            Mode::Ndjson => self.line(&Line::Waiting { what }),
+            Mode::Bars => self.with_state(|s| {
+                if let Some(mp) = &s.mp {
+                    let _ = mp.println(format!("waiting: {what}"));
                 }
             }),
         }

@@ -17,6 +17,7 @@
 //! (`hive report`, from the journal alone).
 
 pub mod budget;
+pub mod change;
 pub mod engine;
 pub mod job;
 pub mod journal;
@@ -29,7 +30,10 @@ pub mod verdict;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod window_tests;
 
+pub use change::WaveHooks;
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;
