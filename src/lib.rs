@@ -18,6 +18,7 @@ pub mod deploy;
 pub mod rollout;
 /// The rollout's journal, at the path the CLI and tests have always used.
 pub use rollout::journal;
+pub mod hooks;
 pub mod progress;
 pub mod report;
 pub mod pipeline;

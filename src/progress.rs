@@ -153,6 +153,7 @@ pub fn host_message(event: &Event, copy_started: Option<Instant>) -> Option<Stri
         (Step::Verify, Finished { ok: true, .. }) => "verified".to_string(),
         (Step::Health, Started) => "health check".to_string(),
         (Step::Cleanup, Started) => "cleanup".to_string(),
+        (Step::Hook { hook }, Started) => format!("hook {hook}"),
         (
             step,
             Finished {
@@ -177,6 +178,7 @@ fn step_word(step: &Step) -> &'static str {
         Step::Verify => "verify",
         Step::Cleanup => "cleanup",
         Step::Health => "health",
+        Step::Hook { .. } => "hook",
     }
 }
 

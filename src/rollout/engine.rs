@@ -521,6 +521,10 @@ impl Rollout {
         wave: &Wave,
     ) -> Result<(), StopReason> {
         let result = hook.await;
+        if matches!(&result, Ok(d) if d.is_empty()) {
+            // No hook for this wave's hosts.
+            return Ok(());
+        }
         let detail = match &result {
             Ok(d) | Err(d) => d.clone(),
         };
