@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod catalog;
+pub mod change;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod exit;

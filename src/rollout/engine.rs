@@ -182,10 +182,15 @@ impl Rollout {
             }
         }
         self.watcher.run_started(header, prior.len());
-        let sink: Arc<dyn EventSink> = Arc::new(Fanout(vec![
+        let mut sinks = vec![
             journal.clone() as Arc<dyn EventSink>,
             self.watcher.clone() as Arc<dyn EventSink>,
-        ]));
+        ];
+        if let Some(gate) = &self.gate {
+            // Estimates use the copy rate this run measures.
+            sinks.push(gate.estimator.rate.clone());
+        }
+        let sink: Arc<dyn EventSink> = Arc::new(Fanout(sinks));
         let mut stop: Option<StopReason> = None;
         let mut gates: Vec<String> = vec!["not reached".into(); header.waves.len()];
         for wave in &header.waves {

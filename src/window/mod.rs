@@ -274,6 +274,50 @@ impl Gate {
     }
 }
 
+/// What `hive deploy --dry-run` shows of the windows: per host, its window now or next, its
+/// estimate, and whether it fits.
+pub fn listing(gate: &Gate, hosts: &[String]) -> String {
+    let now = gate.clock.now();
+    let width = hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4);
+    let mut out = format!("Maintenance windows (now {now}):\n");
+    for host in hosts {
+        let Some(s) = gate.windows.of(host) else {
+            out.push_str(&format!(
+                "  {host:<width$}  no window: may start any time\n"
+            ));
+            continue;
+        };
+        let need = show_duration(gate.estimator.estimate(host));
+        let when = match s.state_at(now) {
+            WindowState::Open { window, until } => format!(
+                "in window `{window}` ({}) until {}",
+                s.zone,
+                show(until, &s.tz)
+            ),
+            WindowState::Closed { next: Some(o) } => format!(
+                "next window `{}` ({}) opens {}",
+                o.window,
+                s.zone,
+                show(o.start, &s.tz)
+            ),
+            WindowState::Closed { next: None } => {
+                format!("no window of {} opens in the coming year", s.zone)
+            }
+        };
+        let fit = match gate.admit(host) {
+            Admission::Go => format!("needs about {need}: fits, starts now"),
+            Admission::Wait { until: Some(t), .. } => {
+                format!("needs about {need}: would start {}", show(t, &s.tz))
+            }
+            Admission::Wait { until: None, .. } => {
+                format!("needs about {need}: WOULD NOT FIT in any window")
+            }
+        };
+        out.push_str(&format!("  {host:<width$}  {when}; {fit}\n"));
+    }
+    out
+}
+
 fn window_len(o: &Opening) -> std::time::Duration {
     std::time::Duration::try_from(o.end.duration_since(o.start)).unwrap_or_default()
 }

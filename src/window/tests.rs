@@ -180,3 +180,48 @@ fn a_host_no_window_can_hold_never_starts_and_says_so() {
     assert_eq!(until, None);
     assert!(reason.contains("no window in the coming year"), "{reason}");
 }
+
+#[test]
+fn the_dry_run_listing_says_where_each_host_falls_and_what_would_not_fit() {
+    let (mut gate, _clock) = gate_at(
+        "2026-12-05T03:00:00Z",
+        "Sat 02:00-06:00",
+        Duration::from_secs(30 * 60),
+    );
+    gate.windows.set(
+        "db01",
+        Some(
+            Schedule::new(
+                &["Sun 01:00-02:00".to_string()],
+                "Europe/Berlin".into(),
+                zone("Europe/Berlin").unwrap(),
+            )
+            .unwrap(),
+        ),
+    );
+    gate.windows.set("app01", None);
+    let text = listing(&gate, &["web01".into(), "db01".into(), "app01".into()]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("Maintenance windows (now 2026-12-05T03:00"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("web01  in window `Sat 02:00-06:00` (UTC) until Sat 2026-12-05 06:00:00 UTC; needs about 30m: fits, starts now"),
+        "{text}"
+    );
+    assert!(
+        lines[2].contains("db01   next window `Sun 01:00-02:00` (Europe/Berlin) opens Sun 2026-12-06 01:00:00 CET; needs about 30m: would start Sun 2026-12-06 01:00:00 CET"),
+        "{text}"
+    );
+    assert!(
+        lines[3].contains("app01  no window: may start any time"),
+        "{text}"
+    );
+    gate.estimator.default_work.install = Duration::from_secs(2 * 3600);
+    let text = listing(&gate, &["db01".into()]);
+    assert!(
+        text.contains("needs about 2h00m: WOULD NOT FIT in any window"),
+        "{text}"
+    );
+}
