@@ -18,25 +18,28 @@ use hive::window::{Estimator, Gate, HostWindows, HostWork, RateMeter, SystemCloc
 const ASSUMED_BYTES_PER_SEC: u64 = 5_000_000;
 
 /// A host's work if it needed every approved installer: the estimate before a scan says which.
-fn worst_case(approved: &[ApprovedInstaller], reboot: RebootPolicy) -> HostWork {
+fn worst_case(approved: &[ApprovedInstaller], reboot: RebootPolicy, each: Option<u64>) -> HostWork {
     HostWork {
         bytes: approved.iter().map(|a| a.bytes).sum(),
-        install: approved
-            .iter()
-            .map(|a| install_estimate(a.recipe.kind))
-            .sum(),
+        install: approved.iter().map(|a| estimate(a, each)).sum(),
         reboot: reboot != RebootPolicy::Never && !approved.is_empty(),
     }
 }
 
+/// One installer's expected time: `each` seconds when the operator said, else by its kind.
+fn estimate(a: &ApprovedInstaller, each: Option<u64>) -> Duration {
+    each.map(Duration::from_secs)
+        .unwrap_or_else(|| install_estimate(a.recipe.kind))
+}
+
 /// A host's work as its plan says.
-pub fn planned(plan: &HostPlan, reboot: RebootPolicy) -> HostWork {
+pub fn planned(plan: &HostPlan, reboot: RebootPolicy, each: Option<u64>) -> HostWork {
     HostWork {
         bytes: plan.bytes,
         install: plan
             .installs
             .iter()
-            .map(|i| install_estimate(i.installer.recipe.kind))
+            .map(|i| estimate(&i.installer, each))
             .sum(),
         reboot: reboot != RebootPolicy::Never
             && !plan.installs.is_empty()
@@ -49,13 +52,14 @@ pub fn gate(
     inv: &Inventory,
     job: &DeployJob,
     per_host: BTreeMap<String, HostWork>,
+    each: Option<u64>,
 ) -> Result<Option<Arc<Gate>>, Box<dyn std::error::Error>> {
     let windows = HostWindows::resolve(&inv.policy, &inv.hosts, jiff::Timestamp::now())?;
     if !windows.any() {
         return Ok(None);
     }
     let estimator = Estimator {
-        default_work: worst_case(&job.approved, job.options.reboot),
+        default_work: worst_case(&job.approved, job.options.reboot, each),
         per_host,
         // Down, port and logon each get this long; a reboot that fits in one is the usual case.
         reboot_budget: job.options.down_timeout.max(Duration::from_secs(60)),
@@ -73,9 +77,10 @@ pub fn rollout(
     job: DeployJob,
     inv: &Inventory,
     wait_for_window: bool,
+    install_estimate: Option<u64>,
 ) -> Result<Rollout, Box<dyn std::error::Error>> {
     let hooks = Hooks::resolve(&inv.policy, &inv.hosts)?;
-    let gate = gate(inv, &job, BTreeMap::new())?;
+    let gate = gate(inv, &job, BTreeMap::new(), install_estimate)?;
     let repo = job.repo.clone();
     let remote = Arc::new(ConnectorTarget {
         hosts: job.hosts.clone(),

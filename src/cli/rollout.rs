@@ -60,6 +60,10 @@ pub struct WorkArgs {
     /// instead of pausing the run (exit 5).
     #[arg(long)]
     pub wait_for_window: bool,
+    /// Seconds one installer is expected to take, for fitting hosts into their windows
+    /// (default by installer kind: 2 min a hotfix, 5 min an MSI or EXE, 15 min an MSU).
+    #[arg(long, value_parser = timeout_secs, value_name = "SECONDS")]
+    pub install_estimate: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -196,9 +200,10 @@ fn run_rollout(
     plan_text: &str,
     options: RolloutOptions,
     wait_for_window: bool,
+    install_estimate: Option<u64>,
 ) -> CliResult {
     let waves = plan_waves(plan_text, inv, None, &options)?;
-    let mut rollout = super::change::rollout(job, inv, wait_for_window)?;
+    let mut rollout = super::change::rollout(job, inv, wait_for_window, install_estimate)?;
     rollout.targets = targets;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
@@ -243,11 +248,11 @@ pub fn deploy(args: DeployArgs) -> CliResult {
             .map(|h| {
                 (
                     h.host.clone(),
-                    super::change::planned(h, job.options.reboot),
+                    super::change::planned(h, job.options.reboot, args.work.install_estimate),
                 )
             })
             .collect();
-        if let Some(gate) = super::change::gate(&inv, &job, work)? {
+        if let Some(gate) = super::change::gate(&inv, &job, work, args.work.install_estimate)? {
             let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
             print!("{}", hive::window::listing(&gate, &names));
         }
@@ -269,6 +274,7 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         "100%",
         options,
         args.work.wait_for_window,
+        args.work.install_estimate,
     )
 }
 
@@ -289,6 +295,7 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         &args.plan,
         options,
         args.work.wait_for_window,
+        args.work.install_estimate,
     )
 }
 
@@ -312,7 +319,12 @@ pub fn resume(args: ResumeArgs) -> CliResult {
         Inventory { hosts, policy }
     };
     let (job, inv) = job(&args.work, inv)?;
-    let rollout = super::change::rollout(job, &inv, args.work.wait_for_window)?;
+    let rollout = super::change::rollout(
+        job,
+        &inv,
+        args.work.wait_for_window,
+        args.work.install_estimate,
+    )?;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
