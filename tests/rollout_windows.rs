@@ -117,8 +117,6 @@ fn hive(p: &Paths, args: &[&str], n: usize) -> Child {
             "100",
             "--install-timeout",
             "30",
-            "--install-estimate",
-            "1",
         ])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(p.logs.join(format!("hive-{n}.out"))).unwrap())
@@ -180,7 +178,19 @@ async fn a_window_closing_mid_run_pauses_and_the_next_window_finishes_with_nothi
     let p = write(&fleet, &lab, &extra);
     let installs = tokio::task::spawn_blocking(move || {
         let t0 = Instant::now();
-        let child = hive(&p, &["rollout", "--plan", "100%", "--parallel", "1"], 1);
+        let child = hive(
+            &p,
+            &[
+                "rollout",
+                "--plan",
+                "100%",
+                "--parallel",
+                "1",
+                "--install-estimate",
+                "1",
+            ],
+            1,
+        );
         let (code, out) = finish(&p, child, 1);
         assert_eq!(code, Some(5), "the window closed: paused\n{out}");
         assert!(
@@ -197,19 +207,25 @@ async fn a_window_closing_mid_run_pauses_and_the_next_window_finishes_with_nothi
             "{reason}"
         );
         let done_first = log.verdicts().len();
-        assert!((1..4).contains(&done_first), "{done_first} hosts done in the first window\n{out}");
+        assert!(
+            (1..4).contains(&done_first),
+            "{done_first} hosts done in the first window\n{out}"
+        );
 
         // Between the windows: resume pauses again and starts no host.
-        let child = hive(&p, &["resume", &run], 2);
+        let child = hive(&p, &["resume", &run, "--install-estimate", "1"], 2);
         let (code, out) = finish(&p, child, 2);
         assert_eq!(code, Some(5), "{out}");
-        assert_eq!(RunLog::load(&p.repo, &run).unwrap().verdicts().len(), done_first);
+        assert_eq!(
+            RunLog::load(&p.repo, &run).unwrap().verdicts().len(),
+            done_first
+        );
 
         // In the next window, resume finishes the run.
         while t0.elapsed() < Duration::from_secs(21) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        let child = hive(&p, &["resume", &run], 3);
+        let child = hive(&p, &["resume", &run, "--install-estimate", "1"], 3);
         let (code, out) = finish(&p, child, 3);
         assert_eq!(code, Some(0), "{out}");
         let log = RunLog::load(&p.repo, &run).unwrap();
@@ -224,7 +240,9 @@ async fn a_window_closing_mid_run_pauses_and_the_next_window_finishes_with_nothi
 }
 
 fn journal_records(repo: &Path, run: &str) -> Vec<Value> {
-    let path = journal::run_dir(repo, run).unwrap().join(journal::JOURNAL_FILE);
+    let path = journal::run_dir(repo, run)
+        .unwrap()
+        .join(journal::JOURNAL_FILE);
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -245,7 +263,19 @@ async fn drain_and_undrain_run_around_every_host_even_after_kill_9_between_insta
     let p = write(&fleet, &lab, &extra);
     let lb2 = lb.clone();
     let killed = tokio::task::spawn_blocking(move || {
-        let mut child = hive(&p, &["rollout", "--plan", "100%", "--parallel", "2"], 1);
+        let mut child = hive(
+            &p,
+            &[
+                "rollout",
+                "--plan",
+                "100%",
+                "--parallel",
+                "2",
+                "--install-estimate",
+                "1",
+            ],
+            1,
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         // Kill at the first install that finished: its host is drained, its post hook not run.
         let (run, host) = loop {
@@ -258,7 +288,10 @@ async fn drain_and_undrain_run_around_every_host_even_after_kill_9_between_insta
             {
                 break (run, r["host"].as_str().unwrap().to_string());
             }
-            assert!(child.try_wait().unwrap().is_none(), "hive ended before an install finished");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "hive ended before an install finished"
+            );
             assert!(Instant::now() < deadline, "no install finished in 60 s");
             std::thread::sleep(Duration::from_millis(2));
         };
@@ -270,7 +303,7 @@ async fn drain_and_undrain_run_around_every_host_even_after_kill_9_between_insta
             !at_kill.contains(&format!("undrain {host}\n")),
             "the post hook ran before the kill; the test proves nothing:\n{at_kill}"
         );
-        let child = hive(&p, &["resume", &run], 2);
+        let child = hive(&p, &["resume", &run, "--install-estimate", "1"], 2);
         let (code, out) = finish(&p, child, 2);
         assert_eq!(code, Some(0), "{out}");
         host
@@ -285,7 +318,11 @@ async fn drain_and_undrain_run_around_every_host_even_after_kill_9_between_insta
         let d: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == drain).collect();
         let u: Vec<usize> = (0..lines.len()).filter(|i| lines[*i] == undrain).collect();
         assert_eq!((d.len(), u.len()), (1, 1), "{}: {lines:?}", h.name);
-        assert!(d[0] < u[0], "{}: undrained before drained: {lines:?}", h.name);
+        assert!(
+            d[0] < u[0],
+            "{}: undrained before drained: {lines:?}",
+            h.name
+        );
     }
     eprintln!("killed with {killed} drained after its install; resume undrained it");
     for (host, n) in installs_per_host(&fleet) {
@@ -300,12 +337,12 @@ async fn dry_run_lists_each_hosts_window_and_which_would_not_fit() {
     let now = Timestamp::now();
     let extra = format!(
         "[group.first]\nwindow = [\"{}\"]\nwindow_zone = \"UTC\"\n\n[group.web]\nwindow = [\"{}\"]\nwindow_zone = \"Europe/Berlin\"\n",
-        window_in(now, 3600, 3602),
+        window_in(now, 3600, 3610),
         window_in(now, -60, 7200)
     );
     let p = write(&fleet, &lab, &extra);
     let (code, out) = tokio::task::spawn_blocking(move || {
-        let child = hive(&p, &["deploy", "--dry-run"], 1);
+        let child = hive(&p, &["deploy", "--dry-run", "--install-estimate", "30"], 1);
         finish(&p, child, 1)
     })
     .await
@@ -325,7 +362,9 @@ async fn dry_run_lists_each_hosts_window_and_which_would_not_fit() {
     );
     let second = line("DRY02");
     assert!(
-        second.contains("in window") && second.contains("(Europe/Berlin)") && second.contains("fits, starts now"),
+        second.contains("in window")
+            && second.contains("(Europe/Berlin)")
+            && second.contains("fits, starts now"),
         "{second}"
     );
 }
