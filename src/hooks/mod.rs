@@ -356,15 +356,15 @@ impl HookedJob {
         // Hook steps a crash left open are closed here; the inner job settles its own.
         let mut inner_ctx = ctx.clone();
         for step in &ctx.resume.open_steps {
-            if matches!(step, Step::Hook { .. }) {
-                if let Err(e) = ctx.finished(
+            if matches!(step, Step::Hook { .. })
+                && let Err(e) = ctx.finished(
                     step.clone(),
                     false,
                     StepOutcome::Interrupted,
                     "hive stopped during this hook (Ctrl-C, crash or kill); resumed",
-                ) {
-                    return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
-                }
+                )
+            {
+                return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
             }
         }
         inner_ctx

@@ -332,16 +332,15 @@ impl Rollout {
             };
         }
         self.watcher.wave_started(wave);
-        if let Some(hooks) = &self.wave_hooks {
-            if let Err(e) = self
+        if let Some(hooks) = &self.wave_hooks
+            && let Err(e) = self
                 .wave_hook(hooks.before(&header.run, wave), journal, wave)
                 .await
-            {
-                return WaveOutcome {
-                    stop: Some(e),
-                    ran: 0,
-                };
-            }
+        {
+            return WaveOutcome {
+                stop: Some(e),
+                ran: 0,
+            };
         }
         let parallel = header.options.parallel.max(1);
         let timeout = header.options.host_timeout_ms.map(Duration::from_millis);
