@@ -12,7 +12,8 @@
 //!
 //! By job: [`plan`] (the plan language, waves), [`options`], [`verdict`] (how a host ended),
 //! [`job`] (the seam to the per-host work), [`stop`] (stop reasons, Ctrl-C), [`budget`] (budgets
-//! and the canary gate), [`engine`] (runs it all), [`summary`] (the end of a run and its
+//! and the canary gate), [`change`] (maintenance windows and wave hooks, as the engine sees
+//! them), [`engine`] (runs it all), [`summary`] (the end of a run and its
 //! watchers), [`journal`] (the durable record; the rollout is its only writer), [`report`]
 //! (`hive report`, from the journal alone).
 
