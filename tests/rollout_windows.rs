@@ -368,3 +368,56 @@ async fn dry_run_lists_each_hosts_window_and_which_would_not_fit() {
         "{second}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wait_for_window_keeps_the_run_waiting_and_says_for_what_and_until_when() {
+    let fleet = SimFleet::start("winwait", &fleet_toml(3, "WAIT")).await;
+    let lab = lab(1500);
+    let now = Timestamp::now();
+    let extra = format!(
+        "[group.web]\nwindow = [\"{}\", \"{}\"]\nwindow_zone = \"UTC\"\n",
+        window_in(now, -1, 3),
+        window_in(now, 10, 120)
+    );
+    let p = write(&fleet, &lab, &extra);
+    let out = tokio::task::spawn_blocking(move || {
+        let child = hive(
+            &p,
+            &[
+                "rollout",
+                "--plan",
+                "100%",
+                "--parallel",
+                "1",
+                "--install-estimate",
+                "1",
+                "--wait-for-window",
+            ],
+            1,
+        );
+        let (code, out) = finish(&p, child, 1);
+        assert_eq!(code, Some(0), "one invocation waits and finishes\n{out}");
+        let run = only_run(&p.repo);
+        assert_eq!(
+            RunLog::load(&p.repo, &run).unwrap().state.unwrap().0,
+            RunState::Finished
+        );
+        out
+    })
+    .await
+    .unwrap();
+    let waiting: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["record"] == "waiting")
+        .collect();
+    assert!(!waiting.is_empty(), "no waiting line:\n{out}");
+    let what = waiting[0]["what"].as_str().unwrap();
+    assert!(
+        what.starts_with("for a maintenance window") && what.contains(" opens "),
+        "{what}"
+    );
+    for (host, n) in installs_per_host(&fleet) {
+        assert_eq!(n, 1, "{host}: {KB} installed {n} times");
+    }
+}
