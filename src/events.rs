@@ -41,6 +41,49 @@ pub enum Step {
     Cleanup,
     /// A custom health command between waves.
     Health,
+    /// A hook command around the host's work (see `crate::hooks`).
+    Hook { hook: HookPoint },
+}
+
+/// Where a host hook runs: before or after the host's work, on the host or on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    PreHostLocal,
+    PreHost,
+    PostHost,
+    PostHostLocal,
+}
+
+impl HookPoint {
+    /// The inventory field that declares it.
+    pub fn field(self) -> &'static str {
+        match self {
+            HookPoint::PreHostLocal => "pre_host_local",
+            HookPoint::PreHost => "pre_host",
+            HookPoint::PostHost => "post_host",
+            HookPoint::PostHostLocal => "post_host_local",
+        }
+    }
+
+    /// The pre hook a post hook undoes (`None` for a pre hook).
+    pub fn undoes(self) -> Option<HookPoint> {
+        match self {
+            HookPoint::PostHost => Some(HookPoint::PreHost),
+            HookPoint::PostHostLocal => Some(HookPoint::PreHostLocal),
+            _ => None,
+        }
+    }
+
+    pub fn is_pre(self) -> bool {
+        matches!(self, HookPoint::PreHostLocal | HookPoint::PreHost)
+    }
+}
+
+impl fmt::Display for HookPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.field())
+    }
 }
 
 /// Where a reboot is. A resumed run reads these back: a reboot is done once its

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod inventory;
 pub mod targets;
 pub mod remote;
+pub mod window;
 pub mod scan;
 pub mod repo;
 pub mod adopt;
@@ -19,6 +20,7 @@ pub mod deploy;
 pub mod rollout;
 /// The rollout's journal, at the path the CLI and tests have always used.
 pub use rollout::journal;
+pub mod hooks;
 pub mod progress;
 pub mod report;
 pub mod pipeline;

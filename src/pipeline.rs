@@ -154,6 +154,14 @@ impl DeployJob {
                 "no approved patch is missing".to_string(),
             );
         }
+        // The run is stopping (Ctrl-C, a budget, the host's window closed): nothing changed on the
+        // host yet, so end here; resume starts it over.
+        if ctx.stop.is_stopped() {
+            return HostOutcome::new(
+                HostVerdict::Interrupted,
+                "stopped after the scan, before anything was installed",
+            );
+        }
 
         let prior = deploy::PriorWork {
             installed: ctx.resume.installed_ok.clone(),

@@ -153,6 +153,7 @@ pub fn host_message(event: &Event, copy_started: Option<Instant>) -> Option<Stri
         (Step::Verify, Finished { ok: true, .. }) => "verified".to_string(),
         (Step::Health, Started) => "health check".to_string(),
         (Step::Cleanup, Started) => "cleanup".to_string(),
+        (Step::Hook { hook }, Started) => format!("hook {hook}"),
         (
             step,
             Finished {
@@ -177,6 +178,7 @@ fn step_word(step: &Step) -> &'static str {
         Step::Verify => "verify",
         Step::Cleanup => "cleanup",
         Step::Health => "health",
+        Step::Hook { .. } => "hook",
     }
 }
 
@@ -243,6 +245,9 @@ enum Line<'a> {
     },
     Paused {
         run: &'a str,
+    },
+    Waiting {
+        what: &'a str,
     },
     Summary {
         #[serde(flatten)]
@@ -391,6 +396,17 @@ impl RunWatcher for Progress {
                     let _ = mp.println(format!(
                         "paused after the canaries: `hive rollout promote {run}` releases the run"
                     ));
+                }
+            }),
+        }
+    }
+
+    fn waiting(&self, what: &str) {
+        match self.mode {
+            Mode::Ndjson => self.line(&Line::Waiting { what }),
+            Mode::Bars => self.with_state(|s| {
+                if let Some(mp) = &s.mp {
+                    let _ = mp.println(format!("waiting: {what}"));
                 }
             }),
         }

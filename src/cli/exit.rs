@@ -18,7 +18,8 @@ pub enum Outcome {
     Stopped,
     /// The run (or the scan) reached its end, but some hosts failed or could not be reached.
     HostsFailed,
-    /// The run paused after its canaries, as asked; `hive promote` releases it.
+    /// The run paused after its canaries, as asked (`hive promote` releases it), or outside its
+    /// hosts' maintenance windows (`hive resume` continues it).
     Paused,
     /// Ctrl-C: no new host started; `hive resume` continues the run.
     Interrupted,
@@ -50,8 +51,9 @@ impl Outcome {
             }
             Some(StopReason::WaveBudget { .. })
             | Some(StopReason::TotalBudget { .. })
-            | Some(StopReason::CanaryGate { .. }) => Outcome::Stopped,
-            Some(StopReason::Paused { .. }) => Outcome::Paused,
+            | Some(StopReason::CanaryGate { .. })
+            | Some(StopReason::Hook { .. }) => Outcome::Stopped,
+            Some(StopReason::Paused { .. }) | Some(StopReason::Window { .. }) => Outcome::Paused,
             Some(StopReason::Operator) | Some(StopReason::Interrupted) => Outcome::Interrupted,
             Some(StopReason::Journal { .. }) => Outcome::Error,
         }
@@ -74,10 +76,12 @@ Exit codes:
   1    error before or outside a run (inventory, repository, catalog, network), or a journal
        that could not be written
   2    usage: a bad flag or value
-  3    a failure budget or the canary gate stopped the run before its last wave
+  3    a failure budget, the canary gate or a failed wave hook stopped the run before its
+       last wave
   4    the run (or scan) reached its end, but some hosts failed or were unreachable
   5    the run paused after its canaries (--pause-after-canary): `hive promote RUN`, then
-       `hive resume RUN`
+       `hive resume RUN`; or outside its hosts' maintenance windows: `hive resume RUN` in
+       the next window (or run with --wait-for-window)
   130  interrupted by Ctrl-C: no new host started; `hive resume RUN` continues the run
 ";
 

@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod args;
 pub mod catalog;
+pub mod change;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod exit;

@@ -11,10 +11,10 @@ use hive::deploy::plan::{load_approved, plan, render as render_plan};
 use hive::deploy::{DeployOptions, RebootPolicy};
 use hive::inventory::Inventory;
 use hive::journal::RunLog;
-use hive::pipeline::{DeployJob, Job};
+use hive::pipeline::DeployJob;
 use hive::remote::{NetworkConnector, Timeouts};
 use hive::repo::Repository;
-use hive::rollout::{Limit, Rollout, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
+use hive::rollout::{Limit, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
 use hive::targets::TargetRecord;
 
@@ -56,6 +56,14 @@ pub struct WorkArgs {
     /// Milliseconds between two looks at a rebooting host (or at an installer still running).
     #[arg(long, default_value_t = 5000, value_parser = poll_ms, value_name = "MS")]
     pub poll_ms: u64,
+    /// When the hosts left are outside their maintenance windows, wait for the next opening
+    /// instead of pausing the run (exit 5).
+    #[arg(long)]
+    pub wait_for_window: bool,
+    /// Seconds one installer is expected to take, for fitting hosts into their windows
+    /// (default by installer kind: 2 min a hotfix, 5 min an MSI or EXE, 15 min an MSU).
+    #[arg(long, value_parser = timeout_secs, value_name = "SECONDS")]
+    pub install_estimate: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -191,9 +199,11 @@ fn run_rollout(
     targets: Vec<TargetRecord>,
     plan_text: &str,
     options: RolloutOptions,
+    wait_for_window: bool,
+    install_estimate: Option<u64>,
 ) -> CliResult {
     let waves = plan_waves(plan_text, inv, None, &options)?;
-    let mut rollout = rollout_of(job);
+    let mut rollout = super::change::rollout(job, inv, wait_for_window, install_estimate)?;
     rollout.targets = targets;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
@@ -201,15 +211,6 @@ fn run_rollout(
         rollout.start(plan_text, waves, options).await
     })?;
     Ok(ended(&summary))
-}
-
-/// The engine over a deploy job, showing progress on stdout (bars on a terminal, NDJSON when
-/// piped).
-fn rollout_of(job: DeployJob) -> Rollout {
-    let repo_root = job.repo.root().to_path_buf();
-    let mut rollout = Rollout::new(&repo_root, Arc::new(Job(Arc::new(job))));
-    rollout.watcher = Arc::new(hive::progress::Progress::stdout());
-    rollout
 }
 
 /// Print the summary; the exit code says how the run ended.
@@ -244,6 +245,20 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         for h in &p.hosts {
             hive::deploy::record_plan(&job.repo, h, &p.run, &job.options);
         }
+        let work = p
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.host.clone(),
+                    super::change::planned(h, job.options.reboot, args.work.install_estimate),
+                )
+            })
+            .collect();
+        if let Some(gate) = super::change::gate(&inv, &job, work, args.work.install_estimate)? {
+            let names: Vec<String> = inv.hosts.iter().map(|h| h.name.clone()).collect();
+            print!("{}", hive::window::listing(&gate, &names));
+        }
         for s in scans.iter().filter(|s| s.result.is_err()) {
             if let Err(e) = &s.result {
                 println!("{}: not scanned ({e})", s.host);
@@ -255,7 +270,15 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         parallel: args.work.parallel,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, targets, "100%", options)
+    run_rollout(
+        job,
+        &inv,
+        targets,
+        "100%",
+        options,
+        args.work.wait_for_window,
+        args.work.install_estimate,
+    )
 }
 
 pub fn rollout(args: RolloutArgs) -> CliResult {
@@ -268,7 +291,15 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, targets, &args.plan, options)
+    run_rollout(
+        job,
+        &inv,
+        targets,
+        &args.plan,
+        options,
+        args.work.wait_for_window,
+        args.work.install_estimate,
+    )
 }
 
 /// `hive resume RUN`: continue a run after Ctrl-C, a crash or kill -9.
@@ -297,8 +328,13 @@ pub fn resume(args: ResumeArgs) -> CliResult {
         };
         Inventory { hosts, policy }
     };
-    let (job, _) = job(&args.work, inv)?;
-    let rollout = rollout_of(job);
+    let (job, inv) = job(&args.work, inv)?;
+    let rollout = super::change::rollout(
+        job,
+        &inv,
+        args.work.wait_for_window,
+        args.work.install_estimate,
+    )?;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());

@@ -11,7 +11,19 @@
 //!
 //! [group.web]
 //! # settings for hosts in group "web"
+//! window = ["Sat 02:00-06:00", "patch-tuesday+3 22:00-02:00"]   # see crate::window
+//! window_zone = "Europe/Berlin"                                 # IANA name; default: this machine's
+//!
+//! [group.web.hooks]                                             # see crate::hooks
+//! pre_host_local = "/usr/local/bin/lb drain"                    # HIVE_HOST_NAME, HIVE_HOST_ADDRESS
+//! post_host_local = "/usr/local/bin/lb undrain"
+//! pre_host = "net stop W3SVC"                                   # cmd.exe on the host
+//! post_host = "net start W3SVC"
+//! timeout = "5m"
 //! ```
+//!
+//! The settings are kept here as written (texts); the modules that use them parse and check them
+//! when a run starts, with errors naming the group and field.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +35,37 @@ use super::Host;
 /// absent one falls through to the next layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GroupSettings {}
+pub struct GroupSettings {
+    /// Maintenance windows (`"Sat 02:00-06:00"`, `"2026-12-24 22:00 - 2026-12-25 04:00"`,
+    /// `"patch-tuesday+3 02:00-06:00"`): a host starts only inside one. Parsed by `crate::window`.
+    pub window: Option<Vec<String>>,
+    /// The IANA time zone the windows' times are in; this machine's zone when absent.
+    pub window_zone: Option<String>,
+    /// Commands run around each host and each wave.
+    pub hooks: Option<HookSettings>,
+}
+
+/// `[group.NAME.hooks]`: commands run around the work on each host and each wave. Each hook is
+/// resolved on its own through the layers, like a setting. Run by `crate::hooks`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookSettings {
+    /// cmd.exe command line run on the host before anything is installed.
+    pub pre_host: Option<String>,
+    /// cmd.exe command line run on the host after its work, whatever the install did.
+    pub post_host: Option<String>,
+    /// Command run on this machine before the host (`sh -c`), with the host's name and address
+    /// in the environment.
+    pub pre_host_local: Option<String>,
+    /// Command run on this machine after the host, whatever the install did.
+    pub post_host_local: Option<String>,
+    /// Command run on this machine before each wave.
+    pub pre_wave: Option<String>,
+    /// Command run on this machine after each wave.
+    pub post_wave: Option<String>,
+    /// How long one hook may run (`"90s"`, `"5m"`) before it is killed and counted failed.
+    pub timeout: Option<String>,
+}
 
 /// Every group's settings and the defaults, as the inventory file declared them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -34,7 +34,7 @@ pub mod sources;
 pub use credentials::{
     CredentialRef, SecretSource, read_secret_file, resolve_credential, resolve_reference,
 };
-pub use groups::{GroupPolicy, GroupSettings};
+pub use groups::{GroupPolicy, GroupSettings, HookSettings};
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,7 +1,7 @@
 //! The engine: waves in order, hosts in flight up to `parallel`, budgets checked as verdicts come
 //! in, the canary gate, the pause for promote, soak times, and the journal written throughout.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::budget::{
     canary_gate, count_in, total_budget, total_budget_of, wave_budget, wave_budget_of,
 };
+use super::change::{WaveHooks, WindowWatch};
 use super::job::{HealthCheck, HostJob, JobContext};
 use super::journal::{
     Journal, JournalError, PROMOTE_FILE, RunHeader, RunLog, RunState, WaveState, new_run_id,
@@ -82,6 +83,12 @@ pub struct Rollout {
     pub wait_for_promote: bool,
     /// Resolved hosts to journal in the run header (see `RunHeader::targets`).
     pub targets: Vec<crate::targets::TargetRecord>,
+    /// Maintenance windows: a host starts only inside one its estimate fits in.
+    pub gate: Option<Arc<crate::window::Gate>>,
+    /// When every host left is outside its window, wait for the next opening instead of pausing.
+    pub wait_for_window: bool,
+    /// Commands before and after each wave.
+    pub wave_hooks: Option<Arc<dyn WaveHooks>>,
 }
 
 impl Rollout {
@@ -94,6 +101,9 @@ impl Rollout {
             stop: StopFlag::default(),
             wait_for_promote: false,
             targets: Vec::new(),
+            gate: None,
+            wait_for_window: false,
+            wave_hooks: None,
         }
     }
 
@@ -172,10 +182,15 @@ impl Rollout {
             }
         }
         self.watcher.run_started(header, prior.len());
-        let sink: Arc<dyn EventSink> = Arc::new(Fanout(vec![
+        let mut sinks = vec![
             journal.clone() as Arc<dyn EventSink>,
             self.watcher.clone() as Arc<dyn EventSink>,
-        ]));
+        ];
+        if let Some(gate) = &self.gate {
+            // Estimates use the copy rate this run measures.
+            sinks.push(gate.estimator.rate.clone());
+        }
+        let sink: Arc<dyn EventSink> = Arc::new(Fanout(sinks));
         let mut stop: Option<StopReason> = None;
         let mut gates: Vec<String> = vec!["not reached".into(); header.waves.len()];
         for wave in &header.waves {
@@ -208,7 +223,9 @@ impl Rollout {
             if stop.is_none() {
                 stop = total_budget(&header.options, &lines, total_hosts);
             }
+            let window_pause = matches!(stop, Some(StopReason::Window { .. }));
             let gate = match &stop {
+                Some(why) if window_pause => format!("paused: {why}"),
                 Some(why) => format!("failed: {why}"),
                 None => match canary_gate(wave, &lines) {
                     Some(detail) => {
@@ -221,15 +238,18 @@ impl Rollout {
                     None => "passed".to_string(),
                 },
             };
-            journal.wave(
-                wave.index,
-                if stop.is_none() {
-                    WaveState::Passed
-                } else {
-                    WaveState::Failed
-                },
-                &gate,
-            )?;
+            // A wave paused by its windows has no gate yet: resume runs it on.
+            if !window_pause {
+                journal.wave(
+                    wave.index,
+                    if stop.is_none() {
+                        WaveState::Passed
+                    } else {
+                        WaveState::Failed
+                    },
+                    &gate,
+                )?;
+            }
             self.watcher.wave_finished(wave, &gate);
             gates[wave.index] = gate;
             let last = wave.index + 1 == header.waves.len();
@@ -242,7 +262,7 @@ impl Rollout {
         }
         let state = match &stop {
             None => RunState::Finished,
-            Some(StopReason::Paused { .. }) => RunState::Paused,
+            Some(StopReason::Paused { .. } | StopReason::Window { .. }) => RunState::Paused,
             Some(_) => RunState::Stopped,
         };
         let reason = stop.as_ref().map(|s| s.to_string()).unwrap_or_default();
@@ -312,9 +332,26 @@ impl Rollout {
             };
         }
         self.watcher.wave_started(wave);
+        if let Some(hooks) = &self.wave_hooks
+            && let Err(e) = self
+                .wave_hook(hooks.before(&header.run, wave), journal, wave)
+                .await
+        {
+            return WaveOutcome {
+                stop: Some(e),
+                ran: 0,
+            };
+        }
         let parallel = header.options.parallel.max(1);
         let timeout = header.options.host_timeout_ms.map(Duration::from_millis);
-        let mut queue = todo.into_iter();
+        let mut queue: VecDeque<String> = todo.into_iter().cloned().collect();
+        let gate = self.gate.as_deref();
+        let mut windows = WindowWatch::default();
+        // Each host's own flag, under the wave's: its window closing stops it alone.
+        let mut flags: BTreeMap<String, StopFlag> = BTreeMap::new();
+        // Hosts a window closed on, queued again to wait for the next one: what they did is in
+        // the journal now, not in the log this invocation started from.
+        let mut reread: BTreeSet<String> = BTreeSet::new();
         let mut set: JoinSet<HostDone> = JoinSet::new();
         // The jobs' own flag: raised by a budget here or by the operator's flag, and not left
         // raised on the operator's flag, so the same Rollout can resume the run afterwards.
@@ -327,17 +364,39 @@ impl Rollout {
         let mut in_flight: BTreeSet<String> = BTreeSet::new();
         let mut aborting = false;
         loop {
+            let mut held = Vec::new();
             while stop.is_none() && !self.stop.is_stopped() && set.len() < parallel {
-                let Some(host) = queue.next() else { break };
+                let Some(host) = queue.pop_front() else { break };
+                if !windows.admit(gate, &host) {
+                    held.push(host);
+                    continue;
+                }
+                let host = &host;
+                let resume = if reread.remove(host) {
+                    match RunLog::load(&self.repo_root, &header.run) {
+                        Ok(l) => l.resume_state(host),
+                        Err(e) => {
+                            stop = Some(StopReason::Journal {
+                                error: e.to_string(),
+                            });
+                            break;
+                        }
+                    }
+                } else {
+                    log.map(|l| l.resume_state(host)).unwrap_or_default()
+                };
                 ran += 1;
                 in_flight.insert(host.clone());
                 let ctx = JobContext {
                     run: header.run.clone(),
                     host: host.clone(),
                     wave: wave.index,
-                    resume: log.map(|l| l.resume_state(host)).unwrap_or_default(),
+                    resume,
                     sink: sink.clone(),
-                    stop: jobs.clone(),
+                    stop: flags
+                        .entry(host.clone())
+                        .or_insert_with(|| jobs.child())
+                        .clone(),
                 };
                 self.watcher.host_started(host, wave.index);
                 set.spawn(run_host(
@@ -348,6 +407,10 @@ impl Rollout {
                     journal.clone(),
                 ));
             }
+            for h in held.into_iter().rev() {
+                queue.push_front(h);
+            }
+            windows.close_ended(gate, &in_flight, &flags);
             if self.stop.is_stopped() {
                 stop.get_or_insert(StopReason::Operator);
                 jobs.stop();
@@ -366,7 +429,19 @@ impl Rollout {
                 r = set.join_next() => r,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
             };
-            let Some(joined) = next else { break };
+            let Some(joined) = next else {
+                // Nothing in flight: done, unless hosts wait for their windows.
+                if queue.is_empty() || stop.is_some() || self.stop.is_stopped() {
+                    break;
+                }
+                match self.wait_for_windows(&windows, journal, header).await {
+                    Ok(()) => continue,
+                    Err(why) => {
+                        stop = Some(why);
+                        break;
+                    }
+                }
+            };
             let HostDone {
                 host,
                 outcome,
@@ -378,6 +453,16 @@ impl Rollout {
                 Err(_) => continue,
             };
             in_flight.remove(&host);
+            if outcome.verdict == HostVerdict::Interrupted
+                && self.wait_for_window
+                && stop.is_none()
+                && !self.stop.is_stopped()
+                && windows.closed.remove(&host).is_some()
+            {
+                flags.remove(&host);
+                reread.insert(host.clone());
+                queue.push_front(host.clone());
+            }
             if let Some(error) = journal_error {
                 stop.get_or_insert(StopReason::Journal { error });
                 jobs.stop();
@@ -416,7 +501,92 @@ impl Rollout {
                 l.detail = outcome.detail;
             }
         }
+        if stop.is_none() && !windows.closed.is_empty() {
+            stop = windows.pause(&header.run);
+        }
+        if let (Some(hooks), true) = (&self.wave_hooks, ran > 0) {
+            let gate = match &stop {
+                Some(why) => format!("failed: {why}"),
+                None => "passed".to_string(),
+            };
+            let after = hooks.after(&header.run, wave, &gate);
+            if let Err(e) = self.wave_hook(after, journal, wave).await {
+                stop.get_or_insert(e);
+            }
+        }
         WaveOutcome { stop, ran }
+    }
+
+    /// Run a wave hook and journal its end; its failure stops the run.
+    async fn wave_hook(
+        &self,
+        hook: crate::remote::BoxFuture<'static, Result<String, String>>,
+        journal: &Journal,
+        wave: &Wave,
+    ) -> Result<(), StopReason> {
+        let result = hook.await;
+        if matches!(&result, Ok(d) if d.is_empty()) {
+            // No hook for this wave's hosts.
+            return Ok(());
+        }
+        let detail = match &result {
+            Ok(d) | Err(d) => d.clone(),
+        };
+        let state = if result.is_ok() {
+            WaveState::Hook
+        } else {
+            WaveState::Failed
+        };
+        journal
+            .wave(wave.index, state, &detail)
+            .map_err(|e| StopReason::Journal {
+                error: e.to_string(),
+            })?;
+        result.map(|_| ()).map_err(|detail| StopReason::Hook {
+            wave: wave.name.clone(),
+            detail,
+        })
+    }
+
+    /// Every host left is outside its window: wait for the soonest opening (`--wait-for-window`),
+    /// or pause the run with why.
+    async fn wait_for_windows(
+        &self,
+        windows: &WindowWatch,
+        journal: &Journal,
+        header: &RunHeader,
+    ) -> Result<(), StopReason> {
+        let paused = || {
+            windows.pause(&header.run).unwrap_or(StopReason::Window {
+                run: header.run.clone(),
+                detail: "hosts are outside their windows".into(),
+            })
+        };
+        let (Some(gate), true) = (self.gate.as_deref(), self.wait_for_window) else {
+            return Err(paused());
+        };
+        let Some((until, what)) = windows.soonest() else {
+            return Err(paused());
+        };
+        let what = format!("for a maintenance window: {what}");
+        journal
+            .run_state(RunState::Running, &format!("waiting {what}"))
+            .map_err(|e| StopReason::Journal {
+                error: e.to_string(),
+            })?;
+        self.watcher.waiting(&what);
+        let opened = gate.sleep_until(until);
+        tokio::pin!(opened);
+        loop {
+            tokio::select! {
+                _ = &mut opened => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if self.stop.is_stopped() {
+                        return Err(StopReason::Operator);
+                    }
+                }
+            }
+        }
     }
 
     async fn wait_promote(&self, journal: &Journal) -> bool {

@@ -12,11 +12,13 @@
 //!
 //! By job: [`plan`] (the plan language, waves), [`options`], [`verdict`] (how a host ended),
 //! [`job`] (the seam to the per-host work), [`stop`] (stop reasons, Ctrl-C), [`budget`] (budgets
-//! and the canary gate), [`engine`] (runs it all), [`summary`] (the end of a run and its
+//! and the canary gate), [`change`] (maintenance windows and wave hooks, as the engine sees
+//! them), [`engine`] (runs it all), [`summary`] (the end of a run and its
 //! watchers), [`journal`] (the durable record; the rollout is its only writer), [`report`]
 //! (`hive report`, from the journal alone).
 
 pub mod budget;
+pub mod change;
 pub mod engine;
 pub mod job;
 pub mod journal;
@@ -29,7 +31,10 @@ pub mod verdict;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod window_tests;
 
+pub use change::WaveHooks;
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;

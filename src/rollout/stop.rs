@@ -16,8 +16,14 @@ use serde::{Deserialize, Serialize};
 /// - [`StopFlag::abort`] (second Ctrl-C): stop now. Hosts in flight are cut off where they are;
 ///   the journal records each as `interrupted` and the run as stopped, and resume settles the
 ///   steps left open from the hosts' own evidence, as after a crash.
+///
+/// A [`StopFlag::child`] sees its parent's level and can be raised on its own: one host's
+/// maintenance window closing stops that host, not the others.
 #[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<AtomicU8>);
+pub struct StopFlag {
+    own: Arc<AtomicU8>,
+    parent: Option<Arc<AtomicU8>>,
+}
 
 const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
@@ -27,19 +33,33 @@ impl StopFlag {
     /// No new host starts; in-flight steps finish.
     pub fn stop(&self) {
         let _ = self
-            .0
+            .own
             .compare_exchange(RUNNING, STOPPING, Ordering::SeqCst, Ordering::SeqCst);
     }
     /// Stop now, without waiting for in-flight steps.
     pub fn abort(&self) {
-        self.0.store(ABORTED, Ordering::SeqCst);
+        self.own.store(ABORTED, Ordering::SeqCst);
+    }
+    fn level(&self) -> u8 {
+        let p = self
+            .parent
+            .as_ref()
+            .map_or(RUNNING, |p| p.load(Ordering::SeqCst));
+        self.own.load(Ordering::SeqCst).max(p)
+    }
+    /// A flag raised when this one is, or on its own.
+    pub fn child(&self) -> StopFlag {
+        StopFlag {
+            own: Arc::new(AtomicU8::new(RUNNING)),
+            parent: Some(self.own.clone()),
+        }
     }
     /// Either level was asked for.
     pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= STOPPING
+        self.level() >= STOPPING
     }
     pub fn is_aborted(&self) -> bool {
-        self.0.load(Ordering::SeqCst) >= ABORTED
+        self.level() >= ABORTED
     }
 }
 
@@ -87,6 +107,11 @@ pub enum StopReason {
     CanaryGate { wave: String, detail: String },
     /// Waiting for `hive rollout promote`.
     Paused { run: String },
+    /// Hosts are left whose maintenance window is closed (or too short for them): `hive resume`
+    /// continues in their next window.
+    Window { run: String, detail: String },
+    /// A `pre_wave` or `post_wave` hook failed.
+    Hook { wave: String, detail: String },
     /// The operator asked to stop (Ctrl-C).
     Operator,
     /// The operator asked to stop at once (a second Ctrl-C): in-flight hosts were cut off.
@@ -122,6 +147,11 @@ impl fmt::Display for StopReason {
                 f,
                 "paused after the canaries: run `hive rollout promote {run}` then `hive resume {run}`"
             ),
+            StopReason::Window { run, detail } => write!(
+                f,
+                "paused outside the maintenance window: {detail}; `hive resume {run}` continues (or add --wait-for-window)"
+            ),
+            StopReason::Hook { wave, detail } => write!(f, "wave {wave}: {detail}"),
             StopReason::Operator => f.write_str("stopped by the operator"),
             StopReason::Interrupted => f.write_str(
                 "interrupted by the operator: hosts in flight were cut off (resume settles them)",
@@ -146,5 +176,16 @@ mod tests {
         assert!(f.is_stopped() && f.is_aborted());
         let g = f.clone();
         assert!(g.is_aborted());
+    }
+
+    #[test]
+    fn a_child_follows_its_parent_and_stops_alone() {
+        let parent = StopFlag::default();
+        let a = parent.child();
+        let b = parent.child();
+        a.stop();
+        assert!(a.is_stopped() && !b.is_stopped() && !parent.is_stopped());
+        parent.abort();
+        assert!(a.is_aborted() && b.is_aborted());
     }
 }

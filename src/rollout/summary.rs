@@ -92,6 +92,8 @@ pub trait RunWatcher: EventSink {
     fn host_finished(&self, _host: &str, _wave: usize, _outcome: &HostOutcome) {}
     fn wave_finished(&self, _wave: &Wave, _gate: &str) {}
     fn paused(&self, _run: &str) {}
+    /// The run waits (e.g. for a maintenance window): `what` says for what and until when.
+    fn waiting(&self, _what: &str) {}
     fn run_finished(&self, _summary: &Summary) {}
 }
 

@@ -99,6 +99,8 @@ pub enum WaveState {
     Failed,
     /// Waiting its soak time before the next wave.
     Soak,
+    /// A `pre_wave` or `post_wave` hook ran; the detail keeps its output.
+    Hook,
 }
 
 impl WaveState {
@@ -108,6 +110,7 @@ impl WaveState {
             WaveState::Passed => "passed",
             WaveState::Failed => "failed",
             WaveState::Soak => "soak",
+            WaveState::Hook => "hook",
         }
     }
 }

@@ -1,12 +1,12 @@
 //! Replay: what one host already went through in a run, read from its steps, so a resumed run
 //! continues without repeating an installer and knows whether a reboot in flight happened.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::reader::{HostLog, StepRecord};
-use crate::events::{RebootPhase, Step, StepOutcome};
+use crate::events::{HookPoint, RebootPhase, Step, StepOutcome};
 
 /// What an earlier attempt in this run already did on a host. Deploy reads it to never run an
 /// installer twice: a patch in `installed_ok` is not installed again; an install left open in
@@ -38,6 +38,10 @@ pub struct ResumeState {
     pub interrupted: Option<Step>,
     /// Every step that started and never finished, in order (one per crash at most).
     pub open_steps: Vec<Step>,
+    /// Pre-host hooks in effect: finished ok (`true`) or cut off by a crash (`false`), with no
+    /// post hook finished since. The host may be drained: a resumed run must run their post
+    /// hooks, whatever else happens.
+    pub hooks_in_effect: BTreeMap<HookPoint, bool>,
 }
 
 impl ResumeState {
@@ -109,6 +113,22 @@ impl HostLog {
                     }
                 }
                 Step::Verify if ok => state.verified = true,
+                Step::Hook { hook } if hook.is_pre() => match &s.finished {
+                    None => {
+                        state.hooks_in_effect.insert(*hook, false);
+                    }
+                    Some(e) if e.ok => {
+                        state.hooks_in_effect.insert(*hook, true);
+                    }
+                    Some(_) => {
+                        state.hooks_in_effect.remove(hook);
+                    }
+                },
+                Step::Hook { hook } => {
+                    if let (Some(pre), Some(_)) = (hook.undoes(), &s.finished) {
+                        state.hooks_in_effect.remove(&pre);
+                    }
+                }
                 _ => {}
             }
             if matches!(s.step, Step::Scan | Step::Reboot { .. })

@@ -1,0 +1,113 @@
+//! Change control for the remediation commands: the inventory's maintenance windows and hooks
+//! turned into the rollout's gate, wave hooks and hooked job, and the dry run's window listing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hive::deploy::RebootPolicy;
+use hive::deploy::plan::{ApprovedInstaller, HostPlan};
+use hive::hooks::{ConnectorTarget, HookedJob, Hooks, WaveHookRunner};
+use hive::inventory::Inventory;
+use hive::pipeline::{DeployJob, Job};
+use hive::rollout::{HostJob, Rollout};
+use hive::window::estimate::install_estimate;
+use hive::window::{Estimator, Gate, HostWindows, HostWork, RateMeter, SystemClock};
+
+/// The copy rate assumed until this run measured one: 5 MB/s, a WAN link to a branch office.
+const ASSUMED_BYTES_PER_SEC: u64 = 5_000_000;
+
+/// A host's work if it needed every approved installer: the estimate before a scan says which.
+fn worst_case(approved: &[ApprovedInstaller], reboot: RebootPolicy, each: Option<u64>) -> HostWork {
+    HostWork {
+        bytes: approved.iter().map(|a| a.bytes).sum(),
+        install: approved.iter().map(|a| estimate(a, each)).sum(),
+        reboot: reboot != RebootPolicy::Never && !approved.is_empty(),
+    }
+}
+
+/// One installer's expected time: `each` seconds when the operator said, else by its kind.
+fn estimate(a: &ApprovedInstaller, each: Option<u64>) -> Duration {
+    each.map(Duration::from_secs)
+        .unwrap_or_else(|| install_estimate(a.recipe.kind))
+}
+
+/// A host's work as its plan says.
+pub fn planned(plan: &HostPlan, reboot: RebootPolicy, each: Option<u64>) -> HostWork {
+    HostWork {
+        bytes: plan.bytes,
+        install: plan
+            .installs
+            .iter()
+            .map(|i| estimate(&i.installer, each))
+            .sum(),
+        reboot: reboot != RebootPolicy::Never
+            && !plan.installs.is_empty()
+            && plan.expected_reboot != hive::catalog::model::Restart::No,
+    }
+}
+
+/// The window gate of `inv`, or `None` when no host has a window.
+pub fn gate(
+    inv: &Inventory,
+    job: &DeployJob,
+    per_host: BTreeMap<String, HostWork>,
+    each: Option<u64>,
+) -> Result<Option<Arc<Gate>>, Box<dyn std::error::Error>> {
+    let windows = HostWindows::resolve(&inv.policy, &inv.hosts, jiff::Timestamp::now())?;
+    if !windows.any() {
+        return Ok(None);
+    }
+    let estimator = Estimator {
+        default_work: worst_case(&job.approved, job.options.reboot, each),
+        per_host,
+        // Down, port and logon each get this long; a reboot that fits in one is the usual case.
+        reboot_budget: job.options.down_timeout.max(Duration::from_secs(60)),
+        rate: Arc::new(RateMeter::new(ASSUMED_BYTES_PER_SEC)),
+    };
+    Ok(Some(Arc::new(Gate {
+        clock: Arc::new(SystemClock),
+        windows,
+        estimator,
+    })))
+}
+
+/// The engine over a deploy job with the inventory's windows and hooks.
+pub fn rollout(
+    job: DeployJob,
+    inv: &Inventory,
+    wait_for_window: bool,
+    install_estimate: Option<u64>,
+) -> Result<Rollout, Box<dyn std::error::Error>> {
+    let hooks = Hooks::resolve(&inv.policy, &inv.hosts)?;
+    let gate = gate(inv, &job, BTreeMap::new(), install_estimate)?;
+    let repo = job.repo.clone();
+    let remote = Arc::new(ConnectorTarget {
+        hosts: job.hosts.clone(),
+        connector: job.connector.clone(),
+    });
+    let inner: Arc<dyn HostJob> = Arc::new(Job(Arc::new(job)));
+    let host_job: Arc<dyn HostJob> = if hooks.any_host_hooks() {
+        Arc::new(Arc::new(HookedJob {
+            inner,
+            hooks: hooks.clone(),
+            hosts: inv
+                .hosts
+                .iter()
+                .map(|h| (h.name.clone(), h.clone()))
+                .collect(),
+            remote: Arc::new(remote),
+            repo: Some(repo.clone()),
+        }))
+    } else {
+        inner
+    };
+    let mut rollout = Rollout::new(repo.root(), host_job);
+    rollout.watcher = Arc::new(hive::progress::Progress::stdout());
+    rollout.gate = gate;
+    rollout.wait_for_window = wait_for_window;
+    if hooks.any_wave_hooks() {
+        rollout.wave_hooks = Some(Arc::new(WaveHookRunner { hooks }));
+    }
+    Ok(rollout)
+}
