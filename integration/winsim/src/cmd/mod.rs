@@ -7,6 +7,7 @@
 
 mod packages;
 mod powershell;
+mod uninstall;
 
 use std::future::Future;
 use std::pin::Pin;
