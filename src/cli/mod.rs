@@ -7,5 +7,6 @@ pub mod catalog;
 pub mod demo;
 pub mod exit;
 pub mod inventory;
+pub mod rollback;
 pub mod rollout;
 pub mod scan;

@@ -155,20 +155,7 @@ fn job(
         .into());
     }
     let secrets = secrets_for(&inv.hosts);
-    let options = DeployOptions {
-        reboot: match work.reboot {
-            Reboot::Never => RebootPolicy::Never,
-            Reboot::IfRequired => RebootPolicy::IfRequired,
-            Reboot::Always => RebootPolicy::Always,
-        },
-        install_timeout: Duration::from_secs(work.install_timeout),
-        shutdown_delay_s: work.shutdown_delay,
-        down_timeout: Duration::from_secs(work.reboot_timeout),
-        port_timeout: Duration::from_secs(work.reboot_timeout),
-        login_timeout: Duration::from_secs(work.reboot_timeout),
-        poll_interval: Duration::from_millis(work.poll_ms),
-        ..DeployOptions::default()
-    };
+    let options = deploy_options(work);
     let job = DeployJob {
         hosts: secrets
             .into_iter()
@@ -183,6 +170,24 @@ fn job(
         connector: Arc::new(NetworkConnector::new(Timeouts::default())),
     };
     Ok((job, inv))
+}
+
+/// The per-host options the work flags set (shared by deploy, rollout, resume and rollback).
+pub(super) fn deploy_options(work: &WorkArgs) -> DeployOptions {
+    DeployOptions {
+        reboot: match work.reboot {
+            Reboot::Never => RebootPolicy::Never,
+            Reboot::IfRequired => RebootPolicy::IfRequired,
+            Reboot::Always => RebootPolicy::Always,
+        },
+        install_timeout: Duration::from_secs(work.install_timeout),
+        shutdown_delay_s: work.shutdown_delay,
+        down_timeout: Duration::from_secs(work.reboot_timeout),
+        port_timeout: Duration::from_secs(work.reboot_timeout),
+        login_timeout: Duration::from_secs(work.reboot_timeout),
+        poll_interval: Duration::from_millis(work.poll_ms),
+        ..DeployOptions::default()
+    }
 }
 
 fn run_rollout(
@@ -213,7 +218,7 @@ fn rollout_of(job: DeployJob) -> Rollout {
 }
 
 /// Print the summary; the exit code says how the run ended.
-fn ended(summary: &Summary) -> Outcome {
+pub(super) fn ended(summary: &Summary) -> Outcome {
     println!("{}", hive::progress::render_summary(summary));
     Outcome::of_run(summary)
 }
@@ -273,6 +278,13 @@ pub fn resume(args: ResumeArgs) -> CliResult {
     // A run whose hosts came from a source resumes on the hosts it journaled, without asking
     // the directory (or sweeping the range) again.
     let header = RunLog::load(&args.work.repo.repo, &args.run)?.header;
+    if let Some(of) = &header.rollback {
+        return Err(format!(
+            "run `{}` is a rollback of `{}`: rollbacks are not resumed; run `hive rollback {}` again (it scans first and leaves alone what is already off)",
+            args.run, of.run, of.run
+        )
+        .into());
+    }
     let inv = if header.targets.is_empty() {
         selected(&args.work)?.0
     } else {

@@ -82,6 +82,8 @@ pub struct Rollout {
     pub wait_for_promote: bool,
     /// Resolved hosts to journal in the run header (see `RunHeader::targets`).
     pub targets: Vec<crate::targets::TargetRecord>,
+    /// Set for a rollback run: journaled in the header (see `RunHeader::rollback`).
+    pub rollback: Option<super::journal::RollbackOf>,
 }
 
 impl Rollout {
@@ -94,6 +96,7 @@ impl Rollout {
             stop: StopFlag::default(),
             wait_for_promote: false,
             targets: Vec::new(),
+            rollback: None,
         }
     }
 
@@ -112,6 +115,7 @@ impl Rollout {
             waves,
             options,
             targets: self.targets.clone(),
+            rollback: self.rollback.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);
         journal.run_state(RunState::Running, "started")?;
