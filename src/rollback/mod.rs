@@ -166,8 +166,8 @@ pub fn host_outcome(out: &RollbackOutcome) -> HostOutcome {
         .map(|p| format!("{} {}", p.patch, p.outcome.word()))
         .collect();
     let mut detail = format!("{}: {}", out.verdict.word(), lines.join(", "));
-    if let Some(why) = out.evidence.first() {
-        detail.push_str(&format!(" ({why})"));
+    if !out.evidence.is_empty() {
+        detail.push_str(&format!(" ({})", out.evidence.join("; ")));
     }
     HostOutcome::new(verdict, detail)
 }
