@@ -579,3 +579,128 @@ async fn verify(
         Err(Stop::new(DeployVerdict::VerifyFailed, why))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::model::Catalog;
+    use crate::deploy::test_support::{Bench, ScanFixture};
+    use crate::fake::{FakeTarget, Reply};
+
+    fn installed(patch: &str) -> Verdict {
+        Verdict {
+            patch: patch.into(),
+            bulletins: vec![],
+            product: "p".into(),
+            status: Status::Installed,
+            evidence: "KB listed".into(),
+        }
+    }
+
+    async fn roll_back(
+        fake: FakeTarget,
+        before: &[Verdict],
+        removals: &[Removal],
+    ) -> (RollbackOutcome, Bench) {
+        let fixture = ScanFixture::new(Catalog::default());
+        let mut b = Bench::new(fake);
+        let out = roll_back_host(&mut b.ctx(), &fixture.inputs(), before, removals).await;
+        (out, b)
+    }
+
+    fn removal(patch: &str, recipe: InstallerRecipe) -> Removal {
+        Removal {
+            patch: patch.into(),
+            recipe: Some(recipe),
+        }
+    }
+
+    const PACKAGES: &str = "Package Identity : Package_for_KB1~31bf3856ad364e35~amd64~~10.0.1.0\r\nState : Installed\r\n";
+
+    #[tokio::test]
+    async fn dism_is_retried_while_busy_and_a_permanent_package_is_called_so() {
+        let fake = FakeTarget::new("H1", "B1")
+            .on("Get-Packages", [Reply::exit(0, PACKAGES)])
+            .on(
+                "Remove-Package",
+                [
+                    Reply::exit(1618, ""),
+                    Reply::exit(command::DISM_PERMANENT, ""),
+                ],
+            );
+        let (out, b) = roll_back(
+            fake,
+            &[installed("KB1")],
+            &[removal("KB1", InstallerRecipe::msu())],
+        )
+        .await;
+        assert_eq!(out.verdict, RollbackVerdict::Permanent, "{out:?}");
+        assert_eq!(out.patches[0].outcome, RemoveOutcome::Permanent);
+        assert_eq!(b.fake.commands_with("Remove-Package").len(), 2);
+        assert!(out.evidence[0].contains("permanent"), "{:?}", out.evidence);
+        assert!(b.all_closed());
+        assert!(
+            b.fake.commands_with("shutdown").is_empty(),
+            "nothing came off"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_spuninst_is_a_verdict_and_nothing_runs() {
+        let fake = FakeTarget::new("H1", "B1").on(
+            "reg query",
+            [Reply::exit(
+                0,
+                "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\r\n    SystemRoot    REG_SZ    C:\\WINNT\r\n",
+            )],
+        );
+        let (out, b) = roll_back(
+            fake,
+            &[installed("Q300972")],
+            &[removal("Q300972", InstallerRecipe::update_exe())],
+        )
+        .await;
+        assert_eq!(out.verdict, RollbackVerdict::UninstallerMissing, "{out:?}");
+        assert!(
+            out.patches[0]
+                .detail
+                .contains(r"C:\WINNT\$NtUninstallQ300972$\spuninst\spuninst.exe"),
+            "{:?}",
+            out.patches[0]
+        );
+        assert!(b.fake.commands_with("spuninst").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failing_uninstaller_stops_the_host_with_its_exit_code() {
+        let mut msi = InstallerRecipe::msi();
+        msi.product_code = Some("{00000000-0000-0000-0000-000000000001}".into());
+        let fake = FakeTarget::new("H1", "B1").on("msiexec /x", [Reply::exit(1603, "")]);
+        let (out, b) = roll_back(
+            fake,
+            &[installed("KB2"), installed("KB1")],
+            &[removal("KB2", msi.clone()), removal("KB1", msi)],
+        )
+        .await;
+        assert_eq!(out.verdict, RollbackVerdict::UninstallFailed, "{out:?}");
+        assert_eq!(out.patches[0].exit_code, Some(1603));
+        assert_eq!(out.patches[1].outcome, RemoveOutcome::NotRun);
+        assert_eq!(b.fake.commands_with("msiexec").len(), 1);
+        assert!(b.all_closed());
+    }
+
+    #[tokio::test]
+    async fn what_the_scan_finds_missing_is_left_alone() {
+        let mut gone = installed("KB1");
+        gone.status = Status::Missing;
+        let (out, b) = roll_back(
+            FakeTarget::new("H1", "B1"),
+            &[gone],
+            &[removal("KB1", InstallerRecipe::msu())],
+        )
+        .await;
+        assert_eq!(out.verdict, RollbackVerdict::NothingToDo);
+        assert_eq!(out.patches[0].outcome, RemoveOutcome::NotInstalled);
+        assert!(b.fake.commands_with("dism").is_empty());
+    }
+}
