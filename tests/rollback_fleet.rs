@@ -332,6 +332,17 @@ async fn rollout_then_rollback_leaves_every_host_as_the_first_scan_found_it() {
         );
     }
 
+    let out = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(["report", &rb.header.run, "--steps", "--repo"])
+        .arg(&p.repo)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("rollback of {rollout_run}")) && report.contains("uninstall "),
+        "{report}"
+    );
+
     // Again: everything is already off, so nothing runs and nothing reboots.
     let out = hive(&p, &["rollback", &rollout_run]);
     assert!(out.status.success(), "{}", text(&out));

@@ -330,7 +330,13 @@ pub fn report(args: ReportArgs) -> CliResult {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         ReportFormat::Csv => print!("{}", hive::rollout::report::to_csv(&rows)),
         ReportFormat::Table => {
-            println!("run {run}: plan {}", log.header.plan);
+            match &log.header.rollback {
+                Some(of) => println!(
+                    "run {run}: rollback of {}, plan {}",
+                    of.run, log.header.plan
+                ),
+                None => println!("run {run}: plan {}", log.header.plan),
+            }
             print!("{}", hive::rollout::report::to_table(&rows));
         }
     }
