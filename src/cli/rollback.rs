@@ -11,12 +11,11 @@ use hive::journal::RunLog;
 use hive::remote::{NetworkConnector, Timeouts};
 use hive::repo::Repository;
 use hive::rollback::{Job, RollbackJob};
-use hive::rollout::{Limit, Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
+use hive::rollout::{Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::PreparedProbe;
 
-use super::args::limit;
 use super::exit::Outcome;
-use super::rollout::{WorkArgs, deploy_options, ended};
+use super::rollout::{WaveArgs, WorkArgs, deploy_options, ended};
 use super::scan::secrets_for;
 
 type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
@@ -32,15 +31,8 @@ pub struct RollbackArgs {
     pub patches: Vec<String>,
     #[command(flatten)]
     pub work: WorkArgs,
-    /// Stages, as for `hive rollout`.
-    #[arg(long, default_value = "canary(group=canary) -> 10% -> 50% -> 100%")]
-    pub plan: String,
-    /// Failed hosts allowed in one wave before the run stops (a count, or N% of the wave).
-    #[arg(long, value_parser = limit, value_name = "N|N%")]
-    pub max_failed: Option<Limit>,
-    /// Failed hosts allowed in the whole run (a count, or N% of its hosts).
-    #[arg(long, value_parser = limit, value_name = "N|N%")]
-    pub max_failed_total: Option<Limit>,
+    #[command(flatten)]
+    pub waves: WaveArgs,
 }
 
 pub fn rollback(args: RollbackArgs) -> CliResult {
@@ -103,18 +95,18 @@ pub fn rollback(args: RollbackArgs) -> CliResult {
     };
     let options = RolloutOptions {
         parallel: args.work.parallel,
-        max_failed_per_wave: args.max_failed,
-        max_failed_total: args.max_failed_total,
+        max_failed_per_wave: args.waves.max_failed,
+        max_failed_total: args.waves.max_failed_total,
         ..RolloutOptions::default()
     };
-    let waves = plan_waves(&args.plan, &inv, None, &options)?;
+    let waves = plan_waves(&args.waves.plan, &inv, None, &options)?;
     let mut rollout = Rollout::new(repo_root, Arc::new(Job(Arc::new(job))));
     rollout.watcher = Arc::new(hive::progress::Progress::stdout());
     rollout.rollback = Some(of);
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
-        rollout.start(&args.plan, waves, options).await
+        rollout.start(&args.waves.plan, waves, options).await
     })?;
     Ok(ended(&summary))
 }

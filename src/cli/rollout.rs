@@ -75,11 +75,9 @@ pub struct DeployArgs {
     pub dry_run: bool,
 }
 
-/// `hive rollout`.
+/// The waves of a run and their failure budgets (`hive rollout`, `hive rollback`).
 #[derive(Args)]
-pub struct RolloutArgs {
-    #[command(flatten)]
-    pub work: WorkArgs,
+pub struct WaveArgs {
     /// Stages, e.g. "canary(group=canary, soak=5m) -> 10% -> 50% -> 100%".
     #[arg(long, default_value = "canary(group=canary) -> 10% -> 50% -> 100%")]
     pub plan: String,
@@ -89,6 +87,15 @@ pub struct RolloutArgs {
     /// Failed hosts allowed in the whole run (a count, or N% of its hosts).
     #[arg(long, value_parser = limit, value_name = "N|N%")]
     pub max_failed_total: Option<Limit>,
+}
+
+/// `hive rollout`.
+#[derive(Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub work: WorkArgs,
+    #[command(flatten)]
+    pub waves: WaveArgs,
     /// Stop after the canaries until `hive promote RUN`.
     #[arg(long)]
     pub pause_after_canary: bool,
@@ -265,12 +272,12 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
     let (job, inv) = job(&args.work, inv)?;
     let options = RolloutOptions {
         parallel: args.work.parallel,
-        max_failed_per_wave: args.max_failed,
-        max_failed_total: args.max_failed_total,
+        max_failed_per_wave: args.waves.max_failed,
+        max_failed_total: args.waves.max_failed_total,
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, targets, &args.plan, options)
+    run_rollout(job, &inv, targets, &args.waves.plan, options)
 }
 
 /// `hive resume RUN`: continue a run after Ctrl-C, a crash or kill -9.

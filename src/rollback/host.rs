@@ -18,7 +18,6 @@ use crate::deploy::{DeployVerdict, HostContext, RebootPolicy, RebootRecord, Scan
 use crate::events::{Step, StepOutcome};
 use crate::remote::{Command, ExecOutput, RemoteError};
 use crate::scan::evaluate::{Status, Verdict};
-use crate::scan::run::scan_target;
 
 /// One patch to take off, with the recipe it was approved with.
 #[derive(Debug, Clone)]
@@ -533,20 +532,11 @@ async fn verify(
 ) -> Result<(), Stop> {
     let step = Step::Verify;
     ctx.started(&step)?;
-    let result = match scan_target(
-        &mut *ctx.target,
-        scan.catalog,
-        scan.probe,
-        ctx.options.verify_timeout,
-        scan.files,
-    )
-    .await
-    {
+    let result = match crate::deploy::verify::rescan(ctx, scan).await {
         Ok(r) => r,
-        Err(e) => {
-            let why = format!("the re-scan failed: {e}");
-            let _ = ctx.finished(&step, false, StepOutcome::Failed, &why);
-            return Err(Stop::new(DeployVerdict::Unreachable, why));
+        Err(stop) => {
+            let _ = ctx.finished(&step, false, StepOutcome::Failed, &stop.why);
+            return Err(stop);
         }
     };
     let mut still = Vec::new();

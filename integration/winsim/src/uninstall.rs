@@ -223,17 +223,7 @@ pub(crate) fn put_back(host: &WinHost, st: &mut State, undo: &Undo) -> Removed {
         }
     }
     if at_boot {
-        match undo.kind {
-            PackageKind::Cab | PackageKind::Msu => {
-                let _ = st.registry.create_key(model::CBS_REBOOT_PENDING);
-            }
-            PackageKind::HotfixExe => {
-                let _ = st
-                    .registry
-                    .set(model::UPDATES, "UpdateExeVolatile", RegValue::Dword(1));
-            }
-            _ => {}
-        }
+        mark_reboot_pending(st, undo.kind);
     }
     if let Some(code) = &undo.product_code {
         st.registry.delete_key(&format!(r"{MSI_UNINSTALL}\{code}"));
@@ -245,6 +235,22 @@ pub(crate) fn put_back(host: &WinHost, st: &mut State, undo: &Undo) -> Removed {
         Removed::AtNextBoot
     } else {
         Removed::Done
+    }
+}
+
+/// The pending-reboot marker a package of `kind` leaves when it needs the boot to finish:
+/// servicing packages CBS `RebootPending`, hotfix `.exe` `UpdateExeVolatile=1`.
+pub(crate) fn mark_reboot_pending(st: &mut State, kind: PackageKind) {
+    match kind {
+        PackageKind::Cab | PackageKind::Msu => {
+            let _ = st.registry.create_key(model::CBS_REBOOT_PENDING);
+        }
+        PackageKind::HotfixExe => {
+            let _ = st
+                .registry
+                .set(model::UPDATES, "UpdateExeVolatile", RegValue::Dword(1));
+        }
+        _ => {}
     }
 }
 

@@ -91,14 +91,7 @@ pub(super) async fn run_program(ctx: &Ctx<'_>, shown: &str, path: &Path, args: &
             super::uninstall::legacy(ctx, shown, &manifest.id, args).await
         }
         PackageKind::HotfixExe => {
-            let has = |opts: &[&str]| {
-                args.iter()
-                    .any(|a| opts.iter().any(|o| a.eq_ignore_ascii_case(o)))
-            };
-            let quiet = has(&[
-                "-q", "/q", "-m", "/m", "-u", "/u", "/quiet", "-quiet", "/passive", "-passive",
-            ]);
-            let no_reboot = has(&["-z", "/z", "/norestart", "-norestart"]);
+            let (quiet, no_reboot) = hotfix_switches(args);
             let key = format!("{}|{}", path.display(), manifest.id);
             let code = install(ctx, &key, &manifest, quiet, no_reboot).await;
             Out {
@@ -114,6 +107,19 @@ pub(super) async fn run_program(ctx: &Ctx<'_>, shown: &str, path: &Path, args: &
             193,
         ),
     }
+}
+
+/// What a hotfix `.exe` (or its spuninst.exe) makes of its switches: (quiet, no reboot).
+pub(super) fn hotfix_switches(args: &[String]) -> (bool, bool) {
+    let has = |opts: &[&str]| {
+        args.iter()
+            .any(|a| opts.iter().any(|o| a.eq_ignore_ascii_case(o)))
+    };
+    let quiet = has(&[
+        "-q", "/q", "-m", "/m", "-u", "/u", "/quiet", "-quiet", "/passive", "-passive",
+    ]);
+    let no_reboot = has(&["-z", "/z", "/norestart", "-norestart"]);
+    (quiet, no_reboot)
 }
 
 /// The core of every installer: wait, decide the exit code, apply, maybe reboot.
@@ -243,17 +249,7 @@ fn apply(host: &WinHost, st: &mut State, m: &PackageManifest) {
         st.kbs.insert(m.id.to_ascii_uppercase());
     }
     if m.reboot_required {
-        match m.kind {
-            PackageKind::Cab | PackageKind::Msu => {
-                let _ = st.registry.create_key(model::CBS_REBOOT_PENDING);
-            }
-            PackageKind::HotfixExe => {
-                let _ = st
-                    .registry
-                    .set(model::UPDATES, "UpdateExeVolatile", RegValue::Dword(1));
-            }
-            _ => {}
-        }
+        crate::uninstall::mark_reboot_pending(st, m.kind);
     }
     if let Some(b) = m.sets_build {
         if m.reboot_required {

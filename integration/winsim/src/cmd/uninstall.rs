@@ -66,18 +66,6 @@ async fn take_off(
     Some(code)
 }
 
-fn switches(args: &[String]) -> (bool, bool) {
-    let has = |opts: &[&str]| {
-        args.iter()
-            .any(|a| opts.iter().any(|o| a.eq_ignore_ascii_case(o)))
-    };
-    let quiet = has(&[
-        "-q", "/q", "-m", "/m", "-u", "/u", "/quiet", "-quiet", "/passive", "-passive",
-    ]);
-    let no_reboot = has(&["-z", "/z", "/norestart", "-norestart"]);
-    (quiet, no_reboot)
-}
-
 /// `%windir%\$NtUninstall<ID>$\spuninst\spuninst.exe [-u] [-q] [-z]`, or the hotfix package run
 /// with `-y`: both restore from the `$NtUninstall<ID>$` folder, and fail when it is gone.
 pub(super) async fn legacy(ctx: &Ctx<'_>, shown: &str, id: &str, args: &[String]) -> Out {
@@ -90,7 +78,7 @@ pub(super) async fn legacy(ctx: &Ctx<'_>, shown: &str, id: &str, args: &[String]
             1,
         );
     }
-    let (quiet, no_reboot) = switches(args);
+    let (quiet, no_reboot) = super::packages::hotfix_switches(args);
     let id = id.to_ascii_uppercase();
     match take_off(ctx, shown, |u| u.id == id, quiet, no_reboot).await {
         Some(code) => Out {
