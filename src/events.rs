@@ -31,6 +31,12 @@ pub enum Step {
         index: u32,
         total: u32,
     },
+    /// Take one patch off again (`hive rollback`; `index` of `total` on this host).
+    Uninstall {
+        patch: String,
+        index: u32,
+        total: u32,
+    },
     /// Run qchain.exe after chained legacy hotfixes.
     Qchain,
     /// Reboot and wait; `phase` says where the wait is.
@@ -201,6 +207,17 @@ step_outcomes! {
     VerifyFailed = "verify_failed",
     // Cleanup.
     LeftBehind = "left_behind",
+    // Uninstall (see `rollback::RemoveOutcome`).
+    Removed = "removed",
+    /// Windows keeps the package for good (DISM 0x800F0825).
+    Permanent = "permanent",
+    /// The uninstaller (`$NtUninstall$` folder, DISM package, MSI product code) is not there.
+    UninstallerMissing = "uninstaller_missing",
+    /// The scan (or the uninstaller) says the patch is not on the host.
+    NotInstalled = "not_installed",
+    // Verify after a rollback.
+    RolledBack = "rolled_back",
+    StillInstalled = "still_installed",
 }
 
 impl fmt::Display for StepOutcome {
@@ -340,7 +357,7 @@ mod tests {
     #[test]
     fn outcome_words_are_their_serde_names() {
         let mut words = std::collections::BTreeSet::new();
-        assert_eq!(StepOutcome::ALL.len(), 34);
+        assert_eq!(StepOutcome::ALL.len(), 40);
         for &o in StepOutcome::ALL {
             assert!(words.insert(o.as_str()), "{o:?}: its word is taken");
             let json = serde_json::to_string(&o).unwrap();

@@ -24,4 +24,5 @@ pub mod hooks;
 pub mod progress;
 pub mod report;
 pub mod pipeline;
+pub mod rollback;
 pub mod fake;

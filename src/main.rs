@@ -45,6 +45,9 @@ enum Command {
     /// Continue a run after Ctrl-C, a crash or kill -9: nothing done is done twice.
     #[command(after_help = EXIT_CODES)]
     Resume(cli::rollout::ResumeArgs),
+    /// Take off what a run installed (uninstallers per recipe), in waves, verified by re-scan.
+    #[command(after_help = EXIT_CODES)]
+    Rollback(cli::rollback::RollbackArgs),
     /// Release a run paused after its canaries.
     Promote(cli::rollout::PromoteArgs),
     /// What a run did on each host, step by step, from its journal.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cli::rollout::deploy(args),
         Command::Rollout(args) => cli::rollout::rollout(args),
         Command::Resume(args) => cli::rollout::resume(args),
+        Command::Rollback(args) => cli::rollback::rollback(args),
         Command::Promote(args) => cli::rollout::promote(args),
         Command::Report(args) => cli::rollout::report(args),
         #[cfg(feature = "demo")]

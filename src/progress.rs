@@ -147,6 +147,16 @@ pub fn host_message(event: &Event, copy_started: Option<Instant>) -> Option<Stri
         ) => {
             format!("{patch} {index} of {total}")
         }
+        (
+            Step::Uninstall {
+                patch,
+                index,
+                total,
+            },
+            Started,
+        ) => {
+            format!("uninstall {patch} {index} of {total}")
+        }
         (Step::Qchain, Started) => "qchain".to_string(),
         (Step::Reboot { phase }, Started | Progress { .. }) => format!("rebooting ({phase})"),
         (Step::Verify, Started) => "verifying".to_string(),
@@ -173,6 +183,7 @@ fn step_word(step: &Step) -> &'static str {
         Step::Stage { .. } => "copy",
         Step::VerifyHash { .. } => "hash",
         Step::Install { .. } => "install",
+        Step::Uninstall { .. } => "uninstall",
         Step::Qchain => "qchain",
         Step::Reboot { .. } => "reboot",
         Step::Verify => "verify",

@@ -21,6 +21,11 @@ pub struct InstallerRecipe {
     /// Update.exe got qchain built in, May 2001): otherwise an OLDER file can win the queued
     /// replacement at reboot.
     pub needs_qchain: bool,
+    /// For an `.msi`: the product code (`{GUID}`, from the package's Property table) that
+    /// Windows Installer registers it under. `hive rollback` removes the product with
+    /// `msiexec /x {ProductCode}`; without it an MSI cannot be taken off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_code: Option<String>,
 }
 
 impl InstallerRecipe {
@@ -46,6 +51,7 @@ impl InstallerRecipe {
             exit_codes: Self::common_exit_codes(),
             chainable: true,
             needs_qchain: true,
+            product_code: None,
         }
     }
 
@@ -58,6 +64,7 @@ impl InstallerRecipe {
             exit_codes: Self::common_exit_codes(),
             chainable: true,
             needs_qchain: false,
+            product_code: None,
         }
     }
 
@@ -70,6 +77,7 @@ impl InstallerRecipe {
             exit_codes: Self::common_exit_codes(),
             chainable: true,
             needs_qchain: false,
+            product_code: None,
         }
     }
 
@@ -81,6 +89,7 @@ impl InstallerRecipe {
             exit_codes: Self::common_exit_codes(),
             chainable: true,
             needs_qchain: false,
+            product_code: None,
         }
     }
 
@@ -96,6 +105,7 @@ impl InstallerRecipe {
             exit_codes: Self::common_exit_codes(),
             chainable: true,
             needs_qchain: true,
+            product_code: None,
         }
     }
 
@@ -179,6 +189,7 @@ mod tests {
             exit_codes: BTreeMap::from([(3010, ExitMeaning::RebootRequired)]),
             chainable: true,
             needs_qchain: false,
+            product_code: None,
         };
         assert_eq!(r.exit_meaning(3010), ExitMeaning::RebootRequired);
         assert_eq!(r.exit_meaning(1603), ExitMeaning::Failed);

@@ -9,5 +9,6 @@ pub mod change;
 pub mod demo;
 pub mod exit;
 pub mod inventory;
+pub mod rollback;
 pub mod rollout;
 pub mod scan;

@@ -83,11 +83,9 @@ pub struct DeployArgs {
     pub dry_run: bool,
 }
 
-/// `hive rollout`.
+/// The waves of a run and their failure budgets (`hive rollout`, `hive rollback`).
 #[derive(Args)]
-pub struct RolloutArgs {
-    #[command(flatten)]
-    pub work: WorkArgs,
+pub struct WaveArgs {
     /// Stages, e.g. "canary(group=canary, soak=5m) -> 10% -> 50% -> 100%".
     #[arg(long, default_value = "canary(group=canary) -> 10% -> 50% -> 100%")]
     pub plan: String,
@@ -97,6 +95,15 @@ pub struct RolloutArgs {
     /// Failed hosts allowed in the whole run (a count, or N% of its hosts).
     #[arg(long, value_parser = limit, value_name = "N|N%")]
     pub max_failed_total: Option<Limit>,
+}
+
+/// `hive rollout`.
+#[derive(Args)]
+pub struct RolloutArgs {
+    #[command(flatten)]
+    pub work: WorkArgs,
+    #[command(flatten)]
+    pub waves: WaveArgs,
     /// Stop after the canaries until `hive promote RUN`.
     #[arg(long)]
     pub pause_after_canary: bool,
@@ -163,20 +170,7 @@ fn job(
         .into());
     }
     let secrets = secrets_for(&inv.hosts);
-    let options = DeployOptions {
-        reboot: match work.reboot {
-            Reboot::Never => RebootPolicy::Never,
-            Reboot::IfRequired => RebootPolicy::IfRequired,
-            Reboot::Always => RebootPolicy::Always,
-        },
-        install_timeout: Duration::from_secs(work.install_timeout),
-        shutdown_delay_s: work.shutdown_delay,
-        down_timeout: Duration::from_secs(work.reboot_timeout),
-        port_timeout: Duration::from_secs(work.reboot_timeout),
-        login_timeout: Duration::from_secs(work.reboot_timeout),
-        poll_interval: Duration::from_millis(work.poll_ms),
-        ..DeployOptions::default()
-    };
+    let options = deploy_options(work);
     let job = DeployJob {
         hosts: secrets
             .into_iter()
@@ -191,6 +185,24 @@ fn job(
         connector: Arc::new(NetworkConnector::new(Timeouts::default())),
     };
     Ok((job, inv))
+}
+
+/// The per-host options the work flags set (shared by deploy, rollout, resume and rollback).
+pub(super) fn deploy_options(work: &WorkArgs) -> DeployOptions {
+    DeployOptions {
+        reboot: match work.reboot {
+            Reboot::Never => RebootPolicy::Never,
+            Reboot::IfRequired => RebootPolicy::IfRequired,
+            Reboot::Always => RebootPolicy::Always,
+        },
+        install_timeout: Duration::from_secs(work.install_timeout),
+        shutdown_delay_s: work.shutdown_delay,
+        down_timeout: Duration::from_secs(work.reboot_timeout),
+        port_timeout: Duration::from_secs(work.reboot_timeout),
+        login_timeout: Duration::from_secs(work.reboot_timeout),
+        poll_interval: Duration::from_millis(work.poll_ms),
+        ..DeployOptions::default()
+    }
 }
 
 fn run_rollout(
@@ -213,8 +225,24 @@ fn run_rollout(
     Ok(ended(&summary))
 }
 
+/// The group settings as the inventory file (or, without `-i`, the machines folder) says now:
+/// what a resumed or undone run applies to the hosts its journal names.
+pub(super) fn current_policy(
+    work: &WorkArgs,
+) -> Result<hive::inventory::GroupPolicy, Box<dyn std::error::Error>> {
+    Ok(match &work.select.inventory {
+        Some(path) => hive::inventory::InventoryFile::load(path)?.inventory.policy,
+        None => {
+            super::adopt::machine_targets(&work.repo.repo)?
+                .file
+                .inventory
+                .policy
+        }
+    })
+}
+
 /// Print the summary; the exit code says how the run ended.
-fn ended(summary: &Summary) -> Outcome {
+pub(super) fn ended(summary: &Summary) -> Outcome {
     println!("{}", hive::progress::render_summary(summary));
     Outcome::of_run(summary)
 }
@@ -286,8 +314,8 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
     let (job, inv) = job(&args.work, inv)?;
     let options = RolloutOptions {
         parallel: args.work.parallel,
-        max_failed_per_wave: args.max_failed,
-        max_failed_total: args.max_failed_total,
+        max_failed_per_wave: args.waves.max_failed,
+        max_failed_total: args.waves.max_failed_total,
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
@@ -295,7 +323,7 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         job,
         &inv,
         targets,
-        &args.plan,
+        &args.waves.plan,
         options,
         args.work.wait_for_window,
         args.work.install_estimate,
@@ -307,6 +335,13 @@ pub fn resume(args: ResumeArgs) -> CliResult {
     // A run whose hosts came from a source resumes on the hosts it journaled, without asking
     // the directory (or sweeping the range) again.
     let header = RunLog::load(&args.work.repo.repo, &args.run)?.header;
+    if let Some(of) = &header.rollback {
+        return Err(format!(
+            "run `{}` is a rollback of `{}`: rollbacks are not resumed; run `hive rollback {}` again (it scans first and leaves alone what is already off)",
+            args.run, of.run, of.run
+        )
+        .into());
+    }
     let inv = if header.targets.is_empty() {
         selected(&args.work)?.0
     } else {
@@ -317,15 +352,7 @@ pub fn resume(args: ResumeArgs) -> CliResult {
             .collect::<Result<Vec<_>, _>>()?;
         // The hosts come from the journal; the group settings from the inventory file (or the
         // machines folder) as it is now.
-        let policy = match &args.work.select.inventory {
-            Some(path) => hive::inventory::InventoryFile::load(path)?.inventory.policy,
-            None => {
-                super::adopt::machine_targets(&args.work.repo.repo)?
-                    .file
-                    .inventory
-                    .policy
-            }
-        };
+        let policy = current_policy(&args.work)?;
         Inventory { hosts, policy }
     };
     let (job, inv) = job(&args.work, inv)?;
@@ -364,7 +391,13 @@ pub fn report(args: ReportArgs) -> CliResult {
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         ReportFormat::Csv => print!("{}", hive::rollout::report::to_csv(&rows)),
         ReportFormat::Table => {
-            println!("run {run}: plan {}", log.header.plan);
+            match &log.header.rollback {
+                Some(of) => println!(
+                    "run {run}: rollback of {}, plan {}",
+                    of.run, log.header.plan
+                ),
+                None => println!("run {run}: plan {}", log.header.plan),
+            }
             print!("{}", hive::rollout::report::to_table(&rows));
         }
     }

@@ -24,7 +24,7 @@ pub mod stage;
 pub mod verify;
 
 #[cfg(test)]
-mod test_support;
+pub mod test_support;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -23,7 +23,6 @@ use crate::catalog::model::InstallerKind;
 use crate::events::{RebootPhase, Step, StepOutcome};
 use crate::remote::Command;
 use crate::scan::evaluate::Status;
-use crate::scan::run::scan_target;
 
 /// What the host says about an install a crash interrupted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,20 +93,7 @@ async fn evidence(
     scan: &ScanInputs<'_>,
     install: &PlannedInstall,
 ) -> Result<Settled, Stop> {
-    let result = scan_target(
-        &mut *ctx.target,
-        scan.catalog,
-        scan.probe,
-        ctx.options.verify_timeout,
-        scan.files,
-    )
-    .await
-    .map_err(|e| {
-        Stop::new(
-            DeployVerdict::Unreachable,
-            format!("the re-scan failed: {e}"),
-        )
-    })?;
+    let result = super::verify::rescan(ctx, scan).await?;
     let verdict = result.verdicts.iter().find(|v| v.patch == install.patch);
     if let Some(v) = verdict
         && matches!(v.status, Status::Installed | Status::Superseded)

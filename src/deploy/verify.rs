@@ -82,6 +82,28 @@ pub(crate) async fn verify(
     Ok(verdict)
 }
 
+/// Re-scan the host with the scan's catalog detection; a re-scan that fails leaves the host's
+/// state unknown, which stops it as unreachable.
+pub(crate) async fn rescan(
+    ctx: &mut HostContext<'_>,
+    scan: &ScanInputs<'_>,
+) -> Result<crate::scan::HostResult, Stop> {
+    scan_target(
+        &mut *ctx.target,
+        scan.catalog,
+        scan.probe,
+        ctx.options.verify_timeout,
+        scan.files,
+    )
+    .await
+    .map_err(|e| {
+        Stop::new(
+            DeployVerdict::Unreachable,
+            format!("the re-scan failed: {e}"),
+        )
+    })
+}
+
 /// Remove the staged files and folders (best effort: a leftover file in Temp is not worth
 /// failing a patched host over; the event says what was left).
 pub(crate) async fn cleanup(ctx: &mut HostContext<'_>, staged: &Staged) {

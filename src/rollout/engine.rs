@@ -89,6 +89,8 @@ pub struct Rollout {
     pub wait_for_window: bool,
     /// Commands before and after each wave.
     pub wave_hooks: Option<Arc<dyn WaveHooks>>,
+    /// Set for a rollback run: journaled in the header (see `RunHeader::rollback`).
+    pub rollback: Option<super::journal::RollbackOf>,
 }
 
 impl Rollout {
@@ -104,6 +106,7 @@ impl Rollout {
             gate: None,
             wait_for_window: false,
             wave_hooks: None,
+            rollback: None,
         }
     }
 
@@ -122,6 +125,7 @@ impl Rollout {
             waves,
             options,
             targets: self.targets.clone(),
+            rollback: self.rollback.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);
         journal.run_state(RunState::Running, "started")?;

@@ -88,6 +88,9 @@ pub struct HostSettings {
     /// "access denied", as SAM or a locked-down vendor key does.
     pub registry_denied: Option<Vec<String>>,
     pub kbs: Option<Vec<String>>,
+    /// Hotfix IDs whose servicing package Windows keeps for good once installed (DISM refuses to
+    /// remove it with 0x800F0825), as servicing stack updates are.
+    pub permanent_packages: Option<Vec<String>>,
     pub registry: Option<Vec<RegistrySetting>>,
     pub files: Option<Vec<FileSetting>>,
     /// Pending-reboot markers set at start: `cbs`, `windows-update`, `file-renames`, `update-exe`.
@@ -245,6 +248,7 @@ pub struct HostConfig {
     pub oem_code_page: u16,
     pub registry_denied: Vec<String>,
     pub kbs: Vec<String>,
+    pub permanent_packages: Vec<String>,
     pub registry: Vec<(String, String, Option<crate::registry::RegValue>)>,
     pub files: Vec<FileSetting>,
     pub pending_reboot: Vec<String>,
@@ -432,7 +436,7 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
     macro_rules! add {
         ($from:ident => $to:ident: $($f:ident),*) => { $( if let Some(v) = $from.$f { $to.$f.get_or_insert_with(Vec::new).extend(v); } )* };
     }
-    add!(top => base: kbs, registry, files, pending_reboot, registry_denied);
+    add!(top => base: kbs, permanent_packages, registry, files, pending_reboot, registry_denied);
     if let Some(r) = top.reboot {
         let b = base.reboot.get_or_insert_with(Default::default);
         take!(r => b: downtime_ms, configuring_ms, never_returns);
@@ -569,6 +573,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         oem_code_page,
         registry_denied: s.registry_denied.clone().unwrap_or_default(),
         kbs: s.kbs.clone().unwrap_or_default(),
+        permanent_packages: s.permanent_packages.clone().unwrap_or_default(),
         registry,
         files: s.files.clone().unwrap_or_default(),
         pending_reboot: s.pending_reboot.clone().unwrap_or_default(),

@@ -34,6 +34,9 @@ pub enum PackageKind {
     Msi,
     /// `qchain.exe` (Q296861): rewrites `PendingFileRenameOperations` so the highest version wins.
     Qchain,
+    /// `spuninst.exe` in a legacy hotfix's `$NtUninstall<ID>$` folder: takes hotfix `id` off
+    /// (`-u` unattended, `-q`/`/quiet` quiet, `-z`/`/norestart` no reboot).
+    Spuninst,
 }
 
 /// What installing a package changes and how it behaves. Field semantics are documented in
@@ -83,6 +86,10 @@ pub struct PackageManifest {
     /// For a `.msu`: the cabinets `expand -F:*` extracts, in order.
     #[serde(default)]
     pub cabs: Vec<CabEntry>,
+    /// For a `.msi`: the product code (`{GUID}`) Windows Installer registers it under, which
+    /// `msiexec /x` takes to remove it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_code: Option<String>,
 }
 
 fn yes() -> bool {
@@ -248,6 +255,15 @@ impl Package {
     pub fn qchain() -> Self {
         Self::of(PackageKind::Qchain, "")
     }
+    /// The `spuninst.exe` a legacy hotfix `id` leaves in its `$NtUninstall<ID>$` folder.
+    pub fn spuninst(id: &str) -> Self {
+        Self::of(PackageKind::Spuninst, id)
+    }
+    /// An MSI's product code (`{GUID}`), what `msiexec /x` removes it by.
+    pub fn product_code(mut self, code: &str) -> Self {
+        self.manifest.product_code = Some(code.to_string());
+        self
+    }
     pub fn machine(mut self, machine: Machine) -> Self {
         self.machine = machine;
         self
@@ -370,7 +386,7 @@ pub fn padded_package_bytes(
     payload.extend_from_slice(PACKAGE_MARKER);
     payload.extend(serde_json::to_vec(manifest).unwrap_or_default());
     match manifest.kind {
-        PackageKind::HotfixExe | PackageKind::Qchain => {
+        PackageKind::HotfixExe | PackageKind::Qchain | PackageKind::Spuninst => {
             let version = Version::new(6, 3, 4, 0);
             let spec = PeSpec {
                 machine,
@@ -410,6 +426,7 @@ fn filler(len: usize) -> Vec<u8> {
 fn description(m: &PackageManifest) -> String {
     match m.kind {
         PackageKind::Qchain => "Hotfix Chaining Tool".into(),
+        PackageKind::Spuninst => format!("Hotfix Uninstall ({})", m.id),
         _ => format!("Hotfix for Windows ({})", m.id),
     }
 }

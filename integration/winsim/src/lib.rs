@@ -32,6 +32,7 @@ mod sim_host;
 pub mod ssh;
 pub mod ssh_wire;
 pub mod smbfront;
+pub mod uninstall;
 
 pub use fleet::{FleetError, HostConfig};
 pub use model::{CommandRecord, Fleet, InstallRecord, WinHost};

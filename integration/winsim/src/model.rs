@@ -90,6 +90,10 @@ pub(crate) struct State {
     pub attempts: HashMap<String, usize>,
     pub log: Vec<CommandRecord>,
     pub installs: Vec<InstallRecord>,
+    /// What each installed package replaced, by hotfix ID: what an uninstall puts back.
+    pub undo: std::collections::BTreeMap<String, crate::uninstall::Undo>,
+    /// Uninstaller runs that took a package off, in order.
+    pub uninstalls: Vec<InstallRecord>,
     pub wire_counts: Vec<u32>,
     /// Wire faults injected so far (all rules together).
     pub wire_faults_fired: u32,
@@ -125,6 +129,8 @@ pub struct WinHost {
     configuring: Duration,
     never_returns: bool,
     pub(crate) faults: FaultPlan,
+    /// Hotfix IDs (upper case) whose servicing package cannot be removed.
+    pub(crate) permanent: BTreeSet<String>,
     wall0: SystemTime,
     inst0: Instant,
     pub(crate) state: Mutex<State>,
@@ -191,6 +197,11 @@ impl WinHost {
             configuring: config.configuring,
             never_returns: config.reboot_never_returns,
             faults: config.faults.clone(),
+            permanent: config
+                .permanent_packages
+                .iter()
+                .map(|k| k.to_ascii_uppercase())
+                .collect(),
             wall0: now,
             inst0: Instant::now(),
             state: Mutex::new(State {
@@ -205,6 +216,8 @@ impl WinHost {
                 attempts: HashMap::new(),
                 log: Vec::new(),
                 installs: Vec::new(),
+                undo: Default::default(),
+                uninstalls: Vec::new(),
                 wire_counts: vec![0; config.faults.wire.len()],
                 wire_faults_fired: 0,
                 reboots: 0,
@@ -350,6 +363,18 @@ impl WinHost {
     /// Runs `f` on the registry (tests seed or inspect state with it).
     pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
         f(&mut self.settled().registry)
+    }
+
+    /// Uninstaller runs that took a package off (`package` is the hotfix ID), in order.
+    pub fn uninstall_log(&self) -> Vec<InstallRecord> {
+        self.lock().uninstalls.clone()
+    }
+
+    /// The servicing package names `dism /Online /Get-Packages` lists.
+    pub fn dism_package_names(&self) -> Vec<String> {
+        crate::uninstall::dism_packages(&self.settled())
+            .into_keys()
+            .collect()
     }
 
     pub fn installed_kbs(&self) -> Vec<String> {

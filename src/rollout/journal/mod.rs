@@ -66,6 +66,17 @@ pub struct RunHeader {
     /// list): `hive resume` works on these, not on a second answer from the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<crate::targets::TargetRecord>,
+    /// Set when this run takes off what an earlier run installed (`hive rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackOf>,
+}
+
+/// What a rollback run takes off, fixed when it starts: the run it undoes and, per host, the
+/// patches to remove in the order they come off (the reverse of their install order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackOf {
+    pub run: String,
+    pub remove: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl RunHeader {

@@ -8,6 +8,7 @@
 mod batch;
 mod packages;
 mod powershell;
+mod uninstall;
 
 use std::future::Future;
 use std::pin::Pin;

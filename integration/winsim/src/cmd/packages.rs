@@ -82,15 +82,16 @@ pub(super) async fn run_program(ctx: &Ctx<'_>, shown: &str, path: &Path, args: &
     };
     match manifest.kind {
         PackageKind::Qchain => qchain(ctx.host),
+        PackageKind::Spuninst => super::uninstall::legacy(ctx, shown, &manifest.id, args).await,
+        PackageKind::HotfixExe
+            if args
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("-y") || a.eq_ignore_ascii_case("/y")) =>
+        {
+            super::uninstall::legacy(ctx, shown, &manifest.id, args).await
+        }
         PackageKind::HotfixExe => {
-            let has = |opts: &[&str]| {
-                args.iter()
-                    .any(|a| opts.iter().any(|o| a.eq_ignore_ascii_case(o)))
-            };
-            let quiet = has(&[
-                "-q", "/q", "-m", "/m", "-u", "/u", "/quiet", "-quiet", "/passive", "-passive",
-            ]);
-            let no_reboot = has(&["-z", "/z", "/norestart", "-norestart"]);
+            let (quiet, no_reboot) = hotfix_switches(args);
             let key = format!("{}|{}", path.display(), manifest.id);
             let code = install(ctx, &key, &manifest, quiet, no_reboot).await;
             Out {
@@ -106,6 +107,19 @@ pub(super) async fn run_program(ctx: &Ctx<'_>, shown: &str, path: &Path, args: &
             193,
         ),
     }
+}
+
+/// What a hotfix `.exe` (or its spuninst.exe) makes of its switches: (quiet, no reboot).
+pub(super) fn hotfix_switches(args: &[String]) -> (bool, bool) {
+    let has = |opts: &[&str]| {
+        args.iter()
+            .any(|a| opts.iter().any(|o| a.eq_ignore_ascii_case(o)))
+    };
+    let quiet = has(&[
+        "-q", "/q", "-m", "/m", "-u", "/u", "/quiet", "-quiet", "/passive", "-passive",
+    ]);
+    let no_reboot = has(&["-z", "/z", "/norestart", "-norestart"]);
+    (quiet, no_reboot)
 }
 
 /// The core of every installer: wait, decide the exit code, apply, maybe reboot.
@@ -156,7 +170,9 @@ async fn install(
         if st.free_disk < m.disk_bytes {
             return ERROR_DISK_FULL;
         }
+        let undo = crate::uninstall::Undo::before(host, &st, m);
         apply(host, &mut st, m);
+        crate::uninstall::keep(host, &mut st, undo);
         st.installs.push(model::InstallRecord {
             package: m.id.clone(),
             program: key.split('|').next().unwrap_or(key).to_string(),
@@ -211,7 +227,7 @@ fn apply(host: &WinHost, st: &mut State, m: &PackageManifest) {
             let temp_windows = format!("{}.{}-{}.new", f.path, sanitize(&m.id), st.temp_serial);
             let temp = host.host_path(&temp_windows);
             if std::fs::write(&temp, bytes).is_ok() {
-                queue_rename(st, &temp_windows, &f.path);
+                crate::uninstall::queue_rename(st, &temp_windows, &f.path);
             }
         } else {
             if let Some(dir) = target.parent() {
@@ -233,17 +249,7 @@ fn apply(host: &WinHost, st: &mut State, m: &PackageManifest) {
         st.kbs.insert(m.id.to_ascii_uppercase());
     }
     if m.reboot_required {
-        match m.kind {
-            PackageKind::Cab | PackageKind::Msu => {
-                let _ = st.registry.create_key(model::CBS_REBOOT_PENDING);
-            }
-            PackageKind::HotfixExe => {
-                let _ = st
-                    .registry
-                    .set(model::UPDATES, "UpdateExeVolatile", RegValue::Dword(1));
-            }
-            _ => {}
-        }
+        crate::uninstall::mark_reboot_pending(st, m.kind);
     }
     if let Some(b) = m.sets_build {
         if m.reboot_required {
@@ -270,21 +276,6 @@ fn file_image(host: &WinHost, target: &Path, version: Version) -> Vec<u8> {
         spec.kind = ImageKind::Exe;
     }
     pe::build(&spec)
-}
-
-/// Appends one rename to `PendingFileRenameOperations` (`\??\source`, `!\??\destination`).
-fn queue_rename(st: &mut State, source: &str, destination: &str) {
-    let mut items = match st.registry.get(model::SESSION_MANAGER, model::PFRO) {
-        Some(RegValue::MultiSz(v)) => v.clone(),
-        _ => Vec::new(),
-    };
-    items.push(format!(r"\??\{source}"));
-    items.push(format!(r"!\??\{destination}"));
-    let _ = st.registry.set(
-        model::SESSION_MANAGER,
-        model::PFRO,
-        RegValue::MultiSz(items),
-    );
 }
 
 /// `qchain.exe`: for each destination keep only the queued source with the highest file version.
@@ -431,6 +422,12 @@ pub(super) async fn dism(ctx: &Ctx<'_>, args: &[String]) -> Out {
     let has = |o: &str| lower.iter().any(|a| a == o);
     let banner =
         "\r\nDeployment Image Servicing and Management tool\r\nVersion: 10.0.17763.1\r\n\r\n";
+    if has("/online") && has("/get-packages") {
+        return super::uninstall::get_packages(ctx.host);
+    }
+    if has("/online") && has("/remove-package") {
+        return super::uninstall::remove_package(ctx, args).await;
+    }
     if !has("/online") || !has("/add-package") {
         return Out::err(
             format!(
@@ -488,12 +485,17 @@ pub(super) async fn msiexec(ctx: &Ctx<'_>, args: &[String]) -> Out {
     let mut quiet = false;
     let mut no_reboot = false;
     let mut log = None;
+    let mut remove = None;
     let mut i = 0;
     while i < args.len() {
         let a = args[i].to_ascii_lowercase();
         match a.as_str() {
             "/i" | "-i" | "/package" => {
                 package = args.get(i + 1).cloned();
+                i += 1;
+            }
+            "/x" | "-x" | "/uninstall" => {
+                remove = args.get(i + 1).cloned();
                 i += 1;
             }
             "/qn" | "/quiet" | "/qb" | "/passive" | "/q" | "/qn+" | "/qb-" => quiet = true,
@@ -507,8 +509,14 @@ pub(super) async fn msiexec(ctx: &Ctx<'_>, args: &[String]) -> Out {
         i += 1;
     }
     let host = ctx.host;
+    if let Some(product) = remove {
+        return super::uninstall::msiexec_remove(ctx, &product, quiet, no_reboot).await;
+    }
     let Some(package) = package else {
-        return Out::err("winsim: only msiexec /i PACKAGE is simulated\r\n", 1639);
+        return Out::err(
+            "winsim: only msiexec /i PACKAGE and /x {ProductCode} are simulated\r\n",
+            1639,
+        );
     };
     let manifest = std::fs::read(host.host_path(&package))
         .ok()

@@ -1,0 +1,121 @@
+//! `hive rollback RUN`: take off what run RUN installed, as a new run of its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use clap::Args;
+
+use hive::deploy::plan::load_approved;
+use hive::inventory::{Host, Inventory};
+use hive::journal::RunLog;
+use hive::remote::{NetworkConnector, Timeouts};
+use hive::repo::Repository;
+use hive::rollback::{Job, RollbackJob};
+use hive::rollout::{Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
+use hive::scan::run::PreparedProbe;
+
+use super::exit::Outcome;
+use super::rollout::{WaveArgs, WorkArgs, deploy_options, ended};
+use super::scan::secrets_for;
+
+type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
+
+/// `hive rollback`.
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// The run whose installs to take off (`hive rollout` printed it; runs/ lists them).
+    pub run: String,
+    /// Only these patches (KB or Q numbers, comma-separated or repeated); each must be one the
+    /// run installed. `--hosts` likewise narrows the run's hosts.
+    #[arg(long = "patch", value_delimiter = ',', value_name = "KB")]
+    pub patches: Vec<String>,
+    #[command(flatten)]
+    pub work: WorkArgs,
+    #[command(flatten)]
+    pub waves: WaveArgs,
+}
+
+pub fn rollback(args: RollbackArgs) -> CliResult {
+    let repo_root = &args.work.repo.repo;
+    let of = hive::rollback::plan(repo_root, &args.run, &args.work.select.hosts, &args.patches)?;
+    // The hosts as the run reached them: journaled when a source found them, else the inventory.
+    let header = RunLog::load(repo_root, &args.run)?.header;
+    let (hosts, policy) = if header.targets.is_empty() {
+        let selected = args.work.select.select_targets(Some(repo_root))?;
+        (selected.hosts, selected.policy)
+    } else {
+        let hosts = header
+            .targets
+            .iter()
+            .map(|t| t.host())
+            .collect::<Result<Vec<Host>, _>>()?;
+        (hosts, super::rollout::current_policy(&args.work)?)
+    };
+    let missing: Vec<&String> = of
+        .remove
+        .keys()
+        .filter(|h| !hosts.iter().any(|x| x.name.eq_ignore_ascii_case(h)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "run `{}` installed on {} which {} not in {}: hive cannot reach {} to take the patches off",
+            args.run,
+            join(&missing),
+            if missing.len() == 1 { "is" } else { "are" },
+            args.work
+                .select
+                .inventory
+                .as_ref()
+                .map_or_else(|| "the machines folder".to_string(), |p| p.display().to_string()),
+            if missing.len() == 1 { "it" } else { "them" },
+        )
+        .into());
+    }
+    let hosts: Vec<Host> = hosts
+        .into_iter()
+        .filter(|h| of.remove.contains_key(&h.name))
+        .collect();
+    let inv = Inventory { hosts, policy };
+    let catalog = Arc::new(args.work.catalog.load()?);
+    let repo = Repository::open(repo_root)?;
+    let approved = load_approved(&repo)?;
+    let secrets = secrets_for(&inv.hosts);
+    let job = RollbackJob {
+        hosts: secrets
+            .into_iter()
+            .map(|(h, s)| (h.name.clone(), (h, s)))
+            .collect::<BTreeMap<_, _>>(),
+        remove: of.remove.clone(),
+        probe: Arc::new(PreparedProbe::new(&catalog)),
+        catalog,
+        approved: Arc::new(approved),
+        repo,
+        options: deploy_options(&args.work),
+        files: args.work.files,
+        connector: Arc::new(NetworkConnector::new(Timeouts::default())),
+    };
+    let options = RolloutOptions {
+        parallel: args.work.parallel,
+        max_failed_per_wave: args.waves.max_failed,
+        max_failed_total: args.waves.max_failed_total,
+        ..RolloutOptions::default()
+    };
+    let waves = plan_waves(&args.waves.plan, &inv, None, &options)?;
+    let mut rollout = Rollout::new(repo_root, Arc::new(Job(Arc::new(job))));
+    rollout.watcher = Arc::new(hive::progress::Progress::stdout());
+    rollout.rollback = Some(of);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let summary = runtime.block_on(async {
+        stop_on_ctrl_c(rollout.stop.clone());
+        rollout.start(&args.waves.plan, waves, options).await
+    })?;
+    Ok(ended(&summary))
+}
+
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
