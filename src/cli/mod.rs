@@ -3,9 +3,13 @@
 
 pub mod args;
 pub mod catalog;
+pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod exit;
 pub mod inventory;
+#[cfg(feature = "demo")]
+pub mod lab;
 pub mod rollout;
 pub mod scan;
+pub mod shell;

@@ -11,7 +11,7 @@ use hive::inventory::{Host, Secret, SecretSource, resolve_credential};
 use hive::repo::{IgnoreReason, Repository, Triage};
 use hive::report::{Format, render};
 use hive::scan::HostScan;
-use hive::scan::run::{FileSource, ScanOptions, ScanProgress, scan_fleet};
+use hive::scan::run::{FileSource, ScanOptions, ScanProgress, scan_fleet_with};
 
 use super::args::{
     CatalogArgs, HostSelection, OptionalRepoArg, RepoArg, at_least_one, timeout_secs,
@@ -217,11 +217,13 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let catalog = Arc::new(catalog);
-    let scans = runtime.block_on(scan_fleet(
+    let connector = super::connect::connector(options.timeouts);
+    let scans = runtime.block_on(scan_fleet_with(
         &with_secrets,
         catalog.clone(),
         options,
         &progress,
+        connector.as_ref(),
     ));
     bar.finish_and_clear();
 

@@ -29,7 +29,7 @@ use catalog::{IDQ, W3SVC, demo_catalog};
 use local_drive::LocalDriveConnector;
 
 pub mod catalog;
-mod local_drive;
+pub mod local_drive;
 
 /// The demo's knobs.
 #[derive(Debug, Clone)]
