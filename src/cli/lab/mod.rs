@@ -218,7 +218,7 @@ fn up(
     let files = match (state.mode, state.smb_port) {
         (DriveMode::Samba, Some(port)) => format!("C$ through the lab's Samba on 127.0.0.1:{port}"),
         _ => format!(
-            "C: drives as local folders under {} (local-drive mode: no Samba here)",
+            "C: drives as local folders under {} (local-drive mode)",
             state.drives.display()
         ),
     };
