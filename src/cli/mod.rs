@@ -12,4 +12,5 @@ pub mod inventory;
 pub mod lab;
 pub mod rollout;
 pub mod scan;
+pub mod scan_notes;
 pub mod shell;

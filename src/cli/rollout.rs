@@ -212,9 +212,9 @@ fn rollout_of(job: DeployJob) -> Rollout {
     rollout
 }
 
-/// Print the summary; the exit code says how the run ended.
+/// The exit code of how the run ended. The summary is the watcher's to print (the table after
+/// the bars, the `summary` record in NDJSON): printing it here too showed it twice.
 fn ended(summary: &Summary) -> Outcome {
-    println!("{}", hive::progress::render_summary(summary));
     Outcome::of_run(summary)
 }
 

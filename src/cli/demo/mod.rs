@@ -258,8 +258,8 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let progress = Arc::new(hive::progress::Progress::stdout());
     let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
     rollout.watcher = progress.clone();
+    // The progress watcher prints the summary when the run ends.
     let summary = rollout.start(plan_text, waves, rollout_opts).await?;
-    println!("{}", hive::progress::render_summary(&summary));
     println!(
         "journal: {}",
         repo.root()
