@@ -11,6 +11,7 @@
 //! [`mod@plan`] is pure and gives `hive deploy --dry-run` its table.
 
 pub mod chain;
+pub mod detail;
 pub mod install;
 pub mod options;
 pub mod outcome;
