@@ -59,10 +59,10 @@ fn an_inline_password_in_the_example_would_be_refused() {
         "name = \"WEB001\"\npassword = \"hunter2\"",
         1,
     );
-    let err = InventoryFile::parse(&with_password, &path)
-        .err()
-        .expect("refused")
-        .to_string();
+    let Err(err) = InventoryFile::parse(&with_password, &path) else {
+        panic!("an inline password was accepted");
+    };
+    let err = err.to_string();
     assert!(
         err.contains("WEB001") && err.contains("inline passwords are refused"),
         "{err}"
