@@ -10,6 +10,7 @@
 //! local-drive mode: hive writes the drives' folders directly when `HIVE_LAB_DIR` names such a lab.
 //! The serving process records its pid, ports and paths in `lab.json`, so `down` stops exactly it.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -236,10 +237,26 @@ fn up(
     println!(
         "Paste these three lines, then follow README's \"Using it on a real fleet\"; `hive lab down` stops it:\n"
     );
-    println!("cd {}", dir.display());
-    println!("export HIVE_CATALOG={}", dir.join("catalog.json").display());
-    println!("export HIVE_LAB_DIR={}", dir.display());
+    println!("cd {}", sh_quote(&dir));
+    println!(
+        "export HIVE_CATALOG={}",
+        sh_quote(&dir.join("catalog.json"))
+    );
+    println!("export HIVE_LAB_DIR={}", sh_quote(&dir));
     Ok(())
+}
+
+/// A path as a POSIX shell reads it back: as is when plain, else in single quotes.
+fn sh_quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn wait_gone(pid: u32, within: Duration) -> bool {
@@ -373,4 +390,17 @@ pub fn local_drive_connector(timeouts: Timeouts) -> Option<Arc<dyn Connector>> {
     })
 }
 
-use std::os::unix::process::CommandExt as _;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_paths_survive_the_shell() {
+        assert_eq!(
+            sh_quote(Path::new("/root/.local/state/hive/lab")),
+            "/root/.local/state/hive/lab"
+        );
+        assert_eq!(sh_quote(Path::new("/tmp/my lab")), "'/tmp/my lab'");
+        assert_eq!(sh_quote(Path::new("/tmp/it's")), "'/tmp/it'\\''s'");
+    }
+}
