@@ -1,7 +1,7 @@
 //! The `hive` command line: parse, call the library, print.
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cli;
 
@@ -52,6 +52,17 @@ enum Command {
     Promote(cli::rollout::PromoteArgs),
     /// What a run did on each host, step by step, from its journal.
     Report(cli::rollout::ReportArgs),
+    /// A simulated fleet in a process of its own, to try every command of the README on.
+    #[cfg(feature = "demo")]
+    #[command(subcommand)]
+    Lab(cli::lab::LabCommand),
+    /// Shell completion script on stdout: `hive completions bash > /etc/bash_completion.d/hive`.
+    Completions {
+        #[arg(value_enum)]
+        shell: cli::shell::Shell,
+    },
+    /// The man page (roff) on stdout: `hive man > hive.1; man ./hive.1`.
+    Man,
     /// The whole job on a simulated fleet started in this process: scan, triage, canary, waves.
     #[cfg(feature = "demo")]
     Demo {
@@ -126,6 +137,15 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(cli::demo::run(opts)))
                 .map(|_| Outcome::Done)
         }
+        #[cfg(feature = "demo")]
+        Command::Lab(c) => cli::lab::run(c).map(|()| Outcome::Done),
+        Command::Completions { shell } => {
+            cli::shell::completions(shell, Cli::command(), &mut std::io::stdout());
+            Ok(Outcome::Done)
+        }
+        Command::Man => cli::shell::man_page(Cli::command(), &mut std::io::stdout())
+            .map(|()| Outcome::Done)
+            .map_err(Into::into),
         Command::Triage(c) => cli::scan::triage(c).map(|()| Outcome::Done),
         Command::Scan(args) => cli::scan::scan(args),
     };

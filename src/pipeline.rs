@@ -184,17 +184,10 @@ impl DeployJob {
             files: self.files,
         };
         let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &prior).await;
-        let verdict = rollout_verdict(out.verdict);
-        let installed: Vec<String> = out
-            .patches
-            .iter()
-            .map(|p| format!("{} {:?}", p.patch, p.outcome))
-            .collect();
-        let mut detail = format!("{}: {}", out.verdict, installed.join(", "));
-        if let Some(why) = out.evidence.first() {
-            detail.push_str(&format!(" ({why})"));
-        }
-        HostOutcome::new(verdict, detail)
+        HostOutcome::new(
+            rollout_verdict(out.verdict),
+            deploy::detail::host_detail(&out),
+        )
     }
 }
 

@@ -132,7 +132,7 @@ pub fn host_message(event: &Event, copy_started: Option<Instant>) -> Option<Stri
             let rate = copy_started
                 .map(|t| t.elapsed().as_secs_f64())
                 .filter(|s| *s > 0.0)
-                .map(|s| format!(" {:.1} MB/s", *done as f64 / s / 1e6))
+                .map(|s| copy_rate(*done, *total, s))
                 .unwrap_or_default();
             format!("copy {patch} {pct}%{rate}")
         }
@@ -449,6 +449,17 @@ impl RunWatcher for Progress {
     }
 }
 
+/// ` 12.5 MB/s, 0:42 left` after `secs` seconds with `done` of `total` bytes on the host.
+fn copy_rate(done: u64, total: u64, secs: f64) -> String {
+    let per_sec = done as f64 / secs;
+    let rate = format!(" {:.1} MB/s", per_sec / 1e6);
+    if per_sec < 1.0 || done >= total {
+        return rate;
+    }
+    let left = ((total - done) as f64 / per_sec).ceil() as u64;
+    format!("{rate}, {}:{:02} left", left / 60, left % 60)
+}
+
 /// The final table: one line per wave, then every host that did not end well, then the recap.
 pub fn render_summary(summary: &Summary) -> String {
     let mut s = String::new();
@@ -522,6 +533,25 @@ mod tests {
         )
         .unwrap();
         assert!(msg.starts_with("copy KB1 50% 0.0 MB/s"), "{msg}");
+        let big = Step::Stage {
+            patch: "KB9".into(),
+            file: "big.msu".into(),
+            bytes: 600_000_000,
+        };
+        let msg = host_message(
+            &ev(
+                big,
+                StepState::Progress {
+                    done: 100_000_000,
+                    total: 600_000_000,
+                },
+            ),
+            Some(Instant::now() - Duration::from_secs(10)),
+        )
+        .unwrap();
+        // 100 MB in 10 s: 10 MB/s, 500 MB to go, 50 s (a little more as the clock moved on).
+        assert!(msg.starts_with("copy KB9 16% 10.0 MB/s, 0:5"), "{msg}");
+        assert!(msg.ends_with(" left"), "{msg}");
         let reboot = Step::Reboot {
             phase: crate::events::RebootPhase::Down,
         };

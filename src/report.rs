@@ -19,7 +19,7 @@ use crate::scan::{HostFailure, HostScan};
 pub enum Format {
     /// A fleet summary table, then one line per host that needs action.
     Table,
-    /// The whole result as one JSON document.
+    /// The whole result as one JSON document (its shape: docs/json.md).
     Json,
     /// One row per host × patch that is not "not applicable".
     Csv,
@@ -116,8 +116,9 @@ pub fn table(scans: &[HostScan]) -> String {
     out
 }
 
+/// The documented shape (docs/json.md), not serde's view of the internal types.
 fn json(scans: &[HostScan]) -> String {
-    serde_json::to_string_pretty(scans).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    crate::scan::json::to_json(scans).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
@@ -396,8 +397,10 @@ mod tests {
         let j = json(&scans());
         let v: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(v[0]["host"], "web01");
-        assert_eq!(v[0]["result"]["Ok"]["verdicts"][0]["status"], "missing");
-        assert_eq!(v[1]["result"]["Err"]["unreachable"], "connection refused");
+        assert_eq!(v[0]["status"], "scanned");
+        assert_eq!(v[0]["verdicts"][0]["status"], "missing");
+        assert_eq!(v[1]["status"], "unreachable");
+        assert_eq!(v[1]["error"], "unreachable: connection refused");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn scanned_hosts(out: &Output) -> BTreeSet<String> {
         .unwrap()
         .iter()
         .map(|s| {
-            assert!(s["result"].get("Ok").is_some(), "{s}");
+            assert_eq!(s["status"], "scanned", "{s}");
             s["host"].as_str().unwrap().to_string()
         })
         .collect()

@@ -5,10 +5,15 @@ pub mod adopt;
 pub mod args;
 pub mod catalog;
 pub mod change;
+pub mod connect;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod exit;
 pub mod inventory;
 pub mod rollback;
+#[cfg(feature = "demo")]
+pub mod lab;
 pub mod rollout;
 pub mod scan;
+pub mod scan_notes;
+pub mod shell;

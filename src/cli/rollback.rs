@@ -8,7 +8,7 @@ use clap::Args;
 use hive::deploy::plan::load_approved;
 use hive::inventory::{Host, Inventory};
 use hive::journal::RunLog;
-use hive::remote::{NetworkConnector, Timeouts};
+use hive::remote::Timeouts;
 use hive::repo::Repository;
 use hive::rollback::{Job, RollbackJob};
 use hive::rollout::{Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
@@ -92,7 +92,7 @@ pub fn rollback(args: RollbackArgs) -> CliResult {
         repo,
         options: deploy_options(&args.work),
         files: args.work.files,
-        connector: Arc::new(NetworkConnector::new(Timeouts::default())),
+        connector: super::connect::connector(Timeouts::default()),
     };
     let options = RolloutOptions {
         parallel: args.work.parallel,

@@ -12,10 +12,10 @@ use hive::deploy::{DeployOptions, RebootPolicy};
 use hive::inventory::Inventory;
 use hive::journal::RunLog;
 use hive::pipeline::DeployJob;
-use hive::remote::{NetworkConnector, Timeouts};
+use hive::remote::Timeouts;
 use hive::repo::Repository;
 use hive::rollout::{Limit, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
-use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
+use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
 use hive::targets::TargetRecord;
 
 use super::args::{
@@ -182,7 +182,7 @@ fn job(
         repo,
         options,
         files: work.files,
-        connector: Arc::new(NetworkConnector::new(Timeouts::default())),
+        connector: super::connect::connector(Timeouts::default()),
     };
     Ok((job, inv))
 }
@@ -241,9 +241,9 @@ pub(super) fn current_policy(
     })
 }
 
-/// Print the summary; the exit code says how the run ended.
+/// The exit code of how the run ended. The summary is the watcher's to print (the table after
+/// the bars, the `summary` record in NDJSON): printing it here too showed it twice.
 pub(super) fn ended(summary: &Summary) -> Outcome {
-    println!("{}", hive::progress::render_summary(summary));
     Outcome::of_run(summary)
 }
 
@@ -258,7 +258,13 @@ pub fn deploy(args: DeployArgs) -> CliResult {
             files: args.work.files,
             ..ScanOptions::default()
         };
-        let scans = runtime.block_on(scan_fleet(&hosts, job.catalog.clone(), options, &()));
+        let scans = runtime.block_on(scan_fleet_with(
+            &hosts,
+            job.catalog.clone(),
+            options,
+            &(),
+            job.connector.as_ref(),
+        ));
         let scanned: Vec<(String, Vec<_>)> = scans
             .iter()
             .filter_map(|s| {

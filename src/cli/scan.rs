@@ -7,11 +7,11 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use hive::catalog::model::InstallerRecipe;
-use hive::inventory::{Host, Secret, SecretSource, resolve_credential};
+use hive::inventory::{Host, InventoryError, Secret, SecretSource, resolve_reference};
 use hive::repo::{IgnoreReason, Repository, Triage};
 use hive::report::{Format, render};
 use hive::scan::HostScan;
-use hive::scan::run::{FileSource, ScanOptions, ScanProgress, scan_fleet};
+use hive::scan::run::{FileSource, ScanOptions, ScanProgress, scan_fleet_with};
 
 use super::args::{
     CatalogArgs, HostSelection, OptionalRepoArg, RepoArg, at_least_one, timeout_secs,
@@ -165,7 +165,8 @@ impl SecretSource for TerminalPrompt {
     }
 }
 
-/// Credentials for each host, each distinct reference read once.
+/// Credentials for each host, each distinct reference read (or asked for) once. A reference that
+/// cannot be read fails every host that names it, each error naming its own host.
 pub fn secrets_for(hosts: &[Host]) -> Vec<(Host, Result<Secret, String>)> {
     let mut cache: Vec<(String, Result<Secret, String>)> = Vec::new();
     let mut prompt = TerminalPrompt;
@@ -173,14 +174,23 @@ pub fn secrets_for(hosts: &[Host]) -> Vec<(Host, Result<Secret, String>)> {
         .iter()
         .map(|h| {
             let key = format!("{}|{}", h.credential, h.user);
-            let secret = match cache.iter().find(|(k, _)| *k == key) {
+            let read = match cache.iter().find(|(k, _)| *k == key) {
                 Some((_, s)) => s.clone(),
                 None => {
-                    let s = resolve_credential(h, &mut prompt).map_err(|e| e.to_string());
+                    let label = format!("password for {}@{}", h.user, h.name);
+                    let s = resolve_reference(&h.credential, &label, &mut prompt);
                     cache.push((key, s.clone()));
                     s
                 }
             };
+            let secret = read.map_err(|message| {
+                InventoryError::Credential {
+                    host: h.name.clone(),
+                    reference: h.credential.to_string(),
+                    message,
+                }
+                .to_string()
+            });
             (h.clone(), secret)
         })
         .collect()
@@ -227,11 +237,13 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let catalog = Arc::new(catalog);
-    let scans = runtime.block_on(scan_fleet(
+    let connector = super::connect::connector(options.timeouts);
+    let scans = runtime.block_on(scan_fleet_with(
         &with_secrets,
         catalog.clone(),
         options,
         &progress,
+        connector.as_ref(),
     ));
     bar.finish_and_clear();
 
@@ -243,13 +255,16 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
             &hive::time::utc_now(hive::time::StampFormat::IsoBasic),
         )?;
         let summary = hive::triage::record_scan(repo, &catalog, &scans)?;
-        if !summary.tbe.is_empty() {
-            eprintln!(
-                "{} missing bulletin(s) await triage in {}: {}",
-                summary.tbe.len(),
-                repo.root().join(Triage::Tbe.folder()).display(),
-                summary.tbe.keys().cloned().collect::<Vec<_>>().join(", ")
-            );
+        let tbe = repo.root().join(Triage::Tbe.folder());
+        if let Some(line) = super::scan_notes::untriaged_line(&summary.tbe, &tbe) {
+            eprintln!("{line}");
+        }
+    }
+    // A table lists its unscanned hosts; the other formats are for scripts, whose callers still
+    // need to see on stderr why the exit code says some hosts were not scanned.
+    if args.output != Format::Table {
+        for line in super::scan_notes::failure_lines(&scans) {
+            eprintln!("{line}");
         }
     }
     print!("{}", render(args.output, &catalog, &scans));

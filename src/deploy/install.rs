@@ -249,10 +249,16 @@ async fn exec(
     {
         Ok(out) => Ok(out),
         Err(RemoteError::TimedOut(m)) => {
-            let detail = format!(
-                "no exit after {:?}: the installer was killed ({m})",
-                timeout
-            );
+            // The transport's message names the host, the command and the limit: the evidence,
+            // said once.
+            let detail = if m.is_empty() {
+                format!(
+                    "no exit within {} s: the installer was killed",
+                    timeout.as_secs()
+                )
+            } else {
+                format!("the installer was killed: {m}")
+            };
             ctx.host_log(&format!("{}: {detail}", install.patch));
             Err((
                 InstallRun {

@@ -12,6 +12,7 @@
 
 pub mod chain;
 pub mod hostlog;
+pub mod detail;
 pub mod install;
 pub mod installs;
 pub mod options;

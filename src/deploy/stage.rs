@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use super::quote::{command_line, ps_literal};
 use super::{DeployVerdict, HostContext, HostPlan, Stop};
@@ -166,7 +167,7 @@ async fn stage_one(
         Ok(_) => {}
         Err(e) => return fail(ctx, format!("{patch}: cannot check {remote}: {e}")),
     }
-    let mut put = ctx.target.put_file(local, remote).await;
+    let mut put = put_with_progress(ctx, &step, local, remote, bytes).await;
     let mut lost = None;
     if let Err(RemoteError::Unreachable(why)) = &put {
         // A connection lost mid-copy (a network blip, a reset SMB session): once more on a new
@@ -174,7 +175,7 @@ async fn stage_one(
         // fails again at once.
         lost = Some(why.clone());
         ctx.target.disconnect();
-        put = ctx.target.put_file(local, remote).await;
+        put = put_with_progress(ctx, &step, local, remote, bytes).await;
     }
     match put {
         Ok(r) if r.sha256.eq_ignore_ascii_case(want) => {
@@ -203,6 +204,47 @@ async fn stage_one(
             ),
             None => fail(ctx, format!("{patch}: copy to {remote} failed: {e}")),
         },
+    }
+}
+
+/// How often a copy still running says how far it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// `put_file`, with a progress event every [`PROGRESS_EVERY`] while it runs (bytes on the host so
+/// far, where the transport counts them): a large installer over a slow link shows MB/s and an
+/// ETA instead of a silent line. A copy done within the first second says nothing.
+async fn put_with_progress(
+    ctx: &mut HostContext<'_>,
+    step: &Step,
+    local: &Path,
+    remote: &str,
+    total: u64,
+) -> Result<crate::remote::PutReport, RemoteError> {
+    let counter = ctx.target.copy_progress();
+    let (run, host, sink) = (ctx.run, ctx.host, ctx.sink);
+    let put = ctx.target.put_file(local, remote);
+    let Some(counter) = counter else {
+        return put.await;
+    };
+    tokio::pin!(put);
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    loop {
+        tokio::select! {
+            done = &mut put => return done,
+            _ = ticks.tick() => {
+                let done = counter.load(std::sync::atomic::Ordering::Relaxed).min(total);
+                let event = crate::events::Event::new(
+                    run,
+                    &host.name,
+                    step.clone(),
+                    crate::events::StepState::Progress { done, total },
+                );
+                // Progress is for the eyes only (the journal skips it): a sink that fails here
+                // fails again, and is reported, at the step's end.
+                let _ = sink.emit(&event);
+            }
+        }
     }
 }
 
@@ -437,5 +479,106 @@ mod tests {
         );
         assert_eq!(parse_certutil(&old).as_deref(), Some(h.as_str()));
         assert_eq!(parse_certutil("CertUtil: Unknown arg: -hashfile\r\n"), None);
+    }
+
+    /// A host whose copy takes a while and reports its bytes as it goes.
+    struct SlowCopy {
+        inner: FakeTarget,
+        copied: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    }
+
+    impl crate::remote::Target for SlowCopy {
+        fn host(&self) -> &str {
+            self.inner.host()
+        }
+        fn exec<'a>(
+            &'a mut self,
+            command: &'a Command,
+            timeout: Duration,
+        ) -> crate::remote::BoxFuture<'a, Result<crate::remote::ExecOutput, RemoteError>> {
+            self.inner.exec(command, timeout)
+        }
+        fn put_file<'a>(
+            &'a mut self,
+            local: &'a Path,
+            remote: &'a str,
+        ) -> crate::remote::BoxFuture<'a, Result<crate::remote::PutReport, RemoteError>> {
+            Box::pin(async move {
+                self.copied
+                    .store(BYTES.len() as u64 / 2, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2300)).await;
+                self.inner.put_file(local, remote).await
+            })
+        }
+        fn read_file_range<'a>(
+            &'a mut self,
+            remote: &'a str,
+            offset: u64,
+            len: u64,
+        ) -> crate::remote::BoxFuture<'a, Result<Vec<u8>, RemoteError>> {
+            self.inner.read_file_range(remote, offset, len)
+        }
+        fn remote_sha256<'a>(
+            &'a mut self,
+            remote: &'a str,
+        ) -> crate::remote::BoxFuture<'a, Result<Option<String>, RemoteError>> {
+            self.inner.remote_sha256(remote)
+        }
+        fn disconnect(&mut self) {
+            self.inner.disconnect();
+        }
+        fn copy_progress(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+            Some(self.copied.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_long_copy_reports_its_progress_every_second() {
+        let (_dir, local) = installer();
+        let host = crate::deploy::test_support::host();
+        let options = crate::deploy::test_support::options();
+        let events = crate::events::Recorder::default();
+        let mut target = SlowCopy {
+            inner: FakeTarget::new("H1", "B0"),
+            copied: Default::default(),
+        };
+        let mut ctx = HostContext::new("r1", &host, &mut target, &events, None, &options);
+        stage_one(
+            &mut ctx,
+            "KB1",
+            &local,
+            BYTES.len() as u64,
+            REMOTE,
+            &sha(BYTES),
+        )
+        .await
+        .expect("staged");
+        let seen: Vec<crate::events::StepState> = events
+            .0
+            .lock()
+            .map(|v| v.iter().map(|e| e.state.clone()).collect())
+            .unwrap_or_default();
+        let progress: Vec<_> = seen
+            .iter()
+            .filter(|s| matches!(s, crate::events::StepState::Progress { .. }))
+            .collect();
+        let half = BYTES.len() as u64 / 2;
+        let total = BYTES.len() as u64;
+        assert_eq!(
+            progress,
+            [
+                &crate::events::StepState::Progress { done: half, total },
+                &crate::events::StepState::Progress { done: half, total }
+            ],
+            "{seen:?}"
+        );
+        assert!(matches!(
+            seen.first(),
+            Some(crate::events::StepState::Started)
+        ));
+        assert!(matches!(
+            seen.last(),
+            Some(crate::events::StepState::Finished { ok: true, .. })
+        ));
     }
 }

@@ -114,6 +114,11 @@ pub trait Target: Send + Sync {
     fn remove_dir<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {
         self.remove_file(remote)
     }
+    /// Bytes of the current [`Target::put_file`] on the host so far, for the copy's progress
+    /// (MB/s, ETA), where the transport counts them.
+    fn copy_progress(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        None
+    }
 }
 
 /// Timeouts that apply to every host of a run.

@@ -18,6 +18,8 @@ pub struct WinrmTarget {
     timeouts: Timeouts,
     session: hive_winrm::Session,
     smb: Option<hive_smb::SmbShare>,
+    /// Bytes of the upload in progress on the host so far.
+    copied: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl WinrmTarget {
@@ -53,6 +55,7 @@ impl WinrmTarget {
             timeouts,
             session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
             smb: None,
+            copied: Default::default(),
         })
     }
 
@@ -139,11 +142,12 @@ impl Target for WinrmTarget {
     ) -> BoxFuture<'a, Result<PutReport, RemoteError>> {
         Box::pin(async move {
             let path = self.share_path(remote)?;
+            let copied = self.copied.clone();
             let share = self.share().await?;
             if let Some((dir, _)) = path.rsplit_once('\\') {
                 share.create_dir_all(dir).await?;
             }
-            let r = share.upload(local, &path).await?;
+            let r = share.upload_counting(local, &path, &copied).await?;
             Ok(PutReport {
                 bytes: r.bytes,
                 resumed_from: r.resumed_from,
@@ -182,6 +186,10 @@ impl Target for WinrmTarget {
     fn disconnect(&mut self) {
         self.session.client().disconnect();
         self.smb = None;
+    }
+
+    fn copy_progress(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        Some(self.copied.clone())
     }
 
     fn remove_file<'a>(&'a mut self, remote: &'a str) -> BoxFuture<'a, Result<(), RemoteError>> {

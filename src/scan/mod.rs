@@ -6,6 +6,7 @@
 
 pub mod evaluate;
 pub mod facts;
+pub mod json;
 pub mod legacy;
 pub mod pe;
 pub mod probe;
@@ -31,7 +32,8 @@ pub enum HostFailure {
     TimedOut(String),
     #[error("probe failed: {0}")]
     ProbeFailed(String),
-    #[error("credential: {0}")]
+    /// The message names the reference and the host already (`credential env:X for host ...`).
+    #[error("{0}")]
     Credential(String),
 }
 

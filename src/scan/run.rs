@@ -328,7 +328,7 @@ async fn scan_one(
     options: ScanOptions,
     open: &dyn Connector,
 ) -> Result<HostResult, HostFailure> {
-    let work = async {
+    let attempt = || async {
         let mut target = open.open(host, secret)?;
         scan_target(
             target.as_mut(),
@@ -339,6 +339,22 @@ async fn scan_one(
         )
         .await
     };
+    // Everything a scan sends only reads, so a connection lost under it may be tried once more
+    // on a new one — when the host still listens (a host that is down is not asked twice). A
+    // command that changes a host is never resent: that rule is deploy's, not this one's.
+    let work = async {
+        match attempt().await {
+            Err(RemoteError::Unreachable(lost)) if still_listening(host).await => {
+                attempt().await.map_err(|e| match e {
+                    RemoteError::Unreachable(m) => RemoteError::Unreachable(format!(
+                        "{m} (also on a second connection; the first: {lost})"
+                    )),
+                    other => other,
+                })
+            }
+            other => other,
+        }
+    };
     match tokio::time::timeout(options.host_timeout, work).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(HostFailure::from(&e)),
@@ -348,6 +364,15 @@ async fn scan_one(
             options.host_timeout.as_secs()
         ))),
     }
+}
+
+/// How long [`still_listening`] waits for the host to accept a connection.
+const LISTEN_CHECK: Duration = Duration::from_secs(2);
+
+/// Whether the host's command port accepts a connection now.
+async fn still_listening(host: &Host) -> bool {
+    let connect = tokio::net::TcpStream::connect((host.address.as_str(), host.port));
+    matches!(tokio::time::timeout(LISTEN_CHECK, connect).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]
@@ -406,5 +431,112 @@ mod tests {
             RemoteError::from(fault(5)),
             RemoteError::Failed(_)
         ));
+    }
+
+    /// Hands out scripted targets in turn and counts the connections opened.
+    struct Scripted(std::sync::Mutex<Vec<crate::fake::FakeTarget>>);
+
+    impl Connector for Scripted {
+        fn open(&self, _: &Host, _: &Secret) -> Result<Box<dyn Target>, RemoteError> {
+            let mut left = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            assert!(!left.is_empty(), "more connections opened than scripted");
+            Ok(Box::new(left.remove(0)))
+        }
+    }
+
+    fn host_on(port: u16) -> Host {
+        let text = format!(
+            "[[host]]\nname = \"WEB01\"\naddress = \"127.0.0.1\"\nport = {port}\ncredential = \"prompt\"\n"
+        );
+        crate::inventory::Inventory::parse(&text, std::path::Path::new("inv.toml"))
+            .expect("inventory")
+            .hosts
+            .remove(0)
+    }
+
+    fn losing(error: RemoteError) -> crate::fake::FakeTarget {
+        crate::fake::FakeTarget::new("WEB01", "B0")
+            .on(hive_probe::PROBE_MARKER, [crate::fake::Reply::Error(error)])
+    }
+
+    async fn scan_with(
+        host: &Host,
+        targets: Vec<crate::fake::FakeTarget>,
+    ) -> (Result<HostResult, HostFailure>, usize) {
+        let scripted = Scripted(std::sync::Mutex::new(targets));
+        let before = scripted.0.lock().map(|t| t.len()).unwrap_or(0);
+        let r = scan_one(
+            host,
+            &Secret::new("x"),
+            &Catalog::default(),
+            &PreparedProbe::new(&Catalog::default()),
+            ScanOptions::default(),
+            &scripted,
+        )
+        .await;
+        let after = scripted.0.lock().map(|t| t.len()).unwrap_or(0);
+        (r, before - after)
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_scanned_again_once_on_a_new_one() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        let host = host_on(listener.local_addr().expect("bound").port());
+        let lost = || RemoteError::Unreachable("connection reset by peer".into());
+
+        let (r, opened) = scan_with(
+            &host,
+            vec![losing(lost()), crate::fake::FakeTarget::new("WEB01", "B0")],
+        )
+        .await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(opened, 2);
+
+        // Lost twice: given up after the second connection, both reasons kept.
+        let (r, opened) = scan_with(
+            &host,
+            vec![
+                losing(lost()),
+                losing(lost()),
+                crate::fake::FakeTarget::new("WEB01", "B0"),
+            ],
+        )
+        .await;
+        assert_eq!(opened, 2, "tried once more, not again");
+        let Err(HostFailure::Unreachable(m)) = r else {
+            panic!("{r:?}")
+        };
+        assert!(m.contains("also on a second connection"), "{m}");
+
+        // Other failures are not connection losses: not retried.
+        let (r, opened) = scan_with(
+            &host,
+            vec![
+                losing(RemoteError::AuthFailed("logon refused".into())),
+                crate::fake::FakeTarget::new("WEB01", "B0"),
+            ],
+        )
+        .await;
+        assert!(matches!(r, Err(HostFailure::AuthFailed(_))), "{r:?}");
+        assert_eq!(opened, 1);
+    }
+
+    #[tokio::test]
+    async fn a_host_that_no_longer_listens_is_not_asked_twice() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a port")
+            .port();
+        let host = host_on(port);
+        let (r, opened) = scan_with(
+            &host,
+            vec![
+                losing(RemoteError::Unreachable("connection refused".into())),
+                crate::fake::FakeTarget::new("WEB01", "B0"),
+            ],
+        )
+        .await;
+        assert!(matches!(r, Err(HostFailure::Unreachable(_))), "{r:?}");
+        assert_eq!(opened, 1);
     }
 }

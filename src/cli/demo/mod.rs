@@ -29,7 +29,7 @@ use catalog::{IDQ, W3SVC, demo_catalog};
 use local_drive::LocalDriveConnector;
 
 pub mod catalog;
-mod local_drive;
+pub mod local_drive;
 
 /// The demo's knobs.
 #[derive(Debug, Clone)]
@@ -258,8 +258,8 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let progress = Arc::new(hive::progress::Progress::stdout());
     let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
     rollout.watcher = progress.clone();
+    // The progress watcher prints the summary when the run ends.
     let summary = rollout.start(plan_text, waves, rollout_opts).await?;
-    println!("{}", hive::progress::render_summary(&summary));
     println!(
         "journal: {}",
         repo.root()

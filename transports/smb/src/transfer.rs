@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use smb::FileEndOfFileInformation;
@@ -85,6 +86,20 @@ impl SmbShare {
     /// that prefix is read back and compared chunk by chunk, and sending resumes after the last
     /// chunk that matches. A differing or longer remote file is overwritten.
     pub async fn upload(&self, local: &Path, remote: &str) -> Result<UploadReport, SmbError> {
+        self.upload_counting(local, remote, &AtomicU64::new(0))
+            .await
+    }
+
+    /// [`SmbShare::upload`], keeping `sent` at the bytes the server holds so far (a verified
+    /// prefix counts at once, then each chunk as its write is answered), so a caller can show
+    /// the copy's progress while it runs.
+    pub async fn upload_counting(
+        &self,
+        local: &Path,
+        remote: &str,
+        sent: &AtomicU64,
+    ) -> Result<UploadReport, SmbError> {
+        sent.store(0, Ordering::Relaxed);
         let path = self.parse(remote, "upload")?;
         let unc = self.unc(&path);
         let ctx = self.ctx(&unc, "upload");
@@ -106,7 +121,7 @@ impl SmbShare {
         };
         let file = Arc::new(self.open_file(&path, args, "upload").await?);
         let result = self
-            .upload_into(&file, &path, local, &local_file, local_len)
+            .upload_into(&file, &path, local, &local_file, local_len, sent)
             .await;
         if let Err(SmbError::DiskFull { .. }) = &result {
             // Give the space back: a partial installer is useless, and the disk is full.
@@ -139,6 +154,7 @@ impl SmbShare {
         local: &Path,
         local_file: &Arc<std::fs::File>,
         local_len: u64,
+        sent: &AtomicU64,
     ) -> Result<UploadReport, SmbError> {
         let unc = self.unc(path);
         let ctx = self.ctx(&unc, "upload");
@@ -157,6 +173,7 @@ impl SmbShare {
         if resumed_from > 0 {
             tracing::info!(path = %unc, resumed_from, "resuming upload after the verified prefix");
         }
+        sent.store(resumed_from, Ordering::Relaxed);
         let hasher = self
             .send_range(
                 file,
@@ -166,6 +183,7 @@ impl SmbShare {
                 resumed_from,
                 local_len,
                 hasher,
+                sent,
             )
             .await?;
         let sha256: [u8; 32] = hasher.finalize().into();
@@ -240,6 +258,7 @@ impl SmbShare {
         from: u64,
         to: u64,
         hasher: Sha256,
+        sent: &AtomicU64,
     ) -> Result<Sha256, SmbError> {
         let unc = self.unc(path);
         let chunk = self.chunk_size();
@@ -268,6 +287,7 @@ impl SmbShare {
             }
             let failed = match writes.join_next().await {
                 Some(Ok(Ok(buf))) => {
+                    sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
                     let _ = spent.send(buf);
                     None
                 }
