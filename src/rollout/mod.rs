@@ -22,6 +22,8 @@ pub mod job;
 pub mod journal;
 pub mod options;
 pub mod plan;
+pub mod preflight;
+pub mod quarantine;
 pub mod report;
 pub mod stop;
 pub mod summary;
