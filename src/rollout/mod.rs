@@ -31,6 +31,8 @@ pub mod verdict;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod quarantine_tests;
 
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
