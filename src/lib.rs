@@ -20,4 +20,5 @@ pub use rollout::journal;
 pub mod progress;
 pub mod report;
 pub mod pipeline;
+pub mod host_preflight;
 pub mod fake;

@@ -9,11 +9,15 @@ use clap::Args;
 
 use hive::deploy::plan::{load_approved, plan, render as render_plan};
 use hive::deploy::{DeployOptions, RebootPolicy};
+use hive::host_preflight::HostPreflight;
 use hive::inventory::Inventory;
 use hive::journal::RunLog;
 use hive::pipeline::{DeployJob, Job};
 use hive::remote::{NetworkConnector, Timeouts};
 use hive::repo::Repository;
+use hive::rollout::engine::Retry;
+use hive::rollout::preflight::{PendingReboot, PreflightSettings};
+use hive::rollout::quarantine::release_marker;
 use hive::rollout::{Limit, Rollout, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
 use hive::targets::TargetRecord;
@@ -56,6 +60,31 @@ pub struct WorkArgs {
     /// Milliseconds between two looks at a rebooting host (or at an installer still running).
     #[arg(long, default_value_t = 5000, value_parser = poll_ms, value_name = "MS")]
     pub poll_ms: u64,
+    #[command(flatten)]
+    pub preflight: PreflightArgs,
+}
+
+/// Pre-flight: what sets a host aside (as `skipped`) before its wave.
+#[derive(Args)]
+pub struct PreflightArgs {
+    /// A host with a reboot already pending: skip it, or reboot it first.
+    #[arg(long, value_enum, default_value_t = PendingRebootArg::Skip)]
+    pub pending_reboot: PendingRebootArg,
+    /// Seconds a host's clock may differ from this machine's before it is set aside.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub max_clock_skew: u64,
+    /// Reboots one host may take in one run before it is judged a reboot loop.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_reboots: u32,
+    /// Do not check hosts before their wave.
+    #[arg(long)]
+    pub no_preflight: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PendingRebootArg {
+    Skip,
+    RebootFirst,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -104,6 +133,9 @@ pub struct ResumeArgs {
     /// Try hosts that failed or were unreachable again.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Try hosts that were skipped (set aside by pre-flight) again.
+    #[arg(long)]
+    pub retry_skipped: bool,
 }
 
 /// `hive promote`.
@@ -112,6 +144,10 @@ pub struct PromoteArgs {
     pub run: String,
     #[command(flatten)]
     pub repo: RepoArg,
+    /// Release these quarantined patches (KB or bulletin ids) instead of the paused run: hosts
+    /// the run starts from now on install them again.
+    #[arg(long, num_args = 1.., value_name = "KB")]
+    pub patch: Vec<String>,
 }
 
 /// `hive report`.
@@ -167,6 +203,7 @@ fn job(
         port_timeout: Duration::from_secs(work.reboot_timeout),
         login_timeout: Duration::from_secs(work.reboot_timeout),
         poll_interval: Duration::from_millis(work.poll_ms),
+        max_reboots: work.preflight.max_reboots,
         ..DeployOptions::default()
     };
     let job = DeployJob {
@@ -191,9 +228,10 @@ fn run_rollout(
     targets: Vec<TargetRecord>,
     plan_text: &str,
     options: RolloutOptions,
+    preflight: &PreflightArgs,
 ) -> CliResult {
     let waves = plan_waves(plan_text, inv, None, &options)?;
-    let mut rollout = rollout_of(job);
+    let mut rollout = rollout_of(job, preflight);
     rollout.targets = targets;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
@@ -205,10 +243,24 @@ fn run_rollout(
 
 /// The engine over a deploy job, showing progress on stdout (bars on a terminal, NDJSON when
 /// piped).
-fn rollout_of(job: DeployJob) -> Rollout {
+fn rollout_of(job: DeployJob, preflight: &PreflightArgs) -> Rollout {
     let repo_root = job.repo.root().to_path_buf();
-    let mut rollout = Rollout::new(&repo_root, Arc::new(Job(Arc::new(job))));
+    let job = Arc::new(job);
+    let mut rollout = Rollout::new(&repo_root, Arc::new(Job(job.clone())));
     rollout.watcher = Arc::new(hive::progress::Progress::stdout());
+    if !preflight.no_preflight {
+        rollout.preflight = Some(Arc::new(HostPreflight {
+            job,
+            settings: PreflightSettings {
+                pending_reboot: match preflight.pending_reboot {
+                    PendingRebootArg::Skip => PendingReboot::Skip,
+                    PendingRebootArg::RebootFirst => PendingReboot::RebootFirst,
+                },
+                max_clock_skew_s: preflight.max_clock_skew,
+                ..PreflightSettings::default()
+            },
+        }));
+    }
     rollout
 }
 
@@ -252,7 +304,7 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         parallel: args.work.parallel,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, targets, "100%", options)
+    run_rollout(job, &inv, targets, "100%", options, &args.work.preflight)
 }
 
 pub fn rollout(args: RolloutArgs) -> CliResult {
@@ -265,7 +317,14 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
-    run_rollout(job, &inv, targets, &args.plan, options)
+    run_rollout(
+        job,
+        &inv,
+        targets,
+        &args.plan,
+        options,
+        &args.work.preflight,
+    )
 }
 
 /// `hive resume RUN`: continue a run after Ctrl-C, a crash or kill -9.
@@ -288,11 +347,19 @@ pub fn resume(args: ResumeArgs) -> CliResult {
         Inventory { hosts, policy }
     };
     let (job, _) = job(&args.work, inv)?;
-    let rollout = rollout_of(job);
+    let rollout = rollout_of(job, &args.work.preflight);
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
-        rollout.resume(&args.run, args.retry_failed).await
+        rollout
+            .resume_retrying(
+                &args.run,
+                Retry {
+                    failed: args.retry_failed,
+                    skipped: args.retry_skipped,
+                },
+            )
+            .await
     })?;
     Ok(ended(&summary))
 }
@@ -300,6 +367,17 @@ pub fn resume(args: ResumeArgs) -> CliResult {
 /// `hive promote RUN`: release a run paused after its canaries.
 pub fn promote(args: PromoteArgs) -> CliResult {
     let run = &args.run;
+    if !args.patch.is_empty() {
+        let by = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
+        for patch in &args.patch {
+            let marker = release_marker(&args.repo.repo, run, patch, &by)?;
+            println!(
+                "released {patch} in {run} ({}); hosts the run starts from now on get it",
+                marker.display()
+            );
+        }
+        return Ok(Outcome::Done);
+    }
     let marker = hive::rollout::promote(&args.repo.repo, run)?;
     println!(
         "promoted {run} ({}); continue it with `hive resume {run}`",
@@ -320,6 +398,13 @@ pub fn report(args: ReportArgs) -> CliResult {
         ReportFormat::Table => {
             println!("run {run}: plan {}", log.header.plan);
             print!("{}", hive::rollout::report::to_table(&rows));
+            let withheld = hive::rollout::report::withheld_lines(&log);
+            if !withheld.is_empty() {
+                println!("\npatches withheld:");
+                for line in withheld {
+                    println!("  {line}");
+                }
+            }
         }
     }
     if args.steps {
