@@ -64,9 +64,9 @@ impl fmt::Display for SetAside {
 }
 
 fn bytes(n: u64) -> String {
-    const MB: u64 = 1 << 20;
-    if n >= 10 * MB {
-        format!("{} MB", n / MB)
+    const MIB: u64 = 1 << 20;
+    if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
     } else {
         format!("{n} bytes")
     }
@@ -208,7 +208,7 @@ mod tests {
         let Judged::SetAside(r) = judge(&f, &s) else {
             panic!("low disk passed")
         };
-        assert!(r.to_string().contains("150 MB free"), "{r}");
+        assert!(r.to_string().contains("150.0 MiB free"), "{r}");
 
         let f = PreflightFacts {
             clock_skew: Some(Duration::from_secs(900)),

@@ -240,6 +240,12 @@ impl Ledger {
                 if !charged.iter().any(|e| e.host == host) {
                     charged.push(evidence.clone());
                 }
+                // Hosts failing with a patch already quarantined add to its evidence.
+                if let Some(w) = s.fleet.get_mut(&patch)
+                    && !w.evidence.iter().any(|e| e.host == host)
+                {
+                    w.evidence.push(evidence.clone());
+                }
                 if charged.len() >= after.max(1) as usize && !s.fleet.contains_key(&patch) {
                     let w = Withheld {
                         patch: patch.clone(),

@@ -263,3 +263,42 @@ async fn pre_flight_sets_hosts_aside_outside_the_budgets_and_resume_takes_them_u
     assert_ne!(line("F1").verdict, Some(HostVerdict::Skipped));
     assert!(!got(&installs, "F2").is_empty());
 }
+
+/// A health check that fails on the hosts listed.
+struct SickHosts(&'static [&'static str]);
+
+impl super::HealthCheck for SickHosts {
+    fn check(&self, host: String) -> crate::remote::BoxFuture<'static, Result<String, String>> {
+        let sick = self.0.contains(&host.as_str());
+        Box::pin(async move {
+            if sick {
+                Err(format!("{host}: W3SVC is Stopped"))
+            } else {
+                Ok("W3SVC Running".into())
+            }
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_sick_before_install_is_set_aside_and_not_held_against_the_patch() {
+    let repo = tempfile::tempdir().unwrap();
+    let installs = Installs::default();
+    let mut rollout = Rollout::new(repo.path(), Arc::new(job(installs.clone(), &[])));
+    rollout.health = Some(Arc::new(SickHosts(&["F2"])));
+    let summary = rollout
+        .start("plan", waves(), RolloutOptions::default())
+        .await
+        .unwrap();
+    let l = summary.hosts.iter().find(|l| l.host == "F2").unwrap();
+    assert_eq!(l.verdict, Some(HostVerdict::Skipped), "{}", l.detail);
+    assert!(
+        l.detail
+            .contains("pre-flight: unhealthy before anything was installed: F2: W3SVC is Stopped"),
+        "{}",
+        l.detail
+    );
+    assert!(got(&installs, "F2").is_empty());
+    assert_eq!(summary.counts().skipped, 1);
+    assert_eq!(got(&installs, "F1"), [GOOD]);
+}
