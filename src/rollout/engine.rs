@@ -227,7 +227,17 @@ impl Rollout {
             }
             apply_releases(&journal, &ledger)?;
             let outcome = self
-                .run_wave(wave, header, &journal, &sink, &ledger, &mut lines, log)
+                .run_wave(
+                    wave,
+                    header,
+                    RunShared {
+                        journal: &journal,
+                        sink: &sink,
+                        ledger: &ledger,
+                    },
+                    &mut lines,
+                    log,
+                )
                 .await;
             stop = outcome.stop;
             if stop.is_none() {
@@ -322,12 +332,15 @@ impl Rollout {
         &self,
         wave: &Wave,
         header: &RunHeader,
-        journal: &Arc<Journal>,
-        sink: &Arc<dyn EventSink>,
-        ledger: &Arc<Ledger>,
+        run: RunShared<'_>,
         lines: &mut BTreeMap<String, HostLine>,
         log: Option<&RunLog>,
     ) -> WaveOutcome {
+        let RunShared {
+            journal,
+            sink,
+            ledger,
+        } = run;
         let todo: Vec<&String> = wave
             .hosts
             .iter()
@@ -587,6 +600,14 @@ impl Rollout {
         }
         !self.stop.is_stopped()
     }
+}
+
+/// What every wave of a run writes to: the journal, the event sinks, the patch ledger.
+#[derive(Clone, Copy)]
+struct RunShared<'a> {
+    journal: &'a Arc<Journal>,
+    sink: &'a Arc<dyn EventSink>,
+    ledger: &'a Arc<Ledger>,
 }
 
 /// Which ended hosts `hive resume` takes up again.
