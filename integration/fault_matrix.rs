@@ -30,10 +30,12 @@ use hive::catalog::model::{Catalog, InstallerRecipe};
 use hive::catalog::store;
 use hive::deploy::{DeployOptions, load_approved};
 use hive::events::{RebootPhase, Step};
+use hive::host_preflight::HostPreflight;
 use hive::inventory::Inventory;
 use hive::journal::{RunLog, RunState};
 use hive::pipeline::{DeployJob, Job};
 use hive::remote::{NetworkConnector, Timeouts};
+use hive::rollout::preflight::PreflightSettings;
 use hive::rollout::{HostLine, HostVerdict, Rollout, RolloutOptions, Summary, plan_waves};
 use hive::scan::run::{FileSource, PreparedProbe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -60,7 +62,7 @@ struct Row {
     expected: &'static str,
 }
 
-const ROWS: [Row; 15] = [
+const ROWS: [Row; 17] = [
     Row {
         id: 1,
         fault: "connection reset mid-Receive",
@@ -129,9 +131,9 @@ const ROWS: [Row; 15] = [
     },
     Row {
         id: 12,
-        fault: "host back with reboot still pending",
-        injected: "winsim `pending_after_reboot` = windows-update: the host comes back still asking for a reboot",
-        expected: "failed (reboot_still_pending); names the pending marker",
+        fault: "reboot loop: host back with the same reboot still pending",
+        injected: "winsim `pending_after_reboot` = windows-update: the host comes back from every reboot still asking for one",
+        expected: "reboot_loop after two reboots (the second one is allowed, a third is not sent); names the pending marker; the patch is withheld from that host only",
     },
     Row {
         id: 13,
@@ -150,6 +152,18 @@ const ROWS: [Row; 15] = [
         fault: "proxy refuses",
         injected: "`hive catalog fetch` through the harness's refusing tinyproxy (CONNECT allowed to 443 only)",
         expected: "fetch fails naming the proxy and its 403; the cached catalog is unchanged and the rollout runs on it",
+    },
+    Row {
+        id: 16,
+        fault: "pending reboot before start",
+        injected: "winsim `pending_reboot` = windows-update at start; pre-flight on (default settings: skip)",
+        expected: "skipped by pre-flight before its wave, naming the pending marker; nothing installed, no reboot, outside the budgets",
+    },
+    Row {
+        id: 17,
+        fault: "skewed clock",
+        injected: "winsim `clock_skew_s` = 900: the host's clock (the probe's `utc_now`) runs 15 minutes ahead; pre-flight bound 300 s",
+        expected: "skipped by pre-flight before its wave, naming the skew and the bound; nothing installed, no reboot",
     },
 ];
 
@@ -346,6 +360,8 @@ struct Faulty {
     /// Extra keys for its `[[host]]` table (inline TOML).
     toml: &'static str,
     smb: Smb,
+    /// Check hosts before their wave (pre-flight, default settings).
+    preflight: bool,
 }
 
 /// What a rollout left behind for the checks.
@@ -455,7 +471,12 @@ fn fill_full_share(root: &Path, leave: u64) -> Filler {
 }
 
 /// Start the row's fleet, wire the faulty host's C$ as asked, and run the rollout.
-async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>) -> Ran {
+async fn rollout(
+    row: u8,
+    faulty: Option<&Faulty>,
+    catalog: Option<Catalog>,
+    preflight: bool,
+) -> Ran {
     let lab = lab(match faulty.map(|f| &f.smb) {
         Some(Smb::Front { installer }) => *installer,
         Some(Smb::FullDisk) => BIG_INSTALLER,
@@ -513,7 +534,14 @@ async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>) -> 
         ..RolloutOptions::default()
     };
     let waves = plan_waves(PLAN, &inventory, None, &opts).unwrap();
-    let rollout = Rollout::new(lab.repo.root(), Arc::new(Job(Arc::new(job))));
+    let job = Arc::new(job);
+    let mut rollout = Rollout::new(lab.repo.root(), Arc::new(Job(job.clone())));
+    if preflight {
+        rollout.preflight = Some(Arc::new(HostPreflight {
+            job,
+            settings: PreflightSettings::default(),
+        }));
+    }
     let summary = rollout.start(PLAN, waves, opts).await.unwrap();
     Ran {
         fleet,
@@ -764,7 +792,7 @@ fn is_stage(s: &Step) -> bool {
 
 async fn host_row(id: u8, faulty: Faulty, check: impl FnOnce(&mut Findings, &Ran, &str)) {
     let t0 = Instant::now();
-    let ran = rollout(id, Some(&faulty), None).await;
+    let ran = rollout(id, Some(&faulty), None, faulty.preflight).await;
     let mut f = Findings::new(id);
     common_checks(&mut f, &ran, Some(faulty.name));
     check(&mut f, &ran, faulty.name);
@@ -785,6 +813,7 @@ async fn row_01_connection_reset_mid_receive() {
         name: "RESET-RECV",
         toml: r#"faults = { wire = [ { kind = "reset", op = "Receive", nth = 4, times = 1 } ] }"#,
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(1, faulty, |f, ran, host| {
         faulty_checks(f, ran, host, &[HostVerdict::Patched], &[PATCH]);
@@ -810,6 +839,7 @@ async fn row_02_http_500_fault() {
         name: "SOAP-500",
         toml: r#"faults = { wire = [ { kind = "soap-fault", op = "Command", nth = 4, times = 1, code = 5, text = "Access is denied." } ] }"#,
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(2, faulty, |f, ran, host| {
         faulty_checks(
@@ -835,6 +865,7 @@ async fn row_03_401_mid_session() {
         name: "AUTH-401",
         toml: r#"faults = { wire = [ { kind = "unauthorized", op = "Command", nth = 4, times = 1 } ] }"#,
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(3, faulty, |f, ran, host| {
         faulty_checks(f, ran, host, &[HostVerdict::Patched], &[PATCH]);
@@ -855,6 +886,7 @@ async fn row_04_413_envelope_too_big() {
         name: "TOO-BIG-413",
         toml: r#"faults = { wire = [ { kind = "too-big", op = "Command", nth = 4, times = 0 } ] }"#,
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(4, faulty, |f, ran, host| {
         faulty_checks(
@@ -880,6 +912,7 @@ async fn row_05_host_down_during_copy() {
         smb: Smb::Front {
             installer: BIG_INSTALLER,
         },
+        preflight: false,
     };
     host_row(5, faulty, |f, ran, host| {
         faulty_checks(
@@ -921,6 +954,7 @@ async fn row_06_smb_disconnect_mid_write() {
         smb: Smb::Front {
             installer: BIGGER_INSTALLER,
         },
+        preflight: false,
     };
     host_row(6, faulty, |f, ran, host| {
         faulty_checks(f, ran, host, &[HostVerdict::Patched], &[PATCH]);
@@ -965,6 +999,7 @@ async fn row_07_disk_full() {
         name: "DISK-FULL",
         toml: "faults = { disk_full = true }",
         smb: Smb::FullDisk,
+        preflight: false,
     };
     host_row(7, faulty, |f, ran, host| {
         faulty_checks(f, ran, host, &[HostVerdict::Failed], &[PATCH, "disk"]);
@@ -987,6 +1022,7 @@ async fn row_08_installer_hangs() {
         name: "INST-HANG",
         toml: "faults = { installers_hang = true }",
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(8, faulty, |f, ran, host| {
         faulty_checks(
@@ -1016,6 +1052,7 @@ async fn row_09_installer_fails() {
         name: "INST-1603",
         toml: "faults = { installers_fail_with = 1603 }",
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(9, faulty, |f, ran, host| {
         faulty_checks(
@@ -1048,6 +1085,7 @@ async fn row_10_reboot_never_returns() {
         name: "NEVER-BACK",
         toml: "reboot = { downtime_ms = 300, never_returns = true }",
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(10, faulty, |f, ran, host| {
         faulty_checks(
@@ -1088,6 +1126,7 @@ async fn row_11_reboot_too_fast() {
         name: "FAST-BOOT",
         toml: "reboot = { downtime_ms = 0 }",
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(11, faulty, |f, ran, host| {
         faulty_checks(f, ran, host, &[HostVerdict::Patched], &[PATCH]);
@@ -1119,18 +1158,98 @@ async fn row_12_back_with_reboot_still_pending() {
         name: "STILL-PENDING",
         toml: r#"faults = { pending_after_reboot = ["windows-update"] }"#,
         smb: Smb::Direct,
+        preflight: false,
     };
     host_row(12, faulty, |f, ran, host| {
         faulty_checks(
             f,
             ran,
             host,
-            &[HostVerdict::Failed],
-            &["reboot_still_pending", "WindowsUpdate RebootRequired"],
+            &[HostVerdict::RebootLoop],
+            &[
+                "reboot_loop",
+                "same reboot is still pending",
+                "WindowsUpdate RebootRequired",
+            ],
         );
-        f.check(ran.fleet.host(host).reboot_count() == 1, || {
-            "hive did not reboot exactly once".into()
+        let reboots = ran.fleet.host(host).reboot_count();
+        f.check(reboots == 2, || {
+            format!("hive rebooted {reboots} times, not twice")
         });
+        let own: Vec<&str> = ran
+            .summary
+            .withheld
+            .iter()
+            .filter(|w| w.host.as_deref() == Some(host))
+            .map(|w| w.patch.as_str())
+            .collect();
+        f.check(own == [PATCH], || {
+            format!("withheld from {host}: {own:?}, expected [{PATCH}]")
+        });
+        let fleet_wide = ran.summary.withheld.iter().any(|w| w.host.is_none());
+        f.check(!fleet_wide, || {
+            "a patch was withheld from the whole fleet".into()
+        });
+        f.observed
+            .push_str(&format!(" ({reboots} reboots; withheld from {host} only)"));
+    })
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rows 16-17: pre-flight sets a host aside before its wave
+// ------------------------------------------------------------------------------------------------
+
+/// A host set aside by pre-flight: skipped, with `phrases` in its line, and untouched.
+fn set_aside_checks(f: &mut Findings, ran: &Ran, host: &str, phrases: &[&str]) {
+    faulty_checks(f, ran, host, &[HostVerdict::Skipped], phrases);
+    let runs = installer_runs(&ran.fleet, host);
+    let reboots = ran.fleet.host(host).reboot_count();
+    f.check(runs == 0 && reboots == 0, || {
+        format!("{host}: installer runs {runs}, reboots {reboots}: it was not set aside")
+    });
+    f.observed
+        .push_str(&format!(" (installer runs {runs}, reboots {reboots})"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_16_pending_reboot_before_start() {
+    let faulty = Faulty {
+        name: "PENDING-AT-START",
+        toml: r#"pending_reboot = ["windows-update"]"#,
+        smb: Smb::Direct,
+        preflight: true,
+    };
+    host_row(16, faulty, |f, ran, host| {
+        set_aside_checks(
+            f,
+            ran,
+            host,
+            &[
+                "pre-flight",
+                "a reboot is already pending",
+                "WindowsUpdate RebootRequired",
+            ],
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_17_skewed_clock() {
+    let faulty = Faulty {
+        name: "SKEWED-CLOCK",
+        toml: "faults = { clock_skew_s = 900 }",
+        smb: Smb::Direct,
+        preflight: true,
+    };
+    host_row(17, faulty, |f, ran, host| {
+        set_aside_checks(
+            f,
+            ran,
+            host,
+            &["pre-flight", "s ahead of the orchestrator", "bound 300 s"],
+        );
     })
     .await;
 }
@@ -1282,7 +1401,7 @@ async fn catalog_row(
                 .all(|(id, p)| kept.products.get(id) == Some(p)),
         || "the cached catalog's bulletins, patches or products changed".into(),
     );
-    let ran = rollout(id, None, Some(kept)).await;
+    let ran = rollout(id, None, Some(kept), false).await;
     common_checks(&mut f, &ran, None);
     drop(ran);
     f.finish(t0.elapsed());

@@ -250,6 +250,7 @@ impl FakeTarget {
             pending_reboot: PendingReboot::default(),
             last_boot_time: String::new(),
             free_disk_bytes: 10 << 30,
+            utc_now: String::new(),
             registry: Vec::new(),
             files: Vec::new(),
             unknown: Default::default(),
@@ -359,8 +360,12 @@ impl Target for FakeTarget {
                 .trim_start()
                 .to_ascii_lowercase()
                 .starts_with("shutdown /r")
-                && let Some(script) = h.reboot.clone()
+                && let Some(mut script) = h.reboot.clone()
             {
+                // Every reboot boots anew: a second one reports a boot time of its own.
+                if h.boot == script.new_boot {
+                    script.new_boot = format!("{}+", script.new_boot);
+                }
                 let from = h.tick + script.down_after;
                 h.down = Some((from, script.down_for.map(|d| from + d)));
                 h.after_outage = Some(script);

@@ -25,4 +25,5 @@ pub mod progress;
 pub mod report;
 pub mod pipeline;
 pub mod rollback;
+pub mod host_preflight;
 pub mod fake;

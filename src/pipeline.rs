@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::catalog::model::Catalog;
-use crate::deploy::plan::{ApprovedInstaller, plan_host_keeping};
+use crate::deploy::plan::ApprovedInstaller;
 use crate::deploy::{self, DeployOptions, ScanInputs};
 use crate::events::{Step, StepOutcome};
 use crate::inventory::{Host, Secret};
@@ -120,12 +120,13 @@ impl DeployJob {
         };
         // Patches this run already started installing stay in the plan even when the re-scan
         // says they are installed now: their reboot and verification may still be due.
-        let plan = plan_host_keeping(
+        let (plan, withheld) = crate::rollout::quarantine::plan_without_withheld(
             &ctx.host,
             &result.verdicts,
             &self.catalog,
             &self.approved,
             &ctx.resume.install_started,
+            &ctx.withheld,
         );
         deploy::record_plan(&self.repo, &plan, &ctx.run, &self.options);
         let missing = plan
@@ -151,7 +152,14 @@ impl DeployJob {
         if plan.installs.is_empty() {
             return HostOutcome::new(
                 HostVerdict::NothingToDo,
-                "no approved patch is missing".to_string(),
+                if withheld.is_empty() {
+                    "no approved patch is missing".to_string()
+                } else {
+                    format!(
+                        "no approved patch is missing but the withheld {}",
+                        withheld.join(", ")
+                    )
+                },
             );
         }
         // The run is stopping (Ctrl-C, a budget, the host's window closed): nothing changed on the
@@ -199,6 +207,7 @@ fn rollout_verdict(v: deploy::DeployVerdict) -> HostVerdict {
         deploy::DeployVerdict::Unreachable | deploy::DeployVerdict::NeverReturned => {
             HostVerdict::Unreachable
         }
+        deploy::DeployVerdict::RebootLoop => HostVerdict::RebootLoop,
         _ => HostVerdict::Failed,
     }
 }

@@ -500,6 +500,13 @@ pub fn render_summary(summary: &Summary) -> String {
             ));
         }
     }
+    let withheld = summary.withheld_lines();
+    if !withheld.is_empty() {
+        s.push_str("\npatches withheld (`hive promote RUN --patch KB` releases one):\n");
+        for line in withheld {
+            s.push_str(&format!("  {line}\n"));
+        }
+    }
     s.push('\n');
     s.push_str(&summary.recap());
     s.push('\n');

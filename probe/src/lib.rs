@@ -98,10 +98,16 @@ pub struct ProbeFacts {
     pub last_boot_time: String,
     /// Free bytes on the system drive (`$env:SystemDrive`).
     pub free_disk_bytes: u64,
+    /// The host's clock as the probe ran, UTC `yyyy-MM-ddTHH:mm:ss.fffZ` (invariant culture):
+    /// pre-flight compares it with the orchestrator's (a skewed clock breaks Kerberos and
+    /// signed-timestamp checks of installers). Empty when unknown: answers from before this
+    /// field, and the legacy route. An additive field with a default, so schema 2 stands.
+    #[serde(default)]
+    pub utc_now: String,
     pub registry: Vec<RegistryFact>,
     pub files: Vec<FileFact>,
     /// Facts the host could not give, by field name (`installed_kbs`, `last_boot_time`,
-    /// `free_disk_bytes`, `pending_reboot`, or a `CurrentVersion` value name such as
+    /// `free_disk_bytes`, `utc_now`, `pending_reboot`, or a `CurrentVersion` value name such as
     /// `CurrentBuild`), with the error text. Their fields above hold empty placeholders.
     #[serde(default)]
     pub unknown: BTreeMap<String, String>,
@@ -309,6 +315,8 @@ try {
 } catch { $unknown['last_boot_time'] = $_.Exception.Message }
 $free = [uint64]0
 try { $free = [uint64](New-Object System.IO.DriveInfo($env:SystemDrive)).TotalFreeSpace } catch { $unknown['free_disk_bytes'] = $_.Exception.Message }
+$now = ''
+try { $now = [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", [Globalization.CultureInfo]::InvariantCulture) } catch { $unknown['utc_now'] = $_.Exception.Message }
 $kbs = @()
 try {
   $kbs = @(Get-CimInstance -ClassName Win32_QuickFixEngineering -Property HotFixID | ForEach-Object { $_.HotFixID } | Where-Object { $_ -and $_ -ne 'File 1' } | Sort-Object -Unique)
@@ -365,6 +373,7 @@ $facts = @{
   pending_reboot = $pending
   last_boot_time = $boot
   free_disk_bytes = $free
+  utc_now = $now
   registry = @($registry)
   files = @($files)
   unknown = $unknown

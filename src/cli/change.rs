@@ -78,6 +78,7 @@ pub fn rollout(
     inv: &Inventory,
     wait_for_window: bool,
     install_estimate: Option<u64>,
+    preflight: Option<hive::rollout::preflight::PreflightSettings>,
 ) -> Result<Rollout, Box<dyn std::error::Error>> {
     let hooks = Hooks::resolve(&inv.policy, &inv.hosts)?;
     let gate = gate(inv, &job, BTreeMap::new(), install_estimate)?;
@@ -86,7 +87,8 @@ pub fn rollout(
         hosts: job.hosts.clone(),
         connector: job.connector.clone(),
     });
-    let inner: Arc<dyn HostJob> = Arc::new(Job(Arc::new(job)));
+    let job = Arc::new(job);
+    let inner: Arc<dyn HostJob> = Arc::new(Job(job.clone()));
     let host_job: Arc<dyn HostJob> = if hooks.any_host_hooks() {
         Arc::new(Arc::new(HookedJob {
             inner,
@@ -108,6 +110,9 @@ pub fn rollout(
     rollout.wait_for_window = wait_for_window;
     if hooks.any_wave_hooks() {
         rollout.wave_hooks = Some(Arc::new(WaveHookRunner { hooks }));
+    }
+    if let Some(settings) = preflight {
+        rollout.preflight = Some(Arc::new(hive::host_preflight::HostPreflight { job, settings }));
     }
     Ok(rollout)
 }

@@ -43,7 +43,7 @@ impl Outcome {
         match &summary.stop {
             None => {
                 let c = summary.counts();
-                if c.failed + c.unreachable > 0 {
+                if c.failed + c.unreachable + c.reboot_loop + c.withheld > 0 {
                     Outcome::HostsFailed
                 } else {
                     Outcome::Done
@@ -107,8 +107,10 @@ mod tests {
                     verdict: *v,
                     detail: String::new(),
                     ms: 0,
+                    withheld: false,
                 })
                 .collect(),
+            withheld: Vec::new(),
         }
     }
 

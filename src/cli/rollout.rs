@@ -9,11 +9,14 @@ use clap::Args;
 
 use hive::deploy::plan::{load_approved, plan, render as render_plan};
 use hive::deploy::{DeployOptions, RebootPolicy};
+use hive::rollout::engine::Retry;
 use hive::inventory::Inventory;
 use hive::journal::RunLog;
 use hive::pipeline::DeployJob;
 use hive::remote::Timeouts;
 use hive::repo::Repository;
+use hive::rollout::preflight::{PendingReboot, PreflightSettings};
+use hive::rollout::quarantine::release_marker;
 use hive::rollout::{Limit, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
 use hive::targets::TargetRecord;
@@ -64,6 +67,31 @@ pub struct WorkArgs {
     /// (default by installer kind: 2 min a hotfix, 5 min an MSI or EXE, 15 min an MSU).
     #[arg(long, value_parser = timeout_secs, value_name = "SECONDS")]
     pub install_estimate: Option<u64>,
+    #[command(flatten)]
+    pub preflight: PreflightArgs,
+}
+
+/// Pre-flight: what sets a host aside (as `skipped`) before its wave.
+#[derive(Args)]
+pub struct PreflightArgs {
+    /// A host with a reboot already pending: skip it, or reboot it first.
+    #[arg(long, value_enum, default_value_t = PendingRebootArg::Skip)]
+    pub pending_reboot: PendingRebootArg,
+    /// Seconds a host's clock may differ from this machine's before it is set aside.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub max_clock_skew: u64,
+    /// Reboots one host may take in one run before it is judged a reboot loop.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub max_reboots: u32,
+    /// Do not check hosts before their wave.
+    #[arg(long)]
+    pub no_preflight: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum PendingRebootArg {
+    Skip,
+    RebootFirst,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,6 +147,9 @@ pub struct ResumeArgs {
     /// Try hosts that failed or were unreachable again.
     #[arg(long)]
     pub retry_failed: bool,
+    /// Try hosts that were skipped (set aside by pre-flight) again.
+    #[arg(long)]
+    pub retry_skipped: bool,
 }
 
 /// `hive promote`.
@@ -127,6 +158,10 @@ pub struct PromoteArgs {
     pub run: String,
     #[command(flatten)]
     pub repo: RepoArg,
+    /// Release these quarantined patches (KB or bulletin ids) instead of the paused run: hosts
+    /// the run starts from now on install them again.
+    #[arg(long, num_args = 1.., value_name = "KB")]
+    pub patch: Vec<String>,
 }
 
 /// `hive report`.
@@ -201,6 +236,7 @@ pub(super) fn deploy_options(work: &WorkArgs) -> DeployOptions {
         port_timeout: Duration::from_secs(work.reboot_timeout),
         login_timeout: Duration::from_secs(work.reboot_timeout),
         poll_interval: Duration::from_millis(work.poll_ms),
+        max_reboots: work.preflight.max_reboots,
         ..DeployOptions::default()
     }
 }
@@ -213,9 +249,16 @@ fn run_rollout(
     options: RolloutOptions,
     wait_for_window: bool,
     install_estimate: Option<u64>,
+    preflight: &PreflightArgs,
 ) -> CliResult {
     let waves = plan_waves(plan_text, inv, None, &options)?;
-    let mut rollout = super::change::rollout(job, inv, wait_for_window, install_estimate)?;
+    let mut rollout = super::change::rollout(
+        job,
+        inv,
+        wait_for_window,
+        install_estimate,
+        preflight_settings(preflight),
+    )?;
     rollout.targets = targets;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
@@ -238,6 +281,18 @@ pub(super) fn current_policy(
                 .inventory
                 .policy
         }
+    })
+}
+
+/// What pre-flight checks before each wave, or `None` with `--no-preflight`.
+fn preflight_settings(preflight: &PreflightArgs) -> Option<PreflightSettings> {
+    (!preflight.no_preflight).then(|| PreflightSettings {
+        pending_reboot: match preflight.pending_reboot {
+            PendingRebootArg::Skip => PendingReboot::Skip,
+            PendingRebootArg::RebootFirst => PendingReboot::RebootFirst,
+        },
+        max_clock_skew_s: preflight.max_clock_skew,
+        ..PreflightSettings::default()
     })
 }
 
@@ -312,6 +367,7 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         options,
         args.work.wait_for_window,
         args.work.install_estimate,
+        &args.work.preflight,
     )
 }
 
@@ -333,6 +389,7 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         options,
         args.work.wait_for_window,
         args.work.install_estimate,
+        &args.work.preflight,
     )
 }
 
@@ -367,11 +424,20 @@ pub fn resume(args: ResumeArgs) -> CliResult {
         &inv,
         args.work.wait_for_window,
         args.work.install_estimate,
+        preflight_settings(&args.work.preflight),
     )?;
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
-        rollout.resume(&args.run, args.retry_failed).await
+        rollout
+            .resume_retrying(
+                &args.run,
+                Retry {
+                    failed: args.retry_failed,
+                    skipped: args.retry_skipped,
+                },
+            )
+            .await
     })?;
     Ok(ended(&summary))
 }
@@ -379,6 +445,17 @@ pub fn resume(args: ResumeArgs) -> CliResult {
 /// `hive promote RUN`: release a run paused after its canaries.
 pub fn promote(args: PromoteArgs) -> CliResult {
     let run = &args.run;
+    if !args.patch.is_empty() {
+        let by = std::env::var("USER").unwrap_or_else(|_| "an operator".into());
+        for patch in &args.patch {
+            let marker = release_marker(&args.repo.repo, run, patch, &by)?;
+            println!(
+                "released {patch} in {run} ({}); hosts the run starts from now on get it",
+                marker.display()
+            );
+        }
+        return Ok(Outcome::Done);
+    }
     let marker = hive::rollout::promote(&args.repo.repo, run)?;
     println!(
         "promoted {run} ({}); continue it with `hive resume {run}`",
@@ -405,6 +482,13 @@ pub fn report(args: ReportArgs) -> CliResult {
                 None => println!("run {run}: plan {}", log.header.plan),
             }
             print!("{}", hive::rollout::report::to_table(&rows));
+            let withheld = hive::rollout::report::withheld_lines(&log);
+            if !withheld.is_empty() {
+                println!("\npatches withheld:");
+                for line in withheld {
+                    println!("  {line}");
+                }
+            }
         }
     }
     if args.steps {

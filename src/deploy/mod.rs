@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod plan;
 pub mod quote;
 pub mod reboot;
+pub mod reboot_loop;
 pub mod settle;
 pub mod stage;
 pub mod verify;
@@ -372,8 +373,7 @@ async fn run_host(
             RebootPolicy::Always => needs_reboot || !resume.rebooted || !todo.is_empty(),
         };
         if reboot_now {
-            let record = reboot::reboot(ctx, &boot).await?;
-            reboots.push(record);
+            reboot_loop::reboot_until_clear(ctx, &boot, reboots).await?;
         } else if needs_reboot {
             verify::cleanup(ctx, &staged).await;
             return Ok(DeployVerdict::RebootPending);

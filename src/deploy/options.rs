@@ -50,6 +50,9 @@ pub struct DeployOptions {
     pub qchain: Option<PathBuf>,
     /// Remove the staged files at the end.
     pub cleanup: bool,
+    /// Reboots one host may take in one deploy (an installer's own restart counts) before it
+    /// is judged a reboot loop ([`super::reboot_loop`]).
+    pub max_reboots: u32,
 }
 
 impl Default for DeployOptions {
@@ -69,6 +72,7 @@ impl Default for DeployOptions {
             verify_timeout: Duration::from_secs(300),
             qchain: None,
             cleanup: true,
+            max_reboots: 3,
         }
     }
 }

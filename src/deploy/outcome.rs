@@ -55,6 +55,9 @@ pub enum DeployVerdict {
     StillConfiguring,
     /// Back up and settled, yet a reboot is still pending.
     RebootStillPending,
+    /// The same reboot still pending after two reboots in a row, or more reboots than allowed:
+    /// the host is not rebooted again.
+    RebootLoop,
     /// The re-scan says a patch is still missing.
     VerifyFailed,
     /// Commands could not reach the host.
@@ -79,6 +82,7 @@ impl DeployVerdict {
             DeployVerdict::DidNotReboot => "did_not_reboot",
             DeployVerdict::StillConfiguring => "still_configuring",
             DeployVerdict::RebootStillPending => "reboot_still_pending",
+            DeployVerdict::RebootLoop => "reboot_loop",
             DeployVerdict::VerifyFailed => "verify_failed",
             DeployVerdict::Unreachable => "unreachable",
             DeployVerdict::JournalFailed => "journal_failed",

@@ -109,6 +109,7 @@ fn wave(hosts: &[&str]) -> Vec<crate::rollout::Wave> {
         canary: false,
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         soak_ms: 0,
+        quarantine_after: None,
         max_failed: None,
         max_unreachable: None,
     }]

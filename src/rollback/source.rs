@@ -222,6 +222,7 @@ mod tests {
                 max_failed: None,
                 max_unreachable: None,
                 soak_ms: 0,
+                quarantine_after: None,
             }],
             options: RolloutOptions::default(),
             targets: vec![],

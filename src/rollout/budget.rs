@@ -14,7 +14,10 @@ pub(crate) fn count_in<'a>(
 ) -> HostCounts {
     let mut c = HostCounts::default();
     for h in hosts {
-        c.add(lines.get(h).and_then(|l| l.verdict));
+        match lines.get(h) {
+            Some(l) => c.add_judged(l.verdict, l.withheld),
+            None => c.add(None),
+        }
     }
     c
 }
@@ -45,8 +48,8 @@ pub(crate) fn wave_budget_of(wave: &Wave, c: &HostCounts) -> Option<StopReason> 
             }
         })
     };
-    if let Some(allowed) = over(wave.max_failed, c.failed, n) {
-        return hit("failed", c.failed, allowed);
+    if let Some(allowed) = over(wave.max_failed, c.failed_for_budget(), n) {
+        return hit("failed", c.failed_for_budget(), allowed);
     }
     if let Some(allowed) = over(wave.max_unreachable, c.unreachable, n) {
         return hit("unreachable", c.unreachable, allowed);
@@ -67,10 +70,10 @@ pub(crate) fn total_budget_of(
     c: &HostCounts,
     total: usize,
 ) -> Option<StopReason> {
-    if let Some(allowed) = over(options.max_failed_total, c.failed, total) {
+    if let Some(allowed) = over(options.max_failed_total, c.failed_for_budget(), total) {
         return Some(StopReason::TotalBudget {
             kind: "failed".into(),
-            count: c.failed,
+            count: c.failed_for_budget(),
             allowed,
         });
     }
@@ -97,7 +100,9 @@ pub(crate) fn canary_gate(wave: &Wave, lines: &BTreeMap<String, HostLine>) -> Op
             c.not_started + c.interrupted
         ));
     }
-    if c.patched + c.nothing_to_do == 0 {
+    // A canary whose failure a quarantined patch explains proved that patch bad; the patches
+    // that go on were installed beside it.
+    if c.patched + c.nothing_to_do + c.withheld == 0 {
         return Some("no canary was verified".into());
     }
     None

@@ -19,6 +19,8 @@ use super::journal::{
 };
 use super::options::RolloutOptions;
 use super::plan::{self, PlanError, Wave, format_duration, parse_plan};
+use super::preflight::{PreflightCheck, SetAside, set_aside_detail};
+use super::quarantine::{Ledger, release_markers};
 use super::stop::{StopFlag, StopReason};
 use super::summary::{HostLine, Quiet, RunWatcher, Summary, WaveLine};
 use super::verdict::{HostCounts, HostOutcome, HostVerdict};
@@ -75,6 +77,9 @@ pub struct Rollout {
     pub repo_root: PathBuf,
     pub job: Arc<dyn HostJob>,
     pub health: Option<Arc<dyn HealthCheck>>,
+    /// Checks each host before its wave; hosts it sets aside end `skipped` with the reason. The
+    /// [`HealthCheck`] also runs then, on hosts nothing was installed on yet.
+    pub preflight: Option<Arc<dyn PreflightCheck>>,
     pub watcher: Arc<dyn RunWatcher>,
     /// Raise to stop the run (Ctrl-C): no new host starts, jobs stop after their current step.
     pub stop: StopFlag,
@@ -99,6 +104,7 @@ impl Rollout {
             repo_root: repo_root.to_path_buf(),
             job,
             health: None,
+            preflight: None,
             watcher: Arc::new(Quiet),
             stop: StopFlag::default(),
             wait_for_promote: false,
@@ -136,13 +142,27 @@ impl Rollout {
     /// unreachable ones too, unless `retry_failed`); every other host is re-run with the resume
     /// state its journal gives.
     pub async fn resume(&self, run: &str, retry_failed: bool) -> Result<Summary, RolloutError> {
+        self.resume_retrying(
+            run,
+            Retry {
+                failed: retry_failed,
+                skipped: false,
+            },
+        )
+        .await
+    }
+
+    /// [`Rollout::resume`], choosing which ended hosts to take up again. A host in a reboot loop
+    /// is never retried: rebooting it again is what the loop is.
+    pub async fn resume_retrying(&self, run: &str, retry: Retry) -> Result<Summary, RolloutError> {
         let log = RunLog::load(&self.repo_root, run)?;
         let journal = Arc::new(Journal::reopen(&self.repo_root, run)?);
         let prior: BTreeMap<String, HostOutcome> = log
             .verdicts()
             .into_iter()
             .filter(|(_, (v, _))| {
-                !(retry_failed && matches!(v, HostVerdict::Failed | HostVerdict::Unreachable))
+                !(retry.failed && matches!(v, HostVerdict::Failed | HostVerdict::Unreachable)
+                    || retry.skipped && *v == HostVerdict::Skipped)
             })
             .map(|(h, (verdict, detail))| (h, HostOutcome { verdict, detail }))
             .collect();
@@ -169,6 +189,7 @@ impl Rollout {
     ) -> Result<Summary, RolloutError> {
         let t0 = Instant::now();
         let total_hosts: usize = header.waves.iter().map(|w| w.hosts.len()).sum();
+        let ledger = Arc::new(log.map(Ledger::restore).unwrap_or_default());
         let mut lines: BTreeMap<String, HostLine> = BTreeMap::new();
         for wave in &header.waves {
             for h in &wave.hosts {
@@ -181,6 +202,8 @@ impl Rollout {
                         verdict: p.map(|o| o.verdict),
                         detail: p.map(|o| o.detail.clone()).unwrap_or_default(),
                         ms: 0,
+                        withheld: p.is_some_and(|o| o.verdict.against_patches())
+                            && ledger.absorbs(h),
                     },
                 );
             }
@@ -189,6 +212,7 @@ impl Rollout {
         let mut sinks = vec![
             journal.clone() as Arc<dyn EventSink>,
             self.watcher.clone() as Arc<dyn EventSink>,
+            ledger.clone() as Arc<dyn EventSink>,
         ];
         if let Some(gate) = &self.gate {
             // Estimates use the copy rate this run measures.
@@ -220,8 +244,19 @@ impl Rollout {
                 }
                 journal.run_state(RunState::Running, "promoted")?;
             }
+            apply_releases(&journal, &ledger)?;
             let outcome = self
-                .run_wave(wave, header, &journal, &sink, &mut lines, log)
+                .run_wave(
+                    wave,
+                    header,
+                    RunShared {
+                        journal: &journal,
+                        sink: &sink,
+                        ledger: &ledger,
+                    },
+                    &mut lines,
+                    log,
+                )
                 .await;
             stop = outcome.stop;
             if stop.is_none() {
@@ -241,6 +276,17 @@ impl Rollout {
                     }
                     None => "passed".to_string(),
                 },
+            };
+            let withheld_here: Vec<String> = ledger
+                .withheld()
+                .into_iter()
+                .filter(|w| w.host.is_none() && w.evidence.iter().any(|e| e.wave == wave.index))
+                .map(|w| w.patch)
+                .collect();
+            let gate = if withheld_here.is_empty() {
+                gate
+            } else {
+                format!("{gate}; withheld: {}", withheld_here.join(", "))
             };
             // A wave paused by its windows has no gate yet: resume runs it on.
             if !window_pause {
@@ -300,6 +346,7 @@ impl Rollout {
             elapsed_ms: t0.elapsed().as_millis() as u64,
             waves,
             hosts,
+            withheld: ledger.withheld(),
         };
         self.watcher.run_finished(&summary);
         Ok(summary)
@@ -309,11 +356,15 @@ impl Rollout {
         &self,
         wave: &Wave,
         header: &RunHeader,
-        journal: &Arc<Journal>,
-        sink: &Arc<dyn EventSink>,
+        run: RunShared<'_>,
         lines: &mut BTreeMap<String, HostLine>,
         log: Option<&RunLog>,
     ) -> WaveOutcome {
+        let RunShared {
+            journal,
+            sink,
+            ledger,
+        } = run;
         let todo: Vec<&String> = wave
             .hosts
             .iter()
@@ -321,6 +372,40 @@ impl Rollout {
             .collect();
         let mut stop = wave_budget(wave, lines);
         if todo.is_empty() || stop.is_some() {
+            return WaveOutcome { stop, ran: 0 };
+        }
+        let context = |host: &String| JobContext {
+            run: header.run.clone(),
+            host: host.clone(),
+            wave: wave.index,
+            resume: log.map(|l| l.resume_state(host)).unwrap_or_default(),
+            sink: sink.clone(),
+            stop: StopFlag::default(),
+            withheld: ledger.withheld_for(host),
+        };
+        // Pre-flight: hosts not fit to be patched are set aside before any of the wave starts.
+        let set_aside = self.preflight_wave(&todo, header, &context).await;
+        for (host, reason) in &set_aside {
+            let outcome = HostOutcome::new(HostVerdict::Skipped, set_aside_detail(reason));
+            if let Err(e) = journal.host_done(host, wave.index, &outcome) {
+                return WaveOutcome {
+                    stop: Some(StopReason::Journal {
+                        error: e.to_string(),
+                    }),
+                    ran: 0,
+                };
+            }
+            self.watcher.host_finished(host, wave.index, &outcome);
+            if let Some(l) = lines.get_mut(host) {
+                l.verdict = Some(outcome.verdict);
+                l.detail = outcome.detail;
+            }
+        }
+        let todo: Vec<&String> = todo
+            .into_iter()
+            .filter(|h| !set_aside.contains_key(*h))
+            .collect();
+        if todo.is_empty() {
             return WaveOutcome { stop, ran: 0 };
         }
         if let Err(e) = journal.wave(
@@ -392,15 +477,12 @@ impl Rollout {
                 ran += 1;
                 in_flight.insert(host.clone());
                 let ctx = JobContext {
-                    run: header.run.clone(),
-                    host: host.clone(),
-                    wave: wave.index,
                     resume,
-                    sink: sink.clone(),
                     stop: flags
                         .entry(host.clone())
                         .or_insert_with(|| jobs.child())
                         .clone(),
+                    ..context(host)
                 };
                 self.watcher.host_started(host, wave.index);
                 set.spawn(run_host(
@@ -472,13 +554,38 @@ impl Rollout {
                 jobs.stop();
             }
             self.watcher.host_finished(&host, wave.index, &outcome);
+            let judged = ledger.judge(&host, wave, &outcome);
+            for w in &judged.new {
+                if let Err(e) = journal.quarantine(w) {
+                    stop.get_or_insert(StopReason::Journal {
+                        error: e.to_string(),
+                    });
+                    jobs.stop();
+                }
+            }
             if let Some(l) = lines.get_mut(&host) {
                 l.verdict = Some(outcome.verdict);
                 l.detail = outcome.detail;
                 l.ms = ms;
+                l.withheld = judged.absorbed;
                 // Counted as they come: recounting the fleet per host is quadratic.
-                wave_counts.add(Some(outcome.verdict));
-                run_counts.add(Some(outcome.verdict));
+                wave_counts.add_judged(Some(outcome.verdict), judged.absorbed);
+                run_counts.add_judged(Some(outcome.verdict), judged.absorbed);
+            }
+            if !judged.new.is_empty() {
+                // Hosts of this wave that failed earlier with a patch quarantined only now are
+                // withheld from the budgets as well.
+                for h in &wave.hosts {
+                    if let Some(l) = lines.get_mut(h)
+                        && !l.withheld
+                        && l.verdict.is_some_and(HostVerdict::against_patches)
+                        && ledger.absorbs(h)
+                    {
+                        l.withheld = true;
+                    }
+                }
+                wave_counts = count_in(wave.hosts.iter(), lines);
+                run_counts = count_in(lines.keys(), lines);
             }
             if stop.is_none() {
                 stop = wave_budget_of(wave, &wave_counts)
@@ -593,6 +700,57 @@ impl Rollout {
         }
     }
 
+    /// Run the pre-flight check (then the health check) on the hosts of a wave that nothing was
+    /// installed on yet, up to `parallel` at once; the hosts to set aside, with the reason.
+    async fn preflight_wave(
+        &self,
+        todo: &[&String],
+        header: &RunHeader,
+        context: &(dyn Fn(&String) -> JobContext + Sync),
+    ) -> BTreeMap<String, SetAside> {
+        let mut out = BTreeMap::new();
+        if self.preflight.is_none() && self.health.is_none() {
+            return out;
+        }
+        let parallel = header.options.parallel.max(1);
+        let mut queue = todo
+            .iter()
+            .map(|h| context(h))
+            // A host this run already installed on is past pre-flight: what it shows now is
+            // ours to settle.
+            .filter(|ctx| ctx.resume.install_started.is_empty());
+        let mut set: JoinSet<(String, Result<String, SetAside>)> = JoinSet::new();
+        loop {
+            while set.len() < parallel && !self.stop.is_stopped() {
+                let Some(ctx) = queue.next() else { break };
+                let preflight = self.preflight.clone();
+                let health = self.health.clone();
+                set.spawn(async move {
+                    let host = ctx.host.clone();
+                    if let Some(p) = preflight
+                        && let Err(reason) = p.check(ctx).await
+                    {
+                        return (host, Err(reason));
+                    }
+                    if let Some(h) = health
+                        && let Err(evidence) = h.check(host.clone()).await
+                    {
+                        return (host, Err(SetAside::Unhealthy { evidence }));
+                    }
+                    (host, Ok(String::new()))
+                });
+            }
+            match set.join_next().await {
+                Some(Ok((host, Err(reason)))) => {
+                    out.insert(host, reason);
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        out
+    }
+
     async fn wait_promote(&self, journal: &Journal) -> bool {
         let marker = journal.dir().join(PROMOTE_FILE);
         loop {
@@ -617,6 +775,36 @@ impl Rollout {
         }
         !self.stop.is_stopped()
     }
+}
+
+/// What every wave of a run writes to: the journal, the event sinks, the patch ledger.
+#[derive(Clone, Copy)]
+struct RunShared<'a> {
+    journal: &'a Arc<Journal>,
+    sink: &'a Arc<dyn EventSink>,
+    ledger: &'a Arc<Ledger>,
+}
+
+/// Which ended hosts `hive resume` takes up again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retry {
+    /// Hosts that failed or were unreachable (`--retry-failed`).
+    pub failed: bool,
+    /// Hosts pre-flight set aside, or skipped otherwise (`--retry-skipped`).
+    pub skipped: bool,
+}
+
+/// Journal and act on the release markers `hive promote RUN --patch KB` left since the last look.
+fn apply_releases(journal: &Journal, ledger: &Ledger) -> Result<(), RolloutError> {
+    let done = ledger.released();
+    for r in release_markers(journal.dir()) {
+        if done.iter().any(|d| d.patch == r.patch) {
+            continue;
+        }
+        ledger.release(&r);
+        journal.release(&r)?;
+    }
+    Ok(())
 }
 
 struct WaveOutcome {

@@ -24,6 +24,7 @@ fn wave(index: usize, canary: bool, hosts: &[&str], max_failed: Option<Limit>) -
         soak_ms: 0,
         max_failed,
         max_unreachable: None,
+        quarantine_after: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The seam between the rollout and the work on one host: a [`HostJob`] gets a [`JobContext`]
 //! and returns a [`HostOutcome`]; an optional [`HealthCheck`] runs after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,9 @@ pub struct JobContext {
     pub sink: Arc<dyn EventSink>,
     /// Check between steps; when raised, return [`super::HostVerdict::Interrupted`].
     pub stop: StopFlag,
+    /// Patches this host must not get: quarantined by the run, or withheld from this host after
+    /// a reboot loop ([`super::quarantine`]), as they stood when the host started.
+    pub withheld: BTreeSet<String>,
 }
 
 impl JobContext {

@@ -24,6 +24,8 @@ pub mod job;
 pub mod journal;
 pub mod options;
 pub mod plan;
+pub mod preflight;
+pub mod quarantine;
 pub mod report;
 pub mod stop;
 pub mod summary;
@@ -33,6 +35,8 @@ pub mod verdict;
 mod engine_tests;
 #[cfg(test)]
 mod window_tests;
+#[cfg(test)]
+mod quarantine_tests;
 
 pub use change::WaveHooks;
 pub use engine::{Rollout, RolloutError, plan_waves, promote};

@@ -81,6 +81,9 @@ pub struct Stage {
     pub soak: Option<Duration>,
     pub max_failed: Option<Limit>,
     pub max_unreachable: Option<Limit>,
+    /// `quarantine_after=N`: a patch that N hosts of this stage failed with is withheld from
+    /// the rest of the run (see [`super::quarantine`]).
+    pub quarantine_after: Option<u32>,
 }
 
 /// Why a plan text was refused. `stage` is the 1-based position and the text of the stage.
@@ -186,6 +189,7 @@ fn parse_stage(part: &str) -> Result<Stage, String> {
             soak: None,
             max_failed: None,
             max_unreachable: None,
+            quarantine_after: None,
         }
     } else {
         if head.is_empty()
@@ -203,6 +207,7 @@ fn parse_stage(part: &str) -> Result<Stage, String> {
             soak: None,
             max_failed: None,
             max_unreachable: None,
+            quarantine_after: None,
         }
     };
     for arg in args.unwrap_or("").split(',') {
@@ -231,9 +236,15 @@ fn parse_stage(part: &str) -> Result<Stage, String> {
             "soak" => stage.soak = Some(parse_duration(value)?),
             "max_failed" => stage.max_failed = Some(Limit::parse(value)?),
             "max_unreachable" => stage.max_unreachable = Some(Limit::parse(value)?),
+            "quarantine_after" => {
+                let n: u32 = value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("quarantine_after=`{value}` is not a host count (1 or more)")
+                })?;
+                stage.quarantine_after = Some(n);
+            }
             other => {
                 return Err(format!(
-                    "unknown setting `{other}` (known: group, soak, max_failed, max_unreachable)"
+                    "unknown setting `{other}` (known: group, soak, max_failed, max_unreachable, quarantine_after)"
                 ));
             }
         }
@@ -303,6 +314,10 @@ pub struct Wave {
     pub soak_ms: u64,
     pub max_failed: Option<Limit>,
     pub max_unreachable: Option<Limit>,
+    /// Hosts of this wave failing with a patch that quarantine it (`quarantine_after=N`);
+    /// absent in journals from before quarantines existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_after: Option<u32>,
 }
 
 /// Resolve stages against the inventory's hosts (name and groups, in inventory order).
@@ -346,6 +361,7 @@ pub fn resolve(
                 soak_ms: stage.soak.map_or(0, |d| d.as_millis() as u64),
                 max_failed: Some(stage.max_failed.unwrap_or(Limit::Count(0))),
                 max_unreachable: Some(stage.max_unreachable.unwrap_or(Limit::Count(0))),
+                quarantine_after: stage.quarantine_after,
             });
         }
     }
@@ -373,6 +389,7 @@ pub fn resolve(
             soak_ms: stage.soak.map_or(0, |d| d.as_millis() as u64),
             max_failed: stage.max_failed.or(default_max_failed),
             max_unreachable: stage.max_unreachable.or(default_max_unreachable),
+            quarantine_after: stage.quarantine_after,
         });
         done = upto;
     }
@@ -393,6 +410,11 @@ mod tests {
         let arrows = parse_plan("canary → 100%(max_failed=5%, max_unreachable=3)").unwrap();
         assert_eq!(arrows[1].max_failed, Some(Limit::Percent(5)));
         assert_eq!(arrows[1].max_unreachable, Some(Limit::Count(3)));
+        let q = parse_plan("canary(quarantine_after=2) -> 100%").unwrap();
+        assert_eq!(q[0].quarantine_after, Some(2));
+        let waves = resolve(&q, &fleet(4, 2), None, None).unwrap();
+        assert_eq!(waves[0].quarantine_after, Some(2));
+        assert_eq!(waves[1].quarantine_after, None);
     }
 
     #[test]
@@ -409,6 +431,8 @@ mod tests {
             ("10%(group=x) -> 100%", "takes no group"),
             ("100% -> canary", "group stages come before"),
             ("can ary", "neither a percentage"),
+            ("canary(quarantine_after=0)", "1 or more"),
+            ("canary(quarantine_after=x)", "not a host count"),
         ];
         for (text, want) in cases {
             let e = parse_plan(text).unwrap_err().to_string();

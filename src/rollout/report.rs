@@ -81,6 +81,24 @@ pub fn host_reports(log: &RunLog) -> Vec<HostReport> {
     out
 }
 
+/// The patches the run withheld and released, one line each, from the journal (and the release
+/// markers `hive promote --patch` left that no run acted on yet).
+pub fn withheld_lines(log: &RunLog) -> Vec<String> {
+    let mut out: Vec<String> = log.withheld.iter().map(|w| w.line()).collect();
+    for r in &log.released {
+        out.push(format!("{} released: {}", r.patch, r.by));
+    }
+    for r in crate::rollout::quarantine::release_markers(&log.dir) {
+        if !log.released.iter().any(|j| j.patch == r.patch) {
+            out.push(format!(
+                "{} released ({}); the run acts on it when it goes on",
+                r.patch, r.by
+            ));
+        }
+    }
+    out
+}
+
 /// The report as CSV (RFC 4180 quoting), one row per host.
 pub fn to_csv(reports: &[HostReport]) -> String {
     let mut s = String::from(

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::journal::{RunHeader, RunState};
 use super::plan::{Wave, format_duration};
+use super::quarantine::Withheld;
 use super::stop::StopReason;
 use super::verdict::{HostCounts, HostOutcome, HostVerdict};
 use crate::events::{Event, EventSink};
@@ -21,6 +22,10 @@ pub struct HostLine {
     pub detail: String,
     /// Time spent on the host in this invocation (0 for hosts done before a resume).
     pub ms: u64,
+    /// A quarantined patch explains the host's failure: the patch is withheld and the host does
+    /// not count against the budgets (see [`super::quarantine`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
 }
 
 /// The end of a run (or of one invocation of it).
@@ -32,6 +37,10 @@ pub struct Summary {
     pub elapsed_ms: u64,
     pub waves: Vec<WaveLine>,
     pub hosts: Vec<HostLine>,
+    /// Patches withheld when the run ended (quarantined from the fleet, or from one host), each
+    /// with its evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<Withheld>,
 }
 
 /// One wave's line in the summary.
@@ -47,7 +56,7 @@ impl Summary {
     pub fn counts(&self) -> HostCounts {
         let mut c = HostCounts::default();
         for h in &self.hosts {
-            c.add(h.verdict);
+            c.add_judged(h.verdict, h.withheld);
         }
         c
     }
@@ -69,6 +78,15 @@ impl Summary {
         if c.interrupted > 0 {
             s.push_str(&format!(", {} interrupted", c.interrupted));
         }
+        if c.reboot_loop > 0 {
+            s.push_str(&format!(", {} in a reboot loop", c.reboot_loop));
+        }
+        if c.withheld > 0 {
+            s.push_str(&format!(
+                ", {} failed with a withheld patch (outside the budgets)",
+                c.withheld
+            ));
+        }
         if c.not_started > 0 {
             s.push_str(&format!(", {} not started", c.not_started));
         }
@@ -79,7 +97,21 @@ impl Summary {
         if let Some(why) = &self.stop {
             s.push_str(&format!("; stopped: {why}"));
         }
+        let fleet: Vec<&str> = self
+            .withheld
+            .iter()
+            .filter(|w| w.host.is_none())
+            .map(|w| w.patch.as_str())
+            .collect();
+        if !fleet.is_empty() {
+            s.push_str(&format!("; withheld: {}", fleet.join(", ")));
+        }
         s
+    }
+
+    /// One line per withheld patch, with its evidence (the summary's "withheld patches" part).
+    pub fn withheld_lines(&self) -> Vec<String> {
+        self.withheld.iter().map(Withheld::line).collect()
     }
 }
 

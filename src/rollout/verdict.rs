@@ -21,6 +21,10 @@ pub enum HostVerdict {
     Skipped,
     /// The job stopped at a step boundary because the run was stopping; resume continues it.
     Interrupted,
+    /// The host kept asking for reboots: it rebooted more often than allowed, or came back from
+    /// a reboot with the same reboot still pending (or the same patch missing) twice. It is not
+    /// retried; the patches it was installing are withheld from it alone.
+    RebootLoop,
 }
 
 impl HostVerdict {
@@ -32,12 +36,19 @@ impl HostVerdict {
             HostVerdict::Unreachable => "unreachable",
             HostVerdict::Skipped => "skipped",
             HostVerdict::Interrupted => "interrupted",
+            HostVerdict::RebootLoop => "reboot_loop",
         }
     }
 
     /// The host is in the state the run wanted.
     pub fn good(self) -> bool {
         matches!(self, HostVerdict::Patched | HostVerdict::NothingToDo)
+    }
+
+    /// The host ended badly on something hive did to it: evidence against the patches it was
+    /// installing (see [`super::quarantine`]).
+    pub fn against_patches(self) -> bool {
+        matches!(self, HostVerdict::Failed | HostVerdict::RebootLoop)
     }
 }
 
@@ -67,6 +78,12 @@ pub struct HostCounts {
     pub unreachable: usize,
     pub skipped: usize,
     pub interrupted: usize,
+    #[serde(default)]
+    pub reboot_loop: usize,
+    /// Failed hosts whose failure a quarantined patch explains: the patch is withheld, so they
+    /// do not count against the budgets (their verdict stays `failed`).
+    #[serde(default)]
+    pub withheld: usize,
     pub not_started: usize,
 }
 
@@ -79,8 +96,24 @@ impl HostCounts {
             Some(HostVerdict::Unreachable) => self.unreachable += 1,
             Some(HostVerdict::Skipped) => self.skipped += 1,
             Some(HostVerdict::Interrupted) => self.interrupted += 1,
+            Some(HostVerdict::RebootLoop) => self.reboot_loop += 1,
             None => self.not_started += 1,
         }
+    }
+
+    /// Count a host's verdict, or (when a quarantined patch explains its failure) count it as
+    /// withheld, outside the budgets.
+    pub fn add_judged(&mut self, verdict: Option<HostVerdict>, withheld: bool) {
+        if withheld {
+            self.withheld += 1;
+        } else {
+            self.add(verdict);
+        }
+    }
+
+    /// What the failure budgets count as failed: failed hosts and hosts in a reboot loop.
+    pub fn failed_for_budget(&self) -> usize {
+        self.failed + self.reboot_loop
     }
     pub fn total(&self) -> usize {
         self.patched
@@ -89,6 +122,8 @@ impl HostCounts {
             + self.unreachable
             + self.skipped
             + self.interrupted
+            + self.reboot_loop
+            + self.withheld
             + self.not_started
     }
 }

@@ -264,9 +264,23 @@ pub fn probe_facts_from(
         },
         last_boot_time: boot_time_from_net_statistics(net_statistics).unwrap_or_default(),
         free_disk_bytes: 0,
+        utc_now: String::new(),
         registry,
         files,
-        unknown: Default::default(),
+        // `reg query` and `net statistics` tell neither; pre-flight must not read 0 as "full".
+        unknown: [
+            (
+                "free_disk_bytes",
+                "the legacy route (reg query) does not read free disk",
+            ),
+            (
+                "utc_now",
+                "the legacy route (reg query) does not read the clock",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
     }
 }
 

@@ -377,6 +377,7 @@ mod tests {
             },
             last_boot_time: "2026-11-25T10:00:00.000Z".into(),
             free_disk_bytes: 1 << 30,
+            utc_now: String::new(),
             registry: vec![
                 RegistryFact {
                     key: r"HKLM\SOFTWARE\Microsoft\InetStp".into(),

@@ -194,6 +194,9 @@ pub struct FaultSettings {
     /// listener accepts connections before the WinRM service serves them, as right after a
     /// Windows boot.
     pub winrm_stalls_after_boot_ms: Option<u64>,
+    /// The host's clock runs this many seconds ahead of the real one (negative: behind), as a
+    /// host whose time service lost its source drifts: the probe reports it in `utc_now`.
+    pub clock_skew_s: Option<i64>,
 }
 
 /// One wire fault: fires on the `nth` request of `op` (any op when omitted), `times` times in a row
@@ -274,6 +277,8 @@ pub struct FaultPlan {
     pub installers_fail_with: Option<u32>,
     pub pending_after_reboot: Vec<String>,
     pub winrm_stall_after_boot: Option<Duration>,
+    /// Seconds the host's clock is ahead of the real one (negative: behind).
+    pub clock_skew_s: i64,
 }
 
 /// A resolved wire rule.
@@ -451,7 +456,8 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
             smb_disconnect_after_bytes,
             smb_power_off_after_bytes,
             installers_fail_with,
-            winrm_stalls_after_boot_ms
+            winrm_stalls_after_boot_ms,
+            clock_skew_s
         );
     }
 }
@@ -597,6 +603,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             installers_fail_with: faults.installers_fail_with,
             pending_after_reboot: faults.pending_after_reboot.unwrap_or_default(),
             winrm_stall_after_boot: faults.winrm_stalls_after_boot_ms.map(Duration::from_millis),
+            clock_skew_s: faults.clock_skew_s.unwrap_or(0),
         },
     })
 }

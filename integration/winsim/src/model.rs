@@ -396,6 +396,17 @@ impl WinHost {
         st.configuring_until.is_some()
     }
 
+    /// The host's own clock: the real one, moved by the `clock_skew_s` fault.
+    pub fn clock_now(&self) -> std::time::SystemTime {
+        let now = std::time::SystemTime::now();
+        let skew = std::time::Duration::from_secs(self.faults.clock_skew_s.unsigned_abs());
+        if self.faults.clock_skew_s >= 0 {
+            now + skew
+        } else {
+            now.checked_sub(skew).unwrap_or(now)
+        }
+    }
+
     pub fn free_disk_bytes(&self) -> u64 {
         self.settled().free_disk
     }

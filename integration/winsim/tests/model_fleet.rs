@@ -262,7 +262,7 @@ async fn a_full_disk_fails_installs_and_expands() {
 fn the_example_fleet_file_loads_with_its_fault_plans() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::from_file(&fleets_dir().join("example.toml"), dir.path()).unwrap();
-    assert_eq!(fleet.hosts().len(), 20 + 10 + 1 + 5);
+    assert_eq!(fleet.hosts().len(), 20 + 10 + 1 + 6);
     let w2k = fleet.host("W2K-007").unwrap();
     assert_eq!(w2k.address().to_string(), "127.0.1.7");
     assert_eq!(
@@ -277,6 +277,14 @@ fn the_example_fleet_file_loads_with_its_fault_plans() {
     assert_eq!(flaky.fault_plan().wire.len(), 5);
     assert!(flaky.fault_plan().installers_hang);
     assert_eq!(fleet.host("FULLDISK").unwrap().free_disk_bytes(), 4096);
+    let skewed = fleet.host("SKEWED").unwrap();
+    assert_eq!(skewed.fault_plan().clock_skew_s, 900);
+    let ahead = skewed
+        .clock_now()
+        .duration_since(std::time::SystemTime::now())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    assert!((899..=900).contains(&ahead), "{ahead} s ahead");
     let broken = fleet.host("BROKEN01").unwrap().fault_plan();
     assert_eq!(broken.installers_fail_with, Some(1603));
     assert_eq!(broken.pending_after_reboot, ["windows-update"]);

@@ -41,6 +41,7 @@ use thiserror::Error;
 use crate::events::Event;
 use crate::rollout::options::RolloutOptions;
 use crate::rollout::plan::Wave;
+use crate::rollout::quarantine::Evidence;
 use crate::rollout::verdict::HostVerdict;
 
 pub use reader::{HostLog, RunListing, RunLog, StepEnd, StepRecord, list_runs, parse_records};
@@ -152,6 +153,21 @@ pub enum Record {
     Run {
         state: RunState,
         reason: String,
+        at_ms: u64,
+    },
+    /// A patch withheld from the rest of the run (or from one host), and the hosts whose
+    /// verdicts are the evidence ([`crate::rollout::quarantine`]).
+    Quarantine {
+        patch: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host: Option<String>,
+        evidence: Vec<Evidence>,
+        at_ms: u64,
+    },
+    /// A quarantine lifted by hand (`hive promote RUN --patch KB`).
+    Release {
+        patch: String,
+        by: String,
         at_ms: u64,
     },
 }

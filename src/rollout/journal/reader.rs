@@ -10,6 +10,7 @@ use super::replay::ResumeState;
 use super::runs::{run_dir, runs_dir};
 use super::{JOURNAL_FILE, JournalError, PROMOTE_FILE, Record, RunHeader, RunState, WaveState, io};
 use crate::events::{Event, Step, StepOutcome, StepState};
+use crate::rollout::quarantine::{Release, Withheld};
 use crate::rollout::verdict::HostVerdict;
 
 /// One step on one host, as the journal saw it.
@@ -104,6 +105,11 @@ pub struct RunLog {
     pub waves: Vec<(usize, WaveState, String)>,
     /// The last run state record and its reason.
     pub state: Option<(RunState, String)>,
+    /// Patches withheld and not released since, in the order they were (see
+    /// [`crate::rollout::quarantine`]).
+    pub withheld: Vec<Withheld>,
+    /// Quarantines lifted by hand, as journaled.
+    pub released: Vec<Release>,
     /// Line number of a torn last line that was ignored (a crash during its write).
     pub torn_line: Option<usize>,
     pub records: usize,
@@ -141,6 +147,8 @@ impl RunLog {
             header,
             waves: Vec::new(),
             state: None,
+            withheld: Vec::new(),
+            released: Vec::new(),
             torn_line,
             records: 1,
         };
@@ -172,6 +180,21 @@ impl RunLog {
                     ..
                 } => log.waves.push((wave, state, detail)),
                 Record::Run { state, reason, .. } => log.state = Some((state, reason)),
+                Record::Quarantine {
+                    patch,
+                    host,
+                    evidence,
+                    ..
+                } => log.withheld.push(Withheld {
+                    patch,
+                    host,
+                    evidence,
+                }),
+                Record::Release { patch, by, .. } => {
+                    // A release lifts the quarantines journaled before it.
+                    log.withheld.retain(|w| w.patch != patch);
+                    log.released.push(Release { patch, by });
+                }
             }
         }
         Ok(log)

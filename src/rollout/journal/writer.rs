@@ -8,6 +8,7 @@ use std::sync::{Condvar, Mutex};
 use super::runs::{run_dir, runs_dir, validate_run_id};
 use super::{JOURNAL_FILE, JournalError, Record, RunHeader, RunState, WaveState, io};
 use crate::events::{Event, EventSink, StepState};
+use crate::rollout::quarantine::{Release, Withheld};
 use crate::rollout::verdict::HostOutcome;
 use crate::time::now_ms;
 
@@ -185,6 +186,25 @@ impl Journal {
             wave,
             state,
             detail: detail.to_string(),
+            at_ms: now_ms(),
+        })
+    }
+
+    /// Record a patch withheld, with its evidence.
+    pub fn quarantine(&self, w: &Withheld) -> Result<(), JournalError> {
+        self.append(&Record::Quarantine {
+            patch: w.patch.clone(),
+            host: w.host.clone(),
+            evidence: w.evidence.clone(),
+            at_ms: now_ms(),
+        })
+    }
+
+    /// Record a quarantine lifted by hand.
+    pub fn release(&self, r: &Release) -> Result<(), JournalError> {
+        self.append(&Record::Release {
+            patch: r.patch.clone(),
+            by: r.by.clone(),
             at_ms: now_ms(),
         })
     }

@@ -478,6 +478,7 @@ fn probe_facts_with(host: &WinHost, req: &ProbeRequest, traits: ScriptTraits) ->
         pending_reboot,
         last_boot_time: clock::iso_utc_millis(st.boot_time),
         free_disk_bytes: st.free_disk,
+        utc_now: clock::iso_utc_millis(host.clock_now()),
         registry,
         files,
         unknown,
