@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod host;
 pub mod installer;
 pub mod model;
+pub mod os;
 pub mod pe;
 pub use hive_probe as probe;
 pub mod registry;
