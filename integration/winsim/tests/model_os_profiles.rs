@@ -2,11 +2,12 @@
 //! ship with it, and what its WinRM service says in an Identify answer.
 
 mod model_support;
+mod server_common;
 
 use std::sync::Arc;
 
 use model_support::{fleet, run, text};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use server_common::{PASSWORD, RawClient};
 use winsim::host::SimHost;
 use winsim::server::WinrmFleet;
 
@@ -99,34 +100,40 @@ async fn xp_and_2003_have_their_own_banners_and_tools() {
     );
 }
 
+const IDENTIFY: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsmid="http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"><s:Header/><s:Body><wsmid:Identify/></s:Body></s:Envelope>"#;
+
 /// An anonymous Identify, as `winrm id -r:HOST -a:none` sends it, over plain HTTP.
-async fn identify(url: &str) -> (u16, String) {
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches("/wsman")
-        .to_string();
-    let body = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsmid="http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"><s:Header/><s:Body><wsmid:Identify/></s:Body></s:Envelope>"#;
-    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let req = format!(
-        "POST /wsman HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/soap+xml;charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let out = String::from_utf8_lossy(&out).into_owned();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, out)
+async fn anonymous_identify(url: &str) -> (u16, String) {
+    let mut c = RawClient::connect(url).await.unwrap();
+    let reply = c
+        .post(
+            &[(
+                "Content-Type",
+                "application/soap+xml;charset=UTF-8".to_string(),
+            )],
+            IDENTIFY.as_bytes(),
+        )
+        .await
+        .unwrap();
+    (
+        reply.status,
+        String::from_utf8_lossy(&reply.body).into_owned(),
+    )
+}
+
+/// The same Identify, sealed on an NTLM-authenticated connection (`winrm id -r:HOST`).
+async fn authenticated_identify(url: &str) -> (u16, String) {
+    let mut c = RawClient::connect(url).await.unwrap();
+    let logon = c.authenticate("Administrator", PASSWORD).await.unwrap();
+    assert_eq!(logon.status, 200);
+    c.sealed(IDENTIFY).await.unwrap()
 }
 
 #[tokio::test]
 async fn server_2003_answers_identify_as_ws_management_1_1() {
-    let f = fleet(RELEASES);
+    let f = fleet(&format!(
+        "[defaults]\npassword = \"{PASSWORD}\"\n{RELEASES}"
+    ));
     let hosts: Vec<Arc<dyn SimHost>> = ["W2K301", "WS2019"]
         .iter()
         .map(|n| f.host(n) as Arc<dyn SimHost>)
@@ -137,7 +144,7 @@ async fn server_2003_answers_identify_as_ws_management_1_1() {
         .iter()
         .map(|e| e.http_url.clone())
         .collect();
-    let (status, w2k3) = identify(&urls[0]).await;
+    let (status, w2k3) = anonymous_identify(&urls[0]).await;
     assert_eq!(status, 200, "{w2k3}");
     assert!(
         w2k3.contains("<wsmid:ProtocolVersion>http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd</wsmid:ProtocolVersion>"),
@@ -148,13 +155,17 @@ async fn server_2003_answers_identify_as_ws_management_1_1() {
         w2k3.contains("<wsmid:ProductVersion>OS: 0.0.0 SP: 0.0 Stack: 1.1</wsmid:ProductVersion>"),
         "an anonymous Identify hides the OS; WinRM 1.1 is stack 1.1: {w2k3}"
     );
-    let (_, ws) = identify(&urls[1]).await;
-    assert!(ws.contains("Stack: 3.0</wsmid:ProductVersion>"), "{ws}");
-    // What an authenticated Identify would show, straight from the host.
-    let id = f.host("W2K301").wsman_identity();
-    assert_eq!(
-        (id.os.as_str(), id.service_pack.as_str(), id.stack.as_str()),
-        ("5.2.3790", "2.0", "1.1")
+    let (status, sealed) = authenticated_identify(&urls[0]).await;
+    assert_eq!(status, 200, "{sealed}");
+    assert!(
+        sealed.contains(
+            "<wsmid:ProductVersion>OS: 5.2.3790 SP: 2.0 Stack: 1.1</wsmid:ProductVersion>"
+        ),
+        "{sealed}"
     );
+    let (_, ws) = anonymous_identify(&urls[1]).await;
+    assert!(ws.contains("Stack: 3.0</wsmid:ProductVersion>"), "{ws}");
+    let (_, ws) = authenticated_identify(&urls[1]).await;
+    assert!(ws.contains("OS: 10.0.17763 SP: 0.0 Stack: 3.0"), "{ws}");
     servers.shutdown().await;
 }
