@@ -85,6 +85,10 @@ fn the_default_demo_patches_server_2016_2019_2022_from_a_real_cvrf_month() {
     assert_eq!(has("wusa"), 0, "wusa fails over WinRM: {cmds:#?}");
     assert_eq!(has("shutdown /r"), 1, "one reboot: {cmds:#?}");
     assert_eq!(has("kb5035855"), 0, "the 2016 update stays off a 2019 host");
+    // The update replaced the kernel at the reboot (it was in use), as the build says.
+    let kernel = kept.join("drives/CANARY02/Windows/System32/ntoskrnl.exe");
+    let version = winsim::pe::read_version(&std::fs::read(&kernel).unwrap()).unwrap();
+    assert_eq!(version.file_version.to_string(), "10.0.17763.5576");
     std::fs::remove_dir_all(&kept).unwrap();
 }
 
@@ -124,6 +128,15 @@ fn the_legacy_demo_patches_server_2003_sp2_with_update_exe_and_one_reboot() {
     assert_eq!(has("qchain"), 0, "Update.exe chains itself: {cmds:#?}");
     assert_eq!(has("dism"), 0, "{cmds:#?}");
     assert_eq!(has("shutdown /r"), 1, "two updates, one reboot: {cmds:#?}");
+    // Both files were in use: chained, they landed at the one reboot, each at its own version.
+    for (file, want) in [
+        ("system32/netapi32.dll", "5.2.3790.4392"),
+        ("system32/drivers/srv.sys", "5.2.3790.4425"),
+    ] {
+        let path = kept.join("drives/CANARY01/Windows").join(file);
+        let version = winsim::pe::read_version(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(version.file_version.to_string(), want, "{file}");
+    }
     // Nothing PowerShell could run on these hosts ran: every attempt found no powershell.exe.
     for c in cmds.iter().filter(|c| c.contains("powershell")) {
         assert!(c.starts_with("Some(2147942402)"), "{c}");

@@ -16,19 +16,22 @@ use super::story::{Approval, Story};
 /// misses its cumulative update; its FixedBuilds are the builds those updates bring.
 pub const MONTH: &str = "2024-Mar";
 
+/// The kernel every cumulative update replaces; in use, so it is swapped at the reboot.
+const KERNEL: &str = r"C:\Windows\System32\ntoskrnl.exe";
+
 /// One Windows Server version of the fleet: its February 2024 state and March 2024's fix.
 struct Version {
     template: &'static str,
     group: &'static str,
     product: &'static str,
-    build: u32,
+    build: u16,
     /// UBR after February 2024's cumulative update.
-    ubr: u32,
+    ubr: u16,
     /// February 2024's cumulative update, installed.
     installed: &'static str,
     /// March 2024's cumulative update, and the UBR it brings (its FixedBuild in the month).
     fix: &'static str,
-    fixed_ubr: u32,
+    fixed_ubr: u16,
 }
 
 const VERSIONS: [Version; 3] = [
@@ -97,8 +100,9 @@ pub fn story(cvrf: &Path) -> Result<Story, Box<dyn std::error::Error>> {
     for v in &VERSIONS {
         templates.push_str(&format!(
             "[template.{}]\nproduct = \"{}\"\nedition = \"ServerDatacenter\"\n\
-             version = \"10.0.{}\"\nubr = {}\nkbs = [\"{}\"]\n\n",
-            v.template, v.product, v.build, v.ubr, v.installed
+             version = \"10.0.{}\"\nubr = {}\nkbs = [\"{}\"]\n\
+             files = [{{ path = '{KERNEL}', version = \"10.0.{}.{}\" }}]\n\n",
+            v.template, v.product, v.build, v.ubr, v.installed, v.build, v.ubr
         ));
     }
     let approvals = VERSIONS
@@ -111,8 +115,12 @@ pub fn story(cvrf: &Path) -> Result<Story, Box<dyn std::error::Error>> {
                 package: Package::msu(v.fix).cab(
                     &format!("Windows10.0-{}-x64.cab", v.fix),
                     Package::cab_file(v.fix)
+                        .file_in_use(
+                            KERNEL,
+                            winsim::pe::Version::new(10, 0, v.build, v.fixed_ubr),
+                        )
                         .reboot_required(true)
-                        .sets_build(v.build, v.fixed_ubr)
+                        .sets_build(v.build.into(), v.fixed_ubr.into())
                         .duration(Duration::from_millis(400)),
                 ),
                 recipe: InstallerRecipe::msu(),
