@@ -69,7 +69,8 @@ enum Command {
         /// Hosts besides the canaries.
         #[arg(long, default_value_t = 60)]
         hosts: usize,
-        #[arg(long, default_value_t = 2)]
+        /// Canaries (by default one per Windows Server version of the fleet).
+        #[arg(long, default_value_t = 3)]
         canaries: usize,
         /// Leave out the faulty hosts.
         #[arg(long)]
@@ -83,6 +84,10 @@ enum Command {
         /// How long each simulated host stays down when it reboots, in milliseconds.
         #[arg(long, default_value_t = 1500)]
         reboot_ms: u64,
+        /// The seed era's story instead: Windows Server 2003 SP2 hosts with WinRM 1.1,
+        /// Update.exe packages, cmd.exe only.
+        #[arg(long)]
+        legacy: bool,
     },
 }
 
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
             keep,
             parallel,
             reboot_ms,
+            legacy,
         } => {
             let opts = cli::demo::DemoOptions {
                 hosts,
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
                 keep,
                 parallel,
                 reboot_ms,
+                legacy,
             };
             tokio::runtime::Runtime::new()
                 .map_err(Into::into)

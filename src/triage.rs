@@ -26,10 +26,21 @@ pub struct TriageSummary {
 
 /// Hosts missing each bulletin, from scan results.
 pub fn missing_by_bulletin(scans: &[HostScan]) -> BTreeMap<String, Vec<String>> {
+    missing_by_bulletin_except(scans, &Default::default())
+}
+
+/// [`missing_by_bulletin`], leaving out the verdicts of the patches in `covered`.
+fn missing_by_bulletin_except(
+    scans: &[HostScan],
+    covered: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in scans {
         let Ok(r) = &s.result else { continue };
-        for v in r.verdicts.iter().filter(|v| v.status == Status::Missing) {
+        let open = |v: &&crate::scan::evaluate::Verdict| {
+            v.status == Status::Missing && !covered.contains_key(&v.patch)
+        };
+        for v in r.verdicts.iter().filter(open) {
             for b in &v.bulletins {
                 let hosts = out.entry(b.clone()).or_default();
                 if !hosts.contains(&s.host) {
@@ -48,7 +59,23 @@ pub fn record_scan(
     scans: &[HostScan],
 ) -> Result<TriageSummary, RepoError> {
     let mut summary = TriageSummary::default();
-    for (bulletin, hosts) in missing_by_bulletin(scans) {
+    // A KB approved under its own id (an MSRC month's .msu) covers every CVE it fixes on the
+    // hosts that miss it: those CVEs are decided, not "to be engineered".
+    let mut by_kb: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for s in scans {
+        let Ok(r) = &s.result else { continue };
+        for v in r.verdicts.iter().filter(|v| v.status == Status::Missing) {
+            let approved = crate::repo::validate_bulletin_id(&v.patch).is_ok()
+                && repo.state_of(&v.patch)? == Some(Triage::Hotfix);
+            if approved {
+                let hosts = by_kb.entry(v.patch.clone()).or_default();
+                if !hosts.contains(&s.host) {
+                    hosts.push(s.host.clone());
+                }
+            }
+        }
+    }
+    for (bulletin, hosts) in missing_by_bulletin_except(scans, &by_kb) {
         match repo.state_of(&bulletin)? {
             Some(Triage::Hotfix) => {
                 summary.approved.insert(bulletin, hosts);
@@ -66,6 +93,7 @@ pub fn record_scan(
             }
         }
     }
+    summary.approved.extend(by_kb);
     Ok(summary)
 }
 
@@ -143,6 +171,47 @@ mod tests {
         assert!(
             !dir.path().join("tbe/MS01-999").exists(),
             "installed bulletins are not TBE"
+        );
+    }
+    #[test]
+    fn a_kb_approved_by_its_id_covers_its_cves_and_leaves_the_others_tbe() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let inst = dir.path().join("windows10.0-kb5035849-x64.msu");
+        std::fs::write(&inst, b"MSCF").unwrap();
+        repo.approve(
+            "KB5035849",
+            &inst,
+            &crate::catalog::model::InstallerRecipe::msu(),
+        )
+        .unwrap();
+        let verdict = |patch: &str, cves: &[&str]| Verdict {
+            patch: patch.into(),
+            bulletins: cves.iter().map(|c| c.to_string()).collect(),
+            product: "Windows Server 2019".into(),
+            status: Status::Missing,
+            evidence: "e".into(),
+        };
+        let scans = vec![HostScan {
+            host: "srv2019".into(),
+            result: Ok(HostResult {
+                facts: Default::default(),
+                verdicts: vec![
+                    verdict("KB5035849", &["CVE-2024-1", "CVE-2024-2"]),
+                    verdict("KB5036896", &["CVE-2024-2"]),
+                ],
+            }),
+        }];
+        let s = record_scan(&repo, &Catalog::default(), &scans).unwrap();
+        assert_eq!(s.approved["KB5035849"], ["srv2019"]);
+        assert!(
+            !s.tbe.contains_key("CVE-2024-1"),
+            "covered by the approved KB"
+        );
+        assert_eq!(
+            s.tbe["CVE-2024-2"],
+            ["srv2019"],
+            "still missing through a KB nobody approved"
         );
     }
 }

@@ -6,7 +6,7 @@
 //! origin is a local rustls server on 127.0.0.1. `script` (util-linux) gives the demo a pty.
 
 mod tls_support;
-/// The demo's catalog, the one `hive demo` scans with (the demo lives in the binary).
+/// The 2001 catalog slice for Windows 2000 IIS hosts (kept beside the demo, outside the library).
 #[allow(dead_code)]
 #[path = "../src/cli/demo/catalog.rs"]
 mod demo_catalog;

@@ -22,7 +22,7 @@ HIVE_BIN="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/hive"
 cargo build --release -q --workspace --bins --examples
 DEMO_LOG=$(mktemp)
 trap 'rm -f "$LOG" "$DEMO_LOG" "$DEMO_LOG.time"' EXIT
-/usr/bin/time -v -o "$DEMO_LOG.time" "$HIVE_BIN" demo --hosts 998 --canaries 2 --no-faults \
+/usr/bin/time -v -o "$DEMO_LOG.time" "$HIVE_BIN" demo --hosts 997 --canaries 3 --no-faults \
   --parallel 1000 --reboot-ms "$REBOOT_MS" --keep > "$DEMO_LOG"
 KEPT=$(sed -n 's/^kept //p' "$DEMO_LOG" | tail -1)
 DEMO_TABLE=$(python3 - "$KEPT" "$DEMO_LOG.time" <<'PY'
@@ -83,9 +83,10 @@ work, not the hosts.
 
 ### 1,000 simulated hosts through the real pipeline
 
-\`hive demo --hosts 998 --canaries 2 --no-faults --parallel 1000 --reboot-ms ${REBOOT_MS}\`: 1,000
-winsim hosts (Windows 2000 + IIS, WinRM with NTLM sealing) scanned, MS01-033 approved, then
-canary -> 10 % -> 50 % -> 100 % with every host of a wave in flight: copy, install (-z -q -m),
+\`hive demo --hosts 997 --canaries 3 --no-faults --parallel 1000 --reboot-ms ${REBOOT_MS}\`: 1,000
+winsim hosts (Windows Server 2016/2019/2022, WinRM with NTLM sealing) scanned with the MSRC CVRF
+month 2024-Mar, each version's cumulative update approved, then
+canary -> 10 % -> 50 % -> 100 % with every host of a wave in flight: copy, install (.msu: expand + DISM),
 reboot with ${REBOOT_MS} ms downtime, wait for the host, verify by re-scan. Per wave, from the journal:
 wall time from the wave's first step to its last host verdict, against the slowest host's own time
 (its first step to its verdict); overhead = wave wall / slowest host - 1 (target <= 2 %). The gap

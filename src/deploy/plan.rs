@@ -271,10 +271,13 @@ pub fn plan_host_keeping(
             || (keep.contains(&v.patch) && matches!(v.status, Status::Installed))
     };
     for v in verdicts.iter().filter(wanted) {
-        let found = v
-            .bulletins
-            .iter()
-            .find_map(|b| by_bulletin.get(b.as_str()).copied());
+        // An approval names a bulletin, or (for MSRC months, whose bulletins are CVEs fixed by a
+        // different KB on each Windows) the KB itself: `hotfixes/KB5035849/` is that KB's .msu.
+        let found = by_bulletin.get(v.patch.as_str()).copied().or_else(|| {
+            v.bulletins
+                .iter()
+                .find_map(|b| by_bulletin.get(b.as_str()).copied())
+        });
         let Some(installer) = found else {
             unplanned.push(Unplanned {
                 patch: v.patch.clone(),
@@ -575,6 +578,22 @@ mod tests {
         let p = plan_host("h", &verdicts, &Catalog::default(), &a);
         assert_eq!(p.installs.len(), 1);
         assert!(!p.qchain);
+    }
+
+    #[test]
+    fn a_kb_approved_by_its_own_id_goes_to_the_hosts_that_miss_it() {
+        // One MSRC month: the same CVE is fixed by one KB on Server 2016 and another on 2019.
+        let a = vec![
+            approved("KB5035855", "kb5035855.msu", InstallerRecipe::msu(), "16"),
+            approved("KB5035849", "kb5035849.msu", InstallerRecipe::msu(), "19"),
+        ];
+        let on_2016 = [missing("KB5035855", &["CVE-2024-26182"])];
+        let on_2019 = [missing("KB5035849", &["CVE-2024-26182"])];
+        let p16 = plan_host("s16", &on_2016, &Catalog::default(), &a);
+        let p19 = plan_host("s19", &on_2019, &Catalog::default(), &a);
+        assert_eq!(p16.installs.len(), 1);
+        assert_eq!(p16.installs[0].installer.file_name, "kb5035855.msu");
+        assert_eq!(p19.installs[0].installer.file_name, "kb5035849.msu");
     }
 
     #[test]

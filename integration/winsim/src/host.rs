@@ -61,6 +61,15 @@ pub enum WireFault {
     Delay(Duration),
 }
 
+/// The parts of WinRM's `ProductVersion` (`OS: 5.2.3790 SP: 2.0 Stack: 1.1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsmanIdentity {
+    pub os: String,
+    pub service_pack: String,
+    /// The WS-Management stack version: 1.1 (XP/2003/Vista/2008), 2.0 (7/2008 R2), 3.0 (8/2012 on).
+    pub stack: String,
+}
+
 /// A boxed future, so the trait stays object-safe (`Arc<dyn SimHost>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -78,6 +87,17 @@ pub trait SimHost: Send + Sync + 'static {
     /// its NTLM CHALLENGE; Windows Server 2022 unless the model says otherwise.
     fn windows_version(&self) -> (u8, u8, u16) {
         (10, 0, 20348)
+    }
+    /// What the host's WinRM service says in an Identify answer: `OS: 10.0.17763 SP: 0.0 Stack:
+    /// 3.0` when the request was authenticated. Windows Server 2022 with WinRM 3.0 unless the
+    /// model says otherwise.
+    fn wsman_identity(&self) -> WsmanIdentity {
+        let (major, minor, build) = self.windows_version();
+        WsmanIdentity {
+            os: format!("{major}.{minor}.{build}"),
+            service_pack: "0.0".into(),
+            stack: "3.0".into(),
+        }
     }
     /// The console's OEM code page (see [`crate::codepage`]): the SSH face converts a command's
     /// stdin and output with it. `None`: UTF-8 both ways.

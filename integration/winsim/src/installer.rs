@@ -299,6 +299,35 @@ impl Package {
         );
         self.registry(&key, "Installed", RegValue::Dword(1))
     }
+    /// What an Update.exe 6.x package (the Windows XP SP2 / Server 2003 era) leaves in the
+    /// registry, the key Microsoft's bulletins tell admins to verify:
+    /// `HKLM\SOFTWARE\Microsoft\Updates\<product>\<SP folder>\<id>` (Description, InstalledBy,
+    /// Type) with one `Filelist\N` subkey per file (FileName, Version, Location). The SP folder is
+    /// the *next* service pack: updates for Server 2003 SP2 file under `SP3`, for XP SP3 under
+    /// `SP4`. Call it after the package's [`Package::file`]s.
+    pub fn updates_key(mut self, product: &str, sp_folder: &str) -> Self {
+        let id = self.manifest.id.clone();
+        let key = format!(r"HKLM\SOFTWARE\Microsoft\Updates\{product}\{sp_folder}\{id}");
+        let sz = |s: String| RegValue::Sz(s);
+        self = self
+            .registry(
+                &key,
+                "Description",
+                sz(format!("Security Update for {product} ({id})")),
+            )
+            .registry(&key, "InstalledBy", sz("Administrator".into()))
+            .registry(&key, "Type", sz("Update".into()));
+        let files = self.manifest.files.clone();
+        for (n, f) in files.iter().enumerate() {
+            let entry = format!(r"{key}\Filelist\{n}");
+            let (dir, name) = f.path.rsplit_once('\\').unwrap_or(("", f.path.as_str()));
+            self = self
+                .registry(&entry, "FileName", sz(name.into()))
+                .registry(&entry, "Version", sz(f.version.to_string()))
+                .registry(&entry, "Location", sz(dir.into()));
+        }
+        self
+    }
     pub fn exit_code(self, code: u32) -> Self {
         self.exit_codes(&[code])
     }

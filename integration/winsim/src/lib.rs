@@ -25,6 +25,7 @@ pub mod hive_folder;
 pub mod host;
 pub mod installer;
 pub mod model;
+pub mod os;
 pub mod pe;
 pub use hive_probe as probe;
 pub mod registry;

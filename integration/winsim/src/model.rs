@@ -556,6 +556,20 @@ impl WinHost {
         };
     }
 
+    /// The host's Windows release (what `ver`, `ipconfig`, the tool set and WinRM's Identify
+    /// answer follow).
+    pub fn release(&self) -> crate::os::Release {
+        crate::os::Release::of(self.major, self.minor)
+    }
+
+    /// The host's service pack from `CSDVersion`, as WinRM's Identify shows it (`SP: 2.0`).
+    pub(crate) fn service_pack(&self) -> (u32, u32) {
+        match self.settled().registry.get(CURRENT_VERSION, "CSDVersion") {
+            Some(RegValue::Sz(s)) => crate::os::service_pack(s),
+            _ => (0, 0),
+        }
+    }
+
     /// True if the host's Windows is at least `major.minor` (tools arrived with releases: wmic
     /// with XP/5.1, `certutil -hashfile` with Server 2003/5.2).
     pub(crate) fn at_least(&self, major: u32, minor: u32) -> bool {

@@ -34,6 +34,15 @@ impl SimHost for WinHost {
         };
         (self.major as u8, self.minor as u8, build)
     }
+    fn wsman_identity(&self) -> crate::host::WsmanIdentity {
+        let (major, minor, build) = self.windows_version();
+        let (sp_major, sp_minor) = self.service_pack();
+        crate::host::WsmanIdentity {
+            os: format!("{major}.{minor}.{build}"),
+            service_pack: format!("{sp_major}.{sp_minor}"),
+            stack: self.release().wsman_stack().into(),
+        }
+    }
     fn oem_code_page(&self) -> Option<u16> {
         Some(self.oem_code_page)
     }

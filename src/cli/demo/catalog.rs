@@ -1,5 +1,6 @@
-//! The demo's catalog: the slice of the 2001 catalog its simulated fleet needs. The security tests
-//! scan with it too (they include this file), so it names the library as `hive::`.
+//! The slice of the 2001 catalog that Windows 2000 IIS 5.0 hosts need (MS01-033, MS01-044). The
+//! security tests scan simulated Windows 2000 hosts with it (they include this file, so it names
+//! the library as `hive::`); the demo's stories have their own catalogs.
 
 use hive::catalog::model::{
     Bulletin, Catalog, DetectionRule, InstallerRecipe, Kb, Patch, PatchTarget, Product, Restart,
@@ -16,7 +17,7 @@ fn v(s: &str) -> Version {
     s.parse().unwrap_or(Version(vec![0]))
 }
 
-/// The slice of the 2001 catalog the demo needs: MS01-033 and MS01-044 for IIS 5.0 on Windows
+/// The slice of the 2001 catalog: MS01-033 and MS01-044 for IIS 5.0 on Windows
 /// 2000, with the real detection data (idq.dll 5.0.2195.3645 and the Q300972 hotfix key).
 pub fn demo_catalog() -> Catalog {
     let mut c = Catalog::default();

@@ -1,10 +1,15 @@
 //! `hive demo`: the whole job on a simulated fleet started in this process.
 //!
-//! 2 canaries and 60 Windows 2000 web servers (IIS 5.0) that miss MS01-033 (the Code Red hole) and
-//! MS01-044, a few of them faulty (an installer that hangs, a host that never returns from its
-//! reboot, a host whose connection resets). The demo writes a temporary HIVE repository, approves
-//! MS01-033 with its installer, scans the fleet (MS01-044 lands in TBE), then rolls MS01-033 out:
-//! canaries first, then 10 % → 50 % → 100 %, with progress bars, a journal and a final summary.
+//! Two stories, one runner. By default a fleet that exists today ([`modern`]): Windows Server
+//! 2016/2019/2022 hosts scanned with a real MSRC CVRF month and patched with that month's
+//! cumulative update per version (.msu through DISM, one reboot). With `--legacy` the seed era's
+//! job ([`legacy`]) on the oldest hosts WinRM ran on: Windows Server 2003 SP2 with WinRM 1.1,
+//! Update.exe packages chained with one reboot, cmd.exe only. Either way the demo writes a
+//! temporary HIVE repository, approves the story's installers, scans the fleet (what nobody
+//! approved lands in TBE), then rolls out: canaries first, then 10 % → 50 % → 100 %, with
+//! progress bars, a journal and a final summary. A few hosts are faulty in both stories (an
+//! installer that hangs, a host that never returns from its reboot, a host whose connection
+//! resets).
 //!
 //! The simulated hosts speak real WinRM (NTLM with message encryption) to hive; only their C:
 //! drives are local folders the demo writes installers into directly, since no Samba runs inside
@@ -15,7 +20,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hive::catalog::model::InstallerRecipe;
 use hive::deploy::DeployOptions;
 use hive::inventory::{Inventory, Secret};
 use hive::pipeline::{DeployJob, Job};
@@ -25,11 +29,13 @@ use hive::report::{Format, render};
 use hive::rollout::{Rollout, RolloutOptions, plan_waves};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
 
-use catalog::{IDQ, W3SVC, demo_catalog};
 use local_drive::LocalDriveConnector;
+use story::Story;
 
-pub mod catalog;
+pub mod legacy;
 pub mod local_drive;
+pub mod modern;
+mod story;
 
 /// The demo's knobs.
 #[derive(Debug, Clone)]
@@ -44,17 +50,20 @@ pub struct DemoOptions {
     pub keep: bool,
     /// How long a simulated host stays down when it reboots (the rollout benchmark uses 20 s).
     pub reboot_ms: u64,
+    /// The seed-era story (Server 2003 SP2, WinRM 1.1, Update.exe) instead of today's fleet.
+    pub legacy: bool,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
-            canaries: 2,
+            canaries: 3,
             hosts: 60,
             faults: true,
             parallel: 24,
             keep: false,
             reboot_ms: 1500,
+            legacy: false,
         }
     }
 }
@@ -91,47 +100,49 @@ fn host_name(i: usize, canaries: usize) -> String {
 
 /// The fleet file (kept with `--keep` for a look). It holds no password: the hosts get theirs
 /// in memory, so a kept work folder holds no secret.
-fn fleet_toml(opts: &DemoOptions) -> String {
+fn fleet_toml(opts: &DemoOptions, story: &Story) -> String {
     let mut t = format!(
-        "[defaults]\nuser = \"Administrator\"\n\n\
-         [template.w2k-iis]\nproduct = \"Microsoft Windows 2000\"\ncsd_version = \"Service Pack 2\"\n\
-         version = \"5.0.2195\"\nmachine = \"i386\"\n\
-         files = [{{ path = '{IDQ}', version = \"5.0.2195.2779\" }}, {{ path = '{W3SVC}', version = \"5.0.2195.2966\" }}]\n\
-         registry = [\n  {{ key = 'HKLM\\SOFTWARE\\Microsoft\\InetStp', name = \"MajorVersion\", type = \"REG_DWORD\", value = 5 }},\n  \
-         {{ key = 'HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions', name = \"ProductType\", type = \"REG_SZ\", value = \"ServerNT\" }},\n]\n\
-         reboot = {{ downtime_ms = {} }}\n\n",
-        opts.reboot_ms
+        "[defaults]\nuser = \"Administrator\"\nreboot = {{ downtime_ms = {} }}\n\n{}",
+        opts.reboot_ms, story.templates
     );
-    let total = opts.canaries + opts.hosts;
-    for i in 0..total {
+    for i in 0..opts.canaries + opts.hosts {
         let name = host_name(i, opts.canaries);
         let addr = address(i);
+        let template = (story.template_of)(i, opts);
         t.push_str(&format!(
-            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"w2k-iis\"\n"
+            "[[host]]\nname = \"{name}\"\naddress = \"{addr}\"\ntemplate = \"{template}\"\n"
         ));
-        if opts.faults && i >= opts.canaries {
-            match i - opts.canaries {
-                12 => t.push_str("faults = { installers_hang = true }\n"),
-                29 => t.push_str("reboot = { never_returns = true }\n"),
-                47 => t.push_str(
-                    "faults = { wire = [{ kind = \"reset\", op = \"Command\", times = 0 }] }\n",
-                ),
-                _ => {}
-            }
+        if opts.faults
+            && i >= opts.canaries
+            && let Some(fault) = story::fault_of(i - opts.canaries)
+        {
+            t.push_str(fault);
         }
         t.push('\n');
     }
     t
 }
 
-fn inventory(opts: &DemoOptions, port: u16) -> Result<Inventory, Box<dyn std::error::Error>> {
-    let mut t = String::from("[defaults]\ncredential = \"env:HIVE_DEMO_PASSWORD\"\n");
+/// The inventory hive works from. `[group.canary]` is where the canaries' own settings go (a
+/// health check before the waves start, say).
+fn inventory(
+    opts: &DemoOptions,
+    story: &Story,
+    port: u16,
+) -> Result<Inventory, Box<dyn std::error::Error>> {
+    let mut t =
+        String::from("[defaults]\ncredential = \"env:HIVE_DEMO_PASSWORD\"\n\n[group.canary]\n\n");
     for i in 0..opts.canaries + opts.hosts {
         let name = host_name(i, opts.canaries);
-        let group = if i < opts.canaries { "canary" } else { "web" };
+        let role = if i < opts.canaries { "canary" } else { "web" };
+        let groups: Vec<String> = std::iter::once(role)
+            .chain((story.groups_of)(i, opts))
+            .map(|g| format!("\"{g}\""))
+            .collect();
         t.push_str(&format!(
-            "[[host]]\nname = \"{name}\"\naddress = \"{}\"\nport = {port}\ngroups = [\"{group}\"]\n",
-            address(i)
+            "[[host]]\nname = \"{name}\"\naddress = \"{}\"\nport = {port}\ngroups = [{}]\n",
+            address(i),
+            groups.join(", ")
         ));
     }
     Ok(Inventory::parse(&t, Path::new("demo-inventory.toml"))?)
@@ -140,19 +151,26 @@ fn inventory(opts: &DemoOptions, port: u16) -> Result<Inventory, Box<dyn std::er
 /// Run the demo; returns whether the rollout reached its end.
 pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> {
     let started = Instant::now();
+    let story = if opts.legacy {
+        legacy::story()
+    } else {
+        modern::story(&modern::cvrf_path())?
+    };
     let dir = tempfile::Builder::new().prefix("hive-demo.").tempdir()?;
     let work = dir.path().to_path_buf();
     println!(
-        "hive demo: {} canaries + {} hosts, work folder {}",
+        "hive demo{}: {} canaries + {} hosts, work folder {}",
+        if opts.legacy { " --legacy" } else { "" },
         opts.canaries,
         opts.hosts,
         work.display()
     );
+    println!("  {}", story.intro);
 
     // 1. The simulated fleet, each host on its own 127.x.y.z with a WinRM listener.
     let password = demo_password();
     let fleet_file = work.join("fleet.toml");
-    let fleet_text = fleet_toml(&opts);
+    let fleet_text = fleet_toml(&opts, &story);
     std::fs::write(&fleet_file, &fleet_text)?;
     let mut configs = winsim::fleet::parse(&fleet_text, &fleet_file)?;
     for c in &mut configs {
@@ -168,24 +186,22 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         .unwrap_or(5985);
     println!("  fleet up: {} WinRM listeners", servers.endpoints().len());
 
-    // 2. The repository, with MS01-033 approved and its installer.
+    // 2. The repository, with the story's installers approved.
     let repo = Repository::init(&work.join("repo"))?;
-    let installer = work.join("Q300972_W2K_SP3_x86_en.EXE");
-    winsim::installer::Package::hotfix("Q300972")
-        .file(IDQ, winsim::pe::Version::new(5, 0, 2195, 3645))
-        .hotfix_key()
-        .reboot_required(true)
-        .duration(Duration::from_millis(400))
-        .write_to(&installer)?;
-    repo.approve("MS01-033", &installer, &InstallerRecipe::legacy_hotfix())?;
-    println!(
-        "  repository {}: MS01-033 approved (-z -q -m)",
-        repo.root().display()
-    );
+    let installers = work.join("installers");
+    for a in &story.approvals {
+        let file = installers.join(&a.file_name);
+        a.package.write_to(&file)?;
+        repo.approve(&a.id, &file, &a.recipe)?;
+    }
+    println!("  repository {}: approved", repo.root().display());
+    for a in &story.approvals {
+        println!("    {}", a.describe);
+    }
 
     // 3. Scan: what each host lacks.
-    let catalog = Arc::new(demo_catalog());
-    let inv = inventory(&opts, port)?;
+    let inv = inventory(&opts, &story, port)?;
+    let catalog = Arc::new(story.catalog);
     let secret = Secret::new(password);
     let hosts: Vec<_> = inv
         .hosts
@@ -209,17 +225,9 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         table.lines().rev().take(1).collect::<Vec<_>>().join("")
     );
     let triage = hive::triage::record_scan(&repo, &catalog, &scans)?;
-    for (b, h) in &triage.approved {
-        println!("  Hotfixes  {b}: missing on {} hosts", h.len());
-    }
-    for (b, h) in &triage.tbe {
-        println!(
-            "  TBE       {b}: missing on {} hosts (tbe/{b}/ written for an engineer)",
-            h.len()
-        );
-    }
+    print_triage(&triage);
 
-    // 4. Roll MS01-033 out: canaries, then waves.
+    // 4. Roll the approved installers out: canaries, then waves.
     let approved = hive::deploy::plan::load_approved(&repo)?;
     let options = DeployOptions {
         shutdown_delay_s: 0,
@@ -280,6 +288,27 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         println!("kept {}", kept.display());
     }
     Ok(summary.stop.is_none())
+}
+
+/// What the scan means for triage: the approved installers the fleet misses, and what nobody
+/// has decided on yet (a CVRF month's CVEs run to dozens: the first few and a count).
+fn print_triage(triage: &hive::triage::TriageSummary) {
+    for (b, h) in &triage.approved {
+        println!("  Hotfixes  {b}: missing on {} hosts", h.len());
+    }
+    const SHOWN: usize = 3;
+    for (b, h) in triage.tbe.iter().take(SHOWN) {
+        println!(
+            "  TBE       {b}: missing on {} hosts (tbe/{b}/ written for an engineer)",
+            h.len()
+        );
+    }
+    if triage.tbe.len() > SHOWN {
+        println!(
+            "  TBE       ... and {} more (tbe/ holds one folder each)",
+            triage.tbe.len() - SHOWN
+        );
+    }
 }
 
 /// Every command line (and decoded PowerShell script) the simulated hosts received, one block per

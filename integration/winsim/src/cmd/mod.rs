@@ -365,7 +365,7 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
             match name.as_str() {
                 "cmd" => return cmd_c(ctx, line, &tokens).await,
                 "hostname" => return Out::ok(format!("{}\r\n", host.name)),
-                "whoami" => {
+                "whoami" if host.release().has_whoami() => {
                     return Out::ok(format!(
                         "{}\\{}\r\n",
                         host.name.to_ascii_lowercase(),
@@ -456,17 +456,13 @@ fn ver(host: &WinHost) -> Out {
         _ => String::new(),
     };
     let ubr = match st.registry.get(cv, "UBR") {
-        Some(crate::registry::RegValue::Dword(u)) => format!(".{u}"),
-        _ => String::new(),
+        Some(crate::registry::RegValue::Dword(u)) => Some(*u),
+        _ => None,
     };
-    let major_minor = if host.major >= 10 {
-        "10.0".to_string()
-    } else {
-        format!("{}.0", host.major)
-    };
-    Out::ok(format!(
-        "\r\nMicrosoft Windows [Version {major_minor}.{build}{ubr}]\r\n"
-    ))
+    let banner = host
+        .release()
+        .ver_banner(host.major, host.minor, &build, ubr);
+    Out::ok(format!("\r\n{banner}\r\n"))
 }
 
 /// `cmd /c <rest>`: the rest of the line runs through cmd's rules; one pair of outer quotes goes.
@@ -531,34 +527,41 @@ fn image_name(host: &WinHost, command_line: &str) -> String {
     }
 }
 
+/// `ipconfig [/all]` in the layout of the host's release (title, indent, labels, adapter name).
 fn ipconfig(host: &WinHost, args: &[String]) -> Out {
+    let os = host.release();
     let all = args.iter().any(|a| a.eq_ignore_ascii_case("/all"));
-    let mut s = String::from("\r\nWindows IP Configuration\r\n\r\n");
+    let pad = os.ipconfig_indent();
+    let field = |label: &str, value: &str| format!("{pad}{label} : {value}\r\n");
+    let mut s = format!("\r\n{}\r\n\r\n", os.ipconfig_title());
     if all {
-        s.push_str(&format!(
-            "   Host Name . . . . . . . . . . . . : {}\r\n",
-            host.name
-        ));
-        s.push_str("   Primary Dns Suffix  . . . . . . . : \r\n   Node Type . . . . . . . . . . . . : Hybrid\r\n");
-        s.push_str("   IP Routing Enabled. . . . . . . . : No\r\n   WINS Proxy Enabled. . . . . . . . : No\r\n");
-    }
-    s.push_str("\r\nEthernet adapter Ethernet:\r\n\r\n");
-    s.push_str("   Connection-specific DNS Suffix  . : \r\n");
-    if all {
-        s.push_str("   Description . . . . . . . . . . . : winsim Virtual Ethernet Adapter\r\n");
-        let o = host.address().octets();
-        s.push_str(&format!(
-            "   Physical Address. . . . . . . . . : 00-15-5D-{:02X}-{:02X}-{:02X}\r\n",
-            o[1], o[2], o[3]
-        ));
-        s.push_str("   DHCP Enabled. . . . . . . . . . . : No\r\n");
+        s.push_str(&field("Host Name . . . . . . . . . . . .", &host.name));
+        s.push_str(&field("Primary Dns Suffix  . . . . . . .", ""));
+        s.push_str(&field("Node Type . . . . . . . . . . . .", "Hybrid"));
+        s.push_str(&field("IP Routing Enabled. . . . . . . .", "No"));
+        s.push_str(&field("WINS Proxy Enabled. . . . . . . .", "No"));
     }
     s.push_str(&format!(
-        "   IPv4 Address. . . . . . . . . . . : {}\r\n",
-        host.address()
+        "\r\nEthernet adapter {}:\r\n\r\n",
+        os.adapter_name()
     ));
-    s.push_str("   Subnet Mask . . . . . . . . . . . : 255.0.0.0\r\n");
-    s.push_str("   Default Gateway . . . . . . . . . : \r\n");
+    s.push_str(&field("Connection-specific DNS Suffix  .", ""));
+    if all {
+        s.push_str(&field(
+            "Description . . . . . . . . . . .",
+            "winsim Virtual Ethernet Adapter",
+        ));
+        let o = host.address().octets();
+        let mac = format!("00-15-5D-{:02X}-{:02X}-{:02X}", o[1], o[2], o[3]);
+        s.push_str(&field("Physical Address. . . . . . . . .", &mac));
+        s.push_str(&field("DHCP Enabled. . . . . . . . . . .", "No"));
+    }
+    s.push_str(&field(
+        os.ipconfig_address_label(),
+        &host.address().to_string(),
+    ));
+    s.push_str(&field("Subnet Mask . . . . . . . . . . .", "255.0.0.0"));
+    s.push_str(&field("Default Gateway . . . . . . . . .", ""));
     Out::ok(s)
 }
 

@@ -15,6 +15,7 @@ use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use tokio::sync::Mutex;
 
 use super::framing;
+use super::identify;
 use super::ntlm::{NtlmAcceptor, ServerIdentity, Step};
 use super::request::{Action, Request, RequestError};
 use super::response::Fault;
@@ -31,6 +32,8 @@ pub struct Dropped {
 }
 
 type HttpResponse = Response<Full<Bytes>>;
+
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 
 /// How the current request proved who it is.
 enum Authenticated {
@@ -98,6 +101,15 @@ impl Connection {
             Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE)),
         };
 
+        if authorization.is_none() && identify::is_identify(&body) {
+            // The one request WinRM answers without a logon (`winrm id -auth:none`).
+            let xml = identify::response(&host.wsman_identity(), false);
+            return Ok(with_type(
+                StatusCode::OK,
+                SOAP_CONTENT_TYPE,
+                xml.into_bytes(),
+            ));
+        }
         let mut ntlm = self.ntlm.lock().await;
         let auth = match self.authenticate(&mut ntlm, authorization.as_deref()) {
             Ok(auth) => auth,
@@ -137,8 +149,14 @@ impl Connection {
             machine: &machine,
         };
 
-        let (status, xml) = match Request::parse(&plaintext) {
-            Err(e) => {
+        let parsed = if identify::is_identify(&plaintext) {
+            Err(identify::response(&host.wsman_identity(), true))
+        } else {
+            Ok(Request::parse(&plaintext))
+        };
+        let (status, xml) = match parsed {
+            Err(identify) => (200, identify),
+            Ok(Err(e)) => {
                 let fault = match &e {
                     RequestError::Malformed(what) => Fault::malformed(what),
                     RequestError::MissingHeader(h) => {
@@ -147,7 +165,7 @@ impl Connection {
                 };
                 (500, fault.render(None, &machine))
             }
-            Ok(parsed) => {
+            Ok(Ok(parsed)) => {
                 let planned = parsed
                     .action
                     .as_ref()
@@ -204,7 +222,7 @@ impl Connection {
         } else {
             Ok(with_type(
                 status,
-                "application/soap+xml;charset=UTF-8",
+                SOAP_CONTENT_TYPE,
                 xml.into_bytes(),
             ))
         }

@@ -32,6 +32,7 @@
 
 pub mod framing;
 mod http;
+pub mod identify;
 pub mod ntlm;
 pub mod request;
 pub mod response;

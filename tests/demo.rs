@@ -1,0 +1,145 @@
+//! `hive demo` tells an honest story: by default a fleet that exists today (Server 2016/2019/2022,
+//! a real MSRC CVRF month, .msu through DISM, one reboot per host); with `--legacy` the seed era's
+//! job on Server 2003 SP2 with WinRM 1.1 (Update.exe packages, cmd.exe only). Each run is small
+//! (a few hosts, no faults) and kept, so the test can read what the hosts were asked to do.
+#![cfg(feature = "demo")]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs the demo with `args` plus `--keep --no-faults`; returns its human-readable output (the
+/// NDJSON event lines left out) and the kept work folder.
+fn demo(args: &[&str]) -> (String, PathBuf) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .arg("demo")
+        .args(args)
+        .args(["--keep", "--no-faults", "--reboot-ms", "300"])
+        .env("HIVE_DEMO_PASSWORD", "Demo-test-Passw0rd!")
+        .output()
+        .expect("hive runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let text: String = stdout
+        .lines()
+        .filter(|l| !l.starts_with('{'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        out.status.success(),
+        "hive demo {args:?} failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kept "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("the demo did not say what it kept:\n{text}"));
+    (text, kept)
+}
+
+/// The command lines one host received, from the kept `commands.log`.
+fn commands_of(kept: &std::path::Path, host: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(kept.join("commands.log")).unwrap();
+    log.split("== ")
+        .find(|block| block.starts_with(&format!("{host}\n")))
+        .unwrap_or_else(|| panic!("no commands for {host}"))
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with("  script:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_default_demo_patches_server_2016_2019_2022_from_a_real_cvrf_month() {
+    let (text, kept) = demo(&["--hosts", "3", "--canaries", "3"]);
+    assert!(text.contains("MSRC CVRF 2024-Mar"), "{text}");
+    for kb in ["KB5035855", "KB5035849", "KB5035857"] {
+        assert!(
+            text.contains(&format!("Hotfixes  {kb}: missing on 2 hosts")),
+            "{kb} approved and missing on one canary and one host of its version:\n{text}"
+        );
+    }
+    assert!(text.contains("6 hosts: 6 patched"), "{text}");
+    let fleet = std::fs::read_to_string(kept.join("fleet.toml")).unwrap();
+    for product in [
+        "Windows Server 2016 Datacenter",
+        "Windows Server 2019 Datacenter",
+        "Windows Server 2022 Datacenter",
+    ] {
+        assert!(fleet.contains(product), "{product} in the fleet");
+    }
+    assert!(
+        !fleet.contains("Windows 2000"),
+        "no Windows 2000 host answers WinRM"
+    );
+    // CANARY02 is a Server 2019 host: its update went in as .msu → expand → DISM, one reboot.
+    let cmds = commands_of(&kept, "CANARY02");
+    let has = |needle: &str| cmds.iter().filter(|c| c.contains(needle)).count();
+    assert_eq!(has("expand -F:*"), 1, "{cmds:#?}");
+    assert_eq!(
+        has("windows10.0-kb5035849-x64.msu"),
+        2,
+        "staged, then expanded: {cmds:#?}"
+    );
+    assert_eq!(has("/add-package"), 1, "{cmds:#?}");
+    assert_eq!(has("wusa"), 0, "wusa fails over WinRM: {cmds:#?}");
+    assert_eq!(has("shutdown /r"), 1, "one reboot: {cmds:#?}");
+    assert_eq!(has("kb5035855"), 0, "the 2016 update stays off a 2019 host");
+    // The update replaced the kernel at the reboot (it was in use), as the build says.
+    let kernel = kept.join("drives/CANARY02/Windows/System32/ntoskrnl.exe");
+    let version = winsim::pe::read_version(&std::fs::read(&kernel).unwrap()).unwrap();
+    assert_eq!(version.file_version.to_string(), "10.0.17763.5576");
+    std::fs::remove_dir_all(&kept).unwrap();
+}
+
+#[test]
+fn the_legacy_demo_patches_server_2003_sp2_with_update_exe_and_one_reboot() {
+    let (text, kept) = demo(&["--legacy", "--hosts", "2", "--canaries", "1"]);
+    assert!(text.contains("Windows Server 2003 SP2"), "{text}");
+    assert!(text.contains("WinRM 1.1"), "{text}");
+    assert!(
+        text.contains("Hotfixes  MS08-067: missing on 3 hosts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Hotfixes  MS09-001: missing on 3 hosts"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TBE       MS09-048: missing on 3 hosts"),
+        "{text}"
+    );
+    assert!(text.contains("3 hosts: 3 patched"), "{text}");
+    let fleet = std::fs::read_to_string(kept.join("fleet.toml")).unwrap();
+    assert!(fleet.contains("version = \"5.2.3790\""));
+    assert!(fleet.contains("csd_version = \"Service Pack 2\""));
+    let cmds = commands_of(&kept, "CANARY01");
+    let has = |needle: &str| cmds.iter().filter(|c| c.contains(needle)).count();
+    assert_eq!(
+        has("WindowsServer2003-KB958644-x86-ENU.exe /quiet /norestart"),
+        1,
+        "{cmds:#?}"
+    );
+    assert_eq!(
+        has("WindowsServer2003-KB958687-x86-ENU.exe /quiet /norestart"),
+        1,
+        "{cmds:#?}"
+    );
+    assert_eq!(has("qchain"), 0, "Update.exe chains itself: {cmds:#?}");
+    assert_eq!(has("dism"), 0, "{cmds:#?}");
+    assert_eq!(has("shutdown /r"), 1, "two updates, one reboot: {cmds:#?}");
+    // Both files were in use: chained, they landed at the one reboot, each at its own version.
+    for (file, want) in [
+        ("system32/netapi32.dll", "5.2.3790.4392"),
+        ("system32/drivers/srv.sys", "5.2.3790.4425"),
+    ] {
+        let path = kept.join("drives/CANARY01/Windows").join(file);
+        let version = winsim::pe::read_version(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(version.file_version.to_string(), want, "{file}");
+    }
+    // Nothing PowerShell could run on these hosts ran: every attempt found no powershell.exe.
+    for c in cmds.iter().filter(|c| c.contains("powershell")) {
+        assert!(c.starts_with("Some(2147942402)"), "{c}");
+    }
+    std::fs::remove_dir_all(&kept).unwrap();
+}
