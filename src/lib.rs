@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod inventory;
 pub mod targets;
 pub mod remote;
+pub mod health;
 pub mod scan;
 pub mod repo;
 pub mod triage;

@@ -338,7 +338,7 @@ impl RunWatcher for Progress {
                     }
                 }
                 match outcome.verdict {
-                    HostVerdict::Failed => s.failures += 1,
+                    HostVerdict::Failed | HostVerdict::Unhealthy => s.failures += 1,
                     HostVerdict::Unreachable => s.unreachable += 1,
                     _ => {}
                 }
@@ -426,18 +426,27 @@ impl RunWatcher for Progress {
 pub fn render_summary(summary: &Summary) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<12} {:>6} {:>8} {:>8} {:>7} {:>12} {:>8} {:>12}  gate\n",
-        "wave", "hosts", "patched", "up2date", "failed", "unreachable", "skipped", "not started"
+        "{:<12} {:>6} {:>8} {:>8} {:>7} {:>9} {:>12} {:>8} {:>12}  gate\n",
+        "wave",
+        "hosts",
+        "patched",
+        "up2date",
+        "failed",
+        "unhealthy",
+        "unreachable",
+        "skipped",
+        "not started"
     ));
     for w in &summary.waves {
         let c = &w.counts;
         s.push_str(&format!(
-            "{:<12} {:>6} {:>8} {:>8} {:>7} {:>12} {:>8} {:>12}  {}\n",
+            "{:<12} {:>6} {:>8} {:>8} {:>7} {:>9} {:>12} {:>8} {:>12}  {}\n",
             w.name,
             c.total(),
             c.patched,
             c.nothing_to_do,
             c.failed,
+            c.unhealthy,
             c.unreachable,
             c.skipped,
             c.not_started + c.interrupted,

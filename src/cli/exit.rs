@@ -42,7 +42,7 @@ impl Outcome {
         match &summary.stop {
             None => {
                 let c = summary.counts();
-                if c.failed + c.unreachable > 0 {
+                if c.failed + c.unhealthy + c.unreachable > 0 {
                     Outcome::HostsFailed
                 } else {
                     Outcome::Done
@@ -50,7 +50,8 @@ impl Outcome {
             }
             Some(StopReason::WaveBudget { .. })
             | Some(StopReason::TotalBudget { .. })
-            | Some(StopReason::CanaryGate { .. }) => Outcome::Stopped,
+            | Some(StopReason::CanaryGate { .. })
+            | Some(StopReason::HealthGate { .. }) => Outcome::Stopped,
             Some(StopReason::Paused { .. }) => Outcome::Paused,
             Some(StopReason::Operator) | Some(StopReason::Interrupted) => Outcome::Interrupted,
             Some(StopReason::Journal { .. }) => Outcome::Error,

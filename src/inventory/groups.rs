@@ -8,9 +8,12 @@
 //! ```toml
 //! [group_defaults]
 //! # settings every host gets unless one of its groups says otherwise
+//! health = [{ port = 5985 }]
 //!
 //! [group.web]
 //! # settings for hosts in group "web"
+//! health = [{ service = "W3SVC" }, { http = "https://{address}/health" }]
+//! health_interval = 30
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,7 +26,13 @@ use super::Host;
 /// absent one falls through to the next layer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct GroupSettings {}
+pub struct GroupSettings {
+    /// What "healthy" means for these hosts (see [`super::health`]); checked after their
+    /// patches and polled during the soak.
+    pub health: Option<Vec<super::health::HealthCheckSpec>>,
+    /// Seconds between two polls of the health checks during a wave's soak.
+    pub health_interval: Option<u64>,
+}
 
 /// Every group's settings and the defaults, as the inventory file declared them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

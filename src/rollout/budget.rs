@@ -45,13 +45,22 @@ pub(crate) fn wave_budget_of(wave: &Wave, c: &HostCounts) -> Option<StopReason> 
             }
         })
     };
-    if let Some(allowed) = over(wave.max_failed, c.failed, n) {
-        return hit("failed", c.failed, allowed);
+    if let Some(allowed) = over(wave.max_failed, c.failed_or_unhealthy(), n) {
+        return hit(failed_kind(c), c.failed_or_unhealthy(), allowed);
     }
     if let Some(allowed) = over(wave.max_unreachable, c.unreachable, n) {
         return hit("unreachable", c.unreachable, allowed);
     }
     None
+}
+
+/// How the failed budget names what it counted: unhealthy hosts weigh like failed ones.
+fn failed_kind(c: &HostCounts) -> &'static str {
+    if c.unhealthy > 0 {
+        "failed or unhealthy"
+    } else {
+        "failed"
+    }
 }
 
 pub(crate) fn total_budget(
@@ -67,10 +76,10 @@ pub(crate) fn total_budget_of(
     c: &HostCounts,
     total: usize,
 ) -> Option<StopReason> {
-    if let Some(allowed) = over(options.max_failed_total, c.failed, total) {
+    if let Some(allowed) = over(options.max_failed_total, c.failed_or_unhealthy(), total) {
         return Some(StopReason::TotalBudget {
-            kind: "failed".into(),
-            count: c.failed,
+            kind: failed_kind(c).into(),
+            count: c.failed_or_unhealthy(),
             allowed,
         });
     }

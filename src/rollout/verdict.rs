@@ -13,8 +13,11 @@ pub enum HostVerdict {
     Patched,
     /// The host already had everything approved for it.
     NothingToDo,
-    /// A step failed on a reachable host (installer error, verification mismatch, health check).
+    /// A step failed on a reachable host (installer error, verification mismatch).
     Failed,
+    /// Patched, but a health check failed afterwards (or during the soak): the patch may have
+    /// broken what the host is for. Counts against the failure budgets like `Failed`.
+    Unhealthy,
     /// The host could not be reached or logged on to.
     Unreachable,
     /// Deliberately not worked on (excluded, maintenance window closed...).
@@ -29,6 +32,7 @@ impl HostVerdict {
             HostVerdict::Patched => "patched",
             HostVerdict::NothingToDo => "nothing to do",
             HostVerdict::Failed => "failed",
+            HostVerdict::Unhealthy => "unhealthy",
             HostVerdict::Unreachable => "unreachable",
             HostVerdict::Skipped => "skipped",
             HostVerdict::Interrupted => "interrupted",
@@ -64,6 +68,7 @@ pub struct HostCounts {
     pub patched: usize,
     pub nothing_to_do: usize,
     pub failed: usize,
+    pub unhealthy: usize,
     pub unreachable: usize,
     pub skipped: usize,
     pub interrupted: usize,
@@ -76,16 +81,22 @@ impl HostCounts {
             Some(HostVerdict::Patched) => self.patched += 1,
             Some(HostVerdict::NothingToDo) => self.nothing_to_do += 1,
             Some(HostVerdict::Failed) => self.failed += 1,
+            Some(HostVerdict::Unhealthy) => self.unhealthy += 1,
             Some(HostVerdict::Unreachable) => self.unreachable += 1,
             Some(HostVerdict::Skipped) => self.skipped += 1,
             Some(HostVerdict::Interrupted) => self.interrupted += 1,
             None => self.not_started += 1,
         }
     }
+    /// What the failure budgets count: hosts that failed and hosts left unhealthy.
+    pub fn failed_or_unhealthy(&self) -> usize {
+        self.failed + self.unhealthy
+    }
     pub fn total(&self) -> usize {
         self.patched
             + self.nothing_to_do
             + self.failed
+            + self.unhealthy
             + self.unreachable
             + self.skipped
             + self.interrupted
