@@ -506,6 +506,7 @@ async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>) -> 
             connect: Duration::from_secs(2),
             operation: Duration::from_secs(20),
         })),
+        health: None,
     };
     let inventory = Inventory::new(fleet.hosts.clone());
     let opts = RolloutOptions {

@@ -14,7 +14,10 @@ use hive::journal::RunLog;
 use hive::pipeline::{DeployJob, Job};
 use hive::remote::{NetworkConnector, Timeouts};
 use hive::repo::Repository;
-use hive::rollout::{Limit, Rollout, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
+use hive::rollout::{
+    HealthCheck, InventoryHealth, InventoryHealthCheck, Limit, Rollout, RolloutOptions, Summary,
+    plan_waves, stop_on_ctrl_c,
+};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet};
 use hive::targets::TargetRecord;
 
@@ -169,6 +172,9 @@ fn job(
         poll_interval: Duration::from_millis(work.poll_ms),
         ..DeployOptions::default()
     };
+    let connector: Arc<dyn hive::remote::Connector> =
+        Arc::new(NetworkConnector::new(Timeouts::default()));
+    let health = InventoryHealth::new(&inv.policy, &secrets, connector.clone()).map(Arc::new);
     let job = DeployJob {
         hosts: secrets
             .into_iter()
@@ -180,7 +186,8 @@ fn job(
         repo,
         options,
         files: work.files,
-        connector: Arc::new(NetworkConnector::new(Timeouts::default())),
+        connector,
+        health,
     };
     Ok((job, inv))
 }
@@ -207,7 +214,9 @@ fn run_rollout(
 /// piped).
 fn rollout_of(job: DeployJob) -> Rollout {
     let repo_root = job.repo.root().to_path_buf();
+    let health = job.health.clone();
     let mut rollout = Rollout::new(&repo_root, Arc::new(Job(Arc::new(job))));
+    rollout.health = health.map(|h| Arc::new(InventoryHealthCheck(h)) as Arc<dyn HealthCheck>);
     rollout.watcher = Arc::new(hive::progress::Progress::stdout());
     rollout
 }

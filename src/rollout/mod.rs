@@ -18,6 +18,7 @@
 
 pub mod budget;
 pub mod engine;
+pub mod health;
 pub mod job;
 pub mod journal;
 pub mod options;
@@ -32,6 +33,7 @@ pub mod verdict;
 mod engine_tests;
 
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
+pub use health::{InventoryHealth, InventoryHealthCheck};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;
 pub use options::RolloutOptions;
