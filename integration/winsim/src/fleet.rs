@@ -102,6 +102,9 @@ pub struct HostSettings {
     pub winrm_https_port: Option<u16>,
     pub reboot: Option<RebootSettings>,
     pub faults: Option<FaultSettings>,
+    /// Windows services besides the standard ones (EventLog, LanmanServer, WinRM), e.g.
+    /// `[{ name = "W3SVC", display_name = "World Wide Web Publishing Service" }]`.
+    pub services: Option<Vec<crate::services::ServiceSetting>>,
 }
 
 /// A host's account password: test-only, but still kept out of `Debug` output and logs.
@@ -191,6 +194,12 @@ pub struct FaultSettings {
     /// listener accepts connections before the WinRM service serves them, as right after a
     /// Windows boot.
     pub winrm_stalls_after_boot_ms: Option<u64>,
+    /// Installing a package leaves a service unable to start: `[{ package = "KB5000201",
+    /// service = "W3SVC" }]` (see `services.rs`).
+    pub breaks_service: Option<Vec<crate::services::BrokenBy>>,
+    /// The host's HTTP health endpoint answers 503 from this many answered requests on (0: it is
+    /// down from the start).
+    pub health_endpoint_fails_after: Option<u32>,
 }
 
 /// One wire fault: fires on the `nth` request of `op` (any op when omitted), `times` times in a row
@@ -258,6 +267,7 @@ pub struct HostConfig {
     pub configuring: Duration,
     pub reboot_never_returns: bool,
     pub faults: FaultPlan,
+    pub services: Vec<crate::services::ServiceSetting>,
 }
 
 /// A host's faults in resolved form.
@@ -270,6 +280,8 @@ pub struct FaultPlan {
     pub installers_fail_with: Option<u32>,
     pub pending_after_reboot: Vec<String>,
     pub winrm_stall_after_boot: Option<Duration>,
+    pub breaks_service: Vec<crate::services::BrokenBy>,
+    pub health_endpoint_fails_after: Option<u32>,
 }
 
 /// A resolved wire rule.
@@ -432,14 +444,14 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
     macro_rules! add {
         ($from:ident => $to:ident: $($f:ident),*) => { $( if let Some(v) = $from.$f { $to.$f.get_or_insert_with(Vec::new).extend(v); } )* };
     }
-    add!(top => base: kbs, registry, files, pending_reboot, registry_denied);
+    add!(top => base: kbs, registry, files, pending_reboot, registry_denied, services);
     if let Some(r) = top.reboot {
         let b = base.reboot.get_or_insert_with(Default::default);
         take!(r => b: downtime_ms, configuring_ms, never_returns);
     }
     if let Some(f) = top.faults {
         let b = base.faults.get_or_insert_with(Default::default);
-        add!(f => b: wire, pending_after_reboot);
+        add!(f => b: wire, pending_after_reboot, breaks_service);
         take!(
             f => b:
             installers_hang,
@@ -447,7 +459,8 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
             smb_disconnect_after_bytes,
             smb_power_off_after_bytes,
             installers_fail_with,
-            winrm_stalls_after_boot_ms
+            winrm_stalls_after_boot_ms,
+            health_endpoint_fails_after
         );
     }
 }
@@ -592,7 +605,10 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             installers_fail_with: faults.installers_fail_with,
             pending_after_reboot: faults.pending_after_reboot.unwrap_or_default(),
             winrm_stall_after_boot: faults.winrm_stalls_after_boot_ms.map(Duration::from_millis),
+            breaks_service: faults.breaks_service.unwrap_or_default(),
+            health_endpoint_fails_after: faults.health_endpoint_fails_after,
         },
+        services: s.services.clone().unwrap_or_default(),
     })
 }
 
