@@ -90,7 +90,8 @@ impl CheckKind {
         match self {
             CheckKind::Service(s) => format!("service {s}"),
             CheckKind::Port(p) => format!("port {p}"),
-            CheckKind::Http { url, .. } => format!("http {url}"),
+            // The evidence names the URL, with the host's address in it.
+            CheckKind::Http { .. } => "http".to_string(),
             CheckKind::EventLog { log, level, .. } => {
                 format!("eventlog {log} {}", format!("{level:?}").to_lowercase())
             }
