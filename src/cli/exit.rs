@@ -75,8 +75,10 @@ Exit codes:
   1    error before or outside a run (inventory, repository, catalog, network), or a journal
        that could not be written
   2    usage: a bad flag or value
-  3    a failure budget or the canary gate stopped the run before its last wave
-  4    the run (or scan) reached its end, but some hosts failed or were unreachable
+  3    a failure budget, the canary gate or a host unhealthy during a soak stopped the run
+       before its last wave
+  4    the run (or scan) reached its end, but some hosts failed, were unhealthy or were
+       unreachable
   5    the run paused after its canaries (--pause-after-canary): `hive promote RUN`, then
        `hive resume RUN`
   130  interrupted by Ctrl-C: no new host started; `hive resume RUN` continues the run
