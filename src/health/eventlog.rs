@@ -122,7 +122,7 @@ pub fn since_boot(events: &[LoggedEvent]) -> Vec<&LoggedEvent> {
         .iter()
         .filter(|e| !is_boot(e) && e.record > boot)
         .collect();
-    found.sort_by(|a, b| b.record.cmp(&a.record));
+    found.sort_by_key(|e| std::cmp::Reverse(e.record));
     found
 }
 
