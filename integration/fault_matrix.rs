@@ -1,4 +1,5 @@
-//! Issue #9's fault matrix: fifteen things real fleets do to a patch run, each injected into a
+//! Issue #9's fault matrix (and issue #16's health rows, 16 and 17): things real fleets do to a
+//! patch run, each injected into a
 //! real 30-host rollout (WinRM to simulated Windows hosts, C$ through the harness's real Samba,
 //! catalogs through its real tinyproxy). Every row asserts three things:
 //!
@@ -62,7 +63,7 @@ struct Row {
     expected: &'static str,
 }
 
-const ROWS: [Row; 17] = [
+const ROWS: [Row; 19] = [
     Row {
         id: 1,
         fault: "connection reset mid-Receive",
@@ -164,6 +165,18 @@ const ROWS: [Row; 17] = [
         fault: "skewed clock",
         injected: "winsim `clock_skew_s` = 900: the host's clock (the probe's `utc_now`) runs 15 minutes ahead; pre-flight bound 300 s",
         expected: "skipped by pre-flight before its wave, naming the skew and the bound; nothing installed, no reboot",
+    },
+    Row {
+        id: 18,
+        fault: "service broken by patch",
+        injected: "winsim fault `breaks_service`: after the patch and its reboot, W3SVC does not start (SCM event 7000); the host's group checks `service = \"W3SVC\"`",
+        expected: "unhealthy: the health check after the reboot names W3SVC and its STOPPED state; the patch is installed, the host rebooted once",
+    },
+    Row {
+        id: 19,
+        fault: "health endpoint down",
+        injected: "winsim fault `health_endpoint_fails_after = 0`: the host's HTTP health page answers 503; every host checks `http = \"http://.../{name}/health\"`",
+        expected: "unhealthy: the http check names the URL and the 503; the other hosts' checks pass",
     },
 ];
 
@@ -470,12 +483,26 @@ fn fill_full_share(root: &Path, leave: u64) -> Filler {
     Filler(filler)
 }
 
+/// Health checks for a row: the `[group...]` settings (TOML, given the fleet's health page URL
+/// template) and who gets them.
+struct HealthRow {
+    settings: fn(&str) -> String,
+    /// Every host (`[group_defaults]`), or only the faulty one.
+    everyone: bool,
+}
+
 /// Start the row's fleet, wire the faulty host's C$ as asked, and run the rollout.
-async fn rollout(
+async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>, preflight: bool) -> Ran {
+    rollout_checked(row, faulty, catalog, preflight, None).await
+}
+
+/// [`rollout`] with the inventory's health checks.
+async fn rollout_checked(
     row: u8,
     faulty: Option<&Faulty>,
     catalog: Option<Catalog>,
     preflight: bool,
+    health: Option<HealthRow>,
 ) -> Ran {
     let lab = lab(match faulty.map(|f| &f.smb) {
         Some(Smb::Front { installer }) => *installer,
@@ -511,6 +538,37 @@ async fn rollout(
         }
     }
     let catalog = Arc::new(catalog.unwrap_or_else(|| lab.catalog.clone()));
+    let connector: Arc<dyn hive::remote::Connector> = Arc::new(NetworkConnector::new(Timeouts {
+        connect: Duration::from_secs(2),
+        operation: Duration::from_secs(20),
+    }));
+    let mut web = None;
+    let mut policy = hive::inventory::GroupPolicy::default();
+    if let Some(h) = &health {
+        let server = winsim::health_http::HealthServer::start(
+            fleet.model.hosts().to_vec(),
+            [127, 0, 0, 1].into(),
+        )
+        .await
+        .unwrap();
+        let settings: hive::inventory::GroupSettings =
+            toml::from_str(&(h.settings)(&server.url_template())).unwrap();
+        if h.everyone {
+            policy.defaults = settings;
+        } else if let Some(f) = faulty {
+            policy.groups.insert("web".into(), settings);
+            let i = fleet.hosts.iter().position(|x| x.name == f.name).unwrap();
+            fleet.hosts[i].groups.insert("web".into());
+        }
+        web = Some(server);
+    }
+    let secrets: Vec<_> = fleet
+        .hosts
+        .iter()
+        .map(|h| (h.clone(), Ok(fleet.secret.clone())))
+        .collect();
+    let inventory_health =
+        hive::rollout::InventoryHealth::new(&policy, &secrets, connector.clone()).map(Arc::new);
     let job = DeployJob {
         hosts: fleet
             .hosts
@@ -523,10 +581,8 @@ async fn rollout(
         repo: lab.repo.clone(),
         options: options(),
         files: FileSource::Probe,
-        connector: Arc::new(NetworkConnector::new(Timeouts {
-            connect: Duration::from_secs(2),
-            operation: Duration::from_secs(20),
-        })),
+        connector,
+        health: inventory_health.clone(),
     };
     let inventory = Inventory::new(fleet.hosts.clone());
     let opts = RolloutOptions {
@@ -542,7 +598,11 @@ async fn rollout(
             settings: PreflightSettings::default(),
         }));
     }
+    rollout.health = inventory_health.map(|h| {
+        Arc::new(hive::rollout::InventoryHealthCheck(h)) as Arc<dyn hive::rollout::HealthCheck>
+    });
     let summary = rollout.start(PLAN, waves, opts).await.unwrap();
+    drop(web);
     Ran {
         fleet,
         lab,
@@ -791,8 +851,17 @@ fn is_stage(s: &Step) -> bool {
 }
 
 async fn host_row(id: u8, faulty: Faulty, check: impl FnOnce(&mut Findings, &Ran, &str)) {
+    host_row_checked(id, faulty, None, check).await
+}
+
+async fn host_row_checked(
+    id: u8,
+    faulty: Faulty,
+    health: Option<HealthRow>,
+    check: impl FnOnce(&mut Findings, &Ran, &str),
+) {
     let t0 = Instant::now();
-    let ran = rollout(id, Some(&faulty), None, faulty.preflight).await;
+    let ran = rollout_checked(id, Some(&faulty), None, faulty.preflight, health).await;
     let mut f = Findings::new(id);
     common_checks(&mut f, &ran, Some(faulty.name));
     check(&mut f, &ran, faulty.name);
@@ -1497,5 +1566,84 @@ async fn row_15_proxy_refuses() {
             f.observed.push_str("; cache byte-for-byte unchanged");
         },
     )
+    .await;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Rows 18-19: the patch lands, the host is not well (issue #16)
+// ------------------------------------------------------------------------------------------------
+
+/// The faulty host's own checks: the patch landed and it rebooted once; only its health failed.
+fn patched_but_unhealthy(f: &mut Findings, ran: &Ran, host: &str) {
+    let model = ran.fleet.host(host);
+    f.check(model.installed_kbs().iter().any(|k| k == PATCH), || {
+        format!("{PATCH} is not installed on {host}")
+    });
+    let runs = installer_runs(&ran.fleet, host);
+    f.check(runs == 1, || format!("the installer ran {runs} times"));
+    f.check(model.reboot_count() == 1, || {
+        format!("{} reboots", model.reboot_count())
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_18_service_broken_by_patch() {
+    let faulty = Faulty {
+        name: "W3SVC-BROKEN",
+        toml: "services = [{ name = \"W3SVC\", display_name = \"World Wide Web Publishing Service\" }]\n\
+               faults = { breaks_service = [{ package = \"KB5200001\", service = \"W3SVC\" }] }",
+        smb: Smb::Direct,
+        preflight: false,
+    };
+    let health = HealthRow {
+        settings: |_| "health = [{ service = \"W3SVC\", retries = 1, settle = 1 }]".into(),
+        everyone: false,
+    };
+    host_row_checked(18, faulty, Some(health), |f, ran, host| {
+        faulty_checks(
+            f,
+            ran,
+            host,
+            &[HostVerdict::Unhealthy],
+            &["health check", "service W3SVC", "1 STOPPED"],
+        );
+        patched_but_unhealthy(f, ran, host);
+        let model = ran.fleet.host(host);
+        f.check(model.service_running("W3SVC") == Some(false), || {
+            "W3SVC runs: the fault did not happen".into()
+        });
+        f.check(
+            model
+                .event_log()
+                .iter()
+                .any(|e| e.provider == "Service Control Manager" && e.id == 7000),
+            || "no SCM 7000 event on the host".into(),
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_19_health_endpoint_down() {
+    let faulty = Faulty {
+        name: "HEALTH-503",
+        toml: "faults = { health_endpoint_fails_after = 0 }",
+        smb: Smb::Direct,
+        preflight: false,
+    };
+    let health = HealthRow {
+        settings: |url| format!("health = [{{ http = \"{url}\", retries = 1, settle = 1 }}]"),
+        everyone: true,
+    };
+    host_row_checked(19, faulty, Some(health), |f, ran, host| {
+        faulty_checks(
+            f,
+            ran,
+            host,
+            &[HostVerdict::Unhealthy],
+            &["health check", "/HEALTH-503/health", "HTTP 503"],
+        );
+        patched_but_unhealthy(f, ran, host);
+    })
     .await;
 }

@@ -12,6 +12,7 @@ pub mod inventory;
 pub mod targets;
 pub mod remote;
 pub mod window;
+pub mod health;
 pub mod scan;
 pub mod repo;
 pub mod adopt;

@@ -15,7 +15,7 @@ use crate::events::{Step, StepOutcome};
 use crate::inventory::{Host, Secret};
 use crate::remote::{BoxFuture, Connector, RemoteError};
 use crate::repo::Repository;
-use crate::rollout::{HostJob, HostOutcome, HostVerdict, JobContext};
+use crate::rollout::{HostJob, HostOutcome, HostVerdict, InventoryHealth, JobContext};
 use crate::scan::run::{FileSource, PreparedProbe, scan_target};
 
 /// Everything the deploy job needs, shared by all hosts of a run.
@@ -30,6 +30,9 @@ pub struct DeployJob {
     /// How each host's [`Target`](crate::remote::Target) is opened (the network, or the demo's
     /// simulated drives).
     pub connector: Arc<dyn Connector>,
+    /// The inventory's health checks: their baseline (service start types) is read here, right
+    /// before a host's first install; the engine runs the checks themselves.
+    pub health: Option<Arc<InventoryHealth>>,
 }
 
 impl DeployJob {
@@ -171,6 +174,13 @@ impl DeployJob {
             );
         }
 
+        // Before anything is installed (a resumed host that already had an install has no
+        // before any more: its start types are left unrecorded rather than recorded wrong).
+        if let Some(health) = &self.health
+            && ctx.resume.install_started.is_empty()
+        {
+            health.record_baseline(&ctx.host, target.as_mut()).await;
+        }
         let prior = deploy::PriorWork {
             installed: ctx.resume.installed_ok.clone(),
             rebooted,

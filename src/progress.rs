@@ -17,7 +17,9 @@ use serde::Serialize;
 
 use crate::events::{Event, EventSink, Step, StepState};
 use crate::journal::{Record, RunHeader};
-use crate::rollout::{HostOutcome, HostVerdict, RunWatcher, Summary, Wave, format_duration};
+use crate::rollout::{
+    HostOutcome, HostVerdict, RunWatcher, SoakStatus, Summary, Wave, format_duration,
+};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,8 @@ struct State {
     hosts: HashMap<String, HostLine>,
     failures: usize,
     unreachable: usize,
+    /// The soak countdown line, while a wave soaks.
+    soak: Option<ProgressBar>,
     /// Last NDJSON progress line per host, to print at most a few per second.
     last_progress: HashMap<String, Instant>,
 }
@@ -260,6 +264,11 @@ enum Line<'a> {
     Waiting {
         what: &'a str,
     },
+    /// A soak poll: the time left and each host's health.
+    Soak {
+        #[serde(flatten)]
+        status: &'a SoakStatus,
+    },
     Summary {
         #[serde(flatten)]
         summary: &'a Summary,
@@ -354,7 +363,7 @@ impl RunWatcher for Progress {
                     }
                 }
                 match outcome.verdict {
-                    HostVerdict::Failed => s.failures += 1,
+                    HostVerdict::Failed | HostVerdict::Unhealthy => s.failures += 1,
                     HostVerdict::Unreachable => s.unreachable += 1,
                     _ => {}
                 }
@@ -394,6 +403,29 @@ impl RunWatcher for Progress {
                 if let Some(bar) = s.waves.get(&wave.index) {
                     bar.set_message(format!("gate {gate}"));
                     bar.abandon();
+                }
+            }),
+        }
+    }
+
+    fn soak(&self, status: &SoakStatus) {
+        match self.mode {
+            // One line per poll, not per clock tick: a 30-minute soak stays readable in a log.
+            Mode::Ndjson if status.polled => self.line(&Line::Soak { status }),
+            Mode::Ndjson => {}
+            Mode::Bars => self.with_state(|s| {
+                let Some(mp) = &s.mp else { return };
+                let bar = s.soak.get_or_insert_with(|| {
+                    let bar = mp.add(ProgressBar::new_spinner());
+                    bar.set_style(style("  {spinner} {msg}"));
+                    bar
+                });
+                bar.set_message(soak_line(status));
+                bar.tick();
+                if status.left_ms == 0 || status.hosts.values().any(|h| h.healthy == Some(false)) {
+                    bar.finish_and_clear();
+                    mp.remove(bar);
+                    s.soak = None;
                 }
             }),
         }
@@ -460,22 +492,71 @@ fn copy_rate(done: u64, total: u64, secs: f64) -> String {
     format!("{rate}, {}:{:02} left", left / 60, left % 60)
 }
 
+/// `soak canary: 4m12s left — 2 healthy, 1 not polled yet; web01 ok, web02 ok`: the countdown,
+/// then each host's health (the first few by name; unhealthy ones always).
+pub fn soak_line(status: &SoakStatus) -> String {
+    const NAMED: usize = 8;
+    let count = |want: Option<bool>| status.hosts.values().filter(|h| h.healthy == want).count();
+    let mut s = format!(
+        "soak {}: {} left — {} healthy",
+        status.wave,
+        format_duration(Duration::from_millis(status.left_ms)),
+        count(Some(true))
+    );
+    let bad = count(Some(false));
+    if bad > 0 {
+        s.push_str(&format!(", {bad} UNHEALTHY"));
+    }
+    let unpolled = count(None);
+    if unpolled > 0 {
+        s.push_str(&format!(", {unpolled} not polled yet"));
+    }
+    let mut named: Vec<String> = status
+        .hosts
+        .iter()
+        .filter(|(_, h)| h.healthy == Some(false))
+        .map(|(n, h)| format!("{n} UNHEALTHY ({})", h.evidence))
+        .collect();
+    named.extend(
+        status
+            .hosts
+            .iter()
+            .filter(|(_, h)| h.healthy == Some(true))
+            .take(NAMED.saturating_sub(named.len()))
+            .map(|(n, _)| format!("{n} ok")),
+    );
+    if !named.is_empty() {
+        s.push_str("; ");
+        s.push_str(&named.join(", "));
+    }
+    s
+}
+
 /// The final table: one line per wave, then every host that did not end well, then the recap.
 pub fn render_summary(summary: &Summary) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<12} {:>6} {:>8} {:>8} {:>7} {:>12} {:>8} {:>12}  gate\n",
-        "wave", "hosts", "patched", "up2date", "failed", "unreachable", "skipped", "not started"
+        "{:<12} {:>6} {:>8} {:>8} {:>7} {:>9} {:>12} {:>8} {:>12}  gate\n",
+        "wave",
+        "hosts",
+        "patched",
+        "up2date",
+        "failed",
+        "unhealthy",
+        "unreachable",
+        "skipped",
+        "not started"
     ));
     for w in &summary.waves {
         let c = &w.counts;
         s.push_str(&format!(
-            "{:<12} {:>6} {:>8} {:>8} {:>7} {:>12} {:>8} {:>12}  {}\n",
+            "{:<12} {:>6} {:>8} {:>8} {:>7} {:>9} {:>12} {:>8} {:>12}  {}\n",
             w.name,
             c.total(),
             c.patched,
             c.nothing_to_do,
             c.failed,
+            c.unhealthy,
             c.unreachable,
             c.skipped,
             c.not_started + c.interrupted,
@@ -576,5 +657,58 @@ mod tests {
             host_message(&ev(Step::Verify, fin), None).unwrap(),
             "verified"
         );
+    }
+
+    #[test]
+    fn the_soak_line_counts_down_and_names_each_hosts_health() {
+        use crate::rollout::HostHealth;
+        let h = |healthy, evidence: &str| HostHealth {
+            healthy,
+            evidence: evidence.into(),
+            polls: 1,
+        };
+        let status = SoakStatus {
+            wave: "canary".into(),
+            left_ms: 252_000,
+            polled: true,
+            hosts: [
+                ("web01".to_string(), h(Some(true), "fine")),
+                (
+                    "web02".to_string(),
+                    h(Some(false), "service W3SVC: stopped"),
+                ),
+                ("web03".to_string(), h(None, "")),
+            ]
+            .into(),
+        };
+        assert_eq!(
+            soak_line(&status),
+            "soak canary: 4m12s left — 1 healthy, 1 UNHEALTHY, 1 not polled yet; \
+             web02 UNHEALTHY (service W3SVC: stopped), web01 ok"
+        );
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let p = Progress::ndjson(Box::new(out.clone()));
+        p.soak(&status);
+        p.soak(&SoakStatus {
+            polled: false,
+            ..status.clone()
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "one line per poll: {text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["record"], "soak", "{text}");
+        assert_eq!(v["left_ms"], 252_000);
+        assert_eq!(v["hosts"]["web02"]["healthy"], false);
     }
 }

@@ -163,6 +163,7 @@ async fn the_bad_patch_stops_at_the_canaries_and_the_good_one_reaches_the_fleet(
             connect: Duration::from_secs(2),
             operation: Duration::from_secs(20),
         })),
+        health: None,
     });
     let inventory = Inventory::new(fleet.hosts.clone());
     let opts = RolloutOptions {

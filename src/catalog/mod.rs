@@ -21,7 +21,7 @@ pub mod provenance;
 pub mod store;
 pub mod verify;
 pub mod values;
-mod xml;
+pub mod xml;
 
 pub use diff::{CatalogDiff, ProductChange, diff};
 pub use error::{ImportError, StoreError};

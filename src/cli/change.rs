@@ -111,6 +111,9 @@ pub fn rollout(
     if hooks.any_wave_hooks() {
         rollout.wave_hooks = Some(Arc::new(WaveHookRunner { hooks }));
     }
+    rollout.health = job.health.clone().map(|h| {
+        Arc::new(hive::rollout::InventoryHealthCheck(h)) as Arc<dyn hive::rollout::HealthCheck>
+    });
     if let Some(settings) = preflight {
         rollout.preflight = Some(Arc::new(hive::host_preflight::HostPreflight { job, settings }));
     }

@@ -43,7 +43,7 @@ impl Outcome {
         match &summary.stop {
             None => {
                 let c = summary.counts();
-                if c.failed + c.unreachable + c.reboot_loop + c.withheld > 0 {
+                if c.failed + c.unhealthy + c.unreachable + c.reboot_loop + c.withheld > 0 {
                     Outcome::HostsFailed
                 } else {
                     Outcome::Done
@@ -52,7 +52,8 @@ impl Outcome {
             Some(StopReason::WaveBudget { .. })
             | Some(StopReason::TotalBudget { .. })
             | Some(StopReason::CanaryGate { .. })
-            | Some(StopReason::Hook { .. }) => Outcome::Stopped,
+            | Some(StopReason::Hook { .. })
+            | Some(StopReason::HealthGate { .. }) => Outcome::Stopped,
             Some(StopReason::Paused { .. }) | Some(StopReason::Window { .. }) => Outcome::Paused,
             Some(StopReason::Operator) | Some(StopReason::Interrupted) => Outcome::Interrupted,
             Some(StopReason::Journal { .. }) => Outcome::Error,
@@ -76,9 +77,10 @@ Exit codes:
   1    error before or outside a run (inventory, repository, catalog, network), or a journal
        that could not be written
   2    usage: a bad flag or value
-  3    a failure budget, the canary gate or a failed wave hook stopped the run before its
-       last wave
-  4    the run (or scan) reached its end, but some hosts failed or were unreachable
+  3    a failure budget, the canary gate, a host unhealthy during a soak or a failed wave
+       hook stopped the run before its last wave
+  4    the run (or scan) reached its end, but some hosts failed, were unhealthy, were
+       unreachable or stuck in a reboot loop
   5    the run paused after its canaries (--pause-after-canary): `hive promote RUN`, then
        `hive resume RUN`; or outside its hosts' maintenance windows: `hive resume RUN` in
        the next window (or run with --wait-for-window)

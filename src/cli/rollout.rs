@@ -17,7 +17,7 @@ use hive::remote::Timeouts;
 use hive::repo::Repository;
 use hive::rollout::preflight::{PendingReboot, PreflightSettings};
 use hive::rollout::quarantine::release_marker;
-use hive::rollout::{Limit, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
+use hive::rollout::{InventoryHealth, Limit, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::{FileSource, PreparedProbe, ScanOptions, scan_fleet_with};
 use hive::targets::TargetRecord;
 
@@ -206,6 +206,8 @@ fn job(
     }
     let secrets = secrets_for(&inv.hosts);
     let options = deploy_options(work);
+    let connector = super::connect::connector(Timeouts::default());
+    let health = InventoryHealth::new(&inv.policy, &secrets, connector.clone()).map(Arc::new);
     let job = DeployJob {
         hosts: secrets
             .into_iter()
@@ -217,7 +219,8 @@ fn job(
         repo,
         options,
         files: work.files,
-        connector: super::connect::connector(Timeouts::default()),
+        connector,
+        health,
     };
     Ok((job, inv))
 }

@@ -8,9 +8,12 @@
 //! ```toml
 //! [group_defaults]
 //! # settings every host gets unless one of its groups says otherwise
+//! health = [{ port = 5985 }]
 //!
 //! [group.web]
 //! # settings for hosts in group "web"
+//! health = [{ service = "W3SVC" }, { http = "https://{address}/health" }]
+//! health_interval = 30
 //! window = ["Sat 02:00-06:00", "patch-tuesday+3 22:00-02:00"]   # see crate::window
 //! window_zone = "Europe/Berlin"                                 # IANA name; default: this machine's
 //!
@@ -36,6 +39,11 @@ use super::Host;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupSettings {
+    /// What "healthy" means for these hosts (see [`super::health`]); checked after their
+    /// patches and polled during the soak.
+    pub health: Option<Vec<super::health::HealthCheckSpec>>,
+    /// Seconds between two polls of the health checks during a wave's soak.
+    pub health_interval: Option<u64>,
     /// Maintenance windows (`"Sat 02:00-06:00"`, `"2026-12-24 22:00 - 2026-12-25 04:00"`,
     /// `"patch-tuesday+3 02:00-06:00"`): a host starts only inside one. Parsed by `crate::window`.
     pub window: Option<Vec<String>>,

@@ -29,12 +29,14 @@
 
 mod credentials;
 pub mod groups;
+pub mod health;
 pub mod sources;
 
 pub use credentials::{
     CredentialRef, SecretSource, read_secret_file, resolve_credential, resolve_reference,
 };
 pub use groups::{GroupPolicy, GroupSettings, HookSettings};
+pub use health::{CheckKind, EventLevel, HealthCheckSpec};
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -49,12 +49,22 @@ pub(crate) fn wave_budget_of(wave: &Wave, c: &HostCounts) -> Option<StopReason> 
         })
     };
     if let Some(allowed) = over(wave.max_failed, c.failed_for_budget(), n) {
-        return hit("failed", c.failed_for_budget(), allowed);
+        return hit(failed_kind(c), c.failed_for_budget(), allowed);
     }
     if let Some(allowed) = over(wave.max_unreachable, c.unreachable, n) {
         return hit("unreachable", c.unreachable, allowed);
     }
     None
+}
+
+/// How the failed budget names what it counted: unhealthy hosts weigh like failed ones.
+fn failed_kind(c: &HostCounts) -> &'static str {
+    match (c.unhealthy > 0, c.reboot_loop > 0) {
+        (false, false) => "failed",
+        (true, false) => "failed or unhealthy",
+        (false, true) => "failed or in a reboot loop",
+        (true, true) => "failed, unhealthy or in a reboot loop",
+    }
 }
 
 pub(crate) fn total_budget(
@@ -72,7 +82,7 @@ pub(crate) fn total_budget_of(
 ) -> Option<StopReason> {
     if let Some(allowed) = over(options.max_failed_total, c.failed_for_budget(), total) {
         return Some(StopReason::TotalBudget {
-            kind: "failed".into(),
+            kind: failed_kind(c).into(),
             count: c.failed_for_budget(),
             allowed,
         });

@@ -262,6 +262,16 @@ impl Rollout {
             if stop.is_none() {
                 stop = total_budget(&header.options, &lines, total_hosts);
             }
+            let last = wave.index + 1 == header.waves.len();
+            if stop.is_none()
+                && !last
+                && wave.soak_ms > 0
+                && outcome.ran > 0
+                && canary_gate(wave, &lines).is_none()
+            {
+                journal.wave(wave.index, WaveState::Soak, &format!("{} ms", wave.soak_ms))?;
+                stop = self.soak(wave, header, &journal, &sink, &mut lines).await;
+            }
             let window_pause = matches!(stop, Some(StopReason::Window { .. }));
             let gate = match &stop {
                 Some(why) if window_pause => format!("paused: {why}"),
@@ -302,13 +312,6 @@ impl Rollout {
             }
             self.watcher.wave_finished(wave, &gate);
             gates[wave.index] = gate;
-            let last = wave.index + 1 == header.waves.len();
-            if stop.is_none() && !last && wave.soak_ms > 0 && outcome.ran > 0 {
-                journal.wave(wave.index, WaveState::Soak, &format!("{} ms", wave.soak_ms))?;
-                if !self.sleep_unless_stopped(wave.soak_ms).await {
-                    stop = Some(StopReason::Operator);
-                }
-            }
         }
         let state = match &stop {
             None => RunState::Finished,
@@ -764,8 +767,64 @@ impl Rollout {
         }
     }
 
-    async fn sleep_unless_stopped(&self, ms: u64) -> bool {
-        let end = Instant::now() + Duration::from_millis(ms);
+    /// The wave's soak (see [`super::soak`]); a host that turns unhealthy gets that verdict and
+    /// fails the wave's gate.
+    async fn soak(
+        &self,
+        wave: &Wave,
+        header: &RunHeader,
+        journal: &Journal,
+        sink: &Arc<dyn EventSink>,
+        lines: &mut BTreeMap<String, HostLine>,
+    ) -> Option<StopReason> {
+        let length = Duration::from_millis(wave.soak_ms);
+        let Some(health) = self.health.clone() else {
+            return (!self.sleep_unless_stopped(length).await).then_some(StopReason::Operator);
+        };
+        let patched: Vec<String> = wave
+            .hosts
+            .iter()
+            .filter(|h| lines.get(*h).and_then(|l| l.verdict) == Some(HostVerdict::Patched))
+            .cloned()
+            .collect();
+        let soak = super::soak::Soak {
+            run: &header.run,
+            wave: &wave.name,
+            health,
+            watcher: &self.watcher,
+            sink,
+            stop: &self.stop,
+        };
+        let end = soak.run(&patched, length).await;
+        if end.stopped {
+            return Some(StopReason::Operator);
+        }
+        let mut detail = Vec::new();
+        for (host, evidence) in end.unhealthy {
+            let outcome = HostOutcome::new(
+                HostVerdict::Unhealthy,
+                format!("turned unhealthy during the soak: {evidence}"),
+            );
+            if let Err(e) = journal.host_done(&host, wave.index, &outcome) {
+                return Some(StopReason::Journal {
+                    error: e.to_string(),
+                });
+            }
+            self.watcher.host_finished(&host, wave.index, &outcome);
+            if let Some(l) = lines.get_mut(&host) {
+                l.verdict = Some(outcome.verdict);
+                l.detail = outcome.detail;
+            }
+            detail.push(format!("{host}: {evidence}"));
+        }
+        (!detail.is_empty()).then(|| StopReason::HealthGate {
+            wave: wave.name.clone(),
+            detail: detail.join("; "),
+        })
+    }
+
+    async fn sleep_unless_stopped(&self, length: Duration) -> bool {
+        let end = Instant::now() + length;
         while Instant::now() < end {
             if self.stop.is_stopped() {
                 return false;
@@ -845,7 +904,7 @@ struct HostDone {
     journal_error: Option<String>,
 }
 
-/// Run one host's job, then its health check, bounded by the host timeout, and journal the
+/// Run one host's job, then (when it patched the host) its health checks, bounded by the host timeout, and journal the
 /// verdict from the host's own task (so verdicts of many hosts share fsyncs).
 async fn run_host(
     job: Arc<dyn HostJob>,
@@ -865,7 +924,9 @@ async fn run_host(
             Ok(o) => o,
             Err(_) => HostOutcome::new(HostVerdict::Failed, "the host job panicked (a hive bug)"),
         };
-        if let (Some(check), true) = (health, outcome.verdict.good()) {
+        // Only a host this run changed is judged: one with nothing to do was not touched, and a
+        // sick host the patches never reached must not count against them.
+        if let (Some(check), HostVerdict::Patched) = (health, outcome.verdict) {
             if let Err(e) = ctx.started(Step::Health) {
                 return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
             }
@@ -876,7 +937,7 @@ async fn run_host(
             };
             let _ = ctx.finished(Step::Health, ok, word, &detail);
             if let Err(e) = result {
-                outcome = HostOutcome::new(HostVerdict::Failed, format!("health check: {e}"));
+                outcome = HostOutcome::new(HostVerdict::Unhealthy, format!("health check: {e}"));
             }
         }
         outcome

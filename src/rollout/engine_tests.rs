@@ -330,3 +330,116 @@ async fn a_run_stopped_before_it_starts_starts_no_host() {
     assert!(seen.order.lock().unwrap().is_empty());
     assert_eq!(summary.counts().not_started, 8);
 }
+
+/// Hosts named in `sick` fail their health checks from the `from`-th check on.
+struct Sick {
+    sick: &'static [&'static str],
+    from: usize,
+    checks: Mutex<BTreeMap<String, usize>>,
+}
+
+impl super::HealthCheck for Sick {
+    fn check(&self, host: String) -> crate::remote::BoxFuture<'static, Result<String, String>> {
+        let mut checks = self.checks.lock().unwrap();
+        let n = checks.entry(host.clone()).or_default();
+        *n += 1;
+        let bad = self.sick.contains(&host.as_str()) && *n >= self.from;
+        Box::pin(async move {
+            if bad {
+                Err("service W3SVC: state 1 STOPPED".into())
+            } else {
+                Ok("healthy".into())
+            }
+        })
+    }
+    fn poll_interval(&self, _host: &str) -> Duration {
+        Duration::from_millis(20)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_canary_stops_the_run_and_nothing_to_do_is_not_judged() {
+    let repo = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Seen::default());
+    let mut rollout = Rollout::new(repo.path(), Arc::new(job(seen.clone(), 1, patched)));
+    let sick = Arc::new(Sick {
+        sick: &["C1"],
+        from: 1,
+        checks: Mutex::default(),
+    });
+    rollout.health = Some(sick.clone());
+    let summary = rollout
+        .start("plan", three_waves(), options(4))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&summary.stop, Some(StopReason::CanaryGate { detail, .. }) if detail.contains("failed or unhealthy")),
+        "{:?}",
+        summary.stop
+    );
+    let c1 = &summary.hosts[0];
+    assert_eq!(c1.verdict, Some(HostVerdict::Unhealthy));
+    assert_eq!(c1.detail, "health check: service W3SVC: state 1 STOPPED");
+    assert_eq!(seen.order.lock().unwrap().as_slice(), ["C1"]);
+
+    // A host with nothing to do was not touched: its health is not the patches' doing.
+    let repo = tempfile::tempdir().unwrap();
+    let mut rollout = Rollout::new(
+        repo.path(),
+        Arc::new(job(Arc::default(), 1, |_| HostVerdict::NothingToDo)),
+    );
+    let sick = Arc::new(Sick {
+        sick: &["C1", "A1"],
+        from: 1,
+        checks: Mutex::default(),
+    });
+    rollout.health = Some(sick.clone());
+    let summary = rollout
+        .start("plan", three_waves(), options(4))
+        .await
+        .unwrap();
+    assert_eq!(summary.stop, None);
+    assert!(sick.checks.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_turning_unhealthy_in_the_soak_fails_its_wave_and_is_journaled() {
+    let repo = tempfile::tempdir().unwrap();
+    let mut waves = three_waves();
+    waves[0].soak_ms = 10_000;
+    let mut rollout = Rollout::new(repo.path(), Arc::new(job(Arc::default(), 1, patched)));
+    // C1 passes the check after its job and the first soak poll, then fails.
+    rollout.health = Some(Arc::new(Sick {
+        sick: &["C1"],
+        from: 3,
+        checks: Mutex::default(),
+    }));
+    let t0 = std::time::Instant::now();
+    let summary = rollout.start("plan", waves, options(4)).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert!(
+        matches!(&summary.stop, Some(StopReason::HealthGate { wave, .. }) if wave == "canary"),
+        "{:?}",
+        summary.stop
+    );
+    assert!(
+        summary.waves[0]
+            .gate
+            .contains("turned unhealthy during its soak")
+    );
+    assert_eq!(summary.waves[1].gate, "not reached");
+    let log = RunLog::load(repo.path(), &summary.run).unwrap();
+    let (v, detail) = &log.verdicts()["C1"];
+    assert_eq!(*v, HostVerdict::Unhealthy);
+    assert!(
+        detail.starts_with("turned unhealthy during the soak: "),
+        "{detail}"
+    );
+    assert!(
+        log.waves
+            .iter()
+            .any(|(i, st, _)| *i == 0 && *st == WaveState::Soak),
+        "the journal records the soak: {:?}",
+        log.waves
+    );
+}

@@ -83,10 +83,15 @@ where
     }
 }
 
-/// A custom health check run on each host after its job succeeded (e.g. "is the SQL service
-/// running"). A host that fails it counts as failed, so it weighs on the wave's gate.
+/// Health checks run on each host after its job patched it, and polled during its wave's soak.
+/// `Ok` carries what was seen, `Err` the evidence of what is wrong; a host that fails is
+/// [`super::HostVerdict::Unhealthy`], which weighs on the gates and budgets like a failure.
 pub trait HealthCheck: Send + Sync + 'static {
     fn check(&self, host: String) -> BoxFuture<'static, Result<String, String>>;
+    /// How often the soak polls this host.
+    fn poll_interval(&self, _host: &str) -> Duration {
+        Duration::from_secs(60)
+    }
 }
 
 /// A health command run through a [`Target`](crate::remote::Target): healthy when it exits 0.

@@ -20,6 +20,7 @@
 pub mod budget;
 pub mod change;
 pub mod engine;
+pub mod health;
 pub mod job;
 pub mod journal;
 pub mod options;
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod preflight;
 pub mod quarantine;
 pub mod report;
+mod soak;
 pub mod stop;
 pub mod summary;
 pub mod verdict;
@@ -40,10 +42,11 @@ mod quarantine_tests;
 
 pub use change::WaveHooks;
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
+pub use health::{InventoryHealth, InventoryHealthCheck};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;
 pub use options::RolloutOptions;
 pub use plan::{Limit, PlanError, Stage, Wave, format_duration, parse_duration, parse_plan};
 pub use stop::{StopFlag, StopReason, stop_on_ctrl_c};
-pub use summary::{HostLine, Quiet, RunWatcher, Summary, WaveLine};
+pub use summary::{HostHealth, HostLine, Quiet, RunWatcher, SoakStatus, Summary, WaveLine};
 pub use verdict::{HostCounts, HostOutcome, HostVerdict};

@@ -105,6 +105,8 @@ pub enum StopReason {
     },
     /// A canary wave did not prove the patches good.
     CanaryGate { wave: String, detail: String },
+    /// A host of the wave turned unhealthy during its soak.
+    HealthGate { wave: String, detail: String },
     /// Waiting for `hive rollout promote`.
     Paused { run: String },
     /// Hosts are left whose maintenance window is closed (or too short for them): `hive resume`
@@ -142,6 +144,9 @@ impl fmt::Display for StopReason {
             ),
             StopReason::CanaryGate { wave, detail } => {
                 write!(f, "canary wave {wave} did not pass its gate: {detail}")
+            }
+            StopReason::HealthGate { wave, detail } => {
+                write!(f, "wave {wave} turned unhealthy during its soak: {detail}")
             }
             StopReason::Paused { run } => write!(
                 f,

@@ -72,6 +72,9 @@ impl Summary {
             c.unreachable,
             c.skipped
         );
+        if c.unhealthy > 0 {
+            s.push_str(&format!(", {} unhealthy", c.unhealthy));
+        }
         if c.nothing_to_do > 0 {
             s.push_str(&format!(", {} already up to date", c.nothing_to_do));
         }
@@ -115,6 +118,25 @@ impl Summary {
     }
 }
 
+/// Where a wave's soak is, for the progress display.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SoakStatus {
+    pub wave: String,
+    pub left_ms: u64,
+    /// This status follows a poll of the hosts (not only the clock moving on).
+    pub polled: bool,
+    pub hosts: std::collections::BTreeMap<String, HostHealth>,
+}
+
+/// One soaking host's health so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HostHealth {
+    /// `None` until its first poll.
+    pub healthy: Option<bool>,
+    pub evidence: String,
+    pub polls: u32,
+}
+
 /// Who watches a run besides the journal: the progress bars or the NDJSON printer. Every method
 /// has a no-op default.
 pub trait RunWatcher: EventSink {
@@ -126,6 +148,8 @@ pub trait RunWatcher: EventSink {
     fn paused(&self, _run: &str) {}
     /// The run waits (e.g. for a maintenance window): `what` says for what and until when.
     fn waiting(&self, _what: &str) {}
+    /// A wave is soaking: the time left and each host's health so far.
+    fn soak(&self, _status: &SoakStatus) {}
     fn run_finished(&self, _summary: &Summary) {}
 }
 

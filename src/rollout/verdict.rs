@@ -13,8 +13,11 @@ pub enum HostVerdict {
     Patched,
     /// The host already had everything approved for it.
     NothingToDo,
-    /// A step failed on a reachable host (installer error, verification mismatch, health check).
+    /// A step failed on a reachable host (installer error, verification mismatch).
     Failed,
+    /// Patched, but a health check failed afterwards (or during the soak): the patch may have
+    /// broken what the host is for. Counts against the failure budgets like `Failed`.
+    Unhealthy,
     /// The host could not be reached or logged on to.
     Unreachable,
     /// Deliberately not worked on (excluded, maintenance window closed...).
@@ -33,6 +36,7 @@ impl HostVerdict {
             HostVerdict::Patched => "patched",
             HostVerdict::NothingToDo => "nothing to do",
             HostVerdict::Failed => "failed",
+            HostVerdict::Unhealthy => "unhealthy",
             HostVerdict::Unreachable => "unreachable",
             HostVerdict::Skipped => "skipped",
             HostVerdict::Interrupted => "interrupted",
@@ -48,7 +52,10 @@ impl HostVerdict {
     /// The host ended badly on something hive did to it: evidence against the patches it was
     /// installing (see [`super::quarantine`]).
     pub fn against_patches(self) -> bool {
-        matches!(self, HostVerdict::Failed | HostVerdict::RebootLoop)
+        matches!(
+            self,
+            HostVerdict::Failed | HostVerdict::Unhealthy | HostVerdict::RebootLoop
+        )
     }
 }
 
@@ -75,6 +82,7 @@ pub struct HostCounts {
     pub patched: usize,
     pub nothing_to_do: usize,
     pub failed: usize,
+    pub unhealthy: usize,
     pub unreachable: usize,
     pub skipped: usize,
     pub interrupted: usize,
@@ -93,6 +101,7 @@ impl HostCounts {
             Some(HostVerdict::Patched) => self.patched += 1,
             Some(HostVerdict::NothingToDo) => self.nothing_to_do += 1,
             Some(HostVerdict::Failed) => self.failed += 1,
+            Some(HostVerdict::Unhealthy) => self.unhealthy += 1,
             Some(HostVerdict::Unreachable) => self.unreachable += 1,
             Some(HostVerdict::Skipped) => self.skipped += 1,
             Some(HostVerdict::Interrupted) => self.interrupted += 1,
@@ -111,14 +120,16 @@ impl HostCounts {
         }
     }
 
-    /// What the failure budgets count as failed: failed hosts and hosts in a reboot loop.
+    /// What the failure budgets count: hosts that failed, were left unhealthy, or are stuck in a
+    /// reboot loop.
     pub fn failed_for_budget(&self) -> usize {
-        self.failed + self.reboot_loop
+        self.failed + self.unhealthy + self.reboot_loop
     }
     pub fn total(&self) -> usize {
         self.patched
             + self.nothing_to_do
             + self.failed
+            + self.unhealthy
             + self.unreachable
             + self.skipped
             + self.interrupted

@@ -105,6 +105,9 @@ pub struct HostSettings {
     pub winrm_https_port: Option<u16>,
     pub reboot: Option<RebootSettings>,
     pub faults: Option<FaultSettings>,
+    /// Windows services besides the standard ones (EventLog, LanmanServer, WinRM), e.g.
+    /// `[{ name = "W3SVC", display_name = "World Wide Web Publishing Service" }]`.
+    pub services: Option<Vec<crate::services::ServiceSetting>>,
 }
 
 /// A host's account password: test-only, but still kept out of `Debug` output and logs.
@@ -197,6 +200,12 @@ pub struct FaultSettings {
     /// The host's clock runs this many seconds ahead of the real one (negative: behind), as a
     /// host whose time service lost its source drifts: the probe reports it in `utc_now`.
     pub clock_skew_s: Option<i64>,
+    /// Installing a package leaves a service unable to start: `[{ package = "KB5000201",
+    /// service = "W3SVC" }]` (see `services.rs`).
+    pub breaks_service: Option<Vec<crate::services::BrokenBy>>,
+    /// The host's HTTP health endpoint answers 503 from this many answered requests on (0: it is
+    /// down from the start).
+    pub health_endpoint_fails_after: Option<u32>,
 }
 
 /// One wire fault: fires on the `nth` request of `op` (any op when omitted), `times` times in a row
@@ -265,6 +274,7 @@ pub struct HostConfig {
     pub configuring: Duration,
     pub reboot_never_returns: bool,
     pub faults: FaultPlan,
+    pub services: Vec<crate::services::ServiceSetting>,
 }
 
 /// A host's faults in resolved form.
@@ -279,6 +289,8 @@ pub struct FaultPlan {
     pub winrm_stall_after_boot: Option<Duration>,
     /// Seconds the host's clock is ahead of the real one (negative: behind).
     pub clock_skew_s: i64,
+    pub breaks_service: Vec<crate::services::BrokenBy>,
+    pub health_endpoint_fails_after: Option<u32>,
 }
 
 /// A resolved wire rule.
@@ -441,14 +453,14 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
     macro_rules! add {
         ($from:ident => $to:ident: $($f:ident),*) => { $( if let Some(v) = $from.$f { $to.$f.get_or_insert_with(Vec::new).extend(v); } )* };
     }
-    add!(top => base: kbs, permanent_packages, registry, files, pending_reboot, registry_denied);
+    add!(top => base: kbs, permanent_packages, registry, files, pending_reboot, registry_denied, services);
     if let Some(r) = top.reboot {
         let b = base.reboot.get_or_insert_with(Default::default);
         take!(r => b: downtime_ms, configuring_ms, never_returns);
     }
     if let Some(f) = top.faults {
         let b = base.faults.get_or_insert_with(Default::default);
-        add!(f => b: wire, pending_after_reboot);
+        add!(f => b: wire, pending_after_reboot, breaks_service);
         take!(
             f => b:
             installers_hang,
@@ -457,7 +469,8 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
             smb_power_off_after_bytes,
             installers_fail_with,
             winrm_stalls_after_boot_ms,
-            clock_skew_s
+            clock_skew_s,
+            health_endpoint_fails_after
         );
     }
 }
@@ -604,7 +617,10 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             pending_after_reboot: faults.pending_after_reboot.unwrap_or_default(),
             winrm_stall_after_boot: faults.winrm_stalls_after_boot_ms.map(Duration::from_millis),
             clock_skew_s: faults.clock_skew_s.unwrap_or(0),
+            breaks_service: faults.breaks_service.unwrap_or_default(),
+            health_endpoint_fails_after: faults.health_endpoint_fails_after,
         },
+        services: s.services.clone().unwrap_or_default(),
     })
 }
 

@@ -20,6 +20,7 @@
 pub mod clock;
 pub mod codepage;
 mod cmd;
+pub mod eventlog;
 pub mod fleet;
 pub mod hive_folder;
 pub mod host;
@@ -29,6 +30,8 @@ pub mod os;
 pub mod pe;
 pub use hive_probe as probe;
 pub mod registry;
+pub mod services;
+pub mod health_http;
 mod sim_host;
 pub mod ssh;
 pub mod ssh_wire;

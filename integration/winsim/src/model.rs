@@ -101,6 +101,10 @@ pub(crate) struct State {
     pub temp_serial: u32,
     /// The fault `winrm_stalls_after_boot_ms`: the next Command stalls (set at each boot).
     pub stall_next_command: bool,
+    pub services: crate::services::Services,
+    pub events: crate::eventlog::EventLog,
+    /// Requests the HTTP health endpoint answered.
+    pub health_requests: u32,
 }
 
 /// Fixed facts about a host.
@@ -223,6 +227,11 @@ impl WinHost {
                 reboots: 0,
                 temp_serial: 0,
                 stall_next_command: false,
+                services: crate::services::Services::new(&config.services),
+                events: crate::eventlog::EventLog::new(
+                    now.checked_sub(config.uptime).unwrap_or(now),
+                ),
+                health_requests: 0,
             }),
         };
         // %SystemRoot%\Temp is where installers get staged (ADMIN$\Temp); the profile folder
@@ -427,6 +436,16 @@ impl WinHost {
 
     /// The fault plan, including the items only the SMB harness can act on
     /// (`smb_disconnect_after_bytes`).
+    /// Whether a service exists and runs now (`None`: no such service).
+    pub fn service_running(&self, name: &str) -> Option<bool> {
+        self.settled().services.get(name).map(|s| s.running)
+    }
+
+    /// The System event log as it is now.
+    pub fn event_log(&self) -> Vec<crate::eventlog::LogEvent> {
+        self.settled().events.events().to_vec()
+    }
+
     pub fn fault_plan(&self) -> &FaultPlan {
         &self.faults
     }
@@ -492,6 +511,12 @@ impl WinHost {
         st.boot_time = self.wall(up_at).max(earliest);
         st.power = Power::Up;
         st.reboots += 1;
+        let boot = st.boot_time;
+        let State {
+            services, events, ..
+        } = &mut *st;
+        events.boot(boot);
+        services.boot(events);
         tracing::info!(host = %self.name, reboots = st.reboots, "back up after a reboot");
         if self.configuring.is_zero() {
             st.registry.delete_key(CBS_REBOOT_PENDING);

@@ -290,6 +290,10 @@ fn the_example_fleet_file_loads_with_its_fault_plans() {
     assert_eq!(broken.pending_after_reboot, ["windows-update"]);
     assert_eq!(broken.smb_power_off_after_bytes, Some(262144));
     assert_eq!(broken.winrm_stall_after_boot, Some(Duration::from_secs(20)));
+    let iis = fleet.host("IIS01").unwrap();
+    assert_eq!(iis.service_running("W3SVC"), Some(true));
+    assert_eq!(iis.fault_plan().breaks_service[0].service, "W3SVC");
+    assert_eq!(iis.fault_plan().health_endpoint_fails_after, Some(10));
     assert_eq!(
         fleet.smb_disconnects(),
         vec![("FLAKY01".to_string(), 65536)]

@@ -254,6 +254,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         options,
         files: FileSource::Probe,
         connector,
+        health: None,
     };
     let plan_text = "canary(group=canary) -> 10% -> 50% -> 100%";
     let rollout_opts = RolloutOptions {

@@ -336,6 +336,29 @@ pub(crate) fn not_recognized(host: &WinHost, name: &str) -> Out {
     Out::err(text, 9009)
 }
 
+/// `sc query NAME` and `sc qc NAME` read a service; anything else (create, config, start...) is
+/// refused as persistence is.
+fn sc(host: &WinHost, args: &[String]) -> Out {
+    match args {
+        [verb, name] if ["query", "qc"].contains(&verb.to_ascii_lowercase().as_str()) => {
+            let (stdout, code) = host.settled().services.sc(&verb.to_ascii_lowercase(), name);
+            if code == 0 {
+                Out::ok(stdout)
+            } else {
+                Out {
+                    stdout,
+                    stderr: String::new(),
+                    code,
+                }
+            }
+        }
+        _ => Out::err(
+            "[SC] OpenSCManager FAILED 5:\r\n\r\nAccess is denied.\r\n\r\n",
+            5,
+        ),
+    }
+}
+
 /// Runs one command (no operators left).
 fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<'a> {
     Box::pin(async move {
@@ -380,11 +403,14 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
                 "shutdown" => return shutdown(host, &args),
                 "certutil" => return certutil(host, &args),
                 "schtasks" => return Out::err("ERROR: Access is denied.\r\n", 1),
-                "sc" => {
-                    return Out::err(
-                        "[SC] OpenSCManager FAILED 5:\r\n\r\nAccess is denied.\r\n\r\n",
-                        5,
-                    );
+                "sc" => return sc(host, &args),
+                "wevtutil" if host.at_least(6, 0) => {
+                    let (stdout, stderr, code) = host.settled().events.wevtutil(&host.name, &args);
+                    return Out {
+                        stdout,
+                        stderr,
+                        code,
+                    };
                 }
                 "powershell" if host.powershell => return powershell::run(ctx, &args).await,
                 "expand" => return packages::expand(host, &args),

@@ -182,6 +182,7 @@ async fn install(
         });
         // What the package unpacked stays on disk (backup folders, $NtUninstall$, WinSxS).
         st.free_disk = st.free_disk.saturating_sub(m.disk_bytes);
+        crate::services::installed(host, &mut st, m, code);
         let reboots_itself =
             code == 1641 || (m.reboot_required && (!no_reboot || !m.honours_no_reboot));
         if reboots_itself {
