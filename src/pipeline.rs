@@ -15,7 +15,7 @@ use crate::events::{Step, StepOutcome};
 use crate::inventory::{Host, Secret};
 use crate::remote::{BoxFuture, Connector, RemoteError};
 use crate::repo::Repository;
-use crate::rollout::{HostJob, HostOutcome, HostVerdict, JobContext};
+use crate::rollout::{HostEvidence, HostJob, HostOutcome, HostVerdict, JobContext};
 use crate::scan::run::{FileSource, PreparedProbe, scan_target};
 
 /// Everything the deploy job needs, shared by all hosts of a run.
@@ -147,11 +147,13 @@ impl DeployJob {
             },
             boot,
         );
+        let mut evidence = HostEvidence::of_scan(&result.facts, &result.verdicts);
         if plan.installs.is_empty() {
             return HostOutcome::new(
                 HostVerdict::NothingToDo,
                 "no approved patch is missing".to_string(),
-            );
+            )
+            .with_evidence(evidence);
         }
 
         let prior = deploy::PriorWork {
@@ -185,7 +187,12 @@ impl DeployJob {
         if let Some(why) = out.evidence.first() {
             detail.push_str(&format!(" ({why})"));
         }
-        HostOutcome::new(verdict, detail)
+        for p in &out.patches {
+            if let Some(after) = &p.verified {
+                evidence.set_after(&p.patch, after);
+            }
+        }
+        HostOutcome::new(verdict, detail).with_evidence(evidence)
     }
 }
 

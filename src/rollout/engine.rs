@@ -82,6 +82,8 @@ pub struct Rollout {
     pub wait_for_promote: bool,
     /// Resolved hosts to journal in the run header (see `RunHeader::targets`).
     pub targets: Vec<crate::targets::TargetRecord>,
+    /// The hosts' inventory groups (group → hosts) to journal in the run header, for reports.
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Rollout {
@@ -94,6 +96,7 @@ impl Rollout {
             stop: StopFlag::default(),
             wait_for_promote: false,
             targets: Vec::new(),
+            groups: BTreeMap::new(),
         }
     }
 
@@ -112,6 +115,8 @@ impl Rollout {
             waves,
             options,
             targets: self.targets.clone(),
+            operator: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+            groups: self.groups.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);
         journal.run_state(RunState::Running, "started")?;
@@ -130,7 +135,7 @@ impl Rollout {
             .filter(|(_, (v, _))| {
                 !(retry_failed && matches!(v, HostVerdict::Failed | HostVerdict::Unreachable))
             })
-            .map(|(h, (verdict, detail))| (h, HostOutcome { verdict, detail }))
+            .map(|(h, (verdict, detail))| (h, HostOutcome::new(verdict, detail)))
             .collect();
         let reason = format!(
             "resumed: {} hosts done before{}",

@@ -18,6 +18,7 @@
 
 pub mod budget;
 pub mod engine;
+pub mod evidence;
 pub mod job;
 pub mod journal;
 pub mod options;
@@ -31,6 +32,7 @@ pub mod verdict;
 mod engine_tests;
 
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
+pub use evidence::{HostEvidence, PatchEvidence};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;
 pub use options::RolloutOptions;

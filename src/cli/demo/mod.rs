@@ -258,6 +258,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let progress = Arc::new(hive::progress::Progress::stdout());
     let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
     rollout.watcher = progress.clone();
+    rollout.groups = crate::cli::rollout::group_members(&inv.hosts);
     let summary = rollout.start(plan_text, waves, rollout_opts).await?;
     println!("{}", hive::progress::render_summary(&summary));
     println!(

@@ -177,6 +177,7 @@ impl Journal {
             verdict: outcome.verdict,
             detail: outcome.detail.clone(),
             at_ms: now_ms(),
+            evidence: outcome.evidence.clone(),
         })
     }
 

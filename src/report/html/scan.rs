@@ -1,0 +1,219 @@
+//! A scan's report page (`hive scan -o html`): the headline, the host × bulletin matrix with the
+//! evidence of each verdict, and the hosts that need attention (not scanned, then missing
+//! patches).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    ATTENTION_SHOWN, Attention, CellData, Count, Data, HostData, Page, bulletin_columns, utc_text,
+};
+use crate::catalog::model::Catalog;
+use crate::scan::HostScan;
+use crate::scan::evaluate::{Status, Verdict};
+
+/// The report page of a scan; `groups` is group → hosts (from the inventory).
+pub fn page(
+    catalog: &Catalog,
+    scans: &[HostScan],
+    groups: &BTreeMap<String, Vec<String>>,
+    now_ms: u64,
+) -> Page {
+    let group_names: Vec<String> = groups.keys().cloned().collect();
+    let mut host_groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, members) in groups.values().enumerate() {
+        for h in members {
+            host_groups.entry(h.as_str()).or_default().push(i);
+        }
+    }
+    let shown = |v: &&Verdict| v.status != Status::NotApplicable;
+    let bulletin_ids: Vec<String> = scans
+        .iter()
+        .filter_map(|s| s.result.as_ref().ok())
+        .flat_map(|r| r.verdicts.iter().filter(shown))
+        .flat_map(|v| v.bulletins.iter().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let bulletin_index: BTreeMap<&str, usize> = bulletin_ids
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.as_str(), i))
+        .collect();
+
+    let (mut not_scanned, mut missing_hosts, mut clean) = (0, 0, 0);
+    let mut hosts: Vec<(u8, HostData)> = Vec::with_capacity(scans.len());
+    let mut attention = Vec::new();
+    for s in scans {
+        let g = host_groups
+            .get(s.host.as_str())
+            .cloned()
+            .unwrap_or_default();
+        let host = match &s.result {
+            Err(f) => {
+                not_scanned += 1;
+                let reason = format!("Not scanned: {f}");
+                (
+                    0,
+                    HostData {
+                        n: s.host.clone(),
+                        w: None,
+                        g,
+                        v: "not scanned".into(),
+                        c: "bad",
+                        r: reason,
+                        o: String::new(),
+                        s: vec![],
+                        m: vec![],
+                    },
+                )
+            }
+            Ok(r) => {
+                let missing: Vec<&Verdict> = r
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.status == Status::Missing)
+                    .collect();
+                let review = r
+                    .verdicts
+                    .iter()
+                    .filter(|v| v.status.needs_action())
+                    .count()
+                    - missing.len();
+                let (rank, verdict, class, reason) = if !missing.is_empty() {
+                    missing_hosts += 1;
+                    let ids: BTreeSet<&str> = missing
+                        .iter()
+                        .flat_map(|v| v.bulletins.iter().map(String::as_str))
+                        .collect();
+                    (
+                        1,
+                        "missing patches".to_string(),
+                        "bad",
+                        format!(
+                            "Missing {} patch(es): {}",
+                            missing.len(),
+                            ids.into_iter().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                } else if review > 0 {
+                    clean += 1;
+                    (
+                        2,
+                        "to review".to_string(),
+                        "warn",
+                        format!("{review} warning(s) or note(s) to review"),
+                    )
+                } else {
+                    clean += 1;
+                    (4, "clean".to_string(), "good", String::new())
+                };
+                let facts = &r.facts;
+                (
+                    rank,
+                    HostData {
+                        n: s.host.clone(),
+                        w: None,
+                        g,
+                        v: verdict,
+                        c: class,
+                        r: reason,
+                        o: match &facts.build {
+                            Some(b) => format!("{} (build {b})", facts.os_name),
+                            None => facts.os_name.clone(),
+                        },
+                        s: vec![],
+                        m: r.verdicts
+                            .iter()
+                            .filter(shown)
+                            .flat_map(|v| {
+                                v.bulletins.iter().filter_map(|b| {
+                                    bulletin_index.get(b.as_str()).map(|&i| cell(i, v))
+                                })
+                            })
+                            .collect(),
+                    },
+                )
+            }
+        };
+        if host.0 < 4 {
+            attention.push((
+                host.0,
+                Attention {
+                    host: host.1.n.clone(),
+                    verdict: host.1.v.clone(),
+                    class: host.1.c,
+                    reason: host.1.r.clone(),
+                },
+            ));
+        }
+        hosts.push(host);
+    }
+    hosts.sort_by_key(|(rank, _)| *rank);
+    attention.sort_by_key(|(rank, _)| *rank);
+    let attention_more = attention.len().saturating_sub(ATTENTION_SHOWN);
+    attention.truncate(ATTENTION_SHOWN);
+
+    let mut notes = Vec::new();
+    if catalog.bulletins.is_empty() {
+        notes.push(
+            "The catalog is empty: bulletin titles, CVEs and severities are not shown.".into(),
+        );
+    }
+    Page {
+        kind: "scan",
+        title: format!("hive scan of {} hosts", scans.len()),
+        generated: utc_text(now_ms),
+        facts: vec![
+            ("Scanned at".to_string(), utc_text(now_ms)),
+            ("Hosts".to_string(), scans.len().to_string()),
+            (
+                "Bulletins that apply".to_string(),
+                bulletin_ids.len().to_string(),
+            ),
+        ],
+        counts: vec![
+            Count {
+                label: "missing patches".into(),
+                n: missing_hosts,
+                class: "bad",
+            },
+            Count {
+                label: "not scanned".into(),
+                n: not_scanned,
+                class: "bad",
+            },
+            Count {
+                label: "nothing missing".into(),
+                n: clean,
+                class: "good",
+            },
+        ],
+        attention: attention.into_iter().map(|(_, a)| a).collect(),
+        attention_more,
+        notes,
+        data: Data {
+            t0: 0,
+            t1: 0,
+            waves: vec![],
+            bulletins: bulletin_columns(Some(catalog), &bulletin_ids),
+            groups: group_names,
+            hosts: hosts.into_iter().map(|(_, h)| h).collect(),
+        },
+        compliance: None,
+    }
+}
+
+fn cell(bulletin: usize, v: &Verdict) -> CellData {
+    let class = match v.status {
+        Status::Missing => "missing",
+        Status::Warning => "warning",
+        Status::Note => "note",
+        Status::Installed | Status::Superseded => "installed",
+        Status::NotApplicable => "na",
+    };
+    let mut evidence = format!("{} ({}): {}", v.patch, v.status, v.evidence);
+    if !v.product.is_empty() {
+        evidence = format!("{evidence} [{}]", v.product);
+    }
+    (bulletin, class, v.status.to_string(), evidence)
+}
