@@ -115,7 +115,9 @@ impl Rollout {
             waves,
             options,
             targets: self.targets.clone(),
-            operator: std::env::var("USER").ok().filter(|u| !u.is_empty()),
+            operator: ["USER", "LOGNAME", "USERNAME"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty())),
             groups: self.groups.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);

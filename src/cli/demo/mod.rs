@@ -274,6 +274,8 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     servers.shutdown().await;
     if opts.keep {
         write_command_log(&model, &work.join("commands.log"))?;
+        // `hive report RUN --catalog catalog.json -o html` then shows the bulletins' titles.
+        hive::catalog::store::save(&work.join("catalog.json"), &catalog)?;
     }
     drop(model);
     if opts.keep {

@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::run::cell;
-use super::{ATTENTION_SHOWN, Attention, Count, Data, HostData, Page, bulletin_columns, utc_text};
+use super::{
+    ATTENTION_SHOWN, Attention, Count, Data, HostData, Page, Texts, bulletin_columns, utc_text,
+};
 use crate::catalog::model::Catalog;
 use crate::journal::{JournalError, RunLog, list_runs, runs_dir};
 use crate::rollout::evidence::HostEvidence;
@@ -178,6 +180,7 @@ pub fn page(
         .map(|(i, b)| (b.as_str(), i))
         .collect();
     let index = &index_map;
+    let mut texts = Texts::default();
     let mut hosts = Vec::new();
     let mut attention = Vec::new();
     for (host, (run, e, failed, verdict)) in &latest {
@@ -227,6 +230,7 @@ pub fn page(
                             .iter()
                             .filter_map(move |b| index.get(b.as_str()).map(|&i| cell(i, p, f)))
                     })
+                    .map(|(b, class, evidence)| (b, class, texts.id(evidence)))
                     .collect(),
             },
         ));
@@ -285,6 +289,7 @@ pub fn page(
         data: Data {
             bulletins: bulletin_columns(catalog, &bulletin_ids),
             hosts: hosts.into_iter().map(|(_, h)| h).collect(),
+            x: texts.into_list(),
             ..Data::default()
         },
         compliance: Some(Trend { points, line, max }),

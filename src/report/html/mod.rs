@@ -82,6 +82,31 @@ pub struct Data {
     pub bulletins: Vec<BulletinData>,
     pub groups: Vec<String>,
     pub hosts: Vec<HostData>,
+    /// Texts the steps and cells point to by index: a fleet repeats the same evidence on many
+    /// hosts, so each text is written once.
+    pub x: Vec<String>,
+}
+
+/// Hands out one index per distinct text, for [`Data::x`].
+#[derive(Debug, Default)]
+pub(crate) struct Texts {
+    index: std::collections::HashMap<String, usize>,
+    list: Vec<String>,
+}
+
+impl Texts {
+    pub(crate) fn id(&mut self, text: String) -> usize {
+        if let Some(&i) = self.index.get(&text) {
+            return i;
+        }
+        self.list.push(text.clone());
+        self.index.insert(text, self.list.len() - 1);
+        self.list.len() - 1
+    }
+
+    pub(crate) fn into_list(self) -> Vec<String> {
+        self.list
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,11 +144,12 @@ pub struct HostData {
     pub m: Vec<CellData>,
 }
 
-/// One step: (label, kind, start offset ms from `t0`, duration ms, `ok`/`bad`/`open`, detail).
-pub type StepData = (String, String, u64, u64, &'static str, String);
+/// One step: (label, kind, start offset ms from `t0`, duration ms, `ok`/`bad`/`open`, detail);
+/// label and detail are indexes into [`Data::x`].
+pub type StepData = (usize, String, u64, u64, &'static str, usize);
 
-/// One matrix cell: (bulletin index, cell class, the words shown, evidence).
-pub type CellData = (usize, &'static str, String, String);
+/// One matrix cell: (bulletin index, cell class, evidence as an index into [`Data::x`]).
+pub type CellData = (usize, &'static str, usize);
 
 /// Fill the template.
 pub fn render(page: &Page) -> Result<String, HtmlError> {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    ATTENTION_SHOWN, Attention, CellData, Count, Data, HostData, Page, StepData, WaveData,
+    ATTENTION_SHOWN, Attention, Count, Data, HostData, Page, StepData, Texts, WaveData,
     bulletin_columns, duration_text, utc_text,
 };
 use crate::catalog::model::Catalog;
@@ -51,6 +51,7 @@ pub fn page(log: &RunLog, catalog: Option<&Catalog>, now_ms: u64) -> Page {
         .collect();
     let bulletin_index = &bulletin_index_map;
 
+    let mut texts = Texts::default();
     let mut hosts: Vec<(u8, HostData)> = Vec::with_capacity(reports.len());
     let mut attention = Vec::new();
     for r in &reports {
@@ -87,7 +88,10 @@ pub fn page(log: &RunLog, catalog: Option<&Catalog>, now_ms: u64) -> Page {
                         None => e.os.clone(),
                     })
                     .unwrap_or_default(),
-                s: h.steps.iter().map(|s| step_data(s, t0, t1)).collect(),
+                s: h.steps
+                    .iter()
+                    .map(|s| step_data(s, t0, t1, &mut texts))
+                    .collect(),
                 m: h.evidence
                     .iter()
                     .flat_map(|e| e.patches.iter())
@@ -97,6 +101,7 @@ pub fn page(log: &RunLog, catalog: Option<&Catalog>, now_ms: u64) -> Page {
                             bulletin_index.get(b.as_str()).map(|&i| cell(i, p, failed))
                         })
                     })
+                    .map(|(b, class, evidence)| (b, class, texts.id(evidence)))
                     .collect(),
             },
         ));
@@ -162,10 +167,9 @@ pub fn page(log: &RunLog, catalog: Option<&Catalog>, now_ms: u64) -> Page {
         ("Plan".to_string(), header.plan.clone()),
         (
             "Run by".to_string(),
-            header
-                .operator
-                .clone()
-                .unwrap_or_else(|| "not recorded (journal from an older hive)".into()),
+            header.operator.clone().unwrap_or_else(|| {
+                "not recorded (no USER in hive's environment, or an older journal)".into()
+            }),
         ),
         ("Started".to_string(), utc_text(t0)),
         ("Duration".to_string(), duration_text(t1 - t0)),
@@ -215,7 +219,7 @@ pub fn page(log: &RunLog, catalog: Option<&Catalog>, now_ms: u64) -> Page {
                         .rev()
                         .find(|(i, ..)| *i == w.index)
                         .map(|(_, s, d)| {
-                            if d.is_empty() {
+                            if d.is_empty() || d == s.word() {
                                 s.word().to_string()
                             } else {
                                 format!("{}: {d}", s.word())
@@ -227,6 +231,7 @@ pub fn page(log: &RunLog, catalog: Option<&Catalog>, now_ms: u64) -> Page {
             bulletins: bulletin_columns(catalog, &bulletin_ids),
             groups,
             hosts: hosts.into_iter().map(|(_, h)| h).collect(),
+            x: texts.into_list(),
         },
         compliance: None,
     }
@@ -259,8 +264,9 @@ fn step_words(step: &Step) -> (String, String) {
     (kind, label)
 }
 
-fn step_data(s: &crate::journal::StepRecord, t0: u64, t1: u64) -> StepData {
+fn step_data(s: &crate::journal::StepRecord, t0: u64, t1: u64, texts: &mut Texts) -> StepData {
     let (kind, label) = step_words(&s.step);
+    let label = texts.id(label);
     let start = s.started_ms.saturating_sub(t0);
     match &s.finished {
         Some(end) => (
@@ -269,11 +275,11 @@ fn step_data(s: &crate::journal::StepRecord, t0: u64, t1: u64) -> StepData {
             start,
             end.at_ms.saturating_sub(s.started_ms),
             if end.ok { "ok" } else { "bad" },
-            if end.detail.is_empty() {
+            texts.id(if end.detail.is_empty() {
                 end.outcome.as_str().to_string()
             } else {
                 format!("{}: {}", end.outcome.as_str(), end.detail)
-            },
+            }),
         ),
         None => (
             label,
@@ -281,27 +287,32 @@ fn step_data(s: &crate::journal::StepRecord, t0: u64, t1: u64) -> StepData {
             start,
             t1.saturating_sub(s.started_ms),
             "open",
-            "never finished (the journal ends here)".into(),
+            texts.id("never finished (the journal ends here)".into()),
         ),
     }
 }
 
-/// One matrix cell: what the scan found before the run and what became of it.
-pub(super) fn cell(bulletin: usize, p: &PatchEvidence, install_failed: bool) -> CellData {
+/// One matrix cell: what the scan found before the run and what became of it (bulletin index,
+/// class, evidence).
+pub(super) fn cell(
+    bulletin: usize,
+    p: &PatchEvidence,
+    install_failed: bool,
+) -> (usize, &'static str, String) {
     let landed = |after: &str| {
         ["installed", "superseded", "not applicable"]
             .iter()
             .any(|w| after.starts_with(w))
     };
-    let (class, words) = match (&p.after, p.status) {
-        (Some(after), _) if landed(after) => ("fixed", "patched in this run"),
-        (Some(_), _) => ("failed", "still missing after the install"),
-        (None, _) if install_failed => ("failed", "install failed"),
-        (None, Status::Missing) => ("missing", "missing"),
-        (None, Status::Warning) => ("warning", "warning"),
-        (None, Status::Note) => ("note", "note"),
-        (None, Status::Installed | Status::Superseded) => ("installed", "installed"),
-        (None, Status::NotApplicable) => ("na", "not applicable"),
+    let class = match (&p.after, p.status) {
+        (Some(after), _) if landed(after) => "fixed",
+        (Some(_), _) => "failed",
+        (None, _) if install_failed => "failed",
+        (None, Status::Missing) => "missing",
+        (None, Status::Warning) => "warning",
+        (None, Status::Note) => "note",
+        (None, Status::Installed | Status::Superseded) => "installed",
+        (None, Status::NotApplicable) => "na",
     };
     let mut evidence = format!("{} ({}): {}", p.patch, p.status, p.evidence);
     if !p.product.is_empty() {
@@ -310,7 +321,10 @@ pub(super) fn cell(bulletin: usize, p: &PatchEvidence, install_failed: bool) -> 
     if let Some(after) = &p.after {
         evidence.push_str(&format!(" | after the install: {after}"));
     }
-    (bulletin, class, words.to_string(), evidence)
+    if install_failed && p.after.is_none() {
+        evidence.push_str(" | the install failed");
+    }
+    (bulletin, class, evidence)
 }
 
 fn phase_words(phase: RebootPhase) -> &'static str {

@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    ATTENTION_SHOWN, Attention, CellData, Count, Data, HostData, Page, bulletin_columns, utc_text,
+    ATTENTION_SHOWN, Attention, CellData, Count, Data, HostData, Page, Texts, bulletin_columns,
+    utc_text,
 };
 use crate::catalog::model::Catalog;
 use crate::scan::HostScan;
@@ -34,13 +35,15 @@ pub fn page(
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let bulletin_index: BTreeMap<&str, usize> = bulletin_ids
+    let bulletin_map: BTreeMap<&str, usize> = bulletin_ids
         .iter()
         .enumerate()
         .map(|(i, b)| (b.as_str(), i))
         .collect();
+    let bulletin_index = &bulletin_map;
 
     let (mut not_scanned, mut missing_hosts, mut clean) = (0, 0, 0);
+    let mut texts = Texts::default();
     let mut hosts: Vec<(u8, HostData)> = Vec::with_capacity(scans.len());
     let mut attention = Vec::new();
     for s in scans {
@@ -126,10 +129,11 @@ pub fn page(
                             .iter()
                             .filter(shown)
                             .flat_map(|v| {
-                                v.bulletins.iter().filter_map(|b| {
-                                    bulletin_index.get(b.as_str()).map(|&i| cell(i, v))
+                                v.bulletins.iter().filter_map(move |b| {
+                                    bulletin_index.get(b.as_str()).map(|&i| (i, v))
                                 })
                             })
+                            .map(|(i, v)| cell(i, v, &mut texts))
                             .collect(),
                     },
                 )
@@ -198,12 +202,13 @@ pub fn page(
             bulletins: bulletin_columns(Some(catalog), &bulletin_ids),
             groups: group_names,
             hosts: hosts.into_iter().map(|(_, h)| h).collect(),
+            x: texts.into_list(),
         },
         compliance: None,
     }
 }
 
-fn cell(bulletin: usize, v: &Verdict) -> CellData {
+fn cell(bulletin: usize, v: &Verdict, texts: &mut Texts) -> CellData {
     let class = match v.status {
         Status::Missing => "missing",
         Status::Warning => "warning",
@@ -215,5 +220,5 @@ fn cell(bulletin: usize, v: &Verdict) -> CellData {
     if !v.product.is_empty() {
         evidence = format!("{evidence} [{}]", v.product);
     }
-    (bulletin, class, v.status.to_string(), evidence)
+    (bulletin, class, texts.id(evidence))
 }

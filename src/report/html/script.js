@@ -7,6 +7,7 @@
   var STEP = 200;
   var limit = STEP;
   var KINDS = ["scan", "stage", "verify_hash", "install", "qchain", "reboot", "verify", "cleanup", "health"];
+  var WORDS = { fixed: "patched in this run", installed: "installed", missing: "missing", failed: "not patched: the install failed or did not take", warning: "warning", note: "note", na: "not applicable" };
   var MARK = { fixed: "\u2713", installed: "\u00b7", missing: "\u2717", failed: "!", warning: "w", note: "n", na: "" };
   var $ = function (id) { return document.getElementById(id); };
   var fv = $("f-verdict"), fg = $("f-group"), fw = $("f-wave"), fh = $("f-host");
@@ -123,7 +124,7 @@
         var seg = track.appendChild(el("span", "seg k-" + kind + " " + s[4]));
         seg.style.left = (100 * s[2] / span) + "%";
         seg.style.width = Math.max(100 * s[3] / span, 0.2) + "%";
-        seg.title = h.n + ": " + s[0] + ", " + ms(s[3]) + " \u2014 " + s[5];
+        seg.title = h.n + ": " + D.x[s[0]] + ", " + ms(s[3]) + " \u2014 " + D.x[s[5]];
         seg.dataset.ev = "1";
       });
     });
@@ -157,7 +158,7 @@
         td.dataset.b = b.id;
         if (c) {
           td.dataset.state = c[1];
-          td.title = h.n + " \u00b7 " + b.id + ": " + c[2] + "\n" + c[3];
+          td.title = h.n + " \u00b7 " + b.id + ": " + WORDS[c[1]] + "\n" + D.x[c[2]];
           td.dataset.ev = "1";
         }
       });
