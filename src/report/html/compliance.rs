@@ -299,6 +299,140 @@ pub fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::{Record, RunHeader};
+    use crate::rollout::evidence::PatchEvidence;
+    use crate::rollout::{HostVerdict, RolloutOptions, Wave};
+
+    fn patch(id: &str, status: Status, after: Option<&str>) -> PatchEvidence {
+        PatchEvidence {
+            patch: id.into(),
+            bulletins: vec![format!("B-{id}")],
+            product: String::new(),
+            status,
+            evidence: "file 1 < 2".into(),
+            after: after.map(str::to_string),
+        }
+    }
+
+    /// A finished run journal: each host with its verdict and evidence.
+    fn write_run(
+        repo: &Path,
+        run: &str,
+        at: u64,
+        hosts: &[(&str, HostVerdict, Vec<PatchEvidence>)],
+    ) {
+        let header = RunHeader {
+            run: run.into(),
+            created_ms: at,
+            plan: "100%".into(),
+            waves: vec![Wave {
+                index: 0,
+                name: "100%".into(),
+                canary: false,
+                hosts: hosts.iter().map(|h| h.0.to_string()).collect(),
+                soak_ms: 0,
+                max_failed: None,
+                max_unreachable: None,
+            }],
+            options: RolloutOptions::default(),
+            targets: vec![],
+            operator: None,
+            groups: BTreeMap::new(),
+        };
+        let mut text = serde_json::to_string(&Record::Header(header)).unwrap() + "\n";
+        for (host, verdict, patches) in hosts {
+            let r = Record::Host {
+                host: host.to_string(),
+                wave: 0,
+                verdict: *verdict,
+                detail: String::new(),
+                at_ms: at + 1000,
+                evidence: Some(HostEvidence {
+                    os: String::new(),
+                    build: None,
+                    patches: patches.clone(),
+                }),
+            };
+            text += &(serde_json::to_string(&r).unwrap() + "\n");
+        }
+        let dir = runs_dir(repo).join(run);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("journal.ndjson"), text).unwrap();
+    }
+
+    #[test]
+    fn the_fleet_count_follows_each_hosts_latest_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path();
+        let installed = Some("installed: file 2 = 2");
+        // Too old for the period: left out.
+        write_run(
+            repo,
+            "r0",
+            1_000,
+            &[(
+                "a",
+                HostVerdict::Failed,
+                vec![patch("p1", Status::Missing, None)],
+            )],
+        );
+        // a: p1 fixed, p2 left; b: p1 failed.
+        write_run(
+            repo,
+            "r1",
+            10_000,
+            &[
+                (
+                    "a",
+                    HostVerdict::Patched,
+                    vec![
+                        patch("p1", Status::Missing, installed),
+                        patch("p2", Status::Missing, None),
+                    ],
+                ),
+                (
+                    "b",
+                    HostVerdict::Failed,
+                    vec![patch("p1", Status::Missing, Some("missing: file 1 < 2"))],
+                ),
+            ],
+        );
+        // b again: fixed; a is not in this run and keeps its p2.
+        write_run(
+            repo,
+            "r2",
+            20_000,
+            &[(
+                "b",
+                HostVerdict::Patched,
+                vec![patch("p1", Status::Missing, installed)],
+            )],
+        );
+        let page = page(repo, 5_000, 30_000, None).unwrap();
+        let trend = page.compliance.unwrap();
+        let got: Vec<(&str, usize, usize, usize, usize)> = trend
+            .points
+            .iter()
+            .map(|p| {
+                (
+                    p.run.as_str(),
+                    p.missing_before,
+                    p.fixed,
+                    p.missing_after,
+                    p.fleet_missing,
+                )
+            })
+            .collect();
+        assert_eq!(got, [("r1", 3, 1, 2, 2), ("r2", 1, 1, 0, 1)]);
+        assert_eq!(trend.max, 3);
+        assert_eq!(page.data.hosts.len(), 2);
+        assert_eq!(page.attention.len(), 1);
+        assert!(
+            page.attention[0].reason.contains("B-p2"),
+            "{:?}",
+            page.attention
+        );
+    }
 
     #[test]
     fn periods_read_in_days_weeks_and_hours() {
