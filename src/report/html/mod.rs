@@ -23,9 +23,10 @@ const TEMPLATE: &str = include_str!("page.html");
 const STYLE: &str = include_str!("style.css");
 const SCRIPT: &str = include_str!("script.js");
 
-/// At most this many hosts are listed in "needs attention" at the top; the table below lists
-/// them all (filter by verdict).
-pub const ATTENTION_SHOWN: usize = 200;
+/// At most this many hosts are listed in "needs attention" at the top, so the rest of the page
+/// stays in sight when a whole wave failed the same way; the host table below lists them all
+/// (filter by verdict).
+pub const ATTENTION_SHOWN: usize = 20;
 
 #[derive(Debug, Error)]
 pub enum HtmlError {
