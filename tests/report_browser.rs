@@ -276,6 +276,45 @@ fn a_rollout_of_the_simulated_fleet_reads_in_chromium() {
     assert_eq!(names, ["CANARY01", "CANARY02"]);
 
     screenshot(&file, &artifacts().join("rollout.png"), "1400,2000");
+
+    // Compliance across runs: this run is the period's only one; the fleet's count after it is
+    // what its scans found missing less what its re-scans found installed.
+    let still_missing: usize = log
+        .hosts
+        .values()
+        .filter_map(|h| h.evidence.as_ref())
+        .flat_map(|e| e.patches.iter())
+        .filter(|p| p.status == Status::Missing)
+        .filter(|p| {
+            !p.after
+                .as_deref()
+                .is_some_and(|a| a.starts_with("installed"))
+        })
+        .count();
+    assert!(
+        still_missing >= 48,
+        "MS01-044 stays missing: {still_missing}"
+    );
+    let html = hive(&[
+        "report",
+        "--since",
+        "1d",
+        "--repo",
+        repo.to_str().expect("a UTF-8 path"),
+        "-o",
+        "html",
+    ])
+    .stdout;
+    let file = artifacts().join("compliance.html");
+    std::fs::write(&file, &html).expect("the report is written");
+    let dom = dump_dom(&file, "");
+    let row = element(&dom, &format!("<tr data-run=\"{run_id}\">"), "</tr>");
+    assert!(
+        row.contains(&format!("<td class=\"fleet\">{still_missing}</td>")),
+        "{row}"
+    );
+    assert_eq!(headline(&dom, "patches missing now"), still_missing);
+    assert_eq!(dom.matches("<tr data-run=").count(), 1);
 }
 
 /// A journal of `n` hosts in four waves, written as hive writes it; host `i` fails when

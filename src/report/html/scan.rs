@@ -222,3 +222,84 @@ fn cell(bulletin: usize, v: &Verdict, texts: &mut Texts) -> CellData {
     }
     (bulletin, class, texts.id(evidence))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::facts::HostFacts;
+    use crate::scan::{HostFailure, HostResult};
+
+    fn host(name: &str, statuses: &[(&str, Status)]) -> HostScan {
+        HostScan {
+            host: name.into(),
+            result: Ok(HostResult {
+                facts: HostFacts {
+                    os_name: "Windows 2000".into(),
+                    ..Default::default()
+                },
+                verdicts: statuses
+                    .iter()
+                    .map(|(b, s)| Verdict {
+                        patch: format!("{b}/fix.exe"),
+                        bulletins: vec![b.to_string()],
+                        product: "IIS 5.0".into(),
+                        status: *s,
+                        evidence: format!("{b}: idq.dll 1 < 2"),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn not_scanned_then_missing_hosts_come_first_with_their_evidence() {
+        let scans = vec![
+            host("clean", &[("MS01-033", Status::Installed)]),
+            host(
+                "web01",
+                &[
+                    ("MS01-033", Status::Missing),
+                    ("MS01-025", Status::NotApplicable),
+                ],
+            ),
+            HostScan {
+                host: "web02".into(),
+                result: Err(HostFailure::Unreachable("connection refused".into())),
+            },
+        ];
+        let groups = BTreeMap::from([("web".to_string(), vec!["web01".to_string()])]);
+        let page = page(&Catalog::default(), &scans, &groups, 0);
+        let counts: Vec<(&str, usize)> = page
+            .counts
+            .iter()
+            .map(|c| (c.label.as_str(), c.n))
+            .collect();
+        assert_eq!(
+            counts,
+            [
+                ("missing patches", 1),
+                ("not scanned", 1),
+                ("nothing missing", 1)
+            ]
+        );
+        let order: Vec<&str> = page.data.hosts.iter().map(|h| h.n.as_str()).collect();
+        assert_eq!(order, ["web02", "web01", "clean"]);
+        assert_eq!(page.attention.len(), 2);
+        assert_eq!(
+            page.attention[0].reason,
+            "Not scanned: unreachable: connection refused"
+        );
+        assert_eq!(page.attention[1].reason, "Missing 1 patch(es): MS01-033");
+        // Not-applicable bulletins get no column; the missing one holds its evidence.
+        let ids: Vec<&str> = page.data.bulletins.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(ids, ["MS01-033"]);
+        let web01 = &page.data.hosts[1];
+        assert_eq!(web01.g, [0]);
+        let (b, class, text) = web01.m[0];
+        assert_eq!((b, class), (0, "missing"));
+        assert_eq!(
+            page.data.x[text],
+            "MS01-033/fix.exe (missing): MS01-033: idq.dll 1 < 2 [IIS 5.0]"
+        );
+    }
+}
