@@ -359,7 +359,7 @@ fn big_journal(repo: &Path, run: &str, n: usize, names: &dyn Fn(usize) -> String
     let patch = "KB5034127/windows10.0-kb5034127-x64.msu";
     for w in &waves {
         for (k, h) in w.hosts.iter().enumerate() {
-            let i = hosts.iter().position(|x| x == h).unwrap_or(0);
+            let i = cut[w.index] + k;
             let start = t0 + w.index as u64 * 600_000 + (k as u64 % 50) * 1000;
             let mut at = start;
             let mut step = |step: Step, ok: bool, outcome: StepOutcome, ms: u64| {
