@@ -15,7 +15,9 @@ use crate::events::{Step, StepOutcome};
 use crate::inventory::{Host, Secret};
 use crate::remote::{BoxFuture, Connector, RemoteError};
 use crate::repo::Repository;
-use crate::rollout::{HostJob, HostOutcome, HostVerdict, InventoryHealth, JobContext};
+use crate::rollout::{
+    HostEvidence, HostJob, HostOutcome, HostVerdict, InventoryHealth, JobContext,
+};
 use crate::scan::run::{FileSource, PreparedProbe, scan_target};
 
 /// Everything the deploy job needs, shared by all hosts of a run.
@@ -152,6 +154,7 @@ impl DeployJob {
             },
             boot,
         );
+        let mut evidence = HostEvidence::of_scan(&result.facts, &result.verdicts);
         if plan.installs.is_empty() {
             return HostOutcome::new(
                 HostVerdict::NothingToDo,
@@ -163,7 +166,8 @@ impl DeployJob {
                         withheld.join(", ")
                     )
                 },
-            );
+            )
+            .with_evidence(evidence);
         }
         // The run is stopping (Ctrl-C, a budget, the host's window closed): nothing changed on the
         // host yet, so end here; resume starts it over.
@@ -202,10 +206,16 @@ impl DeployJob {
             files: self.files,
         };
         let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &prior).await;
+        for p in &out.patches {
+            if let Some(after) = &p.verified {
+                evidence.set_after(&p.patch, after);
+            }
+        }
         HostOutcome::new(
             rollout_verdict(out.verdict),
             deploy::detail::host_detail(&out),
         )
+        .with_evidence(evidence)
     }
 }
 

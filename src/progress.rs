@@ -352,6 +352,7 @@ impl RunWatcher for Progress {
                 verdict: outcome.verdict,
                 detail: outcome.detail.clone(),
                 at_ms: crate::time::now_ms(),
+                evidence: None,
             }),
             Mode::Bars => self.with_state(|s| {
                 if let Some(line) = s.hosts.remove(host)

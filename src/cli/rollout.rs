@@ -167,9 +167,19 @@ pub struct PromoteArgs {
 /// `hive report`.
 #[derive(Args)]
 pub struct ReportArgs {
-    pub run: String,
+    /// The run id (`hive rollout list`); leave it out with --since.
+    #[arg(required_unless_present = "since", conflicts_with = "since")]
+    pub run: Option<String>,
+    /// Compliance across the runs of a period instead of one run: how the fleet's count of
+    /// missing patches moved (e.g. 30d, 2w, 12h).
+    #[arg(long, value_name = "PERIOD")]
+    pub since: Option<String>,
     #[command(flatten)]
     pub repo: RepoArg,
+    /// Bulletin titles, CVEs and severities for the HTML report come from the catalog (the cached
+    /// one when it is there); the report itself is read from the journal alone.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
     /// Output format.
     #[arg(long, short = 'o', value_enum, value_name = "FORMAT", default_value_t = ReportFormat::Table)]
     pub output: ReportFormat,
@@ -263,6 +273,7 @@ fn run_rollout(
         preflight_settings(preflight),
     )?;
     rollout.targets = targets;
+    rollout.groups = group_members(&inv.hosts);
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
@@ -285,6 +296,17 @@ pub(super) fn current_policy(
                 .policy
         }
     })
+}
+
+/// Group → hosts, for the run header (reports filter by group without the inventory file).
+pub(crate) fn group_members(hosts: &[hive::inventory::Host]) -> BTreeMap<String, Vec<String>> {
+    let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for h in hosts {
+        for g in &h.groups {
+            groups.entry(g.clone()).or_default().push(h.name.clone());
+        }
+    }
+    groups
 }
 
 /// What pre-flight checks before each wave, or `None` with `--no-preflight`.
@@ -470,10 +492,17 @@ pub fn promote(args: PromoteArgs) -> CliResult {
 /// `hive report RUN`: per host the verdict, KBs installed, failed installs and reboot time (from
 /// the journal alone); `--steps` adds every step with its evidence.
 pub fn report(args: ReportArgs) -> CliResult {
-    let run = &args.run;
+    let Some(run) = &args.run else {
+        return compliance(&args);
+    };
     let log = RunLog::load(&args.repo.repo, run)?;
     let rows = hive::rollout::report::host_reports(&log);
     match args.output {
+        ReportFormat::Html => {
+            let catalog = report_catalog(&args.catalog)?;
+            let page = hive::report::html::run::page(&log, catalog.as_ref(), hive::time::now_ms());
+            print!("{}", hive::report::html::render(&page)?);
+        }
         ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
         ReportFormat::Csv => print!("{}", hive::rollout::report::to_csv(&rows)),
         ReportFormat::Table => {
@@ -518,9 +547,92 @@ pub fn report(args: ReportArgs) -> CliResult {
     Ok(Outcome::Done)
 }
 
+/// The catalog for a report's titles and CVEs: an explicit `--catalog` must load; the cached one
+/// is used when it is there (a report is made from the journal alone, so none is fine).
+fn report_catalog(
+    args: &CatalogArgs,
+) -> Result<Option<hive::catalog::model::Catalog>, Box<dyn std::error::Error>> {
+    if args.catalog.is_some() {
+        return Ok(Some(args.load()?));
+    }
+    Ok(args.load().ok())
+}
+
+/// `hive report --since PERIOD`: the runs of the period, with the fleet's missing patches after
+/// each.
+fn compliance(args: &ReportArgs) -> CliResult {
+    let since = args.since.as_deref().unwrap_or("30d");
+    let period = hive::report::html::compliance::parse_since(since)?;
+    let now = hive::time::now_ms();
+    let from = now.saturating_sub(period.as_millis() as u64);
+    let catalog = report_catalog(&args.catalog)?;
+    let page = hive::report::html::compliance::page(&args.repo.repo, from, now, catalog.as_ref())?;
+    let trend = page
+        .compliance
+        .clone()
+        .unwrap_or_else(|| hive::report::html::compliance::Trend {
+            points: vec![],
+            line: String::new(),
+            max: 0,
+        });
+    match args.output {
+        ReportFormat::Html => print!("{}", hive::report::html::render(&page)?),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&trend.points)?),
+        ReportFormat::Csv => {
+            println!(
+                "run,started,hosts,scanned,missing_before,patched,missing_after,fleet_missing,failed"
+            );
+            for p in &trend.points {
+                println!(
+                    "{},{},{},{},{},{},{},{},{}",
+                    p.run,
+                    p.when,
+                    p.hosts,
+                    p.scanned,
+                    p.missing_before,
+                    p.fixed,
+                    p.missing_after,
+                    p.fleet_missing,
+                    p.failed
+                );
+            }
+        }
+        ReportFormat::Table => {
+            println!(
+                "{:<20} {:<24} {:>6} {:>14} {:>8} {:>13} {:>13}",
+                "run",
+                "started",
+                "hosts",
+                "missing before",
+                "patched",
+                "missing after",
+                "fleet missing"
+            );
+            for p in &trend.points {
+                println!(
+                    "{:<20} {:<24} {:>6} {:>14} {:>8} {:>13} {:>13}",
+                    p.run,
+                    p.when,
+                    p.hosts,
+                    p.missing_before,
+                    p.fixed,
+                    p.missing_after,
+                    p.fleet_missing
+                );
+            }
+            for n in &page.notes {
+                eprintln!("{n}");
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum ReportFormat {
     Table,
     Json,
     Csv,
+    /// One self-contained HTML page (no network needed to view it).
+    Html,
 }

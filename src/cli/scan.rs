@@ -267,6 +267,15 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
             eprintln!("{line}");
         }
     }
-    print!("{}", render(args.output, &catalog, &scans));
+    match args.output {
+        // The HTML page filters by the inventory's groups.
+        Format::Html => {
+            let groups = super::rollout::group_members(&hosts);
+            let page =
+                hive::report::html::scan::page(&catalog, &scans, &groups, hive::time::now_ms());
+            print!("{}", hive::report::html::render(&page)?);
+        }
+        format => print!("{}", render(format, &catalog, &scans)),
+    }
     Ok(Outcome::of_hosts(scans.iter().all(|s| s.result.is_ok())))
 }

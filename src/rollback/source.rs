@@ -226,6 +226,8 @@ mod tests {
             }],
             options: RolloutOptions::default(),
             targets: vec![],
+            operator: None,
+            groups: Default::default(),
             rollback: None,
         };
         let j = Journal::create(repo, &header).unwrap();

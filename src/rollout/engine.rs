@@ -96,6 +96,8 @@ pub struct Rollout {
     pub wave_hooks: Option<Arc<dyn WaveHooks>>,
     /// Set for a rollback run: journaled in the header (see `RunHeader::rollback`).
     pub rollback: Option<super::journal::RollbackOf>,
+    /// The hosts' inventory groups (group → hosts) to journal in the run header, for reports.
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 impl Rollout {
@@ -113,6 +115,7 @@ impl Rollout {
             wait_for_window: false,
             wave_hooks: None,
             rollback: None,
+            groups: BTreeMap::new(),
         }
     }
 
@@ -132,6 +135,10 @@ impl Rollout {
             options,
             targets: self.targets.clone(),
             rollback: self.rollback.clone(),
+            operator: ["USER", "LOGNAME", "USERNAME"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty())),
+            groups: self.groups.clone(),
         };
         let journal = Arc::new(Journal::create(&self.repo_root, &header)?);
         journal.run_state(RunState::Running, "started")?;
@@ -164,7 +171,7 @@ impl Rollout {
                 !(retry.failed && matches!(v, HostVerdict::Failed | HostVerdict::Unreachable)
                     || retry.skipped && *v == HostVerdict::Skipped)
             })
-            .map(|(h, (verdict, detail))| (h, HostOutcome { verdict, detail }))
+            .map(|(h, (verdict, detail))| (h, HostOutcome::new(verdict, detail)))
             .collect();
         let reason = format!(
             "resumed: {} hosts done before{}",

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::evidence::HostEvidence;
+
 /// How one host ended in this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +67,9 @@ pub struct HostOutcome {
     pub verdict: HostVerdict,
     /// The evidence: which step failed and why, which KBs were installed.
     pub detail: String,
+    /// What the scan found on the host, when the job got that far (for reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<HostEvidence>,
 }
 
 impl HostOutcome {
@@ -72,7 +77,14 @@ impl HostOutcome {
         HostOutcome {
             verdict,
             detail: detail.into(),
+            evidence: None,
         }
+    }
+
+    /// The same outcome, with the scan evidence the job gathered.
+    pub fn with_evidence(mut self, evidence: HostEvidence) -> Self {
+        self.evidence = Some(evidence);
+        self
     }
 }
 

@@ -88,12 +88,13 @@ pub fn demo_catalog() -> Catalog {
             when_missing: WhenMissing::Ignore,
         },
     );
-    for (p, title) in [
+    for (p, title, cves) in [
         (
             &p1,
             "Unchecked Buffer in Index Server ISAPI Extension Could Enable Web Server Compromise",
+            vec!["CVE-2001-0500".to_string()],
         ),
-        (&p2, "15 August 2001 Cumulative Patch for IIS"),
+        (&p2, "15 August 2001 Cumulative Patch for IIS", vec![]),
     ] {
         let b = &p.bulletins[0];
         c.bulletins.insert(
@@ -104,7 +105,7 @@ pub fn demo_catalog() -> Catalog {
                 posted: None,
                 revised: None,
                 severity: None,
-                cves: vec![],
+                cves,
                 kbs: p.kb.into_iter().collect(),
                 patches: vec![p.id.clone()],
                 url: None,

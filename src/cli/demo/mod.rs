@@ -267,6 +267,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let progress = Arc::new(hive::progress::Progress::stdout());
     let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
     rollout.watcher = progress.clone();
+    rollout.groups = crate::cli::rollout::group_members(&inv.hosts);
     // The progress watcher prints the summary when the run ends.
     let summary = rollout.start(plan_text, waves, rollout_opts).await?;
     println!(
@@ -282,6 +283,8 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     servers.shutdown().await;
     if opts.keep {
         write_command_log(&model, &work.join("commands.log"))?;
+        // `hive report RUN --catalog catalog.json -o html` then shows the bulletins' titles.
+        hive::catalog::store::save(&work.join("catalog.json"), &catalog)?;
     }
     drop(model);
     if opts.keep {

@@ -33,12 +33,14 @@ pub mod replay;
 pub mod runs;
 pub mod writer;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::events::Event;
+use crate::rollout::evidence::HostEvidence;
 use crate::rollout::options::RolloutOptions;
 use crate::rollout::plan::Wave;
 use crate::rollout::quarantine::Evidence;
@@ -67,6 +69,13 @@ pub struct RunHeader {
     /// list): `hive resume` works on these, not on a second answer from the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<crate::targets::TargetRecord>,
+    /// Who started the run (the login name), for reports; absent in older journals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// The inventory groups of the run's hosts (group → hosts), so a report can filter by group
+    /// without the inventory file; absent in older journals.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Vec<String>>,
     /// Set when this run takes off what an earlier run installed (`hive rollback`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackOf>,
@@ -141,6 +150,10 @@ pub enum Record {
         verdict: HostVerdict,
         detail: String,
         at_ms: u64,
+        /// What the scan found on the host, patch by patch; journals from before it had this
+        /// field read without it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        evidence: Option<HostEvidence>,
     },
     /// A wave started, passed or failed its gate.
     Wave {

@@ -11,6 +11,7 @@ use super::runs::{run_dir, runs_dir};
 use super::{JOURNAL_FILE, JournalError, PROMOTE_FILE, Record, RunHeader, RunState, WaveState, io};
 use crate::events::{Event, Step, StepOutcome, StepState};
 use crate::rollout::quarantine::{Release, Withheld};
+use crate::rollout::evidence::HostEvidence;
 use crate::rollout::verdict::HostVerdict;
 
 /// One step on one host, as the journal saw it.
@@ -41,6 +42,8 @@ pub struct HostLog {
     pub verdict: Option<(HostVerdict, String)>,
     pub first_ms: Option<u64>,
     pub last_ms: Option<u64>,
+    /// What the scan found, patch by patch, from the host's last verdict record that had it.
+    pub evidence: Option<HostEvidence>,
 }
 
 impl HostLog {
@@ -167,11 +170,15 @@ impl RunLog {
                     verdict,
                     detail,
                     at_ms,
+                    evidence,
                     ..
                 } => {
                     let h = log.hosts.entry(host).or_default();
                     h.verdict = Some((verdict, detail));
                     h.last_ms = Some(at_ms);
+                    if evidence.is_some() {
+                        h.evidence = evidence;
+                    }
                 }
                 Record::Wave {
                     wave,

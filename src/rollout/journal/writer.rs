@@ -178,6 +178,7 @@ impl Journal {
             verdict: outcome.verdict,
             detail: outcome.detail.clone(),
             at_ms: now_ms(),
+            evidence: outcome.evidence.clone(),
         })
     }
 

@@ -1,9 +1,11 @@
-//! Reports of a scan: a fleet summary table for people, JSON and CSV for tools, and hfnetchk's tab
-//! format for the scripts that grew up around it.
+//! Reports of a scan: a fleet summary table for people, JSON and CSV for tools, hfnetchk's tab
+//! format for the scripts that grew up around it, and an HTML page ([`html`]) to look at or mail.
 //!
 //! Rendering is pure (scan results in, text out) so each format is tested byte for byte;
 //! [`record_lastruns`] stores each host's report in the HIVE repository, as HIVE did after every
 //! run.
+
+pub mod html;
 
 use std::fmt::Write as _;
 
@@ -25,6 +27,8 @@ pub enum Format {
     Csv,
     /// hfnetchk's `-o tab` columns: machine, product, bulletin, title, Q number, reason, status.
     Tab,
+    /// One self-contained HTML page: headline, hosts needing attention, host × bulletin matrix.
+    Html,
 }
 
 /// Render scan results in a format.
@@ -34,6 +38,12 @@ pub fn render(format: Format, catalog: &Catalog, scans: &[HostScan]) -> String {
         Format::Json => json(scans),
         Format::Csv => csv(catalog, scans),
         Format::Tab => tab(catalog, scans),
+        Format::Html => html::to_html(&html::scan::page(
+            catalog,
+            scans,
+            &Default::default(),
+            crate::time::now_ms(),
+        )),
     }
 }
 
