@@ -142,11 +142,11 @@ async fn with_agent(
         .map_err(|e| agent_error(format!("cannot list its keys: {e}")))?;
     let keys: Vec<PublicKey> = identities
         .into_iter()
-        .filter_map(|id| match id {
-            AgentIdentity::PublicKey { key, .. } => Some(key),
+        .map(|id| match id {
+            AgentIdentity::PublicKey { key, .. } => key,
             // hive logs on with keys; an OpenSSH certificate's key is also offered plainly.
             AgentIdentity::Certificate { certificate, .. } => {
-                PublicKey::try_from(certificate.public_key().clone()).ok()
+                PublicKey::from(certificate.public_key().clone())
             }
         })
         .collect();
