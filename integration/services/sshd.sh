@@ -10,6 +10,8 @@
 #
 # Exports: HIVE_TEST_SSH_HOST, HIVE_TEST_SSH_PORT, HIVE_TEST_SSH_USER, HIVE_TEST_SSH_PASSWORD,
 # HIVE_TEST_SSH_KEY (client ed25519 private key, OpenSSH format, no passphrase),
+# HIVE_TEST_SSH_KEY_RSA (client RSA 3072 private key, PEM format, no passphrase; both keys are
+# authorized, on the main and the simulated fleet's sshd),
 # HIVE_TEST_SSH_HOSTKEY_SHA256 (`SHA256:...`, as `ssh-keygen -l` prints it),
 # HIVE_TEST_SSH_KNOWN_HOSTS (a known_hosts file for OpenSSH's own `ssh`/`scp`, used by the bench),
 # HIVE_TEST_SSH_UPLOAD_DIR (writable by the user, readable by the tests: same machine),
@@ -125,8 +127,12 @@ sshd_start() {
 
   HIVE_TEST_SSH_KEY="$dir/client_ed25519"
   ssh-keygen -q -t ed25519 -N '' -C hive-test-client -f "$HIVE_TEST_SSH_KEY"
+  HIVE_TEST_SSH_KEY_RSA="$dir/client_rsa"
+  ssh-keygen -q -t rsa -b 3072 -m PEM -N '' -C hive-test-client-rsa -f "$HIVE_TEST_SSH_KEY_RSA"
+  HIVE_SSH_AUTHORIZED="$dir/client_keys.pub"
+  cat "$HIVE_TEST_SSH_KEY.pub" "$HIVE_TEST_SSH_KEY_RSA.pub" > "$HIVE_SSH_AUTHORIZED"
 
-  sshd_launch main "$HIVE_TEST_SSH_PORT" "$HIVE_TEST_SSH_USER" "$HIVE_TEST_SSH_KEY.pub"
+  sshd_launch main "$HIVE_TEST_SSH_PORT" "$HIVE_TEST_SSH_USER" "$HIVE_SSH_AUTHORIZED"
   HIVE_TEST_SSH_HOSTKEY_SHA256=$SSHD_HOSTKEY_SHA256
 
   HIVE_TEST_SSH_KNOWN_HOSTS="$dir/known_hosts"
@@ -146,7 +152,7 @@ sshd_start() {
   chown "$HIVE_TEST_SSH_USER" "$HIVE_TEST_SSH_FULL_DIR"
 
   export HIVE_TEST_SSH_HOST HIVE_TEST_SSH_PORT HIVE_TEST_SSH_USER HIVE_TEST_SSH_PASSWORD \
-    HIVE_TEST_SSH_KEY HIVE_TEST_SSH_HOSTKEY_SHA256 HIVE_TEST_SSH_KNOWN_HOSTS HIVE_TEST_SSH_UPLOAD_DIR \
+    HIVE_TEST_SSH_KEY HIVE_TEST_SSH_KEY_RSA HIVE_TEST_SSH_HOSTKEY_SHA256 HIVE_TEST_SSH_KNOWN_HOSTS HIVE_TEST_SSH_UPLOAD_DIR \
     HIVE_TEST_SSH_FULL_DIR
   log "sshd on $HIVE_TEST_SSH_HOST:$HIVE_TEST_SSH_PORT (user $HIVE_TEST_SSH_USER, host key $HIVE_TEST_SSH_HOSTKEY_SHA256)"
 
@@ -167,7 +173,7 @@ sshd_start() {
 # Exports: HIVE_TEST_WINSIM_SSH_PORT (sshd on 127.0.0.1), HIVE_TEST_WINSIM_SSH_HOSTS (the registry
 # folder for the fleet's sockets), HIVE_TEST_WINSIM_SSH_HOSTKEY_SHA256 and
 # HIVE_TEST_WINSIM_SSH_HOSTKEY (the public key line, for an OpenSSH known_hosts file). The account
-# is HIVE_TEST_SSH_USER with HIVE_TEST_SSH_PASSWORD or HIVE_TEST_SSH_KEY.
+# is HIVE_TEST_SSH_USER with HIVE_TEST_SSH_PASSWORD, HIVE_TEST_SSH_KEY or HIVE_TEST_SSH_KEY_RSA.
 winsim_sshd_start() {
   local dir="$HIVE_TEST_RUN/sshd/winsim-shell" sftp_server
   mkdir -p "$dir/hosts"
@@ -184,7 +190,7 @@ winsim_sshd_start() {
   fi
   HIVE_TEST_WINSIM_SSH_PORT=$(free_port)
   while [ "$HIVE_TEST_WINSIM_SSH_PORT" = "$HIVE_TEST_SSH_PORT" ]; do HIVE_TEST_WINSIM_SSH_PORT=$(free_port); done
-  sshd_launch winsim "$HIVE_TEST_WINSIM_SSH_PORT" "$HIVE_TEST_SSH_USER" "$HIVE_TEST_SSH_KEY.pub" \
+  sshd_launch winsim "$HIVE_TEST_WINSIM_SSH_PORT" "$HIVE_TEST_SSH_USER" "$HIVE_SSH_AUTHORIZED" \
     "ForceCommand $dir/winsim-shell --hosts $dir/hosts --sftp-server $sftp_server"
   HIVE_TEST_WINSIM_SSH_HOSTKEY_SHA256=$SSHD_HOSTKEY_SHA256
   HIVE_TEST_WINSIM_SSH_HOSTKEY=$(cut -d' ' -f1,2 "$SSHD_DIR/ssh_host_ed25519_key.pub")

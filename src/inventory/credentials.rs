@@ -15,6 +15,11 @@ pub enum CredentialRef {
     File(PathBuf),
     /// Ask on the terminal once per distinct reference.
     Prompt,
+    /// SSH only: a private key file (OpenSSH or PEM, ed25519 or RSA, not encrypted) readable by its
+    /// owner only, like a credential file.
+    SshKey(PathBuf),
+    /// SSH only: the keys of the SSH agent the orchestrator's `SSH_AUTH_SOCK` names.
+    SshAgent,
 }
 
 impl CredentialRef {
@@ -23,16 +28,22 @@ impl CredentialRef {
         if text == "prompt" {
             return Ok(CredentialRef::Prompt);
         }
+        if text == "ssh-agent" {
+            return Ok(CredentialRef::SshAgent);
+        }
         match text.split_once(':') {
             Some(("env", var)) if is_env_name(var) => Ok(CredentialRef::Env(var.to_string())),
             Some(("env", var)) => Err(format!("`{var}` is not an environment variable name")),
             Some(("file", path)) if !path.is_empty() => {
                 Ok(CredentialRef::File(PathBuf::from(path)))
             }
+            Some(("ssh-key", path)) if !path.is_empty() => {
+                Ok(CredentialRef::SshKey(PathBuf::from(path)))
+            }
             // The value is not echoed: what an admin puts here by mistake is the password itself.
             _ => Err(
                 "the credential is not a reference (its value is not shown: it may be a \
-                 password): use env:VAR, file:/path or prompt"
+                 password): use env:VAR, file:/path, prompt, ssh-key:/path or ssh-agent"
                     .to_string(),
             ),
         }
@@ -60,6 +71,8 @@ impl fmt::Display for CredentialRef {
             CredentialRef::Env(v) => write!(f, "env:{v}"),
             CredentialRef::File(p) => write!(f, "file:{}", p.display()),
             CredentialRef::Prompt => f.write_str("prompt"),
+            CredentialRef::SshKey(p) => write!(f, "ssh-key:{}", p.display()),
+            CredentialRef::SshAgent => f.write_str("ssh-agent"),
         }
     }
 }
@@ -109,21 +122,52 @@ pub fn resolve_reference(
         },
         CredentialRef::File(path) => read_secret_file(path),
         CredentialRef::Prompt => prompter.prompt(label),
+        CredentialRef::SshKey(path) => read_key_file(path),
+        CredentialRef::SshAgent => match std::env::var("SSH_AUTH_SOCK") {
+            Ok(sock) if !sock.is_empty() => Ok(Secret::new(sock)),
+            _ => Err(
+                "SSH_AUTH_SOCK is not set: start ssh-agent (eval $(ssh-agent)) and add the \
+                      key with ssh-add, or use ssh-key:/path"
+                    .into(),
+            ),
+        },
     }
 }
 
-/// Read the first line of a credential file after checking that only its owner can read it.
-pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+/// The whole text of a private key file, after the same owner-only check as a credential file.
+/// The secret is the key itself: an SSH reference resolves to the material the logon needs.
+pub fn read_key_file(path: &Path) -> Result<Secret, String> {
+    check_owner_only(path, "a private key file")?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if !text.contains("PRIVATE KEY-----") {
+        return Err(format!(
+            "{} is not a private key in OpenSSH or PEM format (ssh-keygen -t ed25519 writes one)",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(text))
+}
+
+/// Refuses a file that group or others can read: a secret anyone on the orchestrator can read is
+/// a domain-admin secret anyone can read.
+fn check_owner_only(path: &Path, what: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
-            "{} has mode {mode:04o}: a credential file must be readable by its owner only (chmod 600)",
+            "{} has mode {mode:04o}: {what} must be readable by its owner only (chmod 600)",
             path.display()
         ));
     }
+    Ok(())
+}
+
+/// Read the first line of a credential file after checking that only its owner can read it.
+pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    check_owner_only(path, "a credential file")?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let line = text.lines().next().unwrap_or("").trim_end_matches('\r');

@@ -8,7 +8,7 @@
 //! [defaults]
 //! transport = "winrm-http"          # winrm-http | winrm-https | ssh
 //! user = "Administrator"
-//! credential = "env:HIVE_PASSWORD"  # env:VAR | file:/path/0600 | prompt
+//! credential = "env:HIVE_PASSWORD"  # env:VAR | file:/path/0600 | prompt (ssh also: ssh-key:/path/0600 | ssh-agent)
 //!
 //! [[host]]
 //! name = "web01"
@@ -33,7 +33,8 @@ pub mod health;
 pub mod sources;
 
 pub use credentials::{
-    CredentialRef, SecretSource, read_secret_file, resolve_credential, resolve_reference,
+    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential,
+    resolve_reference,
 };
 pub use groups::{GroupPolicy, GroupSettings, HookSettings};
 pub use health::{CheckKind, EventLevel, HealthCheckSpec};
@@ -365,6 +366,15 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         .or_else(|| defaults.credential.clone())
         .ok_or("no credential reference (set `credential` or [defaults] credential)")?;
     let credential = CredentialRef::parse(&credential_text)?;
+    if matches!(
+        credential,
+        CredentialRef::SshKey(_) | CredentialRef::SshAgent
+    ) && transport != Transport::Ssh
+    {
+        return Err(format!(
+            "credential `{credential}` is an SSH key: it only applies to transport ssh"
+        ));
+    }
     let smb_root = h.smb_root.or_else(|| {
         defaults
             .smb_root

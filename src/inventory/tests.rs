@@ -261,3 +261,49 @@ fn unknown_group_setting_is_refused_with_its_name() {
         .to_string();
     assert!(err.contains("bogus"), "{err}");
 }
+
+#[test]
+fn ssh_key_references_parse_and_apply_to_ssh_only() {
+    let text = "[[host]]\nname=\"a\"\ntransport=\"ssh\"\ncredential=\"ssh-key:/etc/hive/id_ed25519\"\n\
+                [[host]]\nname=\"b\"\ntransport=\"ssh\"\ncredential=\"ssh-agent\"\n";
+    let inv = parse(text).unwrap();
+    assert_eq!(
+        inv.hosts[0].credential,
+        CredentialRef::SshKey("/etc/hive/id_ed25519".into())
+    );
+    assert_eq!(
+        inv.hosts[0].credential.to_string(),
+        "ssh-key:/etc/hive/id_ed25519"
+    );
+    assert_eq!(inv.hosts[1].credential, CredentialRef::SshAgent);
+    let err = parse("[[host]]\nname=\"w\"\ncredential=\"ssh-agent\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only applies to transport ssh"), "{err}");
+}
+
+#[test]
+fn a_key_file_readable_by_others_is_refused_like_a_credential_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("id_ed25519");
+    std::fs::write(
+        &path,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = read_key_file(&path).unwrap_err();
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(read_key_file(&path).is_ok());
+    std::fs::write(&path, "hunter2\n").unwrap();
+    let err = read_key_file(&path).unwrap_err();
+    assert!(
+        err.contains("not a private key") && !err.contains("hunter2"),
+        "{err}"
+    );
+}

@@ -71,9 +71,10 @@ impl From<hive_ssh::SshError> for RemoteError {
             }
             // A host presenting another key will not fix itself either: never retried as if
             // it were down.
-            E::AuthRefused { .. } | E::HostKeyMismatch { .. } | E::KeyFile { .. } => {
-                RemoteError::AuthFailed(text)
-            }
+            E::AuthRefused { .. }
+            | E::HostKeyMismatch { .. }
+            | E::KeyFile { .. }
+            | E::Agent { .. } => RemoteError::AuthFailed(text),
             E::ConnectTimeout { .. } | E::CommandTimedOut { .. } => RemoteError::TimedOut(text),
             _ => RemoteError::Failed(text),
         }
@@ -93,6 +94,7 @@ mod tests {
             host: "h:22".into(),
             user: "u".into(),
             method: "password",
+            fix: "check the password".into(),
         };
         assert!(matches!(
             RemoteError::from(refused),

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{BoxFuture, Command, ExecOutput, PutReport, RemoteError, Target, Timeouts, share_path};
-use crate::inventory::{Host, Secret};
+use crate::inventory::{CredentialRef, Host, Secret};
 
 /// Windows OpenSSH for commands and SFTP for files: hosts where SSH is the way in (no WinRM, no
 /// SMB). One SSH connection per host carries both; it opens at the first call and again after a
@@ -53,7 +53,7 @@ impl SshTarget {
                 port: host.port,
                 host_key,
                 user: host.user.clone(),
-                auth: hive_ssh::Auth::Password(secret.clone()),
+                auth: ssh_auth(host, secret),
             },
             options,
             sftp_root: host.sftp_root.clone(),
@@ -238,6 +238,21 @@ impl SshTarget {
         } else {
             0
         })
+    }
+}
+
+/// How the host's credential logs on: a key file's text or the agent socket it resolved to, else
+/// a password.
+fn ssh_auth(host: &Host, secret: &Secret) -> hive_ssh::Auth {
+    match &host.credential {
+        CredentialRef::SshKey(path) => hive_ssh::Auth::Key {
+            text: secret.clone(),
+            origin: path.clone(),
+        },
+        CredentialRef::SshAgent => hive_ssh::Auth::Agent {
+            socket: std::path::PathBuf::from(secret.expose()),
+        },
+        _ => hive_ssh::Auth::Password(secret.clone()),
     }
 }
 

@@ -300,6 +300,14 @@ pub async fn query_directory(
         message,
     };
     let reference = CredentialRef::parse(&source.bind_credential).map_err(credential)?;
+    if matches!(
+        reference,
+        CredentialRef::SshKey(_) | CredentialRef::SshAgent
+    ) {
+        return Err(credential(
+            "an SSH key is not a bind password: use env:VAR, file:/path or prompt".into(),
+        ));
+    }
     let label = format!("bind password for {}", source.bind_dn);
     let password = resolve_reference(&reference, &label, prompter).map_err(credential)?;
     source.computers(&password).await

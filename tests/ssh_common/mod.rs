@@ -26,6 +26,8 @@ pub struct SshFleet {
     pub face: SshFace,
     pub inventory: Inventory,
     pub secret: Secret,
+    /// The inventory's text, for a test that logs on another way (`with_credential`).
+    pub inventory_text: String,
     drives: PathBuf,
 }
 
@@ -86,13 +88,24 @@ impl SshFleet {
         }
         let inventory =
             Inventory::parse(&text, Path::new("ssh-inventory.toml")).expect("inventory parses");
+
         SshFleet {
             model,
             face,
             inventory,
             secret: Secret::new(password),
+            inventory_text: text,
             drives,
         }
+    }
+
+    /// The same hosts with another credential reference (`ssh-key:/path`, `ssh-agent`).
+    pub fn with_credential(&self, reference: &str) -> Inventory {
+        let text = self.inventory_text.replace(
+            "credential = \"env:HIVE_TEST_SSH_PASSWORD\"",
+            &format!("credential = \"{reference}\""),
+        );
+        Inventory::parse(&text, Path::new("ssh-inventory.toml")).expect("inventory parses")
     }
 
     pub fn host(&self, name: &str) -> &Arc<winsim::model::WinHost> {

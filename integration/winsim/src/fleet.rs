@@ -46,6 +46,17 @@ pub enum FleetError {
     },
 }
 
+/// WinRM's `CbtHardeningLevel`: whether an HTTPS logon must be bound to the TLS channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CbtHardening {
+    /// Checked when the client sends one (Windows' default): a wrong binding is refused.
+    #[default]
+    Relaxed,
+    /// Required: a logon without the binding, or with a wrong one, is refused.
+    Strict,
+}
+
 /// Keys shared by `[defaults]`, `[template.X]`, `[[group]]` and `[[host]]`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +114,9 @@ pub struct HostSettings {
     pub winrm_port: Option<u16>,
     /// Set to serve WinRM over HTTPS too (port number).
     pub winrm_https_port: Option<u16>,
+    /// `strict`: NTLM over HTTPS must carry the listener certificate's channel binding
+    /// (Extended Protection, `CbtHardeningLevel=Strict`); `relaxed` (the default) does not check.
+    pub cbt_hardening: Option<CbtHardening>,
     pub reboot: Option<RebootSettings>,
     pub faults: Option<FaultSettings>,
     /// Windows services besides the standard ones (EventLog, LanmanServer, WinRM), e.g.
@@ -270,6 +284,7 @@ pub struct HostConfig {
     pub password: Password,
     pub winrm_port: u16,
     pub winrm_https_port: Option<u16>,
+    pub cbt_hardening: CbtHardening,
     pub reboot_downtime: Duration,
     pub configuring: Duration,
     pub reboot_never_returns: bool,
@@ -447,7 +462,8 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
         user,
         password,
         winrm_port,
-        winrm_https_port
+        winrm_https_port,
+        cbt_hardening
     );
     // A list the upper layer sets extends the lower layer's.
     macro_rules! add {
@@ -605,6 +621,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             .unwrap_or_else(|| Password::new("Winsim-Passw0rd")),
         winrm_port: s.winrm_port.unwrap_or(5985),
         winrm_https_port: s.winrm_https_port,
+        cbt_hardening: s.cbt_hardening.unwrap_or_default(),
         reboot_downtime: Duration::from_millis(reboot.downtime_ms.unwrap_or(2000)),
         configuring: Duration::from_millis(reboot.configuring_ms.unwrap_or(0)),
         reboot_never_returns: reboot.never_returns.unwrap_or(false),

@@ -83,6 +83,10 @@ pub trait SimHost: Send + Sync + 'static {
     fn winrm_https_addr(&self) -> Option<SocketAddr>;
     /// The local administrator account (user, password) the host accepts.
     fn account(&self) -> (&str, &str);
+    /// Whether NTLM over HTTPS must carry the TLS channel binding (`CbtHardeningLevel`).
+    fn cbt_hardening(&self) -> crate::fleet::CbtHardening {
+        crate::fleet::CbtHardening::Relaxed
+    }
     /// The Windows version (major, minor, build) the host reports to network clients, e.g. in
     /// its NTLM CHALLENGE; Windows Server 2022 unless the model says otherwise.
     fn windows_version(&self) -> (u8, u8, u16) {

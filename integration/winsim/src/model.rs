@@ -113,6 +113,7 @@ pub struct WinHost {
     pub(crate) address: Ipv4Addr,
     pub(crate) http: SocketAddr,
     pub(crate) https: Option<SocketAddr>,
+    pub(crate) cbt_hardening: crate::fleet::CbtHardening,
     pub(crate) user: String,
     pub(crate) password: String,
     pub(crate) drive: PathBuf,
@@ -178,6 +179,7 @@ impl WinHost {
             https: config
                 .winrm_https_port
                 .map(|p| SocketAddr::new(IpAddr::V4(config.address), p)),
+            cbt_hardening: config.cbt_hardening,
             user: config.user.clone(),
             password: config.password.expose().to_string(),
             drive: drive.to_path_buf(),

@@ -22,6 +22,9 @@ impl SimHost for WinHost {
     fn account(&self) -> (&str, &str) {
         (&self.user, &self.password)
     }
+    fn cbt_hardening(&self) -> crate::fleet::CbtHardening {
+        self.cbt_hardening
+    }
     fn windows_version(&self) -> (u8, u8, u16) {
         // The build moves when an update installs, so it is read where the update wrote it.
         let build = match self

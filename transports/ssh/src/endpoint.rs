@@ -44,6 +44,12 @@ pub enum Auth {
         path: PathBuf,
         passphrase: Option<Secret>,
     },
+    /// A private key (OpenSSH or PEM text, not encrypted) the caller has already read, e.g. after
+    /// checking that only its owner can read the file; `origin` names that file in errors.
+    Key { text: Secret, origin: PathBuf },
+    /// The keys an SSH agent holds (`ssh-agent`, listening on the unix socket `SSH_AUTH_SOCK`
+    /// names), tried in the agent's order: the private keys never enter hive's memory.
+    Agent { socket: PathBuf },
 }
 
 impl Auth {
@@ -51,7 +57,8 @@ impl Auth {
     pub(crate) fn method(&self) -> &'static str {
         match self {
             Auth::Password(_) => "password",
-            Auth::KeyFile { .. } => "publickey",
+            Auth::KeyFile { .. } | Auth::Key { .. } => "publickey",
+            Auth::Agent { .. } => "publickey from the SSH agent",
         }
     }
 }

@@ -39,12 +39,22 @@ pub enum SshError {
         presented: String,
     },
 
-    /// The server refused the credentials.
-    #[error("{host}: authentication as {user:?} with {method} refused by the server")]
+    /// The server refused the credentials. `fix` says what the admin can change: the password,
+    /// or which public keys (by fingerprint) to add to the account's authorized keys.
+    #[error("{host}: authentication as {user:?} with {method} refused by the server: {fix}")]
     AuthRefused {
         host: String,
         user: String,
         method: &'static str,
+        fix: String,
+    },
+
+    /// The SSH agent could not be reached or holds no key.
+    #[error("{host}: SSH agent at {}: {message}", socket.display())]
+    Agent {
+        host: String,
+        socket: PathBuf,
+        message: String,
     },
 
     /// The private key file could not be read or decoded (wrong passphrase included).

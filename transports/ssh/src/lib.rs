@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod error;
 pub mod exec;
 mod kill;

@@ -5,11 +5,11 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use russh::client::{self, AuthResult, Handle};
-use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::client::{self, Handle};
+use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use tokio::net::TcpStream;
 
-use crate::endpoint::{Auth, HostKeyPin, SshEndpoint, SshOptions};
+use crate::endpoint::{HostKeyPin, SshEndpoint, SshOptions};
 use crate::error::{HandlerError, SshError};
 
 /// The russh handler of one connection. russh does not tell the handler which host it is checking,
@@ -198,55 +198,11 @@ async fn connect_and_auth(
                 },
                 HandlerError::Ssh(source) => protocol(&label, "exchanging keys", source),
             })?;
-    authenticate(&mut handle, target, &label).await?;
+    crate::auth::authenticate(&mut handle, target, &label).await?;
     tracing::debug!(host = %label, user = %target.user, "SSH session established");
     Ok(SshSession {
         handle,
         label,
         options: options.clone(),
     })
-}
-
-async fn authenticate(
-    handle: &mut Handle<PinnedHostKey>,
-    target: &SshEndpoint,
-    label: &str,
-) -> Result<(), SshError> {
-    let result = match &target.auth {
-        Auth::Password(password) => handle
-            .authenticate_password(target.user.as_str(), password.expose())
-            .await
-            .map_err(|e| protocol(label, "authenticating", e))?,
-        Auth::KeyFile { path, passphrase } => {
-            let key = russh::keys::load_secret_key(path, passphrase.as_ref().map(|p| p.expose()))
-                .map_err(|source| SshError::KeyFile {
-                host: label.to_owned(),
-                path: path.clone(),
-                source: Box::new(source),
-            })?;
-            // RSA keys sign with the best SHA-2 the server accepts; other key types ignore this.
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(|e| protocol(label, "authenticating", e))?
-                    .flatten()
-            } else {
-                None
-            };
-            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
-            handle
-                .authenticate_publickey(target.user.as_str(), key)
-                .await
-                .map_err(|e| protocol(label, "authenticating", e))?
-        }
-    };
-    match result {
-        AuthResult::Success => Ok(()),
-        AuthResult::Failure { .. } => Err(SshError::AuthRefused {
-            host: label.to_owned(),
-            user: target.user.clone(),
-            method: target.auth.method(),
-        }),
-    }
 }

@@ -738,9 +738,15 @@ impl WinrmClient {
             )
             .await?;
         if r3.status == 401 {
-            return Err(Failure::Fatal(self.auth_error(
-                "the server rejected the NTLM response: wrong user name or password, or the account may not log on remotely",
-            )));
+            let why = if self.cfg.endpoint.tls {
+                "the server rejected the NTLM response: wrong user name or password, the account \
+                 may not log on remotely, or the channel binding was refused (a host with \
+                 Extended Protection, CbtHardeningLevel=Strict, refuses a logon bound to another \
+                 certificate: connect directly, not through a TLS-intercepting proxy)"
+            } else {
+                "the server rejected the NTLM response: wrong user name or password, or the account may not log on remotely"
+            };
+            return Err(Failure::Fatal(self.auth_error(why)));
         }
         if let Some(c) = self.conn.as_mut() {
             c.authenticated = true;

@@ -195,6 +195,17 @@ pub fn client_config(
 /// certificate), SHA-256 when that is MD5, SHA-1 or unknown, as RFC 5929 says.
 pub fn channel_bindings(server_cert_der: &[u8]) -> [u8; 16] {
     use md5::{Digest as _, Md5};
+    let app = tls_server_end_point(server_cert_der);
+    let mut s = vec![0u8; 16];
+    s.extend_from_slice(&(app.len() as u32).to_le_bytes());
+    s.extend_from_slice(&app);
+    Md5::digest(&s).into()
+}
+
+/// The channel binding's application data, `tls-server-end-point:` + the certificate's hash
+/// (RFC 5929): what Kerberos carries in its authenticator checksum, and what NTLM hashes into
+/// [`channel_bindings`].
+pub fn tls_server_end_point(server_cert_der: &[u8]) -> Vec<u8> {
     use sha2::{Sha384, Sha512};
     let hash: Vec<u8> = match signature_hash(server_cert_der) {
         CertHash::Sha384 => Sha384::digest(server_cert_der).to_vec(),
@@ -203,10 +214,7 @@ pub fn channel_bindings(server_cert_der: &[u8]) -> [u8; 16] {
     };
     let mut app = b"tls-server-end-point:".to_vec();
     app.extend_from_slice(&hash);
-    let mut s = vec![0u8; 16];
-    s.extend_from_slice(&(app.len() as u32).to_le_bytes());
-    s.extend_from_slice(&app);
-    Md5::digest(&s).into()
+    app
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -48,6 +48,9 @@ enum Authenticated {
 pub struct Connection {
     shells: Arc<HostShells>,
     https: bool,
+    /// Over HTTPS: the listener certificate's channel binding, which NTLM logons are checked
+    /// against.
+    channel_binding: Option<[u8; 16]>,
     peer: SocketAddr,
     local: SocketAddr,
     ntlm: Mutex<Option<NtlmAcceptor>>,
@@ -56,6 +59,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(
         shells: Arc<HostShells>,
+        channel_binding: Option<[u8; 16]>,
         https: bool,
         peer: SocketAddr,
         local: SocketAddr,
@@ -63,6 +67,7 @@ impl Connection {
         Connection {
             shells,
             https,
+            channel_binding,
             peer,
             local,
             ntlm: Mutex::new(None),
@@ -287,7 +292,7 @@ impl Connection {
         if ntlm_message_type(&token) == Some(1) {
             // A NEGOTIATE starts a fresh context, also on a connection that was authenticated.
             match NtlmAcceptor::new(user, password) {
-                Ok(a) => *ntlm = Some(a.for_host(self.identity())),
+                Ok(a) => *ntlm = Some(self.bind(a.for_host(self.identity()))),
                 Err(_) => return Err(Box::new(plain(StatusCode::INTERNAL_SERVER_ERROR))),
             }
         }
@@ -331,9 +336,11 @@ impl Connection {
                     "the first SPNEGO token is not an NTLM NEGOTIATE".into(),
                 ));
             }
-            let mut acceptor = NtlmAcceptor::new(user, password)
-                .map_err(|e| refuse(e.to_string()))?
-                .for_host(self.identity());
+            let mut acceptor = self.bind(
+                NtlmAcceptor::new(user, password)
+                    .map_err(|e| refuse(e.to_string()))?
+                    .for_host(self.identity()),
+            );
             acceptor.set_mech_types(init.mech_types);
             let step = acceptor.step(&inner).map_err(|e| refuse(e.to_string()))?;
             *ntlm = Some(acceptor);
@@ -370,6 +377,14 @@ impl Connection {
                 *ntlm = None;
                 Err(refuse(e.to_string()))
             }
+        }
+    }
+
+    /// An acceptor that checks this TLS connection's channel binding, at the host's level.
+    fn bind(&self, acceptor: NtlmAcceptor) -> NtlmAcceptor {
+        match self.channel_binding {
+            Some(cbt) => acceptor.bound_to_channel(cbt, self.shells.host().cbt_hardening()),
+            None => acceptor,
         }
     }
 

@@ -140,7 +140,7 @@ impl WinrmFleet {
             (None, false) => None,
         };
         let acceptor = match &tls {
-            Some(t) => Some(TlsAcceptor::from(t.server_config()?)),
+            Some(t) => Some((TlsAcceptor::from(t.server_config()?), t.channel_bindings())),
             None => None,
         };
         let (stop, _) = watch::channel(false);
@@ -228,7 +228,7 @@ fn bind(host: &Arc<dyn SimHost>, addr: SocketAddr) -> Result<TcpListener, Server
 async fn accept_loop(
     listener: TcpListener,
     shells: Arc<HostShells>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, [u8; 16])>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -261,7 +261,7 @@ async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shells: Arc<HostShells>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, [u8; 16])>,
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
@@ -270,6 +270,7 @@ async fn serve(
     let https = tls.is_some();
     let conn = Arc::new(http::Connection::new(
         Arc::clone(&shells),
+        tls.as_ref().map(|(_, cbt)| *cbt),
         https,
         peer,
         local,
@@ -286,7 +287,7 @@ async fn serve(
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
             }
-            Some(acceptor) => {
+            Some((acceptor, _)) => {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };

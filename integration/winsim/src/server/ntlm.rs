@@ -19,6 +19,7 @@
 use md4::Digest as _;
 
 use super::sealing::{SessionSecurity, hmac_md5, rc4};
+use crate::fleet::CbtHardening;
 
 /// NTLMSSP_NEGOTIATE_UNICODE
 pub const NEGOTIATE_UNICODE: u32 = 0x0000_0001;
@@ -78,6 +79,8 @@ const AV_FLAGS: u16 = 6;
 const AV_TIMESTAMP: u16 = 7;
 /// MsvAvFlags bit: the AUTHENTICATE message carries a MIC.
 const AV_FLAG_MIC: u32 = 0x2;
+/// MsvAvChannelBindings: MD5 of the client's gss_channel_bindings_struct (MS-NLMP 2.2.2.1).
+const AV_CHANNEL_BINDINGS: u16 = 0x000a;
 /// Where the MIC sits in an AUTHENTICATE_MESSAGE (after the Version field).
 const MIC_OFFSET: usize = 72;
 
@@ -159,6 +162,9 @@ pub struct NtlmAcceptor {
     session_key: [u8; 16],
     /// Under SPNEGO: the client's DER MechTypeList, which both mechListMICs cover.
     mech_types: Option<Vec<u8>>,
+    /// Over HTTPS: the channel binding of this connection's certificate, and whether a logon
+    /// must carry it (`CbtHardeningLevel=Strict`) or is only checked when it does (`Relaxed`).
+    channel: Option<([u8; 16], CbtHardening)>,
 }
 
 impl std::fmt::Debug for NtlmAcceptor {
@@ -188,12 +194,20 @@ impl NtlmAcceptor {
             #[cfg(test)]
             session_key: [0; 16],
             mech_types: None,
+            channel: None,
         })
     }
 
     /// Name the host this acceptor answers for (its CHALLENGE carries these names and version).
     pub fn for_host(mut self, identity: ServerIdentity) -> NtlmAcceptor {
         self.identity = identity;
+        self
+    }
+
+    /// Check the client's MsvAvChannelBindings against `expected` (a TLS connection's
+    /// `tls-server-end-point` binding), as Windows does with Extended Protection.
+    pub fn bound_to_channel(mut self, expected: [u8; 16], level: CbtHardening) -> NtlmAcceptor {
+        self.channel = Some((expected, level));
         self
     }
 
@@ -300,6 +314,28 @@ impl NtlmAcceptor {
             .get(24..32)
             .ok_or_else(|| fail("no challenge was sent"))?;
         let session_base_key = self.verify(&auth, server_challenge)?;
+        // The binding sits in the blob the NTProofStr covers, so it is checked after the proof.
+        if let Some((expected, level)) = self.channel {
+            match auth
+                .av_pair(AV_CHANNEL_BINDINGS)
+                .filter(|b| b.iter().any(|&x| x != 0))
+            {
+                None if level == CbtHardening::Strict => {
+                    return Err(fail(
+                        "no channel binding (this host requires Extended Protection, \
+                         CbtHardeningLevel=Strict)",
+                    ));
+                }
+                None => {}
+                Some(b) if b == expected => {}
+                Some(_) => {
+                    return Err(fail(
+                        "the channel binding does not match this TLS connection's certificate \
+                         (a TLS-intercepting proxy in between?)",
+                    ));
+                }
+            }
+        }
         // NTLMv2: the key-exchange key is the session base key; with KEY_EXCH the client picked
         // the exported key and sent it RC4-encrypted under that key.
         let exported: [u8; 16] = if auth.flags & NEGOTIATE_KEY_EXCH != 0 {
@@ -457,6 +493,24 @@ impl AuthenticateMessage {
             encrypted_session_key: field(52, "EncryptedRandomSessionKey")?.to_vec(),
             flags,
         })
+    }
+
+    /// The value of one AV pair of the client's NTLMv2 blob.
+    fn av_pair(&self, wanted: u16) -> Option<&[u8]> {
+        let mut pairs = self.nt_response.get(16 + 28..).unwrap_or(&[]);
+        while pairs.len() >= 4 {
+            let id = u16::from_le_bytes([pairs[0], pairs[1]]);
+            let len = u16::from_le_bytes([pairs[2], pairs[3]]) as usize;
+            let value = pairs.get(4..4 + len)?;
+            if id == AV_EOL {
+                return None;
+            }
+            if id == wanted {
+                return Some(value);
+            }
+            pairs = &pairs[4 + len..];
+        }
+        None
     }
 
     /// True when the client's blob says a MIC follows the Version field (MsvAvFlags bit 2).

@@ -43,6 +43,21 @@ impl TlsIdentity {
         })
     }
 
+    /// The `tls-server-end-point` channel binding (RFC 5929) of this certificate as NTLM carries
+    /// it in MsvAvChannelBindings: MD5 of a gss_channel_bindings_struct whose only non-empty
+    /// field is the application data `tls-server-end-point:` + SHA-256 of the certificate (rcgen
+    /// signs with ECDSA SHA-256, and RFC 5929 uses the certificate's own signature hash).
+    pub fn channel_bindings(&self) -> [u8; 16] {
+        use md5::Digest as _;
+        let mut app = b"tls-server-end-point:".to_vec();
+        app.extend_from_slice(&sha2::Sha256::digest(&self.cert_der));
+        // Initiator and acceptor address types and lengths: four zero u32s.
+        let mut gss = vec![0u8; 16];
+        gss.extend_from_slice(&(app.len() as u32).to_le_bytes());
+        gss.extend_from_slice(&app);
+        md5::Md5::digest(&gss).into()
+    }
+
     /// The certificate in PEM, for clients that want to trust it.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem

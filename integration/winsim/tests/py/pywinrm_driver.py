@@ -2,7 +2,9 @@
 
 Usage: pywinrm_driver.py '<json spec>'; prints one JSON object on stdout.
 Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl"), "operation_timeout"?,
-       "read_timeout"?, "steps": [{"command", "args", "stdin"?}]}
+       "read_timeout"?, "channel_binding"? ("none" | "wrong": over HTTPS, send no channel
+       binding, or one for another certificate, instead of the real one),
+       "steps": [{"command", "args", "stdin"?}]}
 Each step runs in the same shell (one authenticated connection), like a real patch run.
 Errors are reported, not raised, so the Rust test can assert on the exact failure.
 """
@@ -24,6 +26,16 @@ def describe(exc):
 
 def main():
     spec = json.loads(sys.argv[1])
+    binding = spec.get("channel_binding")
+    if binding is not None:
+        # requests_ntlm hashes the server certificate into the binding pywinrm sends.
+        import requests_ntlm.requests_ntlm as rn
+        if binding == "none":
+            rn._get_certificate_hash = lambda der: None
+        elif binding == "wrong":
+            rn._get_certificate_hash = lambda der: bytes(32) + b"another certificate"
+        else:
+            raise SystemExit("channel_binding must be none or wrong")
     kwargs = dict(
         transport=spec.get("transport", "ntlm"),
         username=spec["user"],

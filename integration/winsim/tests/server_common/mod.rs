@@ -50,6 +50,7 @@ pub struct FakeHost {
     pub runs: AtomicUsize,
     pub killed: Arc<AtomicUsize>,
     pub last_request: Mutex<Option<CommandRequest>>,
+    pub cbt_hardening: winsim::fleet::CbtHardening,
 }
 
 impl FakeHost {
@@ -63,7 +64,15 @@ impl FakeHost {
             runs: AtomicUsize::new(0),
             killed: Arc::new(AtomicUsize::new(0)),
             last_request: Mutex::new(None),
+            cbt_hardening: winsim::fleet::CbtHardening::Relaxed,
         })
+    }
+
+    /// An HTTPS host with Extended Protection required (`CbtHardeningLevel=Strict`).
+    pub fn with_https_strict(name: &str) -> Arc<FakeHost> {
+        let mut h = Arc::try_unwrap(FakeHost::with_https(name)).ok().unwrap();
+        h.cbt_hardening = winsim::fleet::CbtHardening::Strict;
+        Arc::new(h)
     }
 
     pub fn with_https(name: &str) -> Arc<FakeHost> {
@@ -105,6 +114,9 @@ impl SimHost for FakeHost {
     }
     fn account(&self) -> (&str, &str) {
         (USER, PASSWORD)
+    }
+    fn cbt_hardening(&self) -> winsim::fleet::CbtHardening {
+        self.cbt_hardening
     }
     fn accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)

@@ -105,3 +105,119 @@ async fn connect_timeout_bounds_a_silent_server() {
     drop(listener);
     let _ = common::nonce();
 }
+
+async fn logged_on_user(auth: Auth) -> String {
+    let ssh = SshSession::connect(&target(auth), &options())
+        .await
+        .unwrap();
+    let out = ssh.exec("id -un", T).await.unwrap();
+    ssh.disconnect().await.unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn rsa_key_text_logs_on_with_sha2_signatures() {
+    let path = std::path::PathBuf::from(env("HIVE_TEST_SSH_KEY_RSA"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("BEGIN RSA PRIVATE KEY"), "a PEM RSA key");
+    let auth = Auth::Key {
+        text: Secret::new(text),
+        origin: path,
+    };
+    assert_eq!(logged_on_user(auth).await, env("HIVE_TEST_SSH_USER"));
+}
+
+#[tokio::test]
+async fn ed25519_key_text_logs_on() {
+    let path = std::path::PathBuf::from(env("HIVE_TEST_SSH_KEY"));
+    let auth = Auth::Key {
+        text: Secret::new(std::fs::read_to_string(&path).unwrap()),
+        origin: path,
+    };
+    assert_eq!(logged_on_user(auth).await, env("HIVE_TEST_SSH_USER"));
+}
+
+#[tokio::test]
+async fn agent_keys_log_on_ed25519_and_rsa_alone() {
+    for var in ["HIVE_TEST_SSH_KEY", "HIVE_TEST_SSH_KEY_RSA"] {
+        let key = std::path::PathBuf::from(env(var));
+        let agent = common::TestAgent::start(&[&key]);
+        let auth = Auth::Agent {
+            socket: agent.socket.clone(),
+        };
+        assert_eq!(
+            logged_on_user(auth).await,
+            env("HIVE_TEST_SSH_USER"),
+            "{var}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn agent_tries_each_key_until_the_server_accepts_one() {
+    let (_dir, stranger, _) = common::unauthorized_key();
+    let key = std::path::PathBuf::from(env("HIVE_TEST_SSH_KEY"));
+    let agent = common::TestAgent::start(&[&stranger, &key]);
+    let auth = Auth::Agent {
+        socket: agent.socket.clone(),
+    };
+    assert_eq!(logged_on_user(auth).await, env("HIVE_TEST_SSH_USER"));
+}
+
+#[tokio::test]
+async fn a_key_the_server_refuses_is_named_by_its_fingerprint() {
+    let (_dir, stranger, fingerprint) = common::unauthorized_key();
+    let err = SshSession::connect(
+        &target(Auth::KeyFile {
+            path: stranger.clone(),
+            passphrase: None,
+        }),
+        &options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SshError::AuthRefused { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&fingerprint) && msg.contains("authorized_keys"),
+        "says which key to authorize where: {msg}"
+    );
+
+    let agent = common::TestAgent::start(&[&stranger]);
+    let err = SshSession::connect(
+        &target(Auth::Agent {
+            socket: agent.socket.clone(),
+        }),
+        &options(),
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&fingerprint) && msg.contains("none of the agent's keys"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_or_missing_agent_says_what_to_do() {
+    let agent = common::TestAgent::start(&[]);
+    let err = SshSession::connect(
+        &target(Auth::Agent {
+            socket: agent.socket.clone(),
+        }),
+        &options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("ssh-add"), "{err}");
+    let err = SshSession::connect(
+        &target(Auth::Agent {
+            socket: "/nonexistent/agent.sock".into(),
+        }),
+        &options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("SSH_AUTH_SOCK"), "{err}");
+}
