@@ -15,7 +15,8 @@
 #
 # Exports: HIVE_TEST_KDC_REALM, HIVE_TEST_KDC_PORT, HIVE_TEST_KDC_CONFIG (the krb5.conf clients
 # use; also exported as KRB5_CONFIG for every process the harness starts), HIVE_TEST_KDC_USER,
-# HIVE_TEST_KDC_PASSWORD, HIVE_TEST_KDC_KEYTAB, HIVE_TEST_KDC_KADMIN, HIVE_TEST_KDC_DIR.
+# HIVE_TEST_KDC_PASSWORD, HIVE_TEST_KDC_KEYTAB (also KRB5_KTNAME, the acceptors' default keytab),
+# HIVE_TEST_KDC_KADMIN, HIVE_TEST_KDC_DIR.
 # shellcheck shell=bash
 
 # libkrb5-dev, libclang-dev, pkg-config: hive-winrm links MIT GSSAPI through libgssapi (bindgen).
@@ -97,6 +98,8 @@ kdc_start() {
   export HIVE_TEST_KDC_REALM=$realm HIVE_TEST_KDC_PORT=$port HIVE_TEST_KDC_CONFIG=$base/krb5.conf
   export HIVE_TEST_KDC_USER HIVE_TEST_KDC_PASSWORD HIVE_TEST_KDC_KEYTAB=$base/http.keytab
   export HIVE_TEST_KDC_KADMIN="kadmin.local -r $realm" HIVE_TEST_KDC_DIR=$base
+  # The acceptors' default keytab, as /etc/krb5.keytab is a real host's.
+  export KRB5_KTNAME=FILE:$base/http.keytab
 }
 
 kdc_stop() {

@@ -56,3 +56,65 @@ fn kinit_and_service_ticket_against_the_harness_kdc() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("Password incorrect"));
 }
+
+/// hive's initiator gets a ticket with the password and its single AP-REQ completes MIT's
+/// acceptor (keyed from the harness keytab, KRB5_KTNAME); messages sealed on either side open on
+/// the other, and a tampered one is refused.
+#[test]
+fn ap_req_completes_mit_acceptor_and_messages_seal_both_ways() {
+    use hive_winrm::kerberos::{self, KerberosCredentials, TicketSource};
+    use libgssapi::context::{SecurityContext, ServerCtx};
+
+    let kdc = Kdc::from_env();
+    let creds = KerberosCredentials {
+        source: TicketSource::Password {
+            principal: kdc.principal(),
+            password: kdc.password.clone(),
+        },
+        spn: None,
+    };
+    let spn = creds.spn_for("winsim.hive.test");
+    let (mut client, token) = kerberos::initiate(&creds, &spn, None).expect("AP-REQ");
+
+    let mut server = ServerCtx::new(None);
+    let reply = server
+        .step(&token, None)
+        .expect("MIT acceptor takes hive's AP-REQ");
+    assert!(server.is_complete(), "one token must complete the context");
+    assert!(reply.is_none(), "no mutual authentication asked: no AP-REP");
+    assert_eq!(server.source_name().unwrap().to_string(), kdc.principal());
+
+    use hive_winrm::framing::Sealing as _;
+    let soap = b"<s:Envelope>work</s:Envelope>";
+    let (header, cipher) = client.seal_message(soap).unwrap();
+    assert_ne!(&cipher[..], &soap[..], "sealed, not signed only");
+    assert_eq!(
+        kerberos::unseal(&mut server, &header, &cipher).unwrap(),
+        soap
+    );
+    let (h, c) = kerberos::seal(&mut server, b"<ok/>").unwrap();
+    assert_eq!(client.unseal_message(&h, &c).unwrap(), b"<ok/>");
+
+    let (h, mut c) = client.seal_message(soap).unwrap();
+    c[0] ^= 1;
+    assert!(kerberos::unseal(&mut server, &h, &c).is_err());
+}
+
+/// An SPN the KDC does not know fails before anything is sent, saying what to fix.
+#[test]
+fn unknown_spn_names_the_fix() {
+    use hive_winrm::kerberos::{self, KerberosCredentials, TicketSource};
+    let kdc = Kdc::from_env();
+    let creds = KerberosCredentials {
+        source: TicketSource::Password {
+            principal: kdc.principal(),
+            password: kdc.password.clone(),
+        },
+        spn: Some("HTTP/nowhere.hive.test".into()),
+    };
+    let err = kerberos::initiate(&creds, &creds.spn_for("127.0.0.1"), None)
+        .err()
+        .expect("no such SPN");
+    let text = err.to_string();
+    assert!(text.contains("set `spn`"), "{text}");
+}
