@@ -240,7 +240,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     /// Message sealing state (NTLM or Kerberos) once authenticated over HTTP.
-    sealer: Option<Box<dyn Sealing + Send>>,
+    sealer: Option<Box<dyn Sealing + Send + Sync>>,
     /// The connection has completed its authentication handshake (NTLM) or needs none.
     authenticated: bool,
     /// NTLM channel binding hash (zeros over HTTP).

@@ -25,6 +25,7 @@
 //! service key can read our sealed request and seal its reply under the session key.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
 use libgssapi::credential::{Cred, CredUsage};
@@ -133,9 +134,17 @@ fn hint(minor: i64) -> Option<&'static str> {
     })
 }
 
-/// A complete client context: seals and unseals MS-WSMV messages.
+/// A complete client context: seals and unseals MS-WSMV messages. The GSS context is a C handle
+/// that may move between threads but not be shared, hence the mutex (never contended: one
+/// connection uses it at a time).
 pub struct KerberosSealer {
-    ctx: ClientCtx,
+    ctx: Mutex<ClientCtx>,
+}
+
+impl KerberosSealer {
+    fn ctx(&mut self) -> &mut ClientCtx {
+        self.ctx.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl fmt::Debug for KerberosSealer {
@@ -195,7 +204,12 @@ pub fn initiate(
             hint: None,
         });
     }
-    Ok((KerberosSealer { ctx }, token.to_vec()))
+    Ok((
+        KerberosSealer {
+            ctx: Mutex::new(ctx),
+        },
+        token.to_vec(),
+    ))
 }
 
 /// MS-WSMV's layout of one GSS-wrapped message: the wrap token's header (signature) apart, the
@@ -244,11 +258,11 @@ pub fn unseal(
 
 impl Sealing for KerberosSealer {
     fn seal_message(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), FramingError> {
-        seal(&mut self.ctx, plain).map_err(FramingError::Gss)
+        seal(self.ctx(), plain).map_err(FramingError::Gss)
     }
 
     fn unseal_message(&mut self, header: &[u8], cipher: &[u8]) -> Result<Vec<u8>, FramingError> {
-        unseal(&mut self.ctx, header, cipher).map_err(FramingError::Gss)
+        unseal(self.ctx(), header, cipher).map_err(FramingError::Gss)
     }
 }
 
