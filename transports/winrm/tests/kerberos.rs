@@ -1,5 +1,6 @@
 //! Kerberos against the harness's real MIT KDC (integration/services/kdc.sh).
 
+mod common;
 mod kdc;
 
 use kdc::Kdc;
@@ -117,4 +118,38 @@ fn unknown_spn_names_the_fix() {
         .expect("no such SPN");
     let text = err.to_string();
     assert!(text.contains("set `spn`"), "{text}");
+}
+
+/// An independent acceptor takes hive's Kerberos logon: pyspnego with python-gssapi in
+/// integration/winrm_peer/server.py, keyed from the harness keytab, with MS-WSMV message
+/// encryption over HTTP (its own framing code, pyspnego's `wrap_winrm`).
+#[tokio::test]
+async fn pyspnego_acceptor_takes_hives_kerberos_over_http() {
+    use hive_winrm::client::{ClientConfig, Credentials, Endpoint};
+    use hive_winrm::kerberos::{KerberosCredentials, TicketSource};
+    use hive_winrm::shell::Session;
+
+    let kdc = Kdc::from_env();
+    let peer = common::Peer::start(&[]);
+    let creds = Credentials::Kerberos(KerberosCredentials {
+        source: TicketSource::Password {
+            principal: kdc.principal(),
+            password: kdc.password.clone(),
+        },
+        spn: Some("HTTP/winsim.hive.test".into()),
+    });
+    let endpoint = Endpoint {
+        tls: false,
+        host: "127.0.0.1".into(),
+        port: peer.port,
+        path: "/wsman".into(),
+    };
+    let mut session = Session::new(ClientConfig::new(endpoint, creds)).unwrap();
+    let out = session
+        .run_cmd("echo sealed-by-kerberos", None)
+        .await
+        .expect("pyspnego accepts hive's AP-REQ and sealed messages");
+    assert_eq!(out.exit_code, 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sealed-by-kerberos"));
+    session.close().await.unwrap();
 }
