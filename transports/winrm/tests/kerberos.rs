@@ -113,9 +113,8 @@ fn unknown_spn_names_the_fix() {
         },
         spn: Some("HTTP/nowhere.hive.test".into()),
     };
-    let err = kerberos::initiate(&creds, &creds.spn_for("127.0.0.1"), None)
-        .err()
-        .expect("no such SPN");
+    let err =
+        kerberos::initiate(&creds, &creds.spn_for("127.0.0.1"), None).expect_err("no such SPN");
     let text = err.to_string();
     assert!(text.contains("set `spn`"), "{text}");
 }
@@ -152,4 +151,29 @@ async fn pyspnego_acceptor_takes_hives_kerberos_over_http() {
     assert_eq!(out.exit_code, 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sealed-by-kerberos"));
     session.close().await.unwrap();
+}
+
+/// A user the KDC does not know, and a realm no KDC serves: refused before any request, each
+/// saying what to check.
+#[test]
+fn unknown_principal_and_wrong_realm_name_the_fix() {
+    use hive_winrm::kerberos::{self, KerberosCredentials, TicketSource};
+    let kdc = Kdc::from_env();
+    let with = |principal: String| KerberosCredentials {
+        source: TicketSource::Password {
+            principal,
+            password: kdc.password.clone(),
+        },
+        spn: Some("HTTP/winsim.hive.test".into()),
+    };
+    let unknown = with(format!("nobody@{}", kdc.realm));
+    let text = kerberos::initiate(&unknown, "HTTP/winsim.hive.test", None)
+        .expect_err("no such user")
+        .to_string();
+    assert!(text.contains("knows no such user"), "{text}");
+    let realm = with(format!("{}@NOWHERE.TEST", kdc.user));
+    let text = kerberos::initiate(&realm, "HTTP/winsim.hive.test", None)
+        .expect_err("no such realm")
+        .to_string();
+    assert!(text.contains("realm"), "{text}");
 }
