@@ -29,6 +29,7 @@ use std::sync::{Mutex, PoisonError};
 
 use libgssapi::context::{ClientCtx, CtxFlags, SecurityContext};
 use libgssapi::credential::{Cred, CredUsage};
+use libgssapi::error::MajorFlags;
 use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_NT_KRB5_PRINCIPAL, OidSet};
 use libgssapi::util::{GssIov, GssIovFake, GssIovType};
@@ -103,8 +104,19 @@ impl KerberosError {
         KerberosError {
             what,
             detail: e.to_string().trim().to_string(),
-            hint: hint(e.minor as i32 as i64),
+            hint: hint(e.minor as i32 as i64).or_else(|| major_hint(e.major)),
         }
+    }
+}
+
+/// What to fix when GSSAPI's major status says it and the mechanism's code does not.
+fn major_hint(major: MajorFlags) -> Option<&'static str> {
+    if major.contains(MajorFlags::GSS_S_CREDENTIALS_EXPIRED) {
+        Some("the ticket has expired: run kinit again")
+    } else if major.contains(MajorFlags::GSS_S_NO_CRED) {
+        Some("no ticket in the credential cache: run kinit (or point KRB5CCNAME at the cache)")
+    } else {
+        None
     }
 }
 

@@ -8,7 +8,7 @@ use kdc::Kdc;
 use libgssapi::context::{SecurityContext, ServerCtx};
 
 #[test]
-fn the_ccache_kinit_filled_logs_on_and_an_empty_one_says_run_kinit() {
+fn the_ccache_kinit_filled_logs_on_and_an_empty_or_expired_one_says_run_kinit() {
     let kdc = Kdc::from_env();
     let dir = tempfile::tempdir().unwrap();
     let ccache = dir.path().join("ccache");
@@ -33,4 +33,25 @@ fn the_ccache_kinit_filled_logs_on_and_an_empty_one_says_run_kinit() {
     server.step(&token, None).expect("acceptor takes it");
     assert!(server.is_complete());
     assert_eq!(server.source_name().unwrap().to_string(), kdc.principal());
+
+    // A ticket that has run out: the error says to run kinit again.
+    let name = format!("FILE:{}", ccache.display());
+    let out = kdc.tool(
+        "kinit",
+        &["-l", "2s", "-c", &name, &kdc.principal()],
+        &format!("{}\n", kdc.password),
+    );
+    assert!(
+        out.status.success(),
+        "kinit -l 2s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let text = kerberos::initiate(&creds, "HTTP/winsim.hive.test", None)
+        .expect_err("the ticket has expired")
+        .to_string();
+    assert!(
+        text.contains("expired") && text.contains("kinit again"),
+        "{text}"
+    );
 }
