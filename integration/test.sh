@@ -31,8 +31,9 @@ static_checks() {
   RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --workspace --no-deps
 }
 
-static_checks
+# Packages first: clippy builds hive-winrm, which links MIT GSSAPI (libkrb5-dev, libclang).
 install_packages
+static_checks
 setup_venv
 setup_syntax_gate
 start_services "${services[@]}"

@@ -39,6 +39,8 @@ SHELL_NS = NS["rsp"]
 ANON = "http://schemas.xmlsoap.org/ws/2004/08/addressing/role/anonymous"
 CERT_AUTH = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
 ENC_PROTOCOL = "application/HTTP-SPNEGO-session-encrypted"
+# A raw Kerberos token (pyspnego's acceptor, python-gssapi, keys from KRB5_KTNAME) seals under this.
+KRB_PROTOCOL = "application/HTTP-Kerberos-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 
 CODE_TIMED_OUT = 2150858793
@@ -83,10 +85,10 @@ def unwrap_body(ctx, body):
     return plain
 
 
-def wrap_body(ctx, plain):
+def wrap_body(ctx, plain, protocol=ENC_PROTOCOL):
     res = ctx.wrap_winrm(plain)
     return (
-        BOUNDARY + b"\r\n\tContent-Type: " + ENC_PROTOCOL.encode() + b"\r\n"
+        BOUNDARY + b"\r\n\tContent-Type: " + protocol.encode() + b"\r\n"
         + b"\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=" + str(len(plain)).encode() + b"\r\n"
         + BOUNDARY + b"\r\n\tContent-Type: application/octet-stream\r\n"
         + struct.pack("<I", len(res.header)) + res.header + res.data
@@ -388,6 +390,7 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.ntlm = None
         self.user = None
+        self.enc_protocol = ENC_PROTOCOL
 
     def log_message(self, fmt, *args):
         log(fmt % args)
@@ -415,13 +418,30 @@ class Handler(BaseHTTPRequestHandler):
         if auth.startswith("Negotiate ") or auth.startswith("NTLM "):
             token = base64.b64decode(auth.split(" ", 1)[1])
             msg_type = struct.unpack("<I", token[8:12])[0] if len(token) >= 12 else 0
-            if msg_type == 1:
+            if token[:1] == b"\x60" and not token.startswith(b"NTLMSSP"):
+                # An AP-REQ: one token completes the context (no mutual authentication asked).
+                try:
+                    self.ntlm = spnego.server(protocol="kerberos")
+                    self.ntlm.step(token)
+                except Exception as e:
+                    log("Kerberos authentication failed: %s" % e)
+                    self.ntlm = None
+                    self.reply(401, headers=self.challenge_headers(), close=True)
+                    return
+                if not self.ntlm.complete:
+                    self.reply(401, headers=self.challenge_headers(), close=True)
+                    return
+                self.user = self.ntlm.client_principal
+                self.enc_protocol = KRB_PROTOCOL
+                log("Kerberos authenticated %s" % self.user)
+            elif msg_type == 1:
                 self.ntlm = spnego.server(protocol="ntlm")
+                self.enc_protocol = ENC_PROTOCOL
                 self.user = None
                 out = self.ntlm.step(token)
                 self.reply(401, headers=[("WWW-Authenticate", "Negotiate " + base64.b64encode(out).decode())])
                 return
-            if msg_type == 3 and self.ntlm is not None:
+            elif msg_type == 3 and self.ntlm is not None:
                 try:
                     self.ntlm.step(token)
                 except Exception as e:  # pyspnego raises on a bad password
@@ -478,9 +498,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         status, reply = handle_soap(soap, self.user)
         if encrypted:
-            out = wrap_body(self.ntlm, reply)
+            out = wrap_body(self.ntlm, reply, self.enc_protocol)
             self.reply(status, out, [("Content-Type", '%s;protocol="%s";boundary="Encrypted Boundary"'
-                                      % ("multipart/encrypted", ENC_PROTOCOL))])
+                                      % ("multipart/encrypted", self.enc_protocol))])
         else:
             self.reply(status, reply, [("Content-Type", "application/soap+xml;charset=UTF-8")])
 

@@ -22,9 +22,10 @@ use tracing::debug;
 
 use crate::envelope::{self, Headers, Request};
 use crate::error::{Error, Result};
-use crate::framing;
+use crate::framing::{self, Sealing};
+use crate::kerberos::{self, KerberosCredentials};
 use crate::ns;
-use crate::ntlm::{self, NtlmCredentials, NtlmSealer};
+use crate::ntlm::{self, NtlmCredentials};
 use crate::response::{self, ResponseError, ServiceConfig};
 use crate::tls::{self, ClientCertificate, ServerTrust};
 
@@ -153,6 +154,8 @@ pub enum Credentials {
     },
     /// A client certificate mapped to a local user on the server (HTTPS only).
     Certificate(ClientCertificate),
+    /// Kerberos through the system's GSSAPI: sealed messages over HTTP, plain over HTTPS.
+    Kerberos(KerberosCredentials),
 }
 
 impl Credentials {
@@ -166,7 +169,13 @@ impl Credentials {
             Credentials::Ntlm(c) => c.display_user(),
             Credentials::Basic { user, .. } => user.clone(),
             Credentials::Certificate(_) => "<client certificate>".into(),
+            Credentials::Kerberos(c) => c.display_user(),
         }
+    }
+
+    /// Negotiate logons: they authenticate the connection and seal messages over HTTP.
+    fn seals(&self) -> bool {
+        matches!(self, Credentials::Ntlm(_) | Credentials::Kerberos(_))
     }
 
     fn method(&self) -> &'static str {
@@ -174,6 +183,7 @@ impl Credentials {
             Credentials::Ntlm(_) => "Negotiate/NTLM",
             Credentials::Basic { .. } => "Basic",
             Credentials::Certificate(_) => "certificate",
+            Credentials::Kerberos(_) => "Negotiate/Kerberos",
         }
     }
 }
@@ -188,6 +198,7 @@ impl fmt::Debug for Credentials {
                 .field("password", &"<redacted>")
                 .finish(),
             Credentials::Certificate(c) => f.debug_tuple("Certificate").field(c).finish(),
+            Credentials::Kerberos(c) => f.debug_tuple("Kerberos").field(c).finish(),
         }
     }
 }
@@ -228,8 +239,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
-    /// NTLM sealing state once authenticated over HTTP.
-    sealer: Option<NtlmSealer>,
+    /// Message sealing state (NTLM or Kerberos) once authenticated over HTTP.
+    sealer: Option<Box<dyn Sealing + Send + Sync>>,
     /// The connection has completed its authentication handshake (NTLM) or needs none.
     authenticated: bool,
     /// NTLM channel binding hash (zeros over HTTP).
@@ -296,9 +307,9 @@ impl WinrmClient {
             host: label.clone(),
             detail,
         };
-        if !cfg.endpoint.tls && !matches!(cfg.credentials, Credentials::Ntlm(_)) {
+        if !cfg.endpoint.tls && !cfg.credentials.seals() {
             return Err(config_err(format!(
-                "{} authentication needs HTTPS; over HTTP only Negotiate/NTLM with message encryption is used",
+                "{} authentication needs HTTPS; over HTTP only Negotiate (NTLM or Kerberos) with message encryption is used",
                 cfg.credentials.method()
             )));
         }
@@ -476,7 +487,7 @@ impl WinrmClient {
                     host: self.label.clone(),
                     detail: "encrypted reply on a connection without a security context".into(),
                 })?;
-            match framing::decrypt_body(sealer, &reply.body) {
+            match framing::decrypt_body(sealer.as_mut(), &reply.body) {
                 Ok(b) => b,
                 Err(source) => {
                     self.conn = None;
@@ -587,7 +598,7 @@ impl WinrmClient {
         self.conn = Some(Conn {
             sender,
             sealer: None,
-            authenticated: !matches!(self.cfg.credentials, Credentials::Ntlm(_)),
+            authenticated: !self.cfg.credentials.seals(),
             cbt,
             task,
         });
@@ -751,15 +762,75 @@ impl WinrmClient {
         if let Some(c) = self.conn.as_mut() {
             c.authenticated = true;
             if !self.cfg.endpoint.tls {
-                c.sealer = Some(auth.sealer);
+                c.sealer = Some(Box::new(auth.sealer));
             }
         }
         debug!(host = %self.label, "NTLM authenticated");
         Ok(r3)
     }
 
+    /// Kerberos over the current connection: the AP-REQ goes in the `Authorization` header of the
+    /// first request itself (sealed under the new context over HTTP), so authenticating costs no
+    /// extra round trip. GSSAPI may talk to the KDC, so it runs off the async workers.
+    async fn kerberos_handshake(
+        &mut self,
+        creds: KerberosCredentials,
+        first: &Request,
+    ) -> std::result::Result<HttpReply, Failure> {
+        let spn = creds.spn_for(&self.cfg.endpoint.host);
+        let target = spn.clone();
+        let started =
+            tokio::task::spawn_blocking(move || kerberos::initiate(&creds, &target, None))
+                .await
+                .map_err(|e| {
+                    Failure::Fatal(self.auth_error(&format!("Kerberos worker failed: {e}")))
+                })?;
+        let (mut sealer, token) =
+            started.map_err(|e| Failure::Fatal(self.auth_error(&format!("SPN {spn}: {e}"))))?;
+        let (ctype, body) = if self.cfg.endpoint.tls {
+            (SOAP_CONTENT_TYPE, first.xml.as_bytes().to_vec())
+        } else {
+            let body = framing::encrypt_body_as(
+                &mut sealer,
+                first.xml.as_bytes(),
+                framing::KERBEROS_PROTOCOL,
+            )
+            .map_err(|source| {
+                Failure::Fatal(Error::Encryption {
+                    host: self.label.clone(),
+                    source,
+                })
+            })?;
+            (framing::KERBEROS_CONTENT_TYPE, body)
+        };
+        let reply = self
+            .post(
+                Some(format!("Negotiate {}", B64.encode(&token))),
+                Some(ctype),
+                body,
+            )
+            .await?;
+        if reply.status == 401 {
+            return Err(Failure::Fatal(self.auth_error(&format!(
+                "the host refused the Kerberos ticket for SPN {spn}: check that the host's keytab holds {spn} (or set `spn` for this host), and that the account may log on remotely"
+            ))));
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.authenticated = true;
+            if !self.cfg.endpoint.tls {
+                c.sealer = Some(Box::new(sealer));
+            }
+        }
+        debug!(host = %self.label, %spn, "Kerberos authenticated");
+        Ok(reply)
+    }
+
     async fn exchange(&mut self, req: &Request) -> std::result::Result<HttpReply, Failure> {
         if !self.conn.as_ref().is_some_and(|c| c.authenticated) {
+            if let Credentials::Kerberos(creds) = &self.cfg.credentials {
+                let creds = creds.clone();
+                return self.kerberos_handshake(creds, req).await;
+            }
             return self.ntlm_handshake(req).await;
         }
         let auth = match &self.cfg.credentials {
@@ -768,23 +839,30 @@ impl WinrmClient {
                 B64.encode(format!("{user}:{password}"))
             )),
             Credentials::Certificate(_) => Some(CERT_AUTH.to_string()),
-            Credentials::Ntlm(_) => None,
+            Credentials::Ntlm(_) | Credentials::Kerberos(_) => None,
         };
         let sealer = self.conn.as_mut().and_then(|c| c.sealer.as_mut());
+        let (protocol, content_type) = match self.cfg.credentials {
+            Credentials::Kerberos(_) => {
+                (framing::KERBEROS_PROTOCOL, framing::KERBEROS_CONTENT_TYPE)
+            }
+            _ => (framing::SPNEGO_PROTOCOL, framing::CONTENT_TYPE),
+        };
         let (ctype, body) = match sealer {
             Some(s) => {
-                let body = framing::encrypt_body(s, req.xml.as_bytes()).map_err(|source| {
-                    Failure::Fatal(Error::Encryption {
-                        host: self.label.clone(),
-                        source,
-                    })
-                })?;
-                (framing::CONTENT_TYPE, body)
+                let body = framing::encrypt_body_as(s.as_mut(), req.xml.as_bytes(), protocol)
+                    .map_err(|source| {
+                        Failure::Fatal(Error::Encryption {
+                            host: self.label.clone(),
+                            source,
+                        })
+                    })?;
+                (content_type, body)
             }
             None => (SOAP_CONTENT_TYPE, req.xml.as_bytes().to_vec()),
         };
         let reply = self.post(auth, Some(ctype), body).await?;
-        if reply.status == 401 && !matches!(self.cfg.credentials, Credentials::Ntlm(_)) {
+        if reply.status == 401 && !self.cfg.credentials.seals() {
             return Err(Failure::Fatal(self.auth_error(
                 "the server answered 401: wrong user name or password, or the method is disabled",
             )));

@@ -11,6 +11,14 @@ use crate::ntlm::{NtlmError, NtlmSealer};
 /// The HTTP Content-Type of an encrypted body.
 pub const CONTENT_TYPE: &str = "multipart/encrypted;protocol=\"application/HTTP-SPNEGO-session-encrypted\";boundary=\"Encrypted Boundary\"";
 
+/// The HTTP Content-Type of a body sealed with a Kerberos (raw krb5 mech) context.
+pub const KERBEROS_CONTENT_TYPE: &str = "multipart/encrypted;protocol=\"application/HTTP-Kerberos-session-encrypted\";boundary=\"Encrypted Boundary\"";
+
+/// The protocol names of the first MIME part: SPNEGO (NTLM) or Kerberos.
+pub const SPNEGO_PROTOCOL: &str = "application/HTTP-SPNEGO-session-encrypted";
+/// See [`SPNEGO_PROTOCOL`].
+pub const KERBEROS_PROTOCOL: &str = "application/HTTP-Kerberos-session-encrypted";
+
 const BOUNDARY: &[u8] = b"--Encrypted Boundary";
 const OCTET_STREAM_HEADER: &[u8] = b"\tContent-Type: application/octet-stream\r\n";
 const END: &[u8] = b"--Encrypted Boundary--\r\n";
@@ -51,14 +59,27 @@ pub enum FramingError {
     /// The sealing layer refused the message.
     #[error(transparent)]
     Sealing(#[from] NtlmError),
+    /// GSSAPI (Kerberos) refused to wrap or unwrap the message.
+    #[error("Kerberos message protection failed: {0}")]
+    Gss(String),
 }
 
 /// Seal a SOAP body and frame it. Returns the body; send it with [`CONTENT_TYPE`].
 pub fn encrypt_body(sealing: &mut dyn Sealing, soap: &[u8]) -> Result<Vec<u8>, FramingError> {
+    encrypt_body_as(sealing, soap, SPNEGO_PROTOCOL)
+}
+
+/// [`encrypt_body`] naming `protocol` ([`SPNEGO_PROTOCOL`] or [`KERBEROS_PROTOCOL`]) in the first
+/// part, which must match the Content-Type's `protocol`.
+pub fn encrypt_body_as(
+    sealing: &mut dyn Sealing,
+    soap: &[u8],
+    protocol: &str,
+) -> Result<Vec<u8>, FramingError> {
     let (header, cipher) = sealing.seal_message(soap)?;
     let mut out = Vec::with_capacity(soap.len() + 256);
     out.extend_from_slice(BOUNDARY);
-    out.extend_from_slice(b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n");
+    out.extend_from_slice(format!("\r\n\tContent-Type: {protocol}\r\n").as_bytes());
     out.extend_from_slice(
         format!(
             "\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={}\r\n",

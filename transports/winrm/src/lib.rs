@@ -25,6 +25,7 @@ pub mod clixml;
 pub mod envelope;
 pub mod error;
 pub mod framing;
+pub mod kerberos;
 pub mod ns;
 pub mod ntlm;
 pub mod powershell;

@@ -5,6 +5,13 @@
 /// The Content-Type of an encrypted WinRM body, as Windows sends it.
 pub const ENCRYPTED_CONTENT_TYPE: &str = r#"multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";boundary="Encrypted Boundary""#;
 
+/// The Content-Type of a body sealed under a Kerberos context (pywinrm `kerberos`, hive).
+pub const KERBEROS_CONTENT_TYPE: &str = r#"multipart/encrypted;protocol="application/HTTP-Kerberos-session-encrypted";boundary="Encrypted Boundary""#;
+/// The protocol a body sealed under NTLM (or SPNEGO) names.
+pub const SPNEGO_PROTOCOL: &str = "application/HTTP-SPNEGO-session-encrypted";
+/// The protocol a body sealed under a raw Kerberos context names.
+pub const KERBEROS_PROTOCOL: &str = "application/HTTP-Kerberos-session-encrypted";
+
 const BOUNDARY: &[u8] = b"--Encrypted Boundary";
 const OCTET_HEADER: &[u8] = b"\tContent-Type: application/octet-stream\r\n";
 /// The data part's header without its folding whitespace: Windows reads it either way, and the
@@ -28,7 +35,9 @@ pub enum FramingError {
     NoLength,
     #[error("the encrypted body's data part is shorter than its signature header")]
     Truncated,
-    #[error("the encrypted body uses a protocol other than HTTP-SPNEGO-session-encrypted: {0}")]
+    #[error(
+        "the encrypted body uses a protocol other than HTTP-SPNEGO- or HTTP-Kerberos-session-encrypted: {0}"
+    )]
     WrongProtocol(String),
 }
 
@@ -53,7 +62,7 @@ pub fn parse(body: &[u8]) -> Result<SealedPart, FramingError> {
         .strip_suffix(b"--Encrypted Boundary--\r\n")
         .unwrap_or(payload);
     let header_text = String::from_utf8_lossy(header);
-    if !header_text.contains("application/HTTP-SPNEGO-session-encrypted") {
+    if !header_text.contains(SPNEGO_PROTOCOL) && !header_text.contains(KERBEROS_PROTOCOL) {
         return Err(FramingError::WrongProtocol(header_text.trim().to_string()));
     }
     let declared_length = header_text
@@ -94,9 +103,14 @@ pub fn parse(body: &[u8]) -> Result<SealedPart, FramingError> {
 
 /// Build the body Windows sends: header part, data part, closing boundary.
 pub fn build(signature: &[u8], sealed: &[u8], plaintext_len: usize) -> Vec<u8> {
+    build_as(SPNEGO_PROTOCOL, signature, sealed, plaintext_len)
+}
+
+/// [`build`] naming `protocol` in the header part.
+pub fn build_as(protocol: &str, signature: &[u8], sealed: &[u8], plaintext_len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(sealed.len() + 256);
     out.extend_from_slice(BOUNDARY);
-    out.extend_from_slice(b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n");
+    out.extend_from_slice(format!("\r\n\tContent-Type: {protocol}\r\n").as_bytes());
     out.extend_from_slice(
         format!(
             "\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length={plaintext_len}\r\n"

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use super::framing;
 use super::identify;
+use super::kerberos::{self, KerberosAcceptor};
 use super::ntlm::{NtlmAcceptor, ServerIdentity, Step};
 use super::request::{Action, Request, RequestError};
 use super::response::Fault;
@@ -42,6 +43,9 @@ enum Authenticated {
     Ntlm(Option<Vec<u8>>),
     /// Basic over TLS; the body is plain SOAP.
     Basic,
+    /// Kerberos on this connection; sealed over HTTP. Carries the AP-REP (or SPNEGO reply) when
+    /// the client asked for mutual authentication.
+    Kerberos(Option<Vec<u8>>),
 }
 
 /// The state of one TCP connection.
@@ -54,6 +58,7 @@ pub struct Connection {
     peer: SocketAddr,
     local: SocketAddr,
     ntlm: Mutex<Option<NtlmAcceptor>>,
+    krb: Mutex<Option<KerberosAcceptor>>,
 }
 
 impl Connection {
@@ -71,6 +76,7 @@ impl Connection {
             peer,
             local,
             ntlm: Mutex::new(None),
+            krb: Mutex::new(None),
         }
     }
 
@@ -116,14 +122,22 @@ impl Connection {
             ));
         }
         let mut ntlm = self.ntlm.lock().await;
-        let auth = match self.authenticate(&mut ntlm, authorization.as_deref()) {
-            Ok(auth) => auth,
-            Err(response) => return Ok(*response),
+        let mut krb = self.krb.lock().await;
+        let auth = match self.authenticate_kerberos(&mut krb, authorization.as_deref()) {
+            Some(Ok(auth)) => auth,
+            Some(Err(response)) => return Ok(*response),
+            None => match self.authenticate(&mut ntlm, authorization.as_deref()) {
+                Ok(auth) => auth,
+                Err(response) => return Ok(*response),
+            },
         };
         let final_token = match &auth {
-            Authenticated::Ntlm(t) => t.clone(),
+            Authenticated::Ntlm(t) | Authenticated::Kerberos(t) => t.clone(),
             Authenticated::Basic => None,
         };
+        let kerberos_framing = content_type
+            .as_deref()
+            .is_some_and(|c| c.contains(framing::KERBEROS_PROTOCOL));
         let response = async {
         let sealed = content_type.as_deref().is_some_and(framing::is_encrypted);
         let plaintext = match (&auth, sealed) {
@@ -131,6 +145,12 @@ impl Connection {
                 Some(Ok(p)) => p,
                 _ => return Ok(plain(StatusCode::BAD_REQUEST)),
             },
+            (Authenticated::Kerberos(_), true) => {
+                match krb.as_mut().map(|a| unseal_kerberos(a, &body)) {
+                    Some(Ok(p)) => p,
+                    _ => return Ok(plain(StatusCode::BAD_REQUEST)),
+                }
+            }
             (Authenticated::Basic, true) => return Ok(plain(StatusCode::BAD_REQUEST)),
             (_, false) if body.is_empty() => return Ok(plain(StatusCode::OK)),
             // AllowUnencrypted=false: plain SOAP is accepted over TLS only.
@@ -187,10 +207,12 @@ impl Connection {
                             let _ = self.shells.start(&parsed);
                         }
                         *ntlm = None;
+                        *krb = None;
                         return Err(self.dropped("injected connection reset"));
                     }
                     Some(WireFault::Unauthorized) => {
                         *ntlm = None;
+                        *krb = None;
                         return Ok(self.challenge(None));
                     }
                     Some(WireFault::EnvelopeTooBig) => {
@@ -213,6 +235,23 @@ impl Connection {
             }
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if sealed && let Authenticated::Kerberos(_) = auth {
+            let Some(acceptor) = krb.as_mut() else {
+                return Err(self.dropped("the Kerberos context vanished while answering"));
+            };
+            let (protocol, content_type) = if kerberos_framing {
+                (framing::KERBEROS_PROTOCOL, framing::KERBEROS_CONTENT_TYPE)
+            } else {
+                (framing::SPNEGO_PROTOCOL, framing::ENCRYPTED_CONTENT_TYPE)
+            };
+            return match acceptor.seal(xml.as_bytes()) {
+                Ok((header, data)) => {
+                    let body = framing::build_as(protocol, &header, &data, xml.len());
+                    Ok(with_type(status, content_type, body))
+                }
+                Err(_) => Err(self.dropped("sealing the answer failed")),
+            };
+        }
         if sealed {
             let Some(acceptor) = ntlm.as_mut() else {
                 return Err(self.dropped("the NTLM context vanished while answering"));
@@ -240,6 +279,49 @@ impl Connection {
                 r.headers_mut().append(WWW_AUTHENTICATE, v);
             }
             r
+        })
+    }
+
+    /// Kerberos's part of the Authorization check: `None` when the request is no Kerberos logon
+    /// and the connection has no Kerberos context (NTLM and Basic then decide).
+    fn authenticate_kerberos(
+        &self,
+        krb: &mut Option<KerberosAcceptor>,
+        authorization: Option<&str>,
+    ) -> Option<Result<Authenticated, Box<HttpResponse>>> {
+        let Some(value) = authorization else {
+            return krb
+                .as_ref()
+                .is_some_and(KerberosAcceptor::is_authenticated)
+                .then_some(Ok(Authenticated::Kerberos(None)));
+        };
+        let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if !(scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("Kerberos")) {
+            *krb = None;
+            return None;
+        }
+        let token = B64.decode(credentials.trim()).ok()?;
+        let wrapped = spnego::is_spnego(&token)
+            && spnego::parse_init(&token)
+                .ok()
+                .and_then(|init| init.mech_token)
+                .is_some_and(|inner| kerberos::is_krb5_token(&inner));
+        if !(kerberos::is_krb5_token(&token) || wrapped) {
+            *krb = None;
+            return None;
+        }
+        let mut acceptor = KerberosAcceptor::new();
+        Some(match acceptor.accept(&token) {
+            Ok(reply) => {
+                tracing::debug!(host = self.shells.host().name(), peer = %self.peer, client = ?acceptor.client, "Kerberos logon");
+                *krb = Some(acceptor);
+                Ok(Authenticated::Kerberos(reply))
+            }
+            Err(why) => {
+                tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "Kerberos logon refused");
+                *krb = None;
+                Err(Box::new(self.challenge(None)))
+            }
         })
     }
 
@@ -425,6 +507,17 @@ impl Connection {
 }
 
 fn unseal(acceptor: &mut NtlmAcceptor, body: &[u8]) -> Result<Vec<u8>, ()> {
+    let part = framing::parse(body).map_err(|_| ())?;
+    let plaintext = acceptor
+        .unseal(&part.signature, &part.sealed)
+        .map_err(|_| ())?;
+    if plaintext.len() != part.declared_length {
+        return Err(());
+    }
+    Ok(plaintext)
+}
+
+fn unseal_kerberos(acceptor: &mut KerberosAcceptor, body: &[u8]) -> Result<Vec<u8>, ()> {
     let part = framing::parse(body).map_err(|_| ())?;
     let plaintext = acceptor
         .unseal(&part.signature, &part.sealed)

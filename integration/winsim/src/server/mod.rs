@@ -31,6 +31,7 @@
 //! ```
 
 pub mod framing;
+pub mod kerberos;
 mod http;
 pub mod identify;
 pub mod ntlm;

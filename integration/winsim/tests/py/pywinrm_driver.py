@@ -1,15 +1,18 @@
 """Run WinRS commands against a simulated host with the unmodified pywinrm client.
 
 Usage: pywinrm_driver.py '<json spec>'; prints one JSON object on stdout.
-Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl"), "operation_timeout"?,
-       "read_timeout"?, "channel_binding"? ("none" | "wrong": over HTTPS, send no channel
-       binding, or one for another certificate, instead of the real one),
+Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl" | "kerberos"),
+       "operation_timeout"?, "read_timeout"?, "channel_binding"? ("none" | "wrong": over HTTPS,
+       send no channel binding, or one for another certificate, instead of the real one),
+       "ccache"? and "hostname_override"? (kerberos: the ticket cache `kinit` filled, and the host
+       part of the HTTP/ SPN),
        "steps": [{"command", "args", "stdin"?}]}
 Each step runs in the same shell (one authenticated connection), like a real patch run.
 Errors are reported, not raised, so the Rust test can assert on the exact failure.
 """
 import base64
 import json
+import os
 import sys
 
 import winrm
@@ -36,6 +39,8 @@ def main():
             rn._get_certificate_hash = lambda der: bytes(32) + b"another certificate"
         else:
             raise SystemExit("channel_binding must be none or wrong")
+    if spec.get("ccache"):
+        os.environ["KRB5CCNAME"] = spec["ccache"]
     kwargs = dict(
         transport=spec.get("transport", "ntlm"),
         username=spec["user"],
@@ -45,8 +50,10 @@ def main():
         operation_timeout_sec=spec.get("operation_timeout", 20),
         read_timeout_sec=spec.get("read_timeout", 30),
     )
-    if kwargs["transport"] == "ntlm":
+    if kwargs["transport"] in ("ntlm", "kerberos") and spec["endpoint"].startswith("http:"):
         kwargs["message_encryption"] = "always"
+    if kwargs["transport"] == "kerberos":
+        kwargs["kerberos_hostname_override"] = spec.get("hostname_override")
     protocol = winrm.Protocol(spec["endpoint"], **kwargs)
     results = []
     error = None
