@@ -492,7 +492,12 @@ struct HealthRow {
 }
 
 /// Start the row's fleet, wire the faulty host's C$ as asked, and run the rollout.
-async fn rollout(row: u8, faulty: Option<&Faulty>, catalog: Option<Catalog>, preflight: bool) -> Ran {
+async fn rollout(
+    row: u8,
+    faulty: Option<&Faulty>,
+    catalog: Option<Catalog>,
+    preflight: bool,
+) -> Ran {
     rollout_checked(row, faulty, catalog, preflight, None).await
 }
 

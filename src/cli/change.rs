@@ -115,7 +115,10 @@ pub fn rollout(
         Arc::new(hive::rollout::InventoryHealthCheck(h)) as Arc<dyn hive::rollout::HealthCheck>
     });
     if let Some(settings) = preflight {
-        rollout.preflight = Some(Arc::new(hive::host_preflight::HostPreflight { job, settings }));
+        rollout.preflight = Some(Arc::new(hive::host_preflight::HostPreflight {
+            job,
+            settings,
+        }));
     }
     Ok(rollout)
 }

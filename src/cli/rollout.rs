@@ -9,12 +9,12 @@ use clap::Args;
 
 use hive::deploy::plan::{load_approved, plan, render as render_plan};
 use hive::deploy::{DeployOptions, RebootPolicy};
-use hive::rollout::engine::Retry;
 use hive::inventory::Inventory;
 use hive::journal::RunLog;
 use hive::pipeline::DeployJob;
 use hive::remote::Timeouts;
 use hive::repo::Repository;
+use hive::rollout::engine::Retry;
 use hive::rollout::preflight::{PendingReboot, PreflightSettings};
 use hive::rollout::quarantine::release_marker;
 use hive::rollout::{InventoryHealth, Limit, RolloutOptions, Summary, plan_waves, stop_on_ctrl_c};

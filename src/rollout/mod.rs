@@ -43,8 +43,8 @@ mod quarantine_tests;
 
 pub use change::WaveHooks;
 pub use engine::{Rollout, RolloutError, plan_waves, promote};
-pub use health::{InventoryHealth, InventoryHealthCheck};
 pub use evidence::{HostEvidence, PatchEvidence};
+pub use health::{InventoryHealth, InventoryHealthCheck};
 pub use job::{CommandHealth, HealthCheck, HostJob, JobContext};
 pub use journal::ResumeState;
 pub use options::RolloutOptions;

@@ -10,8 +10,8 @@ use super::replay::ResumeState;
 use super::runs::{run_dir, runs_dir};
 use super::{JOURNAL_FILE, JournalError, PROMOTE_FILE, Record, RunHeader, RunState, WaveState, io};
 use crate::events::{Event, Step, StepOutcome, StepState};
-use crate::rollout::quarantine::{Release, Withheld};
 use crate::rollout::evidence::HostEvidence;
+use crate::rollout::quarantine::{Release, Withheld};
 use crate::rollout::verdict::HostVerdict;
 
 /// One step on one host, as the journal saw it.
