@@ -18,10 +18,20 @@ fn demo(args: &[&str]) -> (String, PathBuf) {
         .output()
         .expect("hive runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    // Piped, the progress display writes NDJSON: the text lines, and the run's recap from its
+    // summary record.
     let text: String = stdout
         .lines()
-        .filter(|l| !l.starts_with('{'))
-        .map(|l| format!("{l}\n"))
+        .filter_map(|l| {
+            if !l.starts_with('{') {
+                return Some(format!("{l}\n"));
+            }
+            let record: serde_json::Value = serde_json::from_str(l).ok()?;
+            if record["record"] != "summary" {
+                return None;
+            }
+            Some(format!("{}\n", record["recap"].as_str()?))
+        })
         .collect();
     assert!(
         out.status.success(),

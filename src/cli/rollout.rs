@@ -260,17 +260,15 @@ fn run_rollout(
     targets: Vec<TargetRecord>,
     plan_text: &str,
     options: RolloutOptions,
-    wait_for_window: bool,
-    install_estimate: Option<u64>,
-    preflight: &PreflightArgs,
+    work: &WorkArgs,
 ) -> CliResult {
     let waves = plan_waves(plan_text, inv, None, &options)?;
     let mut rollout = super::change::rollout(
         job,
         inv,
-        wait_for_window,
-        install_estimate,
-        preflight_settings(preflight),
+        work.wait_for_window,
+        work.install_estimate,
+        preflight_settings(&work.preflight),
     )?;
     rollout.targets = targets;
     rollout.groups = group_members(&inv.hosts);
@@ -384,16 +382,7 @@ pub fn deploy(args: DeployArgs) -> CliResult {
         parallel: args.work.parallel,
         ..RolloutOptions::default()
     };
-    run_rollout(
-        job,
-        &inv,
-        targets,
-        "100%",
-        options,
-        args.work.wait_for_window,
-        args.work.install_estimate,
-        &args.work.preflight,
-    )
+    run_rollout(job, &inv, targets, "100%", options, &args.work)
 }
 
 pub fn rollout(args: RolloutArgs) -> CliResult {
@@ -406,16 +395,7 @@ pub fn rollout(args: RolloutArgs) -> CliResult {
         pause_after_canary: args.pause_after_canary,
         ..RolloutOptions::default()
     };
-    run_rollout(
-        job,
-        &inv,
-        targets,
-        &args.waves.plan,
-        options,
-        args.work.wait_for_window,
-        args.work.install_estimate,
-        &args.work.preflight,
-    )
+    run_rollout(job, &inv, targets, &args.waves.plan, options, &args.work)
 }
 
 /// `hive resume RUN`: continue a run after Ctrl-C, a crash or kill -9.

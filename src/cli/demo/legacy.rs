@@ -211,5 +211,6 @@ pub fn story() -> Story {
         groups_of: |_, _| vec!["w2k3"],
         catalog: scenario_catalog(),
         approvals,
+        health: None,
     }
 }

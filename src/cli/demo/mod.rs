@@ -118,6 +118,12 @@ fn fleet_toml(opts: &DemoOptions, story: &Story) -> String {
         {
             t.push_str(fault);
         }
+        if opts.faults
+            && i == 0
+            && let Some(gate) = &story.health
+        {
+            t.push_str(gate.canary_fault);
+        }
         t.push('\n');
     }
     t
@@ -132,6 +138,9 @@ fn inventory(
 ) -> Result<Inventory, Box<dyn std::error::Error>> {
     let mut t =
         String::from("[defaults]\ncredential = \"env:HIVE_DEMO_PASSWORD\"\n\n[group.canary]\n\n");
+    if let Some(gate) = &story.health {
+        t.push_str(&format!("[group_defaults]\n{}\n", gate.inventory));
+    }
     for i in 0..opts.canaries + opts.hosts {
         let name = host_name(i, opts.canaries);
         let role = if i < opts.canaries { "canary" } else { "web" };
@@ -253,10 +262,23 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         repo: repo.clone(),
         options,
         files: FileSource::Probe,
-        connector,
-        health: None,
+        connector: connector.clone(),
+        health: hive::rollout::InventoryHealth::new(
+            &inv.policy,
+            &hosts,
+            connector as Arc<dyn hive::remote::Connector>,
+        )
+        .map(Arc::new),
     };
-    let plan_text = "canary(group=canary) -> 10% -> 50% -> 100%";
+    // With a health gate, a patch that leaves a canary unhealthy is withheld from the waves.
+    let plan_text = if story.health.is_some() && opts.faults {
+        "canary(group=canary, quarantine_after=1) -> 10% -> 50% -> 100%"
+    } else {
+        "canary(group=canary) -> 10% -> 50% -> 100%"
+    };
+    if let Some(gate) = story.health.as_ref().filter(|_| opts.faults) {
+        println!("  {}", gate.describe);
+    }
     let rollout_opts = RolloutOptions {
         parallel: opts.parallel,
         max_failed_total: Some(hive::rollout::Limit::Count(5)),
@@ -265,8 +287,12 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let waves = plan_waves(plan_text, &inv, None, &rollout_opts)?;
     println!("\n== rollout: {plan_text} ==");
     let progress = Arc::new(hive::progress::Progress::stdout());
+    let job_health = job.health.clone();
     let mut rollout = Rollout::new(repo.root(), Arc::new(Job(Arc::new(job))));
     rollout.watcher = progress.clone();
+    rollout.health = job_health.map(|h| {
+        Arc::new(hive::rollout::InventoryHealthCheck(h)) as Arc<dyn hive::rollout::HealthCheck>
+    });
     rollout.groups = crate::cli::rollout::group_members(&inv.hosts);
     // The progress watcher prints the summary when the run ends.
     let summary = rollout.start(plan_text, waves, rollout_opts).await?;

@@ -10,7 +10,7 @@ use hive::catalog::model::{Catalog, InstallerRecipe};
 use winsim::installer::Package;
 
 use super::DemoOptions;
-use super::story::{Approval, Story};
+use super::story::{Approval, HealthGate, Story};
 
 /// The CVRF month the story scans with. Every Server 2016/2019/2022 build of February 2024
 /// misses its cumulative update; its FixedBuilds are the builds those updates bring.
@@ -101,7 +101,8 @@ pub fn story(cvrf: &Path) -> Result<Story, Box<dyn std::error::Error>> {
         templates.push_str(&format!(
             "[template.{}]\nproduct = \"{}\"\nedition = \"ServerDatacenter\"\n\
              version = \"10.0.{}\"\nubr = {}\nkbs = [\"{}\"]\n\
-             files = [{{ path = '{KERNEL}', version = \"10.0.{}.{}\" }}]\n\n",
+             files = [{{ path = '{KERNEL}', version = \"10.0.{}.{}\" }}]\n\
+             services = [{{ name = \"W3SVC\", display_name = \"World Wide Web Publishing Service\" }}]\n\n",
             v.template, v.product, v.build, v.ubr, v.installed, v.build, v.ubr
         ));
     }
@@ -147,6 +148,13 @@ pub fn story(cvrf: &Path) -> Result<Story, Box<dyn std::error::Error>> {
         groups_of: |i, o| vec![version_of(i, o).group],
         catalog,
         approvals,
+        health: Some(HealthGate {
+            inventory: "health = [{ service = \"W3SVC\", retries = 1, settle = 1 }]\n",
+            canary_fault: "faults = { breaks_service = [{ package = \"KB5035855\", service = \"W3SVC\" }] }\n",
+            describe: "health gate: every host must have W3SVC running after its patch; on CANARY01 \
+                       KB5035855 leaves it stopped, so that update is withheld from the fleet \
+                       (quarantine_after=1) while the others go on",
+        }),
     })
 }
 

@@ -32,12 +32,25 @@ pub struct Story {
     pub groups_of: fn(usize, &DemoOptions) -> Vec<&'static str>,
     pub catalog: Catalog,
     pub approvals: Vec<Approval>,
+    /// The health gate the story shows, if any.
+    pub health: Option<HealthGate>,
+}
+
+/// A health check every host gets, and the fault that makes one canary fail it: the demo shows a
+/// patch that installs cleanly but leaves a service down being stopped at the canaries.
+pub struct HealthGate {
+    /// `[group_defaults]` lines of the inventory.
+    pub inventory: &'static str,
+    /// winsim fleet lines (a `faults = ...`) for the first canary.
+    pub canary_fault: &'static str,
+    /// What the admin is told to expect.
+    pub describe: &'static str,
 }
 
 /// The demo's faulty hosts, the same in every story: by index among the non-canary hosts.
 pub fn fault_of(web_index: usize) -> Option<&'static str> {
     match web_index {
-        12 => Some("faults = { installers_hang = true }\n"),
+        13 => Some("faults = { installers_hang = true }\n"),
         29 => Some("reboot = { never_returns = true }\n"),
         47 => Some("faults = { wire = [{ kind = \"reset\", op = \"Command\", times = 0 }] }\n"),
         _ => None,
