@@ -5,7 +5,7 @@
 //! (delete that folder and the hotfix can no longer be removed); a servicing package keeps its
 //! superseded components in the component store and is known to DISM by a package identity
 //! (`Package_for_KB5000002~31bf3856ad364e35~amd64~~10.0.1.0`), unless it is permanent; an MSI is
-//! known to Windows Installer by its product code. An [`Undo`] is taken right before a package's
+//! known to Windows Installer by its product code. An `Undo` is taken right before a package's
 //! changes land and holds exactly that: the files' previous bytes, the registry values' previous
 //! data, whether the hotfix ID was already listed, the build before a cumulative update. Putting
 //! it back restores the host as the first scan found it — files in use are put back at the next
