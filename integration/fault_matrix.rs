@@ -175,7 +175,7 @@ const ROWS: [Row; 19] = [
     Row {
         id: 19,
         fault: "health endpoint down",
-        injected: "winsim fault `health_endpoint_fails_after = 0`: the host's HTTP health page answers 503; every host checks `http = \"http://.../{name}/health\"`",
+        injected: "winsim fault `health_endpoint_fails_after = 1`: the host's HTTP health page answers pre-flight's check, then 503; every host checks `http = \"http://.../{name}/health\"`",
         expected: "unhealthy: the http check names the URL and the 503; the other hosts' checks pass",
     },
 ];
@@ -1632,7 +1632,7 @@ async fn row_18_service_broken_by_patch() {
 async fn row_19_health_endpoint_down() {
     let faulty = Faulty {
         name: "HEALTH-503",
-        toml: "faults = { health_endpoint_fails_after = 0 }",
+        toml: "faults = { health_endpoint_fails_after = 1 }",
         smb: Smb::Direct,
         preflight: false,
     };

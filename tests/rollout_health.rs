@@ -257,11 +257,12 @@ async fn a_patch_that_breaks_w3svc_on_the_canaries_stops_the_run_before_the_flee
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_turning_unhealthy_during_the_soak_fails_the_gate() {
-    // HC1's health page answers twice (the check after its patch, the first soak poll), then
-    // fails: the second soak poll finds it, long before the 60 s soak ends.
+    // HC1's health page answers three times (pre-flight's check before anything is installed,
+    // the check after its patch, the first soak poll), then fails: the second soak poll finds it,
+    // long before the 60 s soak ends.
     let fleet = SimFleet::start(
         "health-soak",
-        &fleet_toml(2, 1, 6, "faults = { health_endpoint_fails_after = 2 }"),
+        &fleet_toml(2, 1, 6, "faults = { health_endpoint_fails_after = 3 }"),
     )
     .await;
     let web = HealthServer::start(fleet.model.hosts().to_vec(), [127, 0, 0, 1].into())

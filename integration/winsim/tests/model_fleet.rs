@@ -262,7 +262,7 @@ async fn a_full_disk_fails_installs_and_expands() {
 fn the_example_fleet_file_loads_with_its_fault_plans() {
     let dir = tempfile::tempdir().unwrap();
     let fleet = Fleet::from_file(&fleets_dir().join("example.toml"), dir.path()).unwrap();
-    assert_eq!(fleet.hosts().len(), 20 + 10 + 1 + 6);
+    assert_eq!(fleet.hosts().len(), 20 + 10 + 1 + 7);
     let w2k = fleet.host("W2K-007").unwrap();
     assert_eq!(w2k.address().to_string(), "127.0.1.7");
     assert_eq!(
