@@ -18,9 +18,9 @@ use crate::rollout::preflight::{
     Judged, PreflightCheck, PreflightFacts, PreflightSettings, SetAside, judge,
 };
 use crate::rollout::quarantine::plan_without_withheld;
-use crate::scan::facts::utc_seconds;
 use crate::scan::probe::pending_reboot_names;
 use crate::scan::run::{scan_target, state_probe};
+use crate::time::parse_utc_seconds;
 
 /// The pre-flight of a deploy job's hosts.
 pub struct HostPreflight {
@@ -82,7 +82,7 @@ async fn check_host(
     };
     let now_s = (crate::time::now_ms() / 1000) as i64;
     let host_s = (!raw.unknown.contains_key("utc_now"))
-        .then(|| utc_seconds(&raw.utc_now))
+        .then(|| parse_utc_seconds(&raw.utc_now))
         .flatten();
     let facts = PreflightFacts {
         pending: pending_reboot_names(&raw.pending_reboot),

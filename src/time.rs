@@ -1,6 +1,7 @@
 //! Wall-clock time as hive writes it: milliseconds since the epoch in records, and UTC stamps in
-//! names an admin sorts (run ids, report files). One module so that every stamp names its format
-//! and the calendar arithmetic exists once, without a date crate.
+//! names an admin sorts (run ids, report files, log lines). One module so that every stamp names
+//! its format and the calendar arithmetic is jiff's (the same crate that evaluates maintenance
+//! windows), never hand-written.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,17 +27,28 @@ pub enum StampFormat {
     /// `20261125T143200Z` (ISO 8601 basic): report and scan files, where a reader may not know
     /// the stamp is UTC unless it says so.
     IsoBasic,
+    /// `2026-12-05 01:02:03Z`: the start of a line in a host's log, read by people.
+    LogLine,
+    /// `2026-12-05 01:02:03 UTC`: times in the report, where a reader needs the zone spelled out.
+    Text,
+    /// `2026-12-05`: a day, as an archive folder's name.
+    Day,
 }
 
 /// `secs` since the epoch as a UTC stamp in `format`.
 pub fn utc_stamp(secs: u64, format: StampFormat) -> String {
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let (hh, mm, ss) = (rem / 3600, rem / 60 % 60, rem % 60);
-    match format {
-        StampFormat::RunId => format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"),
-        StampFormat::IsoBasic => format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z"),
-    }
+    let pattern = match format {
+        StampFormat::RunId => "%Y%m%d-%H%M%S",
+        StampFormat::IsoBasic => "%Y%m%dT%H%M%SZ",
+        StampFormat::LogLine => "%Y-%m-%d %H:%M:%SZ",
+        StampFormat::Text => "%Y-%m-%d %H:%M:%S UTC",
+        StampFormat::Day => "%Y-%m-%d",
+    };
+    let at = i64::try_from(secs)
+        .ok()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or(jiff::Timestamp::MAX);
+    at.strftime(pattern).to_string()
 }
 
 /// Now as a UTC stamp in `format`.
@@ -46,22 +58,21 @@ pub fn utc_now(format: StampFormat) -> String {
 
 /// Today (UTC) as the number `YYYYMMDD`.
 pub fn today_yyyymmdd() -> u32 {
-    let (y, m, d) = civil_from_days((now_secs() / 86_400) as i64);
-    (y as u32) * 10_000 + m * 100 + d
+    utc_stamp(now_secs(), StampFormat::RunId)
+        .get(..8)
+        .and_then(|day| day.parse().ok())
+        .unwrap_or(0)
 }
 
-/// Howard Hinnant's days-to-civil conversion: (year, month, day) of a day count since 1970-01-01.
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = (z - era * 146_097) as u64;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe as i64 + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// An RFC 3339 UTC time as Windows writes it (`2026-11-25T13:27:00.1234567Z`, the probe's
+/// `yyyy-MM-ddTHH:mm:ss.fffZ`) to whole seconds since the epoch (the fraction dropped); `None`
+/// when it is no such time.
+pub fn parse_utc_seconds(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if !text.ends_with('Z') {
+        return None;
+    }
+    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 #[cfg(test)]
@@ -86,9 +97,28 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_017), (2000, 3, 1));
-        assert_eq!(civil_from_days(20_782), (2026, 11, 25));
+    fn readable_stamps() {
+        assert_eq!(
+            utc_stamp(1_795_700_000, StampFormat::LogLine),
+            "2026-11-26 13:33:20Z"
+        );
+        assert_eq!(utc_stamp(0, StampFormat::Text), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_stamp(951_782_400, StampFormat::Day), "2000-02-29");
+    }
+
+    #[test]
+    fn windows_utc_times() {
+        assert_eq!(parse_utc_seconds("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            parse_utc_seconds("2026-11-25T13:27:00.999Z"),
+            Some(1_795_613_220)
+        );
+        assert_eq!(
+            parse_utc_seconds(" 2026-11-25T13:27:00.9999999Z\r\n"),
+            Some(1_795_613_220)
+        );
+        assert_eq!(parse_utc_seconds("2026-13-25T13:27:00.000Z"), None);
+        assert_eq!(parse_utc_seconds("2026-11-25T13:27:00"), None);
+        assert_eq!(parse_utc_seconds("yesterday"), None);
     }
 }

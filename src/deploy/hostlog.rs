@@ -7,9 +7,7 @@ use crate::events::{Step, StepOutcome};
 
 /// The line of one finished step (without a line break; details stay on the line).
 pub fn line(run: &str, step: &Step, ok: bool, outcome: StepOutcome, detail: &str) -> String {
-    let secs = crate::time::now_secs();
-    let (y, m, d) = crate::time::civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
+    let at = crate::time::utc_now(crate::time::StampFormat::LogLine);
     let what = match step {
         Step::Scan => "scan".to_string(),
         Step::Stage { patch, file, .. } => format!("stage {patch} {file}"),
@@ -31,10 +29,7 @@ pub fn line(run: &str, step: &Step, ok: bool, outcome: StepOutcome, detail: &str
         .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
         .collect();
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z run {run} {what}: {} {outcome}{}{}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
+        "{at} run {run} {what}: {} {outcome}{}{}",
         if ok { "ok" } else { "FAILED" },
         if detail.trim().is_empty() { "" } else { " " },
         detail.trim()

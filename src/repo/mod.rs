@@ -404,10 +404,7 @@ impl Repository {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs());
             let day = match written {
-                Some(secs) => {
-                    let (y, m, d) = crate::time::civil_from_days((secs / 86_400) as i64);
-                    format!("{y:04}-{m:02}-{d:02}")
-                }
+                Some(secs) => crate::time::utc_stamp(secs, crate::time::StampFormat::Day),
                 None => stamp.get(..8).unwrap_or(stamp).to_string(),
             };
             let archive = crate::folders::child(&self.folder("archive"), &day);

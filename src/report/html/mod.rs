@@ -196,15 +196,7 @@ pub(crate) fn bulletin_columns(catalog: Option<&Catalog>, ids: &[String]) -> Vec
 
 /// `2026-12-05 01:02:03 UTC` from ms since the epoch.
 pub(crate) fn utc_text(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (y, m, d) = crate::time::civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    crate::time::utc_stamp(ms / 1000, crate::time::StampFormat::Text)
 }
 
 /// `1 h 02 min`, `3 min 05 s`, `12.5 s`.
