@@ -6,13 +6,15 @@
 //!
 //! Needs the harness's sshd and samba services (`integration/test.sh`).
 
+#[path = "../transports/ssh/tests/sshd/agent.rs"]
+mod agent;
 mod scan_support;
 mod ssh_common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
+use agent::TestAgent;
 use hive::inventory::{Host, Inventory, Secret, SecretSource, resolve_credential};
 use hive::scan::HostScan;
 use hive::scan::run::{FileSource, ScanOptions, scan_fleet};
@@ -43,57 +45,6 @@ async fn scan(inv: &Inventory, secret: impl Fn(&Host) -> Result<Secret, String>)
         ..ScanOptions::default()
     };
     scan_fleet(&hosts, Arc::new(mssecure), options, &()).await
-}
-
-/// An `ssh-agent` of this test's own on a socket in a temporary folder, stopped when dropped.
-struct TestAgent {
-    child: std::process::Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl TestAgent {
-    fn start(keys: &[&Path]) -> TestAgent {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("agent.sock");
-        let child = std::process::Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("ssh-agent (Debian openssh-client) runs");
-        let agent = TestAgent {
-            child,
-            socket,
-            _dir: dir,
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !agent.socket.exists() {
-            assert!(std::time::Instant::now() < deadline, "no ssh-agent socket");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for key in keys {
-            let added = std::process::Command::new("ssh-add")
-                .arg(key)
-                .env("SSH_AUTH_SOCK", &agent.socket)
-                .output()
-                .expect("ssh-add runs");
-            assert!(
-                added.status.success(),
-                "ssh-add {}: {added:?}",
-                key.display()
-            );
-        }
-        agent
-    }
-}
-
-impl Drop for TestAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
