@@ -149,19 +149,7 @@ mod tests {
     use super::*;
 
     fn product(name: &str, family: &str, build: u32) -> Product {
-        Product {
-            id: "msrc:11931".into(),
-            name: name.into(),
-            family: Some(family.into()),
-            cpe: None,
-            applicability: Applicability {
-                build_range: Some(BuildRange {
-                    min: Version(vec![10, 0, build, 0]),
-                    below: Version(vec![10, 0, build + 1, 0]),
-                }),
-                ..Applicability::default()
-            },
-        }
+        Product::for_build("msrc:11931", name, family, build)
     }
 
     fn patch(id: &str) -> Patch {

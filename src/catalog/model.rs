@@ -425,3 +425,24 @@ impl Catalog {
         }
     }
 }
+
+#[cfg(test)]
+impl Product {
+    /// A product that applies to exactly the Windows build `10.0.build`: the shape the catalog
+    /// and scan unit tests build their MSRC products from.
+    pub(crate) fn for_build(id: &str, name: &str, family: &str, build: u32) -> Product {
+        Product {
+            id: id.into(),
+            name: name.into(),
+            family: Some(family.into()),
+            cpe: None,
+            applicability: Applicability {
+                build_range: Some(BuildRange {
+                    min: Version(vec![10, 0, build, 0]),
+                    below: Version(vec![10, 0, build + 1, 0]),
+                }),
+                ..Applicability::default()
+            },
+        }
+    }
+}

@@ -172,19 +172,7 @@ mod tests {
     }
 
     fn windows(name: &str, build: u32) -> Product {
-        Product {
-            id: name.into(),
-            name: name.into(),
-            family: Some("Windows".into()),
-            cpe: None,
-            applicability: Applicability {
-                build_range: Some(BuildRange {
-                    min: Version(vec![10, 0, build, 0]),
-                    below: Version(vec![10, 0, build + 1, 0]),
-                }),
-                ..Applicability::default()
-            },
-        }
+        Product::for_build(name, name, "Windows", build)
     }
 
     fn dotnet(name: &str) -> Product {
