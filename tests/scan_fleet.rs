@@ -18,7 +18,7 @@ use hive::report::{Format, render};
 use hive::scan::HostScan;
 use hive::scan::evaluate::Status;
 use hive::scan::run::{FileSource, ScanOptions, scan_fleet};
-use scan_support::{W2kState, assert_w2k_verdicts, fleet_toml, ms01_033};
+use scan_support::{W2kState, assert_w2k_verdicts, assert_ws2019_verdict, fleet_toml, ms01_033};
 use winsim::Fleet;
 use winsim::server::{FleetOptions, WinrmFleet};
 
@@ -235,25 +235,12 @@ async fn fifty_hosts_every_verdict_matches_the_ground_truth() {
         let scans = scan(&ws_inv, &password, cvrf.clone(), files).await;
         for ((name, _, ubr, kb), s) in ws.iter().zip(&scans) {
             let r = s.result.as_ref().unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(
-                r.facts.file_source,
-                if files == FileSource::Smb {
-                    "smb"
-                } else {
-                    "probe"
-                }
-            );
-            let v = r
-                .verdicts
-                .iter()
-                .find(|v| v.patch == "KB5035849" && v.product == "Windows Server 2019")
-                .unwrap_or_else(|| panic!("{name}: no KB5035849 verdict for Windows Server 2019"));
-            let want = if *ubr >= 5576 || *kb {
-                Status::Installed
+            let source = if files == FileSource::Smb {
+                "smb"
             } else {
-                Status::Missing
+                "probe"
             };
-            assert_eq!(v.status, want, "{name} ubr {ubr} kb {kb}: {}", v.evidence);
+            assert_ws2019_verdict(name, *ubr, *kb, r, source);
         }
     }
 

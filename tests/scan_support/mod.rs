@@ -180,3 +180,21 @@ pub fn assert_w2k_verdicts(
     // Windows NT 4 patches do not apply to Windows 2000.
     assert!(r.verdicts.iter().any(|v| v.status == Status::NotApplicable));
 }
+
+/// A Windows Server 2019 host at build `10.0.17763.ubr` (or with the KB's package recorded when
+/// `kb`) must have KB5035849 installed from UBR 5576 on and missing below it, with its versions
+/// read over `file_source`.
+pub fn assert_ws2019_verdict(name: &str, ubr: u32, kb: bool, r: &HostResult, file_source: &str) {
+    assert_eq!(r.facts.file_source, file_source, "{name}");
+    let v = r
+        .verdicts
+        .iter()
+        .find(|v| v.patch == "KB5035849" && v.product == "Windows Server 2019")
+        .unwrap_or_else(|| panic!("{name}: no KB5035849 verdict for Windows Server 2019"));
+    let want = if ubr >= 5576 || kb {
+        Status::Installed
+    } else {
+        Status::Missing
+    };
+    assert_eq!(v.status, want, "{name} ubr {ubr} kb {kb}: {}", v.evidence);
+}
