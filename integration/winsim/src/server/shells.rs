@@ -80,6 +80,15 @@ struct Shell {
     commands: HashMap<String, Command>,
 }
 
+impl Shell {
+    /// The command a request names: no id is an invalid request, an id this shell never gave
+    /// out (or already deleted) is the unknown-command fault.
+    fn command_mut(&mut self, id: Option<&str>) -> Result<&mut Command, Fault> {
+        let id = id.ok_or_else(Fault::invalid_parameter)?;
+        self.commands.get_mut(id).ok_or_else(Fault::unknown_command)
+    }
+}
+
 /// The WinRS state of one host, shared by all its connections.
 pub struct HostShells {
     host: Arc<dyn SimHost>,
@@ -234,6 +243,21 @@ impl HostShells {
         Ok(id)
     }
 
+    /// Runs `f` on the request's shell under the lock; a shell id the host never gave out is the
+    /// fault Windows sends for it.
+    fn with_shell<R>(
+        &self,
+        req: &Request,
+        f: impl FnOnce(&mut Shell) -> Result<R, Fault>,
+    ) -> Result<R, Fault> {
+        let shell_id = self.shell_id(req)?;
+        let mut shells = self.lock();
+        let shell = shells
+            .get_mut(shell_id)
+            .ok_or_else(|| Fault::unknown_shell_id(shell_id))?;
+        f(shell)
+    }
+
     fn shell_id<'r>(&self, req: &'r Request) -> Result<&'r str, Fault> {
         req.shell_id
             .as_deref()
@@ -241,87 +265,64 @@ impl HostShells {
     }
 
     fn command(&self, req: &Request) -> Result<String, Fault> {
-        let shell_id = self.shell_id(req)?;
-        let mut shells = self.lock();
-        let shell = shells
-            .get_mut(shell_id)
-            .ok_or_else(|| Fault::unknown_shell_id(shell_id))?;
-        let command = req.command.clone().ok_or_else(Fault::invalid_parameter)?;
-        let skip_cmd_shell = req
-            .option("WINRS_SKIP_CMD_SHELL")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let id = response::new_id();
-        shell.commands.insert(
-            id.clone(),
-            Command {
-                request: CommandRequest {
-                    command,
-                    arguments: req.arguments.clone(),
-                    stdin: Vec::new(),
-                    skip_cmd_shell,
+        self.with_shell(req, |shell| {
+            let command = req.command.clone().ok_or_else(Fault::invalid_parameter)?;
+            let skip_cmd_shell = req
+                .option("WINRS_SKIP_CMD_SHELL")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let id = response::new_id();
+            shell.commands.insert(
+                id.clone(),
+                Command {
+                    request: CommandRequest {
+                        command,
+                        arguments: req.arguments.clone(),
+                        stdin: Vec::new(),
+                        skip_cmd_shell,
+                    },
+                    running: None,
+                    stdout_sent: 0,
+                    stderr_sent: 0,
                 },
-                running: None,
-                stdout_sent: 0,
-                stderr_sent: 0,
-            },
-        );
-        Ok(id)
+            );
+            Ok(id)
+        })
     }
 
     fn send(&self, req: &Request) -> Result<(), Fault> {
-        let shell_id = self.shell_id(req)?;
-        let mut shells = self.lock();
-        let shell = shells
-            .get_mut(shell_id)
-            .ok_or_else(|| Fault::unknown_shell_id(shell_id))?;
-        for chunk in &req.input {
-            let id = chunk
-                .command_id
-                .as_deref()
-                .ok_or_else(Fault::invalid_parameter)?;
-            let command = shell
-                .commands
-                .get_mut(id)
-                .ok_or_else(Fault::unknown_command)?;
-            let bytes = B64
-                .decode(chunk.data.as_bytes())
-                .map_err(|_| Fault::invalid_parameter())?;
-            command.request.stdin.extend_from_slice(&bytes);
-        }
-        Ok(())
+        self.with_shell(req, |shell| {
+            for chunk in &req.input {
+                let command = shell.command_mut(chunk.command_id.as_deref())?;
+                let bytes = B64
+                    .decode(chunk.data.as_bytes())
+                    .map_err(|_| Fault::invalid_parameter())?;
+                command.request.stdin.extend_from_slice(&bytes);
+            }
+            Ok(())
+        })
     }
 
     /// Start the command if this is its first Receive; return its completion watch.
     pub fn start(&self, req: &Request) -> Result<watch::Receiver<Option<CommandOutcome>>, Fault> {
-        let shell_id = self.shell_id(req)?;
-        let mut shells = self.lock();
-        let shell = shells
-            .get_mut(shell_id)
-            .ok_or_else(|| Fault::unknown_shell_id(shell_id))?;
-        let id = req
-            .command_id
-            .as_deref()
-            .ok_or_else(Fault::invalid_parameter)?;
-        let command = shell
-            .commands
-            .get_mut(id)
-            .ok_or_else(Fault::unknown_command)?;
-        if let Some(r) = &command.running {
-            return Ok(r.done.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        let host = Arc::clone(&self.host);
-        let request = command.request.clone();
-        let task = tokio::spawn(async move {
-            let outcome = host.run(request).await;
-            // Nobody listening means the shell is gone; the outcome is dropped like the process.
-            let _ = tx.send(Some(outcome));
-        });
-        command.running = Some(Running {
-            abort: task.abort_handle(),
-            done: rx.clone(),
-        });
-        Ok(rx)
+        self.with_shell(req, |shell| {
+            let command = shell.command_mut(req.command_id.as_deref())?;
+            if let Some(r) = &command.running {
+                return Ok(r.done.clone());
+            }
+            let (tx, rx) = watch::channel(None);
+            let host = Arc::clone(&self.host);
+            let request = command.request.clone();
+            let task = tokio::spawn(async move {
+                let outcome = host.run(request).await;
+                // Nobody listening means the shell is gone; the outcome is dropped like the process.
+                let _ = tx.send(Some(outcome));
+            });
+            command.running = Some(Running {
+                abort: task.abort_handle(),
+                done: rx.clone(),
+            });
+            Ok(rx)
+        })
     }
 
     async fn receive(&self, req: &Request, timeout: Duration) -> Result<Output, Fault> {
@@ -343,51 +344,38 @@ impl HostShells {
         outcome: &CommandOutcome,
         budget: usize,
     ) -> Result<Output, Fault> {
-        let shell_id = self.shell_id(req)?;
-        let mut shells = self.lock();
-        let shell = shells
-            .get_mut(shell_id)
-            .ok_or_else(|| Fault::unknown_shell_id(shell_id))?;
-        let id = req
-            .command_id
-            .clone()
-            .ok_or_else(Fault::invalid_parameter)?;
-        let command = shell
-            .commands
-            .get_mut(&id)
-            .ok_or_else(Fault::unknown_command)?;
-        let out_end = (command.stdout_sent + budget).min(outcome.stdout.len());
-        let stdout = outcome.stdout[command.stdout_sent..out_end].to_vec();
-        let left = budget - stdout.len();
-        let err_end = (command.stderr_sent + left).min(outcome.stderr.len());
-        let stderr = outcome.stderr[command.stderr_sent..err_end].to_vec();
-        command.stdout_sent = out_end;
-        command.stderr_sent = err_end;
-        let complete = out_end == outcome.stdout.len() && err_end == outcome.stderr.len();
-        Ok(Output {
-            command_id: id,
-            stdout,
-            stderr,
-            exit_code: complete.then_some(outcome.exit_code),
+        self.with_shell(req, |shell| {
+            let command = shell.command_mut(req.command_id.as_deref())?;
+            let out_end = (command.stdout_sent + budget).min(outcome.stdout.len());
+            let stdout = outcome.stdout[command.stdout_sent..out_end].to_vec();
+            let left = budget - stdout.len();
+            let err_end = (command.stderr_sent + left).min(outcome.stderr.len());
+            let stderr = outcome.stderr[command.stderr_sent..err_end].to_vec();
+            command.stdout_sent = out_end;
+            command.stderr_sent = err_end;
+            let complete = out_end == outcome.stdout.len() && err_end == outcome.stderr.len();
+            Ok(Output {
+                command_id: req.command_id.clone().unwrap_or_default(),
+                stdout,
+                stderr,
+                exit_code: complete.then_some(outcome.exit_code),
+            })
         })
     }
 
     fn signal(&self, req: &Request) -> Result<(), Fault> {
-        let shell_id = self.shell_id(req)?;
-        let mut shells = self.lock();
-        let shell = shells
-            .get_mut(shell_id)
-            .ok_or_else(|| Fault::unknown_shell_id(shell_id))?;
-        let id = req
-            .command_id
-            .as_deref()
-            .ok_or_else(Fault::invalid_parameter)?;
-        // terminate and ctrl_c both end the process; dropping the Command aborts its future.
-        shell
-            .commands
-            .remove(id)
-            .ok_or_else(Fault::unknown_command)?;
-        Ok(())
+        self.with_shell(req, |shell| {
+            let id = req
+                .command_id
+                .as_deref()
+                .ok_or_else(Fault::invalid_parameter)?;
+            // terminate and ctrl_c both end the process; dropping the Command aborts its future.
+            shell
+                .commands
+                .remove(id)
+                .ok_or_else(Fault::unknown_command)?;
+            Ok(())
+        })
     }
 
     fn delete(&self, req: &Request) -> Result<(), Fault> {
