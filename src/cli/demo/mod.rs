@@ -161,7 +161,7 @@ fn inventory(
 pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let story = if opts.legacy {
-        legacy::story()
+        legacy::story()?
     } else {
         modern::story(&modern::cvrf_path())?
     };
