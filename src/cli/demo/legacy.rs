@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use hive::catalog::model::Catalog;
 use winsim::installer::Package;
+use winsim::os::{Release, updates_sp_folder};
 
 use super::DemoOptions;
 use super::story::{Approval, Story};
@@ -39,19 +40,18 @@ enum Os {
 }
 
 impl Os {
-    /// The `Updates` key's product folder.
-    fn product(self) -> &'static str {
+    /// The simulator's profile of this Windows.
+    fn release(self) -> Release {
         match self {
-            Os::Server2003Sp2 => "Windows Server 2003",
-            Os::XpSp3 => "Windows XP",
+            Os::Server2003Sp2 => Release::Server2003,
+            Os::XpSp3 => Release::WindowsXp,
         }
     }
 
-    /// Updates for a service pack file under the next service pack's folder.
-    fn sp_folder(self) -> &'static str {
+    fn service_pack(self) -> u32 {
         match self {
-            Os::Server2003Sp2 => "SP3",
-            Os::XpSp3 => "SP4",
+            Os::Server2003Sp2 => 2,
+            Os::XpSp3 => 3,
         }
     }
 
@@ -148,10 +148,7 @@ fn template(name: &str, os: Os, product: &str, version: &str, registry: &str) ->
             )
         })
         .collect();
-    let csd = match os {
-        Os::Server2003Sp2 => "Service Pack 2",
-        Os::XpSp3 => "Service Pack 3",
-    };
+    let csd = format!("Service Pack {}", os.service_pack());
     format!(
         "[template.{name}]\nproduct = \"{product}\"\ncsd_version = \"{csd}\"\n\
          version = \"{version}\"\nmachine = \"i386\"\n\
@@ -197,6 +194,10 @@ pub fn story() -> Result<Story, Box<dyn std::error::Error>> {
             .after
             .parse()
             .map_err(|_| format!("{}: bad version {}", f.bulletin, f.after))?;
+        let product =
+            f.os.release()
+                .updates_product()
+                .ok_or("the Update.exe registry layout of the legacy hosts")?;
         approvals.push(Approval {
             id: f.bulletin.into(),
             describe: format!(
@@ -208,7 +209,7 @@ pub fn story() -> Result<Story, Box<dyn std::error::Error>> {
             file_name,
             package: Package::hotfix(&format!("KB{}", f.kb))
                 .file_in_use(&format!(r"C:\Windows\{}", f.file), version)
-                .updates_key(f.os.product(), f.os.sp_folder())
+                .updates_key(product, &updates_sp_folder(f.os.service_pack()))
                 .chains_itself()
                 .reboot_required(true)
                 .duration(Duration::from_millis(300)),
