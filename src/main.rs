@@ -84,8 +84,8 @@ enum Command {
         /// How long each simulated host stays down when it reboots, in milliseconds.
         #[arg(long, default_value_t = 1500)]
         reboot_ms: u64,
-        /// The seed era's story instead: Windows Server 2003 SP2 hosts with WinRM 1.1,
-        /// Update.exe packages, cmd.exe only.
+        /// The seed era's story instead: Windows Server 2003 SP2 and XP SP3 hosts with WinRM
+        /// 1.1, an mssecure.xml catalog, Update.exe packages, cmd.exe only.
         #[arg(long)]
         legacy: bool,
     },

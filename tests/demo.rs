@@ -1,6 +1,7 @@
 //! `hive demo` tells an honest story: by default a fleet that exists today (Server 2016/2019/2022,
 //! a real MSRC CVRF month, .msu through DISM, one reboot per host); with `--legacy` the seed era's
-//! job on Server 2003 SP2 with WinRM 1.1 (Update.exe packages, cmd.exe only). Each run is small
+//! job on Server 2003 SP2 and XP SP3 with WinRM 1.1 (Update.exe packages, cmd.exe only, a catalog
+//! in the mssecure.xml schema read by the importer admins use). Each run is small
 //! (a few hosts, no faults) and kept, so the test can read what the hosts were asked to do.
 #![cfg(feature = "demo")]
 
@@ -103,26 +104,39 @@ fn the_default_demo_patches_server_2016_2019_2022_from_a_real_cvrf_month() {
 }
 
 #[test]
-fn the_legacy_demo_patches_server_2003_sp2_with_update_exe_and_one_reboot() {
-    let (text, kept) = demo(&["--legacy", "--hosts", "2", "--canaries", "1"]);
+fn the_legacy_demo_patches_server_2003_sp2_and_xp_sp3_with_update_exe_and_one_reboot() {
+    // Host 2 of 4 (WEB002) is an XP SP3 workstation, the others Server 2003 SP2 web servers.
+    let (text, kept) = demo(&["--legacy", "--hosts", "3", "--canaries", "1"]);
     assert!(text.contains("Windows Server 2003 SP2"), "{text}");
+    assert!(text.contains("Windows XP SP3"), "{text}");
     assert!(text.contains("WinRM 1.1"), "{text}");
     assert!(
-        text.contains("Hotfixes  MS08-067: missing on 3 hosts"),
+        text.contains("catalog: legacy-mssecure.xml")
+            && text.contains("3 bulletins, 5 patches, 2 products"),
+        "the scenario document went through the importer: {text}"
+    );
+    assert!(
+        text.contains("MS08-067 (KB958644): WindowsXP-KB958644-x86-ENU.exe /quiet /norestart"),
+        "the importer reads an Update.exe 6.x name as /quiet /norestart: {text}"
+    );
+    assert!(
+        text.contains("Hotfixes  MS08-067: missing on 4 hosts"),
         "{text}"
     );
     assert!(
-        text.contains("Hotfixes  MS09-001: missing on 3 hosts"),
+        text.contains("Hotfixes  MS09-001: missing on 4 hosts"),
         "{text}"
     );
     assert!(
         text.contains("TBE       MS09-048: missing on 3 hosts"),
-        "{text}"
+        "no MS09-048 package exists for XP: {text}"
     );
-    assert!(text.contains("3 hosts: 3 patched"), "{text}");
+    assert!(text.contains("4 hosts: 4 patched"), "{text}");
     let fleet = std::fs::read_to_string(kept.join("fleet.toml")).unwrap();
     assert!(fleet.contains("version = \"5.2.3790\""));
     assert!(fleet.contains("csd_version = \"Service Pack 2\""));
+    assert!(fleet.contains("product = \"Microsoft Windows XP\""));
+    assert!(fleet.contains("csd_version = \"Service Pack 3\""));
     let cmds = commands_of(&kept, "CANARY01");
     let has = |needle: &str| cmds.iter().filter(|c| c.contains(needle)).count();
     assert_eq!(
@@ -135,21 +149,130 @@ fn the_legacy_demo_patches_server_2003_sp2_with_update_exe_and_one_reboot() {
         1,
         "{cmds:#?}"
     );
+    assert_eq!(has("WindowsXP-"), 0, "{cmds:#?}");
     assert_eq!(has("qchain"), 0, "Update.exe chains itself: {cmds:#?}");
     assert_eq!(has("dism"), 0, "{cmds:#?}");
     assert_eq!(has("shutdown /r"), 1, "two updates, one reboot: {cmds:#?}");
-    // Both files were in use: chained, they landed at the one reboot, each at its own version.
-    for (file, want) in [
-        ("system32/netapi32.dll", "5.2.3790.4392"),
-        ("system32/drivers/srv.sys", "5.2.3790.4425"),
-    ] {
-        let path = kept.join("drives/CANARY01/Windows").join(file);
-        let version = winsim::pe::read_version(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(version.file_version.to_string(), want, "{file}");
-    }
     // Nothing PowerShell could run on these hosts ran: every attempt found no powershell.exe.
     for c in cmds.iter().filter(|c| c.contains("powershell")) {
         assert!(c.starts_with("Some(2147942402)"), "{c}");
     }
+    // The XP workstation got XP's packages, never Server 2003's, and one reboot.
+    let xp = commands_of(&kept, "WEB002");
+    let has = |needle: &str| xp.iter().filter(|c| c.contains(needle)).count();
+    assert_eq!(
+        has("WindowsXP-KB958644-x86-ENU.exe /quiet /norestart"),
+        1,
+        "{xp:#?}"
+    );
+    assert_eq!(
+        has("WindowsXP-KB958687-x86-ENU.exe /quiet /norestart"),
+        1,
+        "{xp:#?}"
+    );
+    assert_eq!(has("WindowsServer2003-"), 0, "{xp:#?}");
+    assert_eq!(has("KB967723"), 0, "{xp:#?}");
+    assert_eq!(has("shutdown /r"), 1, "{xp:#?}");
+    // Both files were in use: chained, they landed at the one reboot, each at its own version.
+    for (host, file, want) in [
+        ("CANARY01", "system32/netapi32.dll", "5.2.3790.4392"),
+        ("CANARY01", "system32/drivers/srv.sys", "5.2.3790.4425"),
+        ("WEB002", "system32/netapi32.dll", "5.1.2600.5694"),
+        ("WEB002", "system32/drivers/srv.sys", "5.1.2600.5725"),
+    ] {
+        let path = kept.join("drives").join(host).join("Windows").join(file);
+        let version = winsim::pe::read_version(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(version.file_version.to_string(), want, "{host} {file}");
+    }
     std::fs::remove_dir_all(&kept).unwrap();
+}
+
+/// Every (element, attribute) pair of an XML document, with where the element sits.
+fn vocabulary(text: &str) -> std::collections::BTreeSet<(String, String)> {
+    fn walk(
+        e: &hive::catalog::xml::Element,
+        parent: &str,
+        out: &mut std::collections::BTreeSet<(String, String)>,
+    ) {
+        let at = format!("{parent}/{}", e.name);
+        out.insert((at.clone(), String::new()));
+        for (a, _) in &e.attrs {
+            out.insert((at.clone(), a.clone()));
+        }
+        for c in &e.children {
+            walk(c, &at, out);
+        }
+    }
+    let root = hive::catalog::xml::parse("doc", text).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    walk(&root, "", &mut out);
+    out
+}
+
+#[test]
+fn the_legacy_scenario_is_an_mssecure_document_an_admin_can_import() {
+    let scenario =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/cli/demo/legacy-mssecure.xml");
+    let real = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/catalogs/mssecure-2001-10-04.xml");
+    // Every element and attribute, where it sits, is one the 2001 catalog has.
+    let theirs = vocabulary(&std::fs::read_to_string(&real).unwrap());
+    let ours = vocabulary(&std::fs::read_to_string(&scenario).unwrap());
+    let foreign: Vec<_> = ours.difference(&theirs).collect();
+    assert!(foreign.is_empty(), "not in the 2001 schema: {foreign:#?}");
+
+    // `hive catalog import`, as an admin runs it: no warnings, every patch judged.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("catalog.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(["catalog", "import"])
+        .arg(&scenario)
+        .arg("--cache")
+        .arg(&cache)
+        .output()
+        .expect("hive runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("3 bulletins, 5 patches, 2 products; 0 patches cannot be judged"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("warning"), "{stdout}");
+    let catalog = hive::catalog::store::load(&cache).unwrap();
+    let xp = &catalog.patches["MS08-067/WindowsXP-KB958644-x86-ENU.exe"];
+    let recipe = xp.installer.as_ref().unwrap();
+    assert_eq!(recipe.arguments, ["/quiet", "/norestart"]);
+    assert!(!recipe.needs_qchain);
+    assert_eq!(xp.kb, Some(hive::catalog::Kb(958644)));
+    // hfnetchk's checks: the Updates key's Type = Update, and the file at the fixed version.
+    use hive::catalog::DetectionRule;
+    let DetectionRule::All { rules } = &xp.targets[0].detection else {
+        panic!("{:?}", xp.targets[0].detection)
+    };
+    assert!(
+        rules.iter().any(|r| matches!(r,
+        DetectionRule::RegistryValue { key, value, data }
+            if key == r"HKLM\SOFTWARE\Microsoft\Updates\Windows XP\SP4\KB958644"
+                && value == "Type" && data == "Update")),
+        "{rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| matches!(r,
+        DetectionRule::FileVersion { path, version, .. }
+            if path == r"%windir%\system32\netapi32.dll"
+                && version.to_string() == "5.1.2600.5694")),
+        "{rules:?}"
+    );
+    assert_eq!(catalog.products["mssecure:110"].name, "Windows XP");
+    assert!(
+        !catalog.bulletins["MS09-048"]
+            .patches
+            .iter()
+            .any(|p| p.contains("WindowsXP")),
+        "Microsoft shipped MS09-048 for no XP"
+    );
 }

@@ -68,6 +68,17 @@ impl InstallerRecipe {
         }
     }
 
+    /// Package Installer for Windows (Update.exe 6.x), the packages named
+    /// `WindowsServer2003-KB958644-x86-ENU.exe` / `WindowsXP-KB958644-x86-ENU.exe` (Windows XP,
+    /// Server 2003 and late Windows 2000 updates): `/quiet` no UI, `/norestart` (hive reboots once,
+    /// after the chain). Qchain's fix is built in.
+    pub fn update_exe_kb_package() -> InstallerRecipe {
+        InstallerRecipe {
+            arguments: vec!["/quiet".into(), "/norestart".into()],
+            ..Self::update_exe()
+        }
+    }
+
     /// `.msu`: expanded and added with DISM (`wusa` fails over WinRM with 0x5); the arguments
     /// are DISM's.
     pub fn msu() -> InstallerRecipe {
@@ -110,8 +121,9 @@ impl InstallerRecipe {
     }
 
     /// A guess from the installer's file name, for catalogs that do not say: `.msu`, `.msi`,
-    /// `*_W2K_SP*` Update.exe packages, other `.exe` as legacy hotfix.exe. `None` when the name
-    /// says nothing (no extension hive knows).
+    /// `*_W2K_SP*` Update.exe packages, `PRODUCT-KBnnnnnn-ARCH-LANG.exe` Update.exe 6.x packages,
+    /// other `.exe` as legacy hotfix.exe. `None` when the name says nothing (no extension hive
+    /// knows).
     pub fn guess_from_file_name(name: &str) -> Option<InstallerRecipe> {
         let lower = name.trim().to_ascii_lowercase();
         if lower.ends_with(".msu") {
@@ -119,7 +131,9 @@ impl InstallerRecipe {
         } else if lower.ends_with(".msi") {
             Some(Self::msi())
         } else if lower.ends_with(".exe") {
-            if lower.contains("_w2k_sp") || lower.contains("_wxp_sp") {
+            if is_kb_package_name(&lower) {
+                Some(Self::update_exe_kb_package())
+            } else if lower.contains("_w2k_sp") || lower.contains("_wxp_sp") {
                 Some(Self::update_exe())
             } else {
                 Some(Self::legacy_hotfix())
@@ -136,6 +150,19 @@ impl InstallerRecipe {
             .copied()
             .unwrap_or(ExitMeaning::Failed)
     }
+}
+
+/// Whether a lowercase `.exe` name is Update.exe 6.x's `PRODUCT-KBnnnnnn-ARCH-LANG.exe`: a
+/// `kb` + digits part and a processor part among its `-`-separated parts.
+fn is_kb_package_name(lower: &str) -> bool {
+    let stem = lower.strip_suffix(".exe").unwrap_or(lower);
+    let parts: Vec<&str> = stem.split('-').collect();
+    let kb = parts.iter().any(|p| {
+        p.strip_prefix("kb")
+            .is_some_and(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()))
+    });
+    let arch = parts.iter().any(|p| matches!(*p, "x86" | "x64" | "ia64"));
+    kb && arch
 }
 
 /// Installer technologies.
@@ -193,5 +220,35 @@ mod tests {
         };
         assert_eq!(r.exit_meaning(3010), ExitMeaning::RebootRequired);
         assert_eq!(r.exit_meaning(1603), ExitMeaning::Failed);
+    }
+
+    #[test]
+    fn file_names_say_which_update_exe_switches_apply() {
+        let args = |name: &str| {
+            InstallerRecipe::guess_from_file_name(name)
+                .map(|r| (r.kind, r.arguments.join(" ")))
+                .unwrap()
+        };
+        for name in [
+            "WindowsServer2003-KB958644-x86-ENU.exe",
+            "WindowsXP-KB958687-x86-ENU.exe",
+            "WindowsServer2003.WindowsXP-KB958644-x64-ENU.exe",
+        ] {
+            assert_eq!(
+                args(name),
+                (InstallerKind::UpdateExe, "/quiet /norestart".into()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            args("Q300972_W2K_SP3_x86_en.EXE"),
+            (InstallerKind::UpdateExe, "-u -q -z".into())
+        );
+        assert_eq!(
+            args("Q300972i.exe"),
+            (InstallerKind::HotfixExe, "-z -q -m".into())
+        );
+        // A KB in the name is not enough: a 2001 hotfix named after its article keeps -z -q -m.
+        assert_eq!(args("kb300972-enu.exe").0, InstallerKind::HotfixExe);
     }
 }

@@ -48,9 +48,11 @@ pub struct FolderFile {
     pub sha256: String,
 }
 
-/// Read every approved bulletin of the repository. A folder without exactly one installer or
-/// with an unreadable recipe is an error naming the folder: deploying "whatever is there" would
-/// hide an approval gone wrong.
+/// Read every approved bulletin of the repository: one entry per installer file. A bulletin
+/// that fixes several Windows versions ships one package per version (MS08-067 has
+/// `WindowsXP-KB958644-x86-ENU.exe` and `WindowsServer2003-KB958644-x86-ENU.exe`), so a folder
+/// may hold several; the plan then picks the one the catalog's patch names. A folder without an
+/// installer or with an unreadable recipe is an error naming the folder.
 pub fn load_approved(repo: &Repository) -> Result<Vec<ApprovedInstaller>, DeployError> {
     let mut out = Vec::new();
     for (state, id) in repo.list()? {
@@ -58,12 +60,12 @@ pub fn load_approved(repo: &Repository) -> Result<Vec<ApprovedInstaller>, Deploy
             continue;
         }
         let dir = repo.bulletin_dir(Triage::Hotfix, &id)?;
-        out.push(load_one(&id, &dir)?);
+        out.extend(load_folder(&id, &dir)?);
     }
     Ok(out)
 }
 
-fn load_one(bulletin: &str, dir: &Path) -> Result<ApprovedInstaller, DeployError> {
+fn load_folder(bulletin: &str, dir: &Path) -> Result<Vec<ApprovedInstaller>, DeployError> {
     let bad = |message: String| DeployError::Repository {
         path: dir.to_path_buf(),
         message,
@@ -71,7 +73,7 @@ fn load_one(bulletin: &str, dir: &Path) -> Result<ApprovedInstaller, DeployError
     if let Some(script) =
         crate::adopt::hiveexec::find_script(dir).map_err(|e| bad(e.to_string()))?
     {
-        return load_hiveexec(bulletin, dir, &script);
+        return Ok(vec![load_hiveexec(bulletin, dir, &script)?]);
     }
     let recipe_path = dir.join("recipe.toml");
     let text = std::fs::read_to_string(&recipe_path)
@@ -92,23 +94,27 @@ fn load_one(bulletin: &str, dir: &Path) -> Result<ApprovedInstaller, DeployError
             installers.push((name, entry.path()));
         }
     }
-    if installers.len() != 1 {
-        return Err(bad(format!(
-            "expected exactly one installer (.exe/.msu/.msi/.cab), found {}",
-            installers.len()
-        )));
+    if installers.is_empty() {
+        return Err(bad(
+            "expected an installer (.exe/.msu/.msi/.cab), found none".to_string(),
+        ));
     }
-    let (file_name, path) = installers.remove(0);
-    let file = folder_file(dir, file_name, path)?;
-    Ok(ApprovedInstaller {
-        bulletin: bulletin.to_string(),
-        sha256: file.sha256,
-        bytes: file.bytes,
-        path: file.path,
-        file_name: file.file_name,
-        recipe,
-        companions: Vec::new(),
-    })
+    installers.sort();
+    installers
+        .into_iter()
+        .map(|(file_name, path)| {
+            let file = folder_file(dir, file_name, path)?;
+            Ok(ApprovedInstaller {
+                bulletin: bulletin.to_string(),
+                sha256: file.sha256,
+                bytes: file.bytes,
+                path: file.path,
+                file_name: file.file_name,
+                recipe: recipe.clone(),
+                companions: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// A bulletin folder with a `hiveexec.cmd`: the script is the installer, every other file of the
@@ -240,6 +246,23 @@ pub struct Plan {
     pub hosts: Vec<HostPlan>,
 }
 
+/// The approved installer for a patch: the folder's only one, or, when a bulletin folder holds
+/// one package per Windows version, the one whose file name the catalog's patch gives (Windows
+/// compares names without case). `None` when several are there and none is the patch's.
+fn pick_installer<'a>(
+    candidates: &[&'a ApprovedInstaller],
+    patch: Option<&crate::catalog::model::Patch>,
+) -> Option<&'a ApprovedInstaller> {
+    if let [only] = candidates {
+        return Some(only);
+    }
+    let want = patch?.file_name.as_deref()?;
+    candidates
+        .iter()
+        .copied()
+        .find(|a| a.file_name.eq_ignore_ascii_case(want))
+}
+
 /// Plan one host: its Missing verdicts × the approved installers. One installer fixing several
 /// bulletins (CVEs of one KB) runs once.
 pub fn plan_host(
@@ -262,8 +285,10 @@ pub fn plan_host_keeping(
     approved: &[ApprovedInstaller],
     keep: &std::collections::BTreeSet<String>,
 ) -> HostPlan {
-    let by_bulletin: BTreeMap<&str, &ApprovedInstaller> =
-        approved.iter().map(|a| (a.bulletin.as_str(), a)).collect();
+    let mut by_bulletin: BTreeMap<&str, Vec<&ApprovedInstaller>> = BTreeMap::new();
+    for a in approved {
+        by_bulletin.entry(a.bulletin.as_str()).or_default().push(a);
+    }
     let mut installs: Vec<PlannedInstall> = Vec::new();
     let mut unplanned = Vec::new();
     let wanted = |v: &&Verdict| {
@@ -273,15 +298,28 @@ pub fn plan_host_keeping(
     for v in verdicts.iter().filter(wanted) {
         // An approval names a bulletin, or (for MSRC months, whose bulletins are CVEs fixed by a
         // different KB on each Windows) the KB itself: `hotfixes/KB5035849/` is that KB's .msu.
-        let found = by_bulletin.get(v.patch.as_str()).copied().or_else(|| {
-            v.bulletins
-                .iter()
-                .find_map(|b| by_bulletin.get(b.as_str()).copied())
-        });
-        let Some(installer) = found else {
+        let found = by_bulletin
+            .get(v.patch.as_str())
+            .or_else(|| v.bulletins.iter().find_map(|b| by_bulletin.get(b.as_str())));
+        let Some(candidates) = found else {
             unplanned.push(Unplanned {
                 patch: v.patch.clone(),
                 why: format!("no approved bulletin ({})", v.bulletins.join(", ")),
+            });
+            continue;
+        };
+        let patch = catalog.patches.get(&v.patch);
+        let Some(installer) = pick_installer(candidates, patch) else {
+            unplanned.push(Unplanned {
+                patch: v.patch.clone(),
+                why: format!(
+                    "hotfixes/{} holds {} installers and none is {}",
+                    candidates[0].bulletin,
+                    candidates.len(),
+                    patch
+                        .and_then(|p| p.file_name.as_deref())
+                        .unwrap_or("named by the catalog")
+                ),
             });
             continue;
         };
@@ -291,7 +329,6 @@ pub fn plan_host_keeping(
         {
             continue;
         }
-        let patch = catalog.patches.get(&v.patch);
         let subtype = patch.and_then(|p| p.subtype.clone()).unwrap_or_default();
         // The catalog's hash is the vendor installer's, never the admin's hiveexec.cmd.
         let catalog_sha = patch
@@ -629,5 +666,63 @@ mod tests {
         let order: Vec<&str> = p.installs.iter().map(|i| i.patch.as_str()).collect();
         assert_eq!(order, ["KB9", "KB1"]);
         assert_eq!(p.expected_reboot, Restart::Yes);
+    }
+
+    #[test]
+    fn a_bulletin_with_one_package_per_windows_gives_each_host_its_own() {
+        use crate::catalog::model::Patch;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let src = dir.path().join("downloads");
+        std::fs::create_dir_all(&src).unwrap();
+        let xp = "WindowsXP-KB958644-x86-ENU.exe";
+        let w2k3 = "WindowsServer2003-KB958644-x86-ENU.exe";
+        for name in [xp, w2k3] {
+            std::fs::write(src.join(name), name.as_bytes()).unwrap();
+            repo.approve("MS08-067", &src.join(name), &InstallerRecipe::update_exe())
+                .unwrap();
+        }
+        let a = load_approved(&repo).unwrap();
+        assert_eq!(a.len(), 2, "{a:#?}");
+        let mut catalog = Catalog::default();
+        for name in [xp, w2k3] {
+            let id = format!("MS08-067/{name}");
+            catalog.patches.insert(
+                id.clone(),
+                Patch {
+                    id,
+                    kb: None,
+                    file_name: Some(name.to_ascii_lowercase()),
+                    download_url: None,
+                    sha256: None,
+                    subtype: None,
+                    restart: Some(Restart::Yes),
+                    bulletins: vec!["MS08-067".into()],
+                    targets: vec![],
+                    supersedes: Default::default(),
+                    superseded_by: Default::default(),
+                    installer: None,
+                },
+            );
+        }
+        let on_xp = [missing(&format!("MS08-067/{xp}"), &["MS08-067"])];
+        let p = plan_host("xp", &on_xp, &catalog, &a);
+        assert_eq!(p.installs.len(), 1);
+        assert_eq!(p.installs[0].installer.file_name, xp);
+        let on_2003 = [missing(&format!("MS08-067/{w2k3}"), &["MS08-067"])];
+        let p = plan_host("w2k3", &on_2003, &catalog, &a);
+        assert_eq!(p.installs[0].installer.file_name, w2k3);
+        // A patch the folder has no package for is not given another Windows' package.
+        let other = [missing(
+            "MS08-067/Windows2000-KB958644-x86-ENU.EXE",
+            &["MS08-067"],
+        )];
+        let p = plan_host("w2k", &other, &catalog, &a);
+        assert!(p.installs.is_empty());
+        assert!(
+            p.unplanned[0].why.contains("holds 2 installers"),
+            "{:?}",
+            p.unplanned
+        );
     }
 }

@@ -65,6 +65,44 @@ impl Release {
         self >= Release::Server2003
     }
 
+    /// Whether `systeminfo.exe` ships with the release: from XP Professional on (Windows 2000
+    /// had it only in the Resource Kit).
+    pub fn has_systeminfo(self) -> bool {
+        self >= Release::WindowsXp
+    }
+
+    /// `systeminfo`'s boot line: before Vista it counts `System Up Time`, from Vista on it gives
+    /// the `System Boot Time`.
+    pub fn systeminfo_counts_uptime(self) -> bool {
+        self < Release::Vista
+    }
+
+    /// The OS name WMI gives (`Win32_OperatingSystem.Caption`, what `systeminfo` prints as `OS
+    /// Name`) for a host whose `ProductName` is `product`: XP's registry says only "Microsoft
+    /// Windows XP", its caption names the edition (a workstation with WinRM is Professional; XP
+    /// Home could not join a domain and had no `systeminfo`). Other releases print their
+    /// `ProductName`.
+    pub fn os_caption(self, product: &str) -> String {
+        match self {
+            Release::WindowsXp if product.trim_end().ends_with("Windows XP") => {
+                format!("{} Professional", product.trim_end())
+            }
+            _ => product.to_string(),
+        }
+    }
+
+    /// Where Update.exe packages register themselves (`HKLM\SOFTWARE\Microsoft\Updates\<this>\
+    /// SP<n+1>\KB…`; an update built for service pack n files under the next one's folder, e.g.
+    /// `Windows XP\SP4\KB958644` on XP SP3). `None` where updates are CBS packages instead.
+    pub fn updates_product(self) -> Option<&'static str> {
+        match self {
+            Release::Windows2000 => Some("Windows 2000"),
+            Release::WindowsXp => Some("Windows XP"),
+            Release::Server2003 => Some("Windows Server 2003"),
+            _ => None,
+        }
+    }
+
     /// The title line of `ipconfig`.
     pub fn ipconfig_title(self) -> &'static str {
         match self {
@@ -121,6 +159,11 @@ impl Release {
     pub fn has_winrm(self) -> bool {
         self >= Release::WindowsXp
     }
+}
+
+/// The `Updates` key's service-pack folder for updates built for service pack `sp`: `SP{sp+1}`.
+pub fn updates_sp_folder(sp: u32) -> String {
+    format!("SP{}", sp + 1)
 }
 
 /// "Service Pack 2" → (2, 0); none → (0, 0). WinRM's Identify prints it as `SP: 2.0`.

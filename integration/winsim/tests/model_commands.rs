@@ -108,7 +108,7 @@ async fn unknown_commands_answer_as_cmd_exe() {
     // pywinrm style: command plus separate arguments.
     let out = ws
         .run(CommandRequest {
-            command: "systeminfo".into(),
+            command: "frobnicate".into(),
             arguments: vec!["/fo".into(), "csv".into()],
             ..Default::default()
         })

@@ -100,6 +100,98 @@ async fn xp_and_2003_have_their_own_banners_and_tools() {
     );
 }
 
+const XP_SP3: &str = r#"
+[[host]]
+name = "XP02"
+address = "127.0.9.5"
+product = "Microsoft Windows XP"
+csd_version = "Service Pack 3"
+version = "5.1.2600"
+files = [{ path = 'C:\Windows\system32\netapi32.dll', version = "5.1.2600.5512" }]
+registry = [
+  { key = 'HKLM\SYSTEM\CurrentControlSet\Control\ProductOptions', name = "ProductType", type = "REG_SZ", value = "WinNT" },
+]
+"#;
+
+/// A Windows XP SP3 workstation, as the legacy story's hosts are: `ipconfig` and `systeminfo` in
+/// XP's layout, and an Update.exe package registered where XP SP3's go (`Updates\Windows
+/// XP\SP4\KBnnnnnn`, what MS08-067's article tells an admin to verify).
+#[tokio::test]
+async fn xp_sp3_answers_as_xp_sp3() {
+    use winsim::os::{Release, updates_sp_folder};
+    let f = fleet(&format!("{RELEASES}{XP_SP3}"));
+    let xp = f.host("XP02");
+    assert_eq!(xp.release(), Release::WindowsXp);
+    let ip = text(&run(&xp, "ipconfig").await.stdout);
+    assert!(ip.starts_with("\r\nWindows IP Configuration\r\n"), "{ip}");
+    assert!(
+        ip.contains("\r\nEthernet adapter Local Area Connection:\r\n"),
+        "{ip}"
+    );
+    assert!(
+        ip.contains("        IP Address. . . . . . . . . . . . : 127.0.9.5\r\n"),
+        "{ip}"
+    );
+    assert!(!ip.contains("IPv4"), "{ip}");
+
+    let product = Release::WindowsXp.updates_product().unwrap();
+    let package = winsim::installer::Package::hotfix("KB958644")
+        .file_in_use(
+            r"C:\Windows\system32\netapi32.dll",
+            "5.1.2600.5694".parse().unwrap(),
+        )
+        .updates_key(product, &updates_sp_folder(3))
+        .chains_itself();
+    let staged = r"C:\Windows\Temp\WindowsXP-KB958644-x86-ENU.exe";
+    package.write_to(&xp.host_path(staged)).unwrap();
+    let out = run(&xp, &format!("{staged} /quiet /norestart")).await;
+    assert_eq!(out.exit_code, 0, "{}", text(&out.stderr));
+    let reg = run(
+        &xp,
+        r#"reg query "HKLM\SOFTWARE\Microsoft\Updates\Windows XP\SP4\KB958644" /v Type"#,
+    )
+    .await;
+    assert_eq!(reg.exit_code, 0, "{}", text(&reg.stderr));
+    assert!(
+        text(&reg.stdout).contains("Update"),
+        "{}",
+        text(&reg.stdout)
+    );
+
+    let info = run(&xp, "systeminfo").await;
+    assert_eq!(info.exit_code, 0, "{}", text(&info.stderr));
+    let info = text(&info.stdout);
+    for line in [
+        "\r\nHost Name:                 XP02\r\n",
+        "\r\nOS Name:                   Microsoft Windows XP Professional\r\n",
+        "\r\nOS Version:                5.1.2600 Service Pack 3 Build 2600\r\n",
+        "\r\nOS Configuration:          Standalone Workstation\r\n",
+        "\r\nSystem type:               X86-based PC\r\n",
+        "\r\nHotfix(s):                 1 Hotfix(s) Installed.\r\n",
+        "\r\n                           [01]: KB958644\r\n",
+    ] {
+        assert!(info.contains(line), "{line:?} in:\n{info}");
+    }
+    let up = info
+        .lines()
+        .find_map(|l| l.strip_prefix("System Up Time:            "))
+        .unwrap_or_else(|| panic!("no System Up Time line: {info}"));
+    assert!(up.contains(" Days, ") && up.ends_with(" Seconds"), "{up:?}");
+    assert!(
+        !info.contains("System Boot Time"),
+        "XP counts uptime: {info}"
+    );
+
+    // Windows 2000 had systeminfo only in the Resource Kit; Server 2019 gives its boot time.
+    assert_eq!(run(&f.host("W2K01"), "systeminfo").await.exit_code, 9009);
+    let ws = text(&run(&f.host("WS2019"), "systeminfo").await.stdout);
+    assert!(ws.contains("\r\nSystem Boot Time:          "), "{ws}");
+    assert!(
+        ws.contains("\r\nOS Version:                10.0.17763 N/A Build 17763\r\n"),
+        "{ws}"
+    );
+}
+
 const IDENTIFY: &str = r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:wsmid="http://schemas.dmtf.org/wbem/wsman/identity/1/wsmanidentity.xsd"><s:Header/><s:Body><wsmid:Identify/></s:Body></s:Envelope>"#;
 
 /// An anonymous Identify, as `winrm id -r:HOST -a:none` sends it, over plain HTTP.
@@ -134,7 +226,7 @@ async fn server_2003_answers_identify_as_ws_management_1_1() {
     let f = fleet(&format!(
         "[defaults]\npassword = \"{PASSWORD}\"\n{RELEASES}"
     ));
-    let hosts: Vec<Arc<dyn SimHost>> = ["W2K301", "WS2019"]
+    let hosts: Vec<Arc<dyn SimHost>> = ["W2K301", "WS2019", "XP01"]
         .iter()
         .map(|n| f.host(n) as Arc<dyn SimHost>)
         .collect();
@@ -167,5 +259,8 @@ async fn server_2003_answers_identify_as_ws_management_1_1() {
     assert!(ws.contains("Stack: 3.0</wsmid:ProductVersion>"), "{ws}");
     let (_, ws) = authenticated_identify(&urls[1]).await;
     assert!(ws.contains("OS: 10.0.17763 SP: 0.0 Stack: 3.0"), "{ws}");
+    // WinRM 1.1 was an XP SP3 download too (KB936059).
+    let (_, xp) = authenticated_identify(&urls[2]).await;
+    assert!(xp.contains("OS: 5.1.2600 SP: 3.0 Stack: 1.1"), "{xp}");
     servers.shutdown().await;
 }

@@ -3,8 +3,9 @@
 //! Two stories, one runner. By default a fleet that exists today ([`modern`]): Windows Server
 //! 2016/2019/2022 hosts scanned with a real MSRC CVRF month and patched with that month's
 //! cumulative update per version (.msu through DISM, one reboot). With `--legacy` the seed era's
-//! job ([`legacy`]) on the oldest hosts WinRM ran on: Windows Server 2003 SP2 with WinRM 1.1,
-//! Update.exe packages chained with one reboot, cmd.exe only. Either way the demo writes a
+//! job ([`legacy`]) on the oldest hosts WinRM ran on: Windows Server 2003 SP2 and XP SP3 with
+//! WinRM 1.1, an mssecure.xml-schema catalog, Update.exe packages chained with one reboot, cmd.exe
+//! only. Either way the demo writes a
 //! temporary HIVE repository, approves the story's installers, scans the fleet (what nobody
 //! approved lands in TBE), then rolls out: canaries first, then 10 % → 50 % → 100 %, with
 //! progress bars, a journal and a final summary. A few hosts are faulty in both stories (an
@@ -50,7 +51,8 @@ pub struct DemoOptions {
     pub keep: bool,
     /// How long a simulated host stays down when it reboots (the rollout benchmark uses 20 s).
     pub reboot_ms: u64,
-    /// The seed-era story (Server 2003 SP2, WinRM 1.1, Update.exe) instead of today's fleet.
+    /// The seed-era story (Server 2003 SP2 and XP SP3, WinRM 1.1, Update.exe) instead of today's
+    /// fleet.
     pub legacy: bool,
 }
 
@@ -161,7 +163,7 @@ fn inventory(
 pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let story = if opts.legacy {
-        legacy::story()
+        legacy::story()?
     } else {
         modern::story(&modern::cvrf_path())?
     };

@@ -8,6 +8,7 @@
 mod batch;
 mod packages;
 mod powershell;
+mod systeminfo;
 mod uninstall;
 
 use std::future::Future;
@@ -396,6 +397,9 @@ fn exec_simple<'a>(ctx: &'a Ctx<'a>, line: &'a str, via_cmd: bool) -> OutFuture<
                     ));
                 }
                 "ipconfig" => return ipconfig(host, &args),
+                "systeminfo" if host.release().has_systeminfo() => {
+                    return systeminfo::systeminfo(host, &args);
+                }
                 "reg" => return reg(host, &args),
                 "wmic" if host.at_least(5, 1) => return wmic(host, &args),
                 "net" => return net(host, &args),
