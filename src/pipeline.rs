@@ -190,6 +190,8 @@ impl DeployJob {
             rebooted,
             interrupted: ctx.resume.open_installs().cloned().collect(),
             reboot_required: ctx.resume.reboot_required,
+            install_runs: ctx.resume.install_runs.clone(),
+            missing_after_reboot: ctx.resume.verify_failed.clone(),
         };
         let sink = ctx.sink.clone();
         let mut dctx = deploy::HostContext::new(

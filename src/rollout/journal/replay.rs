@@ -21,6 +21,13 @@ pub struct ResumeState {
     pub hash_verified: BTreeSet<String>,
     /// Patches whose installer was started in this run (finished or not).
     pub install_started: BTreeSet<String>,
+    /// How many times each patch's installer was started in this run (a patch still missing
+    /// after its reboot is installed a second time, never a third).
+    #[serde(default)]
+    pub install_runs: BTreeMap<String, u32>,
+    /// The detail of the last verification that found a patch still missing.
+    #[serde(default)]
+    pub verify_failed: Option<String>,
     pub installed_ok: BTreeSet<String>,
     pub qchain_done: bool,
     /// An installer said a reboot is needed (3010, 1641) or qchain ran, and no reboot completed
@@ -81,6 +88,7 @@ impl HostLog {
                 }
                 Step::Install { patch, .. } => {
                     state.install_started.insert(patch.clone());
+                    *state.install_runs.entry(patch.clone()).or_default() += 1;
                     // An installer ran after any earlier reboot: that reboot does not complete it.
                     state.reboot_started = false;
                     state.reboot_done = false;
@@ -113,6 +121,9 @@ impl HostLog {
                     }
                 }
                 Step::Verify if ok => state.verified = true,
+                Step::Verify if outcome == Some(StepOutcome::VerifyFailed) => {
+                    state.verify_failed = s.finished.as_ref().map(|e| e.detail.clone());
+                }
                 Step::Hook { hook } if hook.is_pre() => match &s.finished {
                     None => {
                         state.hooks_in_effect.insert(*hook, false);
