@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub events: crate::eventlog::EventLog,
     /// Requests the HTTP health endpoint answered.
     pub health_requests: u32,
+    /// Boots that undid each package of the fault `reverts_at_boot`, by hotfix ID.
+    pub reverted: std::collections::BTreeMap<String, u32>,
 }
 
 /// Fixed facts about a host.
@@ -234,6 +236,7 @@ impl WinHost {
                     now.checked_sub(config.uptime).unwrap_or(now),
                 ),
                 health_requests: 0,
+                reverted: Default::default(),
             }),
         };
         // %SystemRoot%\Temp is where installers get staged (ADMIN$\Temp); the profile folder
@@ -504,6 +507,7 @@ impl WinHost {
         if let Some(b) = st.pending_build.take() {
             set_build(&mut st.registry, b);
         }
+        crate::reverts::at_boot(self, st);
         st.registry.delete_key(WU_REBOOT_REQUIRED);
         st.registry.delete_value(UPDATES, "UpdateExeVolatile");
         // A boot is always more than a minute after the previous one (shutting down and starting
