@@ -379,8 +379,10 @@ async fn run_host(
             verify::cleanup(ctx, &staged).await;
             return Ok(DeployVerdict::RebootPending);
         }
+        // An installer's own restart (1641) is a reboot too.
+        let rebooted = reboot_now || !reboots.is_empty();
         let verdict = reinstall_once::verify_after_reboot(
-            ctx, scan, plan, patches, reboots, resume, reboot_now,
+            ctx, scan, plan, patches, reboots, resume, rebooted,
         )
         .await;
         verify::cleanup(ctx, &staged).await;

@@ -64,8 +64,9 @@ pub enum DeployVerdict {
     StillConfiguring,
     /// Back up and settled, yet a reboot is still pending.
     RebootStillPending,
-    /// The same reboot still pending after two reboots in a row, or more reboots than allowed:
-    /// the host is not rebooted again.
+    /// The same reboot still pending after two reboots in a row, more reboots than allowed, or
+    /// the same patch missing after two installs each followed by a reboot: the host is not
+    /// rebooted (or the patch installed) again.
     RebootLoop,
     /// The re-scan says a patch is still missing.
     VerifyFailed,
