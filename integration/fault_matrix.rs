@@ -1238,6 +1238,24 @@ async fn row_11_reboot_too_fast() {
     .await;
 }
 
+/// A reboot loop's patch is withheld from its host, and nothing from the fleet.
+fn withheld_from_host_only(f: &mut Findings, ran: &Ran, host: &str) {
+    let own: Vec<&str> = ran
+        .summary
+        .withheld
+        .iter()
+        .filter(|w| w.host.as_deref() == Some(host))
+        .map(|w| w.patch.as_str())
+        .collect();
+    f.check(own == [PATCH], || {
+        format!("withheld from {host}: {own:?}, expected [{PATCH}]")
+    });
+    let fleet_wide = ran.summary.withheld.iter().any(|w| w.host.is_none());
+    f.check(!fleet_wide, || {
+        "a patch was withheld from the whole fleet".into()
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_20_same_patch_missing_after_its_reboot_twice() {
     let faulty = Faulty {
@@ -1268,20 +1286,7 @@ async fn row_20_same_patch_missing_after_its_reboot_twice() {
         f.check(reboots == 2, || format!("{reboots} reboots, not two"));
         let kb = model.installed_kbs().iter().any(|k| k == PATCH);
         f.check(!kb, || "the package stayed installed".into());
-        let own: Vec<&str> = ran
-            .summary
-            .withheld
-            .iter()
-            .filter(|w| w.host.as_deref() == Some(host))
-            .map(|w| w.patch.as_str())
-            .collect();
-        f.check(own == [PATCH], || {
-            format!("withheld from {host}: {own:?}, expected [{PATCH}]")
-        });
-        let fleet_wide = ran.summary.withheld.iter().any(|w| w.host.is_none());
-        f.check(!fleet_wide, || {
-            "a patch was withheld from the whole fleet".into()
-        });
+        withheld_from_host_only(f, ran, host);
         let journaled = RunLog::load(ran.lab.repo.root(), &ran.summary.run)
             .map(|l| {
                 l.withheld
@@ -1356,20 +1361,7 @@ async fn row_12_back_with_reboot_still_pending() {
         f.check(reboots == 2, || {
             format!("hive rebooted {reboots} times, not twice")
         });
-        let own: Vec<&str> = ran
-            .summary
-            .withheld
-            .iter()
-            .filter(|w| w.host.as_deref() == Some(host))
-            .map(|w| w.patch.as_str())
-            .collect();
-        f.check(own == [PATCH], || {
-            format!("withheld from {host}: {own:?}, expected [{PATCH}]")
-        });
-        let fleet_wide = ran.summary.withheld.iter().any(|w| w.host.is_none());
-        f.check(!fleet_wide, || {
-            "a patch was withheld from the whole fleet".into()
-        });
+        withheld_from_host_only(f, ran, host);
         f.observed
             .push_str(&format!(" ({reboots} reboots; withheld from {host} only)"));
     })
