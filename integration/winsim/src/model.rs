@@ -510,10 +510,11 @@ impl WinHost {
         crate::reverts::at_boot(self, st);
         st.registry.delete_key(WU_REBOOT_REQUIRED);
         st.registry.delete_value(UPDATES, "UpdateExeVolatile");
-        // A boot is always more than a minute after the previous one (shutting down and starting
-        // take that long on real hardware): hive counts a boot time that moved by a minute or less
-        // as a clock step, not a reboot.
-        let earliest = st.boot_time + Duration::from_secs(61);
+        // A boot is always more than two minutes after the previous one (shutting down and
+        // starting take that long on real hardware): hive counts a boot time that moved by a
+        // minute or less as a clock step, not a reboot, and hosts that report their boot time to
+        // the minute (Windows 2000) show two boots 61 s apart as one minute apart.
+        let earliest = st.boot_time + Duration::from_secs(121);
         st.boot_time = self.wall(up_at).max(earliest);
         st.power = Power::Up;
         st.reboots += 1;
