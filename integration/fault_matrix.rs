@@ -1,5 +1,5 @@
-//! Issue #9's fault matrix (and issue #16's health rows, 16 and 17): things real fleets do to a
-//! patch run, each injected into a
+//! Issue #9's fault matrix (and issue #16's rows: pre-flight 16-17, health 18-19, a patch the
+//! boot undoes 20-21): things real fleets do to a patch run, each injected into a
 //! real 30-host rollout (WinRM to simulated Windows hosts, C$ through the harness's real Samba,
 //! catalogs through its real tinyproxy). Every row asserts three things:
 //!
@@ -63,7 +63,7 @@ struct Row {
     expected: &'static str,
 }
 
-const ROWS: [Row; 19] = [
+const ROWS: [Row; 21] = [
     Row {
         id: 1,
         fault: "connection reset mid-Receive",
@@ -177,6 +177,18 @@ const ROWS: [Row; 19] = [
         fault: "health endpoint down",
         injected: "winsim fault `health_endpoint_fails_after = 1`: the host's HTTP health page answers pre-flight's check, then 503; every host checks `http = \"http://.../{name}/health\"`",
         expected: "unhealthy: the http check names the URL and the 503; the other hosts' checks pass",
+    },
+    Row {
+        id: 20,
+        fault: "reboot loop: the same patch missing after its reboot, twice",
+        injected: "winsim fault `reverts_at_boot` = KB5200001: the installer exits 3010, then every boot undoes the package (a servicing transaction rolled back at boot)",
+        expected: "reboot_loop after two installs, each followed by a reboot (a third install is not run); names both re-scans' findings; the patch is withheld from that host only (journal, summary)",
+    },
+    Row {
+        id: 21,
+        fault: "patch undone by its first boot only",
+        injected: "winsim fault `reverts_at_boot` = KB5200001, `boots = 1`: the first boot undoes the package, the second install stays",
+        expected: "patched (not a loop): installed a second time after the first re-scan found it missing, rebooted twice; nothing withheld",
     },
 ];
 
@@ -1226,6 +1238,105 @@ async fn row_11_reboot_too_fast() {
     .await;
 }
 
+/// A reboot loop's patch is withheld from its host, and nothing from the fleet.
+fn withheld_from_host_only(f: &mut Findings, ran: &Ran, host: &str) {
+    let own: Vec<&str> = ran
+        .summary
+        .withheld
+        .iter()
+        .filter(|w| w.host.as_deref() == Some(host))
+        .map(|w| w.patch.as_str())
+        .collect();
+    f.check(own == [PATCH], || {
+        format!("withheld from {host}: {own:?}, expected [{PATCH}]")
+    });
+    let fleet_wide = ran.summary.withheld.iter().any(|w| w.host.is_none());
+    f.check(!fleet_wide, || {
+        "a patch was withheld from the whole fleet".into()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_20_same_patch_missing_after_its_reboot_twice() {
+    let faulty = Faulty {
+        name: "UNDONE-AT-BOOT",
+        toml: r#"faults = { reverts_at_boot = [{ package = "KB5200001" }] }"#,
+        smb: Smb::Direct,
+        preflight: false,
+    };
+    host_row(20, faulty, |f, ran, host| {
+        faulty_checks(
+            f,
+            ran,
+            host,
+            &[HostVerdict::RebootLoop],
+            &[
+                "reboot_loop",
+                "KB5200001 still missing after 2 installs",
+                "first re-scan: KB5200001 still missing",
+                "second re-scan: KB5200001 still missing",
+            ],
+        );
+        let model = ran.fleet.host(host);
+        let runs = installer_runs(&ran.fleet, host);
+        f.check(runs == 2, || {
+            format!("the installer ran {runs} times, not twice")
+        });
+        let reboots = model.reboot_count();
+        f.check(reboots == 2, || format!("{reboots} reboots, not two"));
+        let kb = model.installed_kbs().iter().any(|k| k == PATCH);
+        f.check(!kb, || "the package stayed installed".into());
+        withheld_from_host_only(f, ran, host);
+        let journaled = RunLog::load(ran.lab.repo.root(), &ran.summary.run)
+            .map(|l| {
+                l.withheld
+                    .iter()
+                    .any(|w| w.patch == PATCH && w.host.as_deref() == Some(host))
+            })
+            .unwrap_or(false);
+        f.check(journaled, || {
+            "the journal has no quarantine of the patch for the host".into()
+        });
+        let table = hive::progress::render_summary(&ran.summary);
+        f.check(
+            table.contains(&format!("{PATCH} withheld from {host}")),
+            || format!("the summary does not say {PATCH} is withheld from {host}:\n{table}"),
+        );
+        f.observed.push_str(&format!(
+            " (installer ran {runs} times, {reboots} reboots; withheld from {host} only)"
+        ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_21_patch_undone_by_its_first_boot_only() {
+    let faulty = Faulty {
+        name: "UNDONE-ONCE",
+        toml: r#"faults = { reverts_at_boot = [{ package = "KB5200001", boots = 1 }] }"#,
+        smb: Smb::Direct,
+        preflight: false,
+    };
+    host_row(21, faulty, |f, ran, host| {
+        faulty_checks(f, ran, host, &[HostVerdict::Patched], &[PATCH]);
+        let model = ran.fleet.host(host);
+        let runs = installer_runs(&ran.fleet, host);
+        f.check(runs == 2, || {
+            format!("the installer ran {runs} times, not twice")
+        });
+        let reboots = model.reboot_count();
+        f.check(reboots == 2, || format!("{reboots} reboots, not two"));
+        let kb = model.installed_kbs().iter().any(|k| k == PATCH);
+        f.check(kb, || "the package is not installed".into());
+        f.check(ran.summary.withheld.is_empty(), || {
+            format!("withheld: {:?}", ran.summary.withheld)
+        });
+        f.observed
+            .push_str(&format!(" (installer ran {runs} times, {reboots} reboots)"));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row_12_back_with_reboot_still_pending() {
     let faulty = Faulty {
@@ -1250,20 +1361,7 @@ async fn row_12_back_with_reboot_still_pending() {
         f.check(reboots == 2, || {
             format!("hive rebooted {reboots} times, not twice")
         });
-        let own: Vec<&str> = ran
-            .summary
-            .withheld
-            .iter()
-            .filter(|w| w.host.as_deref() == Some(host))
-            .map(|w| w.patch.as_str())
-            .collect();
-        f.check(own == [PATCH], || {
-            format!("withheld from {host}: {own:?}, expected [{PATCH}]")
-        });
-        let fleet_wide = ran.summary.withheld.iter().any(|w| w.host.is_none());
-        f.check(!fleet_wide, || {
-            "a patch was withheld from the whole fleet".into()
-        });
+        withheld_from_host_only(f, ran, host);
         f.observed
             .push_str(&format!(" ({reboots} reboots; withheld from {host} only)"));
     })

@@ -47,6 +47,11 @@ pub enum Step {
     Cleanup,
     /// A custom health command between waves.
     Health,
+    /// The start types of the services the host's health checks name, read before its first
+    /// install: a resumed run compares with these, not with what the host says after the patch.
+    Baseline {
+        start_types: std::collections::BTreeMap<String, String>,
+    },
     /// A hook command around the host's work (see `crate::hooks`).
     Hook { hook: HookPoint },
 }

@@ -121,6 +121,8 @@ struct FakeHost {
     calls: Vec<Call>,
     files: BTreeMap<String, Vec<u8>>,
     probe: Option<ProbeFacts>,
+    /// What the probe reports once the host runs with a given boot time (after a reboot).
+    probe_at_boot: BTreeMap<String, ProbeFacts>,
 }
 
 impl FakeHost {
@@ -146,7 +148,12 @@ impl FakeHost {
     }
 
     fn facts(&self) -> ProbeFacts {
-        let mut facts = self.probe.clone().unwrap_or_else(FakeTarget::plain_facts);
+        let mut facts = self
+            .probe_at_boot
+            .get(&self.boot)
+            .or(self.probe.as_ref())
+            .cloned()
+            .unwrap_or_else(FakeTarget::plain_facts);
         facts.last_boot_time = self.boot.clone();
         facts.pending_reboot = self.pending.clone();
         facts.pending_reboot.cbs_reboot_pending |= self.tick < self.servicing_busy_until;
@@ -179,6 +186,7 @@ impl FakeTarget {
                 calls: Vec::new(),
                 files: BTreeMap::new(),
                 probe: None,
+                probe_at_boot: BTreeMap::new(),
             })),
         }
     }
@@ -261,6 +269,13 @@ impl FakeTarget {
     /// versions, hotfixes), for tests that scan.
     pub fn probe_facts(self, facts: ProbeFacts) -> FakeTarget {
         self.lock().probe = Some(facts);
+        self
+    }
+
+    /// The probe's answer once the host has booted with `boot` (a patch that shows only after
+    /// a given reboot); other boots answer with [`FakeTarget::probe_facts`].
+    pub fn probe_facts_at_boot(self, boot: &str, facts: ProbeFacts) -> FakeTarget {
+        self.lock().probe_at_boot.insert(boot.to_string(), facts);
         self
     }
 

@@ -178,18 +178,19 @@ impl DeployJob {
             );
         }
 
-        // Before anything is installed (a resumed host that already had an install has no
-        // before any more: its start types are left unrecorded rather than recorded wrong).
+        // Before anything is installed, journaled; a resumed host takes the journal's.
         if let Some(health) = &self.health
-            && ctx.resume.install_started.is_empty()
+            && let Err(e) = health.baseline_before_install(&ctx, target.as_mut()).await
         {
-            health.record_baseline(&ctx.host, target.as_mut()).await;
+            return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
         }
         let prior = deploy::PriorWork {
             installed: ctx.resume.installed_ok.clone(),
             rebooted,
             interrupted: ctx.resume.open_installs().cloned().collect(),
             reboot_required: ctx.resume.reboot_required,
+            install_runs: ctx.resume.install_runs.clone(),
+            missing_after_reboot: ctx.resume.verify_failed.clone(),
         };
         let sink = ctx.sink.clone();
         let mut dctx = deploy::HostContext::new(

@@ -193,6 +193,7 @@ fn step_word(step: &Step) -> &'static str {
         Step::Verify => "verify",
         Step::Cleanup => "cleanup",
         Step::Health => "health",
+        Step::Baseline { .. } => "baseline",
         Step::Hook { .. } => "hook",
     }
 }

@@ -1,7 +1,8 @@
 //! End to end: the Qchain scenario (Q296861). Two legacy Windows 2000 hotfixes replace the same
 //! in-use DLL; the second carries an OLDER build. Chained with `-z` and one reboot, the boot-time
-//! rename queue lets the last writer win — unless qchain.exe rewrote the queue first. Needs the
-//! harness (`integration/test.sh samba`).
+//! rename queue lets the last writer win — unless qchain.exe rewrote the queue first. Without
+//! qchain the re-scan after the boot finds the newer hotfix missing, and hive's second install of
+//! it (with a second reboot) lands its file. Needs the harness (`integration/test.sh samba`).
 
 mod common;
 
@@ -61,7 +62,7 @@ fn lab(with_qchain: bool) -> Lab {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands() {
+async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands_first() {
     let run = "rq";
     let options = fast_options();
 
@@ -113,19 +114,32 @@ async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands() {
     let (plan, o) = &results[0];
     assert!(!plan.qchain);
     let sim = without.host("W2K-NOQCHAIN");
+    // Without qchain the last queued (older) file wins at the boot: the re-scan finds Q300001
+    // missing, and hive installs it once more with a second reboot, which lands the newer file.
+    let ev = events.0.lock().unwrap().clone();
+    assert!(
+        ev.iter().any(|e| e.host == "W2K-NOQCHAIN"
+            && e.step == hive::events::Step::Verify
+            && matches!(&e.state, hive::events::StepState::Finished { ok: false, detail, .. }
+                if detail.contains("Q300001") && detail.contains("5.0.2195.3000"))),
+        "the first re-scan names the downgraded file: {ev:#?}"
+    );
+    assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
+    assert_eq!(o.reboots.len(), 2);
     assert_eq!(
         sim.file_version(DLL),
-        Some("5.0.2195.3000".parse().unwrap()),
-        "without qchain the last queued (older) file wins at boot"
+        Some("5.0.2195.4000".parse().unwrap())
     );
-    assert_eq!(o.verdict, DeployVerdict::VerifyFailed, "{o:?}");
-    assert!(
-        o.evidence
+    let runs = |kb: &str| {
+        sim.command_log()
             .iter()
-            .any(|e| e.contains("Q300001") && e.contains("5.0.2195.3000")),
-        "the re-scan's evidence names the downgraded file: {:?}",
-        o.evidence
-    );
+            .filter(|c| {
+                c.command_line
+                    .ends_with(&format!("{kb}_W2K_SP2_x86_en.exe -z -q -m"))
+            })
+            .count()
+    };
+    assert_eq!((runs("Q300001"), runs("Q300002")), (2, 1));
     assert!(
         !sim.command_log()
             .iter()

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod quote;
 pub mod reboot;
 pub mod reboot_loop;
+pub mod reinstall_once;
 pub mod settle;
 pub mod stage;
 pub mod verify;
@@ -378,11 +379,17 @@ async fn run_host(
             verify::cleanup(ctx, &staged).await;
             return Ok(DeployVerdict::RebootPending);
         }
-        let verdict = verify::verify(ctx, scan, plan, patches).await;
+        // An installer's own restart (1641) is a reboot too.
+        let rebooted = reboot_now || !reboots.is_empty();
+        let verdict = reinstall_once::verify_after_reboot(
+            ctx, scan, plan, patches, reboots, resume, rebooted,
+        )
+        .await;
         verify::cleanup(ctx, &staged).await;
         return verdict;
     }
-    let verdict = verify::verify(ctx, scan, plan, patches).await;
+    let verdict =
+        reinstall_once::verify_after_reboot(ctx, scan, plan, patches, reboots, resume, true).await;
     let staged = stage::staged_paths(ctx, plan, plan.qchain);
     verify::cleanup(ctx, &staged).await;
     verdict

@@ -1,7 +1,7 @@
 //! How deploying one host ended: its verdict, each patch's outcome, the reboots, and the work an
 //! earlier attempt already did.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,15 @@ pub struct PriorWork {
     /// An earlier install asked for a reboot (3010/1641, qchain) that has not happened yet.
     #[serde(default)]
     pub reboot_required: bool,
+    /// How many times each patch's installer was started in this run, finished or not: a patch
+    /// still missing after its reboot is installed once more, never a third time
+    /// ([`super::reinstall_once`]).
+    #[serde(default)]
+    pub install_runs: BTreeMap<String, u32>,
+    /// What the last failed verification of this run found (its detail), kept as the first
+    /// re-scan's evidence when a patch turns out missing twice.
+    #[serde(default)]
+    pub missing_after_reboot: Option<String>,
 }
 
 /// How deploying one host ended, step by step precise (which step failed, and how), for the
@@ -55,8 +64,9 @@ pub enum DeployVerdict {
     StillConfiguring,
     /// Back up and settled, yet a reboot is still pending.
     RebootStillPending,
-    /// The same reboot still pending after two reboots in a row, or more reboots than allowed:
-    /// the host is not rebooted again.
+    /// The same reboot still pending after two reboots in a row, more reboots than allowed, or
+    /// the same patch missing after two installs each followed by a reboot: the host is not
+    /// rebooted (or the patch installed) again.
     RebootLoop,
     /// The re-scan says a patch is still missing.
     VerifyFailed,

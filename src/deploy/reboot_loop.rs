@@ -5,7 +5,8 @@
 //! after two reboots in a row, or more reboots of one host than [`DeployOptions::max_reboots`]
 //! allows, is a loop: rebooting again would go on forever, so the host ends
 //! [`DeployVerdict::RebootLoop`] and the rollout withholds its patches from it
-//! ([`crate::rollout::quarantine`]) while the rest of the fleet goes on.
+//! ([`crate::rollout::quarantine`]) while the rest of the fleet goes on. A patch that comes back
+//! from its reboot missing is the other kind of loop ([`super::reinstall_once`]).
 //!
 //! [`DeployOptions::max_reboots`]: super::DeployOptions::max_reboots
 

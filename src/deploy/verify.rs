@@ -8,13 +8,34 @@ use crate::events::{Step, StepOutcome};
 use crate::scan::evaluate::Status;
 use crate::scan::run::scan_target;
 
-/// Re-scan and judge every planned patch.
-pub(crate) async fn verify(
+/// What one verification found: the verdict, its detail, and the plan indexes of the patches an
+/// installer said it installed that the re-scan still finds missing.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub verdict: DeployVerdict,
+    pub detail: String,
+    pub missing: Vec<usize>,
+}
+
+impl Verified {
+    /// `Ok(Patched)`, or the verdict as the host's stop.
+    pub fn into_result(self) -> Result<DeployVerdict, Stop> {
+        if self.verdict == DeployVerdict::Patched {
+            Ok(self.verdict)
+        } else {
+            Err(Stop::new(self.verdict, self.detail))
+        }
+    }
+}
+
+/// Re-scan and judge every planned patch, journaled as one `Verify` step; a re-scan that
+/// cannot be made stops the host.
+pub(crate) async fn verify_scan(
     ctx: &mut HostContext<'_>,
     scan: &ScanInputs<'_>,
     plan: &HostPlan,
     patches: &mut [PatchResult],
-) -> Result<DeployVerdict, Stop> {
+) -> Result<Verified, Stop> {
     let step = Step::Verify;
     ctx.started(&step)?;
     let result = match scan_target(
@@ -34,8 +55,9 @@ pub(crate) async fn verify(
         }
     };
     let mut failed = Vec::new();
+    let mut missing = Vec::new();
     let mut review = Vec::new();
-    for (install, p) in plan.installs.iter().zip(patches.iter_mut()) {
+    for (i, (install, p)) in plan.installs.iter().zip(patches.iter_mut()).enumerate() {
         let Some(v) = result.verdicts.iter().find(|v| v.patch == install.patch) else {
             p.verified = Some("not in the catalog any more".into());
             review.push(format!("{}: not in the catalog any more", install.patch));
@@ -60,6 +82,7 @@ pub(crate) async fn verify(
             review.push(format!("{line} (the installer said {})", p.outcome.word()));
         } else {
             failed.push(line);
+            missing.push(i);
         }
     }
     let (verdict, detail) = if !failed.is_empty() {
@@ -77,9 +100,12 @@ pub(crate) async fn verify(
     ctx.finished(&step, verdict == DeployVerdict::Patched, outcome, &detail)?;
     if verdict != DeployVerdict::Patched {
         ctx.host_log(&format!("run {}: {}: {detail}", ctx.run, verdict.word()));
-        return Err(Stop::new(verdict, detail));
     }
-    Ok(verdict)
+    Ok(Verified {
+        verdict,
+        detail,
+        missing,
+    })
 }
 
 /// Re-scan the host with the scan's catalog detection; a re-scan that fails leaves the host's
@@ -172,7 +198,9 @@ mod tests {
             detail: String::new(),
         }];
         let mut b = Bench::new(FakeTarget::new("H1", "B1").probe_facts(registry_facts(data)));
-        let result = verify(&mut b.ctx(), &scan, &plan, &mut patches).await;
+        let result = verify_scan(&mut b.ctx(), &scan, &plan, &mut patches)
+            .await
+            .and_then(Verified::into_result);
         (result, b)
     }
 

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::job::HealthCheck;
+use super::job::{HealthCheck, JobContext};
+use crate::events::{Step, StepOutcome};
 use crate::health::{self, Baseline, HealthReport};
 use crate::inventory::{GroupPolicy, HealthCheckSpec, Host, Secret};
 use crate::remote::{BoxFuture, Connector, Target};
@@ -73,14 +74,55 @@ impl InventoryHealth {
     }
 
     /// Records what the checks compare against later (service start types), before anything is
-    /// installed on `host`. Call it once per host and run, right before its first install.
-    pub async fn record_baseline(&self, host: &str, target: &mut dyn Target) {
+    /// installed on `host`, and returns it for the journal. Call it once per host and run, right
+    /// before its first install; `None` when the host has no checks.
+    pub async fn record_baseline(&self, host: &str, target: &mut dyn Target) -> Option<Baseline> {
         let checks = self.checks_for(host);
         if checks.is_empty() {
-            return;
+            return None;
         }
         let baseline = health::record_baseline(checks, target).await;
+        self.lock().insert(host.to_string(), baseline.clone());
+        Some(baseline)
+    }
+
+    /// Takes the baseline a resumed run read from the journal: the start types as they were
+    /// before the host's first install, not as the host has them after it.
+    pub fn restore_baseline(&self, host: &str, baseline: Baseline) {
         self.lock().insert(host.to_string(), baseline);
+    }
+
+    /// The baseline for a host about to be worked on: read from the host and journaled (as a
+    /// [`Step::Baseline`]) when nothing was installed on it yet in this run, else the one the
+    /// journal kept. A resumed host whose journal has none (written by an older hive) keeps its
+    /// start types unrecorded rather than recorded after the patch.
+    pub async fn baseline_before_install(
+        &self,
+        ctx: &JobContext,
+        target: &mut dyn Target,
+    ) -> Result<(), String> {
+        if !ctx.resume.install_started.is_empty() {
+            if let Some(start_types) = &ctx.resume.start_types {
+                let baseline = Baseline {
+                    start_types: start_types.clone(),
+                };
+                self.restore_baseline(&ctx.host, baseline);
+            }
+            return Ok(());
+        }
+        let Some(baseline) = self.record_baseline(&ctx.host, target).await else {
+            return Ok(());
+        };
+        let step = Step::Baseline {
+            start_types: baseline.start_types.clone(),
+        };
+        let detail: Vec<String> = baseline
+            .start_types
+            .iter()
+            .map(|(service, start)| format!("{service}: {start}"))
+            .collect();
+        ctx.started(step.clone())?;
+        ctx.finished(step, true, StepOutcome::Ok, &detail.join(", "))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Baseline>> {
@@ -138,6 +180,7 @@ mod tests {
     use crate::fake::{FakeTarget, Reply};
     use crate::inventory::Inventory;
     use crate::remote::RemoteError;
+    use crate::rollout::journal::{Journal, ResumeState, RunLog};
 
     /// Opens the one scripted host for every name.
     struct OneHost(FakeTarget);
@@ -199,6 +242,99 @@ groups = ["db"]
             err,
             "service W3SVC: running, but its start type changed from 2 AUTO_START to 4 DISABLED"
         );
+    }
+
+    fn header(run: &str) -> crate::rollout::journal::RunHeader {
+        crate::rollout::journal::RunHeader {
+            run: run.into(),
+            created_ms: 0,
+            plan: "100%".into(),
+            waves: vec![crate::rollout::plan::Wave {
+                index: 0,
+                name: "100%".into(),
+                canary: false,
+                hosts: vec!["web01".into()],
+                max_failed: None,
+                max_unreachable: None,
+                soak_ms: 0,
+                quarantine_after: None,
+            }],
+            options: crate::rollout::RolloutOptions::default(),
+            targets: vec![],
+            operator: None,
+            groups: Default::default(),
+            rollback: None,
+        }
+    }
+
+    fn context(journal: Arc<Journal>, resume: ResumeState) -> JobContext {
+        JobContext {
+            run: journal.run().to_string(),
+            host: "web01".into(),
+            wave: 0,
+            resume,
+            sink: journal,
+            stop: Default::default(),
+            withheld: Default::default(),
+        }
+    }
+
+    /// hive killed between a host's install and its health check: the resumed run compares the
+    /// start type with the one journaled before the install, not with the one after it.
+    #[tokio::test]
+    async fn a_resumed_run_compares_with_the_journaled_start_type() {
+        let inv = Inventory::parse(INV, std::path::Path::new("inv.toml")).unwrap();
+        let hosts: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| (h.clone(), Ok(Secret::new("x"))))
+            .collect();
+        let repo = tempfile::tempdir().unwrap();
+        let install = Step::Install {
+            patch: "KB1".into(),
+            index: 1,
+            total: 1,
+        };
+
+        // The first process: start type read and journaled, the install started, then killed.
+        let before = FakeTarget::new("web01", "b")
+            .on("sc qc", [Reply::exit(0, "START_TYPE : 2 AUTO_START\r\n")]);
+        let first =
+            InventoryHealth::new(&inv.policy, &hosts, Arc::new(OneHost(before.clone()))).unwrap();
+        let journal = Arc::new(Journal::create(repo.path(), &header("r1")).unwrap());
+        let ctx = context(journal.clone(), ResumeState::default());
+        first
+            .baseline_before_install(&ctx, &mut before.clone())
+            .await
+            .unwrap();
+        ctx.started(install.clone()).unwrap();
+        drop((ctx, journal, first));
+
+        // The patch set the service to Disabled; the resumed process reads the journal.
+        let after = FakeTarget::new("web01", "b")
+            .on("sc query", [Reply::exit(0, "STATE : 4 RUNNING\r\n")])
+            .on("sc qc", [Reply::exit(0, "START_TYPE : 4 DISABLED\r\n")]);
+        let log = RunLog::load(repo.path(), "r1").unwrap();
+        let resume = log.resume_state("web01");
+        assert!(resume.install_started.contains("KB1"));
+        let journal = Arc::new(Journal::reopen(repo.path(), "r1").unwrap());
+        let resumed = Arc::new(
+            InventoryHealth::new(&inv.policy, &hosts, Arc::new(OneHost(after.clone()))).unwrap(),
+        );
+        resumed
+            .baseline_before_install(&context(journal, resume), &mut after.clone())
+            .await
+            .unwrap();
+        let err = InventoryHealthCheck(resumed)
+            .check("web01".into())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "service W3SVC: running, but its start type changed from 2 AUTO_START to 4 DISABLED"
+        );
+        // Read once, before the install: the resumed run did not read it again.
+        assert_eq!(after.commands_with("sc qc").len(), 1);
     }
 
     #[test]

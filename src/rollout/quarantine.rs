@@ -118,6 +118,10 @@ struct State {
     hosts: BTreeMap<String, BTreeMap<String, Withheld>>,
     /// Releases already acted on (and journaled).
     released: Vec<Release>,
+    /// host → patches whose installer started again after it had ended ok: deploy installs a
+    /// patch a second time only when its re-scan after the reboot still missed it, so in a
+    /// reboot loop these, not the host's other patches, are the ones that do not stay.
+    installed_again: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// The per-patch accounting of one run. It watches the run's step events (it is one of the
@@ -214,6 +218,10 @@ impl Ledger {
             };
             let suspects = suspects(s, host);
             if outcome.verdict == HostVerdict::RebootLoop {
+                let suspects = match s.installed_again.get(host) {
+                    Some(again) if !again.is_empty() => again.iter().cloned().collect(),
+                    _ => suspects,
+                };
                 let own = s.hosts.entry(host.to_string()).or_default();
                 for patch in suspects {
                     if own.contains_key(&patch) {
@@ -311,6 +319,13 @@ fn install_end(ok: bool, outcome: StepOutcome) -> Option<Install> {
 }
 
 fn note_install(s: &mut State, host: &str, patch: &str, state: Option<Install>) {
+    let ended_ok = s.installs.get(host).and_then(|m| m.get(patch)) == Some(&Install::Ok);
+    if ended_ok && state == Some(Install::Started) {
+        s.installed_again
+            .entry(host.to_string())
+            .or_default()
+            .insert(patch.to_string());
+    }
     let seen = s.installs.entry(host.to_string()).or_default();
     match state {
         Some(st) => {
@@ -549,6 +564,23 @@ mod tests {
         assert!(!j.absorbed);
         assert_eq!(l.withheld_for("H7"), BTreeSet::from(["KB1".to_string()]));
         assert!(l.withheld_for("H8").is_empty());
+    }
+
+    #[test]
+    fn a_loop_of_a_patch_installed_twice_withholds_that_patch_only() {
+        let l = Ledger::default();
+        install(&l, "H7", "KB1", true);
+        install(&l, "H7", "KB2", true);
+        // The re-scan after the reboot missed KB2: installed once more.
+        install(&l, "H7", "KB2", true);
+        let lp = HostOutcome::new(
+            HostVerdict::RebootLoop,
+            "KB2 still missing after 2 installs",
+        );
+        let j = l.judge("H7", &wave(Some(1)), &lp);
+        let patches: Vec<&str> = j.new.iter().map(|w| w.patch.as_str()).collect();
+        assert_eq!(patches, ["KB2"]);
+        assert_eq!(l.withheld_for("H7"), BTreeSet::from(["KB2".to_string()]));
     }
 
     #[test]

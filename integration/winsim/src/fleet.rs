@@ -220,6 +220,9 @@ pub struct FaultSettings {
     /// The host's HTTP health endpoint answers 503 from this many answered requests on (0: it is
     /// down from the start).
     pub health_endpoint_fails_after: Option<u32>,
+    /// Packages whose install the next boot undoes: `[{ package = "KB5200003" }]` (every boot)
+    /// or `boots = 1` (only the first), see `reverts.rs`.
+    pub reverts_at_boot: Option<Vec<crate::reverts::RevertsAtBoot>>,
 }
 
 /// One wire fault: fires on the `nth` request of `op` (any op when omitted), `times` times in a row
@@ -306,6 +309,7 @@ pub struct FaultPlan {
     pub clock_skew_s: i64,
     pub breaks_service: Vec<crate::services::BrokenBy>,
     pub health_endpoint_fails_after: Option<u32>,
+    pub reverts_at_boot: Vec<crate::reverts::RevertsAtBoot>,
 }
 
 /// A resolved wire rule.
@@ -476,7 +480,7 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
     }
     if let Some(f) = top.faults {
         let b = base.faults.get_or_insert_with(Default::default);
-        add!(f => b: wire, pending_after_reboot, breaks_service);
+        add!(f => b: wire, pending_after_reboot, breaks_service, reverts_at_boot);
         take!(
             f => b:
             installers_hang,
@@ -636,6 +640,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
             clock_skew_s: faults.clock_skew_s.unwrap_or(0),
             breaks_service: faults.breaks_service.unwrap_or_default(),
             health_endpoint_fails_after: faults.health_endpoint_fails_after,
+            reverts_at_boot: faults.reverts_at_boot.unwrap_or_default(),
         },
         services: s.services.clone().unwrap_or_default(),
     })

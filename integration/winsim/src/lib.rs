@@ -30,6 +30,7 @@ pub mod os;
 pub mod pe;
 pub use hive_probe as probe;
 pub mod registry;
+pub mod reverts;
 pub mod services;
 pub mod health_http;
 mod sim_host;

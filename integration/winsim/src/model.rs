@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub events: crate::eventlog::EventLog,
     /// Requests the HTTP health endpoint answered.
     pub health_requests: u32,
+    /// Boots that undid each package of the fault `reverts_at_boot`, by hotfix ID.
+    pub reverted: std::collections::BTreeMap<String, u32>,
 }
 
 /// Fixed facts about a host.
@@ -234,6 +236,7 @@ impl WinHost {
                     now.checked_sub(config.uptime).unwrap_or(now),
                 ),
                 health_requests: 0,
+                reverted: Default::default(),
             }),
         };
         // %SystemRoot%\Temp is where installers get staged (ADMIN$\Temp); the profile folder
@@ -504,12 +507,14 @@ impl WinHost {
         if let Some(b) = st.pending_build.take() {
             set_build(&mut st.registry, b);
         }
+        crate::reverts::at_boot(self, st);
         st.registry.delete_key(WU_REBOOT_REQUIRED);
         st.registry.delete_value(UPDATES, "UpdateExeVolatile");
-        // A boot is always more than a minute after the previous one (shutting down and starting
-        // take that long on real hardware): hive counts a boot time that moved by a minute or less
-        // as a clock step, not a reboot.
-        let earliest = st.boot_time + Duration::from_secs(61);
+        // A boot is always more than two minutes after the previous one (shutting down and
+        // starting take that long on real hardware): hive counts a boot time that moved by a
+        // minute or less as a clock step, not a reboot, and hosts that report their boot time to
+        // the minute (Windows 2000) show two boots 61 s apart as one minute apart.
+        let earliest = st.boot_time + Duration::from_secs(121);
         st.boot_time = self.wall(up_at).max(earliest);
         st.power = Power::Up;
         st.reboots += 1;

@@ -21,6 +21,17 @@ pub struct ResumeState {
     pub hash_verified: BTreeSet<String>,
     /// Patches whose installer was started in this run (finished or not).
     pub install_started: BTreeSet<String>,
+    /// How many times each patch's installer was started in this run (a patch still missing
+    /// after its reboot is installed a second time, never a third).
+    #[serde(default)]
+    pub install_runs: BTreeMap<String, u32>,
+    /// The detail of the last verification that found a patch still missing.
+    #[serde(default)]
+    pub verify_failed: Option<String>,
+    /// The service start types recorded before the host's first install (`None` in journals
+    /// written before they were journaled, or when no health check names a service).
+    #[serde(default)]
+    pub start_types: Option<BTreeMap<String, String>>,
     pub installed_ok: BTreeSet<String>,
     pub qchain_done: bool,
     /// An installer said a reboot is needed (3010, 1641) or qchain ran, and no reboot completed
@@ -81,6 +92,7 @@ impl HostLog {
                 }
                 Step::Install { patch, .. } => {
                     state.install_started.insert(patch.clone());
+                    *state.install_runs.entry(patch.clone()).or_default() += 1;
                     // An installer ran after any earlier reboot: that reboot does not complete it.
                     state.reboot_started = false;
                     state.reboot_done = false;
@@ -113,6 +125,12 @@ impl HostLog {
                     }
                 }
                 Step::Verify if ok => state.verified = true,
+                Step::Baseline { start_types } if ok => {
+                    state.start_types = Some(start_types.clone());
+                }
+                Step::Verify if outcome == Some(StepOutcome::VerifyFailed) => {
+                    state.verify_failed = s.finished.as_ref().map(|e| e.detail.clone());
+                }
                 Step::Hook { hook } if hook.is_pre() => match &s.finished {
                     None => {
                         state.hooks_in_effect.insert(*hook, false);
@@ -306,6 +324,44 @@ mod tests {
         ];
         let s = log_of(&events).resume_state();
         assert!(!s.reboot_done && s.reboot_required);
+    }
+
+    #[test]
+    fn installs_are_counted_and_the_start_types_kept() {
+        let baseline = Step::Baseline {
+            start_types: [("w3svc".to_string(), "2 AUTO_START".to_string())].into(),
+        };
+        let events = vec![
+            done_at_boot(Step::Scan, StepOutcome::Ok, "T0"),
+            ev(baseline.clone(), StepState::Started),
+            done(baseline, true, StepOutcome::Ok, ""),
+            done(install("KB1"), true, StepOutcome::RebootRequired, ""),
+            done(
+                phase(RebootPhase::Pending),
+                true,
+                StepOutcome::NothingPending,
+                "",
+            ),
+            done(
+                Step::Verify,
+                false,
+                StepOutcome::VerifyFailed,
+                "KB1 still missing",
+            ),
+            ev(install("KB1"), StepState::Started),
+        ];
+        let s = log_of(&events).resume_state();
+        assert_eq!(s.install_runs.get("KB1"), Some(&2));
+        assert_eq!(s.verify_failed.as_deref(), Some("KB1 still missing"));
+        assert_eq!(
+            s.start_types
+                .and_then(|t| t.get("w3svc").cloned())
+                .as_deref(),
+            Some("2 AUTO_START")
+        );
+        // A journal from before either was recorded.
+        let s = log_of(&[done(install("KB1"), true, StepOutcome::Ok, "")]).resume_state();
+        assert_eq!((s.start_types, s.verify_failed), (None, None));
     }
 
     #[test]
