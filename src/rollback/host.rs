@@ -8,6 +8,7 @@
 //! A patch that cannot come off — a permanent package, an uninstaller that is not there — is a
 //! per-patch outcome with its evidence, not a stop: the other patches still come off.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -130,12 +131,15 @@ pub struct RollbackOutcome {
     pub evidence: Vec<String>,
 }
 
-/// Take `removals` off the host, given the scan that just ran (`before`).
+/// Take `removals` off the host, given the scan that just ran (`before`). `removed_before` are
+/// the patches this run already took off (a resumed run): their uninstallers are not run again,
+/// but their reboot and verification are still this host's.
 pub async fn roll_back_host(
     ctx: &mut HostContext<'_>,
     scan: &ScanInputs<'_>,
     before: &[Verdict],
     removals: &[Removal],
+    removed_before: &BTreeSet<String>,
 ) -> RollbackOutcome {
     let mut patches: Vec<RemoveResult> = removals
         .iter()
@@ -149,7 +153,19 @@ pub async fn roll_back_host(
         .collect();
     let mut reboots = Vec::new();
     let mut evidence = Vec::new();
-    let verdict = match run(ctx, scan, before, removals, &mut patches, &mut reboots).await {
+    let verdict = match run(
+        ctx,
+        scan,
+        Before {
+            verdicts: before,
+            removed: removed_before,
+        },
+        removals,
+        &mut patches,
+        &mut reboots,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(stop) => {
             evidence.push(stop.why.clone());
@@ -181,18 +197,34 @@ pub async fn roll_back_host(
     }
 }
 
+/// What was known of the host before its removals.
+struct Before<'a> {
+    /// The scan that just ran.
+    verdicts: &'a [Verdict],
+    /// Taken off earlier in this run.
+    removed: &'a BTreeSet<String>,
+}
+
 async fn run(
     ctx: &mut HostContext<'_>,
     scan: &ScanInputs<'_>,
-    before: &[Verdict],
+    before: Before<'_>,
     removals: &[Removal],
     patches: &mut [RemoveResult],
     reboots: &mut Vec<RebootRecord>,
 ) -> Result<RollbackVerdict, Stop> {
-    // What the scan already finds missing is not touched: the uninstaller never runs twice.
+    // What this run took off already, or the scan finds missing, is not touched: the uninstaller
+    // never runs twice.
     let mut todo = Vec::new();
+    let mut earlier = Vec::new();
     for (i, r) in removals.iter().enumerate() {
-        match before.iter().find(|v| v.patch == r.patch) {
+        if before.removed.contains(&r.patch) {
+            patches[i].outcome = RemoveOutcome::Removed;
+            patches[i].detail = "taken off earlier in this run (journal)".into();
+            earlier.push(i);
+            continue;
+        }
+        match before.verdicts.iter().find(|v| v.patch == r.patch) {
             Some(v) if v.status == Status::Installed => todo.push(i),
             Some(v) => {
                 patches[i].outcome = RemoveOutcome::NotInstalled;
@@ -204,7 +236,7 @@ async fn run(
             }
         }
     }
-    if todo.is_empty() {
+    if todo.is_empty() && earlier.is_empty() {
         return Ok(RollbackVerdict::NothingToDo);
     }
     let state = crate::deploy::reboot::host_state(ctx).await?;
@@ -250,8 +282,9 @@ async fn run(
             _ => {}
         }
     }
-    let removed: Vec<usize> = todo
+    let removed: Vec<usize> = earlier
         .iter()
+        .chain(&todo)
         .copied()
         .filter(|&i| patches[i].outcome.removed())
         .collect();
@@ -594,7 +627,14 @@ mod tests {
     ) -> (RollbackOutcome, Bench) {
         let fixture = ScanFixture::new(Catalog::default());
         let mut b = Bench::new(fake);
-        let out = roll_back_host(&mut b.ctx(), &fixture.inputs(), before, removals).await;
+        let out = roll_back_host(
+            &mut b.ctx(),
+            &fixture.inputs(),
+            before,
+            removals,
+            &BTreeSet::new(),
+        )
+        .await;
         (out, b)
     }
 
