@@ -11,7 +11,8 @@ use hive::journal::{RollbackOf, RunHeader, RunLog};
 use hive::remote::Timeouts;
 use hive::repo::Repository;
 use hive::rollback::{Job, RollbackJob};
-use hive::rollout::{Retry, Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
+use hive::rollout::engine::Retry;
+use hive::rollout::{Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
 use hive::scan::run::PreparedProbe;
 
 use super::exit::Outcome;
