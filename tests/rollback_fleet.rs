@@ -535,3 +535,56 @@ async fn kill_9_mid_rollback_then_resume_takes_each_patch_off_once() {
         text(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotfix_whose_recipe_says_so_takes_itself_off_with_y_z_q() {
+    let fleet = SimFleet::start("rollback-y", &fleet_toml(2, "")).await;
+    let mut lab = Lab::new();
+    let mut recipe = InstallerRecipe::legacy_hotfix();
+    recipe.needs_qchain = false;
+    recipe.uninstall = hive::catalog::model::UninstallVia::Package;
+    lab.add(LabPatch {
+        id: HOTFIX,
+        bulletin: "MS-R-0301",
+        product: PRODUCT,
+        file_name: "KB5000301.exe",
+        package: Package::hotfix(HOTFIX)
+            .file(DLL, NEW.parse().unwrap())
+            .hotfix_key(),
+        recipe,
+        subtype: "Security Update",
+        detection: None,
+    });
+    let p = write_paths(&fleet, &lab);
+    let first = scan_all(&fleet, &lab).await;
+    let out = hive(&p, &["rollout"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = runs(&p.repo)[0].header.run.clone();
+    let out = hive(&p, &["rollback", &run]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(scan_all(&fleet, &lab).await, first);
+    for h in &fleet.hosts {
+        let sim = fleet.host(&h.name);
+        assert_eq!(
+            sim.file_version(DLL).map(|v| v.to_string()).as_deref(),
+            Some(OLD),
+            "{}",
+            h.name
+        );
+        let log = sim.command_log();
+        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(r"\KB5000301.exe -y -z -q")),
+            "{}: {lines:#?}",
+            h.name
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("spuninst")),
+            "{}: {lines:#?}",
+            h.name
+        );
+        assert_eq!(sim.uninstall_log().len(), 1, "{}", h.name);
+    }
+}

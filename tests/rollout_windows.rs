@@ -442,7 +442,7 @@ async fn a_weekly_window_opens_on_each_hosts_own_clock() {
     .unwrap();
     let line = |host: &str| {
         out.lines()
-            .find(|l| l.trim_start().starts_with(host))
+            .find(|l| l.starts_with(&format!("  {host}  ")))
             .unwrap_or_else(|| panic!("no window line for {host}:\n{out}"))
             .to_string()
     };

@@ -1,23 +1,17 @@
 //! `hive rollback RUN`: take off what run RUN installed, as a new run of its own.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clap::Args;
 
-use hive::deploy::plan::load_approved;
 use hive::inventory::{Host, Inventory};
 use hive::journal::{RollbackOf, RunHeader, RunLog};
-use hive::remote::Timeouts;
-use hive::repo::Repository;
 use hive::rollback::{Job, RollbackJob};
 use hive::rollout::engine::Retry;
 use hive::rollout::{Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
-use hive::scan::run::PreparedProbe;
 
 use super::exit::Outcome;
-use super::rollout::{WaveArgs, WorkArgs, deploy_options, ended};
-use super::scan::secrets_for;
+use super::rollout::{WaveArgs, WorkArgs, ended};
 
 type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
 
@@ -48,7 +42,7 @@ pub fn rollback(args: RollbackArgs) -> CliResult {
         ..RolloutOptions::default()
     };
     let inv = Inventory {
-        hosts: job.hosts.values().map(|(h, _)| h.clone()).collect(),
+        hosts: job.inputs.hosts.values().map(|(h, _)| h.clone()).collect(),
         policy: Default::default(),
     };
     let waves = plan_waves(&args.waves.plan, &inv, None, &options)?;
@@ -119,23 +113,14 @@ fn job(
         .into_iter()
         .filter(|h| of.remove.contains_key(&h.name))
         .collect();
-    let catalog = Arc::new(work.catalog.load()?);
-    let repo = Repository::open(repo_root)?;
-    let approved = load_approved(&repo)?;
-    let secrets = secrets_for(&hosts);
+    let inv = Inventory {
+        hosts,
+        policy: Default::default(),
+    };
+    let (inputs, _) = super::rollout::job(work, inv)?;
     Ok(RollbackJob {
-        hosts: secrets
-            .into_iter()
-            .map(|(h, s)| (h.name.clone(), (h, s)))
-            .collect::<BTreeMap<_, _>>(),
+        inputs,
         remove: of.remove.clone(),
-        probe: Arc::new(PreparedProbe::new(&catalog)),
-        catalog,
-        approved: Arc::new(approved),
-        repo,
-        options: deploy_options(work),
-        files: work.files,
-        connector: super::connect::connector(Timeouts::default()),
     })
 }
 

@@ -200,7 +200,7 @@ fn selected(work: &WorkArgs) -> Result<(Inventory, Vec<TargetRecord>), Box<dyn s
     ))
 }
 
-fn job(
+pub(super) fn job(
     work: &WorkArgs,
     inv: Inventory,
 ) -> Result<(DeployJob, Inventory), Box<dyn std::error::Error>> {

@@ -25,6 +25,16 @@ use crate::scan::evaluate::{Status, Verdict};
 pub struct Removal {
     pub patch: String,
     pub recipe: Option<InstallerRecipe>,
+    /// The approved package in the repository: staged again when the recipe has the package
+    /// take itself off (`uninstall = "package"`).
+    pub package: Option<PackageFile>,
+}
+
+/// An installer in the repository and its name on the host.
+#[derive(Debug, Clone)]
+pub struct PackageFile {
+    pub local: std::path::PathBuf,
+    pub file_name: String,
 }
 
 /// What happened to one patch.
@@ -355,6 +365,26 @@ async fn remove_one(
     removal: &Removal,
     system_root: &mut Option<String>,
 ) -> Ended {
+    let mut staged = None;
+    let ended = remove_with(ctx, removal, system_root, &mut staged).await;
+    if let Some(path) = staged {
+        // The package was copied only to take itself off: it does not stay on the host.
+        if let Ok(line) = crate::deploy::quote::command_line(&["del", "/q", &path]) {
+            let _ = ctx
+                .target
+                .exec(&Command::Cmd(line), ctx.options.command_timeout)
+                .await;
+        }
+    }
+    ended
+}
+
+async fn remove_with(
+    ctx: &mut HostContext<'_>,
+    removal: &Removal,
+    system_root: &mut Option<String>,
+    staged: &mut Option<String>,
+) -> Ended {
     let patch = removal.patch.as_str();
     let Some(recipe) = removal.recipe.as_ref() else {
         let why = command::NoMethod::NoRecipe.to_string();
@@ -442,6 +472,28 @@ async fn remove_one(
         Method::Msi { product_code } => {
             vec![command::msiexec_remove_line(product_code).map_err(bad_line)?]
         }
+        Method::HotfixPackage { id } => {
+            let Some(package) = &removal.package else {
+                return Ok(Said::new(
+                    RemoveOutcome::UninstallerMissing,
+                    format!(
+                        "its recipe has the package take {id} off (-y) but no approved package for it is in the repository"
+                    ),
+                ));
+            };
+            let remote = format!(r"{}\{}", ctx.stage_dir(), package.file_name);
+            if let Err(e) = ctx.target.put_file(&package.local, &remote).await {
+                return Err((
+                    Said::new(
+                        RemoveOutcome::Failed,
+                        format!("staging {} to take it off: {e}", package.file_name),
+                    ),
+                    Stop::remote(&e),
+                ));
+            }
+            *staged = Some(remote.clone());
+            vec![command::hotfix_uninstall_line(&remote).map_err(bad_line)?]
+        }
     };
     let mut parts = Vec::new();
     let mut last = None;
@@ -490,6 +542,7 @@ async fn remove_one(
         exit_code: last,
         detail: match &method {
             Method::Spuninst { .. } => "spuninst.exe".to_string(),
+            Method::HotfixPackage { .. } => "the hotfix package, -y -z -q".to_string(),
             Method::Dism { .. } => format!("{} package(s) removed with DISM", lines.len()),
             Method::Msi { product_code } => format!("msiexec /x {product_code}"),
         },
@@ -642,6 +695,7 @@ mod tests {
         Removal {
             patch: patch.into(),
             recipe: Some(recipe),
+            package: None,
         }
     }
 
@@ -699,6 +753,46 @@ mod tests {
             out.patches[0]
         );
         assert!(b.fake.commands_with("spuninst").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_self_removing_hotfix_is_staged_run_with_y_z_q_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("Q300972_W2K_SP3_x86_en.EXE");
+        std::fs::write(&local, b"MZ hotfix").unwrap();
+        let mut recipe = InstallerRecipe::update_exe();
+        recipe.uninstall = crate::catalog::model::UninstallVia::Package;
+        let fake = FakeTarget::new("H1", "B1").on(" -y -z -q", [Reply::exit(1603, "")]);
+        let with_package = Removal {
+            package: Some(PackageFile {
+                local,
+                file_name: "Q300972_W2K_SP3_x86_en.EXE".into(),
+            }),
+            ..removal("Q300972", recipe.clone())
+        };
+        let (out, b) = roll_back(fake, &[installed("Q300972")], &[with_package]).await;
+        assert_eq!(out.verdict, RollbackVerdict::UninstallFailed, "{out:?}");
+        let runs = b.fake.commands_with(" -y -z -q");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert!(
+            runs[0].ends_with(r"\Q300972_W2K_SP3_x86_en.EXE -y -z -q")
+                && runs[0].starts_with(r"C:\Windows\Temp\hive\"),
+            "{runs:?}"
+        );
+        assert_eq!(
+            b.fake.commands_with("del /q").len(),
+            1,
+            "the copy is removed"
+        );
+        assert!(b.fake.commands_with("spuninst").is_empty());
+
+        // Without the approved package in the repository it cannot take itself off.
+        let fake = FakeTarget::new("H1", "B1");
+        let (out, b) =
+            roll_back(fake, &[installed("Q300972")], &[removal("Q300972", recipe)]).await;
+        assert_eq!(out.verdict, RollbackVerdict::UninstallerMissing, "{out:?}");
+        assert!(out.patches[0].detail.contains("-y"), "{:?}", out.patches[0]);
+        assert!(b.fake.commands_with("-y").is_empty());
     }
 
     #[tokio::test]

@@ -20,59 +20,55 @@ pub mod source;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::catalog::model::{Catalog, InstallerRecipe};
+use crate::catalog::model::InstallerRecipe;
+use crate::deploy::DeployVerdict;
 use crate::deploy::plan::ApprovedInstaller;
-use crate::deploy::{DeployOptions, DeployVerdict};
-use crate::inventory::{Host, Secret};
-use crate::pipeline::HostAccess;
-use crate::remote::{BoxFuture, Connector};
-use crate::repo::Repository;
+use crate::pipeline::DeployJob;
+use crate::remote::BoxFuture;
 use crate::rollout::{HostJob, HostOutcome, HostVerdict, JobContext};
-use crate::scan::run::{FileSource, PreparedProbe};
 
-pub use host::{Removal, RemoveOutcome, RollbackOutcome, RollbackVerdict, roll_back_host};
+pub use host::{
+    PackageFile, Removal, RemoveOutcome, RollbackOutcome, RollbackVerdict, roll_back_host,
+};
 pub use source::{SourceError, installed_by, plan};
 
 /// Everything a rollback run needs, shared by all its hosts.
 pub struct RollbackJob {
-    pub hosts: BTreeMap<String, (Host, Result<Secret, String>)>,
+    /// The hosts and what they are reached, scanned and verified with: a deploy job's inputs.
+    /// Its approved installers' recipes say how each patch went on, so how it comes off.
+    pub inputs: DeployJob,
     /// Per host, the patches to take off, in removal order (the run header's `rollback.remove`).
     pub remove: BTreeMap<String, Vec<String>>,
-    pub catalog: Arc<Catalog>,
-    pub probe: Arc<PreparedProbe>,
-    /// The approved installers: their recipes say how each patch went on, so how it comes off.
-    pub approved: Arc<Vec<ApprovedInstaller>>,
-    pub repo: Repository,
-    pub options: DeployOptions,
-    pub files: FileSource,
-    pub connector: Arc<dyn Connector>,
 }
 
 impl RollbackJob {
     /// The recipe `patch` was installed with: its bulletin's approved recipe, else the catalog's.
     pub fn recipe(&self, patch: &str) -> Option<InstallerRecipe> {
-        let p = self.catalog.patches.get(patch)?;
-        p.bulletins
-            .iter()
-            .find_map(|b| {
-                self.approved
-                    .iter()
-                    .find(|a| a.bulletin.eq_ignore_ascii_case(b))
-            })
+        self.approved_for(patch)
             .map(|a| a.recipe.clone())
-            .or_else(|| p.installer.clone())
+            .or_else(|| self.inputs.catalog.patches.get(patch)?.installer.clone())
     }
 
-    /// What this job reaches and scans its hosts with.
-    pub fn access(&self) -> HostAccess<'_> {
-        HostAccess {
-            hosts: &self.hosts,
-            catalog: &self.catalog,
-            probe: &self.probe,
-            repo: &self.repo,
-            options: &self.options,
-            files: self.files,
-            connector: self.connector.as_ref(),
+    /// The approved installer of `patch`'s bulletin.
+    fn approved_for(&self, patch: &str) -> Option<&ApprovedInstaller> {
+        let p = self.inputs.catalog.patches.get(patch)?;
+        p.bulletins.iter().find_map(|b| {
+            self.inputs
+                .approved
+                .iter()
+                .find(|a| a.bulletin.eq_ignore_ascii_case(b))
+        })
+    }
+
+    /// What taking `patch` off needs.
+    pub fn removal(&self, patch: &str) -> Removal {
+        Removal {
+            patch: patch.to_string(),
+            recipe: self.recipe(patch),
+            package: self.approved_for(patch).map(|a| PackageFile {
+                local: a.path.clone(),
+                file_name: a.file_name.clone(),
+            }),
         }
     }
 
@@ -82,12 +78,9 @@ impl RollbackJob {
             .get(&ctx.host)
             .into_iter()
             .flatten()
-            .map(|p| Removal {
-                patch: p.clone(),
-                recipe: self.recipe(p),
-            })
+            .map(|p| self.removal(p))
             .collect();
-        let access = self.access();
+        let access = self.inputs.access();
         let scanned = access
             .connect_and_scan(&ctx, |result| {
                 let on_host = removals
