@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{HivePaths, Lab, LabPatch, SimFleet};
+use common::{FAST_REBOOTS, HivePaths, Lab, LabPatch, SimFleet};
 use hive::catalog::model::{DetectionRule, InstallerRecipe, VersionOp, WhenMissing};
 use hive::journal::RunLog;
 use hive::remote::Connector as _;
@@ -43,25 +43,27 @@ fn fleet_toml(hosts: usize, extra: &str) -> String {
     )
 }
 
+/// The legacy hotfix of the lab, installed with `recipe` (without qchain: Server 2019).
+fn hotfix(mut recipe: InstallerRecipe, package: Package) -> LabPatch<'static> {
+    recipe.needs_qchain = false;
+    LabPatch {
+        id: HOTFIX,
+        bulletin: "MS-R-0301",
+        product: PRODUCT,
+        file_name: "KB5000301.exe",
+        package,
+        recipe,
+        subtype: "Security Update",
+        detection: None,
+    }
+}
+
 /// One legacy hotfix (a DLL in use: its new file waits for the reboot, and so does the old one
 /// coming back), one .msu (a cumulative update that sets a new build at the reboot), one .msi
 /// (a registry key of its own, removed by product code).
 fn lab() -> Lab {
     let mut lab = Lab::new();
-    let mut hotfix = InstallerRecipe::legacy_hotfix();
-    hotfix.needs_qchain = false;
     lab.add(LabPatch {
-        id: HOTFIX,
-        bulletin: "MS-R-0301",
-        product: PRODUCT,
-        file_name: "KB5000301.exe",
-        package: Package::hotfix(HOTFIX)
-            .file_in_use(DLL, NEW.parse().unwrap())
-            .hotfix_key()
-            .reboot_required(true)
-            .exit_code(3010),
-        recipe: hotfix,
-        subtype: "Security Update",
         detection: Some(DetectionRule::FileVersion {
             path: DLL.into(),
             op: VersionOp::AtLeast,
@@ -71,6 +73,14 @@ fn lab() -> Lab {
             checksum: None,
             when_missing: WhenMissing::NotInstalled,
         }),
+        ..hotfix(
+            InstallerRecipe::legacy_hotfix(),
+            Package::hotfix(HOTFIX)
+                .file_in_use(DLL, NEW.parse().unwrap())
+                .hotfix_key()
+                .reboot_required(true)
+                .exit_code(3010),
+        )
     });
     lab.add(LabPatch {
         id: MSU,
@@ -112,17 +122,7 @@ fn write_paths(fleet: &SimFleet, lab: &Lab) -> Paths {
     HivePaths::write(fleet, lab, |_| String::new(), "")
 }
 
-/// The reboot settings short enough for simulated hosts.
-const FAST: [&str; 8] = [
-    "--shutdown-delay",
-    "0",
-    "--reboot-timeout",
-    "20",
-    "--poll-ms",
-    "100",
-    "--install-timeout",
-    "30",
-];
+const FAST: [&str; 8] = FAST_REBOOTS;
 
 /// `hive <args> --inventory --repo --catalog` with fast reboot settings, run to its end.
 fn hive(p: &Paths, args: &[&str]) -> Output {
@@ -541,20 +541,13 @@ async fn a_hotfix_whose_recipe_says_so_takes_itself_off_with_y_z_q() {
     let fleet = SimFleet::start("rollback-y", &fleet_toml(2, "")).await;
     let mut lab = Lab::new();
     let mut recipe = InstallerRecipe::legacy_hotfix();
-    recipe.needs_qchain = false;
     recipe.uninstall = hive::catalog::model::UninstallVia::Package;
-    lab.add(LabPatch {
-        id: HOTFIX,
-        bulletin: "MS-R-0301",
-        product: PRODUCT,
-        file_name: "KB5000301.exe",
-        package: Package::hotfix(HOTFIX)
+    lab.add(hotfix(
+        recipe,
+        Package::hotfix(HOTFIX)
             .file(DLL, NEW.parse().unwrap())
             .hotfix_key(),
-        recipe,
-        subtype: "Security Update",
-        detection: None,
-    });
+    ));
     let p = write_paths(&fleet, &lab);
     let first = scan_all(&fleet, &lab).await;
     let out = hive(&p, &["rollout"]);

@@ -339,6 +339,18 @@ pub async fn ws2019_fleet(
     (model, servers)
 }
 
+/// `hive` flags short enough for simulated hosts' reboots and installers.
+pub const FAST_REBOOTS: [&str; 8] = [
+    "--shutdown-delay",
+    "0",
+    "--reboot-timeout",
+    "20",
+    "--poll-ms",
+    "100",
+    "--install-timeout",
+    "30",
+];
+
 /// Where a test's `hive` invocations read and write: the inventory of a [`SimFleet`], the
 /// repository and catalog of a [`Lab`], and a folder for the binary's output.
 pub struct HivePaths {
