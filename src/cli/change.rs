@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use hive::deploy::RebootPolicy;
 use hive::deploy::plan::{ApprovedInstaller, HostPlan};
 use hive::hooks::{ConnectorTarget, HookedJob, Hooks, WaveHookRunner};
@@ -90,25 +91,28 @@ fn host_zones(
         .enable_all()
         .build()?;
     let timeout = job.options.command_timeout;
-    Ok(runtime
-        .block_on(futures::future::join_all(names.into_iter().map(
-            |name| async move {
-                let zone = match job.hosts.get(&name) {
-                    None => Err(format!("{name}: not in the inventory")),
-                    Some((_, Err(e))) => Err(format!("{name}: cannot read its time zone: {e}")),
-                    Some((host, Ok(secret))) => match job.connector.open(host, secret) {
-                        Err(e) => Err(format!("{name}: cannot read its time zone: {e}")),
-                        Ok(mut target) => read_zone(target.as_mut(), timeout)
-                            .await
-                            .and_then(|id| zone_of(&name, &id)),
-                    },
-                };
-                (name, zone)
+    let read = |name: String| async move {
+        let zone = match job.hosts.get(&name) {
+            None => Err(format!("{name}: not in the inventory")),
+            Some((_, Err(e))) => Err(format!("{name}: cannot read its time zone: {e}")),
+            Some((host, Ok(secret))) => match job.connector.open(host, secret) {
+                Err(e) => Err(format!("{name}: cannot read its time zone: {e}")),
+                Ok(mut target) => read_zone(target.as_mut(), timeout)
+                    .await
+                    .and_then(|id| zone_of(&name, &id)),
             },
-        )))
-        .into_iter()
-        .collect())
+        };
+        (name, zone)
+    };
+    // As many hosts at once as a scan reads: a large fleet is not opened all at the same time.
+    let reads = futures::stream::iter(names.into_iter().map(read))
+        .buffer_unordered(ZONE_READS_AT_ONCE)
+        .collect::<BTreeMap<_, _>>();
+    Ok(runtime.block_on(reads))
 }
+
+/// Hosts whose zone is read at the same time before a run.
+const ZONE_READS_AT_ONCE: usize = 32;
 
 /// Ends a host whose windows could not be placed in its own zone before anything touches it:
 /// `skipped`, with the reason naming the host and the zone.
