@@ -113,7 +113,7 @@ pub struct HostWindows {
 
 impl HostWindows {
     /// The hosts whose windows are in their own zone (`window_zone = "host"` or none named):
-    /// their zones must be read ([`zones::read_zone`]) before [`HostWindows::resolve`].
+    /// their zones must be read ([`crate::scan::zone::read_zone`]) before [`HostWindows::resolve`].
     pub fn need_host_zone(policy: &GroupPolicy, hosts: &[Host]) -> Vec<String> {
         hosts
             .iter()
