@@ -8,17 +8,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod host_scan;
+
+pub use host_scan::{HostAccess, ScannedHost};
+
 use crate::catalog::model::Catalog;
 use crate::deploy::plan::ApprovedInstaller;
-use crate::deploy::{self, DeployOptions, ScanInputs};
-use crate::events::{Step, StepOutcome};
+use crate::deploy::{self, DeployOptions};
 use crate::inventory::{Host, Secret};
-use crate::remote::{BoxFuture, Connector, RemoteError};
+use crate::remote::{BoxFuture, Connector};
 use crate::repo::Repository;
 use crate::rollout::{
     HostEvidence, HostJob, HostOutcome, HostVerdict, InventoryHealth, JobContext,
 };
-use crate::scan::run::{FileSource, PreparedProbe, scan_target};
+use crate::scan::run::{FileSource, PreparedProbe};
 
 /// Everything the deploy job needs, shared by all hosts of a run.
 pub struct DeployJob {
@@ -38,123 +41,51 @@ pub struct DeployJob {
 }
 
 impl DeployJob {
+    /// What this job reaches and scans its hosts with.
+    pub fn access(&self) -> HostAccess<'_> {
+        HostAccess {
+            hosts: &self.hosts,
+            catalog: &self.catalog,
+            probe: &self.probe,
+            repo: &self.repo,
+            options: &self.options,
+            files: self.files,
+            connector: self.connector.as_ref(),
+        }
+    }
+
     async fn run_host(self: Arc<Self>, ctx: JobContext) -> HostOutcome {
-        let Some((host, secret)) = self.hosts.get(&ctx.host) else {
-            return HostOutcome::new(
-                HostVerdict::Skipped,
-                format!("{} is not in the inventory", ctx.host),
-            );
-        };
-        let secret = match secret {
-            Ok(s) => s,
-            Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.clone()),
-        };
-        let mut target = match self.connector.open(host, secret) {
-            Ok(t) => t,
-            Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.to_string()),
-        };
-
-        // A resumed host: first close what the crash left open and settle a reboot that was
-        // under way (the host may be down, or back with a new boot time), then scan.
-        let mut rebooted = ctx.resume.reboot_done;
-        if ctx.resume.attempted {
-            if let Err(e) = close_open_steps(&ctx) {
-                return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
-            }
-            if ctx.resume.reboot_in_flight() {
-                let sink = ctx.sink.clone();
-                let mut dctx = deploy::HostContext::new(
-                    &ctx.run,
-                    host,
-                    target.as_mut(),
-                    sink.as_ref(),
-                    Some(&self.repo),
-                    &self.options,
+        let access = self.access();
+        // Scan: what is missing now, on this host. Patches this run already started installing
+        // stay in the plan even when the re-scan says they are installed now: their reboot and
+        // verification may still be due.
+        let scanned = access
+            .connect_and_scan(&ctx, |result| {
+                let (plan, withheld) = crate::rollout::quarantine::plan_without_withheld(
+                    &ctx.host,
+                    &result.verdicts,
+                    &self.catalog,
+                    &self.approved,
+                    &ctx.resume.install_started,
+                    &ctx.withheld,
                 );
-                let boot = ctx.resume.boot_before_reboot.as_deref();
-                match deploy::settle::reboot_in_flight(&mut dctx, boot).await {
-                    Ok(record) => rebooted = record.is_some() || rebooted,
-                    Err(stop) => return outcome_of_stop(stop),
-                }
-            }
-        }
-
-        // Scan: what is missing now, on this host.
-        if let Err(e) = ctx.started(Step::Scan) {
-            return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
-        }
-        // A host hive was changing when it stopped may be restarting on its own (an installer's
-        // 1641 restart): on resume, wait for it like for a reboot before calling it unreachable.
-        let patience = if ctx.resume.install_started.is_empty() {
-            std::time::Duration::ZERO
-        } else {
-            self.options.port_timeout
-        };
-        let give_up = std::time::Instant::now() + patience;
-        let scan = loop {
-            let scan = scan_target(
-                target.as_mut(),
-                &self.catalog,
-                &self.probe,
-                self.options.verify_timeout,
-                self.files,
-            )
+                deploy::record_plan(&self.repo, &plan, &ctx.run, &self.options);
+                let missing = plan
+                    .installs
+                    .iter()
+                    .filter(|i| !ctx.resume.install_started.contains(&i.patch))
+                    .count();
+                (
+                    format!("{missing} approved patch(es) missing"),
+                    (plan, withheld),
+                )
+            })
             .await;
-            match scan {
-                Err(RemoteError::Unreachable(_) | RemoteError::TimedOut(_))
-                    if std::time::Instant::now() < give_up =>
-                {
-                    target.disconnect();
-                    tokio::time::sleep(self.options.poll_interval).await;
-                }
-                other => break other,
-            }
+        let (mut scanned, (plan, withheld)) = match scanned {
+            Ok(s) => s,
+            Err(outcome) => return outcome,
         };
-        let result = match scan {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = ctx.finished(Step::Scan, false, StepOutcome::Failed, &e.to_string());
-                let verdict = match e {
-                    RemoteError::Unreachable(_)
-                    | RemoteError::AuthFailed(_)
-                    | RemoteError::TimedOut(_) => HostVerdict::Unreachable,
-                    _ => HostVerdict::Failed,
-                };
-                return HostOutcome::new(verdict, format!("scan: {e}"));
-            }
-        };
-        // Patches this run already started installing stay in the plan even when the re-scan
-        // says they are installed now: their reboot and verification may still be due.
-        let (plan, withheld) = crate::rollout::quarantine::plan_without_withheld(
-            &ctx.host,
-            &result.verdicts,
-            &self.catalog,
-            &self.approved,
-            &ctx.resume.install_started,
-            &ctx.withheld,
-        );
-        deploy::record_plan(&self.repo, &plan, &ctx.run, &self.options);
-        let missing = plan
-            .installs
-            .iter()
-            .filter(|i| !ctx.resume.install_started.contains(&i.patch))
-            .count();
-        // The boot time goes into the journal: a resumed run compares it with the host's to tell
-        // whether a reboot happened while hive was not watching.
-        let boot = result.facts.last_boot.clone();
-        let _ = ctx.finished_at_boot(
-            Step::Scan,
-            true,
-            StepOutcome::Ok,
-            &match &boot {
-                Some(b) => format!("{missing} approved patch(es) missing; boot time {b}"),
-                None => {
-                    format!("{missing} approved patch(es) missing; the host reported no boot time")
-                }
-            },
-            boot,
-        );
-        let mut evidence = HostEvidence::of_scan(&result.facts, &result.verdicts);
+        let mut evidence = HostEvidence::of_scan(&scanned.result.facts, &scanned.result.verdicts);
         if plan.installs.is_empty() {
             return HostOutcome::new(
                 HostVerdict::NothingToDo,
@@ -180,32 +111,21 @@ impl DeployJob {
 
         // Before anything is installed, journaled; a resumed host takes the journal's.
         if let Some(health) = &self.health
-            && let Err(e) = health.baseline_before_install(&ctx, target.as_mut()).await
+            && let Err(e) = health
+                .baseline_before_install(&ctx, scanned.target.as_mut())
+                .await
         {
             return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
         }
         let prior = deploy::PriorWork {
             installed: ctx.resume.installed_ok.clone(),
-            rebooted,
+            rebooted: scanned.rebooted,
             interrupted: ctx.resume.open_installs().cloned().collect(),
             reboot_required: ctx.resume.reboot_required,
             install_runs: ctx.resume.install_runs.clone(),
             missing_after_reboot: ctx.resume.verify_failed.clone(),
         };
-        let sink = ctx.sink.clone();
-        let mut dctx = deploy::HostContext::new(
-            &ctx.run,
-            host,
-            target.as_mut(),
-            sink.as_ref(),
-            Some(&self.repo),
-            &self.options,
-        );
-        let inputs = ScanInputs {
-            catalog: &self.catalog,
-            probe: &self.probe,
-            files: self.files,
-        };
+        let (mut dctx, inputs) = access.work_on(&ctx, &mut scanned);
         let out = deploy::deploy_host(&mut dctx, &plan, &inputs, &prior).await;
         for p in &out.patches {
             if let Some(after) = &p.verified {
@@ -233,29 +153,11 @@ fn rollout_verdict(v: deploy::DeployVerdict) -> HostVerdict {
     }
 }
 
-fn outcome_of_stop(stop: deploy::Stop) -> HostOutcome {
+pub(crate) fn outcome_of_stop(stop: deploy::Stop) -> HostOutcome {
     HostOutcome::new(
         rollout_verdict(stop.verdict),
         format!("{}: {}", stop.verdict, stop.why),
     )
-}
-
-/// Steps a crash left open, closed in the journal as interrupted before the host is worked on
-/// again, so every started step has an end. Installs are not closed here: the host's evidence
-/// settles them (deploy's `settle`), and their end says what it found.
-fn close_open_steps(ctx: &JobContext) -> Result<(), String> {
-    for step in &ctx.resume.open_steps {
-        if matches!(step, Step::Install { .. }) {
-            continue;
-        }
-        ctx.finished(
-            step.clone(),
-            false,
-            StepOutcome::Interrupted,
-            "hive stopped during this step (Ctrl-C, crash or kill); resumed",
-        )?;
-    }
-    Ok(())
 }
 
 /// The rollout's view of the deploy job.

@@ -11,11 +11,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{Lab, LabPatch, SimFleet, env};
+use common::{FAST_REBOOTS, HivePaths, Lab, LabPatch, SimFleet};
 use hive::catalog::model::{DetectionRule, InstallerRecipe, VersionOp, WhenMissing};
 use hive::journal::RunLog;
 use hive::remote::Connector as _;
@@ -43,25 +43,27 @@ fn fleet_toml(hosts: usize, extra: &str) -> String {
     )
 }
 
+/// The legacy hotfix of the lab, installed with `recipe` (without qchain: Server 2019).
+fn hotfix(mut recipe: InstallerRecipe, package: Package) -> LabPatch<'static> {
+    recipe.needs_qchain = false;
+    LabPatch {
+        id: HOTFIX,
+        bulletin: "MS-R-0301",
+        product: PRODUCT,
+        file_name: "KB5000301.exe",
+        package,
+        recipe,
+        subtype: "Security Update",
+        detection: None,
+    }
+}
+
 /// One legacy hotfix (a DLL in use: its new file waits for the reboot, and so does the old one
 /// coming back), one .msu (a cumulative update that sets a new build at the reboot), one .msi
 /// (a registry key of its own, removed by product code).
 fn lab() -> Lab {
     let mut lab = Lab::new();
-    let mut hotfix = InstallerRecipe::legacy_hotfix();
-    hotfix.needs_qchain = false;
     lab.add(LabPatch {
-        id: HOTFIX,
-        bulletin: "MS-R-0301",
-        product: PRODUCT,
-        file_name: "KB5000301.exe",
-        package: Package::hotfix(HOTFIX)
-            .file_in_use(DLL, NEW.parse().unwrap())
-            .hotfix_key()
-            .reboot_required(true)
-            .exit_code(3010),
-        recipe: hotfix,
-        subtype: "Security Update",
         detection: Some(DetectionRule::FileVersion {
             path: DLL.into(),
             op: VersionOp::AtLeast,
@@ -71,6 +73,14 @@ fn lab() -> Lab {
             checksum: None,
             when_missing: WhenMissing::NotInstalled,
         }),
+        ..hotfix(
+            InstallerRecipe::legacy_hotfix(),
+            Package::hotfix(HOTFIX)
+                .file_in_use(DLL, NEW.parse().unwrap())
+                .hotfix_key()
+                .reboot_required(true)
+                .exit_code(3010),
+        )
     });
     lab.add(LabPatch {
         id: MSU,
@@ -106,60 +116,19 @@ fn lab() -> Lab {
     lab
 }
 
-struct Paths {
-    inventory: PathBuf,
-    repo: PathBuf,
-    catalog: PathBuf,
-}
+type Paths = HivePaths;
 
 fn write_paths(fleet: &SimFleet, lab: &Lab) -> Paths {
-    let dir = lab.dir.path();
-    let mut s = String::from("[defaults]\ntransport = \"winrm-http\"\n");
-    s.push_str(&format!(
-        "user = \"{}\"\ncredential = \"env:HIVE_TEST_SMB_PASSWORD\"\n\n",
-        env("HIVE_TEST_SMB_USER")
-    ));
-    for h in &fleet.hosts {
-        s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nsmb_address = \"{}\"\nsmb_port = {}\n\
-             smb_share = \"{}\"\nsmb_root = '{}'\n\n",
-            h.name, h.address, h.port, h.smb_address, h.smb_port, h.smb_share, h.smb_root
-        ));
-    }
-    let p = Paths {
-        inventory: dir.join("inventory.toml"),
-        repo: lab.repo.root().to_path_buf(),
-        catalog: dir.join("catalog.json"),
-    };
-    std::fs::write(&p.inventory, s).unwrap();
-    hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
-    p
+    HivePaths::write(fleet, lab, |_| String::new(), "")
 }
+
+const FAST: [&str; 8] = FAST_REBOOTS;
 
 /// `hive <args> --inventory --repo --catalog` with fast reboot settings, run to its end.
 fn hive(p: &Paths, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hive"))
-        .args(args)
-        .arg("--inventory")
-        .arg(&p.inventory)
-        .arg("--repo")
-        .arg(&p.repo)
-        .arg("--catalog")
-        .arg(&p.catalog)
-        .args([
-            "--plan",
-            "100%",
-            "--parallel",
-            "8",
-            "--shutdown-delay",
-            "0",
-            "--reboot-timeout",
-            "20",
-            "--poll-ms",
-            "100",
-            "--install-timeout",
-            "30",
-        ])
+    p.hive(args)
+        .args(["--plan", "100%", "--parallel", "8"])
+        .args(FAST)
         .output()
         .expect("hive runs")
 }
@@ -431,5 +400,184 @@ async fn a_permanent_package_and_a_missing_uninstaller_get_their_own_verdicts() 
         assert_eq!(status(h, MSU), Status::Installed, "{h}");
         // Not asked for with --patch: left on.
         assert_eq!(status(h, MSI), Status::Installed, "{h}");
+    }
+}
+
+/// Journal records of `run`, as JSON values (a torn last line is skipped).
+fn journal_records(repo: &Path, run: &str) -> Vec<serde_json::Value> {
+    let path = hive::journal::run_dir(repo, run)
+        .unwrap()
+        .join(hive::journal::JOURNAL_FILE);
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// `hive rollback RUN` or `hive resume RUN`, in the background.
+fn spawn_hive(p: &Paths, args: &[&str]) -> std::process::Child {
+    p.hive(args)
+        .args(FAST)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("hive runs")
+}
+
+/// Wait for the rollback run (any run but `not`) to journal a record `hit` accepts, then SIGKILL
+/// `child`. Returns the rollback run's id.
+fn kill_at(
+    p: &Paths,
+    mut child: std::process::Child,
+    not: &str,
+    what: &str,
+    hit: impl Fn(&serde_json::Value) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let run = hive::journal::list_runs(&p.repo)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.run)
+            .find(|r| r != not);
+        if let Some(run) = run
+            && journal_records(&p.repo, &run).iter().any(&hit)
+        {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return run;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "hive ended before {what}"
+        );
+        assert!(std::time::Instant::now() < deadline, "{what}: not in 90 s");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_rollback_then_resume_takes_each_patch_off_once() {
+    let fleet = SimFleet::start("rollback-kill", &fleet_toml(2, "")).await;
+    let lab = lab();
+    let p = write_paths(&fleet, &lab);
+    let first = scan_all(&fleet, &lab).await;
+    let out = hive(&p, &["rollout"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rollout_run = runs(&p.repo)[0].header.run.clone();
+
+    let (p, rb) = tokio::task::spawn_blocking(move || {
+        let step = |r: &serde_json::Value, step: &str, state: &str| {
+            r["record"] == "step" && r["step"] == step && r["state"] == state
+        };
+        // Kill right after an uninstall finished (a naive re-run would take the hotfix, whose
+        // DLL comes back only at the reboot, off again), then while the reboot is under way.
+        let child = spawn_hive(&p, &["rollback", &rollout_run, "--plan", "100%"]);
+        let rb = kill_at(&p, child, &rollout_run, "an uninstall finished", |r| {
+            step(r, "uninstall", "finished")
+        });
+        let child = spawn_hive(&p, &["resume", &rb]);
+        kill_at(&p, child, &rollout_run, "a reboot started", |r| {
+            step(r, "reboot", "started")
+        });
+        let out = spawn_hive(&p, &["resume", &rb]).wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the last resume finishes: {:?}",
+            out.status
+        );
+        (p, rb)
+    })
+    .await
+    .unwrap();
+
+    let log = RunLog::load(&p.repo, &rb).unwrap();
+    assert!(log.header.rollback.is_some());
+    assert_eq!(
+        log.state.clone().unwrap().0,
+        hive::journal::RunState::Finished
+    );
+    for (host, h) in &log.hosts {
+        assert!(
+            matches!(&h.verdict, Some((HostVerdict::Patched, d)) if d.starts_with("rolled_back")),
+            "{host}: {:?}",
+            h.verdict
+        );
+        for s in &h.steps {
+            assert!(s.finished.is_some(), "{host}: {:?} never ended", s.step);
+        }
+    }
+    assert_eq!(scan_all(&fleet, &lab).await, first);
+    for h in &fleet.hosts {
+        let sim = fleet.host(&h.name);
+        let mut removed: Vec<String> = sim.uninstall_log().into_iter().map(|r| r.package).collect();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [HOTFIX, MSU, MSI],
+            "{}: each comes off once",
+            h.name
+        );
+    }
+
+    // Bad input: resuming a run that does not exist names it.
+    let out = Command::new(env!("CARGO_BIN_EXE_hive"))
+        .args(["resume", "20991231-000001", "--repo"])
+        .arg(&p.repo)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`20991231-000001` not found"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotfix_whose_recipe_says_so_takes_itself_off_with_y_z_q() {
+    let fleet = SimFleet::start("rollback-y", &fleet_toml(2, "")).await;
+    let mut lab = Lab::new();
+    let mut recipe = InstallerRecipe::legacy_hotfix();
+    recipe.uninstall = hive::catalog::model::UninstallVia::Package;
+    lab.add(hotfix(
+        recipe,
+        Package::hotfix(HOTFIX)
+            .file(DLL, NEW.parse().unwrap())
+            .hotfix_key(),
+    ));
+    let p = write_paths(&fleet, &lab);
+    let first = scan_all(&fleet, &lab).await;
+    let out = hive(&p, &["rollout"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let run = runs(&p.repo)[0].header.run.clone();
+    let out = hive(&p, &["rollback", &run]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(scan_all(&fleet, &lab).await, first);
+    for h in &fleet.hosts {
+        let sim = fleet.host(&h.name);
+        assert_eq!(
+            sim.file_version(DLL).map(|v| v.to_string()).as_deref(),
+            Some(OLD),
+            "{}",
+            h.name
+        );
+        let log = sim.command_log();
+        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(r"\KB5000301.exe -y -z -q")),
+            "{}: {lines:#?}",
+            h.name
+        );
+        assert!(
+            !lines.iter().any(|l| l.contains("spuninst")),
+            "{}: {lines:#?}",
+            h.name
+        );
+        assert_eq!(sim.uninstall_log().len(), 1, "{}", h.name);
     }
 }

@@ -17,10 +17,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, LabPatch, SimFleet, env};
+use common::{FAST_REBOOTS, HivePaths, Lab, LabPatch, SimFleet};
 use hive::catalog::model::{DetectionRule, InstallerRecipe, VersionOp, WhenMissing};
 use hive::journal::{self, Record, RunLog};
 use hive::remote::Connector as _;
@@ -109,80 +109,21 @@ fn lab() -> Lab {
     lab
 }
 
-/// The inventory hive reads: every host on 127.0.0.1 with its own WinRM port, its C: drive a
-/// folder of the Samba share; two canaries.
-fn write_inventory(fleet: &SimFleet, path: &Path) {
-    let mut s = String::from("[defaults]\ntransport = \"winrm-http\"\n");
-    s.push_str(&format!(
-        "user = \"{}\"\ncredential = \"env:HIVE_TEST_SMB_PASSWORD\"\n\n",
-        env("HIVE_TEST_SMB_USER")
-    ));
-    for (n, h) in fleet.hosts.iter().enumerate() {
-        s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nsmb_address = \"{}\"\nsmb_port = {}\n\
-             smb_share = \"{}\"\nsmb_root = '{}'\ngroups = [{}]\n\n",
-            h.name,
-            h.address,
-            h.port,
-            h.smb_address,
-            h.smb_port,
-            h.smb_share,
-            h.smb_root,
-            if n < 2 { "\"canary\"" } else { "" }
-        ));
-    }
-    std::fs::write(path, s).unwrap();
-}
-
-struct Paths {
-    inventory: PathBuf,
-    repo: PathBuf,
-    catalog: PathBuf,
-    logs: PathBuf,
-}
-
-impl Paths {
-    /// The inventory of `fleet` and the catalog of `lab` written into the lab's folder.
-    fn write(fleet: &SimFleet, lab: &Lab) -> Paths {
-        let dir = lab.dir.path();
-        let p = Paths {
-            inventory: dir.join("inventory.toml"),
-            repo: lab.repo.root().to_path_buf(),
-            catalog: dir.join("catalog.json"),
-            logs: dir.join("logs"),
-        };
-        std::fs::create_dir_all(&p.logs).unwrap();
-        write_inventory(fleet, &p.inventory);
-        hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
-        p
-    }
+/// The inventory hive reads (every host on 127.0.0.1 with its own WinRM port, its C: drive a
+/// folder of the Samba share; two canaries) and the catalog of `lab`.
+fn write_paths(fleet: &SimFleet, lab: &Lab) -> HivePaths {
+    let canary = |n: usize| if n < 2 { "\"canary\"" } else { "" }.to_string();
+    HivePaths::write(fleet, lab, canary, "")
 }
 
 /// `hive rollout ...` (no run yet) or `hive resume RUN ...`, output to files (NDJSON on stdout).
-fn hive(p: &Paths, run: Option<&str>, n: usize) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hive"));
-    match run {
-        None => c.args(["rollout", "--plan", PLAN]),
-        Some(r) => c.args(["resume", r]),
+fn hive(p: &HivePaths, run: Option<&str>, n: usize) -> Child {
+    let mut c = match run {
+        None => p.hive(&["rollout", "--plan", PLAN]),
+        Some(r) => p.hive(&["resume", r]),
     };
-    c.arg("--inventory")
-        .arg(&p.inventory)
-        .arg("--repo")
-        .arg(&p.repo)
-        .arg("--catalog")
-        .arg(&p.catalog)
-        .args([
-            "--parallel",
-            "8",
-            "--shutdown-delay",
-            "0",
-            "--reboot-timeout",
-            "20",
-            "--poll-ms",
-            "100",
-            "--install-timeout",
-            "30",
-        ])
+    c.args(["--parallel", "8"])
+        .args(FAST_REBOOTS)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(p.logs.join(format!("hive-{n}.out"))).unwrap())
         .stderr(std::fs::File::create(p.logs.join(format!("hive-{n}.err"))).unwrap());
@@ -432,7 +373,7 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
     let started = Instant::now();
     let fleet = SimFleet::start("rollcrash", &fleet_toml()).await;
     let lab = lab();
-    let p = Paths::write(&fleet, &lab);
+    let p = write_paths(&fleet, &lab);
 
     // The orchestrator runs as child processes; the fleet keeps serving from this process's
     // runtime meanwhile (the watcher blocks a worker thread, the others serve).
@@ -683,7 +624,7 @@ fn step_key(r: &Value) -> String {
 async fn ctrl_c_starts_no_new_host_and_resume_finishes_the_run() {
     let fleet = SimFleet::start("rollint", &fleet_toml()).await;
     let lab = lab();
-    let p = Paths::write(&fleet, &lab);
+    let p = write_paths(&fleet, &lab);
 
     let (run, signalled_ms) = tokio::task::spawn_blocking(move || {
         let mut child = hive(&p, None, 1);

@@ -12,11 +12,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Lab, LabPatch, SimFleet, env};
+use common::{FAST_REBOOTS, HivePaths, Lab, LabPatch, SimFleet};
 use hive::catalog::model::InstallerRecipe;
 use hive::journal::RunLog;
 use hive::rollout::HostVerdict;
@@ -72,36 +72,6 @@ fn lab() -> Lab {
     lab
 }
 
-/// The inventory: every host on 127.0.0.1 with its own WinRM port; `HC*` hosts are canaries;
-/// `health` goes into `[group_defaults]` as written.
-fn write_inventory(fleet: &SimFleet, path: &Path, health: &str) {
-    let mut s = String::from("[defaults]\ntransport = \"winrm-http\"\n");
-    s.push_str(&format!(
-        "user = \"{}\"\ncredential = \"env:HIVE_TEST_SMB_PASSWORD\"\n\n",
-        env("HIVE_TEST_SMB_USER")
-    ));
-    s.push_str(&format!("[group_defaults]\n{health}\n\n"));
-    for h in &fleet.hosts {
-        s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nsmb_address = \"{}\"\nsmb_port = {}\n\
-             smb_share = \"{}\"\nsmb_root = '{}'\ngroups = [{}]\n\n",
-            h.name,
-            h.address,
-            h.port,
-            h.smb_address,
-            h.smb_port,
-            h.smb_share,
-            h.smb_root,
-            if h.name.starts_with("HC") {
-                "\"canary\""
-            } else {
-                ""
-            }
-        ));
-    }
-    std::fs::write(path, s).unwrap();
-}
-
 struct Ran {
     code: Option<i32>,
     stdout: String,
@@ -111,31 +81,20 @@ struct Ran {
 
 /// `hive rollout --plan PLAN` over the fleet, to its end.
 fn hive_rollout(fleet: &SimFleet, lab: &Lab, plan: &str, health: &str) -> Ran {
-    let dir = lab.dir.path();
-    let inventory = dir.join("inventory.toml");
-    let catalog = dir.join("catalog.json");
-    write_inventory(fleet, &inventory, health);
-    hive::catalog::store::save(&catalog, &lab.catalog).unwrap();
+    // `HC*` hosts are canaries; `health` goes into `[group_defaults]` as written.
+    let canary = |n: usize| {
+        if fleet.hosts[n].name.starts_with("HC") {
+            "\"canary\"".to_string()
+        } else {
+            String::new()
+        }
+    };
+    let p = HivePaths::write(fleet, lab, canary, &format!("[group_defaults]\n{health}\n"));
     let t0 = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_hive"))
-        .args(["rollout", "--plan", plan, "--inventory"])
-        .arg(&inventory)
-        .arg("--repo")
-        .arg(lab.repo.root())
-        .arg("--catalog")
-        .arg(&catalog)
-        .args([
-            "--parallel",
-            "8",
-            "--shutdown-delay",
-            "0",
-            "--reboot-timeout",
-            "20",
-            "--poll-ms",
-            "100",
-            "--install-timeout",
-            "30",
-        ])
+    let out = p
+        .hive(&["rollout", "--plan", plan])
+        .args(["--parallel", "8"])
+        .args(FAST_REBOOTS)
         .stdin(Stdio::null())
         .output()
         .expect("hive runs");

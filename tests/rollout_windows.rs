@@ -14,11 +14,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, LabPatch, SimFleet, env};
+use common::{HivePaths, Lab, LabPatch, SimFleet};
 use hive::catalog::model::InstallerRecipe;
 use hive::journal::{self, RunLog, RunState};
 use jiff::{SignedDuration, Timestamp};
@@ -59,57 +59,24 @@ fn lab(run_ms: u64) -> Lab {
     lab
 }
 
-struct Paths {
-    inventory: PathBuf,
-    repo: PathBuf,
-    catalog: PathBuf,
-    logs: PathBuf,
-}
+type Paths = HivePaths;
 
-/// The inventory (every host in group `web`, plus `extra` TOML) and the catalog.
+/// The inventory (every host in group `web`, the first also in `first`, plus `extra` TOML) and
+/// the catalog.
 fn write(fleet: &SimFleet, lab: &Lab, extra: &str) -> Paths {
-    let dir = lab.dir.path();
-    let p = Paths {
-        inventory: dir.join("inventory.toml"),
-        repo: lab.repo.root().to_path_buf(),
-        catalog: dir.join("catalog.json"),
-        logs: dir.join("logs"),
+    let groups = |n: usize| {
+        if n == 0 {
+            "\"web\", \"first\"".to_string()
+        } else {
+            "\"web\"".to_string()
+        }
     };
-    std::fs::create_dir_all(&p.logs).unwrap();
-    let mut s = format!(
-        "[defaults]\ntransport = \"winrm-http\"\nuser = \"{}\"\ncredential = \"env:HIVE_TEST_SMB_PASSWORD\"\n\n",
-        env("HIVE_TEST_SMB_USER")
-    );
-    for (n, h) in fleet.hosts.iter().enumerate() {
-        s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nsmb_address = \"{}\"\nsmb_port = {}\n\
-             smb_share = \"{}\"\nsmb_root = '{}'\ngroups = [\"web\"{}]\n\n",
-            h.name,
-            h.address,
-            h.port,
-            h.smb_address,
-            h.smb_port,
-            h.smb_share,
-            h.smb_root,
-            if n == 0 { ", \"first\"" } else { "" }
-        ));
-    }
-    s.push_str(extra);
-    std::fs::write(&p.inventory, s).unwrap();
-    hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
-    p
+    HivePaths::write(fleet, lab, groups, extra)
 }
 
 /// `hive <args> --inventory ... --repo ... --catalog ...`, output to files.
 fn hive(p: &Paths, args: &[&str], n: usize) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hive"))
-        .args(args)
-        .arg("--inventory")
-        .arg(&p.inventory)
-        .arg("--repo")
-        .arg(&p.repo)
-        .arg("--catalog")
-        .arg(&p.catalog)
+    p.hive(args)
         .args([
             "--reboot",
             "never",
@@ -420,4 +387,97 @@ async fn wait_for_window_keeps_the_run_waiting_and_says_for_what_and_until_when(
     for (host, n) in installs_per_host(&fleet) {
         assert_eq!(n, 1, "{host}: {KB} installed {n} times");
     }
+}
+
+/// The same weekly window, in each host's own zone (no `window_zone`: the default): a host whose
+/// clock is in it is patched, one in a zone where it is hours away waits, and one whose Windows
+/// zone hive does not know is not started, the reason naming host and zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_weekly_window_opens_on_each_hosts_own_clock() {
+    let zones = [
+        ("ZONE01", "UTC"),
+        ("ZONE02", "Tokyo Standard Time"),
+        ("ZONE03", "Olympus Mons Standard Time"),
+    ];
+    let fleet_text: String = zones
+        .iter()
+        .enumerate()
+        .map(|(n, (name, zone))| {
+            format!(
+                "[[host]]\nname = \"{name}\"\naddress = \"127.0.0.{}\"\nproduct = \"{PRODUCT}\"\n\
+                 edition = \"ServerDatacenter\"\nversion = \"10.0.17763\"\nubr = 5206\n\
+                 time_zone = \"{zone}\"\n\n",
+                n + 2
+            )
+        })
+        .collect();
+    let fleet = SimFleet::start("hostzones", &fleet_text).await;
+    let lab = lab(100);
+    // Open now on a UTC clock for ten minutes; on a Tokyo clock (UTC+9, no DST) that is nine
+    // hours away.
+    let start = Timestamp::now() - SignedDuration::from_mins(1);
+    let at = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC);
+    let window = format!(
+        "{} {}-{}",
+        at(start).strftime("%a"),
+        at(start).strftime("%H:%M"),
+        at(start + SignedDuration::from_mins(11)).strftime("%H:%M")
+    );
+    let extra = format!("[group.web]\nwindow = [\"{window}\"]\n");
+    let p = write(&fleet, &lab, &extra);
+    let (code, out, log) = tokio::task::spawn_blocking(move || {
+        let dry = hive(&p, &["deploy", "--dry-run", "--install-estimate", "1"], 1);
+        let (code, dry_out) = finish(&p, dry, 1);
+        assert_eq!(code, Some(0), "{dry_out}");
+        let child = hive(
+            &p,
+            &["rollout", "--plan", "100%", "--install-estimate", "1"],
+            2,
+        );
+        let (code, out) = finish(&p, child, 2);
+        let log = RunLog::load(&p.repo, &only_run(&p.repo)).unwrap();
+        (code, format!("{dry_out}\n--- rollout:\n{out}"), log)
+    })
+    .await
+    .unwrap();
+    let line = |host: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("  {host}  ")))
+            .unwrap_or_else(|| panic!("no window line for {host}:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        line("ZONE01").contains(&format!(
+            "in window `{window}` (Etc/UTC (UTC, the host's zone))"
+        )),
+        "{out}"
+    );
+    assert!(
+        line("ZONE02").contains("next window") && line("ZONE02").contains("Asia/Tokyo"),
+        "{out}"
+    );
+    assert!(
+        line("ZONE03").contains("WOULD NOT START")
+            && line("ZONE03").contains("`Olympus Mons Standard Time`"),
+        "{out}"
+    );
+    assert_eq!(code, Some(5), "ZONE02 waits for its window: paused\n{out}");
+    let verdicts = log.verdicts();
+    assert_eq!(
+        verdicts.get("ZONE01").map(|v| v.0),
+        Some(hive::rollout::HostVerdict::Patched),
+        "{verdicts:?}"
+    );
+    assert!(!verdicts.contains_key("ZONE02"), "{verdicts:?}");
+    let (verdict, detail) = &verdicts["ZONE03"];
+    assert_eq!(*verdict, hive::rollout::HostVerdict::Skipped);
+    assert!(
+        detail.contains("ZONE03") && detail.contains("`Olympus Mons Standard Time`"),
+        "{detail}"
+    );
+    let installs = installs_per_host(&fleet);
+    assert_eq!(
+        (installs["ZONE01"], installs["ZONE02"], installs["ZONE03"]),
+        (1, 0, 0)
+    );
 }

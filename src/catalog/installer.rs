@@ -26,6 +26,27 @@ pub struct InstallerRecipe {
     /// `msiexec /x {ProductCode}`; without it an MSI cannot be taken off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product_code: Option<String>,
+    /// For a legacy hotfix: how `hive rollback` takes it off. `spuninst` (the default) runs the
+    /// `spuninst.exe` the install left in `$NtUninstall<ID>$`; `package` runs the hotfix package
+    /// itself with `-y -z -q`, which NT4/Windows 2000-era packages support (they put back the same
+    /// folder's files) and which is the only way for those that left no `spuninst` folder.
+    #[serde(default, skip_serializing_if = "UninstallVia::is_default")]
+    pub uninstall: UninstallVia,
+}
+
+/// How a legacy hotfix comes off (see [`InstallerRecipe::uninstall`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UninstallVia {
+    #[default]
+    Spuninst,
+    Package,
+}
+
+impl UninstallVia {
+    fn is_default(&self) -> bool {
+        *self == UninstallVia::Spuninst
+    }
 }
 
 impl InstallerRecipe {
@@ -52,6 +73,7 @@ impl InstallerRecipe {
             chainable: true,
             needs_qchain: true,
             product_code: None,
+            uninstall: UninstallVia::Spuninst,
         }
     }
 
@@ -65,6 +87,7 @@ impl InstallerRecipe {
             chainable: true,
             needs_qchain: false,
             product_code: None,
+            uninstall: UninstallVia::Spuninst,
         }
     }
 
@@ -89,6 +112,7 @@ impl InstallerRecipe {
             chainable: true,
             needs_qchain: false,
             product_code: None,
+            uninstall: UninstallVia::Spuninst,
         }
     }
 
@@ -101,6 +125,7 @@ impl InstallerRecipe {
             chainable: true,
             needs_qchain: false,
             product_code: None,
+            uninstall: UninstallVia::Spuninst,
         }
     }
 
@@ -117,6 +142,7 @@ impl InstallerRecipe {
             chainable: true,
             needs_qchain: true,
             product_code: None,
+            uninstall: UninstallVia::Spuninst,
         }
     }
 
@@ -217,6 +243,7 @@ mod tests {
             chainable: true,
             needs_qchain: false,
             product_code: None,
+            uninstall: UninstallVia::Spuninst,
         };
         assert_eq!(r.exit_meaning(3010), ExitMeaning::RebootRequired);
         assert_eq!(r.exit_meaning(1603), ExitMeaning::Failed);

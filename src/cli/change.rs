@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use hive::deploy::RebootPolicy;
 use hive::deploy::plan::{ApprovedInstaller, HostPlan};
 use hive::hooks::{ConnectorTarget, HookedJob, Hooks, WaveHookRunner};
 use hive::inventory::Inventory;
 use hive::pipeline::{DeployJob, Job};
-use hive::rollout::{HostJob, Rollout};
+use hive::remote::BoxFuture;
+use hive::rollout::{HostJob, HostOutcome, HostVerdict, JobContext, Rollout};
+use hive::scan::zone::read_zone;
 use hive::window::estimate::install_estimate;
+use hive::window::zones::{HostZone, zone_of};
 use hive::window::{Estimator, Gate, HostWindows, HostWork, RateMeter, SystemClock};
 
 /// The copy rate assumed until this run measured one: 5 MB/s, a WAN link to a branch office.
@@ -54,7 +58,8 @@ pub fn gate(
     per_host: BTreeMap<String, HostWork>,
     each: Option<u64>,
 ) -> Result<Option<Arc<Gate>>, Box<dyn std::error::Error>> {
-    let windows = HostWindows::resolve(&inv.policy, &inv.hosts, jiff::Timestamp::now())?;
+    let zones = host_zones(inv, job)?;
+    let windows = HostWindows::resolve(&inv.policy, &inv.hosts, jiff::Timestamp::now(), &zones)?;
     if !windows.any() {
         return Ok(None);
     }
@@ -70,6 +75,62 @@ pub fn gate(
         windows,
         estimator,
     })))
+}
+
+/// Each host whose windows are in its own zone, with that zone read from its registry (all at
+/// once, before the run: the gate decides before a host's job connects), or why it cannot be.
+fn host_zones(
+    inv: &Inventory,
+    job: &DeployJob,
+) -> Result<BTreeMap<String, Result<HostZone, String>>, Box<dyn std::error::Error>> {
+    let names = HostWindows::need_host_zone(&inv.policy, &inv.hosts);
+    if names.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let timeout = job.options.command_timeout;
+    let read = |name: String| async move {
+        let zone = match job.hosts.get(&name) {
+            None => Err(format!("{name}: not in the inventory")),
+            Some((_, Err(e))) => Err(format!("{name}: cannot read its time zone: {e}")),
+            Some((host, Ok(secret))) => match job.connector.open(host, secret) {
+                Err(e) => Err(format!("{name}: cannot read its time zone: {e}")),
+                Ok(mut target) => read_zone(target.as_mut(), timeout)
+                    .await
+                    .and_then(|id| zone_of(&name, &id)),
+            },
+        };
+        (name, zone)
+    };
+    // As many hosts at once as a scan reads: a large fleet is not opened all at the same time.
+    let reads = futures::stream::iter(names.into_iter().map(read))
+        .buffer_unordered(ZONE_READS_AT_ONCE)
+        .collect::<BTreeMap<_, _>>();
+    Ok(runtime.block_on(reads))
+}
+
+/// Hosts whose zone is read at the same time before a run.
+const ZONE_READS_AT_ONCE: usize = 32;
+
+/// Ends a host whose windows could not be placed in its own zone before anything touches it:
+/// `skipped`, with the reason naming the host and the zone.
+struct ZoneRefusal {
+    inner: Arc<dyn HostJob>,
+    gate: Arc<Gate>,
+}
+
+impl HostJob for ZoneRefusal {
+    fn run(&self, ctx: JobContext) -> BoxFuture<'static, HostOutcome> {
+        match self.gate.windows.refused(&ctx.host) {
+            Some(why) => {
+                let outcome = HostOutcome::new(HostVerdict::Skipped, why);
+                Box::pin(async move { outcome })
+            }
+            None => self.inner.run(ctx),
+        }
+    }
 }
 
 /// The engine over a deploy job with the inventory's windows and hooks.
@@ -103,6 +164,13 @@ pub fn rollout(
         }))
     } else {
         inner
+    };
+    let host_job: Arc<dyn HostJob> = match &gate {
+        Some(gate) => Arc::new(ZoneRefusal {
+            inner: host_job,
+            gate: gate.clone(),
+        }),
+        None => host_job,
     };
     let mut rollout = Rollout::new(repo.root(), host_job);
     rollout.watcher = Arc::new(hive::progress::Progress::stdout());

@@ -1,22 +1,17 @@
 //! `hive rollback RUN`: take off what run RUN installed, as a new run of its own.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clap::Args;
 
-use hive::deploy::plan::load_approved;
 use hive::inventory::{Host, Inventory};
-use hive::journal::RunLog;
-use hive::remote::Timeouts;
-use hive::repo::Repository;
+use hive::journal::{RollbackOf, RunHeader, RunLog};
 use hive::rollback::{Job, RollbackJob};
+use hive::rollout::engine::Retry;
 use hive::rollout::{Rollout, RolloutOptions, plan_waves, stop_on_ctrl_c};
-use hive::scan::run::PreparedProbe;
 
 use super::exit::Outcome;
-use super::rollout::{WaveArgs, WorkArgs, deploy_options, ended};
-use super::scan::secrets_for;
+use super::rollout::{WaveArgs, WorkArgs, ended};
 
 type CliResult = Result<Outcome, Box<dyn std::error::Error>>;
 
@@ -38,67 +33,17 @@ pub struct RollbackArgs {
 pub fn rollback(args: RollbackArgs) -> CliResult {
     let repo_root = &args.work.repo.repo;
     let of = hive::rollback::plan(repo_root, &args.run, &args.work.select.hosts, &args.patches)?;
-    // The hosts as the run reached them: journaled when a source found them, else the inventory.
     let header = RunLog::load(repo_root, &args.run)?.header;
-    let (hosts, policy) = if header.targets.is_empty() {
-        let selected = args.work.select.select_targets(Some(repo_root))?;
-        (selected.hosts, selected.policy)
-    } else {
-        let hosts = header
-            .targets
-            .iter()
-            .map(|t| t.host())
-            .collect::<Result<Vec<Host>, _>>()?;
-        (hosts, super::rollout::current_policy(&args.work)?)
-    };
-    let missing: Vec<&String> = of
-        .remove
-        .keys()
-        .filter(|h| !hosts.iter().any(|x| x.name.eq_ignore_ascii_case(h)))
-        .collect();
-    if !missing.is_empty() {
-        return Err(format!(
-            "run `{}` installed on {} which {} not in {}: hive cannot reach {} to take the patches off",
-            args.run,
-            join(&missing),
-            if missing.len() == 1 { "is" } else { "are" },
-            args.work
-                .select
-                .inventory
-                .as_ref()
-                .map_or_else(|| "the machines folder".to_string(), |p| p.display().to_string()),
-            if missing.len() == 1 { "it" } else { "them" },
-        )
-        .into());
-    }
-    let hosts: Vec<Host> = hosts
-        .into_iter()
-        .filter(|h| of.remove.contains_key(&h.name))
-        .collect();
-    let inv = Inventory { hosts, policy };
-    let catalog = Arc::new(args.work.catalog.load()?);
-    let repo = Repository::open(repo_root)?;
-    let approved = load_approved(&repo)?;
-    let secrets = secrets_for(&inv.hosts);
-    let job = RollbackJob {
-        hosts: secrets
-            .into_iter()
-            .map(|(h, s)| (h.name.clone(), (h, s)))
-            .collect::<BTreeMap<_, _>>(),
-        remove: of.remove.clone(),
-        probe: Arc::new(PreparedProbe::new(&catalog)),
-        catalog,
-        approved: Arc::new(approved),
-        repo,
-        options: deploy_options(&args.work),
-        files: args.work.files,
-        connector: super::connect::connector(Timeouts::default()),
-    };
+    let job = job(&args.work, &header, &of)?;
     let options = RolloutOptions {
         parallel: args.work.parallel,
         max_failed_per_wave: args.waves.max_failed,
         max_failed_total: args.waves.max_failed_total,
         ..RolloutOptions::default()
+    };
+    let inv = Inventory {
+        hosts: job.inputs.hosts.values().map(|(h, _)| h.clone()).collect(),
+        policy: Default::default(),
     };
     let waves = plan_waves(&args.waves.plan, &inv, None, &options)?;
     let mut rollout = Rollout::new(repo_root, Arc::new(Job(Arc::new(job))));
@@ -110,6 +55,73 @@ pub fn rollback(args: RollbackArgs) -> CliResult {
         rollout.start(&args.waves.plan, waves, options).await
     })?;
     Ok(ended(&summary))
+}
+
+/// `hive resume RUN` of a rollback run (`header` is its header, `of` what it takes off): the
+/// same job over the hosts it was started on, continued from its journal.
+pub fn resume(header: &RunHeader, of: &RollbackOf, work: &WorkArgs, retry: Retry) -> CliResult {
+    let repo_root = &work.repo.repo;
+    let job = job(work, &RunLog::load(repo_root, &of.run)?.header, of)?;
+    let mut rollout = Rollout::new(repo_root, Arc::new(Job(Arc::new(job))));
+    rollout.watcher = Arc::new(hive::progress::Progress::stdout());
+    let runtime = tokio::runtime::Runtime::new()?;
+    let summary = runtime.block_on(async {
+        stop_on_ctrl_c(rollout.stop.clone());
+        rollout.resume_retrying(&header.run, retry).await
+    })?;
+    Ok(ended(&summary))
+}
+
+/// The rollback job for `of`, on the hosts as the undone run reached them (`undone` is its
+/// header): journaled when a source found them, else the inventory. A host hive cannot reach
+/// any more is an error naming it, before anything starts.
+fn job(
+    work: &WorkArgs,
+    undone: &RunHeader,
+    of: &RollbackOf,
+) -> Result<RollbackJob, Box<dyn std::error::Error>> {
+    let repo_root = &work.repo.repo;
+    let hosts = if undone.targets.is_empty() {
+        work.select.select_targets(Some(repo_root))?.hosts
+    } else {
+        undone
+            .targets
+            .iter()
+            .map(|t| t.host())
+            .collect::<Result<Vec<Host>, _>>()?
+    };
+    let missing: Vec<&String> = of
+        .remove
+        .keys()
+        .filter(|h| !hosts.iter().any(|x| x.name.eq_ignore_ascii_case(h)))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "run `{}` installed on {} which {} not in {}: hive cannot reach {} to take the patches off",
+            of.run,
+            join(&missing),
+            if missing.len() == 1 { "is" } else { "are" },
+            work.select
+                .inventory
+                .as_ref()
+                .map_or_else(|| "the machines folder".to_string(), |p| p.display().to_string()),
+            if missing.len() == 1 { "it" } else { "them" },
+        )
+        .into());
+    }
+    let hosts: Vec<Host> = hosts
+        .into_iter()
+        .filter(|h| of.remove.contains_key(&h.name))
+        .collect();
+    let inv = Inventory {
+        hosts,
+        policy: Default::default(),
+    };
+    let (inputs, _) = super::rollout::job(work, inv)?;
+    Ok(RollbackJob {
+        inputs,
+        remove: of.remove.clone(),
+    })
 }
 
 fn join(names: &[&String]) -> String {

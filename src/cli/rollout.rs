@@ -200,7 +200,7 @@ fn selected(work: &WorkArgs) -> Result<(Inventory, Vec<TargetRecord>), Box<dyn s
     ))
 }
 
-fn job(
+pub(super) fn job(
     work: &WorkArgs,
     inv: Inventory,
 ) -> Result<(DeployJob, Inventory), Box<dyn std::error::Error>> {
@@ -403,12 +403,12 @@ pub fn resume(args: ResumeArgs) -> CliResult {
     // A run whose hosts came from a source resumes on the hosts it journaled, without asking
     // the directory (or sweeping the range) again.
     let header = RunLog::load(&args.work.repo.repo, &args.run)?.header;
+    let retry = Retry {
+        failed: args.retry_failed,
+        skipped: args.retry_skipped,
+    };
     if let Some(of) = &header.rollback {
-        return Err(format!(
-            "run `{}` is a rollback of `{}`: rollbacks are not resumed; run `hive rollback {}` again (it scans first and leaves alone what is already off)",
-            args.run, of.run, of.run
-        )
-        .into());
+        return super::rollback::resume(&header, of, &args.work, retry);
     }
     let inv = if header.targets.is_empty() {
         selected(&args.work)?.0
@@ -434,15 +434,7 @@ pub fn resume(args: ResumeArgs) -> CliResult {
     let runtime = tokio::runtime::Runtime::new()?;
     let summary = runtime.block_on(async {
         stop_on_ctrl_c(rollout.stop.clone());
-        rollout
-            .resume_retrying(
-                &args.run,
-                Retry {
-                    failed: args.retry_failed,
-                    skipped: args.retry_skipped,
-                },
-            )
-            .await
+        rollout.resume_retrying(&args.run, retry).await
     })?;
     Ok(ended(&summary))
 }

@@ -8,7 +8,7 @@ use super::*;
 use crate::events::StepOutcome;
 use crate::inventory::Inventory;
 use crate::journal::{RunLog, RunState};
-use crate::rollout::{Rollout, RolloutOptions};
+use crate::rollout::{Rollout, RolloutOptions, Wave};
 
 fn inventory(hooks: &str) -> Inventory {
     let text = format!(
@@ -94,25 +94,57 @@ fn hooked(
     })
 }
 
+/// What a hooks test works with: a folder (its `lb.log` is the load balancer's), a repository,
+/// the inner job's installs and the commands run on hosts.
+struct Bench {
+    dir: tempfile::TempDir,
+    repo: Repository,
+    installs: Arc<Mutex<Vec<String>>>,
+    remote: Arc<FakeRemote>,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(&dir.path().join("repo")).unwrap();
+        Bench {
+            dir,
+            repo,
+            installs: Arc::new(Mutex::new(Vec::new())),
+            remote: Arc::new(FakeRemote(Mutex::new(Vec::new()))),
+        }
+    }
+
+    /// A rollout of the hooked job over `inv`: the inner job records its install and ends with
+    /// `verdict` (or hangs after it: `hang`); `journaled` keeps the hook output in host logs.
+    fn rollout(
+        &self,
+        inv: &Inventory,
+        verdict: HostVerdict,
+        hang: bool,
+        journaled: bool,
+    ) -> Rollout {
+        let job = hooked(
+            inv,
+            inner(self.installs.clone(), verdict, hang),
+            self.remote.clone(),
+            journaled.then(|| self.repo.clone()),
+        );
+        Rollout::new(self.repo.root(), Arc::new(job))
+    }
+
+    /// The load balancer's log the drain hooks write.
+    fn lb(&self) -> Vec<String> {
+        lines(&self.dir.path().join("lb.log"))
+    }
+}
+
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-fn wave(hosts: &[&str]) -> Vec<crate::rollout::Wave> {
-    vec![crate::rollout::Wave {
-        index: 0,
-        name: "all".into(),
-        canary: false,
-        hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        soak_ms: 0,
-        quarantine_after: None,
-        max_failed: None,
-        max_unreachable: None,
-    }]
 }
 
 fn drain_hooks(dir: &Path, extra: &str) -> String {
@@ -132,29 +164,20 @@ timeout = "10s"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_and_undrain_run_around_every_host_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(&dir.path().join("repo")).unwrap();
-    let inv = inventory(&drain_hooks(dir.path(), ""));
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let remote = Arc::new(FakeRemote(Mutex::new(Vec::new())));
-    let job = hooked(
-        &inv,
-        inner(installs.clone(), HostVerdict::Patched, false),
-        remote.clone(),
-        Some(repo.clone()),
-    );
-    let rollout = Rollout::new(repo.root(), Arc::new(job));
+    let b = Bench::new();
+    let inv = inventory(&drain_hooks(b.dir.path(), ""));
+    let rollout = b.rollout(&inv, HostVerdict::Patched, false, true);
     let opts = RolloutOptions {
         parallel: 1,
         ..RolloutOptions::default()
     };
     let s = rollout
-        .start("100%", wave(&["web01", "web02"]), opts)
+        .start("100%", Wave::one(&["web01", "web02"]), opts)
         .await
         .unwrap();
     assert_eq!(s.counts().patched, 2, "{}", s.recap());
     assert_eq!(
-        lines(&dir.path().join("lb.log")),
+        b.lb(),
         [
             "drain web01 127.0.0.11",
             "undrain web01",
@@ -163,7 +186,7 @@ async fn drain_and_undrain_run_around_every_host_in_order() {
         ]
     );
     assert_eq!(
-        *remote.0.lock().unwrap(),
+        *b.remote.0.lock().unwrap(),
         [
             "web01 net stop W3SVC",
             "web01 net start W3SVC",
@@ -172,13 +195,13 @@ async fn drain_and_undrain_run_around_every_host_in_order() {
         ]
     );
     // The output is in the host's log and the hooks are journaled steps.
-    let log = std::fs::read_to_string(repo.root().join("logs/web01.log")).unwrap();
+    let log = std::fs::read_to_string(b.repo.root().join("logs/web01.log")).unwrap();
     assert!(
         log.contains("hook pre_host ([group.web]) `net stop W3SVC`: exit 0"),
         "{log}"
     );
     assert!(log.contains("  | ran net stop W3SVC"), "{log}");
-    let run = RunLog::load(repo.root(), &s.run).unwrap();
+    let run = RunLog::load(b.repo.root(), &s.run).unwrap();
     let steps: Vec<String> = run.hosts["web01"]
         .steps
         .iter()
@@ -190,20 +213,11 @@ async fn drain_and_undrain_run_around_every_host_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_pre_hook_skips_the_host_and_undoes_only_what_ran() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(&dir.path().join("repo")).unwrap();
-    let inv = inventory(&drain_hooks(dir.path(), "").replace("net stop W3SVC", "fail-stop"));
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let remote = Arc::new(FakeRemote(Mutex::new(Vec::new())));
-    let job = hooked(
-        &inv,
-        inner(installs.clone(), HostVerdict::Patched, false),
-        remote.clone(),
-        None,
-    );
-    let rollout = Rollout::new(repo.root(), Arc::new(job));
+    let b = Bench::new();
+    let inv = inventory(&drain_hooks(b.dir.path(), "").replace("net stop W3SVC", "fail-stop"));
+    let rollout = b.rollout(&inv, HostVerdict::Patched, false, false);
     let s = rollout
-        .start("100%", wave(&["web01"]), RolloutOptions::default())
+        .start("100%", Wave::one(&["web01"]), RolloutOptions::default())
         .await
         .unwrap();
     let h = &s.hosts[0];
@@ -214,31 +228,19 @@ async fn a_failed_pre_hook_skips_the_host_and_undoes_only_what_ran() {
         "{}",
         h.detail
     );
-    assert!(installs.lock().unwrap().is_empty());
+    assert!(b.installs.lock().unwrap().is_empty());
     // The drain ran, so the undrain runs; the failed service stop is not "undone".
-    assert_eq!(
-        lines(&dir.path().join("lb.log")),
-        ["drain web01 127.0.0.11", "undrain web01"]
-    );
-    assert_eq!(*remote.0.lock().unwrap(), ["web01 fail-stop"]);
+    assert_eq!(b.lb(), ["drain web01 127.0.0.11", "undrain web01"]);
+    assert_eq!(*b.remote.0.lock().unwrap(), ["web01 fail-stop"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_post_hook_marks_the_host_failed_with_its_evidence() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(&dir.path().join("repo")).unwrap();
-    let inv = inventory(&drain_hooks(dir.path(), "").replace("net start W3SVC", "fail-start"));
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let remote = Arc::new(FakeRemote(Mutex::new(Vec::new())));
-    let job = hooked(
-        &inv,
-        inner(installs, HostVerdict::Patched, false),
-        remote,
-        None,
-    );
-    let rollout = Rollout::new(repo.root(), Arc::new(job));
+    let b = Bench::new();
+    let inv = inventory(&drain_hooks(b.dir.path(), "").replace("net start W3SVC", "fail-start"));
+    let rollout = b.rollout(&inv, HostVerdict::Patched, false, false);
     let s = rollout
-        .start("100%", wave(&["web01"]), RolloutOptions::default())
+        .start("100%", Wave::one(&["web01"]), RolloutOptions::default())
         .await
         .unwrap();
     let h = &s.hosts[0];
@@ -251,25 +253,16 @@ async fn a_failed_post_hook_marks_the_host_failed_with_its_evidence() {
         h.detail
     );
     // The local undrain still ran after the failed remote post hook.
-    assert_eq!(lines(&dir.path().join("lb.log")).len(), 2);
+    assert_eq!(b.lb().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_hook_times_out_and_skips_the_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(&dir.path().join("repo")).unwrap();
+    let b = Bench::new();
     let inv = inventory("[group.web.hooks]\npre_host_local = \"sleep 30\"\ntimeout = \"300ms\"\n");
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let remote = Arc::new(FakeRemote(Mutex::new(Vec::new())));
-    let job = hooked(
-        &inv,
-        inner(installs.clone(), HostVerdict::Patched, false),
-        remote,
-        None,
-    );
-    let rollout = Rollout::new(repo.root(), Arc::new(job));
+    let rollout = b.rollout(&inv, HostVerdict::Patched, false, false);
     let s = rollout
-        .start("100%", wave(&["web01"]), RolloutOptions::default())
+        .start("100%", Wave::one(&["web01"]), RolloutOptions::default())
         .await
         .unwrap();
     let h = &s.hosts[0];
@@ -280,7 +273,7 @@ async fn a_hanging_hook_times_out_and_skips_the_host() {
         "{}",
         h.detail
     );
-    assert!(installs.lock().unwrap().is_empty());
+    assert!(b.installs.lock().unwrap().is_empty());
 }
 
 /// The orchestrator dies between install and post hook (the run's future is dropped where it
@@ -288,31 +281,22 @@ async fn a_hanging_hook_times_out_and_skips_the_host() {
 /// undrains it even though the install is the only thing the journal shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_after_a_crash_between_install_and_post_hook_undrains_without_draining_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = Repository::init(&dir.path().join("repo")).unwrap();
-    let inv = inventory(&drain_hooks(dir.path(), ""));
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let remote = Arc::new(FakeRemote(Mutex::new(Vec::new())));
-    let crashing = hooked(
-        &inv,
-        inner(installs.clone(), HostVerdict::Patched, true),
-        remote.clone(),
-        None,
-    );
-    let rollout = Rollout::new(repo.root(), Arc::new(crashing));
+    let b = Bench::new();
+    let inv = inventory(&drain_hooks(b.dir.path(), ""));
+    let rollout = b.rollout(&inv, HostVerdict::Patched, true, false);
     let running = tokio::spawn(async move {
         rollout
-            .start("100%", wave(&["web01"]), RolloutOptions::default())
+            .start("100%", Wave::one(&["web01"]), RolloutOptions::default())
             .await
     });
-    while installs.lock().unwrap().is_empty() {
+    while b.installs.lock().unwrap().is_empty() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     running.abort();
     let _ = running.await;
-    let runs = crate::journal::list_runs(repo.root()).unwrap();
+    let runs = crate::journal::list_runs(b.repo.root()).unwrap();
     let run = runs[0].run.clone();
-    let state = RunLog::load(repo.root(), &run)
+    let state = RunLog::load(b.repo.root(), &run)
         .unwrap()
         .resume_state("web01");
     assert_eq!(
@@ -321,25 +305,16 @@ async fn resume_after_a_crash_between_install_and_post_hook_undrains_without_dra
     );
 
     // The resumed install fails this time: the undrain runs all the same.
-    let resumed = hooked(
-        &inv,
-        inner(installs.clone(), HostVerdict::Failed, false),
-        remote.clone(),
-        None,
-    );
-    let rollout = Rollout::new(repo.root(), Arc::new(resumed));
+    let rollout = b.rollout(&inv, HostVerdict::Failed, false, false);
     let s = rollout.resume(&run, false).await.unwrap();
     assert_eq!(s.hosts[0].verdict, Some(HostVerdict::Failed));
-    assert_eq!(*installs.lock().unwrap(), ["install web01"]);
+    assert_eq!(*b.installs.lock().unwrap(), ["install web01"]);
+    assert_eq!(b.lb(), ["drain web01 127.0.0.11", "undrain web01"]);
     assert_eq!(
-        lines(&dir.path().join("lb.log")),
-        ["drain web01 127.0.0.11", "undrain web01"]
-    );
-    assert_eq!(
-        *remote.0.lock().unwrap(),
+        *b.remote.0.lock().unwrap(),
         ["web01 net stop W3SVC", "web01 net start W3SVC"]
     );
-    let log = RunLog::load(repo.root(), &run).unwrap();
+    let log = RunLog::load(b.repo.root(), &run).unwrap();
     assert_eq!(log.state.unwrap().0, RunState::Finished);
     assert!(log.hosts["web01"].resume_state().hooks_in_effect.is_empty());
 }
@@ -387,7 +362,7 @@ async fn wave_hooks_run_once_per_distinct_command_with_the_wave_in_env() {
     let runner = WaveHookRunner {
         hooks: Hooks::resolve(&inv.policy, &inv.hosts).unwrap(),
     };
-    let w = &wave(&["web01", "web02"])[0];
+    let w = &Wave::one(&["web01", "web02"])[0];
     let said = runner.before("r1", w).await.unwrap();
     assert!(said.starts_with("pre_wave hook"), "{said}");
     let e = runner.after("r1", w, "passed").await.unwrap_err();

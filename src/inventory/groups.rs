@@ -15,7 +15,7 @@
 //! health = [{ service = "W3SVC" }, { http = "https://{address}/health" }]
 //! health_interval = 30
 //! window = ["Sat 02:00-06:00", "patch-tuesday+3 22:00-02:00"]   # see crate::window
-//! window_zone = "Europe/Berlin"                                 # IANA name; default: this machine's
+//! window_zone = "Europe/Berlin"                                 # IANA, "local" or "host" (default)
 //!
 //! [group.web.hooks]                                             # see crate::hooks
 //! pre_host_local = "/usr/local/bin/lb drain"                    # HIVE_HOST_NAME, HIVE_HOST_ADDRESS
@@ -47,7 +47,8 @@ pub struct GroupSettings {
     /// Maintenance windows (`"Sat 02:00-06:00"`, `"2026-12-24 22:00 - 2026-12-25 04:00"`,
     /// `"patch-tuesday+3 02:00-06:00"`): a host starts only inside one. Parsed by `crate::window`.
     pub window: Option<Vec<String>>,
-    /// The IANA time zone the windows' times are in; this machine's zone when absent.
+    /// The time zone the windows' times are in: an IANA name, `"local"` (this machine's) or
+    /// `"host"` (each host's own, read from its registry; the default).
     pub window_zone: Option<String>,
     /// Commands run around each host and each wave.
     pub hooks: Option<HookSettings>,

@@ -5,13 +5,15 @@
 //!   `<SystemRoot>\$NtUninstall<ID>$\spuninst\spuninst.exe -u -q -z` (unattended, quiet, no
 //!   reboot: the switches every Update.exe-era spuninst takes). The folder is what the install kept
 //!   of the replaced files; without it Windows cannot put them back, and hive says so instead of
-//!   trying anything else.
+//!   trying anything else. A hotfix whose recipe says `uninstall = "package"` is instead run
+//!   itself with `-y -z -q` (uninstall, no reboot, quiet), staged again for the purpose: the
+//!   NT4/Windows 2000-era packages that support it restore from the same folder.
 //! - `.msu`/`.cab`: `dism /Online /Remove-Package /PackageName:<identity> /Quiet /NoRestart`, the
 //!   identity found in `dism /Online /Get-Packages` (`Package_for_KB5000002~31bf3856ad364e35~…`).
 //!   Never `wusa /uninstall`: wusa fails over WinRM (0x5, KB2773898), as it does for installs.
 //! - `.msi`: `msiexec /x {ProductCode} /qn /norestart`, the product code from the recipe.
 
-use crate::catalog::model::{ExitMeaning, InstallerKind, InstallerRecipe};
+use crate::catalog::model::{ExitMeaning, InstallerKind, InstallerRecipe, UninstallVia};
 use crate::deploy::quote::{QuoteError, command_line};
 
 /// msiexec: the product is not installed (ERROR_UNKNOWN_PRODUCT).
@@ -26,6 +28,8 @@ pub const DISM_PERMANENT: u32 = 0x800F_0825;
 pub enum Method {
     /// `spuninst.exe` in the hotfix's `$NtUninstall<ID>$` folder under the host's SystemRoot.
     Spuninst { id: String },
+    /// The hotfix package itself, `-y -z -q`.
+    HotfixPackage { id: String },
     /// DISM, the package identity looked up on the host.
     Dism { kb: String },
     /// Windows Installer, by product code.
@@ -52,6 +56,13 @@ pub fn method(patch: &str, recipe: Option<&InstallerRecipe>) -> Result<Method, N
     let recipe = recipe.ok_or(NoMethod::NoRecipe)?;
     match recipe.kind {
         // A hiveexec.cmd runs the bulletin's legacy hotfix, which leaves its own uninstaller.
+        InstallerKind::HotfixExe | InstallerKind::UpdateExe
+            if recipe.uninstall == UninstallVia::Package =>
+        {
+            Ok(Method::HotfixPackage {
+                id: patch.to_ascii_uppercase(),
+            })
+        }
         InstallerKind::HotfixExe | InstallerKind::UpdateExe | InstallerKind::HiveExec => {
             Ok(Method::Spuninst {
                 id: patch.to_ascii_uppercase(),
@@ -81,6 +92,11 @@ pub fn spuninst_path(system_root: &str, id: &str) -> String {
 /// `<spuninst> -u -q -z`.
 pub fn spuninst_line(path: &str) -> Result<String, QuoteError> {
     command_line(&[path, "-u", "-q", "-z"])
+}
+
+/// `<hotfix package> -y -z -q`: the package takes itself off, quietly, without restarting.
+pub fn hotfix_uninstall_line(package: &str) -> Result<String, QuoteError> {
+    command_line(&[package, "-y", "-z", "-q"])
 }
 
 /// `dism /Online /Get-Packages`.
@@ -198,6 +214,18 @@ mod tests {
             Err(NoMethod::NoProductCode)
         );
         assert_eq!(method("KB1", None), Err(NoMethod::NoRecipe));
+        let mut self_removing = InstallerRecipe::legacy_hotfix();
+        self_removing.uninstall = UninstallVia::Package;
+        assert_eq!(
+            method("q300972", Some(&self_removing)),
+            Ok(Method::HotfixPackage {
+                id: "Q300972".into()
+            })
+        );
+        assert_eq!(
+            hotfix_uninstall_line(r"C:\Windows\Temp\hive\r1\Q300972_W2K.exe").unwrap(),
+            r"C:\Windows\Temp\hive\r1\Q300972_W2K.exe -y -z -q"
+        );
     }
 
     #[test]

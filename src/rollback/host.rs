@@ -8,6 +8,7 @@
 //! A patch that cannot come off — a permanent package, an uninstaller that is not there — is a
 //! per-patch outcome with its evidence, not a stop: the other patches still come off.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,16 @@ use crate::scan::evaluate::{Status, Verdict};
 pub struct Removal {
     pub patch: String,
     pub recipe: Option<InstallerRecipe>,
+    /// The approved package in the repository: staged again when the recipe has the package
+    /// take itself off (`uninstall = "package"`).
+    pub package: Option<PackageFile>,
+}
+
+/// An installer in the repository and its name on the host.
+#[derive(Debug, Clone)]
+pub struct PackageFile {
+    pub local: std::path::PathBuf,
+    pub file_name: String,
 }
 
 /// What happened to one patch.
@@ -130,12 +141,15 @@ pub struct RollbackOutcome {
     pub evidence: Vec<String>,
 }
 
-/// Take `removals` off the host, given the scan that just ran (`before`).
+/// Take `removals` off the host, given the scan that just ran (`before`). `removed_before` are
+/// the patches this run already took off (a resumed run): their uninstallers are not run again,
+/// but their reboot and verification are still this host's.
 pub async fn roll_back_host(
     ctx: &mut HostContext<'_>,
     scan: &ScanInputs<'_>,
     before: &[Verdict],
     removals: &[Removal],
+    removed_before: &BTreeSet<String>,
 ) -> RollbackOutcome {
     let mut patches: Vec<RemoveResult> = removals
         .iter()
@@ -149,7 +163,19 @@ pub async fn roll_back_host(
         .collect();
     let mut reboots = Vec::new();
     let mut evidence = Vec::new();
-    let verdict = match run(ctx, scan, before, removals, &mut patches, &mut reboots).await {
+    let verdict = match run(
+        ctx,
+        scan,
+        Before {
+            verdicts: before,
+            removed: removed_before,
+        },
+        removals,
+        &mut patches,
+        &mut reboots,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(stop) => {
             evidence.push(stop.why.clone());
@@ -181,18 +207,34 @@ pub async fn roll_back_host(
     }
 }
 
+/// What was known of the host before its removals.
+struct Before<'a> {
+    /// The scan that just ran.
+    verdicts: &'a [Verdict],
+    /// Taken off earlier in this run.
+    removed: &'a BTreeSet<String>,
+}
+
 async fn run(
     ctx: &mut HostContext<'_>,
     scan: &ScanInputs<'_>,
-    before: &[Verdict],
+    before: Before<'_>,
     removals: &[Removal],
     patches: &mut [RemoveResult],
     reboots: &mut Vec<RebootRecord>,
 ) -> Result<RollbackVerdict, Stop> {
-    // What the scan already finds missing is not touched: the uninstaller never runs twice.
+    // What this run took off already, or the scan finds missing, is not touched: the uninstaller
+    // never runs twice.
     let mut todo = Vec::new();
+    let mut earlier = Vec::new();
     for (i, r) in removals.iter().enumerate() {
-        match before.iter().find(|v| v.patch == r.patch) {
+        if before.removed.contains(&r.patch) {
+            patches[i].outcome = RemoveOutcome::Removed;
+            patches[i].detail = "taken off earlier in this run (journal)".into();
+            earlier.push(i);
+            continue;
+        }
+        match before.verdicts.iter().find(|v| v.patch == r.patch) {
             Some(v) if v.status == Status::Installed => todo.push(i),
             Some(v) => {
                 patches[i].outcome = RemoveOutcome::NotInstalled;
@@ -204,7 +246,7 @@ async fn run(
             }
         }
     }
-    if todo.is_empty() {
+    if todo.is_empty() && earlier.is_empty() {
         return Ok(RollbackVerdict::NothingToDo);
     }
     let state = crate::deploy::reboot::host_state(ctx).await?;
@@ -250,8 +292,9 @@ async fn run(
             _ => {}
         }
     }
-    let removed: Vec<usize> = todo
+    let removed: Vec<usize> = earlier
         .iter()
+        .chain(&todo)
         .copied()
         .filter(|&i| patches[i].outcome.removed())
         .collect();
@@ -321,6 +364,26 @@ async fn remove_one(
     ctx: &mut HostContext<'_>,
     removal: &Removal,
     system_root: &mut Option<String>,
+) -> Ended {
+    let mut staged = None;
+    let ended = remove_with(ctx, removal, system_root, &mut staged).await;
+    if let Some(path) = staged {
+        // The package was copied only to take itself off: it does not stay on the host.
+        if let Ok(line) = crate::deploy::quote::command_line(&["del", "/q", &path]) {
+            let _ = ctx
+                .target
+                .exec(&Command::Cmd(line), ctx.options.command_timeout)
+                .await;
+        }
+    }
+    ended
+}
+
+async fn remove_with(
+    ctx: &mut HostContext<'_>,
+    removal: &Removal,
+    system_root: &mut Option<String>,
+    staged: &mut Option<String>,
 ) -> Ended {
     let patch = removal.patch.as_str();
     let Some(recipe) = removal.recipe.as_ref() else {
@@ -409,6 +472,28 @@ async fn remove_one(
         Method::Msi { product_code } => {
             vec![command::msiexec_remove_line(product_code).map_err(bad_line)?]
         }
+        Method::HotfixPackage { id } => {
+            let Some(package) = &removal.package else {
+                return Ok(Said::new(
+                    RemoveOutcome::UninstallerMissing,
+                    format!(
+                        "its recipe has the package take {id} off (-y) but no approved package for it is in the repository"
+                    ),
+                ));
+            };
+            let remote = format!(r"{}\{}", ctx.stage_dir(), package.file_name);
+            if let Err(e) = ctx.target.put_file(&package.local, &remote).await {
+                return Err((
+                    Said::new(
+                        RemoveOutcome::Failed,
+                        format!("staging {} to take it off: {e}", package.file_name),
+                    ),
+                    Stop::remote(&e),
+                ));
+            }
+            *staged = Some(remote.clone());
+            vec![command::hotfix_uninstall_line(&remote).map_err(bad_line)?]
+        }
     };
     let mut parts = Vec::new();
     let mut last = None;
@@ -457,6 +542,7 @@ async fn remove_one(
         exit_code: last,
         detail: match &method {
             Method::Spuninst { .. } => "spuninst.exe".to_string(),
+            Method::HotfixPackage { .. } => "the hotfix package, -y -z -q".to_string(),
             Method::Dism { .. } => format!("{} package(s) removed with DISM", lines.len()),
             Method::Msi { product_code } => format!("msiexec /x {product_code}"),
         },
@@ -594,7 +680,14 @@ mod tests {
     ) -> (RollbackOutcome, Bench) {
         let fixture = ScanFixture::new(Catalog::default());
         let mut b = Bench::new(fake);
-        let out = roll_back_host(&mut b.ctx(), &fixture.inputs(), before, removals).await;
+        let out = roll_back_host(
+            &mut b.ctx(),
+            &fixture.inputs(),
+            before,
+            removals,
+            &BTreeSet::new(),
+        )
+        .await;
         (out, b)
     }
 
@@ -602,6 +695,7 @@ mod tests {
         Removal {
             patch: patch.into(),
             recipe: Some(recipe),
+            package: None,
         }
     }
 
@@ -659,6 +753,46 @@ mod tests {
             out.patches[0]
         );
         assert!(b.fake.commands_with("spuninst").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_self_removing_hotfix_is_staged_run_with_y_z_q_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("Q300972_W2K_SP3_x86_en.EXE");
+        std::fs::write(&local, b"MZ hotfix").unwrap();
+        let mut recipe = InstallerRecipe::update_exe();
+        recipe.uninstall = crate::catalog::model::UninstallVia::Package;
+        let fake = FakeTarget::new("H1", "B1").on(" -y -z -q", [Reply::exit(1603, "")]);
+        let with_package = Removal {
+            package: Some(PackageFile {
+                local,
+                file_name: "Q300972_W2K_SP3_x86_en.EXE".into(),
+            }),
+            ..removal("Q300972", recipe.clone())
+        };
+        let (out, b) = roll_back(fake, &[installed("Q300972")], &[with_package]).await;
+        assert_eq!(out.verdict, RollbackVerdict::UninstallFailed, "{out:?}");
+        let runs = b.fake.commands_with(" -y -z -q");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert!(
+            runs[0].ends_with(r"\Q300972_W2K_SP3_x86_en.EXE -y -z -q")
+                && runs[0].starts_with(r"C:\Windows\Temp\hive\"),
+            "{runs:?}"
+        );
+        assert_eq!(
+            b.fake.commands_with("del /q").len(),
+            1,
+            "the copy is removed"
+        );
+        assert!(b.fake.commands_with("spuninst").is_empty());
+
+        // Without the approved package in the repository it cannot take itself off.
+        let fake = FakeTarget::new("H1", "B1");
+        let (out, b) =
+            roll_back(fake, &[installed("Q300972")], &[removal("Q300972", recipe)]).await;
+        assert_eq!(out.verdict, RollbackVerdict::UninstallerMissing, "{out:?}");
+        assert!(out.patches[0].detail.contains("-y"), "{:?}", out.patches[0]);
+        assert!(b.fake.commands_with("-y").is_empty());
     }
 
     #[tokio::test]

@@ -8,144 +8,114 @@
 //! its exit codes mean), [`host`] (one host: uninstall, reboot, verify). [`RollbackJob`] is the
 //! rollout's [`HostJob`] for it.
 //!
-//! A rollback run is not resumed with `hive resume`: run `hive rollback` for the same run again.
-//! It scans each host first and leaves alone whatever is already missing, so nothing comes off
-//! twice.
+//! A rollback run stopped by Ctrl-C, a crash or kill -9 is continued by `hive resume RUN` like a
+//! rollout, under the same journal rules ([`resume`]): an uninstall the journal shows finished is
+//! never run again, and one the crash cut off is settled from the host's re-scan first.
 
 pub mod command;
 pub mod host;
+pub mod resume;
 pub mod source;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::catalog::model::{Catalog, InstallerRecipe};
+use crate::catalog::model::InstallerRecipe;
+use crate::deploy::DeployVerdict;
 use crate::deploy::plan::ApprovedInstaller;
-use crate::deploy::{self, DeployOptions, DeployVerdict, ScanInputs};
-use crate::events::{Step, StepOutcome};
-use crate::inventory::{Host, Secret};
-use crate::remote::{BoxFuture, Connector, RemoteError};
-use crate::repo::Repository;
+use crate::pipeline::DeployJob;
+use crate::remote::BoxFuture;
 use crate::rollout::{HostJob, HostOutcome, HostVerdict, JobContext};
-use crate::scan::run::{FileSource, PreparedProbe, scan_target};
 
-pub use host::{Removal, RemoveOutcome, RollbackOutcome, RollbackVerdict, roll_back_host};
+pub use host::{
+    PackageFile, Removal, RemoveOutcome, RollbackOutcome, RollbackVerdict, roll_back_host,
+};
 pub use source::{SourceError, installed_by, plan};
 
 /// Everything a rollback run needs, shared by all its hosts.
 pub struct RollbackJob {
-    pub hosts: BTreeMap<String, (Host, Result<Secret, String>)>,
+    /// The hosts and what they are reached, scanned and verified with: a deploy job's inputs.
+    /// Its approved installers' recipes say how each patch went on, so how it comes off.
+    pub inputs: DeployJob,
     /// Per host, the patches to take off, in removal order (the run header's `rollback.remove`).
     pub remove: BTreeMap<String, Vec<String>>,
-    pub catalog: Arc<Catalog>,
-    pub probe: Arc<PreparedProbe>,
-    /// The approved installers: their recipes say how each patch went on, so how it comes off.
-    pub approved: Arc<Vec<ApprovedInstaller>>,
-    pub repo: Repository,
-    pub options: DeployOptions,
-    pub files: FileSource,
-    pub connector: Arc<dyn Connector>,
 }
 
 impl RollbackJob {
     /// The recipe `patch` was installed with: its bulletin's approved recipe, else the catalog's.
     pub fn recipe(&self, patch: &str) -> Option<InstallerRecipe> {
-        let p = self.catalog.patches.get(patch)?;
-        p.bulletins
-            .iter()
-            .find_map(|b| {
-                self.approved
-                    .iter()
-                    .find(|a| a.bulletin.eq_ignore_ascii_case(b))
-            })
+        self.approved_for(patch)
             .map(|a| a.recipe.clone())
-            .or_else(|| p.installer.clone())
+            .or_else(|| self.inputs.catalog.patches.get(patch)?.installer.clone())
+    }
+
+    /// The approved installer of `patch`'s bulletin.
+    fn approved_for(&self, patch: &str) -> Option<&ApprovedInstaller> {
+        let p = self.inputs.catalog.patches.get(patch)?;
+        p.bulletins.iter().find_map(|b| {
+            self.inputs
+                .approved
+                .iter()
+                .find(|a| a.bulletin.eq_ignore_ascii_case(b))
+        })
+    }
+
+    /// What taking `patch` off needs.
+    pub fn removal(&self, patch: &str) -> Removal {
+        Removal {
+            patch: patch.to_string(),
+            recipe: self.recipe(patch),
+            package: self.approved_for(patch).map(|a| PackageFile {
+                local: a.path.clone(),
+                file_name: a.file_name.clone(),
+            }),
+        }
     }
 
     async fn run_host(self: Arc<Self>, ctx: JobContext) -> HostOutcome {
-        let Some((host, secret)) = self.hosts.get(&ctx.host) else {
-            return HostOutcome::new(
-                HostVerdict::Skipped,
-                format!("{} is not in the inventory", ctx.host),
-            );
-        };
-        let secret = match secret {
-            Ok(s) => s,
-            Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.clone()),
-        };
         let removals: Vec<Removal> = self
             .remove
             .get(&ctx.host)
             .into_iter()
             .flatten()
-            .map(|p| Removal {
-                patch: p.clone(),
-                recipe: self.recipe(p),
-            })
+            .map(|p| self.removal(p))
             .collect();
-        let mut target = match self.connector.open(host, secret) {
-            Ok(t) => t,
-            Err(e) => return HostOutcome::new(HostVerdict::Unreachable, e.to_string()),
-        };
-        if let Err(e) = ctx.started(Step::Scan) {
-            return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
-        }
-        let scan = scan_target(
-            target.as_mut(),
-            &self.catalog,
-            &self.probe,
-            self.options.verify_timeout,
-            self.files,
-        )
-        .await;
-        let result = match scan {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = ctx.finished(Step::Scan, false, StepOutcome::Failed, &e.to_string());
-                let verdict = match e {
-                    RemoteError::Unreachable(_)
-                    | RemoteError::AuthFailed(_)
-                    | RemoteError::TimedOut(_) => HostVerdict::Unreachable,
-                    _ => HostVerdict::Failed,
-                };
-                return HostOutcome::new(verdict, format!("scan: {e}"));
-            }
-        };
-        let on_host = removals
-            .iter()
-            .filter(|r| {
-                result.verdicts.iter().any(|v| {
-                    v.patch == r.patch && v.status == crate::scan::evaluate::Status::Installed
-                })
+        let access = self.inputs.access();
+        let scanned = access
+            .connect_and_scan(&ctx, |result| {
+                let on_host = removals
+                    .iter()
+                    .filter(|r| installed(&result.verdicts, &r.patch))
+                    .count();
+                (
+                    format!(
+                        "{on_host} of {} patch(es) to take off are installed",
+                        removals.len()
+                    ),
+                    (),
+                )
             })
-            .count();
-        let _ = ctx.finished_at_boot(
-            Step::Scan,
-            true,
-            StepOutcome::Ok,
-            &format!(
-                "{on_host} of {} patch(es) to take off are installed",
-                removals.len()
-            ),
-            result.facts.last_boot.clone(),
-        );
-        let sink = ctx.sink.clone();
-        let mut dctx = deploy::HostContext::new(
-            &ctx.run,
-            host,
-            target.as_mut(),
-            sink.as_ref(),
-            Some(&self.repo),
-            &self.options,
-        );
-        let inputs = ScanInputs {
-            catalog: &self.catalog,
-            probe: &self.probe,
-            files: self.files,
+            .await;
+        let mut scanned = match scanned {
+            Ok((s, ())) => s,
+            Err(outcome) => return outcome,
         };
-        let out = roll_back_host(&mut dctx, &inputs, &result.verdicts, &removals).await;
+        let removed_before = match resume::settle_open_uninstalls(&ctx, &scanned.result) {
+            Ok(r) => r,
+            Err(e) => return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}")),
+        };
+        let verdicts = scanned.result.verdicts.clone();
+        let (mut dctx, inputs) = access.work_on(&ctx, &mut scanned);
+        let out = roll_back_host(&mut dctx, &inputs, &verdicts, &removals, &removed_before).await;
         host_outcome(&out)
     }
+}
+
+/// The scan finds `patch` installed.
+fn installed(verdicts: &[crate::scan::evaluate::Verdict], patch: &str) -> bool {
+    verdicts
+        .iter()
+        .any(|v| v.patch == patch && v.status == crate::scan::evaluate::Status::Installed)
 }
 
 /// A host's rollback in the rollout's terms: a host rolled back is where the run wanted it

@@ -320,6 +320,24 @@ pub struct Wave {
     pub quarantine_after: Option<u32>,
 }
 
+#[cfg(test)]
+impl Wave {
+    /// The run of one wave of `hosts`, without canary, soak or budget: what the tests of the
+    /// engine's surroundings (hooks, windows) run.
+    pub(crate) fn one(hosts: &[&str]) -> Vec<Wave> {
+        vec![Wave {
+            index: 0,
+            name: "all".into(),
+            canary: false,
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            soak_ms: 0,
+            quarantine_after: None,
+            max_failed: None,
+            max_unreachable: None,
+        }]
+    }
+}
+
 /// Resolve stages against the inventory's hosts (name and groups, in inventory order).
 ///
 /// Group stages default to a budget of zero failures (they are canaries: a failure there is the

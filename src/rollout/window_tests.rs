@@ -17,19 +17,6 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn wave(hosts: &[&str]) -> Vec<Wave> {
-    vec![Wave {
-        index: 0,
-        name: "all".into(),
-        canary: false,
-        hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        soak_ms: 0,
-        quarantine_after: None,
-        max_failed: None,
-        max_unreachable: None,
-    }]
-}
-
 /// Each host: install KB1 (unless its journal says it did), then a "reboot" that looks at the
 /// stop flag between polls. Installs are logged, like the simulator's install log. The host
 /// named `closer` moves the clock past the window's end while it installs.
@@ -88,21 +75,40 @@ fn gate(clock: &Arc<SimClock>, hosts: &[&str], need: Duration) -> Arc<Gate> {
 
 const HOSTS: [&str; 4] = ["A1", "A2", "A3", "A4"];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_closing_mid_run_pauses_it_and_resume_goes_on_in_the_next_with_nothing_twice() {
+/// A run's folder, a clock at Saturday 05:30 UTC, the install log, and a rollout of [`job`] whose
+/// `windowed` hosts have a "Sat 02:00-06:00" window and each need `need`.
+fn bench(
+    closer: &'static str,
+    windowed: &[&str],
+    need: Duration,
+) -> (
+    tempfile::TempDir,
+    Arc<SimClock>,
+    Arc<Mutex<Vec<String>>>,
+    Rollout,
+) {
     let repo = tempfile::tempdir().unwrap();
     let clock = Arc::new(SimClock::starting_at(ts("2026-12-05T05:30:00Z")));
     let installs = Arc::new(Mutex::new(Vec::new()));
     let mut rollout = Rollout::new(
         repo.path(),
-        Arc::new(job(installs.clone(), clock.clone(), "A2")),
+        Arc::new(job(installs.clone(), clock.clone(), closer)),
     );
-    rollout.gate = Some(gate(&clock, &HOSTS, Duration::from_secs(60)));
+    rollout.gate = Some(gate(&clock, windowed, need));
+    (repo, clock, installs, rollout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_closing_mid_run_pauses_it_and_resume_goes_on_in_the_next_with_nothing_twice() {
+    let (repo, clock, installs, rollout) = bench("A2", &HOSTS, Duration::from_secs(60));
     let opts = RolloutOptions {
         parallel: 1,
         ..RolloutOptions::default()
     };
-    let summary = rollout.start("100%", wave(&HOSTS), opts).await.unwrap();
+    let summary = rollout
+        .start("100%", Wave::one(&HOSTS), opts)
+        .await
+        .unwrap();
     assert_eq!(summary.state, RunState::Paused, "{}", summary.recap());
     let Some(StopReason::Window { detail, .. }) = &summary.stop else {
         panic!("{:?}", summary.stop)
@@ -142,14 +148,7 @@ async fn a_window_closing_mid_run_pauses_it_and_resume_goes_on_in_the_next_with_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_window_waits_for_the_next_opening_instead_of_pausing() {
-    let repo = tempfile::tempdir().unwrap();
-    let clock = Arc::new(SimClock::starting_at(ts("2026-12-05T05:30:00Z")));
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let mut rollout = Rollout::new(
-        repo.path(),
-        Arc::new(job(installs.clone(), clock.clone(), "A2")),
-    );
-    rollout.gate = Some(gate(&clock, &HOSTS, Duration::from_secs(60)));
+    let (repo, clock, installs, mut rollout) = bench("A2", &HOSTS, Duration::from_secs(60));
     rollout.wait_for_window = true;
     let waiter = clock.clone();
     let root = repo.path().to_path_buf();
@@ -176,7 +175,7 @@ async fn wait_for_window_waits_for_the_next_opening_instead_of_pausing() {
     };
     let summary = tokio::time::timeout(
         Duration::from_secs(20),
-        rollout.start("100%", wave(&HOSTS), opts),
+        rollout.start("100%", Wave::one(&HOSTS), opts),
     )
     .await
     .expect("the wait ended")
@@ -188,17 +187,10 @@ async fn wait_for_window_waits_for_the_next_opening_instead_of_pausing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_whose_estimate_does_not_fit_is_not_started() {
-    let repo = tempfile::tempdir().unwrap();
     // 05:30 in a window that ends at 06:00; each host needs 45 minutes.
-    let clock = Arc::new(SimClock::starting_at(ts("2026-12-05T05:30:00Z")));
-    let installs = Arc::new(Mutex::new(Vec::new()));
-    let mut rollout = Rollout::new(
-        repo.path(),
-        Arc::new(job(installs.clone(), clock.clone(), "")),
-    );
-    rollout.gate = Some(gate(&clock, &["A1"], Duration::from_secs(45 * 60)));
+    let (_repo, _clock, installs, rollout) = bench("", &["A1"], Duration::from_secs(45 * 60));
     let summary = rollout
-        .start("100%", wave(&["A1", "B1"]), RolloutOptions::default())
+        .start("100%", Wave::one(&["A1", "B1"]), RolloutOptions::default())
         .await
         .unwrap();
     assert_eq!(summary.state, RunState::Paused);

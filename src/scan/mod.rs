@@ -10,6 +10,7 @@ pub mod json;
 pub mod legacy;
 pub mod pe;
 pub mod probe;
+pub mod zone;
 pub mod products;
 pub mod run;
 

@@ -34,6 +34,9 @@ pub fn request_for(catalog: &Catalog) -> ProbeRequest {
     add_reg(super::legacy::CURRENT_VERSION, "SystemRoot");
     add_reg(super::legacy::PRODUCT_OPTIONS, "ProductType");
     add_reg(super::legacy::PRODUCT_OPTIONS, "ProductSuite");
+    for value in super::zone::ZONE_VALUES {
+        add_reg(super::zone::TIME_ZONE_KEY, value);
+    }
     for (key, value) in super::products::REGISTRY_READS {
         add_reg(key, value);
     }

@@ -1,9 +1,12 @@
 //! Maintenance windows: when a host may be worked on.
 //!
 //! Real estates patch inside agreed windows. Each group (and `[group_defaults]`) may declare
-//! `window = [...]` in a time zone (`window_zone`, an IANA name; this machine's zone when absent);
-//! a host gets the windows of its first group that declares any, else the defaults', else none
-//! (always open). The forms are in [`spec`]; [`schedule`] answers "open now, until when, and
+//! `window = [...]` in a time zone: `window_zone`, an IANA name, `"local"` for this machine's zone,
+//! or `"host"` for each host's own zone. `"host"` is the default: an admin writing
+//! `"Sat 02:00-06:00"` for a server means 02:00 on that server's clock, wherever hive runs. The
+//! host's zone is read from its registry before the run ([`zones`]); a host whose zone cannot be
+//! read or mapped is not started, with the reason. A host gets the windows of its first group that
+//! declares any, else the defaults', else none (always open). The forms are in [`spec`]; [`schedule`] answers "open now, until when, and
 //! when next".
 //!
 //! The rollout asks a [`Gate`] before starting each host: it starts only when a window is open and
@@ -20,6 +23,7 @@ pub mod clock;
 pub mod estimate;
 pub mod schedule;
 pub mod spec;
+pub mod zones;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +56,9 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
     })
 }
 
+/// The `window_zone` word for this machine's zone.
+pub const LOCAL: &str = "local";
+
 /// This machine's zone and its name.
 fn system_zone() -> (String, TimeZone) {
     let tz = TimeZone::system();
@@ -76,9 +83,12 @@ fn check_layer(group: Option<&str>, s: &GroupSettings, now: Timestamp) -> Result
         field,
         message,
     };
-    let tz = match &s.window_zone {
-        Some(z) => zone(z).map_err(|m| fail("window_zone", m))?,
-        None => TimeZone::UTC,
+    // A host's or this machine's zone is checked against UTC here: overlaps do not depend on it.
+    let tz = match s.window_zone.as_deref() {
+        Some(z) if !z.eq_ignore_ascii_case(zones::HOST) && !z.eq_ignore_ascii_case(LOCAL) => {
+            zone(z).map_err(|m| fail("window_zone", m))?
+        }
+        _ => TimeZone::UTC,
     };
     if let Some(texts) = &s.window {
         if texts.is_empty() {
@@ -98,36 +108,73 @@ fn check_layer(group: Option<&str>, s: &GroupSettings, now: Timestamp) -> Result
 #[derive(Debug, Clone, Default)]
 pub struct HostWindows {
     by_host: BTreeMap<String, Option<Arc<Schedule>>>,
+    refused: BTreeMap<String, String>,
 }
 
 impl HostWindows {
+    /// The hosts whose windows are in their own zone (`window_zone = "host"` or none named):
+    /// their zones must be read ([`crate::scan::zone::read_zone`]) before [`HostWindows::resolve`].
+    pub fn need_host_zone(policy: &GroupPolicy, hosts: &[Host]) -> Vec<String> {
+        hosts
+            .iter()
+            .filter(|h| policy.layers(h).any(|s| s.window.is_some()))
+            .filter(|h| {
+                policy
+                    .layers(h)
+                    .find_map(|s| s.window_zone.as_deref())
+                    .is_none_or(|z| z.eq_ignore_ascii_case(zones::HOST))
+            })
+            .map(|h| h.name.clone())
+            .collect()
+    }
+
     /// Check every layer of `policy`, then resolve each host's windows and zone (each on its own,
-    /// through the layers).
+    /// through the layers). `host_zones` has the zone of each host of
+    /// [`HostWindows::need_host_zone`], or why it could not be had: such a host is refused.
     pub fn resolve(
         policy: &GroupPolicy,
         hosts: &[Host],
         now: Timestamp,
+        host_zones: &BTreeMap<String, Result<zones::HostZone, String>>,
     ) -> Result<HostWindows, WindowError> {
         check_layer(None, &policy.defaults, now)?;
         for (g, s) in &policy.groups {
             check_layer(Some(g), s, now)?;
         }
-        let mut by_host = BTreeMap::new();
+        let mut out = HostWindows::default();
         for h in hosts {
             let texts = policy.layers(h).find_map(|s| s.window.as_ref());
             let sched = match texts {
                 None => None,
                 Some(texts) => {
-                    let (name, tz) = match policy.layers(h).find_map(|s| s.window_zone.as_ref()) {
-                        Some(z) => (
-                            z.clone(),
+                    let named = policy.layers(h).find_map(|s| s.window_zone.as_ref());
+                    let (name, tz) = match named.map(String::as_str) {
+                        Some(z) if z.eq_ignore_ascii_case(LOCAL) => system_zone(),
+                        Some(z) if !z.eq_ignore_ascii_case(zones::HOST) => (
+                            z.to_string(),
                             zone(z).map_err(|message| WindowError {
                                 layer: format!("host {}", h.name),
                                 field: "window_zone",
                                 message,
                             })?,
                         ),
-                        None => system_zone(),
+                        _ => match host_zones.get(&h.name) {
+                            Some(Ok(z)) => (
+                                format!("{} ({}, the host's zone)", z.iana, z.windows_id),
+                                z.tz.clone(),
+                            ),
+                            Some(Err(why)) => {
+                                out.refused.insert(h.name.clone(), why.clone());
+                                continue;
+                            }
+                            None => {
+                                out.refused.insert(
+                                    h.name.clone(),
+                                    format!("{}: its time zone was not read", h.name),
+                                );
+                                continue;
+                            }
+                        },
                     };
                     let s = Schedule::new(texts, name, tz).map_err(|e| WindowError {
                         layer: format!("host {}", h.name),
@@ -137,9 +184,15 @@ impl HostWindows {
                     Some(Arc::new(s))
                 }
             };
-            by_host.insert(h.name.clone(), sched);
+            out.by_host.insert(h.name.clone(), sched);
         }
-        Ok(HostWindows { by_host })
+        Ok(out)
+    }
+
+    /// Why `host` may not start at all (its windows are in its own zone, which could not be read
+    /// or is unknown).
+    pub fn refused(&self, host: &str) -> Option<&str> {
+        self.refused.get(host).map(String::as_str)
     }
 
     /// Give `host` a schedule directly (tests, library users without an inventory).
@@ -152,9 +205,9 @@ impl HostWindows {
         self.by_host.get(host).and_then(|s| s.as_deref())
     }
 
-    /// Does any host have a window?
+    /// Does any host have a window (or is refused for its zone)?
     pub fn any(&self) -> bool {
-        self.by_host.values().any(Option::is_some)
+        self.by_host.values().any(Option::is_some) || !self.refused.is_empty()
     }
 }
 
@@ -281,6 +334,10 @@ pub fn listing(gate: &Gate, hosts: &[String]) -> String {
     let width = hosts.iter().map(|h| h.len()).max().unwrap_or(4).max(4);
     let mut out = format!("Maintenance windows (now {now}):\n");
     for host in hosts {
+        if let Some(why) = gate.windows.refused(host) {
+            out.push_str(&format!("  {host:<width$}  WOULD NOT START: {why}\n"));
+            continue;
+        }
         let Some(s) = gate.windows.of(host) else {
             out.push_str(&format!(
                 "  {host:<width$}  no window: may start any time\n"

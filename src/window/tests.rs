@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -35,6 +36,74 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
+fn no_zones() -> BTreeMap<String, Result<zones::HostZone, String>> {
+    BTreeMap::new()
+}
+
+#[test]
+fn windows_default_to_each_hosts_own_zone_and_an_unknown_zone_refuses_the_host() {
+    let i = inv(r#"
+[group_defaults]
+window = ["Sat 02:00-06:00"]
+
+[group.db]
+window_zone = "local"
+"#);
+    assert_eq!(
+        HostWindows::need_host_zone(&i.policy, &i.hosts),
+        ["web01", "app01"]
+    );
+    let mut host_zones = no_zones();
+    host_zones.insert(
+        "web01".into(),
+        zones::zone_of("web01", "Tokyo Standard Time"),
+    );
+    host_zones.insert(
+        "app01".into(),
+        zones::zone_of("app01", "Pacific Standard Time"),
+    );
+    let w =
+        HostWindows::resolve(&i.policy, &i.hosts, ts("2026-12-01T00:00:00Z"), &host_zones).unwrap();
+    // The same window, in two zones: at 2026-12-05 03:00 in Tokyo (Fri 18:00 UTC) web01's is
+    // open and app01's (Fri 10:00 in Los Angeles) is closed.
+    let clock = Arc::new(SimClock::starting_at(ts("2026-12-04T18:00:00Z")));
+    let gate = Gate {
+        clock: Arc::new(clock.clone()),
+        windows: w,
+        estimator: Estimator::zero(),
+    };
+    assert_eq!(gate.admit("web01"), Admission::Go);
+    let Admission::Wait { until, .. } = gate.admit("app01") else {
+        panic!("app01 started at 10:00 on a Friday in Los Angeles")
+    };
+    assert_eq!(until, Some(ts("2026-12-05T10:00:00Z")));
+    assert!(
+        gate.windows
+            .of("web01")
+            .unwrap()
+            .zone
+            .starts_with("Asia/Tokyo (Tokyo Standard Time"),
+        "{}",
+        gate.windows.of("web01").unwrap().zone
+    );
+    assert!(gate.windows.of("db01").is_some());
+
+    host_zones.insert(
+        "app01".into(),
+        zones::zone_of("app01", "Olympus Mons Standard Time"),
+    );
+    host_zones.remove("web01");
+    let w =
+        HostWindows::resolve(&i.policy, &i.hosts, ts("2026-12-01T00:00:00Z"), &host_zones).unwrap();
+    let why = w.refused("app01").unwrap();
+    assert!(
+        why.contains("app01") && why.contains("`Olympus Mons Standard Time`"),
+        "{why}"
+    );
+    assert!(w.refused("web01").unwrap().contains("not read"));
+    assert!(w.of("app01").is_none() && w.refused("db01").is_none());
+}
+
 #[test]
 fn each_host_gets_its_groups_windows_else_the_defaults_and_zones_resolve_on_their_own() {
     let i = inv(r#"
@@ -48,7 +117,8 @@ window = ["Sat 02:00-06:00"]
 [group.db]
 window_zone = "Europe/Berlin"
 "#);
-    let w = HostWindows::resolve(&i.policy, &i.hosts, ts("2026-12-01T00:00:00Z")).unwrap();
+    let w =
+        HostWindows::resolve(&i.policy, &i.hosts, ts("2026-12-01T00:00:00Z"), &no_zones()).unwrap();
     let web = w.of("web01").unwrap();
     assert_eq!(web.windows[0].label, "Sat 02:00-06:00");
     assert_eq!(web.zone, "America/New_York");
@@ -61,7 +131,7 @@ window_zone = "Europe/Berlin"
 #[test]
 fn no_window_anywhere_means_always_open() {
     let i = inv("");
-    let w = HostWindows::resolve(&i.policy, &i.hosts, Timestamp::now()).unwrap();
+    let w = HostWindows::resolve(&i.policy, &i.hosts, Timestamp::now(), &no_zones()).unwrap();
     assert!(!w.any());
     let gate = Gate {
         clock: Arc::new(SystemClock),
@@ -93,7 +163,7 @@ fn bad_window_settings_name_the_group_and_field() {
     ];
     for (extra, want) in cases {
         let i = inv(extra);
-        let e = HostWindows::resolve(&i.policy, &i.hosts, ts("2026-12-01T00:00:00Z"))
+        let e = HostWindows::resolve(&i.policy, &i.hosts, ts("2026-12-01T00:00:00Z"), &no_zones())
             .unwrap_err()
             .to_string();
         assert!(e.starts_with(want), "{extra}: {e}");

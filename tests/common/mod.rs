@@ -338,3 +338,80 @@ pub async fn ws2019_fleet(
         .expect("start the fleet's WinRM");
     (model, servers)
 }
+
+/// `hive` flags short enough for simulated hosts' reboots and installers.
+pub const FAST_REBOOTS: [&str; 8] = [
+    "--shutdown-delay",
+    "0",
+    "--reboot-timeout",
+    "20",
+    "--poll-ms",
+    "100",
+    "--install-timeout",
+    "30",
+];
+
+/// Where a test's `hive` invocations read and write: the inventory of a [`SimFleet`], the
+/// repository and catalog of a [`Lab`], and a folder for the binary's output.
+pub struct HivePaths {
+    pub inventory: PathBuf,
+    pub repo: PathBuf,
+    pub catalog: PathBuf,
+    pub logs: PathBuf,
+}
+
+impl HivePaths {
+    /// Write the inventory of `fleet` (host `n` in the groups `groups(n)` names, a TOML list's
+    /// inside such as `"web", "first"`; then `extra` TOML) and the catalog of `lab` into the
+    /// lab's folder.
+    pub fn write(
+        fleet: &SimFleet,
+        lab: &Lab,
+        groups: impl Fn(usize) -> String,
+        extra: &str,
+    ) -> HivePaths {
+        let dir = lab.dir.path();
+        let p = HivePaths {
+            inventory: dir.join("inventory.toml"),
+            repo: lab.repo.root().to_path_buf(),
+            catalog: dir.join("catalog.json"),
+            logs: dir.join("logs"),
+        };
+        std::fs::create_dir_all(&p.logs).unwrap();
+        let mut s = format!(
+            "[defaults]\ntransport = \"winrm-http\"\nuser = \"{}\"\ncredential = \"env:HIVE_TEST_SMB_PASSWORD\"\n\n",
+            env("HIVE_TEST_SMB_USER")
+        );
+        for (n, h) in fleet.hosts.iter().enumerate() {
+            s.push_str(&format!(
+                "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nsmb_address = \"{}\"\nsmb_port = {}\n\
+                 smb_share = \"{}\"\nsmb_root = '{}'\ngroups = [{}]\n\n",
+                h.name,
+                h.address,
+                h.port,
+                h.smb_address,
+                h.smb_port,
+                h.smb_share,
+                h.smb_root,
+                groups(n)
+            ));
+        }
+        s.push_str(extra);
+        std::fs::write(&p.inventory, s).unwrap();
+        hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
+        p
+    }
+
+    /// `hive <args> --inventory ... --repo ... --catalog ...`.
+    pub fn hive(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_hive"));
+        c.args(args)
+            .arg("--inventory")
+            .arg(&self.inventory)
+            .arg("--repo")
+            .arg(&self.repo)
+            .arg("--catalog")
+            .arg(&self.catalog);
+        c
+    }
+}

@@ -92,6 +92,9 @@ pub struct HostSettings {
     pub powershell_bom: Option<bool>,
     /// The display language: `en-US` (default) or `de-DE`; cmd.exe's messages are localised.
     pub language: Option<String>,
+    /// The host's time zone as Windows names it (`W. Europe Standard Time`); default `UTC`.
+    /// Kept where Windows keeps it: `TimeZoneKeyName` from Vista on, `StandardName` before.
+    pub time_zone: Option<String>,
     /// The console's OEM code page: 437 (default) or 850. Over SSH, programs read their stdin and
     /// write their output in it (WinRS shells use UTF-8).
     pub oem_code_page: Option<u16>,
@@ -274,6 +277,8 @@ pub struct HostConfig {
     pub powershell_version: (u32, u32),
     pub powershell_bom: bool,
     pub language: String,
+    /// The Windows time zone id.
+    pub time_zone: String,
     pub oem_code_page: u16,
     pub registry_denied: Vec<String>,
     pub kbs: Vec<String>,
@@ -460,6 +465,7 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
         powershell_version,
         powershell_bom,
         language,
+        time_zone,
         oem_code_page,
         free_disk_mb,
         uptime_hours,
@@ -609,6 +615,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         powershell_version,
         powershell_bom: s.powershell_bom.unwrap_or(false),
         language,
+        time_zone: s.time_zone.clone().unwrap_or_else(|| "UTC".into()),
         oem_code_page,
         registry_denied: s.registry_denied.clone().unwrap_or_default(),
         kbs: s.kbs.clone().unwrap_or_default(),

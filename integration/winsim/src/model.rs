@@ -705,6 +705,15 @@ fn initial_registry(c: &HostConfig) -> Registry {
         sz(&c.name),
     );
     let _ = r.create_key(SESSION_MANAGER);
+    // Vista on name the zone in TimeZoneKeyName and keep a resource reference in StandardName;
+    // older Windows has only StandardName, the zone's English id.
+    let tzi = r"HKLM\SYSTEM\CurrentControlSet\Control\TimeZoneInformation";
+    if c.major >= 6 {
+        let _ = r.set(tzi, "TimeZoneKeyName", sz(&c.time_zone));
+        let _ = r.set(tzi, "StandardName", sz("@tzres.dll,-932"));
+    } else {
+        let _ = r.set(tzi, "StandardName", sz(&c.time_zone));
+    }
     // Every Windows records its processor here; scans match "for x64-based Systems" with it.
     let arch = match c.machine {
         Machine::I386 => "x86",

@@ -33,6 +33,10 @@ pub struct ResumeState {
     #[serde(default)]
     pub start_types: Option<BTreeMap<String, String>>,
     pub installed_ok: BTreeSet<String>,
+    /// Patches whose uninstaller was started in this run (a rollback), finished or not.
+    pub uninstall_started: BTreeSet<String>,
+    /// Patches whose uninstaller finished and took them off: never run again on resume.
+    pub uninstalled_ok: BTreeSet<String>,
     pub qchain_done: bool,
     /// An installer said a reboot is needed (3010, 1641) or qchain ran, and no reboot completed
     /// since.
@@ -59,6 +63,11 @@ impl ResumeState {
     /// A reboot was under way when the orchestrator stopped.
     pub fn reboot_in_flight(&self) -> bool {
         self.reboot_started && !self.reboot_done
+    }
+
+    /// An installer or uninstaller was started on the host in this run.
+    pub fn changed_the_host(&self) -> bool {
+        !self.install_started.is_empty() || !self.uninstall_started.is_empty()
     }
 
     /// Install steps left open by a crash, oldest first.
@@ -106,6 +115,21 @@ impl HostLog {
                         ) {
                             state.reboot_required = true;
                         }
+                    }
+                }
+                Step::Uninstall { patch, .. } => {
+                    state.uninstall_started.insert(patch.clone());
+                    if ok
+                        && matches!(
+                            outcome,
+                            Some(
+                                StepOutcome::Removed
+                                    | StepOutcome::RebootRequired
+                                    | StepOutcome::RebootInitiated
+                            )
+                        )
+                    {
+                        state.uninstalled_ok.insert(patch.clone());
                     }
                 }
                 Step::Qchain if ok => {
