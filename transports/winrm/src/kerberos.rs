@@ -36,6 +36,8 @@ use libgssapi::util::{GssIov, GssIovFake, GssIovType};
 
 use crate::framing::{FramingError, Sealing};
 
+mod keytab;
+
 /// Where the Kerberos ticket comes from.
 #[derive(Clone)]
 pub enum TicketSource {
@@ -47,6 +49,14 @@ pub enum TicketSource {
         principal: String,
         /// The password.
         password: String,
+    },
+    /// hive gets the ticket itself with this principal's keys from a keytab, into a cache in this
+    /// process's memory (nothing written to disk).
+    Keytab {
+        /// `user@REALM` (or `user`, in the default realm).
+        principal: String,
+        /// The keytab file.
+        keytab: std::path::PathBuf,
     },
 }
 
@@ -69,7 +79,9 @@ impl KerberosCredentials {
     pub fn display_user(&self) -> String {
         match &self.source {
             TicketSource::Ccache => "<ticket from KRB5CCNAME>".into(),
-            TicketSource::Password { principal, .. } => principal.clone(),
+            TicketSource::Password { principal, .. } | TicketSource::Keytab { principal, .. } => {
+                principal.clone()
+            }
         }
     }
 }
@@ -79,6 +91,9 @@ impl fmt::Debug for KerberosCredentials {
         let source = match &self.source {
             TicketSource::Ccache => "ccache".to_string(),
             TicketSource::Password { principal, .. } => format!("password for {principal}"),
+            TicketSource::Keytab { principal, keytab } => {
+                format!("keytab {} for {principal}", keytab.display())
+            }
         };
         f.debug_struct("KerberosCredentials")
             .field("source", &source)
@@ -175,6 +190,8 @@ pub fn initiate(
     mechs
         .add(GSS_MECH_KRB5)
         .map_err(|e| KerberosError::gss("GSSAPI", e))?;
+    // A keytab's first logon fills a shared in-memory cache: see the keytab module.
+    let _turn = matches!(creds.source, TicketSource::Keytab { .. }).then(keytab::turn);
     let cred = match &creds.source {
         TicketSource::Ccache => Cred::acquire(None, None, CredUsage::Initiate, Some(&mechs))
             .map_err(|e| KerberosError::gss("reading the ticket from the credential cache", e))?,
@@ -193,6 +210,10 @@ pub fn initiate(
             )
             .map_err(|e| KerberosError::gss("getting a ticket with the password", e))?
         }
+        TicketSource::Keytab {
+            principal,
+            keytab: file,
+        } => keytab::acquire(principal, file)?,
     };
     let target = Name::new(spn.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
         .map_err(|e| KerberosError::gss("the service principal name", e))?;
