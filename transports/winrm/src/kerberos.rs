@@ -161,6 +161,30 @@ fn hint(minor: i64) -> Option<&'static str> {
     })
 }
 
+/// Kerberos' default allowed clock skew (MIT's and Windows' `clockskew`, 5 minutes).
+const ALLOWED_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// When the host's clock (its HTTP `Date` header) is further from ours than Kerberos allows: what
+/// the difference is and what to fix.
+pub fn clock_skew(host_now: std::time::SystemTime) -> Option<String> {
+    let now = std::time::SystemTime::now();
+    let (ahead, diff) = match now.duration_since(host_now) {
+        Ok(d) => (true, d),
+        Err(e) => (false, e.duration()),
+    };
+    if diff <= ALLOWED_SKEW {
+        return None;
+    }
+    let secs = diff.as_secs();
+    Some(format!(
+        "the clocks differ: this machine's is {} min {} s {} the host's (its HTTP Date header), \
+         more than Kerberos allows (5 minutes by default): sync both with the domain's time (NTP)",
+        secs / 60,
+        secs % 60,
+        if ahead { "ahead of" } else { "behind" }
+    ))
+}
+
 /// A complete client context: seals and unseals MS-WSMV messages. The GSS context is a C handle
 /// that may move between threads but not be shared, hence the mutex (never contended: one
 /// connection uses it at a time).
@@ -302,6 +326,17 @@ impl Sealing for KerberosSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_skew_is_told_with_its_size_only_beyond_five_minutes() {
+        let now = std::time::SystemTime::now();
+        assert!(clock_skew(now).is_none());
+        assert!(clock_skew(now - std::time::Duration::from_secs(200)).is_none());
+        let text = clock_skew(now - std::time::Duration::from_secs(605)).unwrap();
+        assert!(text.contains("10 min") && text.contains("ahead of"), "{text}");
+        let text = clock_skew(now + std::time::Duration::from_secs(3600)).unwrap();
+        assert!(text.contains("60 min") && text.contains("behind"), "{text}");
+    }
 
     #[test]
     fn hints_name_the_fix() {
