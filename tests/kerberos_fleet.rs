@@ -20,6 +20,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use hive::catalog::model::InstallerRecipe;
 use sha2::{Digest, Sha256};
+use winsim::host::SimHost as _;
 use winsim::installer::Package;
 
 const PRODUCT: &str = "Windows Server 2019 Datacenter";
@@ -117,7 +118,10 @@ fn client_principal_and_keytab(kdc: &kdc::Kdc, dir: &Path) -> PathBuf {
     // The password goes on kadmin's stdin, never a command line. A second test binary may have
     // added the principal already: then only the keytab is exported.
     let _ = kdc.kadmin(&format!("addprinc -pw {password} {user}\n"));
-    let out = kdc.kadmin(&format!("ktadd -norandkey -k {} {user}\n", keytab.display()));
+    let out = kdc.kadmin(&format!(
+        "ktadd -norandkey -k {} {user}\n",
+        keytab.display()
+    ));
     assert!(
         out.status.success() && keytab.exists(),
         "kadmin ktadd: {}",

@@ -27,7 +27,13 @@ fn scan_ten_minutes_ahead(dir: &Path, ccache: &Path, port: u16) -> String {
     let catalog = dir.join("catalog.json");
     hive::catalog::store::save(&catalog, &Default::default()).unwrap();
     let out = Command::new("faketime")
-        .args(["-f", "+10m", env!("CARGO_BIN_EXE_hive"), "scan", "--inventory"])
+        .args([
+            "-f",
+            "+10m",
+            env!("CARGO_BIN_EXE_hive"),
+            "scan",
+            "--inventory",
+        ])
         .arg(&inventory)
         .arg("--catalog")
         .arg(&catalog)

@@ -15,6 +15,25 @@
 //! The cost is a build dependency on `libkrb5-dev` and libclang (bindgen, through `libgssapi-sys`),
 //! which the harness installs; at run time `libgssapi_krb5.so.2` is on every Debian-like system.
 //!
+//! # Where tickets come from
+//!
+//! [`TicketSource`]: the admin's `kinit` cache (`KRB5CCNAME` or the default), a password (MIT's
+//! `gss_acquire_cred_with_password`, tickets kept in memory), or a keytab (MIT's credential store,
+//! `gss_acquire_cred_from` with `client_keytab` and a `MEMORY:` cache: see the keytab module for
+//! why that and not `krb5_get_init_creds_keytab`). No source writes a ticket file.
+//!
+//! # Files on a Kerberos-only estate (SMB)
+//!
+//! hive copies installers over SMB (`hive-smb`, on the `smb` crate), which today logs on with NTLM
+//! only. The `smb` crate can do Kerberos through Devolutions' `sspi` behind its `kerberos` feature,
+//! but only from a password (sspi-rs reads no ccache and, before its PR #681, no keytab), talks to
+//! the KDC through its own network client (`reqwest`), and would be checked against nothing here:
+//! the harness's Samba is a standalone server, which accepts no Kerberos. So on a Kerberos host,
+//! file copies log on to SMB with NTLM as the host's `user`: with the password of a
+//! `kerberos:env:`/`file:`/`prompt` reference, or with `smb_credential` for a ticket from a cache
+//! or keytab. Where the domain refuses NTLM outright, copies fail with the host's SMB logon error
+//! while commands and scans (WinRM only) keep working.
+//!
 //! # The token
 //!
 //! A raw Kerberos initial context token (RFC 4121, AP-REQ) under the `Negotiate` scheme, as
@@ -333,7 +352,10 @@ mod tests {
         assert!(clock_skew(now).is_none());
         assert!(clock_skew(now - std::time::Duration::from_secs(200)).is_none());
         let text = clock_skew(now - std::time::Duration::from_secs(605)).unwrap();
-        assert!(text.contains("10 min") && text.contains("ahead of"), "{text}");
+        assert!(
+            text.contains("10 min") && text.contains("ahead of"),
+            "{text}"
+        );
         let text = clock_skew(now + std::time::Duration::from_secs(3600)).unwrap();
         assert!(text.contains("60 min") && text.contains("behind"), "{text}");
     }
