@@ -105,19 +105,23 @@ pub fn resolve_credential(
     host: &Host,
     prompter: &mut dyn SecretSource,
 ) -> Result<Secret, InventoryError> {
-    let label = format!("password for {}@{}", host.user, host.name);
-    let error = |reference: &CredentialRef, message| InventoryError::Credential {
+    resolve_host(host, prompter).map_err(|message| InventoryError::Credential {
         host: host.name.clone(),
-        reference: reference.to_string(),
+        reference: host.credential.to_string(),
         message,
-    };
-    let secret = resolve_reference(&host.credential, &label, prompter)
-        .map_err(|m| error(&host.credential, m))?;
-    // A ticket from a cache or keytab holds no password: SMB file copies get theirs here.
+    })
+}
+
+/// What a host's logon needs from its references: its password, or for a Kerberos ticket from a
+/// cache or keytab (no password in it) the `smb_credential` file copies log on with, if any.
+pub fn resolve_host(host: &Host, prompter: &mut dyn SecretSource) -> Result<Secret, String> {
+    let label = format!("password for {}@{}", host.user, host.name);
+    let secret = resolve_reference(&host.credential, &label, prompter)?;
     match (&host.credential, &host.smb_credential) {
         (CredentialRef::Kerberos(k), Some(smb)) if !k.has_password() => {
             let label = format!("SMB password for {}@{}", host.user, host.name);
-            resolve_reference(smb, &label, prompter).map_err(|m| error(smb, m))
+            resolve_reference(smb, &label, prompter)
+                .map_err(|m| format!("smb_credential {smb}: {m}"))
         }
         _ => Ok(secret),
     }

@@ -35,7 +35,7 @@ pub mod health;
 pub mod sources;
 
 pub use credentials::{
-    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential,
+    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential, resolve_host,
     resolve_reference,
 };
 pub use groups::{GroupPolicy, GroupSettings, HookSettings};
