@@ -406,7 +406,7 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         &credential,
         transport,
         h.spn,
-        h.smb_credential.or_else(|| defaults.smb_credential.clone()),
+        (h.smb_credential, defaults.smb_credential.clone()),
         &h.name,
         &address,
     )?;
@@ -489,11 +489,18 @@ fn kerberos_fields(
     credential: &CredentialRef,
     transport: Transport,
     spn: Option<String>,
-    smb_credential: Option<String>,
+    (own_smb, default_smb): (Option<String>, Option<String>),
     name: &str,
     address: &str,
 ) -> Result<(Option<String>, Option<CredentialRef>), String> {
-    let CredentialRef::Kerberos(k) = credential else {
+    let needs_smb = matches!(credential, CredentialRef::Kerberos(k) if !k.has_password());
+    if own_smb.is_some() && !needs_smb {
+        return Err(format!(
+            "`smb_credential` only applies to kerberos:ccache and kerberos:keytab credentials: \
+             the password of `{credential}` logs on to SMB too"
+        ));
+    }
+    let CredentialRef::Kerberos(_) = credential else {
         if spn.is_some() {
             return Err(format!(
                 "`spn` only applies to a Kerberos credential (kerberos:...), not `{credential}`"
@@ -510,8 +517,8 @@ fn kerberos_fields(
     if let Some(s) = &spn {
         kerberos::validate_spn(s)?;
     }
-    let smb_credential = match smb_credential {
-        Some(_) if k.has_password() => None,
+    let smb_credential = match own_smb.or(default_smb) {
+        Some(_) if !needs_smb => None,
         Some(text) => {
             let r = CredentialRef::parse(&text).map_err(|e| format!("smb_credential: {e}"))?;
             if !matches!(

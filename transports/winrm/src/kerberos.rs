@@ -194,7 +194,8 @@ pub fn clock_skew(host_now: std::time::SystemTime) -> Option<String> {
     if diff <= ALLOWED_SKEW {
         return None;
     }
-    let secs = diff.as_secs();
+    // Whole seconds, rounded: the Date header has no finer resolution.
+    let secs = (diff.as_millis() + 500) as u64 / 1000;
     Some(format!(
         "the clocks differ: this machine's is {} min {} s {} the host's (its HTTP Date header), \
          more than Kerberos allows (5 minutes by default): sync both with the domain's time (NTP)",
