@@ -8,6 +8,7 @@
 //! server saw them.
 //!
 //! Usage: scan_bench --hosts N --parallel P --octet O --python PY --peer SCRIPT [--no-peer]
+//!                   [--kerberos SPN]
 //!                   [--wan-rtt-ms MS --relay SCRIPT --relay-octet R]
 //!
 //! With `--wan-rtt-ms`, both clients reach every host through integration/bench/wan_relay.py,
@@ -208,7 +209,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../shared/fixtures/catalogs/cvrf/2024-Mar.xml",
     ))?;
     let catalog = Arc::new(catalog);
-    let mut inv = String::from("[defaults]\ncredential = \"prompt\"\n");
+    // `--kerberos SPN`: both clients log on with the ticket in KRB5CCNAME (integration/bench/kerberos.sh).
+    let kerberos_spn = flag("--kerberos").then(|| arg("--kerberos", "HTTP/winsim.hive.test"));
+    let mut inv = match &kerberos_spn {
+        Some(spn) => format!(
+            "[defaults]\ncredential = \"kerberos:ccache\"\n[group_defaults]\nspn = \"{spn}\"\n"
+        ),
+        None => String::from("[defaults]\ncredential = \"prompt\"\n"),
+    };
     for i in 0..hosts {
         inv.push_str(&format!(
             "[[host]]\nname = \"WS{i:05}\"\naddress = \"{}\"\nport = {port}\n",
@@ -258,6 +266,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .arg(&script_path)
             .arg(parallel.to_string())
             .env("BENCH_PASSWORD", PASSWORD)
+            .env("BENCH_KERBEROS_SPN", kerberos_spn.as_deref().unwrap_or(""))
             .output()
             .await?;
         let peer_requests = fleet.requests()? - before;

@@ -11,7 +11,10 @@ fn the_documented_inventory_parses_as_its_comments_say() {
     let file = InventoryFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let hosts = &file.inventory.hosts;
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    assert_eq!(names, ["CANARY01", "WEB001", "DB01", "APP01", "FILE01"]);
+    assert_eq!(
+        names,
+        ["CANARY01", "WEB001", "DB01", "APP01", "FILE01", "SQL01"]
+    );
 
     let canary = &hosts[0];
     assert_eq!(canary.transport, Transport::WinrmHttp);
@@ -44,6 +47,17 @@ fn the_documented_inventory_parses_as_its_comments_say() {
     assert_eq!(
         (file01.smb_share.as_str(), file01.smb_root.as_str()),
         ("ADMIN$", "staging")
+    );
+
+    let sql = &hosts[5];
+    assert_eq!(
+        sql.credential.to_string(),
+        "kerberos:keytab:/etc/hive/svc-patch.keytab"
+    );
+    assert_eq!(sql.spn.as_deref(), Some("HTTP/sql01.corp.example"));
+    assert_eq!(
+        sql.smb_credential,
+        Some(CredentialRef::Env("HIVE_SMB_PASSWORD".into()))
     );
 
     assert_eq!(file.sources.len(), 3, "ad, range and hosts-file sources");

@@ -13,9 +13,21 @@ password = os.environ["BENCH_PASSWORD"]
 encoded = base64.b64encode(script.encode("utf-16-le")).decode()
 
 
+# BENCH_KERBEROS_SPN (HTTP/name): Kerberos with the ticket in KRB5CCNAME, asked for that SPN.
+spn = os.environ.get("BENCH_KERBEROS_SPN", "")
+
+
+def protocol(url):
+    if spn:
+        return winrm.Protocol(endpoint=url, transport="kerberos", username=None, password=None,
+                              kerberos_hostname_override=spn.split("/", 1)[1],
+                              message_encryption="always")
+    return winrm.Protocol(endpoint=url, transport="ntlm", username="Administrator",
+                          password=password, message_encryption="always")
+
+
 def probe(url):
-    p = winrm.Protocol(endpoint=url, transport="ntlm", username="Administrator",
-                       password=password, message_encryption="always")
+    p = protocol(url)
     shell = p.open_shell()
     try:
         # The encoded script is longer than cmd.exe allows: run powershell.exe without cmd.exe.

@@ -21,7 +21,8 @@
 
 # libkrb5-dev, libclang-dev, pkg-config: hive-winrm links MIT GSSAPI through libgssapi (bindgen).
 # python3-dev, gcc: the venv builds python-gssapi, krb5 and pykerberos (pywinrm's Kerberos) from source.
-HIVE_APT_PACKAGES+=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config python3-dev gcc)
+# faketime: the clock-skew test runs hive ten minutes ahead of the KDC and the hosts.
+HIVE_APT_PACKAGES+=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev libclang-dev pkg-config python3-dev gcc faketime)
 
 # The simulated hosts that get an HTTP/ principal in the shared keytab.
 HIVE_KDC_HOSTS=${HIVE_KDC_HOSTS:-"winsim.hive.test localhost"}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use hive::catalog::model::InstallerRecipe;
-use hive::inventory::{Host, InventoryError, Secret, SecretSource, resolve_reference};
+use hive::inventory::{Host, InventoryError, Secret, SecretSource, resolve_host};
 use hive::repo::{IgnoreReason, Repository, Triage};
 use hive::report::{Format, render};
 use hive::scan::HostScan;
@@ -173,12 +173,11 @@ pub fn secrets_for(hosts: &[Host]) -> Vec<(Host, Result<Secret, String>)> {
     hosts
         .iter()
         .map(|h| {
-            let key = format!("{}|{}", h.credential, h.user);
+            let key = format!("{}|{}|{:?}", h.credential, h.user, h.smb_credential);
             let read = match cache.iter().find(|(k, _)| *k == key) {
                 Some((_, s)) => s.clone(),
                 None => {
-                    let label = format!("password for {}@{}", h.user, h.name);
-                    let s = resolve_reference(&h.credential, &label, &mut prompt);
+                    let s = resolve_host(h, &mut prompt);
                     cache.push((key, s.clone()));
                     s
                 }

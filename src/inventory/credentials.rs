@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::kerberos::KerberosRef;
 use super::{Host, InventoryError, Secret};
 
 /// Where a host's password comes from. The inventory holds only this reference, never the secret.
@@ -20,6 +21,9 @@ pub enum CredentialRef {
     SshKey(PathBuf),
     /// SSH only: the keys of the SSH agent the orchestrator's `SSH_AUTH_SOCK` names.
     SshAgent,
+    /// WinRM only: a Kerberos logon (`kerberos:ccache`, `kerberos:keytab:/path`, or `kerberos:`
+    /// before a password reference); see [`super::kerberos`].
+    Kerberos(KerberosRef),
 }
 
 impl CredentialRef {
@@ -30,6 +34,9 @@ impl CredentialRef {
         }
         if text == "ssh-agent" {
             return Ok(CredentialRef::SshAgent);
+        }
+        if let Some(rest) = text.strip_prefix("kerberos:") {
+            return KerberosRef::parse(rest).map(CredentialRef::Kerberos);
         }
         match text.split_once(':') {
             Some(("env", var)) if is_env_name(var) => Ok(CredentialRef::Env(var.to_string())),
@@ -43,7 +50,7 @@ impl CredentialRef {
             // The value is not echoed: what an admin puts here by mistake is the password itself.
             _ => Err(
                 "the credential is not a reference (its value is not shown: it may be a \
-                 password): use env:VAR, file:/path, prompt, ssh-key:/path or ssh-agent"
+                 password): use env:VAR, file:/path, prompt, ssh-key:/path, ssh-agent or kerberos:..."
                     .to_string(),
             ),
         }
@@ -73,6 +80,7 @@ impl fmt::Display for CredentialRef {
             CredentialRef::Prompt => f.write_str("prompt"),
             CredentialRef::SshKey(p) => write!(f, "ssh-key:{}", p.display()),
             CredentialRef::SshAgent => f.write_str("ssh-agent"),
+            CredentialRef::Kerberos(k) => k.fmt(f),
         }
     }
 }
@@ -97,14 +105,26 @@ pub fn resolve_credential(
     host: &Host,
     prompter: &mut dyn SecretSource,
 ) -> Result<Secret, InventoryError> {
-    let label = format!("password for {}@{}", host.user, host.name);
-    resolve_reference(&host.credential, &label, prompter).map_err(|message| {
-        InventoryError::Credential {
-            host: host.name.clone(),
-            reference: host.credential.to_string(),
-            message,
-        }
+    resolve_host(host, prompter).map_err(|message| InventoryError::Credential {
+        host: host.name.clone(),
+        reference: host.credential.to_string(),
+        message,
     })
+}
+
+/// What a host's logon needs from its references: its password, or for a Kerberos ticket from a
+/// cache or keytab (no password in it) the `smb_credential` file copies log on with, if any.
+pub fn resolve_host(host: &Host, prompter: &mut dyn SecretSource) -> Result<Secret, String> {
+    let label = format!("password for {}@{}", host.user, host.name);
+    let secret = resolve_reference(&host.credential, &label, prompter)?;
+    match (&host.credential, &host.smb_credential) {
+        (CredentialRef::Kerberos(k), Some(smb)) if !k.has_password() => {
+            let label = format!("SMB password for {}@{}", host.user, host.name);
+            resolve_reference(smb, &label, prompter)
+                .map_err(|m| format!("smb_credential {smb}: {m}"))
+        }
+        _ => Ok(secret),
+    }
 }
 
 /// Read the secret a reference names (a host's password, a directory bind password); `label`
@@ -131,6 +151,7 @@ pub fn resolve_reference(
                     .into(),
             ),
         },
+        CredentialRef::Kerberos(k) => k.resolve(label, prompter),
     }
 }
 
@@ -151,7 +172,7 @@ pub fn read_key_file(path: &Path) -> Result<Secret, String> {
 
 /// Refuses a file that group or others can read: a secret anyone on the orchestrator can read is
 /// a domain-admin secret anyone can read.
-fn check_owner_only(path: &Path, what: &str) -> Result<(), String> {
+pub(super) fn check_owner_only(path: &Path, what: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

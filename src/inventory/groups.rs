@@ -52,6 +52,9 @@ pub struct GroupSettings {
     pub window_zone: Option<String>,
     /// Commands run around each host and each wave.
     pub hooks: Option<HookSettings>,
+    /// The Kerberos service principal of these hosts, `{name}` and `{address}` filled in per
+    /// host (`"HTTP/{name}.corp.example"`); a host's own `spn` wins. See `super::kerberos`.
+    pub spn: Option<String>,
 }
 
 /// `[group.NAME.hooks]`: commands run around the work on each host and each wave. Each hook is

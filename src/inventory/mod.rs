@@ -8,7 +8,8 @@
 //! [defaults]
 //! transport = "winrm-http"          # winrm-http | winrm-https | ssh
 //! user = "Administrator"
-//! credential = "env:HIVE_PASSWORD"  # env:VAR | file:/path/0600 | prompt (ssh also: ssh-key:/path/0600 | ssh-agent)
+//! credential = "env:HIVE_PASSWORD"  # env:VAR | file:/path/0600 | prompt (ssh also: ssh-key:/path/0600 | ssh-agent;
+//!                                   # winrm also: kerberos:ccache | kerberos:keytab:/path | kerberos:env:VAR, see kerberos)
 //!
 //! [[host]]
 //! name = "web01"
@@ -28,12 +29,13 @@
 //! ```
 
 mod credentials;
+pub mod kerberos;
 pub mod groups;
 pub mod health;
 pub mod sources;
 
 pub use credentials::{
-    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential,
+    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential, resolve_host,
     resolve_reference,
 };
 pub use groups::{GroupPolicy, GroupSettings, HookSettings};
@@ -112,6 +114,14 @@ pub struct Host {
     pub groups: BTreeSet<String>,
     /// SHA-256 thumbprint of a self-signed WinRM HTTPS certificate, or an SSH host key fingerprint.
     pub pin: Option<String>,
+    /// Kerberos hosts: the service principal to ask a ticket for, from the host's `spn` or its
+    /// groups' (placeholders filled in); `None` means the default (see [`kerberos::spn_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spn: Option<String>,
+    /// Kerberos hosts whose ticket comes from a cache or keytab: the password SMB file copies log
+    /// on with (hive-smb speaks NTLM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smb_credential: Option<CredentialRef>,
 }
 
 /// The whole inventory, in file order.
@@ -178,6 +188,7 @@ struct RawDefaults {
     /// The folder standing for `C:\` in the share; `{name}` becomes the host's name, so hosts
     /// found by a source can share one export (a simulated fleet behind one Samba).
     smb_root: Option<String>,
+    smb_credential: Option<String>,
     password: Option<toml::Value>,
 }
 
@@ -199,6 +210,8 @@ struct RawHost {
     groups: Vec<String>,
     thumbprint: Option<String>,
     host_key: Option<String>,
+    spn: Option<String>,
+    smb_credential: Option<String>,
     /// Accepted by the parser only to refuse it with a clear message.
     password: Option<toml::Value>,
 }
@@ -303,15 +316,27 @@ impl InventoryFile {
             }
             hosts.push(build_host(h, &raw.defaults).map_err(&bad)?);
         }
+        let policy = GroupPolicy {
+            defaults: raw.group_defaults,
+            groups: raw.group,
+        };
+        let tables = std::iter::once(("[group_defaults]".to_string(), &policy.defaults)).chain(
+            policy
+                .groups
+                .iter()
+                .map(|(n, s)| (format!("[group.{n}]"), s)),
+        );
+        for (table, s) in tables {
+            if let Some(spn) = &s.spn {
+                kerberos::validate_spn(spn).map_err(|e| syntax(format!("{table}: {e}")))?;
+            }
+        }
+        for h in &mut hosts {
+            apply_group_spn(&policy, h);
+        }
         Ok(InventoryFile {
             path: path.to_path_buf(),
-            inventory: Inventory {
-                hosts,
-                policy: GroupPolicy {
-                    defaults: raw.group_defaults,
-                    groups: raw.group,
-                },
-            },
+            inventory: Inventory { hosts, policy },
             sources: raw.source,
             defaults: raw.defaults,
         })
@@ -326,7 +351,7 @@ impl InventoryFile {
         groups: impl IntoIterator<Item = String>,
     ) -> Result<Host, String> {
         validate_host_name(name)?;
-        build_host(
+        let mut host = build_host(
             RawHost {
                 name: name.to_string(),
                 address: Some(address.to_string()),
@@ -334,7 +359,9 @@ impl InventoryFile {
                 ..RawHost::default()
             },
             &self.defaults,
-        )
+        )?;
+        apply_group_spn(&self.inventory.policy, &mut host);
+        Ok(host)
     }
 }
 
@@ -375,6 +402,14 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
             "credential `{credential}` is an SSH key: it only applies to transport ssh"
         ));
     }
+    let (spn, smb_credential) = kerberos_fields(
+        &credential,
+        transport,
+        h.spn,
+        (h.smb_credential, defaults.smb_credential.clone()),
+        &h.name,
+        &address,
+    )?;
     let smb_root = h.smb_root.or_else(|| {
         defaults
             .smb_root
@@ -444,7 +479,76 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         credential,
         groups,
         pin,
+        spn,
+        smb_credential,
     })
+}
+
+/// The Kerberos-only fields of a host, checked against its credential and transport.
+fn kerberos_fields(
+    credential: &CredentialRef,
+    transport: Transport,
+    spn: Option<String>,
+    (own_smb, default_smb): (Option<String>, Option<String>),
+    name: &str,
+    address: &str,
+) -> Result<(Option<String>, Option<CredentialRef>), String> {
+    let needs_smb = matches!(credential, CredentialRef::Kerberos(k) if !k.has_password());
+    if own_smb.is_some() && !needs_smb {
+        return Err(format!(
+            "`smb_credential` only applies to kerberos:ccache and kerberos:keytab credentials: \
+             the password of `{credential}` logs on to SMB too"
+        ));
+    }
+    let CredentialRef::Kerberos(_) = credential else {
+        if spn.is_some() {
+            return Err(format!(
+                "`spn` only applies to a Kerberos credential (kerberos:...), not `{credential}`"
+            ));
+        }
+        // `smb_credential` in [defaults] is for the Kerberos hosts among the others.
+        return Ok((None, None));
+    };
+    if transport == Transport::Ssh {
+        return Err(format!(
+            "credential `{credential}` is a Kerberos logon for WinRM: it does not apply to transport ssh"
+        ));
+    }
+    if let Some(s) = &spn {
+        kerberos::validate_spn(s)?;
+    }
+    let smb_credential = match own_smb.or(default_smb) {
+        Some(_) if !needs_smb => None,
+        Some(text) => {
+            let r = CredentialRef::parse(&text).map_err(|e| format!("smb_credential: {e}"))?;
+            if !matches!(
+                r,
+                CredentialRef::Env(_) | CredentialRef::File(_) | CredentialRef::Prompt
+            ) {
+                return Err(format!(
+                    "smb_credential `{r}` must be a password reference (env:VAR, file:/path or prompt)"
+                ));
+            }
+            Some(r)
+        }
+        None => None,
+    };
+    Ok((
+        spn.map(|t| kerberos::spn_for(name, address, Some(&t))),
+        smb_credential,
+    ))
+}
+
+/// A Kerberos host without its own `spn` takes the first of its groups' (or `[group_defaults]`).
+fn apply_group_spn(policy: &GroupPolicy, host: &mut Host) {
+    if host.spn.is_some() || !matches!(host.credential, CredentialRef::Kerberos(_)) {
+        return;
+    }
+    let spn = policy
+        .layers(host)
+        .find_map(|s| s.spn.as_deref())
+        .map(|t| kerberos::spn_for(&host.name, &host.address, Some(t)));
+    host.spn = spn;
 }
 
 /// A TOML error as "line L, column C: what". toml's own Display quotes the offending line, and

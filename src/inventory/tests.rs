@@ -307,3 +307,62 @@ fn a_key_file_readable_by_others_is_refused_like_a_credential_file() {
         "{err}"
     );
 }
+
+#[test]
+fn kerberos_references_take_spn_from_host_group_or_default_and_smb_credential_only_without_password()
+ {
+    let text = "[defaults]\nsmb_credential = \"env:SMB\"\n\
+                [group_defaults]\nspn = \"HTTP/{name}.corp.example\"\n\
+                [group.sql]\nspn = \"MSSQLSvc/{address}\"\n\
+                [[host]]\nname = \"w1\"\naddress = \"10.0.0.1\"\ncredential = \"kerberos:ccache\"\n\
+                [[host]]\nname = \"s1\"\naddress = \"10.0.0.2\"\ncredential = \"kerberos:ccache\"\ngroups = [\"sql\"]\n\
+                [[host]]\nname = \"o1\"\naddress = \"10.0.0.3\"\ncredential = \"kerberos:env:P\"\nspn = \"HTTP/own\"\n\
+                [[host]]\nname = \"n1\"\ncredential = \"env:P\"\n";
+    let inv = Inventory::parse(text, Path::new("inv.toml")).unwrap();
+    let spns: Vec<_> = inv.hosts.iter().map(|h| h.spn.as_deref()).collect();
+    assert_eq!(
+        spns,
+        [
+            Some("HTTP/w1.corp.example"),
+            Some("MSSQLSvc/10.0.0.2"),
+            Some("HTTP/own"),
+            None
+        ]
+    );
+    assert_eq!(
+        inv.hosts[0].smb_credential,
+        Some(CredentialRef::Env("SMB".into()))
+    );
+    assert_eq!(inv.hosts[2].smb_credential, None, "its password serves SMB");
+    assert_eq!(
+        inv.hosts[3].smb_credential, None,
+        "NTLM hosts have their password"
+    );
+
+    for (bad, what) in [
+        (
+            "credential = \"env:P\"\nspn = \"HTTP/x\"",
+            "`spn` only applies",
+        ),
+        (
+            "credential = \"kerberos:env:P\"\nsmb_credential = \"env:S\"",
+            "smb_credential",
+        ),
+        (
+            "credential = \"kerberos:ccache\"\nspn = \"nohost\"",
+            "service/host",
+        ),
+        (
+            "credential = \"kerberos:ccache\"\ntransport = \"ssh\"",
+            "WinRM",
+        ),
+    ] {
+        let err = Inventory::parse(
+            &format!("[[host]]\nname = \"b1\"\n{bad}\n"),
+            Path::new("inv.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("b1") && err.contains(what), "{bad}: {err}");
+    }
+}

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{BoxFuture, Command, ExecOutput, PutReport, RemoteError, Target, Timeouts};
-use crate::inventory::{Host, Secret, Transport};
+use crate::inventory::kerberos::{KerberosRef, spn_for};
+use crate::inventory::{CredentialRef, Host, Secret, Transport};
 
 /// WinRM for commands, SMB (`C$`) for files: what every Windows server offers out of the box.
 pub struct WinrmTarget {
@@ -14,6 +15,7 @@ pub struct WinrmTarget {
     smb_share: String,
     smb_root: String,
     user: String,
+    credential: CredentialRef,
     secret: Secret,
     timeouts: Timeouts,
     session: hive_winrm::Session,
@@ -34,10 +36,7 @@ impl WinrmTarget {
                 ..hive_winrm::Endpoint::http(&host.address)
             },
         };
-        let mut cfg = hive_winrm::ClientConfig::new(
-            endpoint,
-            hive_winrm::Credentials::ntlm(&host.user, secret.expose()),
-        );
+        let mut cfg = hive_winrm::ClientConfig::new(endpoint, winrm_credentials(host, secret));
         cfg.connect_timeout = timeouts.connect;
         cfg.operation_timeout = timeouts.operation;
         if let Some(pin) = &host.pin {
@@ -51,6 +50,7 @@ impl WinrmTarget {
             smb_share: host.smb_share.clone(),
             smb_root: host.smb_root.clone(),
             user: host.user.clone(),
+            credential: host.credential.clone(),
             secret: secret.clone(),
             timeouts,
             session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
@@ -69,6 +69,16 @@ impl WinrmTarget {
                 verify_by_reading_back: false,
                 ..hive_smb::SmbConfig::default()
             };
+            if self.secret.expose().is_empty()
+                && let CredentialRef::Kerberos(k) = &self.credential
+            {
+                return Err(RemoteError::Failed(format!(
+                    "{}: file copies go over SMB, which logs on with NTLM and needs a password, \
+                     and `{k}` holds none: set smb_credential (env:VAR, file:/path or prompt) \
+                     for this host",
+                    self.name
+                )));
+            }
             let creds = hive_smb::Credentials::password(&self.user, self.secret.expose());
             let share = hive_smb::SmbShare::connect(
                 &self.address,
@@ -91,6 +101,34 @@ impl WinrmTarget {
             RemoteError::Failed(format!("{}: {remote} is not a C:\\ path", self.name))
         })
     }
+}
+
+/// How WinRM logs on: Kerberos when the inventory asks for it (never NTLM instead), else NTLM with
+/// the password.
+fn winrm_credentials(host: &Host, secret: &Secret) -> hive_winrm::Credentials {
+    let CredentialRef::Kerberos(k) = &host.credential else {
+        return hive_winrm::Credentials::ntlm(&host.user, secret.expose());
+    };
+    use hive_winrm::kerberos::TicketSource;
+    let source = match k {
+        KerberosRef::Ccache => TicketSource::Ccache,
+        KerberosRef::Keytab(path) => TicketSource::Keytab {
+            principal: host.user.clone(),
+            keytab: path.clone(),
+        },
+        KerberosRef::Password(_) => TicketSource::Password {
+            principal: host.user.clone(),
+            password: secret.expose().to_string(),
+        },
+    };
+    hive_winrm::Credentials::Kerberos(hive_winrm::kerberos::KerberosCredentials {
+        source,
+        spn: Some(
+            host.spn
+                .clone()
+                .unwrap_or_else(|| spn_for(&host.name, &host.address, None)),
+        ),
+    })
 }
 
 /// Map a `C:\...` path into a share rooted at `root` (the share's folder standing for C:).

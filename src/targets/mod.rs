@@ -302,10 +302,11 @@ pub async fn query_directory(
     let reference = CredentialRef::parse(&source.bind_credential).map_err(credential)?;
     if matches!(
         reference,
-        CredentialRef::SshKey(_) | CredentialRef::SshAgent
+        CredentialRef::SshKey(_) | CredentialRef::SshAgent | CredentialRef::Kerberos(_)
     ) {
         return Err(credential(
-            "an SSH key is not a bind password: use env:VAR, file:/path or prompt".into(),
+            "an SSH key or Kerberos logon is not a bind password: use env:VAR, file:/path or prompt"
+                .into(),
         ));
     }
     let label = format!("bind password for {}", source.bind_dn);

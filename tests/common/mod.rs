@@ -80,6 +80,8 @@ impl SimFleet {
                 credential: CredentialRef::Env("HIVE_TEST_SMB_PASSWORD".into()),
                 groups: Default::default(),
                 pin: None,
+                spn: None,
+                smb_credential: None,
             })
             .collect();
         SimFleet {

@@ -258,6 +258,8 @@ struct HttpReply {
     status: u16,
     content_type: String,
     www_authenticate: Vec<String>,
+    /// The host's clock, from its `Date` header (to explain a Kerberos clock-skew refusal).
+    date: Option<std::time::SystemTime>,
     body: Bytes,
 }
 
@@ -663,6 +665,11 @@ impl WinrmClient {
             .iter()
             .filter_map(|v| v.to_str().ok().map(str::to_string))
             .collect();
+        let date = resp
+            .headers()
+            .get(hyper::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
         // The server must keep replies under the MaxEnvelopeSize we announce; allow generous
         // slack for framing, but never buffer an unbounded body from the network.
         let limit = self.headers.max_envelope_size as usize * 4 + 65_536;
@@ -680,6 +687,7 @@ impl WinrmClient {
             status,
             content_type,
             www_authenticate,
+            date,
             body,
         })
     }
@@ -811,6 +819,12 @@ impl WinrmClient {
             )
             .await?;
         if reply.status == 401 {
+            // A clock out of step is the one refusal the reply itself can explain.
+            if let Some(skew) = reply.date.and_then(kerberos::clock_skew) {
+                return Err(Failure::Fatal(self.auth_error(&format!(
+                    "the host refused the Kerberos ticket for SPN {spn}: {skew}"
+                ))));
+            }
             return Err(Failure::Fatal(self.auth_error(&format!(
                 "the host refused the Kerberos ticket for SPN {spn}: check that the host's keytab holds {spn} (or set `spn` for this host), and that the account may log on remotely"
             ))));

@@ -15,6 +15,25 @@
 //! The cost is a build dependency on `libkrb5-dev` and libclang (bindgen, through `libgssapi-sys`),
 //! which the harness installs; at run time `libgssapi_krb5.so.2` is on every Debian-like system.
 //!
+//! # Where tickets come from
+//!
+//! [`TicketSource`]: the admin's `kinit` cache (`KRB5CCNAME` or the default), a password (MIT's
+//! `gss_acquire_cred_with_password`, tickets kept in memory), or a keytab (MIT's credential store,
+//! `gss_acquire_cred_from` with `client_keytab` and a `MEMORY:` cache: see the keytab module for
+//! why that and not `krb5_get_init_creds_keytab`). No source writes a ticket file.
+//!
+//! # Files on a Kerberos-only estate (SMB)
+//!
+//! hive copies installers over SMB (`hive-smb`, on the `smb` crate), which today logs on with NTLM
+//! only. The `smb` crate can do Kerberos through Devolutions' `sspi` behind its `kerberos` feature,
+//! but only from a password (sspi-rs reads no ccache and, before its PR #681, no keytab), talks to
+//! the KDC through its own network client (`reqwest`), and would be checked against nothing here:
+//! the harness's Samba is a standalone server, which accepts no Kerberos. So on a Kerberos host,
+//! file copies log on to SMB with NTLM as the host's `user`: with the password of a
+//! `kerberos:env:`/`file:`/`prompt` reference, or with `smb_credential` for a ticket from a cache
+//! or keytab. Where the domain refuses NTLM outright, copies fail with the host's SMB logon error
+//! while commands and scans (WinRM only) keep working.
+//!
 //! # The token
 //!
 //! A raw Kerberos initial context token (RFC 4121, AP-REQ) under the `Negotiate` scheme, as
@@ -36,6 +55,8 @@ use libgssapi::util::{GssIov, GssIovFake, GssIovType};
 
 use crate::framing::{FramingError, Sealing};
 
+mod keytab;
+
 /// Where the Kerberos ticket comes from.
 #[derive(Clone)]
 pub enum TicketSource {
@@ -47,6 +68,14 @@ pub enum TicketSource {
         principal: String,
         /// The password.
         password: String,
+    },
+    /// hive gets the ticket itself with this principal's keys from a keytab, into a cache in this
+    /// process's memory (nothing written to disk).
+    Keytab {
+        /// `user@REALM` (or `user`, in the default realm).
+        principal: String,
+        /// The keytab file.
+        keytab: std::path::PathBuf,
     },
 }
 
@@ -69,7 +98,9 @@ impl KerberosCredentials {
     pub fn display_user(&self) -> String {
         match &self.source {
             TicketSource::Ccache => "<ticket from KRB5CCNAME>".into(),
-            TicketSource::Password { principal, .. } => principal.clone(),
+            TicketSource::Password { principal, .. } | TicketSource::Keytab { principal, .. } => {
+                principal.clone()
+            }
         }
     }
 }
@@ -79,6 +110,9 @@ impl fmt::Debug for KerberosCredentials {
         let source = match &self.source {
             TicketSource::Ccache => "ccache".to_string(),
             TicketSource::Password { principal, .. } => format!("password for {principal}"),
+            TicketSource::Keytab { principal, keytab } => {
+                format!("keytab {} for {principal}", keytab.display())
+            }
         };
         f.debug_struct("KerberosCredentials")
             .field("source", &source)
@@ -146,6 +180,31 @@ fn hint(minor: i64) -> Option<&'static str> {
     })
 }
 
+/// Kerberos' default allowed clock skew (MIT's and Windows' `clockskew`, 5 minutes).
+const ALLOWED_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// When the host's clock (its HTTP `Date` header) is further from ours than Kerberos allows: what
+/// the difference is and what to fix.
+pub fn clock_skew(host_now: std::time::SystemTime) -> Option<String> {
+    let now = std::time::SystemTime::now();
+    let (ahead, diff) = match now.duration_since(host_now) {
+        Ok(d) => (true, d),
+        Err(e) => (false, e.duration()),
+    };
+    if diff <= ALLOWED_SKEW {
+        return None;
+    }
+    // Whole seconds, rounded: the Date header has no finer resolution.
+    let secs = (diff.as_millis() + 500) as u64 / 1000;
+    Some(format!(
+        "the clocks differ: this machine's is {} min {} s {} the host's (its HTTP Date header), \
+         more than Kerberos allows (5 minutes by default): sync both with the domain's time (NTP)",
+        secs / 60,
+        secs % 60,
+        if ahead { "ahead of" } else { "behind" }
+    ))
+}
+
 /// A complete client context: seals and unseals MS-WSMV messages. The GSS context is a C handle
 /// that may move between threads but not be shared, hence the mutex (never contended: one
 /// connection uses it at a time).
@@ -175,6 +234,8 @@ pub fn initiate(
     mechs
         .add(GSS_MECH_KRB5)
         .map_err(|e| KerberosError::gss("GSSAPI", e))?;
+    // A keytab's first logon fills a shared in-memory cache: see the keytab module.
+    let _turn = matches!(creds.source, TicketSource::Keytab { .. }).then(keytab::turn);
     let cred = match &creds.source {
         TicketSource::Ccache => Cred::acquire(None, None, CredUsage::Initiate, Some(&mechs))
             .map_err(|e| KerberosError::gss("reading the ticket from the credential cache", e))?,
@@ -193,6 +254,10 @@ pub fn initiate(
             )
             .map_err(|e| KerberosError::gss("getting a ticket with the password", e))?
         }
+        TicketSource::Keytab {
+            principal,
+            keytab: file,
+        } => keytab::acquire(principal, file)?,
     };
     let target = Name::new(spn.as_bytes(), Some(GSS_NT_KRB5_PRINCIPAL))
         .map_err(|e| KerberosError::gss("the service principal name", e))?;
@@ -281,6 +346,20 @@ impl Sealing for KerberosSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clock_skew_is_told_with_its_size_only_beyond_five_minutes() {
+        let now = std::time::SystemTime::now();
+        assert!(clock_skew(now).is_none());
+        assert!(clock_skew(now - std::time::Duration::from_secs(200)).is_none());
+        let text = clock_skew(now - std::time::Duration::from_secs(605)).unwrap();
+        assert!(
+            text.contains("10 min") && text.contains("ahead of"),
+            "{text}"
+        );
+        let text = clock_skew(now + std::time::Duration::from_secs(3600)).unwrap();
+        assert!(text.contains("60 min") && text.contains("behind"), "{text}");
+    }
 
     #[test]
     fn hints_name_the_fix() {
