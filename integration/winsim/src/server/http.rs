@@ -14,6 +14,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, WWW_AUTHENTI
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use tokio::sync::Mutex;
 
+use super::certmap::{self, CertMap};
 use super::framing;
 use super::identify;
 use super::kerberos::{self, KerberosAcceptor};
@@ -43,6 +44,8 @@ enum Authenticated {
     Ntlm(Option<Vec<u8>>),
     /// Basic over TLS; the body is plain SOAP.
     Basic,
+    /// A mapped client certificate over TLS; the body is plain SOAP.
+    Certificate,
     /// Kerberos on this connection; sealed over HTTP. Carries the AP-REP (or SPNEGO reply) when
     /// the client asked for mutual authentication.
     Kerberos(Option<Vec<u8>>),
@@ -59,6 +62,11 @@ pub struct Connection {
     local: SocketAddr,
     ntlm: Mutex<Option<NtlmAcceptor>>,
     krb: Mutex<Option<KerberosAcceptor>>,
+    /// The listener's certificate-mapping table (certificate logons on).
+    certmap: Option<Arc<CertMap>>,
+    /// The client certificate the TLS handshake delivered (DER), already verified against the
+    /// table's issuers.
+    client_cert: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -77,7 +85,21 @@ impl Connection {
             local,
             ntlm: Mutex::new(None),
             krb: Mutex::new(None),
+            certmap: None,
+            client_cert: None,
         }
+    }
+
+    /// Certificate logons on this connection: the host's mapping table and the certificate the
+    /// client presented, if any.
+    pub fn with_client_certificate(
+        mut self,
+        certmap: Option<Arc<CertMap>>,
+        client_cert: Option<Vec<u8>>,
+    ) -> Connection {
+        self.certmap = certmap;
+        self.client_cert = client_cert;
+        self
     }
 
     fn dropped(&self, why: &'static str) -> Dropped {
@@ -133,7 +155,7 @@ impl Connection {
         };
         let final_token = match &auth {
             Authenticated::Ntlm(t) | Authenticated::Kerberos(t) => t.clone(),
-            Authenticated::Basic => None,
+            Authenticated::Basic | Authenticated::Certificate => None,
         };
         let kerberos_framing = content_type
             .as_deref()
@@ -151,7 +173,9 @@ impl Connection {
                     _ => return Ok(plain(StatusCode::BAD_REQUEST)),
                 }
             }
-            (Authenticated::Basic, true) => return Ok(plain(StatusCode::BAD_REQUEST)),
+            (Authenticated::Basic | Authenticated::Certificate, true) => {
+                return Ok(plain(StatusCode::BAD_REQUEST));
+            }
             (_, false) if body.is_empty() => return Ok(plain(StatusCode::OK)),
             // AllowUnencrypted=false: plain SOAP is accepted over TLS only.
             (_, false) if !self.https => return Ok(self.challenge(None)),
@@ -339,6 +363,9 @@ impl Connection {
                 _ => Err(Box::new(self.challenge(None))),
             };
         };
+        if value.trim() == certmap::MUTUAL_SCHEME {
+            return self.authenticate_certificate();
+        }
         let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
         if scheme.eq_ignore_ascii_case("Basic") {
             // Windows refuses Basic over HTTP while AllowUnencrypted=false.
@@ -394,6 +421,28 @@ impl Connection {
                 *ntlm = None;
                 Err(Box::new(self.challenge(None)))
             }
+        }
+    }
+
+    /// A certificate logon: over HTTPS, with a client certificate the handshake verified, that
+    /// the host's mapping table maps to its account. Anything else is the 401 Windows answers.
+    fn authenticate_certificate(&self) -> Result<Authenticated, Box<HttpResponse>> {
+        let refuse = |why: &str| {
+            tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "certificate logon refused");
+            Box::new(self.challenge(None))
+        };
+        let Some(map) = self.certmap.as_ref().filter(|_| self.https) else {
+            return Err(refuse("certificate authentication is off on this listener"));
+        };
+        let Some(cert) = &self.client_cert else {
+            return Err(refuse("the client presented no certificate"));
+        };
+        match map.map(cert) {
+            Ok(user) => {
+                tracing::debug!(host = self.shells.host().name(), peer = %self.peer, user, "certificate logon");
+                Ok(Authenticated::Certificate)
+            }
+            Err(why) => Err(refuse(&why)),
         }
     }
 

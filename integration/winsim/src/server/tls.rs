@@ -63,12 +63,23 @@ impl TlsIdentity {
         &self.cert_pem
     }
 
-    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// The listener's configuration; with a certificate-mapping table the handshake also asks
+    /// for a client certificate and verifies it against the table's issuers.
+    pub(crate) fn server_config(
+        &self,
+        certmap: Option<&super::certmap::CertMap>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match certmap {
+            None => builder.with_no_client_auth(),
+            Some(map) => {
+                builder.with_client_cert_verifier(map.client_verifier().map_err(TlsError::Config)?)
+            }
+        };
+        let config = builder
             .with_single_cert(
                 vec![CertificateDer::from(self.cert_der.clone())],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
