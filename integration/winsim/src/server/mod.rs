@@ -31,6 +31,7 @@
 //! ```
 
 pub mod certmap;
+pub mod client_ca;
 pub mod framing;
 pub mod kerberos;
 mod http;

@@ -1,7 +1,8 @@
 """Run WinRS commands against a simulated host with the unmodified pywinrm client.
 
 Usage: pywinrm_driver.py '<json spec>'; prints one JSON object on stdout.
-Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl" | "kerberos"),
+Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl" | "kerberos" | "certificate"),
+       "cert_pem"? and "cert_key_pem"? (certificate: the client certificate and key files),
        "operation_timeout"?, "read_timeout"?, "channel_binding"? ("none" | "wrong": over HTTPS,
        send no channel binding, or one for another certificate, instead of the real one),
        "ccache"? and "hostname_override"? (kerberos: the ticket cache `kinit` filled, and the host
@@ -43,8 +44,8 @@ def main():
         os.environ["KRB5CCNAME"] = spec["ccache"]
     kwargs = dict(
         transport=spec.get("transport", "ntlm"),
-        username=spec["user"],
-        password=spec["password"],
+        username=spec.get("user"),
+        password=spec.get("password"),
         server_cert_validation="ignore",
         proxy=None,
         operation_timeout_sec=spec.get("operation_timeout", 20),
@@ -52,6 +53,9 @@ def main():
     )
     if kwargs["transport"] in ("ntlm", "kerberos") and spec["endpoint"].startswith("http:"):
         kwargs["message_encryption"] = "always"
+    if kwargs["transport"] == "certificate":
+        kwargs["cert_pem"] = spec["cert_pem"]
+        kwargs["cert_key_pem"] = spec["cert_key_pem"]
     if kwargs["transport"] == "kerberos":
         kwargs["kerberos_hostname_override"] = spec.get("hostname_override")
     protocol = winrm.Protocol(spec["endpoint"], **kwargs)
