@@ -33,8 +33,8 @@ pub mod health;
 pub mod sources;
 
 pub use credentials::{
-    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential,
-    resolve_reference,
+    ClientCertificateRef, CredentialRef, SecretSource, read_client_certificate, read_key_file,
+    read_secret_file, resolve_credential, resolve_reference,
 };
 pub use groups::{GroupPolicy, GroupSettings, HookSettings};
 pub use health::{CheckKind, EventLevel, HealthCheckSpec};
@@ -373,6 +373,12 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
     {
         return Err(format!(
             "credential `{credential}` is an SSH key: it only applies to transport ssh"
+        ));
+    }
+    if matches!(credential, CredentialRef::Certificate(_)) && transport != Transport::WinrmHttps {
+        return Err(format!(
+            "credential `{credential}` is a client certificate: certificate authentication is \
+             HTTPS only (set transport = \"winrm-https\")"
         ));
     }
     let smb_root = h.smb_root.or_else(|| {

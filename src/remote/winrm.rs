@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{BoxFuture, Command, ExecOutput, PutReport, RemoteError, Target, Timeouts};
-use crate::inventory::{Host, Secret, Transport};
+use crate::inventory::{CredentialRef, Host, Secret, SecretSource, Transport, resolve_reference};
 
 /// WinRM for commands, SMB (`C$`) for files: what every Windows server offers out of the box.
 pub struct WinrmTarget {
@@ -15,6 +15,8 @@ pub struct WinrmTarget {
     smb_root: String,
     user: String,
     secret: Secret,
+    /// Where the SMB logon's password comes from.
+    smb_password: SmbPassword,
     timeouts: Timeouts,
     session: hive_winrm::Session,
     smb: Option<hive_smb::SmbShare>,
@@ -34,10 +36,7 @@ impl WinrmTarget {
                 ..hive_winrm::Endpoint::http(&host.address)
             },
         };
-        let mut cfg = hive_winrm::ClientConfig::new(
-            endpoint,
-            hive_winrm::Credentials::ntlm(&host.user, secret.expose()),
-        );
+        let mut cfg = hive_winrm::ClientConfig::new(endpoint, winrm_credentials(host, secret));
         cfg.connect_timeout = timeouts.connect;
         cfg.operation_timeout = timeouts.operation;
         if let Some(pin) = &host.pin {
@@ -52,6 +51,7 @@ impl WinrmTarget {
             smb_root: host.smb_root.clone(),
             user: host.user.clone(),
             secret: secret.clone(),
+            smb_password: smb_password(host),
             timeouts,
             session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
             smb: None,
@@ -69,7 +69,19 @@ impl WinrmTarget {
                 verify_by_reading_back: false,
                 ..hive_smb::SmbConfig::default()
             };
-            let creds = hive_smb::Credentials::password(&self.user, self.secret.expose());
+            let password = match &self.smb_password {
+                SmbPassword::WinrmSecret => self.secret.clone(),
+                SmbPassword::Reference(reference) => self.read_smb_password(reference)?,
+                SmbPassword::Missing => {
+                    return Err(RemoteError::Failed(format!(
+                        "{}: a client certificate logs on to WinRM only; copying files over SMB \
+                         needs the password of {}: add smb=env:VAR or smb=file:/path to the \
+                         credential",
+                        self.name, self.user
+                    )));
+                }
+            };
+            let creds = hive_smb::Credentials::password(&self.user, password.expose());
             let share = hive_smb::SmbShare::connect(
                 &self.address,
                 self.smb_port,
@@ -85,11 +97,58 @@ impl WinrmTarget {
             .ok_or_else(|| RemoteError::Failed(format!("{}: SMB share not connected", self.name)))
     }
 
+    /// The SMB password a certificate reference's `smb=` names.
+    fn read_smb_password(&self, reference: &CredentialRef) -> Result<Secret, RemoteError> {
+        let label = format!("SMB password for {}@{}", self.user, self.name);
+        resolve_reference(reference, &label, &mut NoPrompt).map_err(|e| {
+            RemoteError::Failed(format!("{}: SMB password ({reference}): {e}", self.name))
+        })
+    }
+
     /// `C:\Windows\Temp\x` → the path inside the `C$` share (below `smb_root`).
     fn share_path(&self, remote: &str) -> Result<String, RemoteError> {
         share_path(&self.smb_root, remote).ok_or_else(|| {
             RemoteError::Failed(format!("{}: {remote} is not a C:\\ path", self.name))
         })
+    }
+}
+
+/// How the host logs on to WinRM: its client certificate, or NTLM with its password.
+fn winrm_credentials(host: &Host, secret: &Secret) -> hive_winrm::Credentials {
+    match &host.credential {
+        CredentialRef::Certificate(_) => hive_winrm::Credentials::Certificate(
+            hive_winrm::ClientCertificate::from_bundle(secret.expose()),
+        ),
+        _ => hive_winrm::Credentials::ntlm(&host.user, secret.expose()),
+    }
+}
+
+/// Where the SMB logon's password comes from.
+enum SmbPassword {
+    /// The host's secret is the password WinRM logs on with too.
+    WinrmSecret,
+    /// A certificate reference's `smb=`.
+    Reference(CredentialRef),
+    /// A certificate reference without `smb=`: commands work, file copies cannot.
+    Missing,
+}
+
+fn smb_password(host: &Host) -> SmbPassword {
+    match &host.credential {
+        CredentialRef::Certificate(c) => match c.smb.as_deref() {
+            Some(reference) => SmbPassword::Reference(reference.clone()),
+            None => SmbPassword::Missing,
+        },
+        _ => SmbPassword::WinrmSecret,
+    }
+}
+
+/// `smb=` takes `env:` or `file:` only: there is no terminal to ask on mid-run.
+struct NoPrompt;
+
+impl SecretSource for NoPrompt {
+    fn prompt(&mut self, _label: &str) -> Result<Secret, String> {
+        Err("cannot ask for a password while copying files".into())
     }
 }
 

@@ -302,10 +302,10 @@ pub async fn query_directory(
     let reference = CredentialRef::parse(&source.bind_credential).map_err(credential)?;
     if matches!(
         reference,
-        CredentialRef::SshKey(_) | CredentialRef::SshAgent
+        CredentialRef::SshKey(_) | CredentialRef::SshAgent | CredentialRef::Certificate(_)
     ) {
         return Err(credential(
-            "an SSH key is not a bind password: use env:VAR, file:/path or prompt".into(),
+            "an SSH key or a client certificate is not a bind password: use env:VAR, file:/path or prompt".into(),
         ));
     }
     let label = format!("bind password for {}", source.bind_dn);

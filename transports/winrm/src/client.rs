@@ -168,7 +168,7 @@ impl Credentials {
         match self {
             Credentials::Ntlm(c) => c.display_user(),
             Credentials::Basic { user, .. } => user.clone(),
-            Credentials::Certificate(_) => "<client certificate>".into(),
+            Credentials::Certificate(c) => c.subject(),
             Credentials::Kerberos(c) => c.display_user(),
         }
     }
@@ -524,6 +524,22 @@ impl WinrmClient {
         }
     }
 
+    /// A host that does not trust our client certificate's issuer ends the TLS session with an
+    /// alert (under TLS 1.3 only once the first request is out): say so instead of reporting a
+    /// dropped connection, which would be retried and misread as a network fault.
+    fn refused_certificate(&self, e: &hyper::Error) -> Option<Failure> {
+        if !matches!(self.cfg.credentials, Credentials::Certificate(_)) {
+            return None;
+        }
+        let alert = tls::alert_in(e)?;
+        Some(Failure::Fatal(self.auth_error(&format!(
+            "the host refused the client certificate in the TLS handshake ({alert:?}): it does not \
+             trust the certificate's issuer for client logons (import the issuing CA into the \
+             host's trusted roots and map the certificate with winrm create \
+             winrm/config/service/certmapping)"
+        ))))
+    }
+
     fn auth_error(&self, detail: &str) -> Error {
         Error::Auth {
             host: self.label.clone(),
@@ -616,10 +632,11 @@ impl WinrmClient {
             .conn
             .as_mut()
             .ok_or_else(|| Failure::Stale("not connected".into()))?;
-        conn.sender
-            .ready()
-            .await
-            .map_err(|e| Failure::Stale(e.to_string()))?;
+        if let Err(e) = conn.sender.ready().await {
+            return Err(self
+                .refused_certificate(&e)
+                .unwrap_or(Failure::Stale(e.to_string())));
+        }
         let mut b = hyper::Request::builder()
             .method("POST")
             .uri(ep.path.as_str())
@@ -638,8 +655,11 @@ impl WinrmClient {
                 detail: format!("cannot build the HTTP request: {e}"),
             })
         })?;
-        let resp = conn.sender.send_request(request).await.map_err(|e| {
-            if e.is_canceled() {
+        let sent = conn.sender.send_request(request).await;
+        let resp = sent.map_err(|e| {
+            if let Some(refused) = self.refused_certificate(&e) {
+                refused
+            } else if e.is_canceled() {
                 Failure::Stale(e.to_string())
             } else if e.is_incomplete_message() {
                 Failure::Lost(e.to_string())
@@ -862,6 +882,14 @@ impl WinrmClient {
             None => (SOAP_CONTENT_TYPE, req.xml.as_bytes().to_vec()),
         };
         let reply = self.post(auth, Some(ctype), body).await?;
+        if reply.status == 401 && matches!(self.cfg.credentials, Credentials::Certificate(_)) {
+            return Err(Failure::Fatal(self.auth_error(
+                "the server answered 401: no certificate mapping on this host maps this client \
+                 certificate to an account (winrm create winrm/config/service/certmapping with \
+                 the issuer's thumbprint and this subject), or certificate authentication is off \
+                 (Service/Auth/Certificate)",
+            )));
+        }
         if reply.status == 401 && !self.cfg.credentials.seals() {
             return Err(Failure::Fatal(self.auth_error(
                 "the server answered 401: wrong user name or password, or the method is disabled",
