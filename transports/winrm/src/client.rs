@@ -245,7 +245,8 @@ struct Conn {
     authenticated: bool,
     /// NTLM channel binding hash (zeros over HTTP).
     cbt: [u8; 16],
-    task: tokio::task::JoinHandle<()>,
+    /// Drives the connection; ends with the TLS alert the host closed it with, if any.
+    task: tokio::task::JoinHandle<Option<rustls::AlertDescription>>,
 }
 
 impl Drop for Conn {
@@ -526,12 +527,25 @@ impl WinrmClient {
 
     /// A host that does not trust our client certificate's issuer ends the TLS session with an
     /// alert (under TLS 1.3 only once the first request is out): say so instead of reporting a
-    /// dropped connection, which would be retried and misread as a network fault.
-    fn refused_certificate(&self, e: &hyper::Error) -> Option<Failure> {
+    /// dropped connection, which would be retried and misread as a network fault. The alert is
+    /// in the request's error, or, when the request only saw the connection close, in what the
+    /// connection's task ended with.
+    async fn refused_certificate(&mut self, e: &hyper::Error) -> Option<Failure> {
         if !matches!(self.cfg.credentials, Credentials::Certificate(_)) {
             return None;
         }
-        let alert = tls::alert_in(e)?;
+        let alert = match tls::alert_in(e) {
+            Some(alert) => alert,
+            None => {
+                let mut conn = self.conn.take()?;
+                let ended =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), &mut conn.task).await;
+                match ended {
+                    Ok(Ok(Some(alert))) => alert,
+                    _ => return None,
+                }
+            }
+        };
         Some(Failure::Fatal(self.auth_error(&format!(
             "the host refused the client certificate in the TLS handshake ({alert:?}): it does not \
              trust the certificate's issuer for client logons (import the issuing CA into the \
@@ -607,9 +621,7 @@ impl WinrmClient {
                 host: label.clone(),
                 detail: e.to_string(),
             })?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let task = tokio::spawn(async move { conn.await.err().and_then(|e| tls::alert_in(&e)) });
         self.connections_opened += 1;
         self.conn = Some(Conn {
             sender,
@@ -633,9 +645,10 @@ impl WinrmClient {
             .as_mut()
             .ok_or_else(|| Failure::Stale("not connected".into()))?;
         if let Err(e) = conn.sender.ready().await {
-            return Err(self
-                .refused_certificate(&e)
-                .unwrap_or(Failure::Stale(e.to_string())));
+            return Err(match self.refused_certificate(&e).await {
+                Some(refused) => refused,
+                None => Failure::Stale(e.to_string()),
+            });
         }
         let mut b = hyper::Request::builder()
             .method("POST")
@@ -655,21 +668,23 @@ impl WinrmClient {
                 detail: format!("cannot build the HTTP request: {e}"),
             })
         })?;
-        let sent = conn.sender.send_request(request).await;
-        let resp = sent.map_err(|e| {
-            if let Some(refused) = self.refused_certificate(&e) {
-                refused
-            } else if e.is_canceled() {
-                Failure::Stale(e.to_string())
-            } else if e.is_incomplete_message() {
-                Failure::Lost(e.to_string())
-            } else {
-                Failure::Fatal(Error::Connection {
-                    host: self.label.clone(),
-                    detail: e.to_string(),
-                })
+        let resp = match conn.sender.send_request(request).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                return Err(if let Some(refused) = self.refused_certificate(&e).await {
+                    refused
+                } else if e.is_canceled() {
+                    Failure::Stale(e.to_string())
+                } else if e.is_incomplete_message() {
+                    Failure::Lost(e.to_string())
+                } else {
+                    Failure::Fatal(Error::Connection {
+                        host: self.label.clone(),
+                        detail: e.to_string(),
+                    })
+                });
             }
-        })?;
+        };
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
