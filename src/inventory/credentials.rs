@@ -269,3 +269,69 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
     }
     Ok(Secret::new(line))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_references_parse_and_print_back() {
+        let r = CredentialRef::parse("cert:/etc/hive/c.pem").unwrap();
+        assert_eq!(
+            r,
+            CredentialRef::Certificate(ClientCertificateRef {
+                cert: "/etc/hive/c.pem".into(),
+                key: "/etc/hive/c.key".into(),
+                smb: None,
+            })
+        );
+        let text = "cert:/a/c.pem,key=/b/k.pem,smb=env:SMB_PW";
+        let r = CredentialRef::parse(text).unwrap();
+        assert_eq!(r.to_string(), text);
+        assert_eq!(CredentialRef::parse(&r.to_string()).unwrap(), r);
+        for bad in [
+            "cert:",
+            "cert:/a/c.pem,smb=prompt",
+            "cert:/a/c.pem,smb=ssh-agent",
+            "cert:/a/c.pem,pass=x",
+        ] {
+            assert!(CredentialRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_resolves_to_its_chain_and_key_once_the_key_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("c.key");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let reference = ClientCertificateRef {
+            cert: cert.clone(),
+            key: key.clone(),
+            smb: None,
+        };
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read_client_certificate(&reference).unwrap_err();
+        assert!(
+            err.contains(&key.display().to_string()) && err.contains("0640"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let bundle = read_client_certificate(&reference).unwrap();
+        assert!(bundle.expose().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(bundle.expose().contains("-----BEGIN PRIVATE KEY-----"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let err = read_client_certificate(&reference).unwrap_err();
+        assert!(err.contains("is not a PEM certificate"), "{err}");
+    }
+}

@@ -370,6 +370,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_splits_into_chain_and_key_and_names_its_subject() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hive admin");
+        params.subject_alt_names.push(rcgen::SanType::OtherName((
+            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+            "admin@corp.example".into(),
+        )));
+        let cert = params.self_signed(&key).unwrap();
+        let bundle = format!("{}{}", cert.pem(), key.serialize_pem());
+        let cc = ClientCertificate::from_bundle(&bundle);
+        assert!(!cc.cert_pem.contains("PRIVATE KEY"));
+        assert!(cc.key_pem.contains("PRIVATE KEY") && !cc.key_pem.contains("CERTIFICATE"));
+        assert_eq!(cc.subject(), "\"CN=hive admin\" (UPN admin@corp.example)");
+        assert!(client_config(&ServerTrust::Thumbprint([0; 32]), Some(&cc)).is_ok());
+    }
+
+    #[test]
     fn thumbprints_parse_with_or_without_colons() {
         let hexs = "ab".repeat(32);
         let colons = vec!["AB"; 32].join(":");

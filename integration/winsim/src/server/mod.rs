@@ -5,7 +5,9 @@
 //! What a client meets, as on Windows Server with its default WinRM configuration:
 //! - **Auth**: `Negotiate` with raw NTLMSSP or SPNEGO-wrapped NTLM (NTLMv2 only; the proof is
 //!   checked, wrong user or password → 401), bound to the TCP connection; `Basic` only over HTTPS
-//!   (AllowUnencrypted=false: Basic or unsealed SOAP over HTTP → 401). No Kerberos, no CredSSP.
+//!   (AllowUnencrypted=false: Basic or unsealed SOAP over HTTP → 401); Kerberos; client
+//!   certificates over HTTPS when the host has a certificate-mapping table ([`certmap`]). No
+//!   CredSSP.
 //! - **Sealing**: MS-WSMV `multipart/encrypted` bodies both ways over HTTP.
 //! - **WinRS**: Create/Command/Send/Receive/Signal/Delete on cmd shells, config Get. The command
 //!   runs ([`SimHost::run`]) at the first Receive with all stdin sent so far; a Receive that waits
