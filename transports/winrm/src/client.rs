@@ -245,6 +245,8 @@ struct Conn {
     authenticated: bool,
     /// NTLM channel binding hash (zeros over HTTP).
     cbt: [u8; 16],
+    /// Over HTTPS: the `tls-server-end-point` binding Kerberos carries in its authenticator.
+    end_point: Option<Vec<u8>>,
     /// Drives the connection; ends with the TLS alert the host closed it with, if any.
     task: tokio::task::JoinHandle<Option<rustls::AlertDescription>>,
 }
@@ -582,6 +584,7 @@ impl WinrmClient {
         })?;
         let _ = tcp.set_nodelay(true);
         let mut cbt = [0u8; 16];
+        let mut end_point = None;
         let io: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
             Some(cfg) => {
@@ -611,6 +614,7 @@ impl WinrmClient {
                     .and_then(|c| c.first())
                 {
                     cbt = tls::channel_bindings(cert);
+                    end_point = Some(tls::tls_server_end_point(cert));
                 }
                 Box::new(stream)
             }
@@ -628,6 +632,7 @@ impl WinrmClient {
             sealer: None,
             authenticated: !self.cfg.credentials.seals(),
             cbt,
+            end_point,
             task,
         });
         Ok(())
@@ -814,12 +819,13 @@ impl WinrmClient {
     ) -> std::result::Result<HttpReply, Failure> {
         let spn = creds.spn_for(&self.cfg.endpoint.host);
         let target = spn.clone();
-        let started =
-            tokio::task::spawn_blocking(move || kerberos::initiate(&creds, &target, None))
-                .await
-                .map_err(|e| {
-                    Failure::Fatal(self.auth_error(&format!("Kerberos worker failed: {e}")))
-                })?;
+        // Over HTTPS the AP-REQ is bound to this TLS channel (Extended Protection).
+        let binding = self.conn.as_ref().and_then(|c| c.end_point.clone());
+        let started = tokio::task::spawn_blocking(move || {
+            kerberos::initiate(&creds, &target, binding.as_deref())
+        })
+        .await
+        .map_err(|e| Failure::Fatal(self.auth_error(&format!("Kerberos worker failed: {e}"))))?;
         let (mut sealer, token) =
             started.map_err(|e| Failure::Fatal(self.auth_error(&format!("SPN {spn}: {e}"))))?;
         let (ctype, body) = if self.cfg.endpoint.tls {

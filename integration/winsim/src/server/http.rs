@@ -67,6 +67,9 @@ pub struct Connection {
     /// The client certificate the TLS handshake delivered (DER), already verified against the
     /// table's issuers.
     client_cert: Option<Vec<u8>>,
+    /// Over HTTPS: the `tls-server-end-point` application data Kerberos logons are checked
+    /// against.
+    kerberos_binding: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -87,7 +90,14 @@ impl Connection {
             krb: Mutex::new(None),
             certmap: None,
             client_cert: None,
+            kerberos_binding: None,
         }
+    }
+
+    /// Check Kerberos logons against this TLS channel's `tls-server-end-point` binding.
+    pub fn with_kerberos_binding(mut self, application_data: Vec<u8>) -> Connection {
+        self.kerberos_binding = Some(application_data);
+        self
     }
 
     /// Certificate logons on this connection: the host's mapping table and the certificate the
@@ -335,18 +345,21 @@ impl Connection {
             return None;
         }
         let mut acceptor = KerberosAcceptor::new();
-        Some(match acceptor.accept(&token) {
-            Ok(reply) => {
-                tracing::debug!(host = self.shells.host().name(), peer = %self.peer, client = ?acceptor.client, "Kerberos logon");
-                *krb = Some(acceptor);
-                Ok(Authenticated::Kerberos(reply))
-            }
-            Err(why) => {
-                tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "Kerberos logon refused");
-                *krb = None;
-                Err(Box::new(self.challenge(None)))
-            }
-        })
+        let strict = self.shells.host().cbt_hardening() == crate::fleet::CbtHardening::Strict;
+        Some(
+            match acceptor.accept(&token, self.kerberos_binding.as_deref(), strict) {
+                Ok(reply) => {
+                    tracing::debug!(host = self.shells.host().name(), peer = %self.peer, client = ?acceptor.client, "Kerberos logon");
+                    *krb = Some(acceptor);
+                    Ok(Authenticated::Kerberos(reply))
+                }
+                Err(why) => {
+                    tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "Kerberos logon refused");
+                    *krb = None;
+                    Err(Box::new(self.challenge(None)))
+                }
+            },
+        )
     }
 
     /// Check the Authorization header against this connection's state. `Err` is the 401 (or

@@ -114,6 +114,8 @@ pub enum ServerError {
 struct TlsListener {
     acceptor: TlsAcceptor,
     cbt: [u8; 16],
+    /// The certificate's `tls-server-end-point` binding, for Kerberos.
+    end_point: Arc<Vec<u8>>,
     certmap: Option<Arc<certmap::CertMap>>,
 }
 
@@ -159,6 +161,7 @@ impl WinrmFleet {
             Some(t) => Some(TlsListener {
                 acceptor: TlsAcceptor::from(t.server_config(None)?),
                 cbt: t.channel_bindings(),
+                end_point: Arc::new(t.tls_server_end_point()),
                 certmap: None,
             }),
             None => None,
@@ -192,6 +195,7 @@ impl WinrmFleet {
                     Some(map) => TlsListener {
                         acceptor: TlsAcceptor::from(identity.server_config(Some(&map))?),
                         cbt: acceptor.cbt,
+                        end_point: Arc::clone(&acceptor.end_point),
                         certmap: Some(Arc::new(map)),
                     },
                 };
@@ -326,7 +330,8 @@ async fn serve(
                     peer,
                     local,
                 )
-                .with_client_certificate(listener.certmap, client_cert);
+                .with_client_certificate(listener.certmap, client_cert)
+                .with_kerberos_binding(listener.end_point.to_vec());
                 serve_http(stream, conn).await;
             }
         }

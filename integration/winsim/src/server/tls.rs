@@ -49,13 +49,22 @@ impl TlsIdentity {
     /// signs with ECDSA SHA-256, and RFC 5929 uses the certificate's own signature hash).
     pub fn channel_bindings(&self) -> [u8; 16] {
         use md5::Digest as _;
-        let mut app = b"tls-server-end-point:".to_vec();
-        app.extend_from_slice(&sha2::Sha256::digest(&self.cert_der));
+        let app = self.tls_server_end_point();
         // Initiator and acceptor address types and lengths: four zero u32s.
         let mut gss = vec![0u8; 16];
         gss.extend_from_slice(&(app.len() as u32).to_le_bytes());
         gss.extend_from_slice(&app);
         md5::Md5::digest(&gss).into()
+    }
+
+    /// The `tls-server-end-point` application data (RFC 5929) Kerberos carries in its
+    /// authenticator checksum: the prefix and SHA-256 of the certificate (rcgen signs with ECDSA
+    /// SHA-256).
+    pub fn tls_server_end_point(&self) -> Vec<u8> {
+        use sha2::Digest as _;
+        let mut app = b"tls-server-end-point:".to_vec();
+        app.extend_from_slice(&sha2::Sha256::digest(&self.cert_der));
+        app
     }
 
     /// The certificate in PEM, for clients that want to trust it.

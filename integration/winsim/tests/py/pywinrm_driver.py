@@ -32,12 +32,18 @@ def main():
     spec = json.loads(sys.argv[1])
     binding = spec.get("channel_binding")
     if binding is not None:
-        # requests_ntlm hashes the server certificate into the binding pywinrm sends.
+        # requests_ntlm and requests_kerberos hash the server certificate into the binding
+        # pywinrm sends.
         import requests_ntlm.requests_ntlm as rn
+        import winrm.vendor.requests_kerberos.kerberos_ as rk
         if binding == "none":
             rn._get_certificate_hash = lambda der: None
+            rk._get_channel_bindings_application_data = lambda response: None
         elif binding == "wrong":
             rn._get_certificate_hash = lambda der: bytes(32) + b"another certificate"
+            rk._get_channel_bindings_application_data = (
+                lambda response: b"tls-server-end-point:" + bytes(32)
+            )
         else:
             raise SystemExit("channel_binding must be none or wrong")
     if spec.get("ccache"):
