@@ -11,7 +11,19 @@ fn the_documented_inventory_parses_as_its_comments_say() {
     let file = InventoryFile::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let hosts = &file.inventory.hosts;
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-    assert_eq!(names, ["CANARY01", "WEB001", "DB01", "APP01", "FILE01"]);
+    assert_eq!(
+        names,
+        ["CANARY01", "WEB001", "DB01", "APP01", "FILE01", "DMZ01"]
+    );
+    assert!(
+        matches!(
+            &hosts[5].credential,
+            hive::inventory::CredentialRef::Certificate(c)
+                if c.key.ends_with("dmz-client.key") && c.smb.is_some()
+        ),
+        "{:?}",
+        hosts[5].credential
+    );
 
     let canary = &hosts[0];
     assert_eq!(canary.transport, Transport::WinrmHttp);
