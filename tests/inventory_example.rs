@@ -13,7 +13,18 @@ fn the_documented_inventory_parses_as_its_comments_say() {
     let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
     assert_eq!(
         names,
-        ["CANARY01", "WEB001", "DB01", "APP01", "FILE01", "SQL01"]
+        [
+            "CANARY01", "WEB001", "DB01", "APP01", "FILE01", "SQL01", "DMZ01"
+        ]
+    );
+    assert!(
+        matches!(
+            &hosts[6].credential,
+            hive::inventory::CredentialRef::Certificate(c)
+                if c.key.ends_with("dmz-client.key") && c.smb.is_some()
+        ),
+        "{:?}",
+        hosts[6].credential
     );
 
     let canary = &hosts[0];

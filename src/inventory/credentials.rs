@@ -24,6 +24,69 @@ pub enum CredentialRef {
     /// WinRM only: a Kerberos logon (`kerberos:ccache`, `kerberos:keytab:/path`, or `kerberos:`
     /// before a password reference); see [`super::kerberos`].
     Kerberos(KerberosRef),
+    /// WinRM over HTTPS only: a client certificate (PEM chain) the host maps to an account, its
+    /// key in a file readable by its owner only. Written
+    /// `cert:/path/client.pem[,key=/path/client.key][,smb=env:VAR|file:/path]`; the key defaults
+    /// to the certificate's path with `.key`. A certificate logs on to WinRM only: file copies go
+    /// over SMB, which needs the account's password, named by `smb=`.
+    Certificate(ClientCertificateRef),
+}
+
+/// Where a client certificate, its key, and (for SMB file copies) the account's password are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificateRef {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The password of the account the certificate maps to, for SMB (`env:` or `file:`).
+    pub smb: Option<Box<CredentialRef>>,
+}
+
+impl ClientCertificateRef {
+    /// Parse what follows `cert:`. Paths may not hold commas (they separate the options).
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split(',');
+        let cert = PathBuf::from(parts.next().unwrap_or(""));
+        if cert.as_os_str().is_empty() {
+            return Err("cert: needs the certificate's path (cert:/path/client.pem)".into());
+        }
+        let mut key = None;
+        let mut smb = None;
+        for part in parts {
+            match part.split_once('=') {
+                Some(("key", path)) if !path.is_empty() => key = Some(PathBuf::from(path)),
+                Some(("smb", reference)) => match CredentialRef::parse(reference) {
+                    Ok(r @ (CredentialRef::Env(_) | CredentialRef::File(_))) => {
+                        smb = Some(Box::new(r))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "cert: smb= takes env:VAR or file:/path (the password of the account \
+                             the certificate maps to), not `{}`",
+                            reference.split(':').next().unwrap_or("")
+                        ));
+                    }
+                },
+                _ => {
+                    return Err(format!(
+                        "cert: option `{}` is not key=/path or smb=env:VAR|file:/path",
+                        part.split('=').next().unwrap_or(part)
+                    ));
+                }
+            }
+        }
+        let key = key.unwrap_or_else(|| cert.with_extension("key"));
+        Ok(ClientCertificateRef { cert, key, smb })
+    }
+}
+
+impl fmt::Display for ClientCertificateRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cert:{},key={}", self.cert.display(), self.key.display())?;
+        match &self.smb {
+            Some(smb) => write!(f, ",smb={smb}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl CredentialRef {
@@ -47,10 +110,14 @@ impl CredentialRef {
             Some(("ssh-key", path)) if !path.is_empty() => {
                 Ok(CredentialRef::SshKey(PathBuf::from(path)))
             }
+            Some(("cert", rest)) => {
+                ClientCertificateRef::parse(rest).map(CredentialRef::Certificate)
+            }
             // The value is not echoed: what an admin puts here by mistake is the password itself.
             _ => Err(
                 "the credential is not a reference (its value is not shown: it may be a \
-                 password): use env:VAR, file:/path, prompt, ssh-key:/path, ssh-agent or kerberos:..."
+                 password): use env:VAR, file:/path, prompt, ssh-key:/path, ssh-agent, \
+                 kerberos:... or cert:/path/client.pem"
                     .to_string(),
             ),
         }
@@ -81,6 +148,7 @@ impl fmt::Display for CredentialRef {
             CredentialRef::SshKey(p) => write!(f, "ssh-key:{}", p.display()),
             CredentialRef::SshAgent => f.write_str("ssh-agent"),
             CredentialRef::Kerberos(k) => k.fmt(f),
+            CredentialRef::Certificate(c) => c.fmt(f),
         }
     }
 }
@@ -143,6 +211,7 @@ pub fn resolve_reference(
         CredentialRef::File(path) => read_secret_file(path),
         CredentialRef::Prompt => prompter.prompt(label),
         CredentialRef::SshKey(path) => read_key_file(path),
+        CredentialRef::Certificate(c) => read_client_certificate(c),
         CredentialRef::SshAgent => match std::env::var("SSH_AUTH_SOCK") {
             Ok(sock) if !sock.is_empty() => Ok(Secret::new(sock)),
             _ => Err(
@@ -168,6 +237,30 @@ pub fn read_key_file(path: &Path) -> Result<Secret, String> {
         ));
     }
     Ok(Secret::new(text))
+}
+
+/// A client certificate and its key as one PEM text (the chain first), after the same owner-only
+/// check of the key as a credential file; the certificate itself is public.
+pub fn read_client_certificate(c: &ClientCertificateRef) -> Result<Secret, String> {
+    check_owner_only(&c.key, "a client certificate's private key")?;
+    let key = std::fs::read_to_string(&c.key)
+        .map_err(|e| format!("cannot read {}: {e}", c.key.display()))?;
+    if key.contains("ENCRYPTED PRIVATE KEY") {
+        return Err(format!(
+            "{} is encrypted: hive reads an unencrypted key from a file only its owner can read \
+             (openssl pkey -in it -out client.key)",
+            c.key.display()
+        ));
+    }
+    if !key.contains("PRIVATE KEY-----") {
+        return Err(format!("{} is not a PEM private key", c.key.display()));
+    }
+    let cert = std::fs::read_to_string(&c.cert)
+        .map_err(|e| format!("cannot read {}: {e}", c.cert.display()))?;
+    if !cert.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{} is not a PEM certificate", c.cert.display()));
+    }
+    Ok(Secret::new(format!("{}\n{}", cert.trim_end(), key)))
 }
 
 /// Refuses a file that group or others can read: a secret anyone on the orchestrator can read is
@@ -196,4 +289,70 @@ pub fn read_secret_file(path: &Path) -> Result<Secret, String> {
         return Err(format!("{} is empty", path.display()));
     }
     Ok(Secret::new(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_references_parse_and_print_back() {
+        let r = CredentialRef::parse("cert:/etc/hive/c.pem").unwrap();
+        assert_eq!(
+            r,
+            CredentialRef::Certificate(ClientCertificateRef {
+                cert: "/etc/hive/c.pem".into(),
+                key: "/etc/hive/c.key".into(),
+                smb: None,
+            })
+        );
+        let text = "cert:/a/c.pem,key=/b/k.pem,smb=env:SMB_PW";
+        let r = CredentialRef::parse(text).unwrap();
+        assert_eq!(r.to_string(), text);
+        assert_eq!(CredentialRef::parse(&r.to_string()).unwrap(), r);
+        for bad in [
+            "cert:",
+            "cert:/a/c.pem,smb=prompt",
+            "cert:/a/c.pem,smb=ssh-agent",
+            "cert:/a/c.pem,pass=x",
+        ] {
+            assert!(CredentialRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_certificate_resolves_to_its_chain_and_key_once_the_key_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("c.pem");
+        let key = dir.path().join("c.key");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let reference = ClientCertificateRef {
+            cert: cert.clone(),
+            key: key.clone(),
+            smb: None,
+        };
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let err = read_client_certificate(&reference).unwrap_err();
+        assert!(
+            err.contains(&key.display().to_string()) && err.contains("0640"),
+            "{err}"
+        );
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let bundle = read_client_certificate(&reference).unwrap();
+        assert!(bundle.expose().starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(bundle.expose().contains("-----BEGIN PRIVATE KEY-----"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let err = read_client_certificate(&reference).unwrap_err();
+        assert!(err.contains("is not a PEM certificate"), "{err}");
+    }
 }

@@ -35,8 +35,8 @@ pub mod health;
 pub mod sources;
 
 pub use credentials::{
-    CredentialRef, SecretSource, read_key_file, read_secret_file, resolve_credential, resolve_host,
-    resolve_reference,
+    ClientCertificateRef, CredentialRef, SecretSource, read_client_certificate, read_key_file,
+    read_secret_file, resolve_credential, resolve_host, resolve_reference,
 };
 pub use groups::{GroupPolicy, GroupSettings, HookSettings};
 pub use health::{CheckKind, EventLevel, HealthCheckSpec};
@@ -400,6 +400,12 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
     {
         return Err(format!(
             "credential `{credential}` is an SSH key: it only applies to transport ssh"
+        ));
+    }
+    if matches!(credential, CredentialRef::Certificate(_)) && transport != Transport::WinrmHttps {
+        return Err(format!(
+            "credential `{credential}` is a client certificate: certificate authentication is \
+             HTTPS only (set transport = \"winrm-https\")"
         ));
     }
     let (spn, smb_credential) = kerberos_fields(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{BoxFuture, Command, ExecOutput, PutReport, RemoteError, Target, Timeouts};
 use crate::inventory::kerberos::{KerberosRef, spn_for};
-use crate::inventory::{CredentialRef, Host, Secret, Transport};
+use crate::inventory::{CredentialRef, Host, Secret, SecretSource, Transport, resolve_reference};
 
 /// WinRM for commands, SMB (`C$`) for files: what every Windows server offers out of the box.
 pub struct WinrmTarget {
@@ -17,6 +17,8 @@ pub struct WinrmTarget {
     user: String,
     credential: CredentialRef,
     secret: Secret,
+    /// Where the SMB logon's password comes from.
+    smb_password: SmbPassword,
     timeouts: Timeouts,
     session: hive_winrm::Session,
     smb: Option<hive_smb::SmbShare>,
@@ -52,6 +54,7 @@ impl WinrmTarget {
             user: host.user.clone(),
             credential: host.credential.clone(),
             secret: secret.clone(),
+            smb_password: smb_password(host),
             timeouts,
             session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
             smb: None,
@@ -69,17 +72,31 @@ impl WinrmTarget {
                 verify_by_reading_back: false,
                 ..hive_smb::SmbConfig::default()
             };
-            if self.secret.expose().is_empty()
-                && let CredentialRef::Kerberos(k) = &self.credential
-            {
-                return Err(RemoteError::Failed(format!(
-                    "{}: file copies go over SMB, which logs on with NTLM and needs a password, \
-                     and `{k}` holds none: set smb_credential (env:VAR, file:/path or prompt) \
-                     for this host",
-                    self.name
-                )));
-            }
-            let creds = hive_smb::Credentials::password(&self.user, self.secret.expose());
+            let password = match &self.smb_password {
+                SmbPassword::WinrmSecret => {
+                    if self.secret.expose().is_empty()
+                        && let CredentialRef::Kerberos(k) = &self.credential
+                    {
+                        return Err(RemoteError::Failed(format!(
+                            "{}: file copies go over SMB, which logs on with NTLM and needs a \
+                             password, and `{k}` holds none: set smb_credential (env:VAR, \
+                             file:/path or prompt) for this host",
+                            self.name
+                        )));
+                    }
+                    self.secret.clone()
+                }
+                SmbPassword::Reference(reference) => self.read_smb_password(reference)?,
+                SmbPassword::Missing => {
+                    return Err(RemoteError::Failed(format!(
+                        "{}: a client certificate logs on to WinRM only; copying files over SMB \
+                         needs the password of {}: add smb=env:VAR or smb=file:/path to the \
+                         credential",
+                        self.name, self.user
+                    )));
+                }
+            };
+            let creds = hive_smb::Credentials::password(&self.user, password.expose());
             let share = hive_smb::SmbShare::connect(
                 &self.address,
                 self.smb_port,
@@ -95,6 +112,14 @@ impl WinrmTarget {
             .ok_or_else(|| RemoteError::Failed(format!("{}: SMB share not connected", self.name)))
     }
 
+    /// The SMB password a certificate reference's `smb=` names.
+    fn read_smb_password(&self, reference: &CredentialRef) -> Result<Secret, RemoteError> {
+        let label = format!("SMB password for {}@{}", self.user, self.name);
+        resolve_reference(reference, &label, &mut NoPrompt).map_err(|e| {
+            RemoteError::Failed(format!("{}: SMB password ({reference}): {e}", self.name))
+        })
+    }
+
     /// `C:\Windows\Temp\x` → the path inside the `C$` share (below `smb_root`).
     fn share_path(&self, remote: &str) -> Result<String, RemoteError> {
         share_path(&self.smb_root, remote).ok_or_else(|| {
@@ -103,11 +128,17 @@ impl WinrmTarget {
     }
 }
 
-/// How WinRM logs on: Kerberos when the inventory asks for it (never NTLM instead), else NTLM with
-/// the password.
+/// How WinRM logs on: Kerberos when the inventory asks for it (never NTLM instead), the client
+/// certificate, else NTLM with the password.
 fn winrm_credentials(host: &Host, secret: &Secret) -> hive_winrm::Credentials {
-    let CredentialRef::Kerberos(k) = &host.credential else {
-        return hive_winrm::Credentials::ntlm(&host.user, secret.expose());
+    let k = match &host.credential {
+        CredentialRef::Kerberos(k) => k,
+        CredentialRef::Certificate(_) => {
+            return hive_winrm::Credentials::Certificate(
+                hive_winrm::ClientCertificate::from_bundle(secret.expose()),
+            );
+        }
+        _ => return hive_winrm::Credentials::ntlm(&host.user, secret.expose()),
     };
     use hive_winrm::kerberos::TicketSource;
     let source = match k {
@@ -129,6 +160,35 @@ fn winrm_credentials(host: &Host, secret: &Secret) -> hive_winrm::Credentials {
                 .unwrap_or_else(|| spn_for(&host.name, &host.address, None)),
         ),
     })
+}
+
+/// Where the SMB logon's password comes from.
+enum SmbPassword {
+    /// The host's secret is the password WinRM logs on with too.
+    WinrmSecret,
+    /// A certificate reference's `smb=`.
+    Reference(CredentialRef),
+    /// A certificate reference without `smb=`: commands work, file copies cannot.
+    Missing,
+}
+
+fn smb_password(host: &Host) -> SmbPassword {
+    match &host.credential {
+        CredentialRef::Certificate(c) => match c.smb.as_deref() {
+            Some(reference) => SmbPassword::Reference(reference.clone()),
+            None => SmbPassword::Missing,
+        },
+        _ => SmbPassword::WinrmSecret,
+    }
+}
+
+/// `smb=` takes `env:` or `file:` only: there is no terminal to ask on mid-run.
+struct NoPrompt;
+
+impl SecretSource for NoPrompt {
+    fn prompt(&mut self, _label: &str) -> Result<Secret, String> {
+        Err("cannot ask for a password while copying files".into())
+    }
 }
 
 /// Map a `C:\...` path into a share rooted at `root` (the share's folder standing for C:).

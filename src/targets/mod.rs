@@ -302,10 +302,14 @@ pub async fn query_directory(
     let reference = CredentialRef::parse(&source.bind_credential).map_err(credential)?;
     if matches!(
         reference,
-        CredentialRef::SshKey(_) | CredentialRef::SshAgent | CredentialRef::Kerberos(_)
+        CredentialRef::SshKey(_)
+            | CredentialRef::SshAgent
+            | CredentialRef::Kerberos(_)
+            | CredentialRef::Certificate(_)
     ) {
         return Err(credential(
-            "an SSH key or Kerberos logon is not a bind password: use env:VAR, file:/path or prompt"
+            "an SSH key, a Kerberos logon or a client certificate is not a bind password: use \
+             env:VAR, file:/path or prompt"
                 .into(),
         ));
     }

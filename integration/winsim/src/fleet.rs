@@ -120,6 +120,10 @@ pub struct HostSettings {
     /// `strict`: NTLM over HTTPS must carry the listener certificate's channel binding
     /// (Extended Protection, `CbtHardeningLevel=Strict`); `relaxed` (the default) does not check.
     pub cbt_hardening: Option<CbtHardening>,
+    /// WinRM certificate authentication over HTTPS (`Service/Auth/Certificate`, off by default):
+    /// the certificate-mapping table, client certificates issued by `issuer` whose subject
+    /// matches log on as `user`.
+    pub client_certificates: Option<Vec<crate::server::certmap::CertMappingSetting>>,
     pub reboot: Option<RebootSettings>,
     pub faults: Option<FaultSettings>,
     /// Windows services besides the standard ones (EventLog, LanmanServer, WinRM), e.g.
@@ -293,6 +297,7 @@ pub struct HostConfig {
     pub winrm_port: u16,
     pub winrm_https_port: Option<u16>,
     pub cbt_hardening: CbtHardening,
+    pub client_certificates: Vec<crate::server::certmap::CertMappingSetting>,
     pub reboot_downtime: Duration,
     pub configuring: Duration,
     pub reboot_never_returns: bool,
@@ -479,7 +484,7 @@ fn merge(base: &mut HostSettings, top: HostSettings) {
     macro_rules! add {
         ($from:ident => $to:ident: $($f:ident),*) => { $( if let Some(v) = $from.$f { $to.$f.get_or_insert_with(Vec::new).extend(v); } )* };
     }
-    add!(top => base: kbs, permanent_packages, registry, files, pending_reboot, registry_denied, services);
+    add!(top => base: kbs, permanent_packages, registry, files, pending_reboot, registry_denied, services, client_certificates);
     if let Some(r) = top.reboot {
         let b = base.reboot.get_or_insert_with(Default::default);
         take!(r => b: downtime_ms, configuring_ms, never_returns);
@@ -633,6 +638,7 @@ fn finish(s: &HostSettings, name: String, address: Ipv4Addr) -> Result<HostConfi
         winrm_port: s.winrm_port.unwrap_or(5985),
         winrm_https_port: s.winrm_https_port,
         cbt_hardening: s.cbt_hardening.unwrap_or_default(),
+        client_certificates: s.client_certificates.clone().unwrap_or_default(),
         reboot_downtime: Duration::from_millis(reboot.downtime_ms.unwrap_or(2000)),
         configuring: Duration::from_millis(reboot.configuring_ms.unwrap_or(0)),
         reboot_never_returns: reboot.never_returns.unwrap_or(false),

@@ -87,6 +87,11 @@ pub trait SimHost: Send + Sync + 'static {
     fn cbt_hardening(&self) -> crate::fleet::CbtHardening {
         crate::fleet::CbtHardening::Relaxed
     }
+    /// The certificate-mapping table of the HTTPS listener; empty: certificate authentication is
+    /// off (Windows' default), and the listener asks no client for a certificate.
+    fn client_certificates(&self) -> &[crate::server::certmap::CertMappingSetting] {
+        &[]
+    }
     /// The Windows version (major, minor, build) the host reports to network clients, e.g. in
     /// its NTLM CHALLENGE; Windows Server 2022 unless the model says otherwise.
     fn windows_version(&self) -> (u8, u8, u16) {

@@ -116,6 +116,7 @@ pub struct WinHost {
     pub(crate) http: SocketAddr,
     pub(crate) https: Option<SocketAddr>,
     pub(crate) cbt_hardening: crate::fleet::CbtHardening,
+    pub(crate) client_certificates: Vec<crate::server::certmap::CertMappingSetting>,
     pub(crate) user: String,
     pub(crate) password: String,
     pub(crate) drive: PathBuf,
@@ -182,6 +183,7 @@ impl WinHost {
                 .winrm_https_port
                 .map(|p| SocketAddr::new(IpAddr::V4(config.address), p)),
             cbt_hardening: config.cbt_hardening,
+            client_certificates: config.client_certificates.clone(),
             user: config.user.clone(),
             password: config.password.expose().to_string(),
             drive: drive.to_path_buf(),

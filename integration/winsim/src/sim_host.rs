@@ -25,6 +25,9 @@ impl SimHost for WinHost {
     fn cbt_hardening(&self) -> crate::fleet::CbtHardening {
         self.cbt_hardening
     }
+    fn client_certificates(&self) -> &[crate::server::certmap::CertMappingSetting] {
+        &self.client_certificates
+    }
     fn windows_version(&self) -> (u8, u8, u16) {
         // The build moves when an update installs, so it is read where the update wrote it.
         let build = match self

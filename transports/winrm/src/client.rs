@@ -168,7 +168,7 @@ impl Credentials {
         match self {
             Credentials::Ntlm(c) => c.display_user(),
             Credentials::Basic { user, .. } => user.clone(),
-            Credentials::Certificate(_) => "<client certificate>".into(),
+            Credentials::Certificate(c) => c.subject(),
             Credentials::Kerberos(c) => c.display_user(),
         }
     }
@@ -245,7 +245,10 @@ struct Conn {
     authenticated: bool,
     /// NTLM channel binding hash (zeros over HTTP).
     cbt: [u8; 16],
-    task: tokio::task::JoinHandle<()>,
+    /// Over HTTPS: the `tls-server-end-point` binding Kerberos carries in its authenticator.
+    end_point: Option<Vec<u8>>,
+    /// Drives the connection; ends with the TLS alert the host closed it with, if any.
+    task: tokio::task::JoinHandle<Option<rustls::AlertDescription>>,
 }
 
 impl Drop for Conn {
@@ -526,6 +529,35 @@ impl WinrmClient {
         }
     }
 
+    /// A host that does not trust our client certificate's issuer ends the TLS session with an
+    /// alert (under TLS 1.3 only once the first request is out): say so instead of reporting a
+    /// dropped connection, which would be retried and misread as a network fault. The alert is
+    /// in the request's error, or, when the request only saw the connection close, in what the
+    /// connection's task ended with.
+    async fn refused_certificate(&mut self, e: &hyper::Error) -> Option<Failure> {
+        if !matches!(self.cfg.credentials, Credentials::Certificate(_)) {
+            return None;
+        }
+        let alert = match tls::alert_in(e) {
+            Some(alert) => alert,
+            None => {
+                let mut conn = self.conn.take()?;
+                let ended =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), &mut conn.task).await;
+                match ended {
+                    Ok(Ok(Some(alert))) => alert,
+                    _ => return None,
+                }
+            }
+        };
+        Some(Failure::Fatal(self.auth_error(&format!(
+            "the host refused the client certificate in the TLS handshake ({alert:?}): it does not \
+             trust the certificate's issuer for client logons (import the issuing CA into the \
+             host's trusted roots and map the certificate with winrm create \
+             winrm/config/service/certmapping)"
+        ))))
+    }
+
     fn auth_error(&self, detail: &str) -> Error {
         Error::Auth {
             host: self.label.clone(),
@@ -554,6 +586,7 @@ impl WinrmClient {
         })?;
         let _ = tcp.set_nodelay(true);
         let mut cbt = [0u8; 16];
+        let mut end_point = None;
         let io: Box<dyn Io> = match &self.tls {
             None => Box::new(tcp),
             Some(cfg) => {
@@ -583,6 +616,7 @@ impl WinrmClient {
                     .and_then(|c| c.first())
                 {
                     cbt = tls::channel_bindings(cert);
+                    end_point = Some(tls::tls_server_end_point(cert));
                 }
                 Box::new(stream)
             }
@@ -593,15 +627,14 @@ impl WinrmClient {
                 host: label.clone(),
                 detail: e.to_string(),
             })?;
-        let task = tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let task = tokio::spawn(async move { conn.await.err().and_then(|e| tls::alert_in(&e)) });
         self.connections_opened += 1;
         self.conn = Some(Conn {
             sender,
             sealer: None,
             authenticated: !self.cfg.credentials.seals(),
             cbt,
+            end_point,
             task,
         });
         Ok(())
@@ -618,10 +651,12 @@ impl WinrmClient {
             .conn
             .as_mut()
             .ok_or_else(|| Failure::Stale("not connected".into()))?;
-        conn.sender
-            .ready()
-            .await
-            .map_err(|e| Failure::Stale(e.to_string()))?;
+        if let Err(e) = conn.sender.ready().await {
+            return Err(match self.refused_certificate(&e).await {
+                Some(refused) => refused,
+                None => Failure::Stale(e.to_string()),
+            });
+        }
         let mut b = hyper::Request::builder()
             .method("POST")
             .uri(ep.path.as_str())
@@ -640,18 +675,23 @@ impl WinrmClient {
                 detail: format!("cannot build the HTTP request: {e}"),
             })
         })?;
-        let resp = conn.sender.send_request(request).await.map_err(|e| {
-            if e.is_canceled() {
-                Failure::Stale(e.to_string())
-            } else if e.is_incomplete_message() {
-                Failure::Lost(e.to_string())
-            } else {
-                Failure::Fatal(Error::Connection {
-                    host: self.label.clone(),
-                    detail: e.to_string(),
-                })
+        let resp = match conn.sender.send_request(request).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                return Err(if let Some(refused) = self.refused_certificate(&e).await {
+                    refused
+                } else if e.is_canceled() {
+                    Failure::Stale(e.to_string())
+                } else if e.is_incomplete_message() {
+                    Failure::Lost(e.to_string())
+                } else {
+                    Failure::Fatal(Error::Connection {
+                        host: self.label.clone(),
+                        detail: e.to_string(),
+                    })
+                });
             }
-        })?;
+        };
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
@@ -787,12 +827,13 @@ impl WinrmClient {
     ) -> std::result::Result<HttpReply, Failure> {
         let spn = creds.spn_for(&self.cfg.endpoint.host);
         let target = spn.clone();
-        let started =
-            tokio::task::spawn_blocking(move || kerberos::initiate(&creds, &target, None))
-                .await
-                .map_err(|e| {
-                    Failure::Fatal(self.auth_error(&format!("Kerberos worker failed: {e}")))
-                })?;
+        // Over HTTPS the AP-REQ is bound to this TLS channel (Extended Protection).
+        let binding = self.conn.as_ref().and_then(|c| c.end_point.clone());
+        let started = tokio::task::spawn_blocking(move || {
+            kerberos::initiate(&creds, &target, binding.as_deref())
+        })
+        .await
+        .map_err(|e| Failure::Fatal(self.auth_error(&format!("Kerberos worker failed: {e}"))))?;
         let (mut sealer, token) =
             started.map_err(|e| Failure::Fatal(self.auth_error(&format!("SPN {spn}: {e}"))))?;
         let (ctype, body) = if self.cfg.endpoint.tls {
@@ -876,6 +917,14 @@ impl WinrmClient {
             None => (SOAP_CONTENT_TYPE, req.xml.as_bytes().to_vec()),
         };
         let reply = self.post(auth, Some(ctype), body).await?;
+        if reply.status == 401 && matches!(self.cfg.credentials, Credentials::Certificate(_)) {
+            return Err(Failure::Fatal(self.auth_error(
+                "the server answered 401: no certificate mapping on this host maps this client \
+                 certificate to an account (winrm create winrm/config/service/certmapping with \
+                 the issuer's thumbprint and this subject), or certificate authentication is off \
+                 (Service/Auth/Certificate)",
+            )));
+        }
         if reply.status == 401 && !self.cfg.credentials.seals() {
             return Err(Failure::Fatal(self.auth_error(
                 "the server answered 401: wrong user name or password, or the method is disabled",

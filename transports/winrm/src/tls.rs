@@ -137,6 +137,83 @@ impl fmt::Debug for ClientCertificate {
     }
 }
 
+impl ClientCertificate {
+    /// A certificate and its key from one PEM text holding both (the certificate chain first):
+    /// each part keeps only its own sections, so the key never travels as "the certificate".
+    pub fn from_bundle(pem: &str) -> Self {
+        let mut cert_pem = String::new();
+        let mut key_pem = String::new();
+        let mut into_key = false;
+        for line in pem.lines() {
+            if let Some(label) = line.strip_prefix("-----BEGIN ") {
+                into_key = label.contains("PRIVATE KEY");
+            }
+            let part = if into_key {
+                &mut key_pem
+            } else {
+                &mut cert_pem
+            };
+            part.push_str(line);
+            part.push('\n');
+        }
+        ClientCertificate { cert_pem, key_pem }
+    }
+
+    /// How an admin recognises the certificate: the leaf's subject and its UPN, if it has one
+    /// (what a Windows certificate mapping matches).
+    pub fn subject(&self) -> String {
+        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+        let Some(Ok(der)) = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes()).next() else {
+            return "<no certificate>".into();
+        };
+        let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) else {
+            return "<unreadable certificate>".into();
+        };
+        let upn = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .and_then(|san| {
+                san.value.general_names.iter().find_map(|n| match n {
+                    GeneralName::OtherName(oid, value)
+                        if oid.to_id_string() == "1.3.6.1.4.1.311.20.2.3" =>
+                    {
+                        // [0] EXPLICIT UTF8String, both with short lengths (a UPN is under 128 bytes).
+                        match value {
+                            [0xa0, _, 0x0c, n, text @ ..] if text.len() == *n as usize => {
+                                std::str::from_utf8(text).ok()
+                            }
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                })
+            });
+        match upn {
+            Some(upn) => format!("\"{}\" (UPN {upn})", cert.subject()),
+            None => format!("\"{}\"", cert.subject()),
+        }
+    }
+}
+
+/// The TLS alert the peer ended the session with, wherever it sits in an error's source chain
+/// (hyper wraps the I/O error that wraps rustls' error).
+pub fn alert_in(e: &(dyn std::error::Error + 'static)) -> Option<rustls::AlertDescription> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let rustls_err = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = rustls_err {
+            return Some(*alert);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// Build the rustls client configuration.
 pub fn client_config(
     trust: &ServerTrust,
@@ -290,6 +367,26 @@ mod tests {
             .unwrap();
         assert_eq!(signature_hash(p384.der()), CertHash::Sha384);
         assert_eq!(signature_hash(b"\x30\x82garbage"), CertHash::Sha256);
+    }
+
+    #[test]
+    fn a_bundle_splits_into_chain_and_key_and_names_its_subject() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hive admin");
+        params.subject_alt_names.push(rcgen::SanType::OtherName((
+            vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+            "admin@corp.example".into(),
+        )));
+        let cert = params.self_signed(&key).unwrap();
+        let bundle = format!("{}{}", cert.pem(), key.serialize_pem());
+        let cc = ClientCertificate::from_bundle(&bundle);
+        assert!(!cc.cert_pem.contains("PRIVATE KEY"));
+        assert!(cc.key_pem.contains("PRIVATE KEY") && !cc.key_pem.contains("CERTIFICATE"));
+        assert_eq!(cc.subject(), "\"CN=hive admin\" (UPN admin@corp.example)");
+        assert!(client_config(&ServerTrust::Thumbprint([0; 32]), Some(&cc)).is_ok());
     }
 
     #[test]

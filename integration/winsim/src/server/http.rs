@@ -14,6 +14,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, WWW_AUTHENTI
 use hyper::{Method, Request as HttpRequest, Response, StatusCode};
 use tokio::sync::Mutex;
 
+use super::certmap::{self, CertMap};
 use super::framing;
 use super::identify;
 use super::kerberos::{self, KerberosAcceptor};
@@ -43,6 +44,8 @@ enum Authenticated {
     Ntlm(Option<Vec<u8>>),
     /// Basic over TLS; the body is plain SOAP.
     Basic,
+    /// A mapped client certificate over TLS; the body is plain SOAP.
+    Certificate,
     /// Kerberos on this connection; sealed over HTTP. Carries the AP-REP (or SPNEGO reply) when
     /// the client asked for mutual authentication.
     Kerberos(Option<Vec<u8>>),
@@ -59,6 +62,14 @@ pub struct Connection {
     local: SocketAddr,
     ntlm: Mutex<Option<NtlmAcceptor>>,
     krb: Mutex<Option<KerberosAcceptor>>,
+    /// The listener's certificate-mapping table (certificate logons on).
+    certmap: Option<Arc<CertMap>>,
+    /// The client certificate the TLS handshake delivered (DER), already verified against the
+    /// table's issuers.
+    client_cert: Option<Vec<u8>>,
+    /// Over HTTPS: the `tls-server-end-point` application data Kerberos logons are checked
+    /// against.
+    kerberos_binding: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -77,7 +88,28 @@ impl Connection {
             local,
             ntlm: Mutex::new(None),
             krb: Mutex::new(None),
+            certmap: None,
+            client_cert: None,
+            kerberos_binding: None,
         }
+    }
+
+    /// Check Kerberos logons against this TLS channel's `tls-server-end-point` binding.
+    pub fn with_kerberos_binding(mut self, application_data: Vec<u8>) -> Connection {
+        self.kerberos_binding = Some(application_data);
+        self
+    }
+
+    /// Certificate logons on this connection: the host's mapping table and the certificate the
+    /// client presented, if any.
+    pub fn with_client_certificate(
+        mut self,
+        certmap: Option<Arc<CertMap>>,
+        client_cert: Option<Vec<u8>>,
+    ) -> Connection {
+        self.certmap = certmap;
+        self.client_cert = client_cert;
+        self
     }
 
     fn dropped(&self, why: &'static str) -> Dropped {
@@ -133,7 +165,7 @@ impl Connection {
         };
         let final_token = match &auth {
             Authenticated::Ntlm(t) | Authenticated::Kerberos(t) => t.clone(),
-            Authenticated::Basic => None,
+            Authenticated::Basic | Authenticated::Certificate => None,
         };
         let kerberos_framing = content_type
             .as_deref()
@@ -151,7 +183,9 @@ impl Connection {
                     _ => return Ok(plain(StatusCode::BAD_REQUEST)),
                 }
             }
-            (Authenticated::Basic, true) => return Ok(plain(StatusCode::BAD_REQUEST)),
+            (Authenticated::Basic | Authenticated::Certificate, true) => {
+                return Ok(plain(StatusCode::BAD_REQUEST));
+            }
             (_, false) if body.is_empty() => return Ok(plain(StatusCode::OK)),
             // AllowUnencrypted=false: plain SOAP is accepted over TLS only.
             (_, false) if !self.https => return Ok(self.challenge(None)),
@@ -311,18 +345,21 @@ impl Connection {
             return None;
         }
         let mut acceptor = KerberosAcceptor::new();
-        Some(match acceptor.accept(&token) {
-            Ok(reply) => {
-                tracing::debug!(host = self.shells.host().name(), peer = %self.peer, client = ?acceptor.client, "Kerberos logon");
-                *krb = Some(acceptor);
-                Ok(Authenticated::Kerberos(reply))
-            }
-            Err(why) => {
-                tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "Kerberos logon refused");
-                *krb = None;
-                Err(Box::new(self.challenge(None)))
-            }
-        })
+        let strict = self.shells.host().cbt_hardening() == crate::fleet::CbtHardening::Strict;
+        Some(
+            match acceptor.accept(&token, self.kerberos_binding.as_deref(), strict) {
+                Ok(reply) => {
+                    tracing::debug!(host = self.shells.host().name(), peer = %self.peer, client = ?acceptor.client, "Kerberos logon");
+                    *krb = Some(acceptor);
+                    Ok(Authenticated::Kerberos(reply))
+                }
+                Err(why) => {
+                    tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "Kerberos logon refused");
+                    *krb = None;
+                    Err(Box::new(self.challenge(None)))
+                }
+            },
+        )
     }
 
     /// Check the Authorization header against this connection's state. `Err` is the 401 (or
@@ -339,6 +376,9 @@ impl Connection {
                 _ => Err(Box::new(self.challenge(None))),
             };
         };
+        if value.trim() == certmap::MUTUAL_SCHEME {
+            return self.authenticate_certificate();
+        }
         let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
         if scheme.eq_ignore_ascii_case("Basic") {
             // Windows refuses Basic over HTTP while AllowUnencrypted=false.
@@ -394,6 +434,28 @@ impl Connection {
                 *ntlm = None;
                 Err(Box::new(self.challenge(None)))
             }
+        }
+    }
+
+    /// A certificate logon: over HTTPS, with a client certificate the handshake verified, that
+    /// the host's mapping table maps to its account. Anything else is the 401 Windows answers.
+    fn authenticate_certificate(&self) -> Result<Authenticated, Box<HttpResponse>> {
+        let refuse = |why: &str| {
+            tracing::info!(host = self.shells.host().name(), peer = %self.peer, why, "certificate logon refused");
+            Box::new(self.challenge(None))
+        };
+        let Some(map) = self.certmap.as_ref().filter(|_| self.https) else {
+            return Err(refuse("certificate authentication is off on this listener"));
+        };
+        let Some(cert) = &self.client_cert else {
+            return Err(refuse("the client presented no certificate"));
+        };
+        match map.map(cert) {
+            Ok(user) => {
+                tracing::debug!(host = self.shells.host().name(), peer = %self.peer, user, "certificate logon");
+                Ok(Authenticated::Certificate)
+            }
+            Err(why) => Err(refuse(&why)),
         }
     }
 

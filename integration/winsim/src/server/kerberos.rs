@@ -16,6 +16,9 @@ const KRB5_OID: &[u8] = &[
     0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02,
 ];
 
+/// MIT's `GSS_C_CHANNEL_BOUND_FLAG` (krb5 1.19 on): the initiator's bindings matched ours.
+const GSS_C_CHANNEL_BOUND_FLAG: u32 = 2048;
+
 /// True for an RFC 4121 initial context token (`[APPLICATION 0]` with the Kerberos OID first).
 pub fn is_krb5_token(token: &[u8]) -> bool {
     if token.first() != Some(&0x60) || token.len() < 2 {
@@ -47,10 +50,28 @@ impl KerberosAcceptor {
 
     /// Take the client's token; returns the reply token (an AP-REP when mutual authentication was
     /// asked for) once the context is complete. Errors carry MIT's reason.
-    pub fn accept(&mut self, token: &[u8]) -> Result<Option<Vec<u8>>, String> {
-        let reply = self.ctx.step(token, None).map_err(|e| e.to_string())?;
+    ///
+    /// Over HTTPS `binding` is the listener's `tls-server-end-point` application data: MIT then
+    /// refuses an authenticator whose checksum carries another binding (GSS_S_BAD_BINDINGS) and
+    /// accepts one with none; `strict` (CbtHardeningLevel=Strict) refuses that one too, as
+    /// Windows does, by asking whether the context came out channel-bound.
+    pub fn accept(
+        &mut self,
+        token: &[u8],
+        binding: Option<&[u8]>,
+        strict: bool,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let reply = self.ctx.step(token, binding).map_err(|e| e.to_string())?;
         if !self.ctx.is_complete() {
             return Err("the Kerberos context needs more than one token".into());
+        }
+        if strict && binding.is_some() {
+            let flags = self.ctx.flags().map_err(|e| e.to_string())?;
+            if flags.bits() & GSS_C_CHANNEL_BOUND_FLAG == 0 {
+                return Err("the authenticator carries no channel binding \
+                            (CbtHardeningLevel=Strict)"
+                    .into());
+            }
         }
         self.client = Some(
             self.ctx

@@ -5,7 +5,9 @@
 //! What a client meets, as on Windows Server with its default WinRM configuration:
 //! - **Auth**: `Negotiate` with raw NTLMSSP or SPNEGO-wrapped NTLM (NTLMv2 only; the proof is
 //!   checked, wrong user or password → 401), bound to the TCP connection; `Basic` only over HTTPS
-//!   (AllowUnencrypted=false: Basic or unsealed SOAP over HTTP → 401). No Kerberos, no CredSSP.
+//!   (AllowUnencrypted=false: Basic or unsealed SOAP over HTTP → 401); Kerberos; client
+//!   certificates over HTTPS when the host has a certificate-mapping table ([`certmap`]). No
+//!   CredSSP.
 //! - **Sealing**: MS-WSMV `multipart/encrypted` bodies both ways over HTTP.
 //! - **WinRS**: Create/Command/Send/Receive/Signal/Delete on cmd shells, config Get. The command
 //!   runs ([`SimHost::run`]) at the first Receive with all stdin sent so far; a Receive that waits
@@ -30,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod certmap;
+pub mod client_ca;
 pub mod framing;
 pub mod kerberos;
 mod http;
@@ -100,6 +104,19 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    CertMap(#[from] certmap::CertMapError),
+}
+
+/// An HTTPS listener's TLS side: the acceptor, the certificate's NTLM channel binding, and the
+/// certificate-mapping table when certificate logons are on.
+#[derive(Clone)]
+struct TlsListener {
+    acceptor: TlsAcceptor,
+    cbt: [u8; 16],
+    /// The certificate's `tls-server-end-point` binding, for Kerberos.
+    end_point: Arc<Vec<u8>>,
+    certmap: Option<Arc<certmap::CertMap>>,
 }
 
 /// A running fleet of WinRM listeners. Dropping it without [`WinrmFleet::shutdown`] also stops
@@ -141,7 +158,12 @@ impl WinrmFleet {
             (None, false) => None,
         };
         let acceptor = match &tls {
-            Some(t) => Some((TlsAcceptor::from(t.server_config()?), t.channel_bindings())),
+            Some(t) => Some(TlsListener {
+                acceptor: TlsAcceptor::from(t.server_config(None)?),
+                cbt: t.channel_bindings(),
+                end_point: Arc::new(t.tls_server_end_point()),
+                certmap: None,
+            }),
             None => None,
         };
         let (stop, _) = watch::channel(false);
@@ -160,7 +182,23 @@ impl WinrmFleet {
                 stop.subscribe(),
             ));
             let mut https_url = None;
-            if let (Some(addr), Some(acceptor)) = (host.winrm_https_addr(), &acceptor) {
+            if let (Some(addr), Some(acceptor), Some(identity)) =
+                (host.winrm_https_addr(), &acceptor, &tls)
+            {
+                let certmap = certmap::CertMap::load(
+                    host.name(),
+                    host.account().0,
+                    host.client_certificates(),
+                )?;
+                let acceptor = match certmap {
+                    None => acceptor.clone(),
+                    Some(map) => TlsListener {
+                        acceptor: TlsAcceptor::from(identity.server_config(Some(&map))?),
+                        cbt: acceptor.cbt,
+                        end_point: Arc::clone(&acceptor.end_point),
+                        certmap: Some(Arc::new(map)),
+                    },
+                };
                 let https = bind(&host, addr)?;
                 https_url = Some(format!(
                     "https://{}/wsman",
@@ -169,7 +207,7 @@ impl WinrmFleet {
                 tasks.spawn(accept_loop(
                     https,
                     Arc::clone(&shells),
-                    Some(acceptor.clone()),
+                    Some(acceptor),
                     stop.subscribe(),
                 ));
             }
@@ -229,7 +267,7 @@ fn bind(host: &Arc<dyn SimHost>, addr: SocketAddr) -> Result<TcpListener, Server
 async fn accept_loop(
     listener: TcpListener,
     shells: Arc<HostShells>,
-    tls: Option<(TlsAcceptor, [u8; 16])>,
+    tls: Option<TlsListener>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
@@ -262,39 +300,39 @@ async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     shells: Arc<HostShells>,
-    tls: Option<(TlsAcceptor, [u8; 16])>,
+    tls: Option<TlsListener>,
 ) {
     let _ = stream.set_nodelay(true);
     let Ok(local) = stream.local_addr() else {
         return;
     };
-    let https = tls.is_some();
-    let conn = Arc::new(http::Connection::new(
-        Arc::clone(&shells),
-        tls.as_ref().map(|(_, cbt)| *cbt),
-        https,
-        peer,
-        local,
-    ));
-    let service = hyper::service::service_fn(move |req| {
-        let conn = Arc::clone(&conn);
-        async move { conn.handle(req).await }
-    });
-    let builder = http1::Builder::new();
     let connection = async {
         match tls {
             None => {
-                let _ = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let conn = http::Connection::new(Arc::clone(&shells), None, false, peer, local);
+                serve_http(stream, conn).await;
             }
-            Some((acceptor, _)) => {
-                let Ok(stream) = acceptor.accept(stream).await else {
+            Some(listener) => {
+                // A client certificate no mapped issuer signed fails here, in the handshake.
+                let Ok(stream) = listener.acceptor.accept(stream).await else {
                     return;
                 };
-                let _ = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let client_cert = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.to_vec());
+                let conn = http::Connection::new(
+                    Arc::clone(&shells),
+                    Some(listener.cbt),
+                    true,
+                    peer,
+                    local,
+                )
+                .with_client_certificate(listener.certmap, client_cert)
+                .with_kerberos_binding(listener.end_point.to_vec());
+                serve_http(stream, conn).await;
             }
         }
     };
@@ -306,6 +344,20 @@ async fn serve(
             tracing::debug!(host = shells.host().name(), peer = %peer, "host went down: connection reset");
         }
     }
+}
+
+async fn serve_http<S>(stream: S, conn: http::Connection)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = Arc::new(conn);
+    let service = hyper::service::service_fn(move |req| {
+        let conn = Arc::clone(&conn);
+        async move { conn.handle(req).await }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }
 
 /// Resolves when the host stops accepting (checked every 200 ms); its shells die with it.

@@ -49,8 +49,7 @@ impl TlsIdentity {
     /// signs with ECDSA SHA-256, and RFC 5929 uses the certificate's own signature hash).
     pub fn channel_bindings(&self) -> [u8; 16] {
         use md5::Digest as _;
-        let mut app = b"tls-server-end-point:".to_vec();
-        app.extend_from_slice(&sha2::Sha256::digest(&self.cert_der));
+        let app = self.tls_server_end_point();
         // Initiator and acceptor address types and lengths: four zero u32s.
         let mut gss = vec![0u8; 16];
         gss.extend_from_slice(&(app.len() as u32).to_le_bytes());
@@ -58,17 +57,38 @@ impl TlsIdentity {
         md5::Md5::digest(&gss).into()
     }
 
+    /// The `tls-server-end-point` application data (RFC 5929) Kerberos carries in its
+    /// authenticator checksum: the prefix and SHA-256 of the certificate (rcgen signs with ECDSA
+    /// SHA-256).
+    pub fn tls_server_end_point(&self) -> Vec<u8> {
+        use sha2::Digest as _;
+        let mut app = b"tls-server-end-point:".to_vec();
+        app.extend_from_slice(&sha2::Sha256::digest(&self.cert_der));
+        app
+    }
+
     /// The certificate in PEM, for clients that want to trust it.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem
     }
 
-    pub(crate) fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    /// The listener's configuration; with a certificate-mapping table the handshake also asks
+    /// for a client certificate and verifies it against the table's issuers.
+    pub(crate) fn server_config(
+        &self,
+        certmap: Option<&super::certmap::CertMap>,
+    ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Config(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        let builder = match certmap {
+            None => builder.with_no_client_auth(),
+            Some(map) => {
+                builder.with_client_cert_verifier(map.client_verifier().map_err(TlsError::Config)?)
+            }
+        };
+        let config = builder
             .with_single_cert(
                 vec![CertificateDer::from(self.cert_der.clone())],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),

@@ -1,7 +1,8 @@
 """Run WinRS commands against a simulated host with the unmodified pywinrm client.
 
 Usage: pywinrm_driver.py '<json spec>'; prints one JSON object on stdout.
-Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl" | "kerberos"),
+Spec: {"endpoint", "user", "password", "transport" ("ntlm" | "ssl" | "kerberos" | "certificate"),
+       "cert_pem"? and "cert_key_pem"? (certificate: the client certificate and key files),
        "operation_timeout"?, "read_timeout"?, "channel_binding"? ("none" | "wrong": over HTTPS,
        send no channel binding, or one for another certificate, instead of the real one),
        "ccache"? and "hostname_override"? (kerberos: the ticket cache `kinit` filled, and the host
@@ -31,20 +32,26 @@ def main():
     spec = json.loads(sys.argv[1])
     binding = spec.get("channel_binding")
     if binding is not None:
-        # requests_ntlm hashes the server certificate into the binding pywinrm sends.
+        # requests_ntlm and requests_kerberos hash the server certificate into the binding
+        # pywinrm sends.
         import requests_ntlm.requests_ntlm as rn
+        import winrm.vendor.requests_kerberos.kerberos_ as rk
         if binding == "none":
             rn._get_certificate_hash = lambda der: None
+            rk._get_channel_bindings_application_data = lambda response: None
         elif binding == "wrong":
             rn._get_certificate_hash = lambda der: bytes(32) + b"another certificate"
+            rk._get_channel_bindings_application_data = (
+                lambda response: b"tls-server-end-point:" + bytes(32)
+            )
         else:
             raise SystemExit("channel_binding must be none or wrong")
     if spec.get("ccache"):
         os.environ["KRB5CCNAME"] = spec["ccache"]
     kwargs = dict(
         transport=spec.get("transport", "ntlm"),
-        username=spec["user"],
-        password=spec["password"],
+        username=spec.get("user"),
+        password=spec.get("password"),
         server_cert_validation="ignore",
         proxy=None,
         operation_timeout_sec=spec.get("operation_timeout", 20),
@@ -52,6 +59,9 @@ def main():
     )
     if kwargs["transport"] in ("ntlm", "kerberos") and spec["endpoint"].startswith("http:"):
         kwargs["message_encryption"] = "always"
+    if kwargs["transport"] == "certificate":
+        kwargs["cert_pem"] = spec["cert_pem"]
+        kwargs["cert_key_pem"] = spec["cert_key_pem"]
     if kwargs["transport"] == "kerberos":
         kwargs["kerberos_hostname_override"] = spec.get("hostname_override")
     protocol = winrm.Protocol(spec["endpoint"], **kwargs)
