@@ -112,6 +112,9 @@ pub struct Host {
     pub groups: BTreeSet<String>,
     /// SHA-256 thumbprint of a self-signed WinRM HTTPS certificate, or an SSH host key fingerprint.
     pub pin: Option<String>,
+    /// The site (network segment, data centre) whose workers patch this host when the run's
+    /// state is shared (`hive worker --site`); `None` on a single orchestrator.
+    pub site: Option<String>,
 }
 
 /// The whole inventory, in file order.
@@ -178,6 +181,8 @@ struct RawDefaults {
     /// The folder standing for `C:\` in the share; `{name}` becomes the host's name, so hosts
     /// found by a source can share one export (a simulated fleet behind one Samba).
     smb_root: Option<String>,
+    /// The site of every host that names none.
+    site: Option<String>,
     password: Option<toml::Value>,
 }
 
@@ -199,6 +204,7 @@ struct RawHost {
     groups: Vec<String>,
     thumbprint: Option<String>,
     host_key: Option<String>,
+    site: Option<String>,
     /// Accepted by the parser only to refuse it with a clear message.
     password: Option<toml::Value>,
 }
@@ -427,6 +433,10 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         }
         (None, None) => None,
     };
+    let site = h.site.or_else(|| defaults.site.clone());
+    if let Some(site) = &site {
+        validate_group(site).map_err(|e| format!("site: {e}"))?;
+    }
     Ok(Host {
         port: h.port.or(defaults.port).unwrap_or(transport.default_port()),
         smb_address,
@@ -444,6 +454,7 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         credential,
         groups,
         pin,
+        site,
     })
 }
 

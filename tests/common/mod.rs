@@ -80,6 +80,7 @@ impl SimFleet {
                 credential: CredentialRef::Env("HIVE_TEST_SMB_PASSWORD".into()),
                 groups: Default::default(),
                 pin: None,
+                site: None,
             })
             .collect();
         SimFleet {
