@@ -28,7 +28,7 @@ pub struct StateArg {
     #[arg(long = "state", env = "HIVE_STATE", value_name = "URL")]
     pub url: Option<String>,
     /// The run to create or take up again in the state database (default: a new id).
-    #[arg(long = "run", requires = "url", value_name = "RUN")]
+    #[arg(id = "state_run", long = "run", requires = "url", value_name = "RUN")]
     pub run: Option<String>,
 }
 
@@ -84,6 +84,22 @@ fn coordinate_at(args: &RolloutArgs, url: StateUrl) -> CliResult {
                 .into(),
         );
     }
+    // Hosts and waves first: resolving sources starts a runtime of its own.
+    let selected = args
+        .work
+        .select
+        .select_targets(Some(&args.work.repo.repo))?;
+    let inv = hive::inventory::Inventory {
+        hosts: selected.hosts,
+        policy: selected.policy,
+    };
+    let options = RolloutOptions {
+        parallel: args.work.parallel,
+        max_failed_per_wave: args.waves.max_failed,
+        max_failed_total: args.waves.max_failed_total,
+        ..RolloutOptions::default()
+    };
+    let waves = plan_waves(&args.waves.plan, &inv, None, &options)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let db = Db::open(url).await?;
@@ -100,21 +116,6 @@ fn coordinate_at(args: &RolloutArgs, url: StateUrl) -> CliResult {
             let summary = coordinator.resume(existing).await?;
             return Ok(Outcome::of_run(&summary));
         }
-        let selected = args
-            .work
-            .select
-            .select_targets(Some(&args.work.repo.repo))?;
-        let inv = hive::inventory::Inventory {
-            hosts: selected.hosts,
-            policy: selected.policy,
-        };
-        let options = RolloutOptions {
-            parallel: args.work.parallel,
-            max_failed_per_wave: args.waves.max_failed,
-            max_failed_total: args.waves.max_failed_total,
-            ..RolloutOptions::default()
-        };
-        let waves = plan_waves(&args.waves.plan, &inv, None, &options)?;
         let header = RunHeader {
             run: args
                 .state
