@@ -596,9 +596,35 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
         taken_over >= held,
         "east1's {held} hosts were taken over ({taken_over} claimed twice)"
     );
-    let rt = db.round_trips();
+    // What the database cost: statements the surviving workers sent, and the bytes this run
+    // holds (records, hosts, indexes), per host.
+    let worker_trips: u64 = workers
+        .iter()
+        .skip(1)
+        .filter_map(|(name, _)| {
+            let out = shared.output(&format!("worker-{name}"));
+            let line = out.lines().find(|l| l.contains("database round trips"))?;
+            line.split(", ")
+                .last()?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let bytes = count(
+        &db,
+        "SELECT (SELECT sum(pg_column_size(r.*)) FROM hive.records r WHERE run = $1) \
+         + (SELECT sum(pg_column_size(h.*)) FROM hive.hosts h WHERE run = $1)",
+        &run,
+    )
+    .await;
     eprintln!(
-        "{n} hosts: single orchestrator {single_ms} ms, shared (3 sites, 5 workers, kills, db restart) {shared_ms} ms; east1 held {held}; {taken_over} hosts claimed twice; test round trips {rt}"
+        "{n} hosts: single orchestrator {single_ms} ms, shared (3 sites, 5 workers, kills, db restart) {shared_ms} ms; \
+         east1 held {held} when killed; {taken_over} hosts claimed twice; \
+         {:.1} statements per host by the 4 surviving workers; {} bytes of rows per host",
+        worker_trips as f64 / n as f64,
+        bytes / n as i64
     );
     drop_run(&db, &run).await;
     shared.stop().await;
