@@ -229,6 +229,11 @@ struct Fleet {
 }
 
 async fn start_fleet(tag: &str, n: usize) -> Fleet {
+    start_fleet_in(tag, n, &SITES).await
+}
+
+/// [`start_fleet`] with the hosts spread over `sites` in turn.
+async fn start_fleet_in(tag: &str, n: usize, sites: &[&str]) -> Fleet {
     let lab = lab();
     let dir = lab.dir.path().to_path_buf();
     let lab_dir = dir.join(format!("lab-{tag}"));
@@ -273,7 +278,7 @@ async fn start_fleet(tag: &str, n: usize) -> Fleet {
             "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {port}\nsite = \"{}\"\ngroups = [{}]\n\n",
             c.name,
             c.address,
-            SITES[i % 3],
+            sites[i % sites.len()],
             if i < 3 { "\"canary\"" } else { "" }
         ));
         lab_hosts.push(
@@ -624,6 +629,128 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
          east1 held {held} when killed; {taken_over} hosts claimed twice; \
          {:.1} statements per host by the 4 surviving workers; {} bytes of rows per host",
         worker_trips as f64 / n as f64,
+        bytes / n as i64
+    );
+    drop_run(&db, &run).await;
+    shared.stop().await;
+}
+
+/// The rollout bench (`integration/bench/state.sh`): the same fleet rolled out by one
+/// orchestrator, then by a coordinator and 4 workers (2 sites × 2), no faults; wall time of each,
+/// statements per host the workers sent, and bytes of rows per host in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: integration/bench/state.sh runs it"]
+async fn bench_shared_state() {
+    let n: usize = std::env::var("HIVE_BENCH_HOSTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let parallel = "200";
+    let url = pg_url();
+    let single = start_fleet_in("single", n, &["east", "west"]).await;
+    let t0 = Instant::now();
+    let mut child = single
+        .command(
+            &[
+                "rollout",
+                "--plan",
+                PLAN,
+                "--parallel",
+                parallel,
+                "--no-preflight",
+            ],
+            "single",
+        )
+        .spawn()
+        .unwrap();
+    let status =
+        tokio::task::block_in_place(|| wait(&mut child, "hive rollout", Duration::from_secs(7200)));
+    assert!(status.success(), "{}", single.output("single"));
+    let single_ms = t0.elapsed().as_millis();
+    single.stop().await;
+
+    let shared = start_fleet_in("shared", n, &["east", "west"]).await;
+    let db = db().await;
+    let run = format!("bench-{}-{}", std::process::id(), hive::time::now_ms());
+    let t1 = Instant::now();
+    let mut coord = shared
+        .command(
+            &["rollout", "--plan", PLAN, "--state", &url, "--run", &run],
+            "coordinator",
+        )
+        .spawn()
+        .unwrap();
+    let mut workers = Vec::new();
+    for (site, k) in [("east", 1), ("east", 2), ("west", 1), ("west", 2)] {
+        let name = format!("{site}{k}");
+        workers.push((
+            name.clone(),
+            shared
+                .command(
+                    &[
+                        "worker",
+                        "--state",
+                        &url,
+                        "--run",
+                        &run,
+                        "--site",
+                        site,
+                        "--name",
+                        &name,
+                        "--parallel",
+                        parallel,
+                        "--no-preflight",
+                    ],
+                    &format!("worker-{name}"),
+                )
+                .spawn()
+                .unwrap(),
+        ));
+    }
+    let status =
+        tokio::task::block_in_place(|| wait(&mut coord, "coordinator", Duration::from_secs(7200)));
+    assert!(status.success(), "{}", shared.output("coordinator"));
+    for (name, child) in workers.iter_mut() {
+        let status = tokio::task::block_in_place(|| wait(child, name, Duration::from_secs(120)));
+        assert!(
+            status.success(),
+            "{}",
+            shared.output(&format!("worker-{name}"))
+        );
+    }
+    let shared_ms = t1.elapsed().as_millis();
+    let trips: u64 = workers
+        .iter()
+        .filter_map(|(name, _)| {
+            let out = shared.output(&format!("worker-{name}"));
+            let line = out.lines().find(|l| l.contains("database round trips"))?;
+            line.split(", ")
+                .last()?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let bytes = count(
+        &db,
+        "SELECT (SELECT sum(pg_column_size(r.*)) FROM hive.records r WHERE run = $1) \
+         + (SELECT sum(pg_column_size(h.*)) FROM hive.hosts h WHERE run = $1)",
+        &run,
+    )
+    .await;
+    let patched = count(
+        &db,
+        "SELECT count(*) FROM hive.hosts WHERE run = $1 AND verdict = 'patched'",
+        &run,
+    )
+    .await;
+    assert_eq!(patched as usize, n);
+    println!(
+        "| {n} | {:.1} s | {:.1} s | {:.1} | {} B |",
+        single_ms as f64 / 1000.0,
+        shared_ms as f64 / 1000.0,
+        trips as f64 / n as f64,
         bytes / n as i64
     );
     drop_run(&db, &run).await;

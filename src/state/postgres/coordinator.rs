@@ -57,7 +57,7 @@ impl Coordinator {
         let records = self.records(run);
         let status = run::status(&self.db, run).await?;
         if status.over() {
-            return Ok(self.summary(&log.header, Instant::now(), None).await?);
+            return self.summary(&log.header, Instant::now(), None).await;
         }
         records
             .add(&Record::Run {
