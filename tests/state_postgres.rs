@@ -4,8 +4,9 @@
 //! - the same journal gives the same `hive report` from the NDJSON file and from the database;
 //! - a lease is a fence: once a dead worker's lease expired and another worker claimed the host,
 //!   the first can write nothing more about it, and the second sees its open step;
-//! - 3 sites × 1–2 `hive worker`s over a simulated fleet (3,000 hosts; `HIVE_TEST_PG_HOSTS` to
-//!   change), one worker SIGKILLed mid-wave, the coordinator SIGKILLed and started again, the
+//! - 3 sites × 1–2 `hive worker`s over a simulated fleet (300 hosts by default, so the suite stays
+//!   within minutes on a debug build of a busy 2-core machine; `HIVE_TEST_PG_HOSTS=3000` for the
+//!   issue's size), one worker SIGKILLed mid-wave, the coordinator SIGKILLed and started again, the
 //!   database stopped and started mid-run: every host ends with the verdict a single `hive
 //!   rollout` gives the same fleet, no installer ran twice on any host, and the run's counts are
 //!   the sum of the sites'.
@@ -401,16 +402,17 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
     let n: usize = std::env::var("HIVE_TEST_PG_HOSTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(300);
     let url = pg_url();
+    // Generous bounds that grow with the fleet: each only catches a run that hangs.
+    let limit = Duration::from_secs(600.max(n as u64));
 
     // The reference: one orchestrator over its own copy of the fleet.
     let t0 = Instant::now();
     let single = start_fleet("single", n).await;
     let mut c = single.command(&["rollout", "--plan", PLAN, "--parallel", "150"], "single");
     let mut child = c.spawn().unwrap();
-    let status =
-        tokio::task::block_in_place(|| wait(&mut child, "hive rollout", Duration::from_secs(600)));
+    let status = tokio::task::block_in_place(|| wait(&mut child, "hive rollout", limit));
     assert!(
         status.success(),
         "single rollout: {status:?}\n{}",
@@ -501,7 +503,7 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
     let in_last_wave =
         "SELECT count(*) FROM hive.hosts WHERE run = $1 AND wave = 2 AND verdict IS NOT NULL";
     let held_by_east1 = "SELECT count(*) FROM hive.hosts WHERE run = $1 AND wave = 2 AND owner LIKE 'east1-%' AND verdict IS NULL";
-    let deadline = Instant::now() + Duration::from_secs(n as u64 / 10 + 60);
+    let deadline = Instant::now() + limit;
     loop {
         if count(&db, in_last_wave, &run).await > 0 && count(&db, held_by_east1, &run).await > 0 {
             break;
@@ -529,15 +531,14 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     pg_ctl("start");
 
-    let status =
-        tokio::task::block_in_place(|| wait(&mut coord, "coordinator", Duration::from_secs(600)));
+    let status = tokio::task::block_in_place(|| wait(&mut coord, "coordinator", limit));
     assert!(
         status.success(),
         "coordinator: {status:?}\n{}",
         shared.output("coordinator-2")
     );
     for (name, child) in workers.iter_mut().skip(1) {
-        let status = tokio::task::block_in_place(|| wait(child, name, Duration::from_secs(60)));
+        let status = tokio::task::block_in_place(|| wait(child, name, Duration::from_secs(120)));
         assert!(
             status.success(),
             "worker {name}: {status:?}\n{}",

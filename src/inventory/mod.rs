@@ -435,7 +435,9 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
     };
     let site = h.site.or_else(|| defaults.site.clone());
     if let Some(site) = &site {
-        validate_group(site).map_err(|e| format!("site: {e}"))?;
+        validate_group(site).map_err(|_| {
+            format!("site `{site}` is not valid: use letters, digits, '-' and '_' only")
+        })?;
     }
     Ok(Host {
         port: h.port.or(defaults.port).unwrap_or(transport.default_port()),
