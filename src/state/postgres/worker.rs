@@ -56,7 +56,16 @@ impl Worker {
     /// until the coordinator ends it.
     pub async fn run(&self, run: Option<&str>) -> Result<WorkerSummary, StateError> {
         let run = match run {
-            Some(r) => r.to_string(),
+            // Started before the coordinator created it: wait for it.
+            Some(r) => loop {
+                match run::status(&self.db, r).await {
+                    Ok(_) => break r.to_string(),
+                    Err(StateError::NoSuchRun(_)) if !self.stop.is_stopped() => {
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
             None => loop {
                 if let Some(r) = run::current_run(&self.db).await? {
                     break r;
