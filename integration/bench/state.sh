@@ -17,7 +17,7 @@ if [ -z "${HIVE_TEST_PG_URL:-}" ]; then
 fi
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
-HIVE_BENCH_HOSTS=$HOSTS cargo test --release -q -p hive --test state_postgres bench_shared_state \
+HIVE_BENCH_HOSTS=$HOSTS cargo test --release -q --workspace --test state_postgres bench_shared_state \
   -- --ignored --nocapture --test-threads 1 > "$LOG" 2>&1 || { cat "$LOG" >&2; exit 1; }
 ROW=$(grep "^| $HOSTS |" "$LOG")
 cat > "$OUT/state.md" <<MD

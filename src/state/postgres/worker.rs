@@ -22,6 +22,9 @@ use crate::rollout::preflight::{PreflightCheck, SetAside, set_aside_detail};
 use crate::rollout::stop::StopFlag;
 use crate::rollout::verdict::{HostCounts, HostOutcome, HostVerdict};
 
+/// How long a worker waits before asking again for hosts that were not there.
+const CLAIM_PAUSE: Duration = Duration::from_millis(500);
+
 /// One worker: where it works and what it runs on each host.
 pub struct Worker {
     pub db: Arc<Db>,
@@ -99,6 +102,10 @@ impl Worker {
         let mut flags: BTreeMap<String, StopFlag> = BTreeMap::new();
         let jobs = StopFlag::default();
         let mut idle_pause = Duration::from_millis(50);
+        // A claim that found fewer hosts than it asked for is not repeated before this, unless a
+        // wave opened: what is left is held by live workers, or not open yet.
+        let mut next_claim = Instant::now();
+        let mut claimed_wave = -1;
         loop {
             if last_beat.is_none_or(|t| t.elapsed() >= beat) {
                 let (s, mine) = leases.heartbeat().await?;
@@ -118,12 +125,18 @@ impl Worker {
                 jobs.stop();
             }
             let stopping = self.stop.is_stopped() || !status.running();
-            if !stopping && set.len() < self.parallel {
-                let claimed = leases
-                    .claim(self.parallel - set.len(), status.open_wave)
-                    .await?;
+            if !stopping
+                && set.len() < self.parallel
+                && (Instant::now() >= next_claim || status.open_wave != claimed_wave)
+            {
+                let want = self.parallel - set.len();
+                let claimed = leases.claim(want, status.open_wave).await?;
+                claimed_wave = status.open_wave;
                 if !claimed.is_empty() {
                     idle_pause = Duration::from_millis(50);
+                }
+                if claimed.len() < want {
+                    next_claim = Instant::now() + CLAIM_PAUSE;
                 }
                 for c in claimed {
                     if c.claims > 1 {
@@ -141,8 +154,9 @@ impl Worker {
                 // Nothing claimable now: wait a little longer each time (a wave not yet open,
                 // hosts held by a live worker), up to a heartbeat.
                 tokio::time::sleep(idle_pause).await;
-                idle_pause = (idle_pause * 2).min(beat);
+                idle_pause = (idle_pause * 2).min(beat).min(CLAIM_PAUSE);
                 last_beat = None;
+                next_claim = Instant::now();
                 continue;
             }
             let joined = tokio::select! {
@@ -153,6 +167,7 @@ impl Worker {
                 continue;
             };
             flags.remove(&host);
+            next_claim = Instant::now();
             match settled {
                 Ok(()) => summary.counts.add(Some(outcome.verdict)),
                 Err(StateError::LeaseLost { .. }) => summary.lost += 1,
