@@ -28,3 +28,4 @@ pub mod pipeline;
 pub mod rollback;
 pub mod host_preflight;
 pub mod fake;
+pub mod state;

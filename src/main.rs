@@ -42,6 +42,9 @@ enum Command {
     /// Canary first, then the fleet in waves; a wave's failure budget or the canary gate stops it.
     #[command(after_help = EXIT_CODES)]
     Rollout(cli::rollout::RolloutArgs),
+    /// Patch the hosts of one site in a run whose state is shared (`hive rollout --state`).
+    #[command(after_help = EXIT_CODES)]
+    Worker(cli::state::WorkerArgs),
     /// Continue a run after Ctrl-C, a crash or kill -9: nothing done is done twice.
     #[command(after_help = EXIT_CODES)]
     Resume(cli::rollout::ResumeArgs),
@@ -117,6 +120,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) => cli::rollout::deploy(args),
         Command::Rollout(args) => cli::rollout::rollout(args),
         Command::Resume(args) => cli::rollout::resume(args),
+        Command::Worker(args) => cli::state::worker(args),
         Command::Rollback(args) => cli::rollback::rollback(args),
         Command::Promote(args) => cli::rollout::promote(args),
         Command::Report(args) => cli::rollout::report(args),

@@ -17,3 +17,4 @@ pub mod rollout;
 pub mod scan;
 pub mod scan_notes;
 pub mod shell;
+pub mod state;

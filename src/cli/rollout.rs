@@ -135,6 +135,8 @@ pub struct RolloutArgs {
     /// Stop after the canaries until `hive promote RUN`.
     #[arg(long)]
     pub pause_after_canary: bool,
+    #[command(flatten)]
+    pub state: super::state::StateArg,
 }
 
 /// `hive resume`.
@@ -186,6 +188,8 @@ pub struct ReportArgs {
     /// Every step of every host, with its evidence.
     #[arg(long)]
     pub steps: bool,
+    #[command(flatten)]
+    pub state: super::state::StateArg,
 }
 
 /// The hosts of a new run, resolved now; what it journals of them when a source found them.
@@ -308,7 +312,7 @@ pub(crate) fn group_members(hosts: &[hive::inventory::Host]) -> BTreeMap<String,
 }
 
 /// What pre-flight checks before each wave, or `None` with `--no-preflight`.
-fn preflight_settings(preflight: &PreflightArgs) -> Option<PreflightSettings> {
+pub(super) fn preflight_settings(preflight: &PreflightArgs) -> Option<PreflightSettings> {
     (!preflight.no_preflight).then(|| PreflightSettings {
         pending_reboot: match preflight.pending_reboot {
             PendingRebootArg::Skip => PendingReboot::Skip,
@@ -386,6 +390,9 @@ pub fn deploy(args: DeployArgs) -> CliResult {
 }
 
 pub fn rollout(args: RolloutArgs) -> CliResult {
+    if let Some(coordinated) = super::state::coordinate(&args) {
+        return coordinated;
+    }
     let (inv, targets) = selected(&args.work)?;
     let (job, inv) = job(&args.work, inv)?;
     let options = RolloutOptions {
@@ -467,7 +474,10 @@ pub fn report(args: ReportArgs) -> CliResult {
     let Some(run) = &args.run else {
         return compliance(&args);
     };
-    let log = RunLog::load(&args.repo.repo, run)?;
+    let log = match super::state::load(&args.state, run)? {
+        Some(log) => log,
+        None => RunLog::load(&args.repo.repo, run)?,
+    };
     let rows = hive::rollout::report::host_reports(&log);
     match args.output {
         ReportFormat::Html => {

@@ -122,6 +122,9 @@ pub struct Host {
     /// on with (hive-smb speaks NTLM only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smb_credential: Option<CredentialRef>,
+    /// The site (network segment, data centre) whose workers patch this host when the run's
+    /// state is shared (`hive worker --site`); `None` on a single orchestrator.
+    pub site: Option<String>,
 }
 
 /// The whole inventory, in file order.
@@ -189,6 +192,8 @@ struct RawDefaults {
     /// found by a source can share one export (a simulated fleet behind one Samba).
     smb_root: Option<String>,
     smb_credential: Option<String>,
+    /// The site of every host that names none.
+    site: Option<String>,
     password: Option<toml::Value>,
 }
 
@@ -212,6 +217,7 @@ struct RawHost {
     host_key: Option<String>,
     spn: Option<String>,
     smb_credential: Option<String>,
+    site: Option<String>,
     /// Accepted by the parser only to refuse it with a clear message.
     password: Option<toml::Value>,
 }
@@ -468,6 +474,12 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         }
         (None, None) => None,
     };
+    let site = h.site.or_else(|| defaults.site.clone());
+    if let Some(site) = &site {
+        validate_group(site).map_err(|_| {
+            format!("site `{site}` is not valid: use letters, digits, '-' and '_' only")
+        })?;
+    }
     Ok(Host {
         port: h.port.or(defaults.port).unwrap_or(transport.default_port()),
         smb_address,
@@ -487,6 +499,7 @@ fn build_host(h: RawHost, defaults: &RawDefaults) -> Result<Host, String> {
         pin,
         spn,
         smb_credential,
+        site,
     })
 }
 

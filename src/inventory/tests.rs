@@ -366,3 +366,22 @@ fn kerberos_references_take_spn_from_host_group_or_default_and_smb_credential_on
         assert!(err.contains("b1") && err.contains(what), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_host_site_comes_from_the_host_or_the_defaults() {
+    let inv = Inventory::parse(
+        "[defaults]\ncredential = \"env:P\"\nsite = \"paris\"\n\
+         [[host]]\nname = \"A\"\n[[host]]\nname = \"B\"\nsite = \"berlin\"\n",
+        Path::new("inv.toml"),
+    )
+    .unwrap();
+    assert_eq!(inv.hosts[0].site.as_deref(), Some("paris"));
+    assert_eq!(inv.hosts[1].site.as_deref(), Some("berlin"));
+    let err = Inventory::parse(
+        "[[host]]\nname = \"A\"\ncredential = \"env:P\"\nsite = \"a b\"\n",
+        Path::new("inv.toml"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("site") && err.contains("inv.toml"), "{err}");
+}

@@ -82,6 +82,7 @@ impl SimFleet {
                 pin: None,
                 spn: None,
                 smb_credential: None,
+                site: None,
             })
             .collect();
         SimFleet {

@@ -31,6 +31,7 @@
 pub mod reader;
 pub mod replay;
 pub mod runs;
+pub mod store;
 pub mod writer;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,7 @@ use crate::rollout::verdict::HostVerdict;
 pub use reader::{HostLog, RunListing, RunLog, StepEnd, StepRecord, list_runs, parse_records};
 pub use replay::ResumeState;
 pub use runs::{new_run_id, promote, run_dir, runs_dir, validate_run_id};
+pub use store::RecordStore;
 pub use writer::Journal;
 
 /// The journal's file name inside a run folder.

@@ -129,6 +129,22 @@ impl RunLog {
         let path = dir.join(JOURNAL_FILE);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         let (records, torn_line) = parse_records(&bytes, &path)?;
+        let mut log = Self::from_records(dir, &path, records)?;
+        log.torn_line = torn_line;
+        Ok(log)
+    }
+
+    /// A run's records, in the order they were written, back into a log: the one reading of
+    /// records whatever stored them (the NDJSON file, or the shared state's table), so `hive
+    /// report` says the same from either. `dir` is where the run's markers live; `origin` names
+    /// the store in errors.
+    pub fn from_records(
+        dir: &Path,
+        origin: &Path,
+        records: Vec<Record>,
+    ) -> Result<RunLog, JournalError> {
+        let path = origin.to_path_buf();
+        let torn_line = None;
         let mut it = records.into_iter();
         let header = match it.next() {
             Some(Record::Header(h)) => h,

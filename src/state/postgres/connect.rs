@@ -1,0 +1,355 @@
+//! Reaching the state database: the URL, TLS, and one connection that outlives a database
+//! restart.
+//!
+//! TLS is on and verified unless the URL says `sslmode=disable`: `require`, `verify-ca` and
+//! `verify-full` all check the server's certificate against the system's roots (or the PEM file
+//! `sslrootcert` names) and its name, since a rollout's state is worth a forged server's while.
+//! `prefer`, which falls back to plain text without a word, is refused. A password belongs in
+//! `PGPASSWORD` or in `HIVE_STATE`, never on a command line where `ps` shows it.
+//!
+//! Every statement is sent with its parameter types (`query_typed`): one round trip each, no
+//! prepare. A statement that meets a lost connection waits for the database to come back and is
+//! sent again; the statements are written so that sending one twice does no harm (see
+//! [`super::lease`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, Row};
+
+use super::StateError;
+
+/// A parsed `postgres://` URL, with the TLS settings hive reads itself.
+#[derive(Clone)]
+pub struct StateUrl {
+    config: Config,
+    tls: bool,
+    root_cert: Option<std::path::PathBuf>,
+}
+
+impl StateUrl {
+    /// Parse a URL. `from_env` says it came from `HIVE_STATE`, where a password may be.
+    pub fn parse(url: &str, from_env: bool) -> Result<StateUrl, StateError> {
+        let bad = |m: String| StateError::Url(m);
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(bad(
+                "give a postgres://USER@HOST:PORT/DATABASE URL (the NDJSON journal needs no --state)"
+                    .into(),
+            ));
+        }
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut tls = true;
+        let mut root_cert = None;
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "sslmode" => {
+                    tls = match v {
+                        "disable" => false,
+                        "require" | "verify-ca" | "verify-full" => true,
+                        other => {
+                            return Err(bad(format!(
+                                "sslmode `{other}`: use verify-full (the default), require or disable; \
+                                 `prefer` and `allow` may fall back to plain text unseen"
+                            )));
+                        }
+                    }
+                }
+                "sslrootcert" => root_cert = Some(std::path::PathBuf::from(v)),
+                _ => kept.push(pair),
+            }
+        }
+        let text = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        let mut config =
+            Config::from_str(&text).map_err(|e| bad(format!("{}: {e}", redact(base))))?;
+        if config.get_password().is_some() && !from_env {
+            return Err(bad(
+                "a password in --state shows in `ps`: put it in PGPASSWORD, or the whole URL in HIVE_STATE"
+                    .into(),
+            ));
+        }
+        if config.get_password().is_none()
+            && let Ok(pw) = std::env::var("PGPASSWORD")
+        {
+            config.password(pw);
+        }
+        if config.get_user().is_none() {
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "postgres".into());
+            config.user(user);
+        }
+        config.application_name("hive");
+        config.connect_timeout(Duration::from_secs(10));
+        Ok(StateUrl {
+            config,
+            tls,
+            root_cert,
+        })
+    }
+
+    fn tls_config(&self) -> Result<rustls::ClientConfig, StateError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.root_cert {
+            Some(path) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject as _;
+                let certs = CertificateDer::pem_file_iter(path)
+                    .map_err(|e| StateError::Tls(format!("sslrootcert {}: {e}", path.display())))?;
+                for c in certs {
+                    let c = c.map_err(|e| {
+                        StateError::Tls(format!("sslrootcert {}: {e}", path.display()))
+                    })?;
+                    roots.add(c).map_err(|e| {
+                        StateError::Tls(format!("sslrootcert {}: {e}", path.display()))
+                    })?;
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(found.certs);
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| StateError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+}
+
+/// `postgres://user@host:port/db`: what the URL names, without its password.
+impl fmt::Display for StateUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let host = c
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_default();
+        let port = c.get_ports().first().copied().unwrap_or(5432);
+        write!(
+            f,
+            "postgres://{}@{host}:{port}/{}",
+            c.get_user().unwrap_or(""),
+            c.get_dbname().unwrap_or("")
+        )
+    }
+}
+
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(a)) if a > s => {
+            let creds = &url[s + 3..a];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}@{}", &url[..s + 3], &url[a + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// One connection to the state database, shared by every task of the process.
+pub struct Db {
+    url: StateUrl,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    round_trips: AtomicU64,
+    /// Set while the database is unreachable, so the wait is said once.
+    waiting: AtomicBool,
+}
+
+impl Db {
+    /// Connect once (a wrong URL or password fails here, at once) and bring the schema up to date.
+    pub async fn open(url: StateUrl) -> Result<Arc<Db>, StateError> {
+        let db = Arc::new(Db {
+            url,
+            client: tokio::sync::Mutex::new(None),
+            round_trips: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+        });
+        let client = db.connect().await?;
+        *db.client.lock().await = Some(client);
+        super::migrate::migrate(&db).await?;
+        Ok(db)
+    }
+
+    pub fn url(&self) -> &StateUrl {
+        &self.url
+    }
+
+    /// Statements sent so far (each is one round trip).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    async fn connect(&self) -> Result<Arc<Client>, StateError> {
+        let client = if self.url.tls {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.url.tls_config()?);
+            let (client, conn) = self
+                .url
+                .config
+                .connect(tls)
+                .await
+                .map_err(|e| self.error(e))?;
+            tokio::spawn(conn);
+            client
+        } else {
+            let (client, conn) = self
+                .url
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| self.error(e))?;
+            tokio::spawn(conn);
+            client
+        };
+        Ok(Arc::new(client))
+    }
+
+    /// The connection, reconnecting (and waiting as long as it takes) when it was lost: a
+    /// database restart pauses the work, it does not fail it.
+    async fn client(&self) -> Arc<Client> {
+        let mut slot = self.client.lock().await;
+        if let Some(c) = slot.as_ref()
+            && !c.is_closed()
+        {
+            return c.clone();
+        }
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.connect().await {
+                Ok(c) => {
+                    if self.waiting.swap(false, Ordering::Relaxed) {
+                        eprintln!("state database {} is back; going on", self.url);
+                    }
+                    *slot = Some(c.clone());
+                    return c;
+                }
+                Err(e) => {
+                    if !self.waiting.swap(true, Ordering::Relaxed) {
+                        eprintln!("{e}; waiting for it to come back");
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn error(&self, e: tokio_postgres::Error) -> StateError {
+        let message = match e.as_db_error() {
+            Some(d) => format!("{} ({})", d.message(), d.code().code()),
+            None => e.to_string(),
+        };
+        StateError::Database {
+            url: self.url.to_string(),
+            message,
+        }
+    }
+
+    /// Send one statement; after a lost connection, wait for the database and send it again.
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, StateError> {
+        loop {
+            let c = self.client().await;
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            match c.query_typed(sql, params).await {
+                Ok(rows) => return Ok(rows),
+                Err(e) if connection_lost(&e, &c) => {
+                    if !self.waiting.swap(true, Ordering::Relaxed) {
+                        eprintln!(
+                            "state database {}: connection lost ({e}); waiting for it to come back",
+                            self.url
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+    }
+
+    /// Several statements in one transaction (migrations), sent as one batch.
+    pub async fn batch(&self, sql: &str) -> Result<(), StateError> {
+        let c = self.client().await;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        c.batch_execute(sql).await.map_err(|e| self.error(e))
+    }
+}
+
+/// The connection broke (the database restarted, the network dropped) rather than the statement
+/// being refused: worth waiting and sending again.
+fn connection_lost(e: &tokio_postgres::Error, c: &Client) -> bool {
+    if c.is_closed() || e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // Class 08 (connection exception) and 57P01..57P03 (admin shutdown, crash shutdown,
+        // cannot connect now).
+        Some(code) => code.code().starts_with("08") || code.code().starts_with("57P"),
+        None => e.as_db_error().is_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_is_on_unless_disabled() {
+        let u = StateUrl::parse("postgres://hive@db.example:5433/hive", false).unwrap();
+        assert!(u.tls);
+        let u = StateUrl::parse("postgres://hive@127.0.0.1/hive?sslmode=disable", false).unwrap();
+        assert!(!u.tls);
+        let u = StateUrl::parse(
+            "postgres://hive@h/hive?sslmode=verify-full&sslrootcert=/ca.pem",
+            false,
+        )
+        .unwrap();
+        assert!(u.tls);
+        assert_eq!(
+            u.root_cert.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+    }
+
+    #[test]
+    fn prefer_is_refused() {
+        let e = StateUrl::parse("postgres://hive@h/hive?sslmode=prefer", false)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("prefer"), "{e}");
+    }
+
+    #[test]
+    fn a_password_on_the_command_line_is_refused_and_never_shown() {
+        let e = StateUrl::parse("postgres://hive:s3cret@h/hive", false)
+            .err()
+            .unwrap();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let u = StateUrl::parse("postgres://hive:s3cret@h:5433/hive", true).unwrap();
+        assert_eq!(u.to_string(), "postgres://hive@h:5433/hive");
+        assert_eq!(redact("postgres://hive:s3cret@h/x"), "postgres://hive@h/x");
+    }
+
+    #[test]
+    fn not_a_postgres_url() {
+        assert!(StateUrl::parse("mysql://h/x", true).is_err());
+    }
+}
