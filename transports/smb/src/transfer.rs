@@ -547,25 +547,30 @@ async fn read_exactly(
     timeout: std::time::Duration,
     ctx: Ctx<'_>,
 ) -> ChunkResult {
-    let mut buf = vec![0u8; len];
-    let mut got = 0usize;
-    while got < len {
+    // The first answer's buffer is kept as it is (no zeroed buffer to copy it into); a short
+    // answer (the server's max read size, or the end of the file) is completed by more reads.
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < len {
+        let at = offset + buf.len() as u64;
         let read = tokio::time::timeout(
             timeout,
-            file.read_block(&mut buf[got..], offset + got as u64, None, false),
+            file.read_block_owned(at, len - buf.len(), None, false),
         )
         .await;
-        let n = match read {
-            Ok(Ok(n)) => n,
+        let data = match read {
+            Ok(Ok(data)) => data,
             Ok(Err(e)) => return Err(ctx.smb(smb::Error::IoError(e))),
             Err(_) => return Err(ctx.timeout(timeout)),
         };
-        if n == 0 {
+        if data.is_empty() {
             break;
         }
-        got += n;
+        if buf.is_empty() {
+            buf = data;
+        } else {
+            buf.extend_from_slice(&data);
+        }
     }
-    buf.truncate(got);
     Ok(buf)
 }
 

@@ -1,15 +1,18 @@
 //! The vendored `smb` crate signs with its own streamed AES-GMAC and seals with `ring`'s AES-GCM
 //! (README fix 11). Both are checked here against RustCrypto's `aes-gcm` as the reference, over
 //! lengths around block boundaries and messages split into updates in many ways, and against the
-//! crate's published signature test vector. No server needed.
+//! crate's published signature test vector; a sealed message is decrypted in place and refused
+//! when tampered with. No server needed.
 
 use std::io::Cursor;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
-use binrw::BinRead;
+use binrw::{BinRead, BinWrite};
 use smb::crypto::{make_encrypting_algo, make_signing_algo};
-use smb::{EncryptionCipher, Header, SigningAlgorithmId};
+use smb::session::{MessageDecryptor, MessageEncryptor};
+use smb::transport::IoVec;
+use smb::{Command, EncryptedHeader, EncryptionCipher, Header, Response, SigningAlgorithmId};
 
 /// A LOGOFF request with its signature, from the crate's own signer test.
 const SIGNED_HEADER: [u8; 64] = [
@@ -135,6 +138,81 @@ fn gcm_sealing_matches_aes_gcm_and_refuses_tampering() {
             );
             ours.decrypt(&mut b, &aad, &nonce, sig).unwrap();
             assert_eq!(b, plain, "{cipher:?}: round trip of {len} bytes");
+        }
+    }
+}
+
+/// A LOGOFF response: [`SIGNED_HEADER`] turned into a server's answer, unsigned, and its 4-byte body.
+fn logoff_response() -> Vec<u8> {
+    let mut msg = SIGNED_HEADER.to_vec();
+    msg[16..20].copy_from_slice(&1u32.to_le_bytes()); // SMB2_FLAGS_SERVER_TO_REDIR only
+    msg[48..64].fill(0);
+    msg.extend([0x4, 0x0, 0x0, 0x0]);
+    msg
+}
+
+/// A sealed response is decrypted in place in the buffer it arrived in (transform header and
+/// all): the message comes out byte for byte, and a flipped bit anywhere the tag covers, a wrong
+/// key or a message cut short is refused, never parsed.
+#[test]
+fn sealed_response_decrypts_in_place_and_refuses_tampering() {
+    for (cipher, key) in [
+        (EncryptionCipher::Aes128Gcm, data(16, 3)),
+        (EncryptionCipher::Aes256Gcm, data(32, 4)),
+    ] {
+        let plain = logoff_response();
+        let mut encryptor = MessageEncryptor::new(make_encrypting_algo(cipher, &key).unwrap());
+        let mut decryptor = MessageDecryptor::new(make_encrypting_algo(cipher, &key).unwrap());
+        let mut body = IoVec::from(plain.clone());
+        let header = encryptor
+            .encrypt_message(&mut body, 0x3000_2400_0055)
+            .unwrap();
+        let mut wire = Vec::new();
+        header.write(&mut Cursor::new(&mut wire)).unwrap();
+        assert_eq!(wire.len(), EncryptedHeader::STRUCTURE_SIZE);
+        for piece in body.iter() {
+            wire.extend_from_slice(piece);
+        }
+        let parsed = EncryptedHeader::read(&mut Cursor::new(&wire)).unwrap();
+
+        let (response, raw) = decryptor.decrypt_message(&parsed, wire.clone()).unwrap();
+        assert_eq!(raw, plain, "{cipher:?}: the decrypted message");
+        match response {
+            Response::Plain(msg) => assert_eq!(msg.header.command, Command::Logoff),
+            other => panic!("{cipher:?}: parsed as {other:?}"),
+        }
+
+        // Every byte after the magic is covered: the header's nonce, size and session id (as
+        // associated data, with the signature as the tag) and the ciphertext.
+        for at in [
+            4,
+            20,
+            36,
+            44,
+            EncryptedHeader::STRUCTURE_SIZE,
+            wire.len() - 1,
+        ] {
+            let mut tampered = wire.clone();
+            tampered[at] ^= 0x10;
+            let header = EncryptedHeader::read(&mut Cursor::new(&tampered)).unwrap();
+            assert!(
+                decryptor.decrypt_message(&header, tampered).is_err(),
+                "{cipher:?}: byte {at} flipped and accepted"
+            );
+        }
+        let mut stranger =
+            MessageDecryptor::new(make_encrypting_algo(cipher, &data(key.len(), 99)).unwrap());
+        assert!(
+            stranger.decrypt_message(&parsed, wire.clone()).is_err(),
+            "{cipher:?}: wrong key"
+        );
+        for cut in [EncryptedHeader::STRUCTURE_SIZE - 1, wire.len() - 1] {
+            assert!(
+                decryptor
+                    .decrypt_message(&parsed, wire[..cut].to_vec())
+                    .is_err(),
+                "{cipher:?}: cut to {cut} bytes and accepted"
+            );
         }
     }
 }

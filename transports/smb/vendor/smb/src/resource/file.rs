@@ -65,8 +65,26 @@ impl File {
         channel: Option<u32>,
         unbuffered: bool,
     ) -> std::io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
+        let data = self
+            .read_block_owned(pos, buf.len(), channel, unbuffered)
+            .await?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    /// hive fix: [`File::read_block`] without its copy: the buffer the response was parsed into
+    /// is returned as is. At most `len` bytes (and at most the server's max read size: a short
+    /// read is not the end of the file); empty at or past the end of the file. A response with
+    /// more bytes than asked for is an error, not a panic.
+    pub async fn read_block_owned(
+        &self,
+        pos: u64,
+        len: usize,
+        channel: Option<u32>,
+        unbuffered: bool,
+    ) -> std::io::Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
         }
 
         // hive fix: no local end-of-file check (the length seen at open may be stale); a read at
@@ -74,12 +92,11 @@ impl File {
         // hive fix: never ask for more than the server's max read size (a larger read was
         // charged more credits than the server ever grants, and hung); return a short count.
         let max_read = self.handle.conn_info.negotiation.max_read_size.max(65536) as usize;
-        let buf_len = buf.len().min(max_read);
-        let buf = &mut buf[..buf_len];
+        let len = len.min(max_read);
 
         log::debug!(
             "Reading up to {} bytes at offset {} from {}",
-            buf.len(),
+            len,
             pos,
             self.handle.name()
         );
@@ -98,7 +115,7 @@ impl File {
         let request = OutgoingMessage::new(
             ReadRequest {
                 flags,
-                length: buf.len() as u32,
+                length: len as u32,
                 offset: pos,
                 file_id: self.handle.file_id().map_err(std::io::Error::other)?,
                 minimum_count: 1,
@@ -114,7 +131,7 @@ impl File {
         {
             Ok(response) => response,
             Err(Error::ReceivedErrorMessage(Status::U32_END_OF_FILE, _))
-            | Err(Error::UnexpectedMessageStatus(Status::U32_END_OF_FILE)) => return Ok(0),
+            | Err(Error::UnexpectedMessageStatus(Status::U32_END_OF_FILE)) => return Ok(Vec::new()),
             // hive fix: keep the crate error (and its NT status) inside the io::Error instead of
             // flattening it to a string, so callers can tell "disk full" from "access denied".
             Err(e) => return Err(std::io::Error::other(e)),
@@ -124,16 +141,21 @@ impl File {
             .content
             .to_read()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        let actual_read_length = content.buffer.len();
+        if content.buffer.len() > len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "server returned {} bytes for a read of {len}",
+                    content.buffer.len()
+                ),
+            ));
+        }
         log::debug!(
             "Read {} bytes from {}.",
-            actual_read_length,
+            content.buffer.len(),
             self.handle.name()
         );
-
-        buf[..actual_read_length].copy_from_slice(&content.buffer);
-
-        Ok(actual_read_length)
+        Ok(content.buffer)
     }
 
     /// Write a block of data to an opened file.

@@ -76,24 +76,28 @@ impl MessageDecryptor {
         MessageDecryptor { algo }
     }
 
+    /// Decrypts `data`, a whole encrypted message (transform header included) whose header is
+    /// `header`, in place, and parses the message it carried. Returns the message and its bytes
+    /// (the header removed).
     pub fn decrypt_message(
         &mut self,
-        msg_in: EncryptedMessage,
+        header: &EncryptedHeader,
+        mut data: Vec<u8>,
     ) -> crate::Result<(Response, Vec<u8>)> {
-        // decrypt in-place
-        let mut buffer = msg_in.encrypted_message;
-        let aead_bytes = msg_in.header.aead_bytes();
-        let nonce = msg_in.header.nonce;
-        let signature = msg_in.header.signature;
+        let payload = data
+            .get_mut(EncryptedHeader::STRUCTURE_SIZE..)
+            .ok_or_else(|| {
+                binrw::Error::AssertFail {
+                    pos: 0,
+                    message: "encrypted message shorter than its transform header".to_string(),
+                }
+            })?;
         self.algo
-            .decrypt(&mut buffer, &aead_bytes, &nonce, signature)?;
-
-        log::trace!("Decrypted message data bytes: {:x?}", buffer);
-        // deserialize
-        let result = Response::read(&mut Cursor::new(&buffer))?;
-
-        log::debug!("Decrypted with signature {}", msg_in.header.signature);
-        Ok((result, buffer))
+            .decrypt(payload, &header.aead_bytes(), &header.nonce, header.signature)?;
+        data.drain(..EncryptedHeader::STRUCTURE_SIZE);
+        let result = Response::read(&mut Cursor::new(&data))?;
+        log::debug!("Decrypted with signature {}", header.signature);
+        Ok((result, data))
     }
 }
 
