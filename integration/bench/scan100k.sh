@@ -60,6 +60,19 @@ evidence) the 1,000-host run of the same fleet shape gives ({oses}).
 The simulated drives are written on first use only (a scan only reads, so none is written): laying
 out 100,000 drives as folders took more than 4 minutes before the first listener.
 
+What limits it (perf over a 3,000-host run, 2026-12-05, load average 21): both sides together
+spend about 1.6 ms of CPU per host (hive 53 %, the simulator 47 %), so 100,000 hosts need about
+160-175 s of CPU, more than two idle cores give in 60 s: the target is out of reach on this
+machine until the work per host shrinks on both sides, whatever the load. On hive's side every
+host's scan is polled by the one thread that drives `scan_fleet` (its futures run inside
+`buffer_unordered`, not as tasks): 42 % of all samples on that thread, 11 % on the runtime's
+workers. The largest items on both sides follow from the size of the probe message (the March
+2024 request, base64 of UTF-16 in one sealed Command): RC4 sealing and HMAC-MD5 signing (hive 7 %,
+simulator 9 %), XML escaping and base64 in hive, command-line tokenizing and UTF-16 decoding of the
+encoded script in the simulator, and malloc/free around them (about 15 %). Memory: each result
+holds its own copies of strings the catalog already has (patch id, product name, the patch's CVE
+list) in every verdict, and of its evidence.
+
 Load average at the end of the run: {sys.argv[4]} (2 cores).
 
 Reproduce: `integration/bench.sh scan100k`.
