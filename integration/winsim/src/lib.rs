@@ -7,7 +7,8 @@
 //!
 //! Where to start:
 //! - [`fleet::load`] / [`Fleet::from_file`]: a TOML fleet file (see `fleets/example.toml`) becomes
-//!   hosts, each with its C: drive as a real folder `<root>/<host>/` (what Samba exports).
+//!   hosts, each with its C: drive as a real folder `<root>/<host>/` (what Samba exports), written
+//!   at start or, for fleets no Samba share serves, on first use ([`drive::DriveSetup`]).
 //! - [`WinHost`] implements [`host::SimHost`]; its `run` is the command interpreter documented in
 //!   `COMMANDS.md`; `command_log()`, `registry_value()`, `file_version()`, `boot_time()` let tests
 //!   check what happened.
@@ -20,6 +21,7 @@
 pub mod clock;
 pub mod codepage;
 mod cmd;
+pub mod drive;
 pub mod eventlog;
 pub mod fleet;
 pub mod hive_folder;
@@ -39,6 +41,7 @@ pub mod ssh_wire;
 pub mod smbfront;
 pub mod uninstall;
 
+pub use drive::DriveSetup;
 pub use fleet::{FleetError, HostConfig};
 pub use model::{CommandRecord, Fleet, InstallRecord, WinHost};
 pub mod server;

@@ -11,12 +11,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::drive::DriveSetup;
 use crate::fleet::{self, FaultPlan, FleetError, HostConfig};
 use crate::host::SimHost;
 use crate::installer::BuildChange;
@@ -119,7 +120,7 @@ pub struct WinHost {
     pub(crate) client_certificates: Vec<crate::server::certmap::CertMappingSetting>,
     pub(crate) user: String,
     pub(crate) password: String,
-    pub(crate) drive: PathBuf,
+    pub(crate) drive: crate::drive::Drive,
     pub(crate) system_root: String,
     pub(crate) powershell: bool,
     pub(crate) powershell_version: (u32, u32),
@@ -128,8 +129,9 @@ pub struct WinHost {
     pub(crate) oem_code_page: u16,
     /// Keys the remote account cannot open, lower-cased canonical paths (their subkeys too).
     registry_denied: Vec<String>,
-    /// Files with the hidden attribute, as resolved paths on this machine.
-    hidden: std::collections::HashSet<PathBuf>,
+    /// Files with the hidden attribute, by their case-insensitive key below the drive root
+    /// ([`crate::drive::key`]).
+    hidden: std::collections::HashSet<String>,
     pub(crate) machine: Machine,
     pub(crate) major: u32,
     pub(crate) minor: u32,
@@ -158,24 +160,25 @@ impl WinHost {
     /// Builds the host and lays out its C: drive under `drive` (created if missing): every file
     /// of the configuration is written now, as a real PE image, so Samba can serve it at once.
     pub fn create(config: &HostConfig, drive: &Path) -> Result<WinHost, FleetError> {
-        Self::create_with(config, drive, &mut ImageCache::default())
+        Self::create_with(
+            config,
+            drive,
+            &mut ImageCache::default(),
+            DriveSetup::AtStart,
+        )
     }
 
-    /// [`WinHost::create`] sharing generated images between hosts: a 1,000-host fleet has a
-    /// handful of distinct binaries, and generating each once keeps fleet start fast.
+    /// [`WinHost::create`] sharing generated images between hosts (a 1,000-host fleet has a
+    /// handful of distinct binaries, and generating each once keeps fleet start fast), writing
+    /// the drive when `setup` says.
     fn create_with(
         config: &HostConfig,
         drive: &Path,
         cache: &mut ImageCache,
+        setup: DriveSetup,
     ) -> Result<WinHost, FleetError> {
-        let disk = |path: &Path, source| FleetError::Disk {
-            host: config.name.clone(),
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(drive).map_err(|e| disk(drive, e))?;
         let now = SystemTime::now();
-        let host = WinHost {
+        let mut host = WinHost {
             name: config.name.clone(),
             address: config.address,
             http: SocketAddr::new(IpAddr::V4(config.address), config.winrm_port),
@@ -186,7 +189,7 @@ impl WinHost {
             client_certificates: config.client_certificates.clone(),
             user: config.user.clone(),
             password: config.password.expose().to_string(),
-            drive: drive.to_path_buf(),
+            drive: crate::drive::Drive::new(drive, Vec::new(), Vec::new()),
             system_root: config.system_root.clone(),
             powershell: config.powershell,
             powershell_version: config.powershell_version,
@@ -242,18 +245,15 @@ impl WinHost {
             }),
         };
         // %SystemRoot%\Temp is where installers get staged (ADMIN$\Temp); the profile folder
-        // and everything else appear when something writes there, which keeps fleet start to a
-        // few file-system calls per host.
-        let temp = host.host_path(&format!("{}\\Temp", host.system_root));
-        std::fs::create_dir_all(&temp).map_err(|e| disk(&temp, e))?;
-        let mut host = host;
+        // and everything else appear when something writes there, which keeps laying out a
+        // drive to a few file-system calls per host.
+        let temp = host.drive_parts(&format!("{}\\Temp", host.system_root));
+        let mut files = Vec::with_capacity(config.files.len());
         for f in &config.files {
-            let path = host.host_path(&f.path);
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let exe = name.to_ascii_lowercase().ends_with(".exe");
+            let parts = host.drive_parts(&f.path);
+            let exe = parts
+                .last()
+                .is_some_and(|n| n.to_ascii_lowercase().ends_with(".exe"));
             let product = f.product_version.unwrap_or(f.version);
             let bytes = cache
                 .entry((f.version, product, exe, host.machine))
@@ -262,22 +262,27 @@ impl WinHost {
                     spec.product_version = product;
                     spec.kind = if exe { ImageKind::Exe } else { ImageKind::Dll };
                     spec.strings.retain(|(k, _)| k != "OriginalFilename");
-                    pe::build(&spec)
+                    Arc::from(pe::build(&spec))
                 });
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| disk(parent, e))?;
-            }
-            std::fs::write(&path, bytes).map_err(|e| disk(&path, e))?;
             if f.hidden == Some(true) {
-                host.hidden.insert(path);
+                host.hidden.insert(crate::drive::key(&parts));
             }
+            files.push(crate::drive::DriveFile {
+                parts,
+                bytes: Arc::clone(bytes),
+            });
+        }
+        host.drive = crate::drive::Drive::new(drive, temp, files);
+        if setup == DriveSetup::AtStart {
+            host.drive.lay_out(&host.name)?;
         }
         Ok(host)
     }
 
-    /// The host's C: drive on this machine (what Samba exports as C$).
+    /// The host's C: drive on this machine (what Samba exports as C$), laid out if it was not.
     pub fn drive_root(&self) -> &Path {
-        &self.drive
+        self.drive.ensure(&self.name);
+        self.drive.root()
     }
 
     pub fn address(&self) -> Ipv4Addr {
@@ -293,6 +298,13 @@ impl WinHost {
     /// case-insensitively against what exists (as NTFS and Samba do). `%SystemRoot%`/`%windir%`
     /// expand; relative paths are relative to the profile folder; `..` cannot leave the drive.
     pub fn host_path(&self, windows_path: &str) -> PathBuf {
+        self.drive.ensure(&self.name);
+        self.drive.resolve(&self.drive_parts(windows_path))
+    }
+
+    /// The components of a Windows path on C: below the drive root, as [`WinHost::host_path`]
+    /// reads it (environment expanded, relative to the profile folder, `..` kept on the drive).
+    fn drive_parts(&self, windows_path: &str) -> Vec<String> {
         let expanded = self.expand_env(windows_path.trim().trim_matches('"'));
         let mut p = expanded.replace('/', "\\");
         if let Some(rest) = p.strip_prefix(r"\\?\").or_else(|| p.strip_prefix(r"\??\")) {
@@ -305,21 +317,32 @@ impl WinHost {
         } else {
             format!("{}\\{}", &self.profile_dir()[2..], p)
         };
-        let mut parts: Vec<&str> = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
         for c in rel.split('\\') {
             match c {
                 "" | "." => {}
                 ".." => {
                     parts.pop();
                 }
-                c => parts.push(c),
+                c => parts.push(c.to_string()),
             }
         }
-        let mut out = self.drive.clone();
-        for c in parts {
-            out = resolve_component(&out, c);
+        parts
+    }
+
+    /// A file's bytes, as a program on the host reads them; `None` when there is no such file.
+    /// An untouched drive answers from the files it was configured with, without being laid out.
+    pub(crate) fn read_file(&self, windows_path: &str) -> Option<Arc<[u8]>> {
+        if self.drive.untouched() {
+            let parts = self.drive_parts(windows_path);
+            let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+            return self.drive.configured(&parts);
         }
-        out
+        let path = self.host_path(windows_path);
+        if !path.is_file() {
+            return None;
+        }
+        std::fs::read(path).ok().map(Arc::from)
     }
 
     /// True if `windows_path` names a drive other than C: (which the simulated host does not have).
@@ -341,7 +364,8 @@ impl WinHost {
 
     /// True if `windows_path` has the hidden attribute.
     pub(crate) fn is_hidden(&self, windows_path: &str) -> bool {
-        self.hidden.contains(&self.host_path(windows_path))
+        self.hidden
+            .contains(&crate::drive::key(&self.drive_parts(windows_path)))
     }
 
     /// True if the remote account may not open `key` (it or a parent is denied).
@@ -357,7 +381,7 @@ impl WinHost {
 
     /// The PE file version of a file on the host, read from disk as hive would read it over SMB.
     pub fn file_version(&self, windows_path: &str) -> Option<Version> {
-        let bytes = std::fs::read(self.host_path(windows_path)).ok()?;
+        let bytes = self.read_file(windows_path)?;
         pe::read_version(&bytes).ok().map(|v| v.file_version)
     }
 
@@ -616,7 +640,7 @@ impl WinHost {
 }
 
 /// Generated PE images by (file version, product version, is-exe, machine).
-type ImageCache = HashMap<(Version, Version, bool, Machine), Vec<u8>>;
+type ImageCache = HashMap<(Version, Version, bool, Machine), Arc<[u8]>>;
 
 /// Sets one pending-reboot marker by its fleet-file name (`cbs`, `windows-update`, `update-exe`,
 /// `file-renames`).
@@ -643,25 +667,6 @@ pub(crate) fn set_build(reg: &mut Registry, b: BuildChange) {
     let _ = reg.set(CURRENT_VERSION, "CurrentBuild", RegValue::Sz(build.clone()));
     let _ = reg.set(CURRENT_VERSION, "CurrentBuildNumber", RegValue::Sz(build));
     let _ = reg.set(CURRENT_VERSION, "UBR", RegValue::Dword(b.ubr));
-}
-
-fn resolve_component(dir: &Path, name: &str) -> PathBuf {
-    let exact = dir.join(name);
-    if exact.exists() {
-        return exact;
-    }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().eq_ignore_ascii_case(name) {
-                return e.path();
-            }
-        }
-    }
-    debug_assert!(!matches!(
-        Path::new(name).components().next(),
-        Some(Component::ParentDir)
-    ));
-    exact
 }
 
 /// The registry a freshly installed host of this kind has.
@@ -760,10 +765,20 @@ impl Fleet {
     /// Creates the hosts; each host's C: drive is `<root>/<host name>/`, the layout the Samba
     /// `fleet` share exports (`C$` = that folder, `ADMIN$` = its `Windows` subfolder).
     pub fn start(configs: &[HostConfig], root: &Path) -> Result<Fleet, FleetError> {
+        Self::start_with(configs, root, DriveSetup::AtStart)
+    }
+
+    /// [`Fleet::start`], writing the drives when `setup` says: [`DriveSetup::OnFirstUse`] for a
+    /// fleet that no Samba share serves, which then starts without touching the disk.
+    pub fn start_with(
+        configs: &[HostConfig],
+        root: &Path,
+        setup: DriveSetup,
+    ) -> Result<Fleet, FleetError> {
         let mut cache = ImageCache::default();
         let hosts = configs
             .iter()
-            .map(|c| WinHost::create_with(c, &root.join(&c.name), &mut cache).map(Arc::new))
+            .map(|c| WinHost::create_with(c, &root.join(&c.name), &mut cache, setup).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Fleet {
             root: root.to_path_buf(),

@@ -565,11 +565,10 @@ fn file_fact(host: &WinHost, path: &str, traits: ScriptTraits) -> FileFact {
         ));
         return fact;
     }
-    let local = host.host_path(&full);
-    let meta = std::fs::metadata(&local)
-        .ok()
-        .filter(|m| m.is_file() && !WinHost::foreign_drive(&full));
-    let Some(meta) = meta else {
+    if WinHost::foreign_drive(&full) {
+        return fact;
+    }
+    let Some(bytes) = host.read_file(&full) else {
         return fact;
     };
     if host.is_hidden(&full) && !traits.forces_hidden {
@@ -577,13 +576,11 @@ fn file_fact(host: &WinHost, path: &str, traits: ScriptTraits) -> FileFact {
         fact.error = Some(format!("Could not find item {full}."));
         return fact;
     }
-    let version = std::fs::read(&local)
-        .ok()
-        .and_then(|b| crate::pe::read_version(&b).ok());
+    let version = crate::pe::read_version(&bytes).ok();
     FileFact {
         path: path.into(),
         exists: true,
-        size: Some(meta.len()),
+        size: Some(bytes.len() as u64),
         file_version: version.as_ref().map(|v| v.file_version.to_string()),
         product_version: version.as_ref().map(|v| v.product_version.to_string()),
         error: None,

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# 100,000 simulated hosts scanned from one orchestrator (hive only: pywinrm would take half an hour).
+# Writes $HIVE_BENCH_OUT/scan100k.md: wall time, hosts answered, round trips per host, hive's peak
+# RSS with every result held, the fleet's start time, and whether every host got the verdicts the
+# 1,000-host run gives.
+#
+# The fleet needs one listening socket per host, and a process here may hold at most 20,000
+# descriptors: `ulimit -Hn` is 20,000 and even root cannot raise it in this container. So the
+# simulator runs as several winsim processes (shards, each under the limit, each host still its own
+# 127.x.y.z listener), started by scan_bench, with the soft limit raised to the hard one here.
+# Run alone: integration/bench.sh scan100k   (HIVE_BENCH_SCAN100K_HOSTS, _PARALLEL change the size)
+set -euo pipefail
+HIVE_ROOT=${HIVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
+cd "$HIVE_ROOT"
+OUT=${HIVE_BENCH_OUT:-$HIVE_ROOT/docs/bench}
+HOSTS=${HIVE_BENCH_SCAN100K_HOSTS:-100000}
+PAR=${HIVE_BENCH_SCAN100K_PARALLEL:-64}
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)"
+cargo build --release -q --workspace --bins --examples
+BENCH="${CARGO_TARGET_DIR:-$HIVE_ROOT/target}/release/examples/scan_bench"
+RES=$(mktemp)
+trap 'rm -f "$RES" "$RES.ref"' EXIT
+# The reference: the 1,000-host fleet of the scan part (same template), hive only.
+"$BENCH" --hosts 1000 --parallel "$PAR" --octet 195 --no-peer > "$RES.ref"
+"$BENCH" --hosts "$HOSTS" --parallel "$PAR" --octet 200 --no-peer > "$RES"
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$RES" "$RES.ref" "$OUT/scan100k.md" "$LOAD" "$(ulimit -Hn)" <<'PY'
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+ref = json.loads(open(sys.argv[2]).read())
+# Every host's verdicts (patch, status, evidence) must be one the 1,000-host run gave its OS.
+wrong = 0
+for os_name, digests in r["verdicts"].items():
+    known = set(ref["verdicts"].get(os_name, {})) if os_name != "failed" else set()
+    wrong += sum(n for d, n in digests.items() if d not in known)
+checked = sum(sum(d.values()) for d in r["verdicts"].values())
+oses = ", ".join(f"{o}: {sum(d.values()):,} hosts, {len(d)} distinct verdict set(s)"
+                 for o, d in r["verdicts"].items())
+with open(sys.argv[3], "w") as f:
+    f.write(f"""## Fleet scan: {r['hosts']:,} hosts from one orchestrator
+
+hive alone (pywinrm would need about half an hour at its 1,000-host rate), {r['parallel']} hosts in
+flight, against {r['hosts']:,} simulated Windows Server 2019 hosts (winsim, each its own 127.x.y.z
+WinRM listener, NTLM with message encryption) run by {r['fleet_processes']} simulator processes:
+a process may hold {sys.argv[5]} descriptors here (`ulimit -Hn`, a hard limit even root cannot raise
+in this container), so the fleet is split into shards below it, and the harness raises the soft
+limit to the hard one. The 2-core machine runs hive and all the simulators.
+
+| | |
+|---|---|
+| wall time, {r['hosts']:,} hosts | **{r['hive_s']:.1f} s** (target <= 60 s; {r['hosts'] / r['hive_s']:,.0f} hosts/s) |
+| hosts answered | {r['hive_ok']:,} |
+| HTTP round trips per host (counted by the simulated hosts) | {r['hive_requests_per_host']:.2f} |
+| hive's peak memory (VmHWM, every result held) | **{r['rss_peak_kib'] / 1048576:.2f} GiB** (target <= 2 GiB), {(r['rss_peak_kib'] - r['rss_before_kib']) / r['hosts']:.1f} KiB per host scanned |
+| fleet start ({r['fleet_processes']} processes, all listeners bound) | {r['fleet_start_s']:.1f} s |
+
+Verdicts: {checked - wrong:,} of {checked:,} hosts got exactly the verdicts (patch, status,
+evidence) the 1,000-host run of the same fleet shape gives ({oses}).
+The simulated drives are written on first use only (a scan only reads, so none is written): laying
+out 100,000 drives as folders took more than 4 minutes before the first listener.
+
+What limits it (perf over a 3,000-host run, 2026-12-05, load average 21): both sides together
+spend about 1.6 ms of CPU per host (hive 53 %, the simulator 47 %), so 100,000 hosts need about
+160-175 s of CPU, more than two idle cores give in 60 s: the target is out of reach on this
+machine until the work per host shrinks on both sides, whatever the load. On hive's side every
+host's scan is polled by the one thread that drives `scan_fleet` (its futures run inside
+`buffer_unordered`, not as tasks): 42 % of all samples on that thread, 11 % on the runtime's
+workers. The largest items on both sides follow from the size of the probe message (the March
+2024 request, base64 of UTF-16 in one sealed Command): RC4 sealing and HMAC-MD5 signing (hive 7 %,
+simulator 9 %), XML escaping and base64 in hive, command-line tokenizing and UTF-16 decoding of the
+encoded script in the simulator, and malloc/free around them (about 15 %). Memory: each result
+holds its own copies of strings the catalog already has (patch id, product name, the patch's CVE
+list) in every verdict, and of its evidence.
+
+Load average at the end of the run: {sys.argv[4]} (2 cores).
+
+Reproduce: `integration/bench.sh scan100k`.
+""")
+print(open(sys.argv[3]).read())
+if wrong or r["hive_ok"] != r["hosts"]:
+    sys.exit(f"scan100k: {wrong} host(s) with other verdicts, {r['hosts'] - r['hive_ok']} not answered")
+PY
