@@ -4,9 +4,8 @@
 //! - the same journal gives the same `hive report` from the NDJSON file and from the database;
 //! - a lease is a fence: once a dead worker's lease expired and another worker claimed the host,
 //!   the first can write nothing more about it, and the second sees its open step;
-//! - 3 sites × 1–2 `hive worker`s over a simulated fleet (300 hosts by default, so the suite stays
-//!   within minutes on a debug build of a busy 2-core machine; `HIVE_TEST_PG_HOSTS=3000` for the
-//!   issue's size), one worker SIGKILLed mid-wave, the coordinator SIGKILLed and started again, the
+//! - 3 sites × 1–2 `hive worker`s over a simulated fleet of 3,000 hosts (about 5 minutes on a
+//!   debug build of a quiet 2-core machine; `HIVE_TEST_PG_HOSTS=300` for a quick look), one worker SIGKILLed mid-wave, the coordinator SIGKILLed and started again, the
 //!   database stopped and started mid-run: every host ends with the verdict a single `hive
 //!   rollout` gives the same fleet, no installer ran twice on any host, and the run's counts are
 //!   the sum of the sites'.
@@ -402,7 +401,7 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
     let n: usize = std::env::var("HIVE_TEST_PG_HOSTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(3000);
     let url = pg_url();
     // Generous bounds that grow with the fleet: each only catches a run that hangs.
     let limit = Duration::from_secs(600.max(n as u64));
