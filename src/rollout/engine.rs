@@ -558,6 +558,10 @@ impl Rollout {
                 flags.remove(&host);
                 reread.insert(host.clone());
                 queue.push_front(host.clone());
+            } else if outcome.verdict != HostVerdict::Interrupted {
+                // Its window closed during its last step, and the host finished anyway: nothing is
+                // left to do on it, so it is no reason to pause the run.
+                windows.closed.remove(&host);
             }
             if let Some(error) = journal_error {
                 stop.get_or_insert(StopReason::Journal { error });
