@@ -8,13 +8,13 @@
 //! A patch that cannot come off — a permanent package, an uninstaller that is not there — is a
 //! per-patch outcome with its evidence, not a stop: the other patches still come off.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::command::{self, ExitSaid, Method};
 use crate::catalog::model::InstallerRecipe;
+use super::resume::TakenOff;
 use crate::deploy::{DeployVerdict, HostContext, RebootPolicy, RebootRecord, ScanInputs, Stop};
 use crate::events::{Step, StepOutcome};
 use crate::remote::{Command, ExecOutput, RemoteError};
@@ -141,7 +141,7 @@ pub struct RollbackOutcome {
     pub evidence: Vec<String>,
 }
 
-/// Take `removals` off the host, given the scan that just ran (`before`). `removed_before` are
+/// Take `removals` off the host, given the scan that just ran (`before`). `taken_before` are
 /// the patches this run already took off (a resumed run): their uninstallers are not run again,
 /// but their reboot and verification are still this host's.
 pub async fn roll_back_host(
@@ -149,7 +149,7 @@ pub async fn roll_back_host(
     scan: &ScanInputs<'_>,
     before: &[Verdict],
     removals: &[Removal],
-    removed_before: &BTreeSet<String>,
+    taken_before: &TakenOff,
 ) -> RollbackOutcome {
     let mut patches: Vec<RemoveResult> = removals
         .iter()
@@ -168,7 +168,7 @@ pub async fn roll_back_host(
         scan,
         Before {
             verdicts: before,
-            removed: removed_before,
+            taken: taken_before,
         },
         removals,
         &mut patches,
@@ -212,7 +212,7 @@ struct Before<'a> {
     /// The scan that just ran.
     verdicts: &'a [Verdict],
     /// Taken off earlier in this run.
-    removed: &'a BTreeSet<String>,
+    taken: &'a TakenOff,
 }
 
 async fn run(
@@ -228,7 +228,7 @@ async fn run(
     let mut todo = Vec::new();
     let mut earlier = Vec::new();
     for (i, r) in removals.iter().enumerate() {
-        if before.removed.contains(&r.patch) {
+        if before.taken.patches.contains(&r.patch) {
             patches[i].outcome = RemoveOutcome::Removed;
             patches[i].detail = "taken off earlier in this run (journal)".into();
             earlier.push(i);
@@ -251,16 +251,115 @@ async fn run(
     }
     let state = crate::deploy::reboot::host_state(ctx).await?;
     let mut boot = state.boot.clone();
-    let mut needs_reboot = false;
     let mut system_root: Option<String> = None;
-    for (k, &i) in todo.iter().enumerate() {
+    let needs_reboot = uninstall_each(
+        ctx,
+        removals,
+        &todo,
+        patches,
+        reboots,
+        &mut boot,
+        &mut system_root,
+    )
+    .await?;
+    let removed: Vec<usize> = earlier
+        .iter()
+        .chain(&todo)
+        .copied()
+        .filter(|&i| patches[i].outcome.removed())
+        .collect();
+    let kept = |o: RemoveOutcome| todo.iter().any(|&i| patches[i].outcome == o);
+    let after_removal = if kept(RemoveOutcome::Permanent) {
+        RollbackVerdict::Permanent
+    } else if kept(RemoveOutcome::UninstallerMissing) {
+        RollbackVerdict::UninstallerMissing
+    } else {
+        RollbackVerdict::RolledBack
+    };
+    if removed.is_empty() {
+        return Ok(if after_removal == RollbackVerdict::RolledBack {
+            RollbackVerdict::NothingToDo
+        } else {
+            after_removal
+        });
+    }
+    if !reboot_as_needed(ctx, reboots, &boot, needs_reboot, false).await? {
+        return Ok(RollbackVerdict::RebootPending);
+    }
+    // An uninstall settled on resume as finishing at the reboot, still there after one: it was
+    // cut off before it ran, so it runs now, once, and the host reboots again if it asks to.
+    let rebooted = !reboots.is_empty();
+    let never_ran = |p: &str| rebooted && before.taken.at_reboot.contains(p);
+    let rerun = verify(ctx, scan, &removed, patches, &never_ran).await?;
+    if rerun.is_empty() {
+        return Ok(after_removal);
+    }
+    if let Some(after) = reboots.last().and_then(|r| r.boot_after.clone()) {
+        boot = after;
+    }
+    let needs_reboot = uninstall_each(
+        ctx,
+        removals,
+        &rerun,
+        patches,
+        reboots,
+        &mut boot,
+        &mut system_root,
+    )
+    .await?;
+    if !reboot_as_needed(ctx, reboots, &boot, needs_reboot, true).await? {
+        return Ok(RollbackVerdict::RebootPending);
+    }
+    verify(ctx, scan, &removed, patches, &|_| false).await?;
+    Ok(after_removal)
+}
+
+/// Reboot under the run's policy once the uninstallers ran; `false` when the host stays with a
+/// reboot pending (policy `never`). `reboots` holds the reboots this job already made: `always`
+/// asks for one when there was none; a second round of uninstallers (`again`) reboots only when
+/// it needs to.
+async fn reboot_as_needed(
+    ctx: &mut HostContext<'_>,
+    reboots: &mut Vec<RebootRecord>,
+    boot: &str,
+    needs_reboot: bool,
+    again: bool,
+) -> Result<bool, Stop> {
+    let state = crate::deploy::reboot::host_state(ctx).await?;
+    let needs_reboot = needs_reboot || !state.pending.is_empty();
+    let reboot_now = match ctx.options.reboot {
+        RebootPolicy::Never => false,
+        RebootPolicy::IfRequired => needs_reboot,
+        RebootPolicy::Always if again => needs_reboot,
+        RebootPolicy::Always => reboots.is_empty(),
+    };
+    if reboot_now {
+        reboots.push(crate::deploy::reboot::reboot(ctx, boot).await?);
+    }
+    Ok(reboot_now || !needs_reboot)
+}
+
+/// Run the uninstallers of `which` (indexes into `removals`), each announced and journaled, in
+/// order; an uninstaller that restarts the host (1641) is waited for. Returns whether one asked
+/// for a reboot it did not make itself.
+async fn uninstall_each(
+    ctx: &mut HostContext<'_>,
+    removals: &[Removal],
+    which: &[usize],
+    patches: &mut [RemoveResult],
+    reboots: &mut Vec<RebootRecord>,
+    boot: &mut String,
+    system_root: &mut Option<String>,
+) -> Result<bool, Stop> {
+    let mut needs_reboot = false;
+    for (k, &i) in which.iter().enumerate() {
         let step = Step::Uninstall {
             patch: removals[i].patch.clone(),
             index: k as u32 + 1,
-            total: todo.len() as u32,
+            total: which.len() as u32,
         };
         ctx.started(&step)?;
-        let result = remove_one(ctx, &removals[i], &mut system_root).await;
+        let result = remove_one(ctx, &removals[i], system_root).await;
         let (said, stop) = match result {
             Ok(s) => (s, None),
             Err((s, stop)) => (s, Some(stop)),
@@ -284,49 +383,17 @@ async fn run(
             RemoveOutcome::RebootRequired => needs_reboot = true,
             RemoveOutcome::RebootInitiated => {
                 let record =
-                    crate::deploy::reboot::wait_for_reboot(ctx, &boot, "uninstaller").await?;
-                boot = record.boot_after.clone().unwrap_or(boot);
+                    crate::deploy::reboot::wait_for_reboot(ctx, boot, "uninstaller").await?;
+                if let Some(after) = record.boot_after.clone() {
+                    *boot = after;
+                }
                 reboots.push(record);
                 needs_reboot = false;
             }
             _ => {}
         }
     }
-    let removed: Vec<usize> = earlier
-        .iter()
-        .chain(&todo)
-        .copied()
-        .filter(|&i| patches[i].outcome.removed())
-        .collect();
-    let kept = |o: RemoveOutcome| todo.iter().any(|&i| patches[i].outcome == o);
-    let after_removal = if kept(RemoveOutcome::Permanent) {
-        RollbackVerdict::Permanent
-    } else if kept(RemoveOutcome::UninstallerMissing) {
-        RollbackVerdict::UninstallerMissing
-    } else {
-        RollbackVerdict::RolledBack
-    };
-    if removed.is_empty() {
-        return Ok(if after_removal == RollbackVerdict::RolledBack {
-            RollbackVerdict::NothingToDo
-        } else {
-            after_removal
-        });
-    }
-    let state = crate::deploy::reboot::host_state(ctx).await?;
-    needs_reboot |= !state.pending.is_empty();
-    let reboot_now = match ctx.options.reboot {
-        RebootPolicy::Never => false,
-        RebootPolicy::IfRequired => needs_reboot,
-        RebootPolicy::Always => reboots.is_empty(),
-    };
-    if reboot_now {
-        reboots.push(crate::deploy::reboot::reboot(ctx, &boot).await?);
-    } else if needs_reboot {
-        return Ok(RollbackVerdict::RebootPending);
-    }
-    verify(ctx, scan, &removed, patches).await?;
-    Ok(after_removal)
+    Ok(needs_reboot)
 }
 
 /// How one uninstaller run ended.
@@ -609,13 +676,16 @@ async fn run_with_retry(
     }
 }
 
-/// Re-scan with the same catalog detection: each removed patch must be missing again.
+/// Re-scan with the same catalog detection: each removed patch must be missing again. When every
+/// patch still installed is one whose uninstaller `never_ran` (see [`TakenOff::at_reboot`]),
+/// their indexes come back to be run; any other patch still installed stops the host.
 async fn verify(
     ctx: &mut HostContext<'_>,
     scan: &ScanInputs<'_>,
     removed: &[usize],
     patches: &mut [RemoveResult],
-) -> Result<(), Stop> {
+    never_ran: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<usize>, Stop> {
     let step = Step::Verify;
     ctx.started(&step)?;
     let result = match crate::deploy::verify::rescan(ctx, scan).await {
@@ -626,12 +696,16 @@ async fn verify(
         }
     };
     let mut still = Vec::new();
+    let mut rerun = Vec::new();
     for &i in removed {
         let p = &mut patches[i];
         match result.verdicts.iter().find(|v| v.patch == p.patch) {
             Some(v) => {
                 p.verified = Some(format!("{}: {}", v.status, v.evidence));
                 if v.status == Status::Installed {
+                    if never_ran(&p.patch) {
+                        rerun.push(i);
+                    }
                     still.push(format!(
                         "{} still installed after its uninstaller: {}",
                         p.patch, v.evidence
@@ -648,7 +722,14 @@ async fn verify(
             StepOutcome::RolledBack,
             &format!("{} patch(es) missing again", removed.len()),
         )?;
-        Ok(())
+        Ok(Vec::new())
+    } else if rerun.len() == still.len() {
+        let why = format!(
+            "{}: cut off before it ran (the reboot did not finish it); it runs now",
+            still.join("; ")
+        );
+        ctx.finished(&step, false, StepOutcome::StillInstalled, &why)?;
+        Ok(rerun)
     } else {
         let why = still.join("; ");
         ctx.finished(&step, false, StepOutcome::StillInstalled, &why)?;
@@ -685,7 +766,7 @@ mod tests {
             &fixture.inputs(),
             before,
             removals,
-            &BTreeSet::new(),
+            &TakenOff::default(),
         )
         .await;
         (out, b)

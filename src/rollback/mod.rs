@@ -100,13 +100,13 @@ impl RollbackJob {
             Ok((s, ())) => s,
             Err(outcome) => return outcome,
         };
-        let removed_before = match resume::settle_open_uninstalls(&ctx, &scanned.result) {
+        let taken_before = match resume::settle_open_uninstalls(&ctx, &scanned.result) {
             Ok(r) => r,
             Err(e) => return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}")),
         };
         let verdicts = scanned.result.verdicts.clone();
         let (mut dctx, inputs) = access.work_on(&ctx, &mut scanned);
-        let out = roll_back_host(&mut dctx, &inputs, &verdicts, &removals, &removed_before).await;
+        let out = roll_back_host(&mut dctx, &inputs, &verdicts, &removals, &taken_before).await;
         host_outcome(&out)
     }
 }

@@ -9,19 +9,30 @@ use crate::rollout::JobContext;
 use crate::scan::HostResult;
 use crate::scan::evaluate::Status;
 
+/// What this run took off a host before its job started again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TakenOff {
+    /// Uninstallers the journal saw finish, and cut-off ones the re-scan settled: not run again.
+    pub patches: BTreeSet<String>,
+    /// Of those, the ones settled only because the host had a reboot pending. The pending reboot
+    /// may be another patch's, and the uninstaller may have been cut off before it ran: when the
+    /// reboot leaves such a patch installed, its uninstaller never took effect and runs then.
+    pub at_reboot: BTreeSet<String>,
+}
+
 /// Close every uninstall step a crash left open with what the host shows now, and return the
 /// patches this run has taken off so far (finished before, or settled now): their uninstallers
 /// are not run again.
 ///
 /// A cut-off uninstall whose patch the re-scan finds missing is done; one whose patch is still
 /// there while the host has a reboot pending is done too, waiting for the reboot (a DLL in use
-/// comes back only then, as it went on), so its uninstaller is not run a second time. Only an
-/// uninstall that left no trace runs again.
-pub fn settle_open_uninstalls(
-    ctx: &JobContext,
-    scan: &HostResult,
-) -> Result<BTreeSet<String>, String> {
-    let mut removed = ctx.resume.uninstalled_ok.clone();
+/// comes back only then, as it went on), so its uninstaller is not run a second time before the
+/// reboot. Only an uninstall that left no trace runs again at once.
+pub fn settle_open_uninstalls(ctx: &JobContext, scan: &HostResult) -> Result<TakenOff, String> {
+    let mut taken = TakenOff {
+        patches: ctx.resume.uninstalled_ok.clone(),
+        at_reboot: BTreeSet::new(),
+    };
     for step in &ctx.resume.open_steps {
         let Step::Uninstall { patch, .. } = step else {
             continue;
@@ -57,8 +68,11 @@ pub fn settle_open_uninstalls(
         };
         ctx.finished(step.clone(), ok, outcome, &detail)?;
         if ok {
-            removed.insert(patch.clone());
+            taken.patches.insert(patch.clone());
+        }
+        if outcome == StepOutcome::RebootRequired {
+            taken.at_reboot.insert(patch.clone());
         }
     }
-    Ok(removed)
+    Ok(taken)
 }
