@@ -5,8 +5,13 @@
 # port with trust authentication for loopback only, no Unix socket of the system's touched.
 # Stopped (fast shutdown) afterwards; no system cluster is started, stopped or changed.
 #
-# Exports: HIVE_TEST_PG_URL (postgres://hive@127.0.0.1:PORT/hive?sslmode=disable — loopback only,
-# so TLS is off here; hive verifies TLS whenever the URL does not say so),
+# The server offers TLS with a certificate of the harness's own CA, issued for `localhost` only
+# (not for 127.0.0.1), so a test can reach the same server by a name the certificate names and
+# by one it does not. pg_hba's `host` lines accept both TLS and plain connections.
+#
+# Exports: HIVE_TEST_PG_URL (postgres://hive@127.0.0.1:PORT/hive?sslmode=disable — plain, for the
+# tests of everything but TLS; hive verifies TLS whenever the URL does not say so),
+# HIVE_TEST_PG_CA (the PEM of the CA that issued the server's certificate),
 # HIVE_TEST_PG_CTL (a command that takes `stop`/`start`, for the test that restarts the database
 # mid-run), HIVE_TEST_PG_PORT.
 # shellcheck shell=bash
@@ -34,6 +39,8 @@ postgres_start() {
     cat "$base/initdb.log" >&2
     return 1
   }
+  _pg_certs "$base/data"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$base/data/server.key" "$base/data/server.pem"
   cat >> "$base/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $port
@@ -41,6 +48,9 @@ unix_socket_directories = '$base/sock'
 max_connections = 100
 fsync = on
 logging_collector = off
+ssl = on
+ssl_cert_file = 'server.pem'
+ssl_key_file = 'server.key'
 CONF
   cat > "$base/ctl" <<CTL
 #!/usr/bin/env bash
@@ -58,7 +68,24 @@ CTL
   _pg_as "$bin/createdb" -h 127.0.0.1 -p "$port" -U hive hive
   export HIVE_TEST_PG_URL="postgres://hive@127.0.0.1:$port/hive?sslmode=disable"
   export HIVE_TEST_PG_CTL="$base/ctl"
+  export HIVE_TEST_PG_CA="$base/ca.pem"
   export HIVE_TEST_PG_PORT=$port
+}
+
+# The CA (its key stays in the run folder) and the server's certificate for DNS:localhost.
+_pg_certs() {
+  local data=$1 base
+  base=$(dirname "$data")
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=hive test PostgreSQL CA" \
+    -keyout "$base/ca.key" -out "$base/ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2> /dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$data/server.key" -out "$base/server.csr" 2> /dev/null
+  printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > "$base/ext.cnf"
+  openssl x509 -req -in "$base/server.csr" -CA "$base/ca.pem" -CAkey "$base/ca.key" -CAcreateserial \
+    -days 2 -extfile "$base/ext.cnf" -out "$data/server.pem" 2> /dev/null
+  chmod 600 "$data/server.key" "$base/ca.key"
+  chmod 644 "$base/ca.pem"
 }
 
 postgres_stop() {

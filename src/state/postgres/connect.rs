@@ -250,6 +250,9 @@ impl Db {
     }
 
     fn error(&self, e: tokio_postgres::Error) -> StateError {
+        if let Some(refusal) = tls_refusal(&e) {
+            return StateError::Tls(format!("{}: {refusal}", self.url));
+        }
         let message = match e.as_db_error() {
             Some(d) => format!("{} ({})", d.message(), d.code().code()),
             None => e.to_string(),
@@ -291,6 +294,46 @@ impl Db {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         c.batch_execute(sql).await.map_err(|e| self.error(e))
     }
+}
+
+/// Why the server's certificate was refused, with what to change, when that is what failed: the
+/// bare rustls reason (`UnknownIssuer`) does not tell an operator which URL setting fixes it.
+fn tls_refusal(e: &tokio_postgres::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut found = None;
+    while let Some(err) = cur {
+        found = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if found.is_some() {
+            break;
+        }
+        cur = err.source();
+    }
+    let rustls::Error::InvalidCertificate(why) = found? else {
+        return found.map(|r| format!("TLS handshake refused: {r}"));
+    };
+    Some(match why {
+        C::UnknownIssuer | C::BadSignature => format!(
+            "the server's certificate is not signed by a CA hive trusts ({why:?}): give the PEM of \
+             the CA that issued it in the URL, `sslrootcert=PATH`"
+        ),
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+            "the server's certificate is not issued for the host name in the URL ({why:?}): use a \
+             name the certificate names as the URL's host (`hostaddr=ADDRESS` keeps the address \
+             connected to)"
+        ),
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            format!(
+                "the server's certificate is outside its validity ({why:?}): renew it, or check \
+                 this machine's clock"
+            )
+        }
+        other => format!("the server's certificate was refused: {other:?}"),
+    })
 }
 
 /// The connection broke (the database restarted, the network dropped) rather than the statement
