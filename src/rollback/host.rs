@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::command::{self, ExitSaid, Method};
-use crate::catalog::model::InstallerRecipe;
 use super::resume::TakenOff;
+use crate::catalog::model::InstallerRecipe;
 use crate::deploy::{DeployVerdict, HostContext, RebootPolicy, RebootRecord, ScanInputs, Stop};
 use crate::events::{Step, StepOutcome};
 use crate::remote::{Command, ExecOutput, RemoteError};
