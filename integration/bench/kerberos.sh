@@ -3,7 +3,7 @@
 # python-gssapi), both with the ticket a real `kinit` got from the harness's MIT KDC, against the
 # same Kerberos-accepting simulated hosts (winsim, keys from the harness keytab) over HTTP with
 # message encryption, at the same concurrency. Round trips per host are counted by the hosts.
-# Writes $HIVE_BENCH_OUT/kerberos.md.
+# Writes $HIVE_BENCH_OUT/scan_kerberos.md (named to follow the NTLM scan sections it refers to).
 # Run alone: integration/bench.sh kerberos   (HIVE_BENCH_KRB_HOSTS, _RUNS, _PARALLEL to change the size)
 set -euo pipefail
 HIVE_ROOT=${HIVE_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -32,7 +32,7 @@ for i in $(seq 1 "$RUNS"); do
     --peer integration/bench/scan_peer.py --kerberos "$SPN" >> "$RES"
 done
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-python3 - "$RES" "$OUT/kerberos.md" "$LOAD" <<'PY'
+python3 - "$RES" "$OUT/scan_kerberos.md" "$LOAD" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 med = lambda k: statistics.median(r[k] for r in rows)
@@ -41,7 +41,7 @@ r0 = rows[0]
 with open(sys.argv[2], "w") as f:
     f.write(f"""## Fleet scan over Kerberos: hive vs pywinrm ({r0['hosts']} simulated hosts, {r0['parallel']} in flight)
 
-The scan above, logged on with Kerberos instead of NTLM: both clients use the ticket a real `kinit`
+The 1,000-host scan above, logged on with Kerberos instead of NTLM: both clients use the ticket a real `kinit`
 got from the harness's MIT KDC (realm HIVE.TEST), ask for the service ticket of
 `HTTP/winsim.hive.test`, and seal every message (`HTTP-Kerberos-session-encrypted`) to simulated
 hosts that accept with the harness keytab. hive through the inventory (`credential =

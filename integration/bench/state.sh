@@ -38,6 +38,14 @@ All processes share the machine's 2 cores with the simulated fleet, so 4 workers
 faster here than one orchestrator; the figure is what sharing the state costs, not what it
 gains (reach and resilience, see docs/scale.md).
 
+What limits it: the workers' statements, one round trip and one transaction each. Most are the
+hosts' journal records (a step started, a step finished), written one by one before the step
+acts, on the one connection each worker process holds; every one is a commit the database
+flushes to its WAL before answering. The single orchestrator makes the same durable writes to
+its NDJSON journal but group-commits them (one fsync for every record written meanwhile).
+Writing a worker's records in batches, each record still durable before its step acts, is the
+next step for this figure.
+
 Reproduce: \`integration/bench.sh state\` (\`HIVE_BENCH_HOSTS\` to change the fleet).
 MD
 cat "$OUT/state.md"
