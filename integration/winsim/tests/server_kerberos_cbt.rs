@@ -6,48 +6,13 @@
 
 mod server_common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use serde_json::json;
+use server_common::kdc::kinit;
 use server_common::{FakeHost, b64, run_driver};
 use winsim::host::SimHost;
 use winsim::server::{FleetOptions, WinrmFleet};
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run this test through integration/test.sh (it starts the kdc service)")
-    })
-}
-
-/// A credential cache holding the harness admin's TGT, as `kinit` leaves it.
-fn kinit(dir: &std::path::Path) -> String {
-    let ccache = format!("FILE:{}", dir.join("ccache").display());
-    let principal = format!(
-        "{}@{}",
-        env("HIVE_TEST_KDC_USER"),
-        env("HIVE_TEST_KDC_REALM")
-    );
-    let mut child = Command::new("kinit")
-        .args(["-c", &ccache, &principal])
-        .env("KRB5_CONFIG", env("HIVE_TEST_KDC_CONFIG"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kinit");
-    let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "{}", env("HIVE_TEST_KDC_PASSWORD")).expect("password to kinit");
-    drop(stdin);
-    let out = child.wait_with_output().expect("kinit ends");
-    assert!(
-        out.status.success(),
-        "kinit: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ccache
-}
 
 async fn pywinrm_kerberos(
     fleet: &WinrmFleet,

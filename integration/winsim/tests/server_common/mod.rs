@@ -3,6 +3,8 @@
 //! see what pywinrm hides: status codes, dropped connections, timings.
 #![allow(dead_code)]
 
+pub mod kdc;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
