@@ -8,11 +8,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lab, LabPatch, SimFleet, env};
+use common::{HivePaths, Lab, LabPatch, SimFleet};
 use hive::catalog::model::InstallerRecipe;
 use hive::journal::{self, RunLog};
 use hive::rollout::HostVerdict;
@@ -60,54 +60,13 @@ fn lab() -> Lab {
     lab
 }
 
-struct Paths {
-    inventory: PathBuf,
-    repo: PathBuf,
-    catalog: PathBuf,
-    logs: PathBuf,
-}
-
-/// The inventory (every host on 127.0.0.1 with its own WinRM port, its C: a folder of the Samba
-/// share) and the catalog, written into the lab's folder.
-fn write_inputs(fleet: &SimFleet, lab: &Lab) -> Paths {
-    let dir = lab.dir.path();
-    let p = Paths {
-        inventory: dir.join("inventory.toml"),
-        repo: lab.repo.root().to_path_buf(),
-        catalog: dir.join("catalog.json"),
-        logs: dir.join("logs"),
-    };
-    std::fs::create_dir_all(&p.logs).unwrap();
-    let mut s = format!(
-        "[defaults]\ntransport = \"winrm-http\"\nuser = \"{}\"\n\
-         credential = \"env:HIVE_TEST_SMB_PASSWORD\"\n\n",
-        env("HIVE_TEST_SMB_USER")
-    );
-    for h in &fleet.hosts {
-        s.push_str(&format!(
-            "[[host]]\nname = \"{}\"\naddress = \"{}\"\nport = {}\nsmb_address = \"{}\"\n\
-             smb_port = {}\nsmb_share = \"{}\"\nsmb_root = '{}'\n\n",
-            h.name, h.address, h.port, h.smb_address, h.smb_port, h.smb_share, h.smb_root
-        ));
-    }
-    std::fs::write(&p.inventory, s).unwrap();
-    hive::catalog::store::save(&p.catalog, &lab.catalog).unwrap();
-    p
-}
-
 /// `hive rollout` (no run yet) or `hive resume RUN`, output to files.
-fn hive(p: &Paths, run: Option<&str>, n: usize) -> Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hive"));
-    match run {
-        None => c.args(["rollout", "--plan", "100%"]),
-        Some(r) => c.args(["resume", r]),
+fn hive(p: &HivePaths, run: Option<&str>, n: usize) -> Child {
+    let args: &[&str] = match run {
+        None => &["rollout", "--plan", "100%"],
+        Some(r) => &["resume", r],
     };
-    c.arg("--inventory")
-        .arg(&p.inventory)
-        .arg("--repo")
-        .arg(&p.repo)
-        .arg("--catalog")
-        .arg(&p.catalog)
+    p.hive(args)
         .args([
             "--parallel",
             "2",
@@ -122,8 +81,9 @@ fn hive(p: &Paths, run: Option<&str>, n: usize) -> Child {
         ])
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(p.logs.join(format!("hive-{n}.out"))).unwrap())
-        .stderr(std::fs::File::create(p.logs.join(format!("hive-{n}.err"))).unwrap());
-    c.spawn().expect("hive runs")
+        .stderr(std::fs::File::create(p.logs.join(format!("hive-{n}.err"))).unwrap())
+        .spawn()
+        .expect("hive runs")
 }
 
 /// Reads the journal as it grows and SIGKILLs `child` right after the first record `hit`
@@ -175,7 +135,7 @@ fn is_undone_step(r: &Value, step: &str, outcome: Option<&str>) -> bool {
 async fn kill_then_resume(tag: &str, mut hit: impl FnMut(&Value) -> bool) {
     let lab = lab();
     let fleet = SimFleet::start(tag, &fleet_toml()).await;
-    let p = write_inputs(&fleet, &lab);
+    let p = HivePaths::write(&fleet, &lab, |_| String::new(), "");
     let mut first = hive(&p, None, 0);
     let run = kill_at(&mut first, &p.repo, &mut hit);
     let installs_at_kill = fleet.host(UNDONE).install_log().len();
