@@ -200,7 +200,7 @@ pub fn worker(args: WorkerArgs) -> CliResult {
     let c = &summary.counts;
     println!(
         "worker site {} run {}: {} patched, {} nothing to do, {} failed, {} unreachable, {} skipped, \
-         {} taken over, {} lost to another worker, {} database round trips",
+         {} turned unhealthy in a soak, {} taken over, {} lost to another worker, {} database round trips",
         args.site,
         summary.run,
         c.patched,
@@ -208,6 +208,7 @@ pub fn worker(args: WorkerArgs) -> CliResult {
         c.failed + c.unhealthy + c.reboot_loop,
         c.unreachable,
         c.skipped,
+        summary.soak_unhealthy,
         summary.taken_over,
         summary.lost,
         summary.round_trips
