@@ -1005,6 +1005,126 @@ async fn a_coordinated_soak_without_health_checks_is_a_wait() {
     fleet.stop().await;
 }
 
+/// What a coordinated run does not do yet is refused when `hive rollout --state` or `hive worker`
+/// starts, naming the feature, before anything connects; a soak and host hooks are not refused.
+/// No database is needed: the refusals come first.
+#[test]
+fn coordinated_mode_refuses_what_it_does_not_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there: a run that got past the refusals fails at its first connection.
+    let url = "postgres://hive@127.0.0.1:1/hive?sslmode=disable";
+    let inventory = |name: &str, extra: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[defaults]\ncredential = \"env:HIVE_TEST_NO_SUCH_PASSWORD\"\nsite = \"east\"\n\n\
+                 [[host]]\nname = \"WEB01\"\naddress = \"127.0.0.1\"\ngroups = [\"canary\"]\n\n\
+                 [[host]]\nname = \"WEB02\"\naddress = \"127.0.0.1\"\ngroups = [\"web\"]\n\n{extra}"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let plain = inventory("plain.toml", "");
+    let windows = inventory(
+        "windows.toml",
+        "[group.web]\nwindow = [\"Sat 02:00-06:00\"]\nwindow_zone = \"UTC\"\n",
+    );
+    let wave_hooks = inventory(
+        "wave-hooks.toml",
+        "[group_defaults.hooks]\npost_wave = \"echo done\"\n",
+    );
+    let host_hooks = inventory(
+        "host-hooks.toml",
+        "[group.web.hooks]\npre_host_local = \"true\"\n",
+    );
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let run = |args: &[&str], inv: &Path| {
+        let out = Command::new(HIVE)
+            .args(args)
+            .arg("-i")
+            .arg(inv)
+            .arg("-r")
+            .arg(&repo)
+            .env_remove("HIVE_STATE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let rollout = |plan: &str, extra: &[&str], inv: &Path| {
+        let mut a = vec!["rollout", "--plan", plan, "--state", url];
+        a.extend_from_slice(extra);
+        run(&a, inv)
+    };
+    let worker = |extra: &[&str], inv: &Path| {
+        let mut a = vec!["worker", "--state", url, "--site", "east"];
+        a.extend_from_slice(extra);
+        run(&a, inv)
+    };
+    let plan = "canary(group=canary, soak=1s) -> 100%";
+    for (what, (ok, err), says) in [
+        (
+            "windows",
+            rollout(plan, &[], &windows),
+            "maintenance windows (`window` in the inventory's [group.web], host WEB02)",
+        ),
+        (
+            "windows, worker",
+            worker(&[], &windows),
+            "maintenance windows (`window` in the inventory's [group.web], host WEB02)",
+        ),
+        (
+            "wave hooks",
+            rollout(plan, &[], &wave_hooks),
+            "wave hooks (`hooks.post_wave` in the inventory's [group_defaults])",
+        ),
+        (
+            "wave hooks, worker",
+            worker(&[], &wave_hooks),
+            "wave hooks (`hooks.post_wave`",
+        ),
+        (
+            "quarantine",
+            rollout(
+                "canary(group=canary, quarantine_after=1) -> 100%",
+                &[],
+                &plain,
+            ),
+            "quarantine_after (plan stage `canary`)",
+        ),
+        (
+            "--wait-for-window",
+            rollout(plan, &["--wait-for-window"], &plain),
+            "--wait-for-window is not available with --state",
+        ),
+        (
+            "--wait-for-window, worker",
+            worker(&["--wait-for-window"], &plain),
+            "--wait-for-window is not available with --state",
+        ),
+        (
+            "--pause-after-canary",
+            rollout(plan, &["--pause-after-canary"], &plain),
+            "--pause-after-canary is not available with --state",
+        ),
+    ] {
+        assert!(!ok, "{what}: not refused");
+        assert!(err.contains(says), "{what}: {err}");
+    }
+    // A soak and host hooks get past the refusals, to the state database.
+    for inv in [&plain, &host_hooks] {
+        let (ok, err) = rollout(plan, &[], inv);
+        assert!(!ok);
+        assert!(err.contains("state database"), "{err}");
+    }
+}
+
 /// The rollout bench (`integration/bench/state.sh`): the same fleet rolled out by one
 /// orchestrator, then by a coordinator and 4 workers (2 sites × 2), no faults; wall time of each,
 /// statements per host the workers sent, and bytes of rows per host in the database.

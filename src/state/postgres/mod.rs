@@ -12,6 +12,7 @@
 //! - [`coordinator`] opens waves and judges gates and budgets over the whole fleet;
 //!   [`worker`] patches the hosts of one site.
 //! - [`soak`]: a wave's soak, polled by each site's workers and judged by the coordinator.
+//! - [`unsupported`]: what a coordinated run does not do yet, refused when it starts.
 
 pub mod connect;
 pub mod coordinator;
@@ -19,6 +20,7 @@ pub mod lease;
 pub mod migrate;
 pub mod run;
 pub mod soak;
+pub mod unsupported;
 pub mod worker;
 
 pub use connect::{Db, StateUrl};
