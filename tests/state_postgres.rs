@@ -222,6 +222,7 @@ fn lab() -> Lab {
 struct Fleet {
     model: winsim::Fleet,
     servers: Option<winsim::server::WinrmFleet>,
+    _health: Option<winsim::health_http::HealthServer>,
     lab: Lab,
     lab_dir: PathBuf,
     inventory: PathBuf,
@@ -234,6 +235,20 @@ async fn start_fleet(tag: &str, n: usize) -> Fleet {
 
 /// [`start_fleet`] with the hosts spread over `sites` in turn.
 async fn start_fleet_in(tag: &str, n: usize, sites: &[&str]) -> Fleet {
+    start_fleet_with(tag, n, sites, &Setup::default()).await
+}
+
+/// What a fleet has beyond hosts missing the hotfix.
+#[derive(Default)]
+struct Setup {
+    /// Health checks: each host's HTTP health page (winsim) in the inventory's
+    /// `[group_defaults]`, polled every second during a soak.
+    health: bool,
+    /// Hosts (by index) whose health page fails from this many answers on.
+    health_fails_after: Vec<(usize, u32)>,
+}
+
+async fn start_fleet_with(tag: &str, n: usize, sites: &[&str], setup: &Setup) -> Fleet {
     let lab = lab();
     let dir = lab.dir.path().to_path_buf();
     let lab_dir = dir.join(format!("lab-{tag}"));
@@ -246,10 +261,22 @@ async fn start_fleet_in(tag: &str, n: usize, sites: &[&str]) -> Fleet {
         c.user = "Administrator".into();
         c.password = winsim::fleet::Password::new(password.clone());
     }
+    for (i, after) in &setup.health_fails_after {
+        configs[*i].faults.health_endpoint_fails_after = Some(*after);
+    }
     let model = winsim::Fleet::start(&configs, &drives).expect("fleet");
     let servers = winsim::server::WinrmFleet::start(model.sim_hosts(), Default::default())
         .await
         .expect("WinRM listeners");
+    let health = if setup.health {
+        Some(
+            winsim::health_http::HealthServer::start(model.hosts().to_vec(), [127, 0, 0, 1].into())
+                .await
+                .expect("health pages"),
+        )
+    } else {
+        None
+    };
     let credential = dir.join("credential");
     {
         use std::io::Write as _;
@@ -285,6 +312,12 @@ async fn start_fleet_in(tag: &str, n: usize, sites: &[&str]) -> Fleet {
             serde_json::json!({"name": c.name, "address": c.address.to_string(), "port": port}),
         );
     }
+    if let Some(web) = &health {
+        inv.push_str(&format!(
+            "[group_defaults]\nhealth = [{{ http = \"{}\", retries = 0 }}]\nhealth_interval = 1\n",
+            web.url_template()
+        ));
+    }
     let inventory = dir.join("inventory.toml");
     std::fs::write(&inventory, inv).unwrap();
     let state = serde_json::json!({
@@ -297,6 +330,7 @@ async fn start_fleet_in(tag: &str, n: usize, sites: &[&str]) -> Fleet {
     Fleet {
         model,
         servers: Some(servers),
+        _health: health,
         lab,
         lab_dir,
         inventory,
@@ -633,6 +667,462 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
     );
     drop_run(&db, &run).await;
     shared.stop().await;
+}
+
+/// How a coordinated run ended.
+struct Coordinated {
+    status: std::process::ExitStatus,
+    /// The last coordinator's output.
+    output: String,
+    /// The soak's deadline as the first coordinator set it, when it was killed during the soak.
+    first_deadline: Option<String>,
+}
+
+/// A coordinated run of `fleet` to its end: the coordinator and one worker per site (leases of
+/// 3 s, so idle workers look at the run often), the coordinator SIGKILLed once the first soak
+/// began and started again when `restart_in_soak`. Returns after every process ended.
+async fn coordinated(
+    fleet: &Fleet,
+    plan: &str,
+    run: &str,
+    sites: &[&str],
+    restart_in_soak: bool,
+) -> Coordinated {
+    let url = pg_url();
+    let coordinator = |k: usize| {
+        fleet
+            .command(
+                &["rollout", "--plan", plan, "--state", &url, "--run", run],
+                &format!("coordinator-{k}"),
+            )
+            .spawn()
+            .unwrap()
+    };
+    let mut coord = coordinator(1);
+    let mut last = 1;
+    let mut workers: Vec<(String, Child)> = sites
+        .iter()
+        .map(|site| {
+            let child = fleet
+                .command(
+                    &[
+                        "worker", "--state", &url, "--run", run, "--site", site, "--name", site,
+                        "--lease", "3",
+                    ],
+                    &format!("worker-{site}"),
+                )
+                .spawn()
+                .unwrap();
+            (site.to_string(), child)
+        })
+        .collect();
+    let mut first_deadline = None;
+    if restart_in_soak {
+        let db = db().await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        first_deadline = loop {
+            let rows = db
+                .query(
+                    "SELECT until::text FROM hive.soaks WHERE run = $1",
+                    &[(&run, Type::TEXT)],
+                )
+                .await
+                .unwrap();
+            if let Some(r) = rows.first() {
+                break Some(r.get::<_, String>(0));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no soak began:\n{}",
+                fleet.output("coordinator-1")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        coord.kill().unwrap();
+        coord.wait().unwrap();
+        coord = coordinator(2);
+        last = 2;
+    }
+    let status = tokio::task::block_in_place(|| {
+        let status = wait(&mut coord, "coordinator", Duration::from_secs(240));
+        for (site, child) in workers.iter_mut() {
+            let s = wait(child, site, Duration::from_secs(60));
+            assert!(
+                s.success(),
+                "worker {site}: {s:?}\n{}",
+                fleet.output(&format!("worker-{site}"))
+            );
+        }
+        status
+    });
+    Coordinated {
+        status,
+        output: fleet.output(&format!("coordinator-{last}")),
+        first_deadline,
+    }
+}
+
+/// The soak over the database: 12 hosts in 2 sites, the canaries soaking 20 s while each
+/// site's worker polls its own canaries' health pages every second. PG0002 (site west) answers
+/// healthy after its patch and at the first soak poll, then fails: it turns `unhealthy` with the
+/// evidence, the canary wave fails its gate well before the soak's end, and no host of the next
+/// wave is installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canary_turning_unhealthy_during_a_coordinated_soak_fails_the_gate() {
+    let sites = ["east", "west"];
+    let setup = Setup {
+        health: true,
+        // Answers: pre-flight, after the patch, the first soak poll; then 503.
+        health_fails_after: vec![(1, 3)],
+    };
+    let fleet = start_fleet_with("soak-fail", 12, &sites, &setup).await;
+    let db = db().await;
+    let run = format!("soak-fail-{}-{}", std::process::id(), hive::time::now_ms());
+    let t0 = Instant::now();
+    let ran = coordinated(
+        &fleet,
+        "canary(group=canary, soak=20s) -> 100%",
+        &run,
+        &sites,
+        false,
+    )
+    .await;
+    let out = &ran.output;
+    assert_eq!(ran.status.code(), Some(3), "the gate's exit code:\n{out}");
+    assert!(out.contains("turned unhealthy during its soak"), "{out}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(60),
+        "the soak ended at the unhealthy poll: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.soaks WHERE run = $1 AND wave = 0 AND ended < until",
+            &run
+        )
+        .await,
+        1,
+        "closed before its deadline"
+    );
+
+    let report = hive(&[
+        "report",
+        &run,
+        "-r",
+        "/nonexistent",
+        "--state",
+        &pg_url(),
+        "-o",
+        "json",
+    ]);
+    let got = verdicts(&report.stdout);
+    assert_eq!(got["PG0002"], "unhealthy");
+    assert_eq!(got["PG0001"], "patched");
+    assert_eq!(got["PG0003"], "patched");
+    let log = run::load(&db, &run).await.unwrap();
+    let (_, detail) = &log.verdicts()["PG0002"];
+    assert!(
+        detail.starts_with("turned unhealthy during the soak: ")
+            && detail.contains("HTTP 503, expected 200 (application error (fault plan))"),
+        "{detail}"
+    );
+    assert!(
+        log.waves
+            .iter()
+            .any(|(w, st, _)| *w == 0 && *st == hive::journal::WaveState::Soak),
+        "the journal records the soak: {:?}",
+        log.waves
+    );
+    let gate = &log
+        .waves
+        .iter()
+        .rfind(|(w, _, _)| *w == 0)
+        .expect("the canary gate")
+        .2;
+    assert!(
+        gate.starts_with("failed: ") && gate.contains("PG0002: "),
+        "{gate}"
+    );
+    // The failed soak poll is a health step of the host, as a single orchestrator journals it.
+    let steps = &log.hosts["PG0002"].steps;
+    let last = steps.last().expect("steps");
+    let end = last.finished.as_ref().expect("finished");
+    assert!(!end.ok && end.detail.starts_with("soak: "), "{end:?}");
+
+    let installs = fleet.installs();
+    for (host, per) in &installs {
+        let canary = ["PG0001", "PG0002", "PG0003"].contains(&host.as_str());
+        assert_eq!(
+            per.get(PATCH).copied().unwrap_or(0),
+            usize::from(canary),
+            "{host}: {per:?}"
+        );
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.hosts WHERE run = $1 AND wave = 1 AND verdict IS NOT NULL",
+            &run
+        )
+        .await,
+        0
+    );
+    drop_run(&db, &run).await;
+    fleet.stop().await;
+}
+
+/// A soak whose hosts stay healthy, its coordinator killed and started again during it: the soak
+/// keeps its deadline, each canary is checked at its end by its site's worker (a `soak: ...`
+/// health step), the wave passes after the soak's length, and the run finishes with every host
+/// patched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_healthy_coordinated_soak_survives_a_coordinator_restart_and_finishes() {
+    let sites = ["east", "west"];
+    let setup = Setup {
+        health: true,
+        health_fails_after: Vec::new(),
+    };
+    let fleet = start_fleet_with("soak-pass", 12, &sites, &setup).await;
+    let db = db().await;
+    let run = format!("soak-pass-{}-{}", std::process::id(), hive::time::now_ms());
+    let ran = coordinated(
+        &fleet,
+        "canary(group=canary, soak=6s) -> 100%",
+        &run,
+        &sites,
+        true,
+    )
+    .await;
+    assert!(ran.status.success(), "{:?}\n{}", ran.status, ran.output);
+    let rows = db
+        .query(
+            "SELECT until::text FROM hive.soaks WHERE run = $1",
+            &[(&run, Type::TEXT)],
+        )
+        .await
+        .unwrap();
+    let deadline: String = rows[0].get(0);
+    assert_eq!(
+        Some(deadline),
+        ran.first_deadline,
+        "the restarted coordinator kept the soak's deadline"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.soaks WHERE run = $1 AND wave = 0 AND ended >= until",
+            &run
+        )
+        .await,
+        1,
+        "judged after its deadline"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.hosts WHERE run = $1 AND wave = 0 AND soak = 'healthy'",
+            &run
+        )
+        .await,
+        3
+    );
+    let log = run::load(&db, &run).await.unwrap();
+    let verdicts = log.verdicts();
+    assert_eq!(verdicts.len(), 12);
+    assert!(
+        verdicts
+            .values()
+            .all(|(v, _)| *v == hive::rollout::HostVerdict::Patched),
+        "{verdicts:?}"
+    );
+    for canary in ["PG0001", "PG0002", "PG0003"] {
+        let end = log.hosts[canary]
+            .steps
+            .iter()
+            .rev()
+            .find_map(|s| s.finished.as_ref())
+            .expect("a finished step");
+        assert!(
+            end.ok && end.detail.starts_with("soak: "),
+            "{canary}: {end:?}"
+        );
+    }
+    for (host, per) in fleet.installs() {
+        assert_eq!(per.get(PATCH), Some(&1), "{host}: {per:?}");
+    }
+    drop_run(&db, &run).await;
+    fleet.stop().await;
+}
+
+/// Without health checks the soak is a wait: workers have nothing to poll and mark their
+/// canaries `unchecked`, the wave passes once the soak's length is over, the run finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_coordinated_soak_without_health_checks_is_a_wait() {
+    let sites = ["east", "west"];
+    let fleet = start_fleet_with("soak-wait", 12, &sites, &Setup::default()).await;
+    let db = db().await;
+    let run = format!("soak-wait-{}-{}", std::process::id(), hive::time::now_ms());
+    let t0 = Instant::now();
+    let ran = coordinated(
+        &fleet,
+        "canary(group=canary, soak=3s) -> 100%",
+        &run,
+        &sites,
+        false,
+    )
+    .await;
+    assert!(ran.status.success(), "{:?}\n{}", ran.status, ran.output);
+    assert!(t0.elapsed() >= Duration::from_secs(3));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.hosts WHERE run = $1 AND wave = 0 AND soak = 'unchecked'",
+            &run
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.soaks WHERE run = $1 AND ended >= until",
+            &run
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM hive.hosts WHERE run = $1 AND verdict = 'patched'",
+            &run
+        )
+        .await,
+        12
+    );
+    drop_run(&db, &run).await;
+    fleet.stop().await;
+}
+
+/// What a coordinated run does not do yet is refused when `hive rollout --state` or `hive worker`
+/// starts, naming the feature, before anything connects; a soak and host hooks are not refused.
+/// No database is needed: the refusals come first.
+#[test]
+fn coordinated_mode_refuses_what_it_does_not_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens there: a run that got past the refusals fails at its first connection.
+    let url = "postgres://hive@127.0.0.1:1/hive?sslmode=disable";
+    let inventory = |name: &str, extra: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[defaults]\ncredential = \"env:HIVE_TEST_NO_SUCH_PASSWORD\"\nsite = \"east\"\n\n\
+                 [[host]]\nname = \"WEB01\"\naddress = \"127.0.0.1\"\ngroups = [\"canary\"]\n\n\
+                 [[host]]\nname = \"WEB02\"\naddress = \"127.0.0.1\"\ngroups = [\"web\"]\n\n{extra}"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let plain = inventory("plain.toml", "");
+    let windows = inventory(
+        "windows.toml",
+        "[group.web]\nwindow = [\"Sat 02:00-06:00\"]\nwindow_zone = \"UTC\"\n",
+    );
+    let wave_hooks = inventory(
+        "wave-hooks.toml",
+        "[group_defaults.hooks]\npost_wave = \"echo done\"\n",
+    );
+    let host_hooks = inventory(
+        "host-hooks.toml",
+        "[group.web.hooks]\npre_host_local = \"true\"\n",
+    );
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let run = |args: &[&str], inv: &Path| {
+        let out = Command::new(HIVE)
+            .args(args)
+            .arg("-i")
+            .arg(inv)
+            .arg("-r")
+            .arg(&repo)
+            .env_remove("HIVE_STATE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let rollout = |plan: &str, extra: &[&str], inv: &Path| {
+        let mut a = vec!["rollout", "--plan", plan, "--state", url];
+        a.extend_from_slice(extra);
+        run(&a, inv)
+    };
+    let worker = |extra: &[&str], inv: &Path| {
+        let mut a = vec!["worker", "--state", url, "--site", "east"];
+        a.extend_from_slice(extra);
+        run(&a, inv)
+    };
+    let plan = "canary(group=canary, soak=1s) -> 100%";
+    for (what, (ok, err), says) in [
+        (
+            "windows",
+            rollout(plan, &[], &windows),
+            "maintenance windows (`window` in the inventory's [group.web], host WEB02)",
+        ),
+        (
+            "windows, worker",
+            worker(&[], &windows),
+            "maintenance windows (`window` in the inventory's [group.web], host WEB02)",
+        ),
+        (
+            "wave hooks",
+            rollout(plan, &[], &wave_hooks),
+            "wave hooks (`hooks.post_wave` in the inventory's [group_defaults])",
+        ),
+        (
+            "wave hooks, worker",
+            worker(&[], &wave_hooks),
+            "wave hooks (`hooks.post_wave`",
+        ),
+        (
+            "quarantine",
+            rollout(
+                "canary(group=canary, quarantine_after=1) -> 100%",
+                &[],
+                &plain,
+            ),
+            "quarantine_after (plan stage `canary`)",
+        ),
+        (
+            "--wait-for-window",
+            rollout(plan, &["--wait-for-window"], &plain),
+            "--wait-for-window is not available with --state",
+        ),
+        (
+            "--wait-for-window, worker",
+            worker(&["--wait-for-window"], &plain),
+            "--wait-for-window is not available with --state",
+        ),
+        (
+            "--pause-after-canary",
+            rollout(plan, &["--pause-after-canary"], &plain),
+            "--pause-after-canary is not available with --state",
+        ),
+    ] {
+        assert!(!ok, "{what}: not refused");
+        assert!(err.contains(says), "{what}: {err}");
+    }
+    // A soak and host hooks get past the refusals, to the state database.
+    for inv in [&plain, &host_hooks] {
+        let (ok, err) = rollout(plan, &[], inv);
+        assert!(!ok);
+        assert!(err.contains("state database"), "{err}");
+    }
 }
 
 /// The rollout bench (`integration/bench/state.sh`): the same fleet rolled out by one

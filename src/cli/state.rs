@@ -11,7 +11,7 @@ use hive::journal::{RunHeader, RunLog, new_run_id};
 use hive::rollout::{RolloutOptions, plan_waves, stop_on_ctrl_c};
 use hive::state::postgres::coordinator::Coordinator;
 use hive::state::postgres::worker::Worker;
-use hive::state::postgres::{Db, StateError, StateUrl, run};
+use hive::state::postgres::{Db, StateError, StateUrl, run, unsupported};
 
 use super::args::at_least_one;
 use super::exit::Outcome;
@@ -78,12 +78,12 @@ pub fn coordinate(args: &RolloutArgs) -> Option<CliResult> {
 }
 
 fn coordinate_at(args: &RolloutArgs, url: StateUrl) -> CliResult {
-    if args.pause_after_canary {
-        return Err(
-            "--pause-after-canary is not available with --state yet: give the canaries a plan of their own run"
-                .into(),
-        );
-    }
+    // Refused before anything is resolved or connected: flags and the plan alone.
+    unsupported::check_run(
+        &hive::rollout::parse_plan(&args.waves.plan)?,
+        args.pause_after_canary,
+        args.work.wait_for_window,
+    )?;
     // Hosts and waves first: resolving sources starts a runtime of its own.
     let selected = args
         .work
@@ -93,6 +93,7 @@ fn coordinate_at(args: &RolloutArgs, url: StateUrl) -> CliResult {
         hosts: selected.hosts,
         policy: selected.policy,
     };
+    unsupported::check_inventory(&inv.policy, &inv.hosts)?;
     let options = RolloutOptions {
         parallel: args.work.parallel,
         max_failed_per_wave: args.waves.max_failed,
@@ -149,6 +150,7 @@ fn site_of(h: &hive::inventory::Host) -> String {
 /// `hive worker`.
 pub fn worker(args: WorkerArgs) -> CliResult {
     let url = parse_url(&args.state)?;
+    unsupported::check_flags(args.work.wait_for_window)?;
     let selected = args
         .work
         .select
@@ -165,6 +167,8 @@ pub fn worker(args: WorkerArgs) -> CliResult {
         hosts,
         policy: selected.policy,
     };
+    // Before the job is built: windows would have their hosts' zones read over the network.
+    unsupported::check_inventory(&inv.policy, &inv.hosts)?;
     let (job, inv) = super::rollout::job(&args.work, inv)?;
     let rollout = super::change::rollout(
         job,
@@ -200,7 +204,7 @@ pub fn worker(args: WorkerArgs) -> CliResult {
     let c = &summary.counts;
     println!(
         "worker site {} run {}: {} patched, {} nothing to do, {} failed, {} unreachable, {} skipped, \
-         {} taken over, {} lost to another worker, {} database round trips",
+         {} turned unhealthy in a soak, {} taken over, {} lost to another worker, {} database round trips",
         args.site,
         summary.run,
         c.patched,
@@ -208,6 +212,7 @@ pub fn worker(args: WorkerArgs) -> CliResult {
         c.failed + c.unhealthy + c.reboot_loop,
         c.unreachable,
         c.skipped,
+        summary.soak_unhealthy,
         summary.taken_over,
         summary.lost,
         summary.round_trips

@@ -810,28 +810,20 @@ impl Rollout {
         if end.stopped {
             return Some(StopReason::Operator);
         }
-        let mut detail = Vec::new();
-        for (host, evidence) in end.unhealthy {
-            let outcome = HostOutcome::new(
-                HostVerdict::Unhealthy,
-                format!("turned unhealthy during the soak: {evidence}"),
-            );
-            if let Err(e) = journal.host_done(&host, wave.index, &outcome) {
+        for (host, evidence) in &end.unhealthy {
+            let outcome = super::soak::turned_unhealthy(evidence);
+            if let Err(e) = journal.host_done(host, wave.index, &outcome) {
                 return Some(StopReason::Journal {
                     error: e.to_string(),
                 });
             }
-            self.watcher.host_finished(&host, wave.index, &outcome);
-            if let Some(l) = lines.get_mut(&host) {
+            self.watcher.host_finished(host, wave.index, &outcome);
+            if let Some(l) = lines.get_mut(host) {
                 l.verdict = Some(outcome.verdict);
                 l.detail = outcome.detail;
             }
-            detail.push(format!("{host}: {evidence}"));
         }
-        (!detail.is_empty()).then(|| StopReason::HealthGate {
-            wave: wave.name.clone(),
-            detail: detail.join("; "),
-        })
+        super::soak::health_gate(&wave.name, &end.unhealthy)
     }
 
     async fn sleep_unless_stopped(&self, length: Duration) -> bool {

@@ -29,7 +29,7 @@ pub mod plan;
 pub mod preflight;
 pub mod quarantine;
 pub mod report;
-mod soak;
+pub(crate) mod soak;
 pub mod stop;
 pub mod summary;
 pub mod verdict;

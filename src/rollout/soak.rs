@@ -15,9 +15,31 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::job::HealthCheck;
-use super::stop::StopFlag;
+use super::stop::{StopFlag, StopReason};
 use super::summary::{HostHealth, RunWatcher, SoakStatus};
+use super::verdict::{HostOutcome, HostVerdict};
 use crate::events::{Event, EventSink, Step, StepOutcome, StepState};
+
+/// The verdict of a host the soak found unhealthy, with the evidence: the same words whichever
+/// orchestrator soaked it, so reports read the same.
+pub(crate) fn turned_unhealthy(evidence: &str) -> HostOutcome {
+    HostOutcome::new(
+        HostVerdict::Unhealthy,
+        format!("turned unhealthy during the soak: {evidence}"),
+    )
+}
+
+/// The failed gate of a wave whose soak found `unhealthy` hosts (host, evidence), if any.
+pub(crate) fn health_gate(wave: &str, unhealthy: &[(String, String)]) -> Option<StopReason> {
+    (!unhealthy.is_empty()).then(|| StopReason::HealthGate {
+        wave: wave.to_string(),
+        detail: unhealthy
+            .iter()
+            .map(|(host, evidence)| format!("{host}: {evidence}"))
+            .collect::<Vec<_>>()
+            .join("; "),
+    })
+}
 
 /// What the soak found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -101,6 +123,9 @@ impl Soak<'_> {
                         stopped: false,
                     };
                 }
+            } else if last {
+                // Nothing to poll (no host of the wave was patched): the soak is a wait.
+                return SoakEnd::default();
             } else if now.duration_since(shown) >= SHOW_EVERY {
                 self.show(end, &status, false);
                 shown = now;
@@ -230,6 +255,24 @@ mod tests {
         let polls = script.polls.lock().unwrap()["web01"];
         // Every 100 ms for 450 ms, then the final check.
         assert!((4..=6).contains(&polls), "{polls} polls");
+    }
+
+    #[tokio::test]
+    async fn a_soak_without_hosts_to_poll_ends_with_its_length() {
+        let script = Arc::new(Script {
+            fail_from: BTreeMap::new(),
+            polls: Mutex::default(),
+        });
+        let soak = soak_with(script, &StopFlag::default());
+        let t0 = std::time::Instant::now();
+        let end = tokio::time::timeout(
+            Duration::from_secs(5),
+            soak.run(&[], Duration::from_millis(300)),
+        )
+        .await
+        .expect("the soak ends");
+        assert_eq!(end, SoakEnd::default());
+        assert!(t0.elapsed() >= Duration::from_millis(300));
     }
 
     #[tokio::test]

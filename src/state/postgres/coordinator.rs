@@ -2,6 +2,9 @@
 //! host with its site), opens one wave at a time, and judges each wave's budget and gate over the
 //! verdicts of every site, as the single orchestrator does over its own.
 //!
+//! A wave with a soak is soaked over the database once it passed its gate (see [`super::soak`]):
+//! each site's workers poll their own hosts; the coordinator judges what they found.
+//!
 //! It keeps nothing the database does not: killed and started again (`hive rollout --state ...
 //! --run RUN`), it reads which waves passed from the run's records and goes on from the first
 //! wave without a gate. Workers keep working on the open waves meanwhile.
@@ -14,12 +17,14 @@ use tokio_postgres::types::Type;
 
 use super::lease::verdict_of;
 use super::run::{self, RunRecords};
+use super::soak::{self, Progress};
 use super::{Db, StateError};
 use crate::journal::{Record, RunHeader, RunLog, RunState, WaveState};
 use crate::rollout::budget::{canary_gate, total_budget_of, wave_budget_of};
 use crate::rollout::plan::Wave;
+use crate::rollout::soak::health_gate;
 use crate::rollout::stop::{StopFlag, StopReason};
-use crate::rollout::summary::{HostLine, RunWatcher, Summary, WaveLine};
+use crate::rollout::summary::{HostHealth, HostLine, RunWatcher, SoakStatus, Summary, WaveLine};
 use crate::rollout::verdict::{HostCounts, HostOutcome};
 use crate::time::now_ms;
 
@@ -118,15 +123,26 @@ impl Coordinator {
             }
             run::set_status(&self.db, &header.run, RunState::Running, wave.index as i32).await?;
             self.watcher.wave_started(wave);
-            stop = self.watch_wave(header, wave, total).await?;
-            let lines = self.lines(&header.run, Some(wave.index)).await?;
-            if stop.is_none()
-                && let Some(detail) = canary_gate(wave, &lines)
-            {
-                stop = Some(StopReason::CanaryGate {
-                    wave: wave.name.clone(),
-                    detail,
-                });
+            // A soak begins only after the wave's budgets and canary gate passed: a restarted
+            // coordinator takes it up, not judging again verdicts the soak itself changed.
+            let soaking = done
+                .iter()
+                .any(|(w, s, _)| *w == wave.index && *s == WaveState::Soak);
+            if !soaking {
+                stop = self.watch_wave(header, wave, total).await?;
+                let lines = self.lines(&header.run, Some(wave.index)).await?;
+                if stop.is_none()
+                    && let Some(detail) = canary_gate(wave, &lines)
+                {
+                    stop = Some(StopReason::CanaryGate {
+                        wave: wave.name.clone(),
+                        detail,
+                    });
+                }
+            }
+            let last = wave.index + 1 == header.waves.len();
+            if stop.is_none() && !last && wave.soak_ms > 0 {
+                stop = self.soak(header, wave, records, soaking).await?;
             }
             let (state, gate) = match &stop {
                 None => (WaveState::Passed, "passed".to_string()),
@@ -191,6 +207,85 @@ impl Coordinator {
             }
             tokio::time::sleep(self.poll).await;
         }
+    }
+
+    /// The wave's soak (see [`super::soak`]): started (or, after a restart, taken up with its
+    /// deadline), watched until it is settled, then closed and judged from what the workers
+    /// reported. A host that turned unhealthy fails the wave's gate.
+    async fn soak(
+        &self,
+        header: &RunHeader,
+        wave: &Wave,
+        records: &RunRecords,
+        recorded: bool,
+    ) -> Result<Option<StopReason>, StateError> {
+        let run = &header.run;
+        soak::begin(
+            &self.db,
+            run,
+            wave.index,
+            Duration::from_millis(wave.soak_ms),
+        )
+        .await?;
+        if !recorded {
+            records
+                .add(&Record::Wave {
+                    wave: wave.index,
+                    state: WaveState::Soak,
+                    detail: format!("{} ms", wave.soak_ms),
+                    at_ms: now_ms(),
+                })
+                .await?;
+        }
+        let mut shown: Option<(Instant, BTreeMap<String, HostHealth>)> = None;
+        loop {
+            let p = soak::progress(&self.db, run, wave.index).await?;
+            if p.ended || p.settled() {
+                break;
+            }
+            self.show_soak(wave, &p, &mut shown);
+            if self.stop.is_stopped() {
+                return Ok(Some(StopReason::Operator));
+            }
+            tokio::time::sleep(self.poll.min(p.left.max(Duration::from_millis(50)))).await;
+        }
+        soak::close(&self.db, run, wave.index).await?;
+        // Counted after the close: every report the workers made is in, none can follow.
+        let p = soak::progress(&self.db, run, wave.index).await?;
+        self.show_soak(
+            wave,
+            &Progress {
+                left: Duration::ZERO,
+                ..p.clone()
+            },
+            &mut None,
+        );
+        Ok(health_gate(&wave.name, &p.unhealthy))
+    }
+
+    /// The soak's countdown for the watcher: a polled status when a host's health changed, the
+    /// clock otherwise, at most once a second.
+    fn show_soak(
+        &self,
+        wave: &Wave,
+        p: &Progress,
+        shown: &mut Option<(Instant, BTreeMap<String, HostHealth>)>,
+    ) {
+        let polled = shown.as_ref().is_none_or(|(_, hosts)| *hosts != p.hosts);
+        if !polled
+            && shown
+                .as_ref()
+                .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.watcher.soak(&SoakStatus {
+            wave: wave.name.clone(),
+            left_ms: p.left.as_millis() as u64,
+            polled,
+            hosts: p.hosts.clone(),
+        });
+        *shown = Some((Instant::now(), p.hosts.clone()));
     }
 
     /// Verdicts per wave, in one round trip.

@@ -120,14 +120,18 @@ impl Leases {
 
     /// Renew every lease this worker holds; the run's status and the hosts still ours.
     pub async fn heartbeat(&self) -> Result<(RunStatus, BTreeSet<String>), StateError> {
+        let sql = format!(
+            "WITH mine AS (UPDATE hive.hosts SET lease_until = now() + make_interval(secs => $3) \
+               WHERE run = $1 AND owner = $2 AND verdict IS NULL RETURNING host), \
+             w AS (UPDATE hive.workers SET heartbeat_at = now() WHERE run = $1 AND worker = $2) \
+             SELECT coalesce((SELECT array_agg(host) FROM mine), '{{}}'), \
+             r.state, r.open_wave, s.wave, s.left_s FROM hive.runs r {} WHERE r.run = $1",
+            super::run::OPEN_SOAK
+        );
         let rows = self
             .db
             .query(
-                "WITH mine AS (UPDATE hive.hosts SET lease_until = now() + make_interval(secs => $3) \
-                   WHERE run = $1 AND owner = $2 AND verdict IS NULL RETURNING host), \
-                 w AS (UPDATE hive.workers SET heartbeat_at = now() WHERE run = $1 AND worker = $2) \
-                 SELECT r.state, r.open_wave, coalesce((SELECT array_agg(host) FROM mine), '{}') \
-                 FROM hive.runs r WHERE r.run = $1",
+                &sql,
                 &[
                     (&self.run, Type::TEXT),
                     (&self.worker, Type::TEXT),
@@ -138,14 +142,8 @@ impl Leases {
         let row = rows
             .first()
             .ok_or_else(|| StateError::NoSuchRun(self.run.clone()))?;
-        let hosts: Vec<String> = row.get(2);
-        Ok((
-            RunStatus {
-                state: row.get(0),
-                open_wave: row.get(1),
-            },
-            hosts.into_iter().collect(),
-        ))
+        let hosts: Vec<String> = row.get(0);
+        Ok((super::run::status_of(row, 1), hosts.into_iter().collect()))
     }
 
     /// What earlier workers journaled on `host` in this run.

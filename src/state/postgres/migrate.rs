@@ -10,11 +10,18 @@ use tokio_postgres::types::Type;
 use super::{Db, StateError};
 
 /// Every migration, in order: (version, name, SQL).
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../../migrations/postgres/0001_initial.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "soak",
+        include_str!("../../../migrations/postgres/0002_soak.sql"),
+    ),
+];
 
 /// The advisory lock key hive's migrations take ("hive" in ASCII).
 const LOCK: i64 = 0x6869_7665;

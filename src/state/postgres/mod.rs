@@ -11,12 +11,16 @@
 //!   and every record of a host written only while its lease is still the writer's (a fence).
 //! - [`coordinator`] opens waves and judges gates and budgets over the whole fleet;
 //!   [`worker`] patches the hosts of one site.
+//! - [`soak`]: a wave's soak, polled by each site's workers and judged by the coordinator.
+//! - [`unsupported`]: what a coordinated run does not do yet, refused when it starts.
 
 pub mod connect;
 pub mod coordinator;
 pub mod lease;
 pub mod migrate;
 pub mod run;
+pub mod soak;
+pub mod unsupported;
 pub mod worker;
 
 pub use connect::{Db, StateUrl};
@@ -43,4 +47,6 @@ pub enum StateError {
     LeaseLost { host: String },
     #[error("TLS to the state database: {0}")]
     Tls(String),
+    #[error("the soak of wave {wave}: {message}")]
+    Soak { wave: i32, message: String },
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio_postgres::types::{Json, Type};
 
@@ -22,11 +23,46 @@ pub fn state_word(state: RunState) -> &'static str {
     }
 }
 
-/// The run's state and its highest open wave, as the coordinator last set them.
+/// The run's state and its highest open wave, as the coordinator last set them, and the wave
+/// soaking now, if one is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunStatus {
     pub state: String,
     pub open_wave: i32,
+    pub soak: Option<Soaking>,
+}
+
+/// A wave whose soak the coordinator has not judged yet, and what is left of it by the
+/// database's clock when it was read (past the deadline: zero, the final checks are due).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Soaking {
+    pub wave: i32,
+    pub left: Duration,
+}
+
+/// The columns `r.state, r.open_wave, s.wave, s.left_s` of a query over `hive.runs r` joined with
+/// [`OPEN_SOAK`].
+pub(crate) fn status_of(row: &tokio_postgres::Row, first: usize) -> RunStatus {
+    let wave: Option<i32> = row.get(first + 2);
+    let left: Option<f64> = row.get(first + 3);
+    RunStatus {
+        state: row.get(first),
+        open_wave: row.get(first + 1),
+        soak: wave.map(|wave| Soaking {
+            wave,
+            left: seconds(left.unwrap_or(0.0)),
+        }),
+    }
+}
+
+/// The open soak of run `r`, as a lateral join (`s.wave`, `s.left_s`).
+pub(crate) const OPEN_SOAK: &str = "LEFT JOIN LATERAL (SELECT wave, \
+     extract(epoch FROM until - now())::float8 AS left_s FROM hive.soaks \
+     WHERE run = r.run AND ended IS NULL ORDER BY wave DESC LIMIT 1) s ON true";
+
+/// A duration the database computed, in seconds (negative, NaN or huge: none left).
+pub(crate) fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_default()
 }
 
 impl RunStatus {
@@ -87,19 +123,14 @@ pub async fn current_run(db: &Db) -> Result<Option<String>, StateError> {
 }
 
 pub async fn status(db: &Db, run: &str) -> Result<RunStatus, StateError> {
-    let rows = db
-        .query(
-            "SELECT state, open_wave FROM hive.runs WHERE run = $1",
-            &[(&run, Type::TEXT)],
-        )
-        .await?;
+    let sql = format!(
+        "SELECT r.state, r.open_wave, s.wave, s.left_s FROM hive.runs r {OPEN_SOAK} WHERE r.run = $1"
+    );
+    let rows = db.query(&sql, &[(&run, Type::TEXT)]).await?;
     let row = rows
         .first()
         .ok_or_else(|| StateError::NoSuchRun(run.to_string()))?;
-    Ok(RunStatus {
-        state: row.get(0),
-        open_wave: row.get(1),
-    })
+    Ok(status_of(row, 0))
 }
 
 /// Set the run's state and open wave (a wave once opened stays open).

@@ -6,6 +6,9 @@
 //! the host's lease) before each step acts. A host claimed before (its previous worker died, or
 //! was cut off) starts from what its records say, as `hive resume` does: the open step is settled
 //! from the host before anything else is done to it, so nothing is installed twice.
+//!
+//! While a wave of the run soaks, the worker also polls its site's patched hosts of that wave
+//! with the same health checks (see [`super::soak`]), beside its claims.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,8 +18,10 @@ use tokio::task::JoinSet;
 
 use super::lease::{Claimed, LeasedSink, Leases};
 use super::run;
+use super::soak::SiteSoak;
 use super::{Db, StateError};
 use crate::events::{Step, StepOutcome};
+use crate::journal::RunHeader;
 use crate::rollout::job::{HealthCheck, HostJob, JobContext};
 use crate::rollout::preflight::{PreflightCheck, SetAside, set_aside_detail};
 use crate::rollout::stop::StopFlag;
@@ -51,6 +56,8 @@ pub struct WorkerSummary {
     pub taken_over: usize,
     /// Hosts whose lease another worker took while this one worked on them.
     pub lost: usize,
+    /// Hosts this worker found unhealthy during their wave's soak.
+    pub soak_unhealthy: usize,
     pub round_trips: u64,
 }
 
@@ -106,6 +113,8 @@ impl Worker {
         // wave opened: what is left is held by live workers, or not open yet.
         let mut next_claim = Instant::now();
         let mut claimed_wave = -1;
+        let mut soak: Option<SoakTask> = None;
+        let mut soaked: BTreeSet<i32> = BTreeSet::new();
         loop {
             if last_beat.is_none_or(|t| t.elapsed() >= beat) {
                 let (s, mine) = leases.heartbeat().await?;
@@ -125,6 +134,24 @@ impl Worker {
                 jobs.stop();
             }
             let stopping = self.stop.is_stopped() || !status.running();
+            if let Some(task) = &soak
+                && (stopping || status.soak.as_ref().map(|s| s.wave) != Some(task.wave))
+            {
+                task.stop.stop();
+            }
+            if soak.as_ref().is_some_and(|t| t.handle.is_finished())
+                && let Some(task) = soak.take()
+            {
+                soaked.insert(task.wave);
+                summary.soak_unhealthy += task.join().await?;
+            }
+            if soak.is_none()
+                && !stopping
+                && let Some(s) = &status.soak
+                && !soaked.contains(&s.wave)
+            {
+                soak = Some(self.soak_task(&leases, &header, s.wave));
+            }
             if !stopping
                 && set.len() < self.parallel
                 && (Instant::now() >= next_claim || status.open_wave != claimed_wave)
@@ -174,8 +201,43 @@ impl Worker {
                 Err(e) => return Err(e),
             }
         }
+        if let Some(task) = soak.take() {
+            task.stop.stop();
+            summary.soak_unhealthy += task.join().await?;
+        }
         summary.round_trips = self.db.round_trips();
         Ok(summary)
+    }
+
+    /// Poll this site's hosts of a soaking wave, beside the claims (see [`super::soak`]).
+    fn soak_task(&self, leases: &Leases, header: &RunHeader, wave: i32) -> SoakTask {
+        let stop = StopFlag::default();
+        let db = self.db.clone();
+        let run = leases.run.clone();
+        let site = self.site.clone();
+        let writer = leases.worker.clone();
+        let wave_name = header
+            .waves
+            .get(wave.max(0) as usize)
+            .map_or_else(|| wave.to_string(), |w| w.name.clone());
+        let health = self.health.clone();
+        let flag = stop.clone();
+        let handle = tokio::spawn(async move {
+            SiteSoak {
+                db: &db,
+                run: &run,
+                site: &site,
+                writer: &writer,
+                wave,
+                wave_name: &wave_name,
+                health,
+                stop: &flag,
+            }
+            .run()
+            .await
+            .map(|unhealthy| unhealthy.len())
+        });
+        SoakTask { wave, stop, handle }
     }
 
     fn host_task(
@@ -235,6 +297,23 @@ impl Worker {
             let settled = leases.settle(&host, wave, &outcome).await;
             (host, wave, settled, outcome)
         }
+    }
+}
+
+/// A soak this worker polls, beside its claims.
+struct SoakTask {
+    wave: i32,
+    stop: StopFlag,
+    handle: tokio::task::JoinHandle<Result<usize, StateError>>,
+}
+
+impl SoakTask {
+    /// The hosts it found unhealthy, once it ended.
+    async fn join(self) -> Result<usize, StateError> {
+        self.handle.await.map_err(|e| StateError::Soak {
+            wave: self.wave,
+            message: format!("the polling task ended abnormally (a hive bug): {e}"),
+        })?
     }
 }
 
