@@ -24,7 +24,7 @@ use super::quarantine::{Ledger, release_markers};
 use super::stop::{StopFlag, StopReason};
 use super::summary::{HostLine, Quiet, RunWatcher, Summary, WaveLine};
 use super::verdict::{HostCounts, HostOutcome, HostVerdict};
-use crate::events::{EventSink, Fanout, Step, StepOutcome};
+use crate::events::{EventSink, Fanout};
 use crate::inventory::Inventory;
 use crate::time::now_ms;
 
@@ -919,31 +919,9 @@ async fn run_host(
     let t0 = Instant::now();
     let host = ctx.host.clone();
     let work = async {
-        use futures::FutureExt as _;
-        let mut outcome = match std::panic::AssertUnwindSafe(job.run(ctx.clone()))
-            .catch_unwind()
+        super::job::job_then_health(job, health, &ctx)
             .await
-        {
-            Ok(o) => o,
-            Err(_) => HostOutcome::new(HostVerdict::Failed, "the host job panicked (a hive bug)"),
-        };
-        // Only a host this run changed is judged: one with nothing to do was not touched, and a
-        // sick host the patches never reached must not count against them.
-        if let (Some(check), HostVerdict::Patched) = (health, outcome.verdict) {
-            if let Err(e) = ctx.started(Step::Health) {
-                return HostOutcome::new(HostVerdict::Failed, format!("journal: {e}"));
-            }
-            let result = check.check(host.clone()).await;
-            let (ok, word, detail) = match &result {
-                Ok(d) => (true, StepOutcome::Ok, d.clone()),
-                Err(e) => (false, StepOutcome::Failed, e.clone()),
-            };
-            let _ = ctx.finished(Step::Health, ok, word, &detail);
-            if let Err(e) = result {
-                outcome = HostOutcome::new(HostVerdict::Unhealthy, format!("health check: {e}"));
-            }
-        }
-        outcome
+            .unwrap_or_else(|e| HostOutcome::new(HostVerdict::Failed, format!("journal: {e}")))
     };
     let outcome = match timeout {
         Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {

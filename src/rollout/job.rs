@@ -83,6 +83,45 @@ where
     }
 }
 
+/// Run the host's job (a panic is that host's failure, not the run's end), then, when the job
+/// patched the host, its health checks as a journaled `health` step: only a host this run changed
+/// is judged, since one with nothing to do was not touched and a sick host the patches never
+/// reached must not count against them. `Err` is a journal write that failed; the caller says
+/// what that makes of the host.
+pub(crate) async fn job_then_health(
+    job: Arc<dyn HostJob>,
+    health: Option<Arc<dyn HealthCheck>>,
+    ctx: &JobContext,
+) -> Result<HostOutcome, String> {
+    use futures::FutureExt as _;
+    let mut outcome = match std::panic::AssertUnwindSafe(job.run(ctx.clone()))
+        .catch_unwind()
+        .await
+    {
+        Ok(o) => o,
+        Err(_) => HostOutcome::new(
+            super::verdict::HostVerdict::Failed,
+            "the host job panicked (a hive bug)",
+        ),
+    };
+    if let (Some(check), super::verdict::HostVerdict::Patched) = (health, outcome.verdict) {
+        ctx.started(Step::Health)?;
+        let result = check.check(ctx.host.clone()).await;
+        let (ok, word, detail) = match &result {
+            Ok(d) => (true, StepOutcome::Ok, d.clone()),
+            Err(e) => (false, StepOutcome::Failed, e.clone()),
+        };
+        let _ = ctx.finished(Step::Health, ok, word, &detail);
+        if let Err(e) = result {
+            outcome = HostOutcome::new(
+                super::verdict::HostVerdict::Unhealthy,
+                format!("health check: {e}"),
+            );
+        }
+    }
+    Ok(outcome)
+}
+
 /// Health checks run on each host after its job patched it, and polled during its wave's soak.
 /// `Ok` carries what was seen, `Err` the evidence of what is wrong; a host that fails is
 /// [`super::HostVerdict::Unhealthy`], which weighs on the gates and budgets like a failure.

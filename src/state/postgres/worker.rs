@@ -20,7 +20,6 @@ use super::lease::{Claimed, LeasedSink, Leases};
 use super::run;
 use super::soak::SiteSoak;
 use super::{Db, StateError};
-use crate::events::{Step, StepOutcome};
 use crate::journal::RunHeader;
 use crate::rollout::job::{HealthCheck, HostJob, JobContext};
 use crate::rollout::preflight::{PreflightCheck, SetAside, set_aside_detail};
@@ -342,27 +341,7 @@ async fn work_on(
             );
         }
     }
-    use futures::FutureExt as _;
-    let mut outcome = match std::panic::AssertUnwindSafe(job.run(ctx.clone()))
-        .catch_unwind()
+    crate::rollout::job::job_then_health(job, health, &ctx)
         .await
-    {
-        Ok(o) => o,
-        Err(_) => HostOutcome::new(HostVerdict::Failed, "the host job panicked (a hive bug)"),
-    };
-    if let (Some(check), HostVerdict::Patched) = (health, outcome.verdict) {
-        if let Err(e) = ctx.started(Step::Health) {
-            return HostOutcome::new(HostVerdict::Interrupted, format!("state: {e}"));
-        }
-        let result = check.check(host.clone()).await;
-        let (ok, word, detail) = match &result {
-            Ok(d) => (true, StepOutcome::Ok, d.clone()),
-            Err(e) => (false, StepOutcome::Failed, e.clone()),
-        };
-        let _ = ctx.finished(Step::Health, ok, word, &detail);
-        if let Err(e) = result {
-            outcome = HostOutcome::new(HostVerdict::Unhealthy, format!("health check: {e}"));
-        }
-    }
-    outcome
+        .unwrap_or_else(|e| HostOutcome::new(HostVerdict::Interrupted, format!("state: {e}")))
 }
