@@ -227,7 +227,7 @@ async fn hosts_that_answer_as_real_windows_does_are_scanned_right() {
         files: FileSource::Probe,
         ..ScanOptions::default()
     };
-    let scans = scan_fleet(&hosts, Arc::new(catalog), options, &()).await;
+    let scans = scan_fleet(hosts.into(), Arc::new(catalog), options, Arc::new(())).await;
 
     // 1. PowerShell 2.0: the probe says so, and the host is scanned the legacy way.
     let ps20 = result(&scans, "PS20");
