@@ -342,7 +342,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_before = rss_kib("VmRSS:");
     let probe = hive::scan::run::PreparedProbe::new(&catalog);
     let script_path = dir.path().join("probe.ps1");
-    std::fs::write(&script_path, &probe.script)?;
+    std::fs::write(&script_path, probe.script.script())?;
     std::fs::write(dir.path().join("urls.txt"), urls.join("\n"))?;
     let mut hive_runs = Vec::new();
     let mut peer_runs = Vec::new();

@@ -211,7 +211,8 @@ fn status(r: &HostResult, patch: &str) -> (Status, String) {
 async fn hosts_that_answer_as_real_windows_does_are_scanned_right() {
     let fleet = SimFleet::start("quirks", FLEET).await;
     let catalog = catalog();
-    let script = hive::scan::run::PreparedProbe::new(&catalog).script;
+    let probe = hive::scan::run::PreparedProbe::new(&catalog);
+    let script = probe.script.script();
     assert!(
         script.len() * 8 / 3 > hive_winrm::powershell::MAX_PROCESS_COMMAND_LINE,
         "the request must be big enough to go through cmd.exe ({} characters)",

@@ -14,6 +14,7 @@ use crate::catalog::model::Catalog;
 use crate::inventory::{Host, Secret};
 use crate::remote::{Command, Connector, NetworkConnector, RemoteError, Target, Timeouts};
 use hive_probe::{ProbeFacts, ProbeOutput, ProbeRequest};
+use hive_winrm::powershell::PreparedScript;
 
 /// How a scan runs.
 #[derive(Debug, Clone, Copy)]
@@ -50,14 +51,15 @@ pub enum FileSource {
     Smb,
 }
 
-/// The probe prepared once for a catalog: the request and the script text sent to every host.
+/// The probe prepared once for a catalog: the request and the script sent to every host, encoded
+/// for the wire here so that each host costs only its envelope and sealing.
 #[derive(Debug, Clone)]
 pub struct PreparedProbe {
     pub request: ProbeRequest,
     /// The script asking for everything.
-    pub script: String,
+    pub script: PreparedScript,
     /// The script asking for everything but files (read over SMB instead).
-    pub script_without_files: String,
+    pub script_without_files: PreparedScript,
 }
 
 impl PreparedProbe {
@@ -70,8 +72,8 @@ impl PreparedProbe {
         });
         PreparedProbe {
             request,
-            script,
-            script_without_files,
+            script: PreparedScript::new(&script),
+            script_without_files: PreparedScript::new(&script_without_files),
         }
     }
 }
@@ -104,13 +106,10 @@ enum ProbeRun {
 /// Runs `script` and reads its answer, telling a host without a usable PowerShell from a failure.
 async fn run_probe(
     target: &mut dyn Target,
-    script: &str,
+    script: &Command,
     timeout: Duration,
 ) -> Result<ProbeRun, RemoteError> {
-    let out = match target
-        .exec(&Command::PowerShell(script.to_string()), timeout)
-        .await
-    {
+    let out = match target.exec(script, timeout).await {
         Ok(out) => out,
         Err(RemoteError::NotFound(e)) => {
             return Ok(ProbeRun::Legacy(format!(
@@ -159,7 +158,8 @@ pub async fn scan_target(
         FileSource::Probe => &probe.script,
         FileSource::Smb => &probe.script_without_files,
     };
-    let (mut answer, mut file_source) = match run_probe(target, script, timeout).await? {
+    let command = Command::Prepared(script.clone());
+    let (mut answer, mut file_source) = match run_probe(target, &command, timeout).await? {
         ProbeRun::Legacy(why) => {
             let channel = target.file_channel();
             (legacy_scan(target, probe, timeout, &why).await?, channel)
@@ -182,7 +182,7 @@ pub async fn scan_target(
 /// reboot, so it must be cheap and work on every Windows hive patches.
 pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<ProbeFacts, String> {
     let request = ProbeRequest::default();
-    let script = hive_probe::script(&request);
+    let script = Command::PowerShell(hive_probe::script(&request));
     match run_probe(target, &script, timeout)
         .await
         .map_err(|e| e.to_string())?
