@@ -202,7 +202,7 @@ fn status(r: &HostResult, patch: &str) -> (Status, String) {
     let v = r
         .verdicts
         .iter()
-        .find(|v| v.patch == patch)
+        .find(|v| &*v.patch == patch)
         .unwrap_or_else(|| panic!("no verdict for {patch}"));
     (v.status, v.evidence.clone())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::evaluate::evaluate;
+use super::evaluate::{VerdictNames, evaluate_with};
 use super::legacy;
 use super::probe::{facts_from, request_for};
 use super::{HostFailure, HostResult, HostScan};
@@ -60,6 +60,8 @@ pub struct PreparedProbe {
     pub script: PreparedScript,
     /// The script asking for everything but files (read over SMB instead).
     pub script_without_files: PreparedScript,
+    /// The catalog's names every host's verdicts share.
+    pub names: Arc<VerdictNames>,
 }
 
 impl PreparedProbe {
@@ -74,6 +76,7 @@ impl PreparedProbe {
             request,
             script: PreparedScript::new(&script),
             script_without_files: PreparedScript::new(&script_without_files),
+            names: Arc::new(VerdictNames::new(catalog)),
         }
     }
 }
@@ -173,7 +176,7 @@ pub async fn scan_target(
     }
     let mut facts = facts_from(&answer, &probe.request);
     facts.file_source = file_source.to_string();
-    let verdicts = evaluate(catalog, &facts);
+    let verdicts = evaluate_with(catalog, &probe.names, &facts);
     Ok(HostResult { facts, verdicts })
 }
 
