@@ -328,7 +328,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ));
     }
     let inv = Inventory::parse(&inv, std::path::Path::new("bench.toml"))?;
-    let with: Vec<_> = inv
+    let with: Arc<[_]> = inv
         .hosts
         .iter()
         .map(|h| (h.clone(), Ok(Secret::new(PASSWORD))))
@@ -342,7 +342,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rss_before = rss_kib("VmRSS:");
     let probe = hive::scan::run::PreparedProbe::new(&catalog);
     let script_path = dir.path().join("probe.ps1");
-    std::fs::write(&script_path, &probe.script)?;
+    std::fs::write(&script_path, probe.script.script())?;
     std::fs::write(dir.path().join("urls.txt"), urls.join("\n"))?;
     let mut hive_runs = Vec::new();
     let mut peer_runs = Vec::new();
@@ -354,7 +354,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for round in 0..rounds {
         let requests_before = fleet.requests()?;
         let t = Instant::now();
-        let scans = scan_fleet(&with, catalog.clone(), options, &()).await;
+        let scans = scan_fleet(with.clone(), catalog.clone(), options, Arc::new(())).await;
         let hive_s = t.elapsed().as_secs_f64();
         let rss_peak = rss_kib("VmHWM:");
         // Sessions still closing their shells in the background are part of hive's traffic.

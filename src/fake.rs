@@ -342,11 +342,9 @@ fn key(remote: &str) -> String {
 }
 
 fn label(command: &Command) -> String {
-    match command {
-        Command::Cmd(line) => line.clone(),
-        Command::PowerShell(script) => {
-            format!("powershell: {}", script.lines().next().unwrap_or("").trim())
-        }
+    match command.script() {
+        None => text(command).to_string(),
+        Some(script) => format!("powershell: {}", script.lines().next().unwrap_or("").trim()),
     }
 }
 
@@ -354,6 +352,7 @@ fn text(command: &Command) -> &str {
     match command {
         Command::Cmd(line) => line,
         Command::PowerShell(script) => script,
+        Command::Prepared(script) => script.script(),
     }
 }
 
@@ -400,7 +399,10 @@ impl Target for FakeTarget {
                 Some(Reply::Output(out)) => Ok(Some(out)),
                 Some(Reply::Error(e)) => Err(e),
                 Some(Reply::Hang) => Ok(None),
-                Some(Reply::Normal) | None if matches!(command, Command::PowerShell(s) if s.starts_with(PROBE_MARKER)) =>
+                Some(Reply::Normal) | None
+                    if command
+                        .script()
+                        .is_some_and(|s| s.starts_with(PROBE_MARKER)) =>
                 {
                     let json = serde_json::to_string(&h.facts())
                         .map_err(|e| RemoteError::Failed(e.to_string()))?;

@@ -38,11 +38,11 @@ fn missing_by_bulletin_except(
     for s in scans {
         let Ok(r) = &s.result else { continue };
         let open = |v: &&crate::scan::evaluate::Verdict| {
-            v.status == Status::Missing && !covered.contains_key(&v.patch)
+            v.status == Status::Missing && !covered.contains_key(&*v.patch)
         };
         for v in r.verdicts.iter().filter(open) {
-            for b in &v.bulletins {
-                let hosts = out.entry(b.clone()).or_default();
+            for b in v.bulletins.iter() {
+                let hosts = out.entry(b.to_string()).or_default();
                 if !hosts.contains(&s.host) {
                     hosts.push(s.host.clone());
                 }
@@ -68,7 +68,7 @@ pub fn record_scan(
             let approved = crate::repo::validate_bulletin_id(&v.patch).is_ok()
                 && repo.state_of(&v.patch)? == Some(Triage::Hotfix);
             if approved {
-                let hosts = by_kb.entry(v.patch.clone()).or_default();
+                let hosts = by_kb.entry(v.patch.to_string()).or_default();
                 if !hosts.contains(&s.host) {
                     hosts.push(s.host.clone());
                 }
@@ -112,15 +112,15 @@ mod tests {
                 verdicts: missing
                     .iter()
                     .map(|b| Verdict {
-                        patch: format!("{b}/p"),
-                        bulletins: vec![b.to_string()],
+                        patch: format!("{b}/p").into(),
+                        bulletins: [b.to_string().into()].into(),
                         product: "p".into(),
                         status: Status::Missing,
                         evidence: "e".into(),
                     })
                     .chain([Verdict {
                         patch: "x".into(),
-                        bulletins: vec!["MS01-999".into()],
+                        bulletins: ["MS01-999".into()].into(),
                         product: "p".into(),
                         status: Status::Installed,
                         evidence: "ok".into(),
@@ -187,7 +187,7 @@ mod tests {
         .unwrap();
         let verdict = |patch: &str, cves: &[&str]| Verdict {
             patch: patch.into(),
-            bulletins: cves.iter().map(|c| c.to_string()).collect(),
+            bulletins: cves.iter().map(|c| (*c).into()).collect(),
             product: "Windows Server 2019".into(),
             status: Status::Missing,
             evidence: "e".into(),

@@ -489,9 +489,9 @@ fn a_21h2_host_without_the_update_is_missing_after_any_import_order() {
             c.merge(m.clone());
         }
         let verdicts = evaluate(&c, &host);
-        let dec_kb = verdicts.iter().find(|v| v.patch == "KB5033372").unwrap();
+        let dec_kb = verdicts.iter().find(|v| &*v.patch == "KB5033372").unwrap();
         assert_eq!(dec_kb.status, Status::Missing, "{dec_kb:?}");
-        let jan_kb = verdicts.iter().find(|v| v.patch == "KB5034122").unwrap();
+        let jan_kb = verdicts.iter().find(|v| &*v.patch == "KB5034122").unwrap();
         assert_eq!(jan_kb.status, Status::Missing, "{jan_kb:?}");
     }
     // The corrected rule still detects the update by build.
@@ -500,7 +500,7 @@ fn a_21h2_host_without_the_update_is_missing_after_any_import_order() {
     c.merge(jan.clone());
     c.merge(dec.clone());
     let verdicts = evaluate(&c, &host);
-    let dec_kb = verdicts.iter().find(|v| v.patch == "KB5033372").unwrap();
+    let dec_kb = verdicts.iter().find(|v| &*v.patch == "KB5033372").unwrap();
     assert_eq!(dec_kb.status, Status::Installed, "{dec_kb:?}");
 }
 
@@ -535,10 +535,10 @@ fn march_2024_on_an_x64_21h2_host_with_framework_481() {
         ..Default::default()
     };
     let verdicts = evaluate(&c, &host);
-    let cu = verdicts.iter().find(|v| v.patch == "KB5035845").unwrap();
+    let cu = verdicts.iter().find(|v| &*v.patch == "KB5035845").unwrap();
     assert_eq!(cu.status, Status::Missing, "{cu:?}");
     assert_eq!(
-        cu.product, "Windows 10 Version 21H2 for x64-based Systems",
+        &*cu.product, "Windows 10 Version 21H2 for x64-based Systems",
         "matched on the host's architecture"
     );
     let dotnet: Vec<_> = verdicts

@@ -55,8 +55,11 @@ fn scripts() -> Vec<(&'static str, String)> {
     vec![
         ("probe-empty", script(&ProbeRequest::default())),
         ("probe-awkward", script(&awkward)),
-        ("probe-catalog", prepared.script),
-        ("probe-catalog-without-files", prepared.script_without_files),
+        ("probe-catalog", prepared.script.script().to_string()),
+        (
+            "probe-catalog-without-files",
+            prepared.script_without_files.script().to_string(),
+        ),
         (
             "hash-plain",
             hive::deploy::stage::hash_script(r"C:\Windows\Temp\hive\KB5035845.msu"),

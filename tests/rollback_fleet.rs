@@ -164,7 +164,7 @@ async fn scan_all(fleet: &SimFleet, lab: &Lab) -> BTreeMap<(String, String), Sta
         .await
         .unwrap_or_else(|e| panic!("{}: scan: {e}", host.name));
         for v in r.verdicts {
-            out.insert((host.name.clone(), v.patch.clone()), v.status);
+            out.insert((host.name.clone(), v.patch.to_string()), v.status);
         }
     }
     out

@@ -487,7 +487,7 @@ async fn kill_9_at_many_points_then_resume_every_host_right_no_installer_twice()
         .await
         .unwrap_or_else(|e| panic!("{}: re-scan: {e}", host.name));
         for kb in PATCHES {
-            let v = scan.verdicts.iter().find(|v| v.patch == kb).unwrap();
+            let v = scan.verdicts.iter().find(|v| &*v.patch == kb).unwrap();
             assert_eq!(
                 v.status,
                 hive::scan::evaluate::Status::Installed,

@@ -78,7 +78,7 @@ async fn scan(
         files,
         ..ScanOptions::default()
     };
-    scan_fleet(&hosts, Arc::new(catalog), options, &()).await
+    scan_fleet(hosts.into(), Arc::new(catalog), options, Arc::new(())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

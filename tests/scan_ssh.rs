@@ -47,7 +47,7 @@ async fn scan(
         files,
         ..ScanOptions::default()
     };
-    scan_fleet(&hosts, Arc::new(catalog), options, &()).await
+    scan_fleet(hosts.into(), Arc::new(catalog), options, Arc::new(())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +192,7 @@ async fn non_ascii_names_survive_the_oem_code_page() {
     assert_eq!(r.facts.os_name, "Windows Server 2019 Datacenter Évaluation");
     assert_eq!(r.facts.file_source, "probe");
     for patch in ["t:reg", "t:file"] {
-        let v = r.verdicts.iter().find(|v| v.patch == patch).expect(patch);
+        let v = r.verdicts.iter().find(|v| &*v.patch == patch).expect(patch);
         assert_eq!(v.status, Status::Installed, "{patch}: {}", v.evidence);
     }
 }

@@ -44,7 +44,7 @@ async fn scan(inv: &Inventory, secret: impl Fn(&Host) -> Result<Secret, String>)
         files: FileSource::Probe,
         ..ScanOptions::default()
     };
-    scan_fleet(&hosts, Arc::new(mssecure), options, &()).await
+    scan_fleet(hosts.into(), Arc::new(mssecure), options, Arc::new(())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

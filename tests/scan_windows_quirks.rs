@@ -202,7 +202,7 @@ fn status(r: &HostResult, patch: &str) -> (Status, String) {
     let v = r
         .verdicts
         .iter()
-        .find(|v| v.patch == patch)
+        .find(|v| &*v.patch == patch)
         .unwrap_or_else(|| panic!("no verdict for {patch}"));
     (v.status, v.evidence.clone())
 }
@@ -211,7 +211,8 @@ fn status(r: &HostResult, patch: &str) -> (Status, String) {
 async fn hosts_that_answer_as_real_windows_does_are_scanned_right() {
     let fleet = SimFleet::start("quirks", FLEET).await;
     let catalog = catalog();
-    let script = hive::scan::run::PreparedProbe::new(&catalog).script;
+    let probe = hive::scan::run::PreparedProbe::new(&catalog);
+    let script = probe.script.script();
     assert!(
         script.len() * 8 / 3 > hive_winrm::powershell::MAX_PROCESS_COMMAND_LINE,
         "the request must be big enough to go through cmd.exe ({} characters)",
@@ -227,7 +228,7 @@ async fn hosts_that_answer_as_real_windows_does_are_scanned_right() {
         files: FileSource::Probe,
         ..ScanOptions::default()
     };
-    let scans = scan_fleet(&hosts, Arc::new(catalog), options, &()).await;
+    let scans = scan_fleet(hosts.into(), Arc::new(catalog), options, Arc::new(())).await;
 
     // 1. PowerShell 2.0: the probe says so, and the host is scanned the legacy way.
     let ps20 = result(&scans, "PS20");

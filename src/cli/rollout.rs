@@ -341,11 +341,11 @@ pub fn deploy(args: DeployArgs) -> CliResult {
             ..ScanOptions::default()
         };
         let scans = runtime.block_on(scan_fleet_with(
-            &hosts,
+            hosts.into(),
             job.catalog.clone(),
             options,
-            &(),
-            job.connector.as_ref(),
+            Arc::new(()),
+            job.connector.clone(),
         ));
         let scanned: Vec<(String, Vec<_>)> = scans
             .iter()

@@ -227,7 +227,7 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let progress = Bar(bar.clone(), Default::default());
+    let progress = Arc::new(Bar(bar.clone(), Default::default()));
     let options = ScanOptions {
         parallel: args.parallel,
         host_timeout: Duration::from_secs(args.host_timeout),
@@ -238,11 +238,11 @@ pub fn scan(args: ScanArgs) -> Result<Outcome, Box<dyn std::error::Error>> {
     let catalog = Arc::new(catalog);
     let connector = super::connect::connector(options.timeouts);
     let scans = runtime.block_on(scan_fleet_with(
-        &with_secrets,
+        with_secrets.into(),
         catalog.clone(),
         options,
-        &progress,
-        connector.as_ref(),
+        progress,
+        connector,
     ));
     bar.finish_and_clear();
 

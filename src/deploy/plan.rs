@@ -293,25 +293,25 @@ pub fn plan_host_keeping(
     let mut unplanned = Vec::new();
     let wanted = |v: &&Verdict| {
         v.status == Status::Missing
-            || (keep.contains(&v.patch) && matches!(v.status, Status::Installed))
+            || (keep.contains(&*v.patch) && matches!(v.status, Status::Installed))
     };
     for v in verdicts.iter().filter(wanted) {
         // An approval names a bulletin, or (for MSRC months, whose bulletins are CVEs fixed by a
         // different KB on each Windows) the KB itself: `hotfixes/KB5035849/` is that KB's .msu.
         let found = by_bulletin
-            .get(v.patch.as_str())
-            .or_else(|| v.bulletins.iter().find_map(|b| by_bulletin.get(b.as_str())));
+            .get(&*v.patch)
+            .or_else(|| v.bulletins.iter().find_map(|b| by_bulletin.get(&**b)));
         let Some(candidates) = found else {
             unplanned.push(Unplanned {
-                patch: v.patch.clone(),
+                patch: v.patch.to_string(),
                 why: format!("no approved bulletin ({})", v.bulletins.join(", ")),
             });
             continue;
         };
-        let patch = catalog.patches.get(&v.patch);
+        let patch = catalog.patches.get(&*v.patch);
         let Some(installer) = pick_installer(candidates, patch) else {
             unplanned.push(Unplanned {
-                patch: v.patch.clone(),
+                patch: v.patch.to_string(),
                 why: format!(
                     "hotfixes/{} holds {} installers and none is {}",
                     candidates[0].bulletin,
@@ -335,7 +335,7 @@ pub fn plan_host_keeping(
             .and_then(|p| p.sha256.clone())
             .filter(|_| installer.recipe.kind != InstallerKind::HiveExec);
         installs.push(PlannedInstall {
-            patch: v.patch.clone(),
+            patch: v.patch.to_string(),
             bulletin: installer.bulletin.clone(),
             expected_sha256: catalog_sha
                 .map(|h| h.to_ascii_lowercase())
@@ -511,7 +511,7 @@ mod tests {
     fn missing(patch: &str, bulletins: &[&str]) -> Verdict {
         Verdict {
             patch: patch.into(),
-            bulletins: bulletins.iter().map(|b| b.to_string()).collect(),
+            bulletins: bulletins.iter().map(|b| (*b).into()).collect(),
             product: "p".into(),
             status: Status::Missing,
             evidence: "KB not installed".into(),

@@ -94,7 +94,7 @@ async fn evidence(
     install: &PlannedInstall,
 ) -> Result<Settled, Stop> {
     let result = super::verify::rescan(ctx, scan).await?;
-    let verdict = result.verdicts.iter().find(|v| v.patch == install.patch);
+    let verdict = result.verdicts.iter().find(|v| *v.patch == *install.patch);
     if let Some(v) = verdict
         && matches!(v.status, Status::Installed | Status::Superseded)
     {

@@ -58,7 +58,7 @@ pub(crate) async fn verify_scan(
     let mut missing = Vec::new();
     let mut review = Vec::new();
     for (i, (install, p)) in plan.installs.iter().zip(patches.iter_mut()).enumerate() {
-        let Some(v) = result.verdicts.iter().find(|v| v.patch == install.patch) else {
+        let Some(v) = result.verdicts.iter().find(|v| *v.patch == *install.patch) else {
             p.verified = Some("not in the catalog any more".into());
             review.push(format!("{}: not in the catalog any more", install.patch));
             continue;

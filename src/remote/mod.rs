@@ -16,6 +16,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
+use hive_winrm::powershell::PreparedScript;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{Host, Secret, Transport};
@@ -46,6 +47,9 @@ pub enum Command {
     Cmd(String),
     /// A PowerShell script of any length.
     PowerShell(String),
+    /// A PowerShell script sent to many hosts, encoded for the wire once (a scan's probe): it
+    /// runs as [`Command::PowerShell`] of its text would.
+    Prepared(PreparedScript),
 }
 
 impl Command {
@@ -54,7 +58,16 @@ impl Command {
     pub fn label(&self) -> String {
         match self {
             Command::Cmd(line) => line.split_whitespace().next().unwrap_or("").to_string(),
-            Command::PowerShell(_) => "powershell".into(),
+            Command::PowerShell(_) | Command::Prepared(_) => "powershell".into(),
+        }
+    }
+
+    /// The PowerShell text of a script, `None` for a command line.
+    pub fn script(&self) -> Option<&str> {
+        match self {
+            Command::Cmd(_) => None,
+            Command::PowerShell(script) => Some(script),
+            Command::Prepared(prepared) => Some(prepared.script()),
         }
     }
 }

@@ -280,23 +280,20 @@ impl Target for SshTarget {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<ExecOutput, RemoteError>> {
         Box::pin(async move {
-            let (line, input) = match command {
-                Command::Cmd(line) => (line.clone(), Vec::new()),
+            let encoded;
+            let (line, input): (&str, &[u8]) = match command {
+                Command::Cmd(line) => (line, &[]),
                 Command::PowerShell(script) => {
-                    let inv = hive_winrm::powershell::invocation(script);
-                    let mut line = inv.command;
-                    for a in &inv.args {
-                        line.push(' ');
-                        line.push_str(a);
-                    }
-                    (line, inv.stdin)
+                    encoded = hive_winrm::powershell::cmd_line(script);
+                    (&encoded.0, &encoded.1)
                 }
+                Command::Prepared(script) => script.cmd_line(),
             };
             let shell = hive_ssh::RemoteShell::Verbatim;
             let ran = self
                 .session()
                 .await?
-                .exec_with_input(shell, &line, &input, timeout)
+                .exec_with_input(shell, line, input, timeout)
                 .await;
             let out = ran.map_err(|e| self.failed(e))?;
             let exit_code = match out.status {

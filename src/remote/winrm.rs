@@ -224,6 +224,9 @@ impl Target for WinrmTarget {
                 Command::PowerShell(script) => {
                     self.session.run_powershell(script, Some(timeout)).await?
                 }
+                Command::Prepared(script) => {
+                    self.session.run_prepared(script, Some(timeout)).await?
+                }
             };
             Ok(ExecOutput {
                 stdout: out.stdout_text(),

@@ -190,7 +190,7 @@ fn bulletins_of(v: &Verdict) -> Vec<&str> {
     if v.bulletins.is_empty() {
         vec![""]
     } else {
-        v.bulletins.iter().map(String::as_str).collect()
+        v.bulletins.iter().map(|b| &**b).collect()
     }
 }
 
@@ -320,7 +320,7 @@ mod tests {
     fn verdict(patch: &str, bulletin: &str, status: Status, evidence: &str) -> Verdict {
         Verdict {
             patch: patch.into(),
-            bulletins: vec![bulletin.into()],
+            bulletins: [bulletin.into()].into(),
             product: "Internet Information Services 5.0".into(),
             status,
             evidence: evidence.into(),

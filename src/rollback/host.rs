@@ -234,7 +234,7 @@ async fn run(
             earlier.push(i);
             continue;
         }
-        match before.verdicts.iter().find(|v| v.patch == r.patch) {
+        match before.verdicts.iter().find(|v| *v.patch == *r.patch) {
             Some(v) if v.status == Status::Installed => todo.push(i),
             Some(v) => {
                 patches[i].outcome = RemoveOutcome::NotInstalled;
@@ -699,7 +699,7 @@ async fn verify(
     let mut rerun = Vec::new();
     for &i in removed {
         let p = &mut patches[i];
-        match result.verdicts.iter().find(|v| v.patch == p.patch) {
+        match result.verdicts.iter().find(|v| *v.patch == *p.patch) {
             Some(v) => {
                 p.verified = Some(format!("{}: {}", v.status, v.evidence));
                 if v.status == Status::Installed {
@@ -747,7 +747,7 @@ mod tests {
     fn installed(patch: &str) -> Verdict {
         Verdict {
             patch: patch.into(),
-            bulletins: vec![],
+            bulletins: Vec::new().into(),
             product: "p".into(),
             status: Status::Installed,
             evidence: "KB listed".into(),

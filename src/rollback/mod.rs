@@ -115,7 +115,7 @@ impl RollbackJob {
 fn installed(verdicts: &[crate::scan::evaluate::Verdict], patch: &str) -> bool {
     verdicts
         .iter()
-        .any(|v| v.patch == patch && v.status == crate::scan::evaluate::Status::Installed)
+        .any(|v| *v.patch == *patch && v.status == crate::scan::evaluate::Status::Installed)
 }
 
 /// A host's rollback in the rollout's terms: a host rolled back is where the run wanted it

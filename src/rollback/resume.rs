@@ -40,7 +40,7 @@ pub fn settle_open_uninstalls(ctx: &JobContext, scan: &HostResult) -> Result<Tak
         let status = scan
             .verdicts
             .iter()
-            .find(|v| &v.patch == patch)
+            .find(|v| *v.patch == **patch)
             .map(|v| v.status);
         let pending = &scan.facts.pending_reboot;
         let (ok, outcome, detail) = if status.is_some_and(|s| s != Status::Installed) {

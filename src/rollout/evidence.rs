@@ -50,9 +50,9 @@ impl HostEvidence {
                 .iter()
                 .filter(|v| v.status != Status::NotApplicable)
                 .map(|v| PatchEvidence {
-                    patch: v.patch.clone(),
-                    bulletins: v.bulletins.clone(),
-                    product: v.product.clone(),
+                    patch: v.patch.to_string(),
+                    bulletins: v.bulletins.iter().map(|b| b.to_string()).collect(),
+                    product: v.product.to_string(),
                     status: v.status,
                     evidence: v.evidence.clone(),
                     after: None,
@@ -76,7 +76,7 @@ mod tests {
     fn verdict(patch: &str, status: Status) -> Verdict {
         Verdict {
             patch: patch.into(),
-            bulletins: vec!["MS01-033".into()],
+            bulletins: ["MS01-033".into()].into(),
             product: "IIS 5.0".into(),
             status,
             evidence: "idq.dll 5.0.2195.2779 < 5.0.2195.3645".into(),

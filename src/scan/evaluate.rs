@@ -7,8 +7,9 @@
 //! - the catalog has no data for the patch, or the facts were not gathered → NOTE (cannot tell);
 //! - a missing patch that an installed patch supersedes is not missing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -69,15 +70,119 @@ impl fmt::Display for Status {
 }
 
 /// The verdict on one patch for one host.
+///
+/// The patch id, its bulletins and the product name are the catalog's, the same in every host's
+/// verdicts: they are shared ([`VerdictNames`]), not copied per host. Serialized, they are plain
+/// strings as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
-    pub patch: String,
-    pub bulletins: Vec<String>,
+    #[serde(with = "shared_str")]
+    pub patch: Arc<str>,
+    #[serde(with = "shared_list")]
+    pub bulletins: Arc<[Arc<str>]>,
     /// The catalog product the verdict was reached for (empty when not applicable).
-    pub product: String,
+    #[serde(with = "shared_str")]
+    pub product: Arc<str>,
     pub status: Status,
     /// Why, in words an admin can check on the host: `idq.dll 5.0.2195.2779 < 5.0.2195.3645`.
     pub evidence: String,
+}
+
+/// A shared string as a plain one (serde's own impl for `Arc` needs its `rc` feature, which would
+/// rebuild every crate that uses serde).
+mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
+    }
+}
+
+/// A shared list of shared strings as a plain list of strings.
+mod shared_list {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &Arc<[Arc<str>]>, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(list.iter().map(|s| &**s))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[Arc<str>]>, D::Error> {
+        Vec::<String>::deserialize(d).map(|v| v.into_iter().map(Arc::from).collect())
+    }
+}
+
+/// The catalog's names that verdicts carry (patch ids, each patch's bulletins, product names),
+/// made once per catalog and shared by the verdicts of every host scanned with it. At 100,000
+/// hosts, copies of these strings in every verdict were the larger part of a scan's memory.
+#[derive(Debug, Clone, Default)]
+pub struct VerdictNames {
+    /// Patch id → the patch's bulletins.
+    patches: HashMap<Arc<str>, Arc<[Arc<str>]>>,
+    /// Product id → product name.
+    products: HashMap<String, Arc<str>>,
+    /// The product of a verdict reached for none.
+    none: Arc<str>,
+}
+
+impl VerdictNames {
+    pub fn new(catalog: &Catalog) -> Self {
+        let mut bulletins: HashMap<&str, Arc<str>> = HashMap::new();
+        let patches = catalog
+            .patches
+            .values()
+            .map(|p| {
+                let list: Arc<[Arc<str>]> = p
+                    .bulletins
+                    .iter()
+                    .map(|b| {
+                        bulletins
+                            .entry(b)
+                            .or_insert_with(|| b.as_str().into())
+                            .clone()
+                    })
+                    .collect();
+                (Arc::from(p.id.as_str()), list)
+            })
+            .collect();
+        let products = catalog
+            .products
+            .iter()
+            .map(|(id, p)| (id.clone(), Arc::from(p.name.as_str())))
+            .collect();
+        VerdictNames {
+            patches,
+            products,
+            none: Arc::from(""),
+        }
+    }
+
+    /// The shared id and bulletins of `patch` (fresh copies for a patch of another catalog).
+    fn patch(&self, patch: &Patch) -> (Arc<str>, Arc<[Arc<str>]>) {
+        match self.patches.get_key_value(patch.id.as_str()) {
+            Some((id, bulletins)) => (id.clone(), bulletins.clone()),
+            None => (
+                patch.id.as_str().into(),
+                patch.bulletins.iter().map(|b| b.as_str().into()).collect(),
+            ),
+        }
+    }
+
+    /// The shared name of the product `id` names.
+    fn product(&self, id: &str, name: &str) -> Arc<str> {
+        self.products
+            .get(id)
+            .filter(|n| &***n == name)
+            .cloned()
+            .unwrap_or_else(|| name.into())
+    }
 }
 
 /// The outcome of one rule: the tri-state logic hfnetchk used, with evidence.
@@ -94,10 +199,15 @@ enum Outcome {
 
 /// Evaluate every patch of the catalog against one host's facts.
 pub fn evaluate(catalog: &Catalog, facts: &HostFacts) -> Vec<Verdict> {
+    evaluate_with(catalog, &VerdictNames::new(catalog), facts)
+}
+
+/// [`evaluate`] with the catalog's [`VerdictNames`] made once for many hosts.
+pub fn evaluate_with(catalog: &Catalog, names: &VerdictNames, facts: &HostFacts) -> Vec<Verdict> {
     let mut verdicts: Vec<Verdict> = catalog
         .patches
         .values()
-        .map(|p| evaluate_patch(catalog, p, facts))
+        .map(|p| evaluate_patch(catalog, names, p, facts))
         .collect();
     apply_supersedence(catalog, &mut verdicts);
     apply_remediations(catalog, &mut verdicts);
@@ -105,7 +215,12 @@ pub fn evaluate(catalog: &Catalog, facts: &HostFacts) -> Vec<Verdict> {
 }
 
 /// Evaluate one patch: the worst verdict over the host's products the patch applies to.
-pub fn evaluate_patch(catalog: &Catalog, patch: &Patch, facts: &HostFacts) -> Verdict {
+pub fn evaluate_patch(
+    catalog: &Catalog,
+    names: &VerdictNames,
+    patch: &Patch,
+    facts: &HostFacts,
+) -> Verdict {
     let mut best: Option<Verdict> = None;
     for target in &patch.targets {
         let Some(product) = catalog.product(&target.product) else {
@@ -151,33 +266,36 @@ pub fn evaluate_patch(catalog: &Catalog, patch: &Patch, facts: &HostFacts) -> Ve
             Outcome::Fail(e) => (Status::Missing, e),
             Outcome::Unknown(e) => (Status::Note, e),
         };
-        let v = Verdict {
-            patch: patch.id.clone(),
-            bulletins: patch.bulletins.clone(),
-            product: product.name.clone(),
-            status,
-            evidence,
-        };
-        if best.as_ref().is_none_or(|b| v.status > b.status) {
-            best = Some(v);
+        if best.as_ref().is_none_or(|b| status > b.status) {
+            let (id, bulletins) = names.patch(patch);
+            best = Some(Verdict {
+                patch: id,
+                bulletins,
+                product: names.product(&target.product, &product.name),
+                status,
+                evidence,
+            });
         }
     }
-    best.unwrap_or_else(|| Verdict {
-        patch: patch.id.clone(),
-        bulletins: patch.bulletins.clone(),
-        product: String::new(),
-        status: Status::NotApplicable,
-        evidence: "no affected product at an affected service pack on this host".into(),
+    best.unwrap_or_else(|| {
+        let (id, bulletins) = names.patch(patch);
+        Verdict {
+            patch: id,
+            bulletins,
+            product: names.none.clone(),
+            status: Status::NotApplicable,
+            evidence: "no affected product at an affected service pack on this host".into(),
+        }
     })
 }
 
 /// A missing (or warning/note) patch is not missing when a patch that supersedes it, directly or
 /// through a chain, is installed on the host.
 fn apply_supersedence(catalog: &Catalog, verdicts: &mut [Verdict]) {
-    let installed: BTreeMap<String, ()> = verdicts
+    let installed: BTreeSet<Arc<str>> = verdicts
         .iter()
         .filter(|v| v.status == Status::Installed)
-        .map(|v| (v.patch.clone(), ()))
+        .map(|v| v.patch.clone())
         .collect();
     for v in verdicts.iter_mut() {
         if !matches!(v.status, Status::Missing | Status::Note | Status::Warning) {
@@ -195,22 +313,22 @@ fn apply_supersedence(catalog: &Catalog, verdicts: &mut [Verdict]) {
 /// KB, not the month's cumulative one). A missing patch whose every CVE is fixed that way is
 /// not needed; one with some CVEs still open is reported for those CVEs only.
 fn apply_remediations(catalog: &Catalog, verdicts: &mut [Verdict]) {
-    let installed: BTreeMap<String, String> = verdicts
+    let installed: BTreeMap<Arc<str>, Arc<str>> = verdicts
         .iter()
         .filter(|v| v.status == Status::Installed)
         .map(|v| (v.patch.clone(), v.product.clone()))
         .collect();
     for v in verdicts.iter_mut().filter(|v| v.status == Status::Missing) {
-        let Some(patch) = catalog.patch(&v.patch) else {
+        if catalog.patch(&v.patch).is_none() {
             continue;
-        };
-        let mut open = Vec::new();
-        let mut fixed_by = std::collections::BTreeSet::new();
-        for cve in &patch.bulletins {
+        }
+        let mut open: Vec<Arc<str>> = Vec::new();
+        let mut fixed_by = BTreeSet::new();
+        for cve in v.bulletins.iter() {
             let other = catalog.bulletin(cve).and_then(|b| {
-                b.patches
-                    .iter()
-                    .find(|q| **q != v.patch && installed.get(*q) == Some(&v.product))
+                b.patches.iter().find(|q| {
+                    q.as_str() != &*v.patch && installed.get(q.as_str()) == Some(&v.product)
+                })
             });
             match other {
                 Some(q) => {
@@ -235,7 +353,7 @@ fn apply_remediations(catalog: &Catalog, verdicts: &mut [Verdict]) {
                 v.evidence,
                 open.join(", ")
             );
-            v.bulletins = open;
+            v.bulletins = open.into();
         }
     }
 }
@@ -243,7 +361,7 @@ fn apply_remediations(catalog: &Catalog, verdicts: &mut [Verdict]) {
 fn installed_successor(
     catalog: &Catalog,
     patch: &str,
-    installed: &BTreeMap<String, ()>,
+    installed: &BTreeSet<Arc<str>>,
 ) -> Option<String> {
     let mut stack = vec![patch.to_string()];
     let mut seen = std::collections::BTreeSet::new();
@@ -255,7 +373,7 @@ fn installed_successor(
             continue;
         };
         for next in &p.superseded_by {
-            if installed.contains_key(next) {
+            if installed.contains(next.as_str()) {
                 return Some(next.clone());
             }
             stack.push(next.clone());

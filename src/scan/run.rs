@@ -1,11 +1,12 @@
 //! Running a scan: one probe round trip per host, many hosts at once, none able to stop the others.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
+use tokio::task::JoinSet;
 
-use super::evaluate::evaluate;
+use super::evaluate::{VerdictNames, evaluate_with};
 use super::legacy;
 use super::probe::{facts_from, request_for};
 use super::{HostFailure, HostResult, HostScan};
@@ -13,6 +14,7 @@ use crate::catalog::model::Catalog;
 use crate::inventory::{Host, Secret};
 use crate::remote::{Command, Connector, NetworkConnector, RemoteError, Target, Timeouts};
 use hive_probe::{ProbeFacts, ProbeOutput, ProbeRequest};
+use hive_winrm::powershell::PreparedScript;
 
 /// How a scan runs.
 #[derive(Debug, Clone, Copy)]
@@ -49,14 +51,17 @@ pub enum FileSource {
     Smb,
 }
 
-/// The probe prepared once for a catalog: the request and the script text sent to every host.
+/// The probe prepared once for a catalog: the request and the script sent to every host, encoded
+/// for the wire here so that each host costs only its envelope and sealing.
 #[derive(Debug, Clone)]
 pub struct PreparedProbe {
     pub request: ProbeRequest,
     /// The script asking for everything.
-    pub script: String,
+    pub script: PreparedScript,
     /// The script asking for everything but files (read over SMB instead).
-    pub script_without_files: String,
+    pub script_without_files: PreparedScript,
+    /// The catalog's names every host's verdicts share.
+    pub names: Arc<VerdictNames>,
 }
 
 impl PreparedProbe {
@@ -69,8 +74,9 @@ impl PreparedProbe {
         });
         PreparedProbe {
             request,
-            script,
-            script_without_files,
+            script: PreparedScript::new(&script),
+            script_without_files: PreparedScript::new(&script_without_files),
+            names: Arc::new(VerdictNames::new(catalog)),
         }
     }
 }
@@ -103,13 +109,10 @@ enum ProbeRun {
 /// Runs `script` and reads its answer, telling a host without a usable PowerShell from a failure.
 async fn run_probe(
     target: &mut dyn Target,
-    script: &str,
+    script: &Command,
     timeout: Duration,
 ) -> Result<ProbeRun, RemoteError> {
-    let out = match target
-        .exec(&Command::PowerShell(script.to_string()), timeout)
-        .await
-    {
+    let out = match target.exec(script, timeout).await {
         Ok(out) => out,
         Err(RemoteError::NotFound(e)) => {
             return Ok(ProbeRun::Legacy(format!(
@@ -158,7 +161,8 @@ pub async fn scan_target(
         FileSource::Probe => &probe.script,
         FileSource::Smb => &probe.script_without_files,
     };
-    let (mut answer, mut file_source) = match run_probe(target, script, timeout).await? {
+    let command = Command::Prepared(script.clone());
+    let (mut answer, mut file_source) = match run_probe(target, &command, timeout).await? {
         ProbeRun::Legacy(why) => {
             let channel = target.file_channel();
             (legacy_scan(target, probe, timeout, &why).await?, channel)
@@ -172,7 +176,7 @@ pub async fn scan_target(
     }
     let mut facts = facts_from(&answer, &probe.request);
     facts.file_source = file_source.to_string();
-    let verdicts = evaluate(catalog, &facts);
+    let verdicts = evaluate_with(catalog, &probe.names, &facts);
     Ok(HostResult { facts, verdicts })
 }
 
@@ -181,7 +185,7 @@ pub async fn scan_target(
 /// reboot, so it must be cheap and work on every Windows hive patches.
 pub async fn state_probe(target: &mut dyn Target, timeout: Duration) -> Result<ProbeFacts, String> {
     let request = ProbeRequest::default();
-    let script = hive_probe::script(&request);
+    let script = Command::PowerShell(hive_probe::script(&request));
     match run_probe(target, &script, timeout)
         .await
         .map_err(|e| e.to_string())?
@@ -274,50 +278,115 @@ impl ScanProgress for () {
     fn host_done(&self, _: &HostScan) {}
 }
 
+/// One inventory host with its secret, or why its secret could not be read.
+pub type FleetHost = (Host, Result<Secret, String>);
+
 /// Scan every host, at most `parallel` at a time, each bounded by `host_timeout`. Results come back
 /// in inventory order; a host that fails gets a [`HostFailure`] and the others go on.
 pub async fn scan_fleet(
-    hosts: &[(Host, Result<Secret, String>)],
+    hosts: Arc<[FleetHost]>,
     catalog: Arc<Catalog>,
     options: ScanOptions,
-    progress: &dyn ScanProgress,
+    progress: Arc<dyn ScanProgress>,
 ) -> Vec<HostScan> {
-    let open = NetworkConnector::new(options.timeouts);
-    scan_fleet_with(hosts, catalog, options, progress, &open).await
+    let open = Arc::new(NetworkConnector::new(options.timeouts));
+    scan_fleet_with(hosts, catalog, options, progress, open).await
 }
 
 /// [`scan_fleet`] with a chosen way to open each host (the demo's simulated drives, a test's
 /// scripted hosts).
+///
+/// Every host's scan is a task of its own, so the runtime's workers share the work of thousands
+/// of hosts (sealing, parsing, evaluating) instead of the one thread that polls this future. A
+/// scan that panics ends its task only: its host gets a [`HostFailure`] like any other failure.
 pub async fn scan_fleet_with(
-    hosts: &[(Host, Result<Secret, String>)],
+    hosts: Arc<[FleetHost]>,
     catalog: Arc<Catalog>,
     options: ScanOptions,
-    progress: &dyn ScanProgress,
-    open: &dyn Connector,
+    progress: Arc<dyn ScanProgress>,
+    open: Arc<dyn Connector>,
 ) -> Vec<HostScan> {
     let probe = Arc::new(PreparedProbe::new(&catalog));
-    let mut results: Vec<(usize, HostScan)> = futures::stream::iter(hosts.iter().enumerate())
-        .map(|(i, (host, secret))| {
-            let catalog = catalog.clone();
-            let probe = probe.clone();
-            async move {
-                let result = match secret {
-                    Err(e) => Err(HostFailure::Credential(e.clone())),
-                    Ok(secret) => scan_one(host, secret, &catalog, &probe, options, open).await,
-                };
+    let parallel = options.parallel.max(1);
+    let mut results: Vec<Option<HostScan>> = (0..hosts.len()).map(|_| None).collect();
+    let mut running: HashMap<tokio::task::Id, usize> = HashMap::with_capacity(parallel);
+    let mut tasks = JoinSet::new();
+    let mut next = 0;
+    loop {
+        while tasks.len() < parallel && next < hosts.len() {
+            let task = scan_task(
+                hosts.clone(),
+                next,
+                catalog.clone(),
+                probe.clone(),
+                options,
+                progress.clone(),
+                open.clone(),
+            );
+            running.insert(tasks.spawn(task).id(), next);
+            next += 1;
+        }
+        let (id, scan) = match tasks.join_next_with_id().await {
+            None => break,
+            Some(Ok((id, scan))) => (id, scan),
+            Some(Err(e)) => {
+                let id = e.id();
+                let Some(&i) = running.get(&id) else { continue };
                 let scan = HostScan {
-                    host: host.name.clone(),
-                    result,
+                    host: hosts[i].0.name.clone(),
+                    result: Err(HostFailure::ProbeFailed(format!(
+                        "{}: the scan stopped: {}",
+                        hosts[i].0.name,
+                        task_end(e)
+                    ))),
                 };
                 progress.host_done(&scan);
-                (i, scan)
+                (id, scan)
             }
-        })
-        .buffer_unordered(options.parallel.max(1))
-        .collect()
-        .await;
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, s)| s).collect()
+        };
+        if let Some(i) = running.remove(&id) {
+            results[i] = Some(scan);
+        }
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// One host's scan as a task: owns what it reads, reports its result to `progress` itself.
+async fn scan_task(
+    hosts: Arc<[FleetHost]>,
+    i: usize,
+    catalog: Arc<Catalog>,
+    probe: Arc<PreparedProbe>,
+    options: ScanOptions,
+    progress: Arc<dyn ScanProgress>,
+    open: Arc<dyn Connector>,
+) -> HostScan {
+    let (host, secret) = &hosts[i];
+    let result = match secret {
+        Err(e) => Err(HostFailure::Credential(e.clone())),
+        Ok(secret) => scan_one(host, secret, &catalog, &probe, options, open.as_ref()).await,
+    };
+    let scan = HostScan {
+        host: host.name.clone(),
+        result,
+    };
+    progress.host_done(&scan);
+    scan
+}
+
+/// Why a host's task ended without a result: its panic message (a hive bug), or the runtime
+/// shutting down under it.
+fn task_end(e: tokio::task::JoinError) -> String {
+    if !e.is_panic() {
+        return "the task was cancelled".into();
+    }
+    let payload = e.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("hive panicked ({message})")
 }
 
 async fn scan_one(
@@ -519,6 +588,79 @@ mod tests {
         .await;
         assert!(matches!(r, Err(HostFailure::AuthFailed(_))), "{r:?}");
         assert_eq!(opened, 1);
+    }
+
+    /// Opens a scripted host for every name but `PANIC`, whose scan panics.
+    struct PanicsOn;
+
+    impl Connector for PanicsOn {
+        fn open(&self, host: &Host, _: &Secret) -> Result<Box<dyn Target>, RemoteError> {
+            assert!(host.name != "PANIC", "a hive bug on this host");
+            Ok(Box::new(crate::fake::FakeTarget::new(&host.name, "B0")))
+        }
+    }
+
+    /// Counts the hosts reported done.
+    #[derive(Default)]
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl ScanProgress for Count {
+        fn host_done(&self, _: &HostScan) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_host_fails_alone_and_results_keep_inventory_order() {
+        let names = ["A", "B", "PANIC", "C", "D", "E", "NOSECRET", "F"];
+        let text: String = names
+            .iter()
+            .map(|n| format!("[[host]]\nname = \"{n}\"\ncredential = \"prompt\"\n"))
+            .collect();
+        let inv = crate::inventory::Inventory::parse(&text, std::path::Path::new("inv.toml"))
+            .expect("inventory");
+        let hosts: Arc<[FleetHost]> = inv
+            .hosts
+            .into_iter()
+            .map(|h| {
+                let secret = match h.name.as_str() {
+                    "NOSECRET" => Err("no secret".to_string()),
+                    _ => Ok(Secret::new("x")),
+                };
+                (h, secret)
+            })
+            .collect();
+        let progress = Arc::new(Count::default());
+        let options = ScanOptions {
+            parallel: 3,
+            ..ScanOptions::default()
+        };
+        let scans = scan_fleet_with(
+            hosts,
+            Arc::new(Catalog::default()),
+            options,
+            progress.clone(),
+            Arc::new(PanicsOn),
+        )
+        .await;
+        let got: Vec<&str> = scans.iter().map(|s| s.host.as_str()).collect();
+        assert_eq!(got, names);
+        assert_eq!(
+            progress.0.load(std::sync::atomic::Ordering::Relaxed),
+            names.len()
+        );
+        for s in &scans {
+            match s.host.as_str() {
+                "PANIC" => {
+                    let Err(HostFailure::ProbeFailed(m)) = &s.result else {
+                        panic!("{s:?}")
+                    };
+                    assert!(m.contains("a hive bug on this host"), "{m}");
+                }
+                "NOSECRET" => assert!(matches!(s.result, Err(HostFailure::Credential(_)))),
+                _ => assert!(s.result.is_ok(), "{s:?}"),
+            }
+        }
     }
 
     #[tokio::test]

@@ -154,7 +154,7 @@ pub fn assert_w2k_verdicts(
         r.facts.file_source, file_source,
         "{name} has no PowerShell: versions read over the file channel"
     );
-    let v = r.verdicts.iter().find(|v| v.patch == m.patch).unwrap();
+    let v = r.verdicts.iter().find(|v| *v.patch == *m.patch).unwrap();
     assert_eq!(
         v.status,
         state.expected(),
@@ -189,7 +189,7 @@ pub fn assert_ws2019_verdict(name: &str, ubr: u32, kb: bool, r: &HostResult, fil
     let v = r
         .verdicts
         .iter()
-        .find(|v| v.patch == "KB5035849" && v.product == "Windows Server 2019")
+        .find(|v| &*v.patch == "KB5035849" && &*v.product == "Windows Server 2019")
         .unwrap_or_else(|| panic!("{name}: no KB5035849 verdict for Windows Server 2019"));
     let want = if ubr >= 5576 || kb {
         Status::Installed

@@ -214,7 +214,7 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
     let inv = inventory(&opts, &story, port)?;
     let catalog = Arc::new(story.catalog);
     let secret = Secret::new(password);
-    let hosts: Vec<_> = inv
+    let hosts: Arc<[_]> = inv
         .hosts
         .iter()
         .map(|h| (h.clone(), Ok::<_, String>(secret.clone())))
@@ -229,7 +229,14 @@ pub async fn run(opts: DemoOptions) -> Result<bool, Box<dyn std::error::Error>> 
         files: FileSource::Probe,
     };
     let connector = Arc::new(LocalDriveConnector::new(&drives, scan_opts.timeouts));
-    let scans = scan_fleet_with(&hosts, catalog.clone(), scan_opts, &(), connector.as_ref()).await;
+    let scans = scan_fleet_with(
+        hosts.clone(),
+        catalog.clone(),
+        scan_opts,
+        Arc::new(()),
+        connector.clone(),
+    )
+    .await;
     let table = render(Format::Table, &catalog, &scans);
     println!(
         "\n== scan ==\n{}",

@@ -31,7 +31,7 @@ pub fn page(
         .iter()
         .filter_map(|s| s.result.as_ref().ok())
         .flat_map(|r| r.verdicts.iter().filter(shown))
-        .flat_map(|v| v.bulletins.iter().cloned())
+        .flat_map(|v| v.bulletins.iter().map(|b| b.to_string()))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -86,7 +86,7 @@ pub fn page(
                     missing_hosts += 1;
                     let ids: BTreeSet<&str> = missing
                         .iter()
-                        .flat_map(|v| v.bulletins.iter().map(String::as_str))
+                        .flat_map(|v| v.bulletins.iter().map(|b| &**b))
                         .collect();
                     (
                         1,
@@ -129,9 +129,9 @@ pub fn page(
                             .iter()
                             .filter(shown)
                             .flat_map(|v| {
-                                v.bulletins.iter().filter_map(move |b| {
-                                    bulletin_index.get(b.as_str()).map(|&i| (i, v))
-                                })
+                                v.bulletins
+                                    .iter()
+                                    .filter_map(move |b| bulletin_index.get(&**b).map(|&i| (i, v)))
                             })
                             .map(|(i, v)| cell(i, v, &mut texts))
                             .collect(),
@@ -240,8 +240,8 @@ mod tests {
                 verdicts: statuses
                     .iter()
                     .map(|(b, s)| Verdict {
-                        patch: format!("{b}/fix.exe"),
-                        bulletins: vec![b.to_string()],
+                        patch: format!("{b}/fix.exe").into(),
+                        bulletins: [b.to_string().into()].into(),
                         product: "IIS 5.0".into(),
                         status: *s,
                         evidence: format!("{b}: idq.dll 1 < 2"),

@@ -134,7 +134,7 @@ fn older_file_is_missing_with_evidence() {
     let out = evaluate(&c, &facts);
     assert_eq!(out[0].status, Status::Missing);
     assert_eq!(out[0].evidence, "idq.dll 5.0.2195.2779 < 5.0.2195.3645");
-    assert_eq!(out[0].product, "Internet Information Services 5.0");
+    assert_eq!(&*out[0].product, "Internet Information Services 5.0");
 }
 
 #[test]
@@ -290,17 +290,17 @@ fn a_cve_fixed_by_an_installed_hotpatch_does_not_ask_for_the_cumulative_update()
         ..Default::default()
     };
     let out = evaluate(&c, &facts);
-    let by: BTreeMap<_, _> = out.iter().map(|v| (v.patch.as_str(), v)).collect();
+    let by: BTreeMap<_, _> = out.iter().map(|v| (&*v.patch, v)).collect();
     assert_eq!(by["KB5002"].status, Status::Installed);
     // CVE-2 has no other remediation: the cumulative update is still missing, for CVE-2 only.
     assert_eq!(by["KB5001"].status, Status::Missing);
-    assert_eq!(by["KB5001"].bulletins, ["CVE-2"]);
+    assert_eq!(by["KB5001"].bulletins, ["CVE-2".into()].into());
     assert!(by["KB5001"].evidence.contains("still open: CVE-2"));
     // With CVE-2 gone, the hotpatch fixes everything the cumulative update would.
     c.bulletins.remove("CVE-2");
     c.patches.get_mut("KB5001").unwrap().bulletins = vec!["CVE-1".into()];
     let out = evaluate(&c, &facts);
-    let regular = out.iter().find(|v| v.patch == "KB5001").unwrap();
+    let regular = out.iter().find(|v| &*v.patch == "KB5001").unwrap();
     assert_eq!(regular.status, Status::Superseded, "{regular:?}");
     assert!(regular.evidence.contains("fixed by KB5002"), "{regular:?}");
 }
@@ -379,7 +379,7 @@ fn build_ranges_pick_the_product_and_fixed_build_decides() {
         ..Default::default()
     };
     let out = evaluate(&c, &facts);
-    let by: BTreeMap<_, _> = out.iter().map(|v| (v.patch.as_str(), v)).collect();
+    let by: BTreeMap<_, _> = out.iter().map(|v| (&*v.patch, v)).collect();
     assert_eq!(by["KB5035849"].status, Status::Missing);
     assert_eq!(
         by["KB5035849"].evidence,
@@ -531,7 +531,7 @@ fn a_kb_absent_from_an_incomplete_or_foreign_update_list_is_a_note() {
     };
     let status = |c: &Catalog, f: &HostFacts, id: &str| {
         let out = evaluate(c, f);
-        let v = out.iter().find(|v| v.patch == id).unwrap().clone();
+        let v = out.iter().find(|v| &*v.patch == id).unwrap().clone();
         (v.status, v.evidence)
     };
     assert_eq!(status(&c, &f, "win").0, Status::Missing);
@@ -545,4 +545,29 @@ fn a_kb_absent_from_an_incomplete_or_foreign_update_list_is_a_note() {
     f.kbs = [Kb(5_034_770), Kb(5_002_500)].into_iter().collect();
     assert_eq!(status(&c, &f, "win").0, Status::Installed);
     assert_eq!(status(&c, &f, "app").0, Status::Installed);
+}
+
+#[test]
+fn hosts_share_the_catalogs_names_and_json_keeps_plain_strings() {
+    let mut c = idq_catalog(VersionOp::Exact);
+    for p in c.patches.values_mut() {
+        p.bulletins = vec!["MS01-033".into()];
+    }
+    let names = VerdictNames::new(&c);
+    let old = evaluate_with(&c, &names, &with_file(w2k(1), IDQ, Some("5.0.2195.2779")));
+    let new = evaluate_with(&c, &names, &with_file(w2k(1), IDQ, Some("5.0.2195.3645")));
+    assert_eq!(
+        (old[0].status, new[0].status),
+        (Status::Missing, Status::Installed)
+    );
+    assert!(Arc::ptr_eq(&old[0].patch, &new[0].patch));
+    assert!(Arc::ptr_eq(&old[0].bulletins, &new[0].bulletins));
+    assert!(Arc::ptr_eq(&old[0].product, &new[0].product));
+    let json = serde_json::to_string(&old[0]).unwrap();
+    assert_eq!(
+        json,
+        r#"{"patch":"MS01-033/Q300972","bulletins":["MS01-033"],"product":"Internet Information Services 5.0","status":"missing","evidence":"idq.dll 5.0.2195.2779 < 5.0.2195.3645"}"#
+    );
+    let back: Verdict = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, old[0]);
 }

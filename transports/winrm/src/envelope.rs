@@ -303,22 +303,38 @@ pub fn command(
     args: &[String],
     skip_cmd_shell: bool,
 ) -> Request {
-    let options = [WsOption::new(
-        "WINRS_SKIP_CMD_SHELL",
-        if skip_cmd_shell { "True" } else { "False" },
-    )];
+    command_with_line(h, shell_id, &command_line(command, args), skip_cmd_shell)
+}
+
+/// The `<rsp:CommandLine>` element of a Command request, escaped: what [`command_with_line`]
+/// sends. It depends on the command alone, so a command sent to many hosts is built once.
+pub fn command_line(command: &str, args: &[String]) -> String {
     let mut b = String::from("<rsp:CommandLine>");
     text_el(&mut b, "rsp:Command", command);
     for a in args {
         text_el(&mut b, "rsp:Arguments", a);
     }
     b.push_str("</rsp:CommandLine>");
+    b
+}
+
+/// [`command`] with its `<rsp:CommandLine>` already built by [`command_line`].
+pub fn command_with_line(
+    h: &Headers,
+    shell_id: &str,
+    command_line: &str,
+    skip_cmd_shell: bool,
+) -> Request {
+    let options = [WsOption::new(
+        "WINRS_SKIP_CMD_SHELL",
+        if skip_cmd_shell { "True" } else { "False" },
+    )];
     envelope(
         h,
         ns::ACTION_COMMAND,
         &options,
         &[("ShellId", shell_id)],
-        &b,
+        command_line,
     )
 }
 

@@ -4,7 +4,11 @@
 //! multiplies a script's length by 2.67. Short scripts go on the command line (one round trip
 //! less); longer ones are fed on stdin to `powershell.exe -NoProfile -NonInteractive -`.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
+
+use crate::envelope;
 
 /// Longest command line we build; cmd.exe's limit is 8191, keep a margin for `cmd /c` and quoting.
 pub const MAX_COMMAND_LINE: usize = 8000;
@@ -35,29 +39,54 @@ pub struct Invocation {
 /// Choose `-EncodedCommand` or stdin for `script`, for a command line that cmd.exe runs (as
 /// over SSH, where the server's shell is cmd.exe).
 pub fn invocation(script: &str) -> Invocation {
-    invocation_within(script, MAX_COMMAND_LINE, false)
+    invocation_within(script, &encode_command(script), MAX_COMMAND_LINE, false)
+}
+
+/// [`invocation`] as the one line cmd.exe is given (arguments joined by spaces), and the bytes to
+/// feed on its stdin (empty when the script is on the line).
+pub fn cmd_line(script: &str) -> (String, Vec<u8>) {
+    cmd_line_encoded(script, &encode_command(script))
+}
+
+fn cmd_line_encoded(script: &str, encoded: &str) -> (String, Vec<u8>) {
+    let inv = invocation_within(script, encoded, MAX_COMMAND_LINE, false);
+    let mut line = inv.command;
+    for a in &inv.args {
+        line.push(' ');
+        line.push_str(a);
+    }
+    (line, inv.stdin)
 }
 
 /// Choose for a WinRS shell, which can start powershell.exe without cmd.exe: scripts up to
 /// CreateProcess's limit then go on the command line, in the Command request itself. Feeding
 /// them on stdin instead costs a Send round trip per host.
 pub fn winrs_invocation(script: &str) -> Invocation {
-    let via_cmd = invocation(script);
+    winrs_invocation_encoded(script, &encode_command(script))
+}
+
+/// [`winrs_invocation`] with the script's [`encode_command`] already worked out.
+fn winrs_invocation_encoded(script: &str, encoded: &str) -> Invocation {
+    let via_cmd = invocation_within(script, encoded, MAX_COMMAND_LINE, false);
     if via_cmd.stdin.is_empty() {
         return via_cmd;
     }
-    invocation_within(script, MAX_PROCESS_COMMAND_LINE, true)
+    invocation_within(script, encoded, MAX_PROCESS_COMMAND_LINE, true)
 }
 
-fn invocation_within(script: &str, max_line: usize, skip_cmd_shell: bool) -> Invocation {
+fn invocation_within(
+    script: &str,
+    encoded: &str,
+    max_line: usize,
+    skip_cmd_shell: bool,
+) -> Invocation {
     let base = ["-NoProfile", "-NonInteractive"];
-    let encoded = encode_command(script);
     let line_len =
         "powershell.exe -NoProfile -NonInteractive -EncodedCommand ".len() + encoded.len();
     if line_len <= max_line {
         let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
         args.push("-EncodedCommand".into());
-        args.push(encoded);
+        args.push(encoded.to_string());
         return Invocation {
             command: "powershell.exe".into(),
             args,
@@ -78,6 +107,82 @@ fn invocation_within(script: &str, max_line: usize, skip_cmd_shell: bool) -> Inv
         skip_cmd_shell: false,
     }
 }
+
+/// A script sent to many hosts, encoded once.
+///
+/// Encoding is the larger part of sending a long script: UTF-16, base64 (`-EncodedCommand`
+/// grows the script 2.67 times) and XML escaping of the result. None of it depends on the host,
+/// so a fleet-wide probe works it out here, once; each host then only wraps the ready text in its
+/// own envelope and seals it. Cloning shares the encoded text.
+#[derive(Clone)]
+pub struct PreparedScript(Arc<Encoded>);
+
+struct Encoded {
+    script: String,
+    /// How a WinRS shell runs it ([`winrs_invocation`]).
+    winrs: Invocation,
+    /// `winrs` as the WinRS Command request's escaped `<rsp:CommandLine>` element.
+    winrs_command_line: String,
+    /// How cmd.exe runs it ([`cmd_line`]): the line it is given, and its stdin.
+    cmd_line: String,
+    cmd_stdin: Vec<u8>,
+}
+
+impl PreparedScript {
+    /// Encode `script` for both ways of running it.
+    pub fn new(script: &str) -> Self {
+        let encoded = encode_command(script);
+        let winrs = winrs_invocation_encoded(script, &encoded);
+        let winrs_command_line = envelope::command_line(&winrs.command, &winrs.args);
+        let (cmd_line, cmd_stdin) = cmd_line_encoded(script, &encoded);
+        PreparedScript(Arc::new(Encoded {
+            script: script.to_string(),
+            winrs,
+            winrs_command_line,
+            cmd_line,
+            cmd_stdin,
+        }))
+    }
+
+    /// The PowerShell text.
+    pub fn script(&self) -> &str {
+        &self.0.script
+    }
+
+    /// How a WinRS shell runs the script.
+    pub fn winrs(&self) -> &Invocation {
+        &self.0.winrs
+    }
+
+    /// The escaped `<rsp:CommandLine>` element of [`PreparedScript::winrs`], for
+    /// [`envelope::command_with_line`].
+    pub fn winrs_command_line(&self) -> &str {
+        &self.0.winrs_command_line
+    }
+
+    /// The line cmd.exe runs and the bytes to feed on its stdin, as [`cmd_line`] gives them.
+    pub fn cmd_line(&self) -> (&str, &[u8]) {
+        (&self.0.cmd_line, &self.0.cmd_stdin)
+    }
+}
+
+/// Only the script: the encoded forms are as long again, and follow from it.
+impl std::fmt::Debug for PreparedScript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PreparedScript")
+            .field(&self.0.script)
+            .finish()
+    }
+}
+
+/// The same script, whatever was worked out from it.
+impl PartialEq for PreparedScript {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.script == other.0.script
+    }
+}
+
+impl Eq for PreparedScript {}
 
 #[cfg(test)]
 mod tests {
@@ -119,5 +224,26 @@ mod tests {
         let huge = winrs_invocation(&"Write-Output 'x'\n".repeat(2000));
         assert!(!huge.skip_cmd_shell);
         assert!(!huge.stdin.is_empty());
+    }
+
+    #[test]
+    fn a_prepared_script_is_sent_as_the_script_alone_would_be() {
+        let medium = "Write-Output 'x'\n".repeat(400);
+        let huge = "Write-Output 'x'\n".repeat(2000);
+        for script in ["Get-HotFix", medium.as_str(), huge.as_str()] {
+            let p = PreparedScript::new(script);
+            assert_eq!(p.script(), script);
+            let winrs = winrs_invocation(script);
+            assert_eq!(p.winrs(), &winrs);
+            assert_eq!(
+                p.winrs_command_line(),
+                envelope::command_line(&winrs.command, &winrs.args)
+            );
+            let cmd = invocation(script);
+            let (line, stdin) = p.cmd_line();
+            assert_eq!(line, format!("{} {}", cmd.command, cmd.args.join(" ")));
+            assert_eq!(stdin, cmd.stdin);
+            assert_eq!(cmd_line(script), (line.to_string(), stdin.to_vec()));
+        }
     }
 }

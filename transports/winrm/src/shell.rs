@@ -15,7 +15,7 @@ use crate::clixml;
 use crate::envelope::{self, ShellSpec};
 use crate::error::{Error, Result};
 use crate::ns;
-use crate::powershell;
+use crate::powershell::{self, PreparedScript};
 use crate::response::{self, FaultKind};
 
 /// Which output stream a chunk came from.
@@ -189,12 +189,8 @@ impl Session {
         r
     }
 
-    async fn start(
-        &mut self,
-        command: &str,
-        args: &[String],
-        skip_cmd_shell: bool,
-    ) -> Result<(String, String)> {
+    /// Start a command whose `<rsp:CommandLine>` is `line` ([`envelope::command_line`]).
+    async fn start(&mut self, line: &str, skip_cmd_shell: bool) -> Result<(String, String)> {
         self.release_finished().await;
         if self.recycle_after > 0 && self.commands_in_shell >= self.recycle_after {
             debug!(host = %self.host(), "recycling the shell after {} commands", self.commands_in_shell);
@@ -204,7 +200,8 @@ impl Session {
         loop {
             let shell_id = self.open().await?;
             let client = self.client();
-            let req = envelope::command(client.headers(), &shell_id, command, args, skip_cmd_shell);
+            let req =
+                envelope::command_with_line(client.headers(), &shell_id, line, skip_cmd_shell);
             let result = match client.send(&req).await {
                 Ok(text) => response::parse_command(&text, &req.message_id)
                     .map_err(|e| client.reply_err(&req, e)),
@@ -267,9 +264,22 @@ impl Session {
         command: &str,
         args: &[String],
         opts: &RunOptions,
+        on_output: F,
+    ) -> Result<u32> {
+        let line = envelope::command_line(command, args);
+        self.run_line(command, &line, opts, on_output).await
+    }
+
+    /// [`Session::run`] of a command whose `<rsp:CommandLine>` is built already; `command` names
+    /// it in errors.
+    async fn run_line<F: FnMut(Stream, &[u8])>(
+        &mut self,
+        command: &str,
+        line: &str,
+        opts: &RunOptions,
         mut on_output: F,
     ) -> Result<u32> {
-        let (shell_id, cid) = self.start(command, args, opts.skip_cmd_shell).await?;
+        let (shell_id, cid) = self.start(line, opts.skip_cmd_shell).await?;
         if !opts.stdin.is_empty()
             && let Err(e) = self.send_stdin(&shell_id, &cid, &opts.stdin).await
         {
@@ -362,10 +372,20 @@ impl Session {
         args: &[String],
         opts: &RunOptions,
     ) -> Result<Output> {
+        let line = envelope::command_line(command, args);
+        self.run_line_output(command, &line, opts).await
+    }
+
+    async fn run_line_output(
+        &mut self,
+        command: &str,
+        line: &str,
+        opts: &RunOptions,
+    ) -> Result<Output> {
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let exit_code = self
-            .run(command, args, opts, |s, d| match s {
+            .run_line(command, line, opts, |s, d| match s {
                 Stream::Stdout => stdout.extend_from_slice(d),
                 Stream::Stderr => stderr.extend_from_slice(d),
             })
@@ -400,6 +420,23 @@ impl Session {
             skip_cmd_shell: inv.skip_cmd_shell,
         };
         self.run_output(&inv.command, &inv.args, &opts).await
+    }
+
+    /// [`Session::run_powershell`] of a script encoded once for many hosts: what is left to do
+    /// per host is the envelope and its sealing.
+    pub async fn run_prepared(
+        &mut self,
+        script: &PreparedScript,
+        timeout: Option<Duration>,
+    ) -> Result<Output> {
+        let inv = script.winrs();
+        let opts = RunOptions {
+            stdin: inv.stdin.clone(),
+            timeout,
+            skip_cmd_shell: inv.skip_cmd_shell,
+        };
+        self.run_line_output(&inv.command, script.winrs_command_line(), &opts)
+            .await
     }
 }
 

@@ -265,6 +265,8 @@ fn sessions_and_their_futures_are_send() {
     let mut s = Session::new(cfg).unwrap();
     is_send(&s.run_cmd("x", None));
     is_send(&s.run_powershell("x", None));
+    let prepared = hive_winrm::powershell::PreparedScript::new("x");
+    is_send(&s.run_prepared(&prepared, None));
     is_send(&s);
 }
 
