@@ -5,8 +5,8 @@
 //! - The coordinator [`begin`]s the soak when the wave passed its gate: a row of `hive.soaks`
 //!   with the deadline on the database's clock. A restarted coordinator finds the row and keeps
 //!   its deadline.
-//! - Workers see the soaking wave in their heartbeat and [`soak_site`]: the same
-//!   [`crate::rollout::soak::Soak`] a single orchestrator runs, over their site's hosts of the
+//! - Workers see the soaking wave in their heartbeat and run a [`SiteSoak`]: the same soak a
+//!   single orchestrator runs (`rollout::soak`), over their site's hosts of the
 //!   wave whose verdict is `patched`. What it found is [`report`]ed in one statement per worker:
 //!   a host found unhealthy gets the verdict `unhealthy` and its journal record, the others are
 //!   marked `healthy` after their final check (or `unchecked`, by a worker without health checks).
