@@ -162,6 +162,9 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// How long a process that starts while its database is down waits for it.
+pub const START_WAIT: Duration = Duration::from_secs(30);
+
 /// One connection to the state database, shared by every task of the process.
 pub struct Db {
     url: StateUrl,
@@ -172,7 +175,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// Connect once (a wrong URL or password fails here, at once) and bring the schema up to date.
+    /// Connect (a wrong URL, password or certificate fails here, at once; a database that is down
+    /// or restarting is waited for up to [`START_WAIT`]) and bring the schema up to date.
     pub async fn open(url: StateUrl) -> Result<Arc<Db>, StateError> {
         let db = Arc::new(Db {
             url,
@@ -180,7 +184,7 @@ impl Db {
             round_trips: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
         });
-        let client = db.connect().await?;
+        let client = db.connect_at_start().await?;
         *db.client.lock().await = Some(client);
         super::migrate::migrate(&db).await?;
         Ok(db)
@@ -196,27 +200,68 @@ impl Db {
     }
 
     async fn connect(&self) -> Result<Arc<Client>, StateError> {
-        let client = if self.url.tls {
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.url.tls_config()?);
-            let (client, conn) = self
-                .url
-                .config
-                .connect(tls)
-                .await
-                .map_err(|e| self.error(e))?;
-            tokio::spawn(conn);
-            client
+        self.try_connect().await.map_err(|(e, _)| e)
+    }
+
+    /// The first connection of the process. A coordinator or worker started while the database
+    /// restarts (or before it is up) waits for it, saying so once, as a running one does; what
+    /// waiting cannot fix (authentication, an unknown database, a refused certificate) fails at
+    /// once, and so does a database still unreachable after [`START_WAIT`].
+    async fn connect_at_start(&self) -> Result<Arc<Client>, StateError> {
+        let until = std::time::Instant::now() + START_WAIT;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.try_connect().await {
+                Ok(c) => {
+                    if self.waiting.swap(false, Ordering::Relaxed) {
+                        eprintln!("state database {} is up; going on", self.url);
+                    }
+                    return Ok(c);
+                }
+                Err((e, true)) if std::time::Instant::now() < until => {
+                    if !self.waiting.swap(true, Ordering::Relaxed) {
+                        eprintln!(
+                            "{e}; waiting up to {} s for it to come up",
+                            START_WAIT.as_secs()
+                        );
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One connection attempt; the flag says whether waiting may help (the server was not
+    /// reached, or said it is starting up or shutting down).
+    async fn try_connect(&self) -> Result<Arc<Client>, (StateError, bool)> {
+        let tls = if self.url.tls {
+            Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+                self.url.tls_config().map_err(|e| (e, false))?,
+            ))
         } else {
-            let (client, conn) = self
-                .url
-                .config
-                .connect(NoTls)
-                .await
-                .map_err(|e| self.error(e))?;
-            tokio::spawn(conn);
-            client
+            None
         };
-        Ok(Arc::new(client))
+        let connected = match tls {
+            Some(tls) => self.url.config.connect(tls).await.map(|(client, conn)| {
+                tokio::spawn(conn);
+                client
+            }),
+            None => self.url.config.connect(NoTls).await.map(|(client, conn)| {
+                tokio::spawn(conn);
+                client
+            }),
+        };
+        connected.map(Arc::new).map_err(|e| {
+            let transient = tls_refusal(&e).is_none()
+                && match e.as_db_error() {
+                    // 57P03 cannot_connect_now (starting up, shutting down), 57P01 admin shutdown.
+                    Some(d) => matches!(d.code().code(), "57P03" | "57P01"),
+                    None => true,
+                };
+            (self.error(e), transient)
+        })
     }
 
     /// The connection, reconnecting (and waiting as long as it takes) when it was lost: a
