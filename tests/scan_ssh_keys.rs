@@ -100,7 +100,7 @@ async fn a_refused_key_and_a_key_file_others_can_read_say_what_to_fix() {
         "127.0.0.10".to_string(),
         W2kState::Patched,
     )];
-    let fleet = SshFleet::start("scankeys", 3, &fleet_toml("u", "p", &w2k, &[], &m)).await;
+    let fleet = SshFleet::start("scankeys-refused", 3, &fleet_toml("u", "p", &w2k, &[], &m)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("stranger");
