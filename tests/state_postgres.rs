@@ -424,6 +424,24 @@ fn verdicts(json: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The database round trips a worker reported in its last line (`..., N database round trips`).
+fn worker_round_trips(fleet: &Fleet, name: &str) -> Option<u64> {
+    let out = fleet.output(&format!("worker-{name}"));
+    let line = out.lines().find(|l| l.contains("database round trips"))?;
+    line.split(", ").last()?.split(' ').next()?.parse().ok()
+}
+
+/// Bytes of the run's rows (records and hosts), as `pg_column_size` counts them.
+async fn run_row_bytes(db: &Db, run: &str) -> i64 {
+    count(
+        db,
+        "SELECT (SELECT sum(pg_column_size(r.*)) FROM hive.records r WHERE run = $1) \
+         + (SELECT sum(pg_column_size(h.*)) FROM hive.hosts h WHERE run = $1)",
+        run,
+    )
+    .await
+}
+
 fn pg_ctl(what: &str) {
     let ctl = std::env::var("HIVE_TEST_PG_CTL").expect("HIVE_TEST_PG_CTL (the harness)");
     let st = Command::new(ctl).arg(what).status().expect("pg ctl");
@@ -640,24 +658,9 @@ async fn three_sites_share_one_rollout_through_kills_and_a_database_restart() {
     let worker_trips: u64 = workers
         .iter()
         .skip(1)
-        .filter_map(|(name, _)| {
-            let out = shared.output(&format!("worker-{name}"));
-            let line = out.lines().find(|l| l.contains("database round trips"))?;
-            line.split(", ")
-                .last()?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
+        .filter_map(|(name, _)| worker_round_trips(&shared, name))
         .sum();
-    let bytes = count(
-        &db,
-        "SELECT (SELECT sum(pg_column_size(r.*)) FROM hive.records r WHERE run = $1) \
-         + (SELECT sum(pg_column_size(h.*)) FROM hive.hosts h WHERE run = $1)",
-        &run,
-    )
-    .await;
+    let bytes = run_row_bytes(&db, &run).await;
     eprintln!(
         "{n} hosts: single orchestrator {single_ms} ms, shared (3 sites, 5 workers, kills, db restart) {shared_ms} ms; \
          east1 held {held} when killed; {taken_over} hosts claimed twice; \
@@ -1211,24 +1214,9 @@ async fn bench_shared_state() {
     let shared_ms = t1.elapsed().as_millis();
     let trips: u64 = workers
         .iter()
-        .filter_map(|(name, _)| {
-            let out = shared.output(&format!("worker-{name}"));
-            let line = out.lines().find(|l| l.contains("database round trips"))?;
-            line.split(", ")
-                .last()?
-                .split(' ')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
+        .filter_map(|(name, _)| worker_round_trips(&shared, name))
         .sum();
-    let bytes = count(
-        &db,
-        "SELECT (SELECT sum(pg_column_size(r.*)) FROM hive.records r WHERE run = $1) \
-         + (SELECT sum(pg_column_size(h.*)) FROM hive.hosts h WHERE run = $1)",
-        &run,
-    )
-    .await;
+    let bytes = run_row_bytes(&db, &run).await;
     let patched = count(
         &db,
         "SELECT count(*) FROM hive.hosts WHERE run = $1 AND verdict = 'patched'",
