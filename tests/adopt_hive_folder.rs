@@ -325,7 +325,7 @@ async fn a_hive_folder_is_adopted_scanned_and_patched_through_its_hiveexec_scrip
         let lines: Vec<String> = sim
             .command_log()
             .into_iter()
-            .map(|c| c.command_line)
+            .map(|c| c.command_line.to_string())
             .collect();
         for b in ["MS01-001", "MS01-002"] {
             assert!(

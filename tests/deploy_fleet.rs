@@ -103,7 +103,7 @@ async fn twenty_hosts_three_patches_each_one_reboot_verified_by_rescan() {
         // The command lines the host recorded: exactly the recipe's switches, DISM for the .msu
         // files (never wusa), and no scheduled task or service.
         let log = sim.command_log();
-        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        let lines: Vec<&str> = log.iter().map(|c| &*c.command_line).collect();
         let dir = format!(r"C:\Windows\Temp\hive\{run}");
         assert!(
             lines.contains(&format!(r"{dir}\KB5000003.exe -z -q -m").as_str()),
@@ -312,7 +312,7 @@ async fn a_run_resumed_after_the_reboot_only_verifies() {
     assert_eq!(sim.reboot_count(), 1, "no second reboot");
     let new: Vec<String> = sim.command_log()[commands_before..]
         .iter()
-        .map(|c| c.command_line.clone())
+        .map(|c| c.command_line.to_string())
         .collect();
     assert!(
         !new.iter().any(|l| l.starts_with("dism")

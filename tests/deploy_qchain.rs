@@ -85,7 +85,7 @@ async fn qchain_keeps_the_newest_file_and_without_it_the_older_one_lands_first()
     let lines: Vec<String> = sim
         .command_log()
         .into_iter()
-        .map(|c| c.command_line)
+        .map(|c| c.command_line.to_string())
         .collect();
     let q1 = lines
         .iter()

@@ -122,7 +122,7 @@ async fn ssh_only_hosts_staged_over_sftp_installed_rebooted_and_verified() {
         // The host ran exactly the recipe's command lines, its own certutil checked the staged
         // bytes, and the staged files are gone again.
         let log = sim.command_log();
-        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        let lines: Vec<&str> = log.iter().map(|c| &*c.command_line).collect();
         let dir = format!(r"C:\Windows\Temp\hive\{run}");
         for kb in ["KB5100001", "KB5100002"] {
             assert!(

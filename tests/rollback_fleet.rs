@@ -261,7 +261,7 @@ async fn rollout_then_rollback_leaves_every_host_as_the_first_scan_found_it() {
         assert_eq!(removed, order, "{name}");
         assert_eq!(sim.reboot_count(), 2, "{name}");
         let log = sim.command_log();
-        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        let lines: Vec<&str> = log.iter().map(|c| &*c.command_line).collect();
         assert!(
             lines.contains(&r"C:\Windows\$NtUninstallKB5000301$\spuninst\spuninst.exe -u -q -z"),
             "{name}: {lines:#?}"
@@ -580,7 +580,7 @@ async fn a_hotfix_whose_recipe_says_so_takes_itself_off_with_y_z_q() {
             h.name
         );
         let log = sim.command_log();
-        let lines: Vec<&str> = log.iter().map(|c| c.command_line.as_str()).collect();
+        let lines: Vec<&str> = log.iter().map(|c| &*c.command_line).collect();
         assert!(
             lines
                 .iter()

@@ -525,7 +525,7 @@ async fn an_installer_in_an_odd_folder_runs_with_its_switches() {
     );
     // What the host saw is one program and the recipe's switches, in order.
     let log = host.command_log();
-    assert_eq!(log.last().unwrap().command_line, line);
+    assert_eq!(*log.last().unwrap().command_line, *line);
     // The refused words are refused before anything runs.
     for bad in [r"C:\50%\x.exe", "C:\\a\"b\\x.exe", "C:\\x\r\n.exe"] {
         assert!(installer_line(&recipe, bad, "x.log").is_err(), "{bad:?}");

@@ -21,6 +21,7 @@
 pub mod clock;
 pub mod codepage;
 mod cmd;
+mod memo;
 pub mod drive;
 pub mod eventlog;
 pub mod fleet;

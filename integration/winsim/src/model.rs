@@ -37,9 +37,10 @@ pub(crate) const UPDATES: &str = r"HKLM\SOFTWARE\Microsoft\Updates";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRecord {
     /// The command line as the host saw it (command and arguments joined by spaces, as WinRS does).
-    pub command_line: String,
+    /// Shared with every other host that ran the same line (a fleet's probe is one line).
+    pub command_line: Arc<str>,
     /// `powershell.exe` scripts (decoded from -EncodedCommand or read from stdin).
-    pub script: Option<String>,
+    pub script: Option<Arc<str>>,
     pub started: SystemTime,
     /// `None` while running, or when killed.
     pub exit_code: Option<u32>,

@@ -454,7 +454,7 @@ async fn powershell_runs_an_installer_and_passes_its_exit_code_on() {
         2,
         "the powershell command and the installer it started"
     );
-    assert_eq!(log[1].command_line, format!("{path} /quiet /norestart"));
+    assert_eq!(*log[1].command_line, *format!("{path} /quiet /norestart"));
     assert_eq!(log[1].exit_code, Some(3010));
     let out = model_support::run_stdin(&host, "powershell.exe -", "Restart-Computer -Force").await;
     assert_eq!(out.exit_code, 0);

@@ -337,7 +337,7 @@ async fn sftp_lands_in_the_drive_samba_exports_and_the_host_installs_it() {
     let log = host.command_log();
     assert!(
         log.iter()
-            .any(|r| r.command_line == r"C:\Windows\Temp\hive\KB5999001.exe -z -q -m"),
+            .any(|r| &*r.command_line == r"C:\Windows\Temp\hive\KB5999001.exe -z -q -m"),
         "{log:?}"
     );
 

@@ -4,10 +4,13 @@
 //! from the host model, and it runs a short, documented list of statements (COMMANDS.md); anything
 //! else fails with PowerShell's own "term is not recognized" error and exit code 1.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 
 use super::{Ctx, Out, exec_line, file_hash};
 use crate::clock;
+use crate::memo::LastOne;
 use crate::model::{self, WinHost};
 use crate::probe::{self, FileFact, PendingReboot, ProbeFacts, ProbeRequest, RegistryFact};
 use crate::registry::RegValue;
@@ -19,31 +22,39 @@ pub(super) async fn run(ctx: &Ctx<'_>, args: &[String]) -> Out {
         Err(e) => return Out::err(e, 0xFFFF_FFFD),
     };
     if let Some(r) = ctx.host.lock().log.get_mut(ctx.log_index) {
-        r.script = Some(script.clone());
+        r.script = Some(Arc::clone(&script));
     }
     run_script(ctx, &script).await
 }
 
+/// The scripts decoded from the last `-EncodedCommand` value (see [`crate::memo`]).
+static DECODED: LastOne<Option<Arc<str>>> = LastOne::new();
+
+/// The last probe script read: its request and how it reads things (see [`crate::memo`]).
+static PROBES: LastOne<Option<Arc<(ProbeRequest, ScriptTraits)>>> = LastOne::new();
+
 /// Where the script comes from: `-EncodedCommand` (UTF-16LE base64), `-Command ...`, or stdin
 /// (`-` or `-Command -`). Parameter names may be abbreviated as PowerShell allows.
-fn script_from_args(args: &[String], stdin: &[u8]) -> Result<String, String> {
+fn script_from_args(args: &[String], stdin: &[u8]) -> Result<Arc<str>, String> {
     let mut i = 0;
     while i < args.len() {
         let a = args[i].to_ascii_lowercase();
         let a = a.trim_start_matches('/');
         let takes_value = |full: &str, min: usize| a.len() > min && full.starts_with(a);
         if a == "-" {
-            return Ok(stdin_text(stdin));
+            return Ok(stdin_text(stdin).into());
         } else if a == "-e" || a == "-ec" || takes_value("-encodedcommand", 2) {
             let b64 = args.get(i + 1).ok_or("Cannot process the command because of a missing parameter. A command must follow -EncodedCommand.\r\n")?;
-            return decode_encoded(b64).ok_or_else(|| "Cannot process the command because the value specified with -EncodedCommand is not properly encoded. The value must be Base64 encoded.\r\n".to_string());
+            let (_, script) = DECODED.get(b64, |b| decode_encoded(b).map(Arc::from));
+            return script.ok_or_else(|| "Cannot process the command because the value specified with -EncodedCommand is not properly encoded. The value must be Base64 encoded.\r\n".to_string());
         } else if a == "-c" || takes_value("-command", 2) {
             let rest = args[i + 1..].join(" ");
             return Ok(if rest.trim() == "-" {
                 stdin_text(stdin)
             } else {
                 rest
-            });
+            }
+            .into());
         } else if a == "-f" || takes_value("-file", 2) {
             return Err("winsim: powershell -File is not simulated; send the script with -EncodedCommand or on stdin\r\n".into());
         } else if [
@@ -61,14 +72,14 @@ fn script_from_args(args: &[String], stdin: &[u8]) -> Result<String, String> {
             i += 1; // these take a value
         } else if !a.starts_with('-') {
             // A bare script after the switches, as `powershell Get-Date`.
-            return Ok(args[i..].join(" "));
+            return Ok(args[i..].join(" ").into());
         }
         i += 1;
     }
     if stdin.is_empty() {
         return Err("winsim: an interactive PowerShell session is not simulated\r\n".into());
     }
-    Ok(stdin_text(stdin))
+    Ok(stdin_text(stdin).into())
 }
 
 fn stdin_text(stdin: &[u8]) -> String {
@@ -102,8 +113,11 @@ fn term_not_recognized(term: &str) -> Out {
 }
 
 async fn run_script(ctx: &Ctx<'_>, script: &str) -> Out {
-    if let Some(req) = probe::parse_script(script) {
-        return run_probe(ctx.host, script, &req);
+    let (_, probe) = PROBES.get(script, |s| {
+        probe::parse_script(s).map(|req| Arc::new((req, ScriptTraits::of(s))))
+    });
+    if let Some(probe) = probe {
+        return run_probe(ctx.host, &probe.0, probe.1);
     }
     let mut total = Out::default();
     let mut last_exit: u32 = 0;
@@ -348,13 +362,12 @@ fn ps_words(s: &str) -> Vec<String> {
 /// What the probe script prints on this host: the legacy signal where PowerShell is older than
 /// 3.0, else the facts as ASCII JSON (the script escapes non-ASCII), after a byte order mark on a
 /// host whose console writes one.
-fn run_probe(host: &WinHost, script: &str, req: &ProbeRequest) -> Out {
+fn run_probe(host: &WinHost, req: &ProbeRequest, traits: ScriptTraits) -> Out {
     let bom = if host.powershell_bom { "\u{feff}" } else { "" };
     let (major, minor) = host.powershell_version;
     if major < 3 {
         return Out::ok(format!("{bom}{} {major}.{minor}\r\n", probe::LEGACY_SIGNAL));
     }
-    let traits = ScriptTraits::of(script);
     let facts = probe_facts_with(host, req, traits);
     let json = serde_json::to_string(&facts).unwrap_or_else(|_| "{}".into());
     Out::ok(format!("{bom}{}\r\n", probe::ascii_json(&json)))
