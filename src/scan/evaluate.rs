@@ -7,6 +7,7 @@
 //! - the catalog has no data for the patch, or the facts were not gathered → NOTE (cannot tell);
 //! - a missing patch that an installed patch supersedes is not missing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -14,9 +15,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::facts::HostFacts;
-use super::products::host_runs;
+use super::products::{HostView, ProductRule};
 use crate::catalog::model::{
-    Catalog, DetectionRule, Patch, ServicePack, Version, VersionOp, WhenMissing,
+    Catalog, DetectionRule, Patch, Product, ServicePack, Version, VersionOp, WhenMissing,
 };
 
 /// What a scan concludes about one patch on one host.
@@ -72,7 +73,7 @@ impl fmt::Display for Status {
 /// The verdict on one patch for one host.
 ///
 /// The patch id, its bulletins and the product name are the catalog's, the same in every host's
-/// verdicts: they are shared ([`VerdictNames`]), not copied per host. Serialized, they are plain
+/// verdicts: they are shared ([`CatalogIndex`]), not copied per host. Serialized, they are plain
 /// strings as before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -119,20 +120,21 @@ mod shared_list {
     }
 }
 
-/// The catalog's names that verdicts carry (patch ids, each patch's bulletins, product names),
-/// made once per catalog and shared by the verdicts of every host scanned with it. At 100,000
-/// hosts, copies of these strings in every verdict were the larger part of a scan's memory.
+/// What evaluating a host needs from the catalog besides the catalog, made once per catalog and
+/// shared by every host scanned with it: the names verdicts carry (patch ids, each patch's
+/// bulletins, product names; at 100,000 hosts, copies of these strings in every verdict were the
+/// larger part of a scan's memory) and each product's [`ProductRule`].
 #[derive(Debug, Clone, Default)]
-pub struct VerdictNames {
+pub struct CatalogIndex {
     /// Patch id → the patch's bulletins.
     patches: HashMap<Arc<str>, Arc<[Arc<str>]>>,
-    /// Product id → product name.
-    products: HashMap<String, Arc<str>>,
+    /// Product id → its name and how to tell a host runs it.
+    products: HashMap<String, IndexedProduct>,
     /// The product of a verdict reached for none.
     none: Arc<str>,
 }
 
-impl VerdictNames {
+impl CatalogIndex {
     pub fn new(catalog: &Catalog) -> Self {
         let mut bulletins: HashMap<&str, Arc<str>> = HashMap::new();
         let patches = catalog
@@ -155,9 +157,9 @@ impl VerdictNames {
         let products = catalog
             .products
             .iter()
-            .map(|(id, p)| (id.clone(), Arc::from(p.name.as_str())))
+            .map(|(id, p)| (id.clone(), IndexedProduct::of(p)))
             .collect();
-        VerdictNames {
+        CatalogIndex {
             patches,
             products,
             none: Arc::from(""),
@@ -175,13 +177,31 @@ impl VerdictNames {
         }
     }
 
-    /// The shared name of the product `id` names.
-    fn product(&self, id: &str, name: &str) -> Arc<str> {
-        self.products
-            .get(id)
-            .filter(|n| &***n == name)
-            .cloned()
-            .unwrap_or_else(|| name.into())
+    /// The shared name and rule of `product`, or fresh ones for a product of another catalog.
+    fn product(&self, product: &Product) -> Cow<'_, IndexedProduct> {
+        match self.products.get(&product.id) {
+            Some(p) if *p.name == *product.name => Cow::Borrowed(p),
+            _ => Cow::Owned(IndexedProduct::of(product)),
+        }
+    }
+}
+
+/// One product of a [`CatalogIndex`].
+#[derive(Debug, Clone)]
+struct IndexedProduct {
+    name: Arc<str>,
+    rule: ProductRule,
+    /// [`kb_list_covers`] its name.
+    kb_list_covers: bool,
+}
+
+impl IndexedProduct {
+    fn of(product: &Product) -> IndexedProduct {
+        IndexedProduct {
+            name: Arc::from(product.name.as_str()),
+            rule: ProductRule::of(product),
+            kb_list_covers: kb_list_covers(&product.name),
+        }
     }
 }
 
@@ -199,34 +219,38 @@ enum Outcome {
 
 /// Evaluate every patch of the catalog against one host's facts.
 pub fn evaluate(catalog: &Catalog, facts: &HostFacts) -> Vec<Verdict> {
-    evaluate_with(catalog, &VerdictNames::new(catalog), facts)
+    evaluate_with(catalog, &CatalogIndex::new(catalog), facts)
 }
 
-/// [`evaluate`] with the catalog's [`VerdictNames`] made once for many hosts.
-pub fn evaluate_with(catalog: &Catalog, names: &VerdictNames, facts: &HostFacts) -> Vec<Verdict> {
+/// [`evaluate`] with the catalog's [`CatalogIndex`] made once for many hosts.
+pub fn evaluate_with(catalog: &Catalog, names: &CatalogIndex, facts: &HostFacts) -> Vec<Verdict> {
+    let host = HostView::of(facts);
     let mut verdicts: Vec<Verdict> = catalog
         .patches
         .values()
-        .map(|p| evaluate_patch(catalog, names, p, facts))
+        .map(|p| evaluate_patch(catalog, names, p, facts, &host))
         .collect();
     apply_supersedence(catalog, &mut verdicts);
     apply_remediations(catalog, &mut verdicts);
     verdicts
 }
 
-/// Evaluate one patch: the worst verdict over the host's products the patch applies to.
+/// Evaluate one patch: the worst verdict over the host's products the patch applies to. `host`
+/// is [`HostView::of`] `facts`.
 pub fn evaluate_patch(
     catalog: &Catalog,
-    names: &VerdictNames,
+    names: &CatalogIndex,
     patch: &Patch,
     facts: &HostFacts,
+    host: &HostView,
 ) -> Verdict {
     let mut best: Option<Verdict> = None;
     for target in &patch.targets {
         let Some(product) = catalog.product(&target.product) else {
             continue;
         };
-        let Some(installed) = host_runs(product, facts) else {
+        let indexed = names.product(product);
+        let Some(installed) = indexed.rule.host_runs(host, facts) else {
             continue;
         };
         let sp = installed.service_pack;
@@ -244,7 +268,7 @@ pub fn evaluate_patch(
         }
         // A KB missing from the update list proves nothing for a product the list never covers.
         let uncovered;
-        let facts = if kb_list_covers(&product.name) || facts.kbs_unknown.is_some() {
+        let facts = if indexed.kb_list_covers || facts.kbs_unknown.is_some() {
             facts
         } else {
             uncovered = HostFacts {
@@ -271,7 +295,7 @@ pub fn evaluate_patch(
             best = Some(Verdict {
                 patch: id,
                 bulletins,
-                product: names.product(&target.product, &product.name),
+                product: indexed.name.clone(),
                 status,
                 evidence,
             });

@@ -80,70 +80,134 @@ pub fn host_dotnet(facts: &HostFacts) -> Option<Vec<Version>> {
 /// products by the Windows they are on and the Framework installed; else by name (mssecure
 /// products), ignoring case, a leading "Microsoft " and repeated spaces.
 pub fn host_runs(product: &Product, facts: &HostFacts) -> Option<InstalledProduct> {
-    let runs = |yes: bool| {
-        yes.then(|| InstalledProduct {
-            name: product.name.clone(),
-            service_pack: 0,
-        })
-    };
-    if let Some(range) = &product.applicability.build_range {
-        return runs(runs_windows(&product.name, range, facts));
-    }
-    if let Some(dotnet) = DotNetProduct::of_product(&product.name) {
-        return runs(runs_dotnet(&dotnet, facts));
-    }
-    let want = normalize_name(&product.name);
-    facts
-        .products
-        .iter()
-        .find(|p| normalize_name(&p.name) == want)
-        .cloned()
+    ProductRule::of(product).host_runs(&HostView::of(facts), facts)
 }
 
-/// Whether the host runs the Windows product `name` whose builds are `range`.
-fn runs_windows(name: &str, range: &BuildRange, facts: &HostFacts) -> bool {
-    let Some(build) = &facts.build else {
-        return false;
-    };
-    if !range.contains(build) {
-        return false;
+/// How to tell whether a host runs one catalog product ([`host_runs`]), worked out from the
+/// product alone, so a scan works it out once per catalog rather than once per host and target:
+/// parsing product names (".NET Framework 4.8 on ...", "for x64-based Systems") for every target
+/// of every host was most of the time spent evaluating a host.
+#[derive(Debug, Clone)]
+pub struct ProductRule {
+    name: String,
+    kind: RuleKind,
+}
+
+#[derive(Debug, Clone)]
+enum RuleKind {
+    Windows(WindowsRule),
+    /// `windows` is `None` when the Windows named is no build family hive knows: never matched.
+    DotNet {
+        windows: Option<WindowsRule>,
+        product: DotNetProduct,
+    },
+    /// The normalised name ([`normalize_name`]).
+    ByName(String),
+}
+
+/// A Windows product: its builds, and what tells apart products sharing them.
+#[derive(Debug, Clone)]
+struct WindowsRule {
+    range: BuildRange,
+    core: bool,
+    server: bool,
+    architecture: Option<Architecture>,
+}
+
+impl WindowsRule {
+    fn of(name: &str, range: BuildRange) -> WindowsRule {
+        WindowsRule {
+            range,
+            core: name.contains("Server Core"),
+            // Windows 10 1809 and Server 2019 share their builds; the edition tells them apart.
+            server: name.contains("Server"),
+            // One month lists the same version for x64, x86 and ARM64, with their own FixedBuilds.
+            architecture: Architecture::of_product(name),
+        }
     }
-    let core_product = name.contains("Server Core");
-    let core_host = facts
-        .installation_type
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case("Server Core"));
-    if core_product != core_host {
-        return false;
-    }
-    // Windows 10 1809 and Server 2019 share their builds; the edition tells them apart.
-    let server_product = name.contains("Server");
-    let server_host = facts.os_name.contains("Server")
-        || facts
-            .installation_type
-            .as_deref()
-            .is_some_and(|t| t.starts_with("Server"));
-    if server_product != server_host {
-        return false;
-    }
-    // One month lists the same version for x64, x86 and ARM64, with their own FixedBuilds.
-    match (Architecture::of_product(name), host_architecture(facts)) {
-        (Some(product), Some(host)) => product == host,
-        _ => true,
+
+    fn runs_on(&self, host: &HostView, facts: &HostFacts) -> bool {
+        let Some(build) = &facts.build else {
+            return false;
+        };
+        self.range.contains(build)
+            && self.core == host.core
+            && self.server == host.server
+            && match (self.architecture, host.architecture) {
+                (Some(product), Some(host)) => product == host,
+                _ => true,
+            }
     }
 }
 
-/// Whether the host runs a .NET Framework product: it runs the Windows product named, and the
-/// Framework 4.x version named (the 4.x line is in place: one per host), or for a 3.5-only
-/// product, Framework 3.5.
-fn runs_dotnet(product: &DotNetProduct, facts: &HostFacts) -> bool {
-    let Some(family) = builds::family_of(&product.windows) else {
-        return false;
-    };
-    if !runs_windows(&product.windows, &family.range(), facts) {
-        return false;
+impl ProductRule {
+    pub fn of(product: &Product) -> ProductRule {
+        let name = product.name.clone();
+        let kind = if let Some(range) = &product.applicability.build_range {
+            RuleKind::Windows(WindowsRule::of(&product.name, range.clone()))
+        } else if let Some(dotnet) = DotNetProduct::of_product(&product.name) {
+            RuleKind::DotNet {
+                windows: builds::family_of(&dotnet.windows)
+                    .map(|family| WindowsRule::of(&dotnet.windows, family.range())),
+                product: dotnet,
+            }
+        } else {
+            RuleKind::ByName(normalize_name(&product.name))
+        };
+        ProductRule { name, kind }
     }
-    let Some(installed) = host_dotnet(facts) else {
+
+    /// [`host_runs`] for the host `host` describes.
+    pub fn host_runs(&self, host: &HostView, facts: &HostFacts) -> Option<InstalledProduct> {
+        let runs = |yes: bool| {
+            yes.then(|| InstalledProduct {
+                name: self.name.clone(),
+                service_pack: 0,
+            })
+        };
+        match &self.kind {
+            RuleKind::Windows(w) => runs(w.runs_on(host, facts)),
+            RuleKind::DotNet { windows, product } => runs(
+                windows.as_ref().is_some_and(|w| w.runs_on(host, facts))
+                    && runs_dotnet(product, host.dotnet.as_deref()),
+            ),
+            RuleKind::ByName(want) => facts
+                .products
+                .iter()
+                .find(|p| normalize_name(&p.name) == *want)
+                .cloned(),
+        }
+    }
+}
+
+/// What a host's facts say that [`ProductRule`]s ask about, read once per host.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    core: bool,
+    server: bool,
+    architecture: Option<Architecture>,
+    /// [`host_dotnet`].
+    dotnet: Option<Vec<Version>>,
+}
+
+impl HostView {
+    pub fn of(facts: &HostFacts) -> HostView {
+        let installation = facts.installation_type.as_deref();
+        HostView {
+            core: installation.is_some_and(|t| t.eq_ignore_ascii_case("Server Core")),
+            server: facts.os_name.contains("Server")
+                || installation.is_some_and(|t| t.starts_with("Server")),
+            architecture: host_architecture(facts),
+            dotnet: host_dotnet(facts),
+        }
+    }
+}
+
+/// Whether the Framework a .NET Framework product names is installed (the host runs its
+/// Windows): the 4.x version named (the 4.x line is in place: one per host), or for a 3.5-only
+/// product, Framework 3.5. `installed` is `None` when the scan did not learn it.
+fn runs_dotnet(product: &DotNetProduct, installed: Option<&[Version]>) -> bool {
+    let Some(installed) = installed else {
         return false;
     };
     let named_v4: Vec<&Version> = product.v4().collect();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::evaluate::{VerdictNames, evaluate_with};
+use super::evaluate::{CatalogIndex, evaluate_with};
 use super::legacy;
 use super::probe::{facts_from, request_for};
 use super::{HostFailure, HostResult, HostScan};
@@ -61,7 +61,7 @@ pub struct PreparedProbe {
     /// The script asking for everything but files (read over SMB instead).
     pub script_without_files: PreparedScript,
     /// The catalog's names every host's verdicts share.
-    pub names: Arc<VerdictNames>,
+    pub names: Arc<CatalogIndex>,
 }
 
 impl PreparedProbe {
@@ -76,7 +76,7 @@ impl PreparedProbe {
             request,
             script: PreparedScript::new(&script),
             script_without_files: PreparedScript::new(&script_without_files),
-            names: Arc::new(VerdictNames::new(catalog)),
+            names: Arc::new(CatalogIndex::new(catalog)),
         }
     }
 }

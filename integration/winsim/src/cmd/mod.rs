@@ -166,7 +166,12 @@ fn command_line(r: &CommandRequest) -> String {
         line.push(' ');
         line.push_str(a);
     }
-    line.trim().to_string()
+    let trimmed = line.trim();
+    if trimmed.len() == line.len() {
+        line
+    } else {
+        trimmed.to_string()
+    }
 }
 
 /// A token of a command line and where it ends in the line (so `cmd /c` can take the rest raw).

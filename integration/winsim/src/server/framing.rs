@@ -21,9 +21,9 @@ const OCTET_HEADER_LINE: &[u8] = b"Content-Type: application/octet-stream\r\n";
 /// One sealed message pulled out of a body: the NTLM signature, the sealed bytes and the length the
 /// sender declared for the plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealedPart {
-    pub signature: Vec<u8>,
-    pub sealed: Vec<u8>,
+pub struct SealedPart<'a> {
+    pub signature: &'a [u8],
+    pub sealed: &'a [u8],
     pub declared_length: usize,
 }
 
@@ -51,7 +51,7 @@ pub fn is_encrypted(content_type: &str) -> bool {
 
 /// Split an encrypted body into its sealed part. Windows and its clients send one part per
 /// message over NTLM (the 16 KiB chunking is CredSSP only).
-pub fn parse(body: &[u8]) -> Result<SealedPart, FramingError> {
+pub fn parse(body: &[u8]) -> Result<SealedPart<'_>, FramingError> {
     // The header part cannot contain the boundary; the sealed bytes can (they are RC4 noise), so
     // the data part runs from the second boundary to the closing one at the very end.
     let first = find(body, BOUNDARY, 0).ok_or(FramingError::NoParts)?;
@@ -95,8 +95,8 @@ pub fn parse(body: &[u8]) -> Result<SealedPart, FramingError> {
     }
     let (signature, sealed) = rest.split_at(sig_len);
     Ok(SealedPart {
-        signature: signature.to_vec(),
-        sealed: sealed.to_vec(),
+        signature,
+        sealed,
         declared_length,
     })
 }
@@ -162,8 +162,8 @@ mod tests {
     fn reads_what_pywinrm_writes() {
         let body = pywinrm_body(&[7u8; 16], b"\x01\x02sealed", 8);
         let part = parse(&body).unwrap();
-        assert_eq!(part.signature, vec![7u8; 16]);
-        assert_eq!(part.sealed, b"\x01\x02sealed".to_vec());
+        assert_eq!(part.signature, [7u8; 16]);
+        assert_eq!(part.sealed, b"\x01\x02sealed");
         assert_eq!(part.declared_length, 8);
     }
 
@@ -174,8 +174,9 @@ mod tests {
             pywinrm_body(&[7u8; 16], b"abc", 3)
         );
         // Sealed bytes are RC4 noise and may contain the boundary itself.
-        let round = parse(&build(&[1u8; 16], b"x--Encrypted Boundary\r\ny", 24)).unwrap();
-        assert_eq!(round.sealed, b"x--Encrypted Boundary\r\ny".to_vec());
+        let body = build(&[1u8; 16], b"x--Encrypted Boundary\r\ny", 24);
+        let round = parse(&body).unwrap();
+        assert_eq!(round.sealed, b"x--Encrypted Boundary\r\ny");
     }
 
     /// The Ruby WinRM library writes the data part's header with no TAB before it.

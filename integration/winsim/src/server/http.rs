@@ -571,7 +571,7 @@ impl Connection {
 fn unseal(acceptor: &mut NtlmAcceptor, body: &[u8]) -> Result<Vec<u8>, ()> {
     let part = framing::parse(body).map_err(|_| ())?;
     let plaintext = acceptor
-        .unseal(&part.signature, &part.sealed)
+        .unseal(part.signature, part.sealed)
         .map_err(|_| ())?;
     if plaintext.len() != part.declared_length {
         return Err(());
@@ -582,7 +582,7 @@ fn unseal(acceptor: &mut NtlmAcceptor, body: &[u8]) -> Result<Vec<u8>, ()> {
 fn unseal_kerberos(acceptor: &mut KerberosAcceptor, body: &[u8]) -> Result<Vec<u8>, ()> {
     let part = framing::parse(body).map_err(|_| ())?;
     let plaintext = acceptor
-        .unseal(&part.signature, &part.sealed)
+        .unseal(part.signature, part.sealed)
         .map_err(|_| ())?;
     if plaintext.len() != part.declared_length {
         return Err(());

@@ -311,7 +311,9 @@ impl HostShells {
             }
             let (tx, rx) = watch::channel(None);
             let host = Arc::clone(&self.host);
-            let request = command.request.clone();
+            // The process gets its command line and input once, at its start: a Send that comes
+            // later is not seen by it (the simulated command reads all its stdin up front).
+            let request = std::mem::take(&mut command.request);
             let task = tokio::spawn(async move {
                 let outcome = host.run(request).await;
                 // Nobody listening means the shell is gone; the outcome is dropped like the process.
