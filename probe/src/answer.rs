@@ -41,6 +41,13 @@ pub fn parse_output(stdout: &str) -> Result<ProbeOutput, ProbeOutputError> {
     let line = lines()
         .find(|l| l.starts_with('{'))
         .ok_or(ProbeOutputError::NoJson)?;
+    // One parse for the answer of this version; the generic one only to say why another failed.
+    let parsed = match serde_json::from_str::<ProbeFacts>(line) {
+        Ok(facts) if facts.schema == PROBE_SCHEMA => {
+            return Ok(ProbeOutput::Facts(Box::new(facts)));
+        }
+        other => other,
+    };
     let schema = serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v.get("schema").and_then(serde_json::Value::as_u64));
@@ -51,8 +58,7 @@ pub fn parse_output(stdout: &str) -> Result<ProbeOutput, ProbeOutputError> {
             found: u32::try_from(found).unwrap_or(u32::MAX),
         });
     }
-    let facts: ProbeFacts =
-        serde_json::from_str(line).map_err(|e| ProbeOutputError::Json(e.to_string()))?;
+    let facts = parsed.map_err(|e| ProbeOutputError::Json(e.to_string()))?;
     Ok(ProbeOutput::Facts(Box::new(facts)))
 }
 
