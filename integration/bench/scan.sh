@@ -89,8 +89,8 @@ included, in the timed runs above: {per_host:.0f} KiB.
 Targets: hive >= 30x faster, <= 5 round trips per host, <= 64 KiB per host in flight.
 The ratio falls with the machine's load even when the two take turns: each of hive's 5 round trips
 per host waits for a CPU slot in hive and in the simulator, while pywinrm's time is mostly its own
-Python CPU (at load average 2.7, 2026-12-04, the same fleet gave 29.2x; see the 100,000-host section
-for where the CPU goes).
+Python CPU (the same bench gave 24.6x at load average 3.4-5.9 before this issue's last changes;
+see the 100,000-host section for where the CPU goes).
 
 10,000 hosts (hive only, {big['parallel']} in flight, fleet in a child process): {big['hive_s']:.2f} s
 wall time ({big['hive_s'] / hive:.1f}x the {r0['hosts']}-host time for {big['hosts'] / r0['hosts']:.0f}x the hosts), {big['hive_ok']} hosts answered, {big['hive_requests_per_host']:.2f} round trips per host,
