@@ -34,6 +34,10 @@ use hive::inventory::{Inventory, Secret};
 use hive::scan::run::{FileSource, ScanOptions, scan_fleet};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
+/// The allocator the `hive` binary uses (src/main.rs), so the bench measures hive as shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PASSWORD: &str = "Bench-Passw0rd!";
 
 fn arg(name: &str, default: &str) -> String {

@@ -61,20 +61,22 @@ The simulated drives are written on first use only (a scan only reads, so none i
 out 100,000 drives as folders took more than 4 minutes before the first listener.
 
 What limits it: CPU. hive and the simulators share the 2 cores and keep both busy (a run of
-this bench measured with `/usr/bin/time`: 127 s of CPU, user and system, in 67 s of wall time
-of which the scan took 59 s). A
+this bench measured with `/usr/bin/time`: 117 s of CPU, user and system, in 61 s of wall time
+of which the scan took 55 s). A
 frame-pointer profile of a 5,000-host run of the same bench (2026-12-05, load average 2) splits
 it as: the kernel's TCP over loopback (connect, 5 round trips and close per host, both sides)
 27.6 %; NTLM sealing of the 20 KB probe and its answer on both sides, RC4 11.5 % and the
-HMAC-MD5 signatures 11.1 %; memory allocation and copies 19 %; the rest HTTP, XML, JSON and
+HMAC-MD5 signatures 11.1 %; memory allocation and copies 19 % (glibc malloc, before the switch below); the rest HTTP, XML, JSON and
 the simulator's model. About 55 % of all samples are the simulator's. Changes of this issue
 behind the figure (from 74.3 s): each host's scan a task of its own, the probe encoded once
 for the fleet, verdicts sharing the catalog's names, each product's host rule worked out once
-per catalog instead of per host and target, RC4 four keystream bytes a round (both sides), and
-a cheaper simulator (the fleet's one probe line decoded and parsed once per process, slices
+per catalog instead of per host and target, RC4 four keystream bytes a round (both sides),
+mimalloc as the allocator (glibc's consolidation of the tens-of-kilobyte buffers each host
+costs was a tenth of the CPU; the bench binary, hive and its simulator children, uses the
+allocator the `hive` binary ships with), and a cheaper simulator (the fleet's one probe line decoded and parsed once per process, slices
 instead of char pushes when tokenizing, log lines shared). With sealing a fifth of the CPU and
 the round trips fixed by WinRM, there is little left to take on either side: the figure is
-close to the 60 s goal and moves with the machine's load.
+within a tenth of the 60 s goal and moves with the machine's load.
 
 Load average at the end of the run: {sys.argv[4]} (2 cores).
 
