@@ -408,8 +408,8 @@ impl RawClient {
         }
         let part = winsim::server::framing::parse(&reply.body).unwrap();
         let ntlm = self.ntlm.as_mut().unwrap();
-        let mut sig = part.signature.clone();
-        let mut data = part.sealed.clone();
+        let mut sig = part.signature.to_vec();
+        let mut data = part.sealed.to_vec();
         let mut bufs = [
             SecurityBufferRef::token_buf(&mut sig),
             SecurityBufferRef::data_buf(&mut data),
