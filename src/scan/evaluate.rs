@@ -223,12 +223,12 @@ pub fn evaluate(catalog: &Catalog, facts: &HostFacts) -> Vec<Verdict> {
 }
 
 /// [`evaluate`] with the catalog's [`CatalogIndex`] made once for many hosts.
-pub fn evaluate_with(catalog: &Catalog, names: &CatalogIndex, facts: &HostFacts) -> Vec<Verdict> {
+pub fn evaluate_with(catalog: &Catalog, index: &CatalogIndex, facts: &HostFacts) -> Vec<Verdict> {
     let host = HostView::of(facts);
     let mut verdicts: Vec<Verdict> = catalog
         .patches
         .values()
-        .map(|p| evaluate_patch(catalog, names, p, facts, &host))
+        .map(|p| evaluate_patch(catalog, index, p, facts, &host))
         .collect();
     apply_supersedence(catalog, &mut verdicts);
     apply_remediations(catalog, &mut verdicts);
@@ -239,7 +239,7 @@ pub fn evaluate_with(catalog: &Catalog, names: &CatalogIndex, facts: &HostFacts)
 /// is [`HostView::of`] `facts`.
 pub fn evaluate_patch(
     catalog: &Catalog,
-    names: &CatalogIndex,
+    index: &CatalogIndex,
     patch: &Patch,
     facts: &HostFacts,
     host: &HostView,
@@ -249,7 +249,7 @@ pub fn evaluate_patch(
         let Some(product) = catalog.product(&target.product) else {
             continue;
         };
-        let indexed = names.product(product);
+        let indexed = index.product(product);
         let Some(installed) = indexed.rule.host_runs(host, facts) else {
             continue;
         };
@@ -291,7 +291,7 @@ pub fn evaluate_patch(
             Outcome::Unknown(e) => (Status::Note, e),
         };
         if best.as_ref().is_none_or(|b| status > b.status) {
-            let (id, bulletins) = names.patch(patch);
+            let (id, bulletins) = index.patch(patch);
             best = Some(Verdict {
                 patch: id,
                 bulletins,
@@ -302,11 +302,11 @@ pub fn evaluate_patch(
         }
     }
     best.unwrap_or_else(|| {
-        let (id, bulletins) = names.patch(patch);
+        let (id, bulletins) = index.patch(patch);
         Verdict {
             patch: id,
             bulletins,
-            product: names.none.clone(),
+            product: index.none.clone(),
             status: Status::NotApplicable,
             evidence: "no affected product at an affected service pack on this host".into(),
         }

@@ -60,8 +60,8 @@ pub struct PreparedProbe {
     pub script: PreparedScript,
     /// The script asking for everything but files (read over SMB instead).
     pub script_without_files: PreparedScript,
-    /// The catalog's names every host's verdicts share.
-    pub names: Arc<CatalogIndex>,
+    /// The catalog's names and product rules every host's evaluation shares.
+    pub index: Arc<CatalogIndex>,
 }
 
 impl PreparedProbe {
@@ -76,7 +76,7 @@ impl PreparedProbe {
             request,
             script: PreparedScript::new(&script),
             script_without_files: PreparedScript::new(&script_without_files),
-            names: Arc::new(CatalogIndex::new(catalog)),
+            index: Arc::new(CatalogIndex::new(catalog)),
         }
     }
 }
@@ -176,7 +176,7 @@ pub async fn scan_target(
     }
     let mut facts = facts_from(&answer, &probe.request);
     facts.file_source = file_source.to_string();
-    let verdicts = evaluate_with(catalog, &probe.names, &facts);
+    let verdicts = evaluate_with(catalog, &probe.index, &facts);
     Ok(HostResult { facts, verdicts })
 }
 

@@ -553,9 +553,9 @@ fn hosts_share_the_catalogs_names_and_json_keeps_plain_strings() {
     for p in c.patches.values_mut() {
         p.bulletins = vec!["MS01-033".into()];
     }
-    let names = CatalogIndex::new(&c);
-    let old = evaluate_with(&c, &names, &with_file(w2k(1), IDQ, Some("5.0.2195.2779")));
-    let new = evaluate_with(&c, &names, &with_file(w2k(1), IDQ, Some("5.0.2195.3645")));
+    let index = CatalogIndex::new(&c);
+    let old = evaluate_with(&c, &index, &with_file(w2k(1), IDQ, Some("5.0.2195.2779")));
+    let new = evaluate_with(&c, &index, &with_file(w2k(1), IDQ, Some("5.0.2195.3645")));
     assert_eq!(
         (old[0].status, new[0].status),
         (Status::Missing, Status::Installed)

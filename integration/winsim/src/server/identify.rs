@@ -14,12 +14,12 @@ const PROTOCOL: &str = "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd";
 /// WS-Management identity namespace.
 pub fn is_identify(body: &[u8]) -> bool {
     use quick_xml::events::Event;
+    use quick_xml::name::ResolveResult;
     // Every request is asked this; an element name cannot be escaped, so a body without the
     // word is no Identify, and the scan's probe (tens of kilobytes) is not parsed twice.
     if memchr::memmem::find(body, b"Identify").is_none() {
         return false;
     }
-    use quick_xml::name::ResolveResult;
     let mut reader = quick_xml::NsReader::from_reader(body);
     let mut path: Vec<Vec<u8>> = Vec::new();
     loop {
