@@ -44,6 +44,19 @@ pub enum SmbError {
     DiskFull { host: String, path: String },
     #[error("{host}: {path} not found")]
     NotFound { host: String, path: String },
+    /// Another open of the file (by another client, a program on the host, or another hive
+    /// connection) excludes this one: e.g. a held upload ([`crate::HeldUpload`]) denies every
+    /// other writer until it is closed. Not transient in the sense of [`SmbError::is_transient`]:
+    /// the server said no; it may say yes once the other open is closed.
+    #[error(
+        "{host}: {op} of {path} refused: the file is open elsewhere in a way that excludes this \
+         open (sharing violation; another client or program may be writing it)"
+    )]
+    SharingViolation {
+        host: String,
+        path: String,
+        op: &'static str,
+    },
     #[error("{host}: connection lost during {op} of {path}: {detail}")]
     ConnectionLost {
         host: String,
@@ -110,6 +123,7 @@ pub(crate) enum Kind {
     AccessDenied,
     DiskFull,
     NotFound,
+    SharingViolation,
     ConnectionLost,
     Timeout,
     BadSignature,
@@ -126,6 +140,7 @@ pub(crate) fn kind_of_status(status: u32) -> Kind {
         ACCESS_DENIED => Kind::AccessDenied,
         DISK_FULL | QUOTA_EXCEEDED => Kind::DiskFull,
         OBJECT_NAME_NOT_FOUND | OBJECT_PATH_NOT_FOUND => Kind::NotFound,
+        SHARING_VIOLATION => Kind::SharingViolation,
         NETWORK_NAME_DELETED | USER_SESSION_DELETED | NETWORK_SESSION_EXPIRED => {
             Kind::ConnectionLost
         }
@@ -203,6 +218,11 @@ impl Ctx<'_> {
             Kind::AccessDenied => SmbError::AccessDenied { host, path },
             Kind::DiskFull => SmbError::DiskFull { host, path },
             Kind::NotFound => SmbError::NotFound { host, path },
+            Kind::SharingViolation => SmbError::SharingViolation {
+                host,
+                path,
+                op: self.op,
+            },
             Kind::ConnectionLost => SmbError::ConnectionLost {
                 host,
                 path,
@@ -278,6 +298,7 @@ mod tests {
         assert_eq!(kind_of_status(0xC000_007F), Kind::DiskFull);
         assert_eq!(kind_of_status(0xC000_0034), Kind::NotFound);
         assert_eq!(kind_of_status(0xC000_003A), Kind::NotFound);
+        assert_eq!(kind_of_status(0xC000_0043), Kind::SharingViolation);
         assert_eq!(kind_of_status(0xC000_0203), Kind::ConnectionLost);
         assert_eq!(kind_of_status(0xC000_000D), Kind::Other);
     }
@@ -311,6 +332,7 @@ mod tests {
             Kind::AccessDenied,
             Kind::DiskFull,
             Kind::NotFound,
+            Kind::SharingViolation,
             Kind::ConnectionLost,
             Kind::Other,
         ] {

@@ -29,4 +29,4 @@ pub use config::{Credentials, SmbConfig};
 pub use error::{SmbError, nt_status};
 pub use path::RemotePath;
 pub use share::{DirEntry, Metadata, SmbShare};
-pub use transfer::{DownloadReport, UploadReport};
+pub use transfer::{DownloadReport, HeldUpload, SentReport, UploadReport};

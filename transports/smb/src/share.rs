@@ -299,11 +299,28 @@ impl SmbShare {
                 attributes: FileAttributes::new().with_directory(true),
                 options: CreateOptions::new().with_directory_file(true),
                 desired_access: FileAccessMask::new().with_file_read_attributes(true),
+                share_access: None,
             };
             let dir_handle = self.open(&dir, args, "create directory").await?;
             self.close_resource(&dir_handle, &dir).await;
         }
         Ok(())
+    }
+
+    /// Creates file `path` empty, or empties it when it exists, and closes it.
+    ///
+    /// Why: a marker with no content says "this happened" to a script on the host that polls for
+    /// it, e.g. "every byte of the held upload beside me has been sent" (see
+    /// [`SmbShare::begin_upload`]). Overwriting, so a marker left by an earlier run is no older
+    /// than this call.
+    pub async fn touch(&self, path: &str) -> Result<(), SmbError> {
+        let path = self.parse(path, "touch")?;
+        let args = FileCreateArgs::make_overwrite(
+            FileAttributes::new(),
+            CreateOptions::new().with_non_directory_file(true),
+        );
+        let file = self.open_file(&path, args, "touch").await?;
+        self.close_file(&file, &path).await
     }
 
     /// Size, kind and modification time of `path`.
@@ -369,6 +386,7 @@ impl SmbShare {
                 .with_file_read_data(true)
                 .with_file_read_attributes(true)
                 .with_synchronize(true),
+            share_access: None,
         };
         let dir = match self.open(&path, args, "list").await? {
             Resource::Directory(d) => Arc::new(d),
@@ -413,6 +431,7 @@ impl SmbShare {
             desired_access: FileAccessMask::new()
                 .with_delete(true)
                 .with_file_read_attributes(true),
+            share_access: None,
         };
         let resource = self.open(&path, args, "delete").await?;
         let handle = match &resource {

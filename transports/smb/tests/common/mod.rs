@@ -171,6 +171,7 @@ pub fn rw_args(disposition: smb::CreateDisposition) -> smb::FileCreateArgs {
         desired_access: smb::FileAccessMask::new()
             .with_generic_read(true)
             .with_generic_write(true),
+        share_access: None,
     }
 }
 

@@ -37,6 +37,12 @@ pub struct FileCreateArgs {
     pub attributes: FileAttributes,
     pub options: CreateOptions,
     pub desired_access: FileAccessMask,
+    /// hive fix: the share access the create asks for, i.e. which opens by others the new handle
+    /// tolerates while it is open. `None` keeps the published behaviour (read | write | delete on
+    /// a disk share, nothing on a pipe or printer). The published crate hard-coded it, so a caller
+    /// could not deny other writers (hive holds a staged installer that way while it writes it,
+    /// so that a reader on the host can hash it as it grows).
+    pub share_access: Option<ShareAccessFlags>,
 }
 
 impl FileCreateArgs {
@@ -46,6 +52,7 @@ impl FileCreateArgs {
             attributes: FileAttributes::new(),
             options: CreateOptions::new(),
             desired_access: access,
+            share_access: None,
         }
     }
 
@@ -59,6 +66,7 @@ impl FileCreateArgs {
             attributes,
             options,
             desired_access: Self::read_write_access(),
+            share_access: None,
         }
     }
 
@@ -78,6 +86,7 @@ impl FileCreateArgs {
             attributes,
             options,
             desired_access: Self::read_write_access(),
+            share_access: None,
         }
     }
 
@@ -90,6 +99,7 @@ impl FileCreateArgs {
             desired_access: FileAccessMask::new()
                 .with_generic_read(true)
                 .with_generic_write(true),
+            share_access: None,
         }
     }
 }
@@ -111,13 +121,14 @@ impl Resource {
         share_type: ShareType,
         is_dfs: bool,
     ) -> crate::Result<Resource> {
-        let share_access = if share_type == ShareType::Disk {
-            ShareAccessFlags::new()
+        // hive fix: the caller's share access when it chose one (see FileCreateArgs::share_access).
+        let share_access = match create_args.share_access {
+            Some(chosen) => chosen,
+            None if share_type == ShareType::Disk => ShareAccessFlags::new()
                 .with_read(true)
                 .with_write(true)
-                .with_delete(true)
-        } else {
-            ShareAccessFlags::new()
+                .with_delete(true),
+            None => ShareAccessFlags::new(),
         };
 
         if share_type == ShareType::Print && create_args.disposition != CreateDisposition::Create {

@@ -152,6 +152,7 @@ impl Tree {
                 options: CreateOptions::new(),
                 desired_access,
                 attributes: FileAttributes::new(),
+                share_access: None,
             },
         )
         .await
@@ -172,6 +173,7 @@ impl Tree {
                 options: CreateOptions::new().with_directory_file(true),
                 desired_access,
                 attributes: FileAttributes::new().with_directory(true),
+                share_access: None,
             },
         )
         .await
