@@ -6,6 +6,7 @@
 //! unsimulated command must fail, not pass by accident.
 
 mod batch;
+mod follow;
 mod packages;
 mod powershell;
 mod systeminfo;

@@ -113,6 +113,9 @@ fn term_not_recognized(term: &str) -> Out {
 }
 
 async fn run_script(ctx: &Ctx<'_>, script: &str) -> Out {
+    if script.starts_with(super::follow::MARKER) {
+        return super::follow::run(ctx.host, script).await;
+    }
     let (_, probe) = PROBES.get(script, |s| {
         probe::parse_script(s).map(|req| Arc::new((req, ScriptTraits::of(s))))
     });
