@@ -190,6 +190,26 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     let o = outcome("OK");
     assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
     assert_eq!(o.reboots.len(), 0, "nothing asked for a reboot: {o:?}");
+    // The host hashed the installer as it arrived, and nothing hashed it again.
+    let hash_details = |name: &str| -> Vec<String> {
+        sink.inner
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.host == name && matches!(e.step, Step::VerifyHash { .. }))
+            .filter_map(|e| match &e.state {
+                StepState::Finished { detail, .. } => Some(detail.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let ok_hashes = hash_details("OK");
+    assert!(
+        ok_hashes.len() == 1 && ok_hashes[0].contains("hashed it as it arrived"),
+        "{ok_hashes:?}"
+    );
+    assert!(!ran("OK", "certutil"), "no second hash");
 
     let o = outcome("E3010");
     assert_eq!(o.verdict, DeployVerdict::Patched, "{o:?}");
@@ -240,6 +260,16 @@ async fn each_failure_gets_its_own_verdict_and_other_hosts_are_unaffected() {
     let o = outcome("TAMPER");
     assert_eq!(o.verdict, DeployVerdict::HashMismatch, "{o:?}");
     assert!(o.evidence.iter().any(|e| e.contains("SHA-256")), "{o:?}");
+    // Hashed on arrival, then written: the check before the install sees the new write time and
+    // hashes the file again, which finds the change.
+    assert!(
+        hash_details("TAMPER")
+            .iter()
+            .any(|d| d.contains("written since the host hashed it on arrival")),
+        "{:?}",
+        hash_details("TAMPER")
+    );
+    assert!(ran("TAMPER", "certutil -hashfile"));
     assert!(
         !ran("TAMPER", "KB5100009.exe -z"),
         "nothing ran after a mismatch"

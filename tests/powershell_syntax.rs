@@ -68,6 +68,22 @@ fn scripts() -> Vec<(&'static str, String)> {
             "hash-awkward",
             hive::deploy::stage::hash_script("C:\\Windows\\Temp\\it's $x `y\\Größe.msu"),
         ),
+        (
+            "follow-plain",
+            hive::remote::follow::script(
+                r"C:\Windows\Temp\hive\r1\KB5035845.msu",
+                16 << 20,
+                hive::remote::follow::IDLE,
+            ),
+        ),
+        (
+            "follow-awkward",
+            hive::remote::follow::script(
+                "C:\\Windows\\Temp\\it's $x `y\\'@Größe.msu",
+                0,
+                std::time::Duration::ZERO,
+            ),
+        ),
     ]
 }
 

@@ -69,10 +69,7 @@ pub fn command_line<S: AsRef<str>>(words: &[S]) -> Result<String, QuoteError> {
     Ok(line)
 }
 
-/// A PowerShell single-quoted string literal: `'` doubles, nothing else is special.
-pub fn ps_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
+pub use crate::remote::ps_literal;
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,10 @@
 //! Staging: copy each installer to `C:\Windows\Temp\hive\<run>\` and check its SHA-256 with a
-//! tool ON THE TARGET before anything runs. The copy's own check (the SMB layer hashes what it
-//! wrote) proves the transfer; the target's own hash proves that the bytes the installer will
-//! execute are the approved ones (an AV quarantine, a concurrent writer or a wrong share mapping
-//! would all show here).
+//! tool ON THE TARGET before anything runs. The target's own hash proves that the bytes the
+//! installer will execute are the approved ones (an AV quarantine, a concurrent writer or a wrong
+//! share mapping would all show here). Where the transport can, the host hashes each file while it
+//! arrives ([`crate::remote::follow`]) and the check before anything runs only confirms that the
+//! file was not written since; elsewhere the host hashes it after the copy, and the copy's own
+//! check (the SMB layer hashes what it wrote) proves the transfer.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,7 +14,8 @@ use super::quote::{command_line, ps_literal};
 use super::{DeployVerdict, HostContext, HostPlan, Stop};
 use crate::catalog::model::InstallerKind;
 use crate::events::{Step, StepOutcome};
-use crate::remote::{Command, RemoteError};
+use crate::remote::follow::Followed;
+use crate::remote::{Command, FileStamp, RemoteError};
 
 /// Where each installer of the plan lives on the host (deterministic, so a resumed run and the
 /// clean-up find them without a record).
@@ -71,7 +74,8 @@ pub(crate) async fn stage_all(
     qchain_tool: Option<&Path>,
 ) -> Result<Staged, Stop> {
     let staged = staged_paths(ctx, plan, qchain_tool.is_some());
-    let mut to_check: Vec<(String, String, String)> = Vec::new();
+    // (patch, remote path, SHA-256 wanted, the host's hash while the file arrived)
+    let mut to_check: Vec<(String, String, String, Option<HashedOnArrival>)> = Vec::new();
     for &i in todo {
         let install = &plan.installs[i];
         if install.installer.sha256 != install.expected_sha256 {
@@ -87,7 +91,7 @@ pub(crate) async fn stage_all(
             ));
         }
         let remote = &staged.installers[&i];
-        stage_one(
+        let followed = stage_one(
             ctx,
             &install.patch,
             &install.installer.path,
@@ -100,10 +104,11 @@ pub(crate) async fn stage_all(
             install.patch.clone(),
             remote.clone(),
             install.expected_sha256.clone(),
+            followed,
         ));
         let beside = staged.companions.get(&i).map(Vec::as_slice).unwrap_or(&[]);
         for (file, remote) in install.installer.companions.iter().zip(beside) {
-            stage_one(
+            let followed = stage_one(
                 ctx,
                 &install.patch,
                 &file.path,
@@ -112,7 +117,12 @@ pub(crate) async fn stage_all(
                 &file.sha256,
             )
             .await?;
-            to_check.push((install.patch.clone(), remote.clone(), file.sha256.clone()));
+            to_check.push((
+                install.patch.clone(),
+                remote.clone(),
+                file.sha256.clone(),
+                followed,
+            ));
         }
     }
     if let (Some(local), Some(remote)) = (qchain_tool, &staged.qchain) {
@@ -123,11 +133,11 @@ pub(crate) async fn stage_all(
             )
         })?;
         let sha = sha256_hex(&bytes);
-        stage_one(ctx, "qchain", local, bytes.len() as u64, remote, &sha).await?;
-        to_check.push(("qchain".into(), remote.clone(), sha));
+        let followed = stage_one(ctx, "qchain", local, bytes.len() as u64, remote, &sha).await?;
+        to_check.push(("qchain".into(), remote.clone(), sha, followed));
     }
-    for (patch, remote, want) in &to_check {
-        verify_on_target(ctx, patch, remote, want).await?;
+    for (patch, remote, want, followed) in &to_check {
+        verify_on_target(ctx, patch, remote, want, followed.as_ref()).await?;
     }
     Ok(staged)
 }
@@ -137,6 +147,17 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
+/// The host's hash of a file taken while it arrived, and the one wanted.
+#[derive(Debug, Clone)]
+struct HashedOnArrival {
+    sha256: String,
+    /// The file's size and write time just after: unchanged at the check, the hash still holds.
+    stamp: FileStamp,
+}
+
+/// Copy one file unless the host already has it. Returns the host's hash of it taken while it
+/// arrived, when that is the one wanted; `None` when the host still has to hash it
+/// ([`verify_on_target`]).
 async fn stage_one(
     ctx: &mut HostContext<'_>,
     patch: &str,
@@ -144,7 +165,7 @@ async fn stage_one(
     bytes: u64,
     remote: &str,
     want: &str,
-) -> Result<(), Stop> {
+) -> Result<Option<HashedOnArrival>, Stop> {
     let step = Step::Stage {
         patch: patch.to_string(),
         file: remote.to_string(),
@@ -157,17 +178,18 @@ async fn stage_one(
     };
     match ctx.target.remote_sha256(remote).await {
         Ok(Some(have)) if have.eq_ignore_ascii_case(want) => {
-            return ctx.finished(
+            ctx.finished(
                 &step,
                 true,
                 StepOutcome::Cached,
                 "same SHA-256 already on the host",
-            );
+            )?;
+            return Ok(None);
         }
         Ok(_) => {}
         Err(e) => return fail(ctx, format!("{patch}: cannot check {remote}: {e}")),
     }
-    let mut put = put_with_progress(ctx, &step, local, remote, bytes).await;
+    let mut put = copy_with_progress(ctx, &step, local, remote, bytes).await;
     let mut lost = None;
     if let Err(RemoteError::Unreachable(why)) = &put {
         // A connection lost mid-copy (a network blip, a reset SMB session): once more on a new
@@ -175,58 +197,136 @@ async fn stage_one(
         // fails again at once.
         lost = Some(why.clone());
         ctx.target.disconnect();
-        put = put_with_progress(ctx, &step, local, remote, bytes).await;
+        put = copy_with_progress(ctx, &step, local, remote, bytes).await;
     }
-    match put {
-        Ok(r) if r.sha256.eq_ignore_ascii_case(want) => {
-            let detail = match lost {
-                Some(why) => format!(
-                    "{} bytes, resumed at byte {} on a new connection after: {why}",
-                    r.bytes, r.resumed_from
+    let copied = match put {
+        Ok(c) => c,
+        Err(e) => {
+            return match lost {
+                Some(first) => fail(
+                    ctx,
+                    format!(
+                        "{patch}: copy to {remote} failed: {first}; again on a new connection: {e}"
+                    ),
                 ),
-                None => format!("{} bytes", r.bytes),
+                None => fail(ctx, format!("{patch}: copy to {remote} failed: {e}")),
             };
-            ctx.finished(&step, true, StepOutcome::Copied, &detail)
         }
-        Ok(r) => fail(
+    };
+    if let Some(sent) = &copied.sent_sha256
+        && !sent.eq_ignore_ascii_case(want)
+    {
+        return fail(
             ctx,
-            format!(
-                "{patch}: copied {remote} but its SHA-256 is {} (expected {want})",
-                r.sha256
-            ),
-        ),
-        Err(e) => match lost {
-            Some(first) => fail(
-                ctx,
-                format!(
-                    "{patch}: copy to {remote} failed: {first}; again on a new connection: {e}"
-                ),
-            ),
-            None => fail(ctx, format!("{patch}: copy to {remote} failed: {e}")),
-        },
+            format!("{patch}: copied {remote} but its SHA-256 is {sent} (expected {want})"),
+        );
     }
+    let mut detail = match lost {
+        Some(why) => format!(
+            "{} bytes, resumed at byte {} on a new connection after: {why}",
+            copied.bytes, copied.resumed_from
+        ),
+        None => format!("{} bytes", copied.bytes),
+    };
+    let verified = match (copied.host, copied.stamp) {
+        (None, _) => None,
+        (Some(Followed::Hashed { bytes: n, sha256 }), Some(stamp))
+            if n == bytes && stamp.bytes == bytes && sha256 == want.to_ascii_lowercase() =>
+        {
+            Some(HashedOnArrival { sha256, stamp })
+        }
+        (Some(Followed::Hashed { .. }), None) => {
+            detail.push_str("; the host's file system gave no write time, so it is hashed after");
+            None
+        }
+        (Some(Followed::Hashed { bytes: n, sha256 }), _) => {
+            // Not trusted either way: the file is hashed again after the copy, and that hash
+            // decides (a follower that saw other bytes than the file now holds is worth a look).
+            detail.push_str(&format!(
+                "; the host's hash while copying was {sha256} over {n} bytes, so it is hashed again"
+            ));
+            None
+        }
+        (Some(Followed::Failed(why)), _) => {
+            detail.push_str(&format!(
+                "; the host could not hash it while copying ({why}), so it is hashed after"
+            ));
+            None
+        }
+    };
+    ctx.finished(&step, true, StepOutcome::Copied, &detail)?;
+    Ok(verified)
 }
 
-/// How often a copy still running says how far it is.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// What one copy did, whichever way it went.
+struct Copied {
+    bytes: u64,
+    resumed_from: u64,
+    /// The SHA-256 of what the orchestrator sent, when it hashed it.
+    sent_sha256: Option<String>,
+    /// The host's answer, when it hashed the file while it arrived.
+    host: Option<Followed>,
+    /// The file's size and write time after the copy, with the host's answer.
+    stamp: Option<FileStamp>,
+}
 
-/// `put_file`, with a progress event every [`PROGRESS_EVERY`] while it runs (bytes on the host so
-/// far, where the transport counts them): a large installer over a slow link shows MB/s and an
-/// ETA instead of a silent line. A copy done within the first second says nothing.
-async fn put_with_progress(
+/// Copy `local` in: with the host hashing it as it arrives where the transport can, else a plain
+/// copy whose sent bytes the orchestrator hashes.
+async fn copy_with_progress(
     ctx: &mut HostContext<'_>,
     step: &Step,
     local: &Path,
     remote: &str,
     total: u64,
-) -> Result<crate::remote::PutReport, RemoteError> {
+) -> Result<Copied, RemoteError> {
     let counter = ctx.target.copy_progress();
     let (run, host, sink) = (ctx.run, ctx.host, ctx.sink);
+    if ctx.target.hashes_while_copying() {
+        // The follower may wait as long as the copy takes: a large installer over a slow link.
+        let timeout = ctx.options.command_timeout.max(FOLLOW_AT_LEAST);
+        let put = ctx.target.put_file_host_hashed(local, remote, timeout);
+        let r = with_progress(run, host, sink, step, total, counter, put).await?;
+        return Ok(Copied {
+            bytes: r.bytes,
+            resumed_from: r.resumed_from,
+            sent_sha256: None,
+            host: Some(r.host),
+            stamp: r.stamp,
+        });
+    }
     let put = ctx.target.put_file(local, remote);
+    let r = with_progress(run, host, sink, step, total, counter, put).await?;
+    Ok(Copied {
+        bytes: r.bytes,
+        resumed_from: r.resumed_from,
+        sent_sha256: Some(r.sha256),
+        host: None,
+        stamp: None,
+    })
+}
+
+/// The least time the host's follower is given, whatever the command timeout.
+const FOLLOW_AT_LEAST: Duration = Duration::from_secs(3600);
+
+/// How often a copy still running says how far it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// A copy, with a progress event every [`PROGRESS_EVERY`] while it runs (bytes on the host so
+/// far, where the transport counts them): a large installer over a slow link shows MB/s and an
+/// ETA instead of a silent line. A copy done within the first second says nothing.
+async fn with_progress<T>(
+    run: &str,
+    host: &crate::inventory::Host,
+    sink: &dyn crate::events::EventSink,
+    step: &Step,
+    total: u64,
+    counter: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    put: crate::remote::BoxFuture<'_, Result<T, RemoteError>>,
+) -> Result<T, RemoteError> {
     let Some(counter) = counter else {
         return put.await;
     };
-    tokio::pin!(put);
+    let mut put = put;
     let mut ticks =
         tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
     loop {
@@ -251,16 +351,39 @@ async fn put_with_progress(
 /// Hash the staged file with the host's own tool: `certutil -hashfile` (Server 2003 and later),
 /// else PowerShell's `Get-FileHash` (Windows 2000 has neither `-hashfile` nor, usually,
 /// PowerShell: such a host cannot be verified and stops).
+///
+/// A file the host hashed while it arrived is not hashed again when its size and last write
+/// time are still those taken right after that hash: nothing has written it since. Any change
+/// (an AV engine, another writer) and it is hashed again here, as every file once was.
 async fn verify_on_target(
     ctx: &mut HostContext<'_>,
     patch: &str,
     remote: &str,
     want: &str,
+    on_arrival: Option<&HashedOnArrival>,
 ) -> Result<(), Stop> {
     let step = Step::VerifyHash {
         patch: patch.to_string(),
     };
     ctx.started(&step)?;
+    // Why a file hashed on arrival is hashed again, for the step's detail.
+    let mut again = "";
+    if let Some(arrival) = on_arrival {
+        match ctx.target.file_stamp(remote).await {
+            Ok(Some(now)) if now == arrival.stamp => {
+                let detail = format!(
+                    "the host hashed it as it arrived (PowerShell), unchanged since: {}",
+                    arrival.sha256
+                );
+                return ctx.finished(&step, true, StepOutcome::Ok, &detail);
+            }
+            Ok(_) => again = "written since the host hashed it on arrival, so hashed again: ",
+            Err(e) => {
+                let _ = ctx.finished(&step, false, StepOutcome::Failed, &e.to_string());
+                return Err(Stop::remote(&e));
+            }
+        }
+    }
     let timeout = ctx.options.command_timeout;
     let line = command_line(&["certutil", "-hashfile", remote, "SHA256"])
         .map_err(|e| Stop::new(DeployVerdict::StageFailed, e.to_string()))?;
@@ -310,11 +433,11 @@ async fn verify_on_target(
     }
     match got {
         Some(h) if h == want.to_ascii_lowercase() => {
-            ctx.finished(&step, true, StepOutcome::Ok, &format!("{tool}: {h}"))
+            ctx.finished(&step, true, StepOutcome::Ok, &format!("{again}{tool}: {h}"))
         }
         other => {
             let why = format!(
-                "{patch}: {remote} on the host has SHA-256 {} ({tool}), expected {want}; nothing was run",
+                "{patch}: {again}{remote} on the host has SHA-256 {} ({tool}), expected {want}; nothing was run",
                 other.as_deref().unwrap_or("(unreadable)")
             );
             let _ = ctx.finished(&step, false, StepOutcome::HashMismatch, &why);

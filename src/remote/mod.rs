@@ -22,12 +22,18 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::{Host, Secret, Transport};
 
 mod error;
+pub mod follow;
 mod ssh;
 mod winrm;
 
 pub use error::RemoteError;
 pub use ssh::{SshTarget, sftp_path};
 pub use winrm::{WinrmTarget, share_path};
+
+/// A PowerShell single-quoted string literal: `'` doubles, nothing else is special.
+pub fn ps_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
 
 /// A boxed future, so `Target` stays object-safe (`Box<dyn Target>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -82,6 +88,26 @@ pub struct PutReport {
     pub sha256: String,
 }
 
+/// A copy the host hashed while it arrived ([`Target::put_file_host_hashed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostHashedPut {
+    pub bytes: u64,
+    /// Bytes already on the target and verified, not sent again.
+    pub resumed_from: u64,
+    /// What the host's follower said: its hash of the whole file, or why it has none.
+    pub host: follow::Followed,
+    /// The file's size and last write time once hive let go of it: the same stamp later shows
+    /// that nothing wrote the file since it was hashed ([`Target::file_stamp`]).
+    pub stamp: Option<FileStamp>,
+}
+
+/// A file's size and last write time, as the host's file system reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub bytes: u64,
+    pub modified: std::time::SystemTime,
+}
+
 /// One host, reachable.
 pub trait Target: Send + Sync {
     /// The inventory name.
@@ -98,6 +124,37 @@ pub trait Target: Send + Sync {
         local: &'a Path,
         remote: &'a str,
     ) -> BoxFuture<'a, Result<PutReport, RemoteError>>;
+    /// Whether [`Target::put_file_host_hashed`] works on this transport.
+    fn hashes_while_copying(&self) -> bool {
+        false
+    }
+    /// Copy a local file in while the host itself hashes it as it arrives (see [`follow`]): the
+    /// host's SHA-256 is ready when the copy ends, and the orchestrator does not hash what it
+    /// sends. The copy's success and the host's answer are separate: a copy that landed with no
+    /// usable answer (no PowerShell, a timeout) is `Ok` with [`follow::Followed::Failed`], and the
+    /// caller hashes the file on the host afterwards. `timeout` bounds the follower.
+    fn put_file_host_hashed<'a>(
+        &'a mut self,
+        local: &'a Path,
+        remote: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<HostHashedPut, RemoteError>> {
+        let _ = (local, timeout);
+        let msg = format!(
+            "{}: this transport cannot hash {remote} while copying it",
+            self.host()
+        );
+        Box::pin(async move { Err(RemoteError::Failed(msg)) })
+    }
+    /// The size and last write time of a remote file, `None` when it does not exist or the
+    /// transport cannot tell.
+    fn file_stamp<'a>(
+        &'a mut self,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<Option<FileStamp>, RemoteError>> {
+        let _ = remote;
+        Box::pin(async { Ok(None) })
+    }
     /// Read `len` bytes at `offset` of a remote file (fewer at its end).
     fn read_file_range<'a>(
         &'a mut self,

@@ -3,7 +3,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{BoxFuture, Command, ExecOutput, PutReport, RemoteError, Target, Timeouts};
+use super::follow::{self, Followed};
+use super::{
+    BoxFuture, Command, ExecOutput, FileStamp, HostHashedPut, PutReport, RemoteError, Target,
+    Timeouts,
+};
 use crate::inventory::kerberos::{KerberosRef, spn_for};
 use crate::inventory::{CredentialRef, Host, Secret, SecretSource, Transport, resolve_reference};
 
@@ -191,6 +195,21 @@ impl SecretSource for NoPrompt {
     }
 }
 
+/// A file's size and last write time over SMB; `None` when it is gone or has no write time.
+async fn stamp_of(
+    share: &hive_smb::SmbShare,
+    path: &str,
+) -> Result<Option<FileStamp>, RemoteError> {
+    match share.stat(path).await {
+        Ok(m) => Ok(m.modified.map(|modified| FileStamp {
+            bytes: m.size,
+            modified,
+        })),
+        Err(hive_smb::SmbError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Map a `C:\...` path into a share rooted at `root` (the share's folder standing for C:).
 pub fn share_path(root: &str, remote: &str) -> Option<String> {
     let rest = remote
@@ -254,6 +273,107 @@ impl Target for WinrmTarget {
                 resumed_from: r.resumed_from,
                 sha256: r.sha256_hex(),
             })
+        })
+    }
+
+    fn hashes_while_copying(&self) -> bool {
+        true
+    }
+
+    fn put_file_host_hashed<'a>(
+        &'a mut self,
+        local: &'a Path,
+        remote: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<HostHashedPut, RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            let marker = follow::sent_marker(remote);
+            let marker_path = self.share_path(&marker)?;
+            self.share().await?;
+            let WinrmTarget {
+                session,
+                smb,
+                copied,
+                name,
+                ..
+            } = self;
+            let share = smb
+                .as_ref()
+                .ok_or_else(|| RemoteError::Failed(format!("{name}: SMB share not connected")))?;
+            if let Some((dir, _)) = path.rsplit_once('\\') {
+                share.create_dir_all(dir).await?;
+            }
+            // A marker left by a copy that broke off would end the follower at once.
+            match share.remove_file(&marker_path).await {
+                Ok(()) | Err(hive_smb::SmbError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // Opened (and its resume point settled) before the follower starts, so the follower
+            // never sees bytes that are about to be cut off.
+            let mut upload = share.begin_upload(local, &path).await?;
+            let script = follow::script(remote, upload.lag_bound(), follow::IDLE);
+            let mut follower = Box::pin(session.run_powershell(&script, Some(timeout)));
+            let mut copy = Box::pin(async {
+                let sent = upload.send(copied, false).await?;
+                share.touch(&marker_path).await?;
+                Ok::<_, hive_smb::SmbError>(sent)
+            });
+            // Both run at once; a copy that fails ends the wait for the follower, which would
+            // otherwise wait for its idle limit.
+            let mut answer = None;
+            let sent = loop {
+                tokio::select! {
+                    sent = &mut copy => break sent,
+                    out = &mut follower, if answer.is_none() => answer = Some(out),
+                }
+            };
+            drop(copy);
+            let sent = match sent {
+                Ok(sent) => sent,
+                Err(e) => {
+                    let still_running = answer.is_none();
+                    drop(follower);
+                    if still_running {
+                        // The follower still runs on the host: a new shell for what comes next.
+                        session.client().disconnect();
+                    }
+                    let _ = upload.close().await;
+                    let _ = share.remove_file(&marker_path).await;
+                    return Err(e.into());
+                }
+            };
+            let answer = match answer {
+                Some(out) => out,
+                None => follower.await,
+            };
+            // Closed only now: until the follower answered, nobody else could write the file.
+            let closed = upload.close().await;
+            // A marker that stays behind is found by the clean-up, which removes the folder.
+            let _ = share.remove_file(&marker_path).await;
+            closed?;
+            let stamp = stamp_of(share, &path).await?;
+            let host = match answer {
+                Ok(out) => follow::parse(&out.stdout_text(), &out.stderr_text(), out.exit_code),
+                Err(e) => Followed::Failed(e.to_string()),
+            };
+            Ok(HostHashedPut {
+                bytes: sent.bytes,
+                resumed_from: sent.resumed_from,
+                host,
+                stamp,
+            })
+        })
+    }
+
+    fn file_stamp<'a>(
+        &'a mut self,
+        remote: &'a str,
+    ) -> BoxFuture<'a, Result<Option<FileStamp>, RemoteError>> {
+        Box::pin(async move {
+            let path = self.share_path(remote)?;
+            let share = self.share().await?;
+            stamp_of(share, &path).await
         })
     }
 

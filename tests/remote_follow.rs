@@ -1,0 +1,177 @@
+//! The host hashes a file while hive copies it in (src/remote/follow.rs): through the WinRM + SMB
+//! target against simulated hosts whose drives live in the harness's real Samba. Needs the
+//! harness (`integration/test.sh samba`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::SimFleet;
+use hive::remote::follow::Followed;
+use hive::remote::{Connector as _, NetworkConnector, Target, Timeouts};
+use sha2::Digest as _;
+
+const FLEET: &str = r#"
+[[host]]
+name = "WS2019"
+address = "127.0.0.2"
+product = "Windows Server 2019 Datacenter"
+version = "10.0.17763"
+
+[[host]]
+name = "PS1"
+address = "127.0.0.3"
+product = "Windows Server 2003"
+csd_version = "Service Pack 2"
+version = "5.2.3790"
+powershell_version = "1.0"
+
+[[host]]
+name = "NOPS"
+address = "127.0.0.4"
+product = "Windows Server 2003"
+csd_version = "Service Pack 2"
+version = "5.2.3790"
+powershell = false
+"#;
+
+const REMOTE: &str = r"C:\Windows\Temp\hive\follow\big installer.exe";
+
+fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Bytes that differ from chunk to chunk (a hash over the wrong offsets cannot match).
+fn payload(len: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn target(fleet: &SimFleet, name: &str) -> Box<dyn Target> {
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(2),
+        operation: Duration::from_secs(20),
+    };
+    NetworkConnector::new(timeouts)
+        .open(fleet.inventory_host(name), &fleet.secret)
+        .expect("a target")
+}
+
+fn follower_scripts(fleet: &SimFleet, name: &str) -> usize {
+    fleet
+        .host(name)
+        .command_log()
+        .iter()
+        .filter(|c| {
+            c.script
+                .as_deref()
+                .is_some_and(|s| s.starts_with(hive::remote::follow::MARKER_LINE))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_hashes_a_large_file_while_it_arrives() {
+    let fleet = SimFleet::start("follow-big", FLEET).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than the upload's lag bound (16 MiB): most of it is hashed during the copy.
+    let data = payload(40 << 20);
+    let local = dir.path().join("big.exe");
+    std::fs::write(&local, &data).unwrap();
+    let mut t = target(&fleet, "WS2019");
+    assert!(t.hashes_while_copying());
+    let put = t
+        .put_file_host_hashed(&local, REMOTE, Duration::from_secs(120))
+        .await
+        .expect("the copy");
+    assert_eq!(put.bytes, data.len() as u64);
+    assert_eq!(put.resumed_from, 0);
+    assert_eq!(
+        put.host,
+        Followed::Hashed {
+            bytes: data.len() as u64,
+            sha256: sha_hex(&data)
+        }
+    );
+    let on_disk = fleet.host("WS2019").host_path(REMOTE);
+    assert!(std::fs::read(&on_disk).unwrap() == data, "the bytes landed");
+    let marker = fleet
+        .host("WS2019")
+        .host_path(&hive::remote::follow::sent_marker(REMOTE));
+    assert!(!marker.exists(), "the marker is removed after the copy");
+    assert_eq!(follower_scripts(&fleet, "WS2019"), 1);
+    assert!(
+        !fleet
+            .host("WS2019")
+            .command_log()
+            .iter()
+            .any(|c| c.command_line.contains("certutil")),
+        "no hash after the copy"
+    );
+
+    // The stamp taken after the copy holds until something writes the file.
+    let stamp = put.stamp.expect("a stamp");
+    assert_eq!(stamp.bytes, data.len() as u64);
+    assert_eq!(t.file_stamp(REMOTE).await.unwrap(), Some(stamp));
+    std::thread::sleep(Duration::from_millis(20));
+    let mut changed = data.clone();
+    changed[7] ^= 1;
+    std::fs::write(&on_disk, &changed).unwrap();
+    assert_ne!(t.file_stamp(REMOTE).await.unwrap(), Some(stamp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_copy_is_hashed_from_its_first_byte() {
+    let fleet = SimFleet::start("follow-resume", FLEET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(24 << 20);
+    let local = dir.path().join("big.exe");
+    std::fs::write(&local, &data).unwrap();
+    // An earlier copy broke off after 5 MiB.
+    let on_disk = fleet.host("WS2019").host_path(REMOTE);
+    std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
+    std::fs::write(&on_disk, &data[..5 << 20]).unwrap();
+    let mut t = target(&fleet, "WS2019");
+    let put = t
+        .put_file_host_hashed(&local, REMOTE, Duration::from_secs(120))
+        .await
+        .expect("the copy");
+    assert_eq!(put.resumed_from, 5 << 20);
+    assert_eq!(
+        put.host,
+        Followed::Hashed {
+            bytes: data.len() as u64,
+            sha256: sha_hex(&data)
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_usable_powershell_the_file_still_lands_and_says_why() {
+    let fleet = SimFleet::start("follow-nops", FLEET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(3 << 20);
+    let local = dir.path().join("small.exe");
+    std::fs::write(&local, &data).unwrap();
+    for name in ["PS1", "NOPS"] {
+        let mut t = target(&fleet, name);
+        let put = t
+            .put_file_host_hashed(&local, REMOTE, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(
+            matches!(&put.host, Followed::Failed(_)),
+            "{name}: {:?}",
+            put.host
+        );
+        let on_disk = fleet.host(name).host_path(REMOTE);
+        assert!(std::fs::read(&on_disk).unwrap() == data, "{name}: landed");
+    }
+}
