@@ -8,6 +8,10 @@
 //! The simulated host (winsim: WinRM and the follow-hash script) runs in this process and is
 //! started before the clock starts, as a real host is up before a deploy reaches it.
 //!
+//! Prints the seconds, the bytes, and the CPU seconds the whole machine was busy meanwhile (all
+//! processes: hive, the simulated host's hash, smbd), which shows what a 2-core machine that is
+//! both orchestrator and host can give.
+//!
 //! Usage: stage_bench SMB_HOST SMB_PORT SHARE SHARE_ROOT USER UID GID LOCAL
 //! The password comes from HIVE_BENCH_SMB_PASSWORD (never the command line). UID and GID own the
 //! staging folder on disk, so Samba (logged on as USER) may write there.
@@ -109,6 +113,7 @@ async fn run() -> Result<String, String> {
             connect: Duration::from_secs(5),
             operation: Duration::from_secs(60),
         };
+        let cpu_before = machine_busy_secs();
         let started = Instant::now();
         let mut target = NetworkConnector::new(timeouts)
             .open(&host, &Secret::new(password.clone()))
@@ -118,9 +123,10 @@ async fn run() -> Result<String, String> {
             .await
             .map_err(|e| e.to_string())?;
         let secs = started.elapsed().as_secs_f64();
+        let cpu = machine_busy_secs() - cpu_before;
         match put.host {
             Followed::Hashed { bytes, sha256 } if sha256 == want => {
-                Ok(format!("{secs:.4} {bytes}"))
+                Ok(format!("{secs:.4} {bytes} {cpu:.2}"))
             }
             other => Err(format!("the host's hash is not the file's: {other:?}")),
         }
@@ -128,6 +134,29 @@ async fn run() -> Result<String, String> {
     .await;
     let _ = std::fs::remove_dir_all(&drives);
     result
+}
+
+/// CPU seconds all cores spent outside idle and iowait since boot (/proc/stat; 0 where absent).
+fn machine_busy_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: u64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy as f64 / 100.0
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<String> {

@@ -53,6 +53,13 @@ pub struct DeployOptions {
     /// Reboots one host may take in one deploy (an installer's own restart counts) before it
     /// is judged a reboot loop ([`super::reboot_loop`]).
     pub max_reboots: u32,
+    /// Installers at least this large are hashed by the host while they arrive, where the
+    /// transport can (see [`crate::remote::follow`]); smaller ones are hashed after the copy.
+    /// Why a floor: the follower is a PowerShell, and starting one takes a Windows host about
+    /// half a second, which a copy of a few megabytes does not hide; `certutil -hashfile` after
+    /// such a copy is quicker. From tens of megabytes the copy outlasts the start, and the hash
+    /// after the copy (about a second per gigabyte on the host) is what it saves.
+    pub hash_on_arrival_from: u64,
 }
 
 impl Default for DeployOptions {
@@ -73,6 +80,7 @@ impl Default for DeployOptions {
             qchain: None,
             cleanup: true,
             max_reboots: 3,
+            hash_on_arrival_from: 32 << 20,
         }
     }
 }

@@ -270,8 +270,9 @@ struct Copied {
     stamp: Option<FileStamp>,
 }
 
-/// Copy `local` in: with the host hashing it as it arrives where the transport can, else a plain
-/// copy whose sent bytes the orchestrator hashes.
+/// Copy `local` in: with the host hashing it as it arrives where the transport can and the file
+/// is large enough to be worth it ([`super::options::DeployOptions::hash_on_arrival_from`]),
+/// else a plain copy whose sent bytes the orchestrator hashes.
 async fn copy_with_progress(
     ctx: &mut HostContext<'_>,
     step: &Step,
@@ -281,7 +282,7 @@ async fn copy_with_progress(
 ) -> Result<Copied, RemoteError> {
     let counter = ctx.target.copy_progress();
     let (run, host, sink) = (ctx.run, ctx.host, ctx.sink);
-    if ctx.target.hashes_while_copying() {
+    if ctx.target.hashes_while_copying() && total >= ctx.options.hash_on_arrival_from {
         // The follower may wait as long as the copy takes: a large installer over a slow link.
         let timeout = ctx.options.command_timeout.max(FOLLOW_AT_LEAST);
         let put = ctx.target.put_file_host_hashed(local, remote, timeout);

@@ -220,6 +220,9 @@ pub fn fast_options() -> hive::deploy::DeployOptions {
         login_timeout: Duration::from_secs(8),
         settle_timeout: Duration::from_millis(1500),
         verify_timeout: Duration::from_secs(20),
+        // The simulated installers are small: have the hosts hash every one as it arrives, so
+        // the deploy tests go through that path (tests/remote_follow.rs has the large files).
+        hash_on_arrival_from: 0,
         ..Default::default()
     }
 }
