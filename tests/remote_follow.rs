@@ -175,3 +175,48 @@ async fn without_a_usable_powershell_the_file_still_lands_and_says_why() {
         assert!(std::fs::read(&on_disk).unwrap() == data, "{name}: landed");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_waits_while_another_handle_refuses_writers() {
+    let fleet = SimFleet::start("follow-busy", FLEET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(2 << 20);
+    let local = dir.path().join("big.exe");
+    std::fs::write(&local, &data).unwrap();
+    // Another connection (a handle the server has not let go of yet, an antivirus scan) holds
+    // the file the way hive's own uploads do: nobody else may write it.
+    let inv = fleet.inventory_host("WS2019");
+    let creds = hive_smb::Credentials::password(&inv.user, fleet.secret.expose());
+    let other = hive_smb::SmbShare::connect(
+        &inv.smb_address,
+        inv.smb_port,
+        &inv.smb_share,
+        &creds,
+        &hive_smb::SmbConfig::default(),
+    )
+    .await
+    .expect("a second SMB connection");
+    let in_share = hive::remote::share_path(&inv.smb_root, REMOTE).unwrap();
+    let (parent, _) = in_share.rsplit_once('\\').unwrap();
+    other.create_dir_all(parent).await.unwrap();
+    let held = other.begin_upload(&local, &in_share).await.unwrap();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        held.close().await.unwrap();
+    };
+    let mut t = target(&fleet, "WS2019");
+    let started = std::time::Instant::now();
+    let (put, ()) = tokio::join!(
+        t.put_file_host_hashed(&local, REMOTE, Duration::from_secs(60)),
+        release
+    );
+    let put = put.expect("the copy, once the other handle is gone");
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert_eq!(
+        put.host,
+        Followed::Hashed {
+            bytes: data.len() as u64,
+            sha256: sha_hex(&data)
+        }
+    );
+}

@@ -195,6 +195,33 @@ impl SecretSource for NoPrompt {
     }
 }
 
+/// Runs an SMB open again while another handle refuses it (a sharing violation), for at most
+/// `patience`, waiting longer each time.
+///
+/// Why: hive's uploads refuse other writers, and a server that has not yet noticed a connection
+/// hive lost still holds that connection's handle, so the copy resumed on a new connection meets
+/// its own old handle until the server lets it go. An antivirus scan of a fresh file can hold it
+/// the same way for a moment. Waiting is what copy tools do (robocopy's /R /W).
+async fn while_in_use<T, F, Fut>(patience: Duration, mut open: F) -> Result<T, hive_smb::SmbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, hive_smb::SmbError>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut wait = Duration::from_millis(100);
+    loop {
+        match open().await {
+            Err(hive_smb::SmbError::SharingViolation { .. })
+                if tokio::time::Instant::now() + wait < deadline =>
+            {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A file's size and last write time over SMB; `None` when it is gone or has no write time.
 async fn stamp_of(
     share: &hive_smb::SmbShare,
@@ -263,11 +290,12 @@ impl Target for WinrmTarget {
         Box::pin(async move {
             let path = self.share_path(remote)?;
             let copied = self.copied.clone();
+            let patience = self.timeouts.operation;
             let share = self.share().await?;
             if let Some((dir, _)) = path.rsplit_once('\\') {
                 share.create_dir_all(dir).await?;
             }
-            let r = share.upload_counting(local, &path, &copied).await?;
+            let r = while_in_use(patience, || share.upload_counting(local, &path, &copied)).await?;
             Ok(PutReport {
                 bytes: r.bytes,
                 resumed_from: r.resumed_from,
@@ -296,6 +324,7 @@ impl Target for WinrmTarget {
                 smb,
                 copied,
                 name,
+                timeouts,
                 ..
             } = self;
             let share = smb
@@ -311,7 +340,8 @@ impl Target for WinrmTarget {
             }
             // Opened (and its resume point settled) before the follower starts, so the follower
             // never sees bytes that are about to be cut off.
-            let mut upload = share.begin_upload(local, &path).await?;
+            let mut upload =
+                while_in_use(timeouts.operation, || share.begin_upload(local, &path)).await?;
             let script = follow::script(remote, upload.lag_bound(), follow::IDLE);
             let mut follower = Box::pin(session.run_powershell(&script, Some(timeout)));
             let mut copy = Box::pin(async {
