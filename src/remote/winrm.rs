@@ -111,9 +111,7 @@ impl WinrmTarget {
             .await?;
             self.smb = Some(share);
         }
-        self.smb
-            .as_ref()
-            .ok_or_else(|| RemoteError::Failed(format!("{}: SMB share not connected", self.name)))
+        connected(&self.smb, &self.name)
     }
 
     /// The SMB password a certificate reference's `smb=` names.
@@ -193,6 +191,23 @@ impl SecretSource for NoPrompt {
     fn prompt(&mut self, _label: &str) -> Result<Secret, String> {
         Err("cannot ask for a password while copying files".into())
     }
+}
+
+/// The share [`WinrmTarget::share`] connected (it connects before anyone asks for this).
+fn connected<'a>(
+    smb: &'a Option<hive_smb::SmbShare>,
+    name: &str,
+) -> Result<&'a hive_smb::SmbShare, RemoteError> {
+    smb.as_ref()
+        .ok_or_else(|| RemoteError::Failed(format!("{name}: SMB share not connected")))
+}
+
+/// Creates the folders above a path inside the share, as a copy into it needs.
+async fn create_parent(share: &hive_smb::SmbShare, path: &str) -> Result<(), RemoteError> {
+    if let Some((dir, _)) = path.rsplit_once('\\') {
+        share.create_dir_all(dir).await?;
+    }
+    Ok(())
 }
 
 /// Runs an SMB open again while another handle refuses it (a sharing violation), for at most
@@ -292,9 +307,7 @@ impl Target for WinrmTarget {
             let copied = self.copied.clone();
             let patience = self.timeouts.operation;
             let share = self.share().await?;
-            if let Some((dir, _)) = path.rsplit_once('\\') {
-                share.create_dir_all(dir).await?;
-            }
+            create_parent(share, &path).await?;
             let r = while_in_use(patience, || share.upload_counting(local, &path, &copied)).await?;
             Ok(PutReport {
                 bytes: r.bytes,
@@ -327,12 +340,8 @@ impl Target for WinrmTarget {
                 timeouts,
                 ..
             } = self;
-            let share = smb
-                .as_ref()
-                .ok_or_else(|| RemoteError::Failed(format!("{name}: SMB share not connected")))?;
-            if let Some((dir, _)) = path.rsplit_once('\\') {
-                share.create_dir_all(dir).await?;
-            }
+            let share = connected(smb, name)?;
+            create_parent(share, &path).await?;
             // A marker left by a copy that broke off would end the follower at once.
             match share.remove_file(&marker_path).await {
                 Ok(()) | Err(hive_smb::SmbError::NotFound { .. }) => {}
