@@ -28,11 +28,13 @@ impl TestAgent {
             socket,
             _dir: dir,
         };
+        // The socket file appears when ssh-agent binds it, a moment before it listens: until a
+        // connection is accepted, ssh-add may meet "Connection refused".
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !agent.socket.exists() {
+        while std::os::unix::net::UnixStream::connect(&agent.socket).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
-                "ssh-agent socket never appeared"
+                "ssh-agent never accepted a connection on its socket"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
