@@ -8,9 +8,10 @@
 //! The simulated host (winsim: WinRM and the follow-hash script) runs in this process and is
 //! started before the clock starts, as a real host is up before a deploy reaches it.
 //!
-//! Prints the seconds, the bytes, and the CPU seconds the whole machine was busy meanwhile (all
+//! Prints the seconds, the bytes, the CPU seconds the whole machine was busy meanwhile (all
 //! processes: hive, the simulated host's hash, smbd), which shows what a 2-core machine that is
-//! both orchestrator and host can give.
+//! both orchestrator and host can give, and the CPU seconds of this process alone meanwhile (hive's
+//! client and the simulated host's hash; smbd is the one part outside).
 //!
 //! Usage: stage_bench SMB_HOST SMB_PORT SHARE SHARE_ROOT USER UID GID LOCAL
 //! The password comes from HIVE_BENCH_SMB_PASSWORD (never the command line). UID and GID own the
@@ -114,6 +115,7 @@ async fn run() -> Result<String, String> {
             operation: Duration::from_secs(60),
         };
         let cpu_before = machine_busy_secs();
+        let own_before = own_cpu_secs();
         let started = Instant::now();
         let mut target = NetworkConnector::new(timeouts)
             .open(&host, &Secret::new(password.clone()))
@@ -124,9 +126,10 @@ async fn run() -> Result<String, String> {
             .map_err(|e| e.to_string())?;
         let secs = started.elapsed().as_secs_f64();
         let cpu = machine_busy_secs() - cpu_before;
+        let own = own_cpu_secs() - own_before;
         match put.host {
             Followed::Hashed { bytes, sha256 } if sha256 == want => {
-                Ok(format!("{secs:.4} {bytes} {cpu:.2}"))
+                Ok(format!("{secs:.4} {bytes} {cpu:.2} {own:.2}"))
             }
             other => Err(format!("the host's hash is not the file's: {other:?}")),
         }
@@ -157,6 +160,26 @@ fn machine_busy_secs() -> f64 {
         .map(|(_, v)| v)
         .sum();
     busy as f64 / 100.0
+}
+
+/// User + system CPU seconds of this process so far (/proc/self/stat; 0 where absent).
+fn own_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces: state is the
+    // first, utime the 12th, stime the 13th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 fn sha256_of(path: &Path) -> std::io::Result<String> {
