@@ -199,7 +199,7 @@ async fn a_copy_waits_while_another_handle_refuses_writers() {
     let in_share = hive::remote::share_path(&inv.smb_root, REMOTE).unwrap();
     let (parent, _) = in_share.rsplit_once('\\').unwrap();
     other.create_dir_all(parent).await.unwrap();
-    let held = other.begin_upload(&local, &in_share).await.unwrap();
+    let held = other.begin_upload(&local, &in_share, true).await.unwrap();
     let release = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         held.close().await.unwrap();

@@ -349,12 +349,14 @@ impl Target for WinrmTarget {
             }
             // Opened (and its resume point settled) before the follower starts, so the follower
             // never sees bytes that are about to be cut off.
-            let mut upload =
-                while_in_use(timeouts.operation, || share.begin_upload(local, &path)).await?;
+            let mut upload = while_in_use(timeouts.operation, || {
+                share.begin_upload(local, &path, false)
+            })
+            .await?;
             let script = follow::script(remote, upload.lag_bound(), follow::IDLE);
             let mut follower = Box::pin(session.run_powershell(&script, Some(timeout)));
             let mut copy = Box::pin(async {
-                let sent = upload.send(copied, false).await?;
+                let sent = upload.send(copied).await?;
                 share.touch(&marker_path).await?;
                 Ok::<_, hive_smb::SmbError>(sent)
             });

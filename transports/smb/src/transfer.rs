@@ -80,9 +80,13 @@ pub struct HeldUpload<'a> {
     local_len: u64,
     file: Arc<File>,
     resumed_from: u64,
-    /// The verified prefix's SHA-256 state, until [`HeldUpload::send`] takes it (`None` also
-    /// before the prefix is settled and after a send: a second send is refused).
+    /// Whether the local file's SHA-256 is computed (see [`SmbShare::begin_upload`]).
+    hash_locally: bool,
+    /// The verified prefix's SHA-256 state, when hashing locally, until [`HeldUpload::send`]
+    /// takes it.
     prefix_hash: Option<Sha256>,
+    /// Set by [`HeldUpload::send`]: a second send is refused.
+    sent: bool,
 }
 
 /// The share access of a held upload's open: other opens may read the file (the host's follower
@@ -190,7 +194,7 @@ impl SmbShare {
         sent: &AtomicU64,
     ) -> Result<UploadReport, SmbError> {
         sent.store(0, Ordering::Relaxed);
-        let mut held = self.begin_upload(local, remote).await?;
+        let mut held = self.begin_upload(local, remote, true).await?;
         let result = held.send_and_verify(sent).await;
         let closed = held.close().await;
         let report = result?;
@@ -213,10 +217,15 @@ impl SmbShare {
     ///   below the file's current size on the server minus the lag bound is written and final.
     ///   For that to hold from the start, an unverified tail left by an earlier, broken upload
     ///   is cut off here (the file is truncated to the verified prefix).
+    ///
+    /// `hash_locally`: compute the local file's SHA-256 on the way, verified prefix included
+    /// (needed to verify by reading back, or to compare with a catalog); off when the host
+    /// hashes the file itself, which spares a core a full pass over the file.
     pub async fn begin_upload(
         &self,
         local: &Path,
         remote: &str,
+        hash_locally: bool,
     ) -> Result<HeldUpload<'_>, SmbError> {
         let path = self.parse(remote, "upload")?;
         let unc = self.unc(&path);
@@ -245,7 +254,9 @@ impl SmbShare {
             local_len,
             file,
             resumed_from: 0,
+            hash_locally,
             prefix_hash: None,
+            sent: false,
         };
         match held.settle().await {
             Ok(()) => Ok(held),
@@ -282,7 +293,7 @@ impl SmbShare {
     }
 
     /// Reads the remote file's first `remote_len` bytes back and returns how many of them, in
-    /// whole chunks from the start, equal the local file; feeds those into `hasher`.
+    /// whole chunks from the start, equal the local file; feeds those into `hasher`, if any.
     async fn verified_prefix(
         &self,
         file: &Arc<File>,
@@ -290,7 +301,7 @@ impl SmbShare {
         local: &Path,
         local_file: &Arc<std::fs::File>,
         remote_len: u64,
-        hasher: &mut Sha256,
+        mut hasher: Option<&mut Sha256>,
     ) -> Result<u64, SmbError> {
         let chunk = self.chunk_size() as u64;
         let mut reads = self.start_reads(file, path, 0, remote_len);
@@ -306,7 +317,9 @@ impl SmbShare {
             if local_chunk != remote_chunk || (want as u64) < chunk.min(remote_len - offset) {
                 break;
             }
-            hasher.update(&local_chunk);
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&local_chunk);
+            }
             offset += want as u64;
             self.refill_reads(&mut reads, file, path, remote_len);
         }
@@ -539,24 +552,20 @@ impl HeldUpload<'_> {
     /// the server's size then equals the local file's. Does not close: until
     /// [`HeldUpload::close`], other writers stay shut out.
     ///
-    /// `hash_locally`: compute the local file's SHA-256 on the way (needed to verify by reading
-    /// back, or to compare with a catalog); off when the host hashes the file itself.
+    /// The report carries the local file's SHA-256 when the upload was begun with
+    /// `hash_locally`.
     ///
     /// On a full disk the file is emptied before the error is returned (a partial installer is
     /// useless, and the space is needed). Call it once: a second call is refused.
-    pub async fn send(
-        &mut self,
-        sent: &AtomicU64,
-        hash_locally: bool,
-    ) -> Result<SentReport, SmbError> {
+    pub async fn send(&mut self, sent: &AtomicU64) -> Result<SentReport, SmbError> {
         let share = self.share;
         let unc = share.unc(&self.path);
         let ctx = share.ctx(&unc, "upload");
-        let Some(prefix_hash) = self.prefix_hash.take() else {
+        if std::mem::replace(&mut self.sent, true) {
             return Err(ctx.other("this held upload was already sent".into()));
-        };
+        }
         sent.store(self.resumed_from, Ordering::Relaxed);
-        let hasher = hash_locally.then_some(prefix_hash);
+        let hasher = self.prefix_hash.take();
         let hasher = match self.send_range(hasher, sent).await {
             Ok(h) => h,
             Err(e) => {
@@ -586,15 +595,15 @@ impl HeldUpload<'_> {
     }
 
     /// Where sending resumes: a remote file longer than the local one is emptied; otherwise its
-    /// prefix equal to the local file (whole chunks, read back) is kept and hashed, and anything
-    /// after it is cut off, so that no byte on the server is one hive may still overwrite beyond
-    /// the lag bound.
+    /// prefix equal to the local file (whole chunks, read back) is kept (and hashed, when hashing
+    /// locally), and anything after it is cut off, so that no byte on the server is one hive may
+    /// still overwrite beyond the lag bound.
     async fn settle(&mut self) -> Result<(), SmbError> {
         let share = self.share;
         let unc = share.unc(&self.path);
         let ctx = share.ctx(&unc, "upload");
         let remote_len = share.file_size(&self.file, &self.path).await?;
-        let mut hasher = Sha256::new();
+        let mut hasher = self.hash_locally.then(Sha256::new);
         let resumed_from = if remote_len == 0 || remote_len > self.local_len {
             0
         } else {
@@ -605,7 +614,7 @@ impl HeldUpload<'_> {
                     &self.local,
                     &self.local_file,
                     remote_len,
-                    &mut hasher,
+                    hasher.as_mut(),
                 )
                 .await?
         };
@@ -619,7 +628,7 @@ impl HeldUpload<'_> {
             tracing::info!(path = %unc, resumed_from, "resuming upload after the verified prefix");
         }
         self.resumed_from = resumed_from;
-        self.prefix_hash = Some(hasher);
+        self.prefix_hash = hasher;
         Ok(())
     }
 
@@ -629,7 +638,7 @@ impl HeldUpload<'_> {
         let share = self.share;
         let unc = share.unc(&self.path);
         let ctx = share.ctx(&unc, "upload");
-        let report = self.send(sent, true).await?;
+        let report = self.send(sent).await?;
         let Some(sha256) = report.sha256 else {
             return Err(ctx.other("the upload computed no local SHA-256".into()));
         };

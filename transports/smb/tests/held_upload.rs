@@ -30,7 +30,7 @@ async fn writers_are_refused(other: &SmbShare, local: &std::path::Path, remote: 
         .await
         .expect_err("must be refused");
     assert_sharing_violation(&err, remote);
-    let err = other.begin_upload(local, remote).await.err().unwrap();
+    let err = other.begin_upload(local, remote, true).await.err().unwrap();
     assert_sharing_violation(&err, remote);
     let err = other.touch(remote).await.expect_err("must be refused");
     assert_sharing_violation(&err, remote);
@@ -47,7 +47,7 @@ async fn a_held_upload_shuts_out_other_writers_but_not_readers() {
     let intruder = local_file(tmp.path(), "other.msu", &data(MIB, 32));
     let remote = unique("held.msu");
 
-    let mut held = hive.begin_upload(&local, &remote).await.unwrap();
+    let mut held = hive.begin_upload(&local, &remote, true).await.unwrap();
     assert_eq!(held.resumed_from(), 0);
     assert_eq!(held.len(), body.len() as u64);
     // Before any byte is sent: others cannot write, but can open it to read.
@@ -56,7 +56,7 @@ async fn a_held_upload_shuts_out_other_writers_but_not_readers() {
     assert_eq!(other.stat(&remote).await.unwrap().size, 0);
 
     let sent = AtomicU64::new(0);
-    let report = held.send(&sent, true).await.unwrap();
+    let report = held.send(&sent).await.unwrap();
     assert_eq!(report.bytes, body.len() as u64);
     assert_eq!(report.resumed_from, 0);
     assert_eq!(report.sha256, Some(sha256(&body)));
@@ -72,7 +72,7 @@ async fn a_held_upload_shuts_out_other_writers_but_not_readers() {
         &body[MIB - 3..MIB + 7]
     );
     // A second send is refused rather than sending the file again.
-    assert!(held.send(&sent, true).await.is_err());
+    assert!(held.send(&sent).await.is_err());
 
     held.close().await.unwrap();
     // Closed: the other connection may write it now.
@@ -149,13 +149,13 @@ async fn a_follower_never_sees_a_byte_below_the_lag_bound_change() {
     let local = local_file(tmp.path(), "followed.msu", &body);
     let remote = unique("followed.msu");
 
-    let mut held = hive.begin_upload(&local, &remote).await.unwrap();
+    let mut held = hive.begin_upload(&local, &remote, false).await.unwrap();
     let lag = held.lag_bound();
     assert_eq!(lag, 4 * 64 * 1024);
     let done = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let send = async {
-        let r = held.send(&sent, false).await;
+        let r = held.send(&sent).await;
         done.store(true, Ordering::SeqCst);
         r
     };
@@ -208,9 +208,9 @@ async fn a_held_upload_may_skip_the_local_hash_and_still_resumes() {
 
     // Fresh, no local hash: the right bytes, and no hash.
     let remote = unique("nohash.msu");
-    let mut held = conn.begin_upload(&local, &remote).await.unwrap();
+    let mut held = conn.begin_upload(&local, &remote, false).await.unwrap();
     let sent = AtomicU64::new(0);
-    let report = held.send(&sent, false).await.unwrap();
+    let report = held.send(&sent).await.unwrap();
     held.close().await.unwrap();
     assert_eq!(report.bytes, body.len() as u64);
     assert_eq!(report.resumed_from, 0);
@@ -225,14 +225,14 @@ async fn a_held_upload_may_skip_the_local_hash_and_still_resumes() {
     on_server.extend_from_slice(&data(MIB / 2, 99));
     std::fs::write(&partial, &on_server).unwrap();
     give_to_smb_user(&partial);
-    let mut held = conn.begin_upload(&local, &remote).await.unwrap();
+    let mut held = conn.begin_upload(&local, &remote, false).await.unwrap();
     assert_eq!(held.resumed_from(), 5 * MIB as u64);
     assert_eq!(
         std::fs::metadata(&partial).unwrap().len(),
         5 * MIB as u64,
         "the unverified tail must be cut off before sending"
     );
-    let report = held.send(&sent, false).await.unwrap();
+    let report = held.send(&sent).await.unwrap();
     held.close().await.unwrap();
     assert_eq!(report.resumed_from, 5 * MIB as u64);
     assert_eq!(report.sha256, None);
@@ -242,9 +242,9 @@ async fn a_held_upload_may_skip_the_local_hash_and_still_resumes() {
     // the remote file ends, when all of it matches).
     std::fs::write(&partial, &body[..3 * MIB + 5]).unwrap();
     give_to_smb_user(&partial);
-    let mut held = conn.begin_upload(&local, &remote).await.unwrap();
+    let mut held = conn.begin_upload(&local, &remote, true).await.unwrap();
     assert_eq!(held.resumed_from(), 3 * MIB as u64 + 5);
-    let report = held.send(&sent, true).await.unwrap();
+    let report = held.send(&sent).await.unwrap();
     held.close().await.unwrap();
     assert_eq!(report.sha256, Some(sha256(&body)));
     assert_eq!(std::fs::read(&partial).unwrap(), body);
@@ -254,9 +254,9 @@ async fn a_held_upload_may_skip_the_local_hash_and_still_resumes() {
     longer.extend_from_slice(b"tail");
     std::fs::write(&partial, &longer).unwrap();
     give_to_smb_user(&partial);
-    let mut held = conn.begin_upload(&local, &remote).await.unwrap();
+    let mut held = conn.begin_upload(&local, &remote, false).await.unwrap();
     assert_eq!(held.resumed_from(), 0);
-    let report = held.send(&sent, false).await.unwrap();
+    let report = held.send(&sent).await.unwrap();
     held.close().await.unwrap();
     assert_eq!(report.bytes, body.len() as u64);
     assert_eq!(std::fs::read(&partial).unwrap(), body);
@@ -271,9 +271,9 @@ async fn a_full_disk_during_a_held_send_gives_the_space_back() {
     let tmp = tempfile::tempdir().unwrap();
     let local = local_file(tmp.path(), "big", &data(capacity + 4 * MIB, 37));
     let name = unique("held-too-big");
-    let mut held = conn.begin_upload(&local, &name).await.unwrap();
+    let mut held = conn.begin_upload(&local, &name, false).await.unwrap();
     let err = held
-        .send(&AtomicU64::new(0), false)
+        .send(&AtomicU64::new(0))
         .await
         .expect_err("must not fit");
     assert!(matches!(err, SmbError::DiskFull { .. }), "{err:?}");
