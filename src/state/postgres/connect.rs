@@ -199,37 +199,52 @@ impl Db {
         self.round_trips.load(Ordering::Relaxed)
     }
 
-    async fn connect(&self) -> Result<Arc<Client>, StateError> {
-        self.try_connect().await.map_err(|(e, _)| e)
-    }
-
     /// The first connection of the process. A coordinator or worker started while the database
     /// restarts (or before it is up) waits for it, saying so once, as a running one does; what
     /// waiting cannot fix (authentication, an unknown database, a refused certificate) fails at
     /// once, and so does a database still unreachable after [`START_WAIT`].
     async fn connect_at_start(&self) -> Result<Arc<Client>, StateError> {
-        let until = std::time::Instant::now() + START_WAIT;
+        self.connect_waiting(Some(std::time::Instant::now() + START_WAIT))
+            .await
+    }
+
+    /// Connects, retrying with a growing pause (0.1 s to 2 s) and saying once that it waits. With
+    /// a deadline (the start of a process), only a failure that waiting may fix is retried, and
+    /// only until then; without one (a running process that lost its connection), every failure
+    /// is retried for as long as it takes: a database restart pauses the work, it does not fail
+    /// it, and a restart may briefly refuse logons too.
+    async fn connect_waiting(
+        &self,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Arc<Client>, StateError> {
         let mut pause = Duration::from_millis(100);
         loop {
-            match self.try_connect().await {
+            let e = match self.try_connect().await {
                 Ok(c) => {
                     if self.waiting.swap(false, Ordering::Relaxed) {
-                        eprintln!("state database {} is up; going on", self.url);
+                        let state = if deadline.is_some() { "up" } else { "back" };
+                        eprintln!("state database {} is {state}; going on", self.url);
                     }
                     return Ok(c);
                 }
-                Err((e, true)) if std::time::Instant::now() < until => {
-                    if !self.waiting.swap(true, Ordering::Relaxed) {
-                        eprintln!(
-                            "{e}; waiting up to {} s for it to come up",
-                            START_WAIT.as_secs()
-                        );
+                Err((e, transient)) => match deadline {
+                    Some(until) if !transient || std::time::Instant::now() >= until => {
+                        return Err(e);
                     }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                    _ => e,
+                },
+            };
+            if !self.waiting.swap(true, Ordering::Relaxed) {
+                match deadline {
+                    Some(_) => eprintln!(
+                        "{e}; waiting up to {} s for it to come up",
+                        START_WAIT.as_secs()
+                    ),
+                    None => eprintln!("{e}; waiting for it to come back"),
                 }
-                Err((e, _)) => return Err(e),
             }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -266,32 +281,16 @@ impl Db {
 
     /// The connection, reconnecting (and waiting as long as it takes) when it was lost: a
     /// database restart pauses the work, it does not fail it.
-    async fn client(&self) -> Arc<Client> {
+    async fn client(&self) -> Result<Arc<Client>, StateError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref()
             && !c.is_closed()
         {
-            return c.clone();
+            return Ok(c.clone());
         }
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.connect().await {
-                Ok(c) => {
-                    if self.waiting.swap(false, Ordering::Relaxed) {
-                        eprintln!("state database {} is back; going on", self.url);
-                    }
-                    *slot = Some(c.clone());
-                    return c;
-                }
-                Err(e) => {
-                    if !self.waiting.swap(true, Ordering::Relaxed) {
-                        eprintln!("{e}; waiting for it to come back");
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
+        let c = self.connect_waiting(None).await?;
+        *slot = Some(c.clone());
+        Ok(c)
     }
 
     fn error(&self, e: tokio_postgres::Error) -> StateError {
@@ -315,7 +314,7 @@ impl Db {
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<Row>, StateError> {
         loop {
-            let c = self.client().await;
+            let c = self.client().await?;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
             match c.query_typed(sql, params).await {
                 Ok(rows) => return Ok(rows),
@@ -335,7 +334,7 @@ impl Db {
 
     /// Several statements in one transaction (migrations), sent as one batch.
     pub async fn batch(&self, sql: &str) -> Result<(), StateError> {
-        let c = self.client().await;
+        let c = self.client().await?;
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         c.batch_execute(sql).await.map_err(|e| self.error(e))
     }
