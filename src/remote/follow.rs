@@ -9,7 +9,9 @@
 //! - the follower reads only bytes that are final: hive's writes never run more than the upload's
 //!   lag bound ahead of its lowest unanswered write, so everything below the file's size minus
 //!   that bound has been written, and hive writes each byte once. The rest is read after hive
-//!   creates the "all sent" marker beside the file, which it does once every write was answered;
+//!   creates the "all sent" marker beside the file, which it does once every write was answered
+//!   (once seen, the marker counts even if removed: a follower abandoned with a broken copy then
+//!   ends with the next copy's marker instead of waiting out its idle limit);
 //! - the hash covers the file from its first byte to its final size, and the caller compares both
 //!   the size and the hash with what it expects. A follower that cannot answer, or answers with
 //!   another hash, makes the caller hash the file again after the copy, the old way.
@@ -66,8 +68,9 @@ try {{
     $buffer = New-Object byte[] 1048576
     $done = [long]0
     $seen = [long]-1
+    $last = $false
     while ($true) {{
-        $last = [System.IO.File]::Exists($sent)
+        if (-not $last) {{ $last = [System.IO.File]::Exists($sent) }}
         $size = $stream.Length
         if ($size -ne $seen) {{ $seen = $size; $quiet = [DateTime]::UtcNow }}
         $upto = $size

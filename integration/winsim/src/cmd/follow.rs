@@ -116,8 +116,11 @@ fn follow(
     let mut buffer = vec![0u8; 1 << 20];
     let mut done = 0u64;
     let mut seen = None;
+    // Once seen, the marker stays seen: removing it (hive does, after the answer) must not send
+    // the loop back to waiting for bytes that will never come.
+    let mut last = false;
     loop {
-        let last = sent.exists();
+        last = last || sent.exists();
         let size = stream.metadata().map_err(|e| exception_of(&e))?.len();
         if seen != Some(size) {
             seen = Some(size);
@@ -212,6 +215,37 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect::<String>();
         assert_eq!(got, (data.len() as u64, want));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A follower left behind by a copy that broke off sees the next copy's marker only while
+    /// that copy's own follower answers; hive then removes it. It must still end.
+    #[test]
+    fn a_marker_once_seen_counts_after_it_is_removed() {
+        let dir = std::env::temp_dir().join(format!("winsim-follow-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, sent) = (dir.join("f.bin"), dir.join("f.bin.hive-sent"));
+        let data: Vec<u8> = (0..64u32 << 20).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&file, &data).unwrap();
+        let _ = std::fs::remove_file(&sent);
+        let marker = {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                std::fs::write(&sent, b"").unwrap();
+                // Long enough for one 10 ms poll to see it, shorter than hashing 64 MiB.
+                std::thread::sleep(Duration::from_millis(25));
+                std::fs::remove_file(&sent).unwrap();
+            })
+        };
+        // Everything is "behind": nothing is read before the marker.
+        let got = follow(&file, &sent, 64 << 20, Duration::from_millis(800));
+        marker.join().unwrap();
+        let want = sha2::Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>();
+        assert_eq!(got, Ok((data.len() as u64, want)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
