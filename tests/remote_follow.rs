@@ -220,3 +220,123 @@ async fn a_copy_waits_while_another_handle_refuses_writers() {
         }
     );
 }
+
+/// A TCP relay to `upstream` whose first connection goes silent, in both directions, once the
+/// client has sent `dark_after` bytes: both sockets stay open, so the server never learns that
+/// the client gave up (a link that went dark, not one that was reset). Later connections pass.
+async fn relay_that_goes_dark(upstream: std::net::SocketAddr, dark_after: u64) -> u16 {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            if !std::mem::take(&mut first) {
+                tokio::spawn(async move {
+                    let (mut c, mut s) = (client, server);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut s).await;
+                });
+                continue;
+            }
+            let dark = Arc::new(AtomicBool::new(false));
+            let sent = Arc::new(AtomicU64::new(0));
+            let (mut c_read, mut c_write) = client.into_split();
+            let (mut s_read, mut s_write) = server.into_split();
+            let (dark_up, dark_down) = (dark.clone(), dark);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = match c_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if sent.fetch_add(n as u64, Ordering::SeqCst) + n as u64 > dark_after {
+                        dark_up.store(true, Ordering::SeqCst);
+                    }
+                    if dark_up.load(Ordering::SeqCst) || s_write.write_all(&buf[..n]).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                // Silent from here on, with both sockets held open.
+                std::future::pending::<()>().await;
+                drop((c_read, s_write));
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = match s_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if dark_down.load(Ordering::SeqCst)
+                        || c_write.write_all(&buf[..n]).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                std::future::pending::<()>().await;
+                drop((s_read, c_write));
+            });
+        }
+    });
+    port
+}
+
+/// The link to the host goes silent mid-copy. The server still holds the copy's open, which
+/// shuts out writers; the copy that resumes on a new connection names the lost SMB session at
+/// logon, so the server ends it and the resumed copy gets the file at once, instead of waiting
+/// for the server to notice the silence (minutes) and failing first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_cut_off_by_a_silent_link_resumes_at_once_on_a_new_connection() {
+    let fleet = SimFleet::start("follow-dark", FLEET).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(24 << 20);
+    let local = dir.path().join("big.exe");
+    std::fs::write(&local, &data).unwrap();
+    let mut host = fleet.inventory_host("WS2019").clone();
+    let samba: std::net::SocketAddr = format!("{}:{}", host.smb_address, host.smb_port)
+        .parse()
+        .unwrap();
+    host.smb_port = relay_that_goes_dark(samba, 9 << 20).await;
+    host.smb_address = "127.0.0.1".into();
+    let operation = Duration::from_secs(3);
+    let mut t = NetworkConnector::new(Timeouts {
+        connect: Duration::from_secs(2),
+        operation,
+    })
+    .open(&host, &fleet.secret)
+    .expect("a target");
+
+    let first = t
+        .put_file_host_hashed(&local, REMOTE, Duration::from_secs(60))
+        .await;
+    assert!(
+        matches!(first, Err(hive::remote::RemoteError::TimedOut(_))),
+        "{first:?}"
+    );
+    t.disconnect();
+    let started = std::time::Instant::now();
+    let put = t
+        .put_file_host_hashed(&local, REMOTE, Duration::from_secs(60))
+        .await
+        .expect("the resumed copy");
+    assert!(
+        started.elapsed() < operation,
+        "the resumed copy waited for the lost session's open: {:?}",
+        started.elapsed()
+    );
+    assert!(put.resumed_from > 0, "resumed after the verified prefix");
+    assert_eq!(
+        put.host,
+        Followed::Hashed {
+            bytes: data.len() as u64,
+            sha256: sha_hex(&data)
+        }
+    );
+    let on_disk = fleet.host("WS2019").host_path(REMOTE);
+    assert!(std::fs::read(&on_disk).unwrap() == data, "the bytes landed");
+}

@@ -191,10 +191,12 @@ async fn stage_one(
     }
     let mut put = copy_with_progress(ctx, &step, local, remote, bytes).await;
     let mut lost = None;
-    if let Err(RemoteError::Unreachable(why)) = &put {
-        // A connection lost mid-copy (a network blip, a reset SMB session): once more on a new
-        // connection, which resumes after what is verifiably on the host. A host that is down
-        // fails again at once.
+    if let Err(RemoteError::Unreachable(why) | RemoteError::TimedOut(why)) = &put {
+        // A connection lost mid-copy (a network blip, a reset SMB session, a link that went
+        // silent until the operation timed out): once more on a new connection, which resumes
+        // after what is verifiably on the host (and names the old SMB session, so the host lets
+        // go of its open at once). A host that is down fails again at once, or after the
+        // connect timeout.
         lost = Some(why.clone());
         ctx.target.disconnect();
         put = copy_with_progress(ctx, &step, local, remote, bytes).await;

@@ -26,6 +26,10 @@ pub struct WinrmTarget {
     timeouts: Timeouts,
     session: hive_winrm::Session,
     smb: Option<hive_smb::SmbShare>,
+    /// The SMB session dropped by the last `disconnect`, named at the next logon so that the
+    /// host lets go of its files at once (a held upload's open would otherwise shut out the
+    /// copy that resumes it, until the host notices the old connection is gone).
+    dropped_session: Option<u64>,
     /// Bytes of the upload in progress on the host so far.
     copied: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -62,6 +66,7 @@ impl WinrmTarget {
             timeouts,
             session: hive_winrm::Session::new(cfg).map_err(RemoteError::from)?,
             smb: None,
+            dropped_session: None,
             copied: Default::default(),
         })
     }
@@ -70,10 +75,12 @@ impl WinrmTarget {
         if self.smb.is_none() {
             let config = hive_smb::SmbConfig {
                 connect_timeout: self.timeouts.connect,
+                op_timeout: self.timeouts.operation,
                 // Every staged file is then hashed by the host itself (deploy::stage's
                 // verify_on_target: certutil, Get-FileHash, or a read-back where the host has
                 // neither), so reading every byte back here would only check the same thing twice.
                 verify_by_reading_back: false,
+                replaces_session: self.dropped_session,
                 ..hive_smb::SmbConfig::default()
             };
             let password = match &self.smb_password {
@@ -109,6 +116,7 @@ impl WinrmTarget {
                 &config,
             )
             .await?;
+            self.dropped_session = None;
             self.smb = Some(share);
         }
         connected(&self.smb, &self.name)
@@ -447,7 +455,9 @@ impl Target for WinrmTarget {
 
     fn disconnect(&mut self) {
         self.session.client().disconnect();
-        self.smb = None;
+        if let Some(dropped) = self.smb.take() {
+            self.dropped_session = Some(dropped.session_id());
+        }
     }
 
     fn copy_progress(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {

@@ -88,6 +88,13 @@ pub struct SmbConfig {
     /// Read the whole file back after an upload and compare its SHA-256 with the local file's.
     /// Off, only the size is compared.
     pub verify_by_reading_back: bool,
+    /// The [`crate::SmbShare::session_id`] of an earlier connection to the same server, as the
+    /// same user, that was dropped after a network error. The server then ends that session
+    /// (closing its files) as soon as this logon succeeds. Without it, a server that never saw
+    /// the old connection close (a link that went dark, not one that was reset) keeps its
+    /// opens until its own keep-alive gives up, minutes later, and a held upload's open, which
+    /// shuts other writers out, blocks the very upload that resumes it.
+    pub replaces_session: Option<u64>,
 }
 
 impl Default for SmbConfig {
@@ -99,6 +106,7 @@ impl Default for SmbConfig {
             in_flight: 16,
             connect_retries: 6,
             verify_by_reading_back: true,
+            replaces_session: None,
         }
     }
 }

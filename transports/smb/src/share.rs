@@ -31,6 +31,7 @@ pub struct SmbShare {
     /// The server's largest read and write request (8 MiB on Samba); requests are cut to fit.
     pub(crate) max_read: usize,
     pub(crate) max_write: usize,
+    session_id: u64,
 }
 
 /// What [`SmbShare::stat`] reports.
@@ -124,6 +125,7 @@ impl SmbShare {
         };
         // Enough credits for `in_flight` requests of 1 MiB (16 credits each) at once.
         client_config.connection.credits_backlog = Some(512);
+        client_config.connection.previous_session_id = config.replaces_session;
         let client = Client::new(client_config);
         let unc = UncPath::from_str(&format!(r"\\{ip}\{share}"))
             .map_err(|e| ctx.other(format!("bad UNC path: {e}")))?;
@@ -141,6 +143,11 @@ impl SmbShare {
             }
         }
         let tree = client.get_tree(&unc).await.map_err(|e| ctx.smb(e))?;
+        let session_id = client
+            .get_session(&unc)
+            .await
+            .map_err(|e| ctx.smb(e))?
+            .session_id();
         let conn = client.get_connection_ip(ip).await.map_err(|e| ctx.smb(e))?;
         let negotiated = conn
             .conn_info()
@@ -154,7 +161,14 @@ impl SmbShare {
             config: config.clone(),
             max_read: (negotiated.0 as usize).max(64 * 1024),
             max_write: (negotiated.1 as usize).max(64 * 1024),
+            session_id,
         })
+    }
+
+    /// The server's id for this logon. After a network error, pass it to the next connection
+    /// as [`SmbConfig::replaces_session`] so the server lets go of this session's files.
+    pub fn session_id(&self) -> u64 {
+        self.session_id
     }
 
     /// Logs off and closes the connection.

@@ -299,3 +299,77 @@ async fn touch_leaves_an_empty_marker() {
     assert_eq!(std::fs::metadata(root.join(&marker)).unwrap().len(), 0);
     std::fs::remove_dir_all(root.join(&dir)).unwrap();
 }
+
+/// A link that goes dark mid-copy leaves the server holding the upload's open, which shuts out
+/// writers, so the copy that resumes on a new connection would be refused until the server's
+/// keep-alive gives up. Naming the lost session at logon (`replaces_session`) makes the server
+/// end it at once. Here the first connection simply stays open, unused: to the server it is
+/// exactly a session whose client went silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logon_that_replaces_a_lost_session_frees_its_held_upload() {
+    for kind in ["ADMIN", "SIGNED"] {
+        let (_, root) = share(kind);
+        let lost = connect_with(kind, &SmbConfig::default()).await;
+        let tmp = tempfile::tempdir().unwrap();
+        let body = data(6 * MIB + 99, 40);
+        let local = local_file(tmp.path(), "kb.msu", &body);
+        let remote = unique("lost-session.msu");
+        // Every byte was sent, but the link went dark before the close.
+        let mut held = lost.begin_upload(&local, &remote, false).await.unwrap();
+        held.send(&AtomicU64::new(0)).await.unwrap();
+
+        // A new connection that does not name it is shut out, as before.
+        let plain = connect_with(kind, &SmbConfig::default()).await;
+        let err = plain
+            .begin_upload(&local, &remote, true)
+            .await
+            .err()
+            .unwrap();
+        assert_sharing_violation(&err, &remote);
+
+        // One that names it gets the file at once, and the server has ended the old session.
+        let config = SmbConfig {
+            replaces_session: Some(lost.session_id()),
+            ..SmbConfig::default()
+        };
+        let fresh = connect_with(kind, &config).await;
+        assert_ne!(fresh.session_id(), lost.session_id());
+        let mut again = fresh
+            .begin_upload(&local, &remote, true)
+            .await
+            .expect("the replaced session's open must be gone");
+        let report = again.send(&AtomicU64::new(0)).await.unwrap();
+        again.close().await.unwrap();
+        assert_eq!(
+            report.resumed_from,
+            body.len() as u64,
+            "{kind}: whole file verified"
+        );
+        assert_eq!(report.sha256, Some(sha256(&body)));
+        assert_eq!(std::fs::read(root.join(&remote)).unwrap(), body);
+        assert!(
+            lost.stat(&remote).await.is_err(),
+            "{kind}: the replaced session must be ended"
+        );
+        // The connection that did not name it was left alone.
+        plain
+            .stat(&remote)
+            .await
+            .expect("an unrelated session lives on");
+        std::fs::remove_file(root.join(&remote)).unwrap();
+    }
+}
+
+/// Naming a session the server does not know (it already ended it, or another server issued
+/// it) changes nothing: the logon succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_an_unknown_session_is_harmless() {
+    let config = SmbConfig {
+        replaces_session: Some(0x0123_4567_89ab_cdef),
+        ..SmbConfig::default()
+    };
+    let share = connect_with("ADMIN", &config).await;
+    let marker = unique("unknown-session.marker");
+    share.touch(&marker).await.expect("logged on and usable");
+    share.remove_file(&marker).await.unwrap();
+}

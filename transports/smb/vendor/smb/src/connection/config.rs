@@ -158,6 +158,13 @@ pub struct ConnectionConfig {
     /// their respective `set_*_info` counterparts (such as [`ResourceHandle::set_info`][crate::ResourceHandle::set_info]),
     /// [`Directory::query`][crate::Directory::query] and [`Directory::watch`][crate::Directory::watch] operations.
     pub default_transaction_size: Option<u32>,
+
+    /// hive fix: the session of an earlier connection to this server that was lost to a network
+    /// error, sent as SESSION_SETUP's PreviousSessionId (MS-SMB2 2.2.5, 3.3.5.5.3): once the new
+    /// logon succeeds for the same user, the server ends that session and closes its opens,
+    /// instead of keeping them until it notices the old connection is gone. The published crate
+    /// always sent 0.
+    pub previous_session_id: Option<u64>,
 }
 
 impl ConnectionConfig {

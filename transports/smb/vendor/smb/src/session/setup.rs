@@ -407,7 +407,16 @@ pub(crate) trait SessionSetupProperties {
         T: SessionSetupProperties,
     {
         let has_dfs = _setup.conn_info().negotiation.caps.dfs();
-        Ok(Self::_make_default_request(buffer, has_dfs))
+        let mut request = Self::_make_default_request(buffer, has_dfs);
+        // hive fix: a new session may name the one it replaces (see
+        // `ConnectionConfig::previous_session_id`); a binding never does.
+        if let (Some(previous), Ok(setup)) = (
+            _setup.conn_info().config.previous_session_id,
+            request.message.content.as_mut_sessionsetup(),
+        ) {
+            setup.previous_session_id = previous;
+        }
+        Ok(request)
     }
 
     async fn init_session<T>(
