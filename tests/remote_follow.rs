@@ -54,6 +54,23 @@ fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// What the host answers when it hashed all of `data`.
+fn hashed(data: &[u8]) -> Followed {
+    Followed::Hashed {
+        bytes: data.len() as u64,
+        sha256: sha_hex(data),
+    }
+}
+
+/// `data` is on `name`'s drive at `REMOTE`.
+fn assert_landed(fleet: &SimFleet, name: &str, data: &[u8]) {
+    let on_disk = fleet.host(name).host_path(REMOTE);
+    assert!(
+        std::fs::read(&on_disk).unwrap() == data,
+        "{name}: the bytes landed"
+    );
+}
+
 fn target(fleet: &SimFleet, name: &str) -> Box<dyn Target> {
     let timeouts = Timeouts {
         connect: Duration::from_secs(2),
@@ -93,15 +110,9 @@ async fn the_host_hashes_a_large_file_while_it_arrives() {
         .expect("the copy");
     assert_eq!(put.bytes, data.len() as u64);
     assert_eq!(put.resumed_from, 0);
-    assert_eq!(
-        put.host,
-        Followed::Hashed {
-            bytes: data.len() as u64,
-            sha256: sha_hex(&data)
-        }
-    );
+    assert_eq!(put.host, hashed(&data));
+    assert_landed(&fleet, "WS2019", &data);
     let on_disk = fleet.host("WS2019").host_path(REMOTE);
-    assert!(std::fs::read(&on_disk).unwrap() == data, "the bytes landed");
     let marker = fleet
         .host("WS2019")
         .host_path(&hive::remote::follow::sent_marker(REMOTE));
@@ -144,13 +155,7 @@ async fn a_resumed_copy_is_hashed_from_its_first_byte() {
         .await
         .expect("the copy");
     assert_eq!(put.resumed_from, 5 << 20);
-    assert_eq!(
-        put.host,
-        Followed::Hashed {
-            bytes: data.len() as u64,
-            sha256: sha_hex(&data)
-        }
-    );
+    assert_eq!(put.host, hashed(&data));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,8 +176,7 @@ async fn without_a_usable_powershell_the_file_still_lands_and_says_why() {
             "{name}: {:?}",
             put.host
         );
-        let on_disk = fleet.host(name).host_path(REMOTE);
-        assert!(std::fs::read(&on_disk).unwrap() == data, "{name}: landed");
+        assert_landed(&fleet, name, &data);
     }
 }
 
@@ -212,13 +216,7 @@ async fn a_copy_waits_while_another_handle_refuses_writers() {
     );
     let put = put.expect("the copy, once the other handle is gone");
     assert!(started.elapsed() >= Duration::from_millis(1400));
-    assert_eq!(
-        put.host,
-        Followed::Hashed {
-            bytes: data.len() as u64,
-            sha256: sha_hex(&data)
-        }
-    );
+    assert_eq!(put.host, hashed(&data));
 }
 
 /// A TCP relay to `upstream` whose first connection goes silent, in both directions, once the
@@ -330,13 +328,6 @@ async fn a_copy_cut_off_by_a_silent_link_resumes_at_once_on_a_new_connection() {
         started.elapsed()
     );
     assert!(put.resumed_from > 0, "resumed after the verified prefix");
-    assert_eq!(
-        put.host,
-        Followed::Hashed {
-            bytes: data.len() as u64,
-            sha256: sha_hex(&data)
-        }
-    );
-    let on_disk = fleet.host("WS2019").host_path(REMOTE);
-    assert!(std::fs::read(&on_disk).unwrap() == data, "the bytes landed");
+    assert_eq!(put.host, hashed(&data));
+    assert_landed(&fleet, "WS2019", &data);
 }
