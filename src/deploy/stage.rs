@@ -193,7 +193,7 @@ async fn stage_one(
     let mut lost = None;
     if let Err(RemoteError::Unreachable(why) | RemoteError::TimedOut(why)) = &put {
         // A connection lost mid-copy (a network blip, a reset SMB session, a link that went
-        // silent until the operation timed out): once more on a new connection, which resumes
+        // silent until a request timed out): once more on a new connection, which resumes
         // after what is verifiably on the host (and names the old SMB session, so the host lets
         // go of its open at once). A host that is down fails again at once, or after the
         // connect timeout.

@@ -75,7 +75,6 @@ impl WinrmTarget {
         if self.smb.is_none() {
             let config = hive_smb::SmbConfig {
                 connect_timeout: self.timeouts.connect,
-                op_timeout: self.timeouts.operation,
                 // Every staged file is then hashed by the host itself (deploy::stage's
                 // verify_on_target: certutil, Get-FileHash, or a read-back where the host has
                 // neither), so reading every byte back here would only check the same thing twice.
@@ -387,8 +386,17 @@ impl Target for WinrmTarget {
                         // The follower still runs on the host: a new shell for what comes next.
                         session.client().disconnect();
                     }
-                    let _ = upload.close().await;
-                    let _ = share.remove_file(&marker_path).await;
+                    // On a connection that timed out or broke, closing would only wait out the
+                    // timeout again: the next logon names this session, and the host closes the
+                    // file with it.
+                    if !matches!(
+                        e,
+                        hive_smb::SmbError::Timeout { .. }
+                            | hive_smb::SmbError::ConnectionLost { .. }
+                    ) {
+                        let _ = upload.close().await;
+                        let _ = share.remove_file(&marker_path).await;
+                    }
                     return Err(e.into());
                 }
             };
