@@ -678,7 +678,7 @@ impl HeldUpload<'_> {
         let chunk = share.chunk_size();
         let depth = share.config.in_flight.max(1);
         let lag_bound = share.lag_bound();
-        let timeout = share.op_timeout();
+        let stall = share.op_timeout();
         let (from, to) = (self.resumed_from, self.local_len);
         let (tx, chunks) = tokio::sync::mpsc::channel(READ_AHEAD);
         // Buffers whose write is done go back to the reader: no fresh zeroed megabyte per chunk.
@@ -695,9 +695,10 @@ impl HeldUpload<'_> {
             chunks,
             depth,
             lag_bound,
+            stall,
             |offset, data| {
                 let (file, host, unc) = (file.clone(), host.clone(), unc.clone());
-                write_chunk(file, host, unc, offset, data, timeout)
+                write_chunk(file, host, unc, offset, data)
             },
             |buf| {
                 sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
@@ -728,10 +729,16 @@ impl HeldUpload<'_> {
 /// (it then waits for answers), and hands every answered write's buffer to `answered`. On the
 /// first failure it drops `chunks` (the reader stops), lets the writes already issued finish,
 /// and returns the failure.
+///
+/// `stall` bounds the wait for the next answer, not each write: with `depth` writes in flight,
+/// the last of a window is answered only after the ones ahead of it, so on a slow link a single
+/// write may take `depth` times longer than a quiet moment allows. What marks a dead link is
+/// that no write at all is answered for `stall`; the writes still out are then abandoned.
 async fn issue_writes<W, F>(
     mut chunks: tokio::sync::mpsc::Receiver<(u64, Arc<[u8]>)>,
     depth: usize,
     lag_bound: u64,
+    stall: std::time::Duration,
     mut write: W,
     mut answered: impl FnMut(Arc<[u8]>),
     ctx: Ctx<'_>,
@@ -765,7 +772,15 @@ where
             outstanding.issued(offset);
             writes.spawn(write(offset, data));
         }
-        let failed = match writes.join_next().await {
+        let next = match tokio::time::timeout(stall, writes.join_next()).await {
+            Ok(next) => next,
+            Err(_) => {
+                // The reader stops when `chunks` is dropped on return.
+                writes.abort_all();
+                return Err(ctx.timeout(stall));
+            }
+        };
+        let failed = match next {
             Some(Ok(Ok((offset, buf)))) => {
                 outstanding.answered(offset);
                 answered(buf);
@@ -776,11 +791,13 @@ where
             Some(Err(join)) => Some(ctx.other(format!("write task failed: {join}"))),
         };
         if let Some(e) = failed {
-            // Stop the reader, then let the writes already sent finish (each is bounded by the
-            // op timeout) before reporting: otherwise they land after the caller's clean-up,
-            // e.g. re-extend a file truncated to give a full disk its space back.
+            // Stop the reader, then let the writes already sent finish before reporting:
+            // otherwise they land after the caller's clean-up, e.g. re-extend a file truncated
+            // to give a full disk its space back. A link that stops answering meanwhile is
+            // not waited for longer than `stall` per answer.
             drop(chunks);
-            while writes.join_next().await.is_some() {}
+            while let Ok(Some(_)) = tokio::time::timeout(stall, writes.join_next()).await {}
+            writes.abort_all();
             return Err(e);
         }
     }
@@ -892,7 +909,7 @@ fn read_and_hash(
     Ok(hasher)
 }
 
-/// One write request of an upload, bounded by the operation timeout; a short write is an error.
+/// One write request of an upload (the issuing loop bounds the wait); a short write is an error.
 /// Returns the offset (so the caller knows which write was answered) and the buffer, for reuse.
 async fn write_chunk(
     file: Arc<File>,
@@ -900,22 +917,16 @@ async fn write_chunk(
     unc: String,
     offset: u64,
     data: Arc<[u8]>,
-    timeout: std::time::Duration,
 ) -> WriteResult {
     let ctx = Ctx {
         host: &host,
         path: &unc,
         op: "write",
     };
-    let written = match tokio::time::timeout(
-        timeout,
-        file.write_block_zc(data.clone(), offset, None),
-    )
-    .await
-    {
-        Ok(Ok(n)) => n,
-        Ok(Err(e)) => return Err(ctx.smb(smb::Error::IoError(e))),
-        Err(_) => return Err(ctx.timeout(timeout)),
+    // No bound of its own: `issue_writes` bounds the wait for answers (see its `stall`).
+    let written = match file.write_block_zc(data.clone(), offset, None).await {
+        Ok(n) => n,
+        Err(e) => return Err(ctx.smb(smb::Error::IoError(e))),
     };
     if written != data.len() {
         return Err(ctx.other(format!(
@@ -1078,15 +1089,11 @@ mod tests {
         // (end of the write, whether write 0 had been answered when it was issued)
         let issued = Arc::new(Mutex::new(Vec::new()));
         let answered = AtomicU64::new(0);
-        let ctx = Ctx {
-            host: "h",
-            path: r"\\h\s\f",
-            op: "write",
-        };
         let result = issue_writes(
             rx,
             depth,
             lag,
+            std::time::Duration::from_secs(30),
             |offset, data| {
                 let first = first_answered.clone();
                 issued
@@ -1104,7 +1111,7 @@ mod tests {
             |buf| {
                 answered.fetch_add(buf.len() as u64, Ordering::Relaxed);
             },
-            ctx,
+            write_ctx(),
         )
         .await;
         assert!(result.is_ok());
@@ -1131,15 +1138,11 @@ mod tests {
             }
             sent
         });
-        let ctx = Ctx {
-            host: "h",
-            path: r"\\h\s\f",
-            op: "write",
-        };
         let result = issue_writes(
             rx,
             4,
             64,
+            std::time::Duration::from_secs(30),
             |offset, data| async move {
                 if offset == 5 * 16 {
                     Err(Ctx {
@@ -1153,7 +1156,7 @@ mod tests {
                 }
             },
             |_| {},
-            ctx,
+            write_ctx(),
         )
         .await;
         assert!(
@@ -1162,6 +1165,97 @@ mod tests {
         );
         // The reader side saw the channel close instead of feeding all 1000 chunks.
         assert!(feeder.await.unwrap() < 1000);
+    }
+
+    /// Feeds `n` chunks of `chunk` bytes to an issuing loop, as the local reader does.
+    fn feed(n: u64, chunk: usize) -> tokio::sync::mpsc::Receiver<(u64, Arc<[u8]>)> {
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            for i in 0..n {
+                let buf: Arc<[u8]> = vec![0u8; chunk].into();
+                if tx.send((i * chunk as u64, buf)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    fn write_ctx() -> Ctx<'static> {
+        Ctx {
+            host: "h",
+            path: r"\\h\s\f",
+            op: "write",
+        }
+    }
+
+    /// A slow link carries one write at a time, 40 ms each: the fourth write of a window is
+    /// answered 160 ms after it was issued, longer than the 100 ms stall bound, but an answer
+    /// comes every 40 ms, so the upload goes on. (Time is the test clock's: no real waiting.)
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_link_that_keeps_answering_is_not_a_stall() {
+        let link = Arc::new(tokio::sync::Mutex::new(()));
+        let longest = Arc::new(std::sync::Mutex::new(std::time::Duration::ZERO));
+        let answered = AtomicU64::new(0);
+        let result = issue_writes(
+            feed(24, 16),
+            4,
+            4 * 16,
+            std::time::Duration::from_millis(100),
+            |offset, data| {
+                let (link, longest) = (link.clone(), longest.clone());
+                async move {
+                    let issued = tokio::time::Instant::now();
+                    let _wire = link.lock().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+                    let took = issued.elapsed();
+                    let mut longest = longest.lock().unwrap();
+                    *longest = (*longest).max(took);
+                    Ok((offset, data))
+                }
+            },
+            |buf| {
+                answered.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            },
+            write_ctx(),
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(answered.load(Ordering::Relaxed), 24 * 16);
+        assert!(*longest.lock().unwrap() >= std::time::Duration::from_millis(160));
+    }
+
+    /// A link that stops answering: after the third write nothing comes back. The loop gives
+    /// up one stall bound after the last answer, with a timeout, instead of waiting for ever.
+    #[tokio::test(start_paused = true)]
+    async fn a_link_that_stops_answering_times_out_after_the_stall_bound() {
+        let started = tokio::time::Instant::now();
+        let result = issue_writes(
+            feed(100, 16),
+            4,
+            4 * 16,
+            std::time::Duration::from_millis(100),
+            |offset, data| async move {
+                if offset >= 3 * 16 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                Ok((offset, data))
+            },
+            |_| {},
+            write_ctx(),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(SmbError::Timeout { .. })),
+            "{result:?}"
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_millis(100)
+                && waited < std::time::Duration::from_millis(200),
+            "{waited:?}"
+        );
     }
 
     #[test]
