@@ -72,10 +72,11 @@ impl fmt::Debug for Credentials {
 /// Timeouts and transfer shape.
 #[derive(Debug, Clone)]
 pub struct SmbConfig {
-    /// Bound on one SMB round trip (a create, a 1 MiB read, a listing). A server that stops
-    /// answering turns into [`crate::SmbError::Timeout`] after this, never a hang. An upload's
-    /// writes are bounded together instead: it fails when no write at all is answered for this
-    /// long, so a slow link that answers one write after another is not mistaken for a dead one.
+    /// Bound on one SMB round trip (a create, a query, a listing). A server that stops
+    /// answering turns into [`crate::SmbError::Timeout`] after this, never a hang. A pipelined
+    /// transfer's reads or writes are bounded together instead: it fails when no answer at all
+    /// comes for this long, so a slow link that answers one request after another is not
+    /// mistaken for a dead one.
     pub op_timeout: Duration,
     /// Bound on TCP connect + negotiate + logon + tree connect.
     pub connect_timeout: Duration,

@@ -118,7 +118,13 @@ impl SmbShare {
             ..Default::default()
         };
         client_config.connection.port = Some(port);
-        client_config.connection.timeout = Some(config.op_timeout);
+        // The crate bounds each request from when it was sent. hive-smb bounds every call itself
+        // (`bounded`), and a pipelined transfer by its progress: the wait for the next answer
+        // (see `issue_writes`, `next_read`). With `in_flight` requests out, the last of a window
+        // is answered only after the ones ahead of it, so the crate's bound is only a backstop,
+        // long enough for a whole window on a slow link.
+        let window = u32::try_from(config.in_flight.max(1) + 1).unwrap_or(u32::MAX);
+        client_config.connection.timeout = Some(config.op_timeout.saturating_mul(window));
         client_config.connection.auth_methods = AuthMethodsConfig {
             ntlm: true,
             kerberos: false,

@@ -338,7 +338,6 @@ impl SmbShare {
 
     fn refill_reads(&self, pipe: &mut ReadPipe, file: &Arc<File>, path: &RemotePath, to: u64) {
         let chunk = self.chunk_size() as u64;
-        let timeout = self.op_timeout();
         while pipe.next < to && pipe.tasks.tasks.len() < self.config.in_flight.max(1) {
             let offset = pipe.next;
             let len = chunk.min(to - offset) as usize;
@@ -349,25 +348,35 @@ impl SmbShare {
                     path: &unc,
                     op: "read",
                 };
-                read_exactly(&file, offset, len, timeout, ctx).await
+                read_exactly(&file, offset, len, ctx).await
             }));
             pipe.next += len as u64;
         }
     }
 
+    /// The next chunk in order. The wait for it is bounded by the operation timeout, not each
+    /// read from when it was sent: with `in_flight` reads out, the last of a window arrives only
+    /// after the ones ahead of it, so on a slow link it may take `in_flight` times longer, while
+    /// answers keep coming. A dead link answers none, and times out.
     async fn next_read(
         &self,
         pipe: &mut ReadPipe,
         path: &RemotePath,
     ) -> Result<Option<Vec<u8>>, SmbError> {
-        let Some(task) = pipe.tasks.tasks.pop_front() else {
+        let Some(mut task) = pipe.tasks.tasks.pop_front() else {
             return Ok(None);
         };
-        match task.await {
-            Ok(r) => r.map(Some),
-            Err(join) => Err(self
+        let stall = self.op_timeout();
+        match tokio::time::timeout(stall, &mut task).await {
+            Ok(Ok(r)) => r.map(Some),
+            Ok(Err(join)) => Err(self
                 .ctx(&self.unc(path), "read")
                 .other(format!("read task failed: {join}"))),
+            Err(_) => {
+                // The rest of the pipe is aborted when it is dropped.
+                task.abort();
+                Err(self.ctx(&self.unc(path), "read").timeout(stall))
+            }
         }
     }
 
@@ -829,27 +838,19 @@ struct ReadPipe {
 
 /// One read request of up to `len` bytes at `offset`, retried until `len` bytes or end of file:
 /// a server may return fewer bytes than asked.
-async fn read_exactly(
-    file: &File,
-    offset: u64,
-    len: usize,
-    timeout: std::time::Duration,
-    ctx: Ctx<'_>,
-) -> ChunkResult {
+async fn read_exactly(file: &File, offset: u64, len: usize, ctx: Ctx<'_>) -> ChunkResult {
     // The first answer's buffer is kept as it is (no zeroed buffer to copy it into); a short
     // answer (the server's max read size, or the end of the file) is completed by more reads.
     let mut buf: Vec<u8> = Vec::new();
     while buf.len() < len {
         let at = offset + buf.len() as u64;
-        let read = tokio::time::timeout(
-            timeout,
-            file.read_block_owned(at, len - buf.len(), None, false),
-        )
-        .await;
-        let data = match read {
-            Ok(Ok(data)) => data,
-            Ok(Err(e)) => return Err(ctx.smb(smb::Error::IoError(e))),
-            Err(_) => return Err(ctx.timeout(timeout)),
+        // No bound of its own: the caller bounds the wait for each chunk (see `next_read`).
+        let data = match file
+            .read_block_owned(at, len - buf.len(), None, false)
+            .await
+        {
+            Ok(data) => data,
+            Err(e) => return Err(ctx.smb(smb::Error::IoError(e))),
         };
         if data.is_empty() {
             break;

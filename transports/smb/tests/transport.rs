@@ -244,6 +244,47 @@ async fn a_failed_download_leaves_no_file() {
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
 
+/// A thin link: 4 MiB/s each way through the proxy, with a 2 s bound. A window of 16 requests of
+/// 1 MiB takes 4 s to cross, so a bound on each request from when it was sent failed this
+/// healthy transfer; an answer still comes every quarter second, so the upload, its read-back
+/// and a download go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_link_that_keeps_answering_is_not_a_dead_one() {
+    let proxy = Proxy::start(port()).await;
+    proxy.limit(4 * MIB as u64);
+    let (name, root) = share("ADMIN");
+    let config = SmbConfig {
+        op_timeout: Duration::from_secs(2),
+        ..SmbConfig::default()
+    };
+    let conn = SmbShare::connect(&host(), proxy.port, &name, &creds(), &config)
+        .await
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let body = data(12 * MIB, 78);
+    let local = local_file(tmp.path(), "thin.msu", &body);
+    let remote = unique("thin-link.msu");
+    let started = std::time::Instant::now();
+    let report = conn
+        .upload(&local, &remote)
+        .await
+        .expect("upload on a thin link");
+    assert!(report.verified_by_reading_back);
+    // 12 MiB each way at 4 MiB/s: the link, not loopback, set the pace.
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(std::fs::read(root.join(&remote)).unwrap(), body);
+    let back = tmp.path().join("back.msu");
+    conn.download(&remote, &back)
+        .await
+        .expect("download on a thin link");
+    assert_eq!(std::fs::read(&back).unwrap(), body);
+    std::fs::remove_file(root.join(&remote)).unwrap();
+}
+
 /// The network breaks in the middle of a 64 MiB upload; the next upload on a new connection
 /// resumes after what is verifiably on the server and the file ends up whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! A loopback TCP proxy in front of the real Samba that can cut every connection (a broken
-//! network) or stop forwarding (a server that no longer answers), on demand.
+//! network), stop forwarding (a server that no longer answers) or carry only so many bytes a
+//! second each way (a thin link), on demand.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,6 +14,8 @@ pub struct Proxy {
     /// Bytes forwarded from clients to the server so far.
     pub bytes_up: Arc<AtomicU64>,
     stall: Arc<AtomicBool>,
+    /// Bytes a second each way; 0: as fast as loopback goes.
+    rate: Arc<AtomicU64>,
     cut: watch::Sender<u64>,
 }
 
@@ -22,8 +25,9 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let bytes_up = Arc::new(AtomicU64::new(0));
         let stall = Arc::new(AtomicBool::new(false));
+        let rate = Arc::new(AtomicU64::new(0));
         let (cut, cut_rx) = watch::channel(0u64);
-        let (up, st) = (bytes_up.clone(), stall.clone());
+        let (up, st, rt) = (bytes_up.clone(), stall.clone(), rate.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)).await else {
@@ -31,15 +35,26 @@ impl Proxy {
                 };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                tokio::spawn(pump(client, server, up.clone(), st.clone(), cut_rx.clone()));
+                let link = Link {
+                    up: up.clone(),
+                    stall: st.clone(),
+                    rate: rt.clone(),
+                };
+                tokio::spawn(pump(client, server, link, cut_rx.clone()));
             }
         });
         Proxy {
             port,
             bytes_up,
             stall,
+            rate,
             cut,
         }
+    }
+
+    /// Carries at most `bytes_per_sec` each way from now on (0: no limit).
+    pub fn limit(&self, bytes_per_sec: u64) {
+        self.rate.store(bytes_per_sec, Ordering::SeqCst);
     }
 
     /// Drops every open connection through the proxy (new ones still work).
@@ -53,17 +68,27 @@ impl Proxy {
     }
 }
 
-async fn pump(
-    client: TcpStream,
-    server: TcpStream,
+/// What the pumps share with the proxy's switches.
+struct Link {
     up: Arc<AtomicU64>,
     stall: Arc<AtomicBool>,
-    mut cut: watch::Receiver<u64>,
-) {
+    rate: Arc<AtomicU64>,
+}
+
+/// Holds a direction back as long as `n` bytes take at the proxy's rate, if it has one.
+async fn pace(rate: &AtomicU64, n: usize) {
+    let rate = rate.load(Ordering::SeqCst);
+    if rate > 0 {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(n as f64 / rate as f64)).await;
+    }
+}
+
+async fn pump(client: TcpStream, server: TcpStream, link: Link, mut cut: watch::Receiver<u64>) {
     cut.mark_unchanged();
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
-    let stall2 = stall.clone();
+    let Link { up, stall, rate } = link;
+    let (stall2, rate2) = (stall.clone(), rate.clone());
     let upstream = async move {
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -78,6 +103,7 @@ async fn pump(
             if sw.write_all(&buf[..n]).await.is_err() {
                 return;
             }
+            pace(&rate, n).await;
         }
     };
     let downstream = async move {
@@ -93,6 +119,7 @@ async fn pump(
             if cw.write_all(&buf[..n]).await.is_err() {
                 return;
             }
+            pace(&rate2, n).await;
         }
     };
     tokio::select! {
