@@ -80,10 +80,8 @@ pub struct HeldUpload<'a> {
     local_len: u64,
     file: Arc<File>,
     resumed_from: u64,
-    /// Whether the local file's SHA-256 is computed (see [`SmbShare::begin_upload`]).
-    hash_locally: bool,
-    /// The verified prefix's SHA-256 state, when hashing locally, until [`HeldUpload::send`]
-    /// takes it.
+    /// The verified prefix's SHA-256 state, when hashing locally (see
+    /// [`SmbShare::begin_upload`]), until [`HeldUpload::send`] takes it.
     prefix_hash: Option<Sha256>,
     /// Set by [`HeldUpload::send`]: a second send is refused.
     sent: bool,
@@ -254,11 +252,10 @@ impl SmbShare {
             local_len,
             file,
             resumed_from: 0,
-            hash_locally,
             prefix_hash: None,
             sent: false,
         };
-        match held.settle().await {
+        match held.settle(hash_locally).await {
             Ok(()) => Ok(held),
             Err(e) => {
                 // The data calls' error is the one to report; a failed close is only logged.
@@ -607,12 +604,12 @@ impl HeldUpload<'_> {
     /// prefix equal to the local file (whole chunks, read back) is kept (and hashed, when hashing
     /// locally), and anything after it is cut off, so that no byte on the server is one hive may
     /// still overwrite beyond the lag bound.
-    async fn settle(&mut self) -> Result<(), SmbError> {
+    async fn settle(&mut self, hash_locally: bool) -> Result<(), SmbError> {
         let share = self.share;
         let unc = share.unc(&self.path);
         let ctx = share.ctx(&unc, "upload");
         let remote_len = share.file_size(&self.file, &self.path).await?;
-        let mut hasher = self.hash_locally.then(Sha256::new);
+        let mut hasher = hash_locally.then(Sha256::new);
         let resumed_from = if remote_len == 0 || remote_len > self.local_len {
             0
         } else {
@@ -1077,21 +1074,12 @@ mod tests {
         use std::sync::atomic::AtomicBool;
         let (depth, chunk, n) = (4usize, 4096u64, 64u64);
         let lag = depth as u64 * chunk;
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(async move {
-            for i in 0..n {
-                let buf: Arc<[u8]> = vec![0u8; chunk as usize].into();
-                if tx.send((i * chunk, buf)).await.is_err() {
-                    return;
-                }
-            }
-        });
         let first_answered = Arc::new(AtomicBool::new(false));
         // (end of the write, whether write 0 had been answered when it was issued)
         let issued = Arc::new(Mutex::new(Vec::new()));
         let answered = AtomicU64::new(0);
         let result = issue_writes(
-            rx,
+            feed(n, chunk as usize),
             depth,
             lag,
             std::time::Duration::from_secs(30),

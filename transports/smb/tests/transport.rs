@@ -252,14 +252,12 @@ async fn a_failed_download_leaves_no_file() {
 async fn a_slow_link_that_keeps_answering_is_not_a_dead_one() {
     let proxy = Proxy::start(port()).await;
     proxy.limit(4 * MIB as u64);
-    let (name, root) = share("ADMIN");
+    let (_, root) = share("ADMIN");
     let config = SmbConfig {
         op_timeout: Duration::from_secs(2),
         ..SmbConfig::default()
     };
-    let conn = SmbShare::connect(&host(), proxy.port, &name, &creds(), &config)
-        .await
-        .unwrap();
+    let conn = connect_at(proxy.port, "ADMIN", &config).await;
     let tmp = tempfile::tempdir().unwrap();
     let body = data(12 * MIB, 78);
     let local = local_file(tmp.path(), "thin.msu", &body);
@@ -290,14 +288,12 @@ async fn a_slow_link_that_keeps_answering_is_not_a_dead_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_resumes_after_a_broken_connection() {
     let proxy = Proxy::start(port()).await;
-    let (name, root) = share("ADMIN");
+    let (_, root) = share("ADMIN");
     let config = SmbConfig {
         op_timeout: Duration::from_secs(10),
         ..SmbConfig::default()
     };
-    let through_proxy = SmbShare::connect(&host(), proxy.port, &name, &creds(), &config)
-        .await
-        .unwrap();
+    let through_proxy = connect_at(proxy.port, "ADMIN", &config).await;
     let tmp = tempfile::tempdir().unwrap();
     let body = data(64 * MIB, 77);
     let local = local_file(tmp.path(), "big.msu", &body);
@@ -351,10 +347,7 @@ async fn upload_resumes_after_a_broken_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_on_a_connection_that_broke_while_idle_are_lost_connections() {
     let proxy = Proxy::start(port()).await;
-    let (name, _) = share("ADMIN");
-    let conn = SmbShare::connect(&host(), proxy.port, &name, &creds(), &SmbConfig::default())
-        .await
-        .unwrap();
+    let conn = connect_at(proxy.port, "ADMIN", &SmbConfig::default()).await;
     conn.stat("")
         .await
         .expect("the share's root before the break");
@@ -395,9 +388,7 @@ async fn a_silent_server_times_out() {
         connect_retries: 0,
         ..SmbConfig::default()
     };
-    let conn = SmbShare::connect(&host(), proxy.port, &name, &creds(), &config)
-        .await
-        .unwrap();
+    let conn = connect_at(proxy.port, "ADMIN", &config).await;
     proxy.stall(true);
     let started = std::time::Instant::now();
     let err = conn.stat("anything").await.expect_err("must time out");

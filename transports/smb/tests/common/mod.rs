@@ -58,6 +58,11 @@ pub async fn connect_with(kind: &str, config: &SmbConfig) -> SmbShare {
     } else {
         port()
     };
+    connect_at(port, kind, config).await
+}
+
+/// Share `kind` reached on `port`: the test Samba's own, or a proxy in front of it.
+pub async fn connect_at(port: u16, kind: &str, config: &SmbConfig) -> SmbShare {
     let (name, _) = share(kind);
     SmbShare::connect(&host(), port, &name, &creds(), config)
         .await
