@@ -54,6 +54,15 @@ fn payload(len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A local installer of `len` bytes: its folder (removed when dropped), bytes and path.
+fn installer(len: usize) -> (tempfile::TempDir, Vec<u8>, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(len);
+    let local = dir.path().join("installer.exe");
+    std::fs::write(&local, &data).unwrap();
+    (dir, data, local)
+}
+
 /// What the host answers when it hashed all of `data`.
 fn hashed(data: &[u8]) -> Followed {
     Followed::Hashed {
@@ -97,11 +106,8 @@ fn follower_scripts(fleet: &SimFleet, name: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_hashes_a_large_file_while_it_arrives() {
     let fleet = SimFleet::start("follow-big", FLEET).await;
-    let dir = tempfile::tempdir().unwrap();
     // Larger than the upload's lag bound (16 MiB): most of it is hashed during the copy.
-    let data = payload(40 << 20);
-    let local = dir.path().join("big.exe");
-    std::fs::write(&local, &data).unwrap();
+    let (_dir, data, local) = installer(40 << 20);
     let mut t = target(&fleet, "WS2019");
     assert!(t.hashes_while_copying());
     let put = t
@@ -141,10 +147,7 @@ async fn the_host_hashes_a_large_file_while_it_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_copy_is_hashed_from_its_first_byte() {
     let fleet = SimFleet::start("follow-resume", FLEET).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = payload(24 << 20);
-    let local = dir.path().join("big.exe");
-    std::fs::write(&local, &data).unwrap();
+    let (_dir, data, local) = installer(24 << 20);
     // An earlier copy broke off after 5 MiB.
     let on_disk = fleet.host("WS2019").host_path(REMOTE);
     std::fs::create_dir_all(on_disk.parent().unwrap()).unwrap();
@@ -161,10 +164,7 @@ async fn a_resumed_copy_is_hashed_from_its_first_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_usable_powershell_the_file_still_lands_and_says_why() {
     let fleet = SimFleet::start("follow-nops", FLEET).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = payload(3 << 20);
-    let local = dir.path().join("small.exe");
-    std::fs::write(&local, &data).unwrap();
+    let (_dir, data, local) = installer(3 << 20);
     for name in ["PS1", "NOPS"] {
         let mut t = target(&fleet, name);
         let put = t
@@ -183,10 +183,7 @@ async fn without_a_usable_powershell_the_file_still_lands_and_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_waits_while_another_handle_refuses_writers() {
     let fleet = SimFleet::start("follow-busy", FLEET).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = payload(2 << 20);
-    let local = dir.path().join("big.exe");
-    std::fs::write(&local, &data).unwrap();
+    let (_dir, data, local) = installer(2 << 20);
     // Another connection (a handle the server has not let go of yet, an antivirus scan) holds
     // the file the way hive's own uploads do: nobody else may write it.
     let inv = fleet.inventory_host("WS2019");
@@ -291,10 +288,7 @@ async fn relay_that_goes_dark(upstream: std::net::SocketAddr, dark_after: u64) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_copy_cut_off_by_a_silent_link_resumes_at_once_on_a_new_connection() {
     let fleet = SimFleet::start("follow-dark", FLEET).await;
-    let dir = tempfile::tempdir().unwrap();
-    let data = payload(24 << 20);
-    let local = dir.path().join("big.exe");
-    std::fs::write(&local, &data).unwrap();
+    let (_dir, data, local) = installer(24 << 20);
     let mut host = fleet.inventory_host("WS2019").clone();
     let samba: std::net::SocketAddr = format!("{}:{}", host.smb_address, host.smb_port)
         .parse()

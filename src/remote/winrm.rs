@@ -389,11 +389,7 @@ impl Target for WinrmTarget {
                     // On a connection that timed out or broke, closing would only wait out the
                     // timeout again: the next logon names this session, and the host closes the
                     // file with it.
-                    if !matches!(
-                        e,
-                        hive_smb::SmbError::Timeout { .. }
-                            | hive_smb::SmbError::ConnectionLost { .. }
-                    ) {
+                    if !e.is_transient() {
                         let _ = upload.close().await;
                         let _ = share.remove_file(&marker_path).await;
                     }
